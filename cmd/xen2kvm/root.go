@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes of the CLI contract.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// usageError marks errors in how the command was called (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// commands holds the constructors of the subcommands; each subcommand's
+// file registers its own in an init function.
+var commands []func() *cobra.Command
+
+func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
+
+// hinter is implemented by errors that carry advice for the user.
+type hinter interface{ Hint() string }
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "xen2kvm",
+		Short: "Migrate RHEL 5 era Xen guests to KVM",
+		Long: `xen2kvm migrates guests from RHEL 5 era Xen hosts to KVM.
+
+It reads Xen domain configs (xm files from /etc/xen, xl.cfg, xend SXP,
+libvirt XML) and the guests' disk images, converts the drivers inside the
+guest (Xen PV block/net/console to virtio and ttyS0), converts the disk
+formats (qcow2 or sparse raw) and proves the result boots under KVM.
+
+The source disks are only ever opened read-only; no helper VM, no root and
+none of the guest's own binaries are needed.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{err}
+	})
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd())
+	}
+	return root
+}
+
+// run executes the CLI with args and returns the process exit status.
+func run(ctx context.Context, args []string) int {
+	return runWith(ctx, args, os.Stdout, os.Stderr)
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "xen2kvm: error: %v\n", err)
+	var h hinter
+	if errors.As(err, &h) && h.Hint() != "" {
+		fmt.Fprintf(stderr, "xen2kvm: hint: %s\n", h.Hint())
+	}
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		return exitUsage
+	}
+	return exitFail
+}

@@ -1,0 +1,42 @@
+// Package diskimg is xen2kvm's block-device layer: disk image formats
+// (raw, qcow2, qcow, VHD), sparse extents, a copy-on-write overlay,
+// partition tables, LVM2 volumes and the concurrent copy engine.
+//
+// Sources are always opened read-only. Everything above this package (the
+// guest filesystem layer, the converter) works on a Device.
+package diskimg
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Device is a random-access block device: a disk image, a partition, an
+// LVM logical volume or an overlay over any of these.
+type Device interface {
+	io.ReaderAt
+	io.WriterAt
+	// Size is the virtual size in bytes.
+	Size() int64
+}
+
+// Extent is a byte range of a device.
+type Extent struct {
+	Offset int64
+	Length int64
+}
+
+// ExtentLister is implemented by devices that know which ranges hold data.
+// Ranges not listed read as zeros. The extents are sorted and do not overlap.
+type ExtentLister interface {
+	Extents(ctx context.Context) ([]Extent, error)
+}
+
+// Sentinel errors.
+var (
+	// ErrReadOnly is returned by WriteAt on a read-only device.
+	ErrReadOnly = errors.New("device is read-only")
+	// ErrNotSupported is returned for an optional capability a device lacks.
+	ErrNotSupported = errors.New("not supported")
+)

@@ -1,0 +1,29 @@
+# Sourced by scripts/test and scripts/demo: installs the Debian packages
+# xen2kvm's tests and demo use. Runs apt-get only for what is missing.
+
+# Packages: QEMU and qemu-img (launcher, image oracle), libvirt-clients
+# (virt-xml-validate), e2fsprogs (mke2fs -d, e2fsck, debugfs), lvm2 (real
+# LVM volumes for the disk engine's tests), busybox-static and the Debian
+# kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
+# chromium (renders the HTML dry-run report in a test).
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git)
+
+install_deps() {
+	local missing=()
+	for p in "${XEN2KVM_DEBS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ! command -v go >/dev/null 2>&1; then
+		if [ -x /usr/local/go/bin/go ]; then
+			export PATH=/usr/local/go/bin:$PATH
+		else
+			missing+=(golang-go)
+		fi
+	fi
+	[ ${#missing[@]} -eq 0 ] && return 0
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	echo "xen2kvm: installing ${missing[*]}" >&2
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
