@@ -1,0 +1,51 @@
+// Package testutil holds small helpers shared by xen2kvm's tests.
+package testutil
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI tells whether the tests run under CI (CI=true), where every
+// external tool is installed and a missing one is a failure, not a skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// NeedTool returns the path of an external program the test needs. When it
+// is missing the test is skipped with a message, or fails under CI.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, "%s not found on PATH (scripts/test installs it)", name)
+	}
+	return p
+}
+
+// Unavailable skips the test with the message, or fails it under CI.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("required under CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// HashFile returns the SHA-256 of a file, for proving a source image was
+// not written.
+func HashFile(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
