@@ -1,0 +1,153 @@
+// Package report holds what xen2kvm says about a migration: per guest the
+// source config summary, each disk with its size and copy estimate, the
+// planned in-guest edits as unified diffs, the target KVM definition,
+// warnings, blockers and, after a real run, validation and boot results.
+// The same model is written as text, JSON or one self-contained HTML page.
+//
+//	g := &report.Guest{Name: "web01", ...}
+//	report.WriteText(os.Stdout, g)
+//	report.WriteHTML(f, g) // html/template, inline CSS, no external resources
+package report
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+)
+
+// Status is where a guest's migration stands.
+type Status string
+
+const (
+	StatusPlanned  Status = "planned"  // dry run: nothing was written
+	StatusBlocked  Status = "blocked"  // the conversion cannot proceed
+	StatusMigrated Status = "migrated" // output written and validated
+	StatusFailed   Status = "failed"   // an error stopped the migration
+)
+
+// Guest is the report of one guest.
+type Guest struct {
+	Name   string `json:"name"`
+	Config string `json:"config"` // the Xen config file
+	Status Status `json:"status"`
+	DryRun bool   `json:"dry_run"`
+	// Error is why the migration failed, when it did.
+	Error string `json:"error,omitempty"`
+
+	Source Source `json:"source"`
+	OS     *OS    `json:"os,omitempty"`
+	Disks  []Disk `json:"disks"`
+	Edits  []Edit `json:"edits"`
+	// TargetXML is the libvirt domain XML of the KVM guest.
+	TargetXML string `json:"target_xml,omitempty"`
+	// OutDir is where the output is (or would be) written.
+	OutDir string `json:"outdir,omitempty"`
+	// Files are the output files, relative to OutDir.
+	Files []string `json:"files,omitempty"`
+
+	Warnings []string `json:"warnings"`
+	Blockers []string `json:"blockers"`
+
+	Validation []Check `json:"validation,omitempty"`
+	Boot       *Boot   `json:"boot,omitempty"`
+
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+}
+
+// Source summarises the Xen domain config.
+type Source struct {
+	File         string `json:"file"`
+	Format       string `json:"format"`         // xm | xl | sxp | libvirt
+	Type         string `json:"type"`           // pv | hvm
+	MemoryMiB    int64  `json:"memory_mib"`     // at boot
+	MaxMemoryMiB int64  `json:"max_memory_mib"` // ceiling
+	VCPUs        int    `json:"vcpus"`
+	Bootloader   string `json:"bootloader,omitempty"`
+	Kernel       string `json:"kernel,omitempty"`
+	NICs         []NIC  `json:"nics,omitempty"`
+}
+
+// NIC is a network interface, as on Xen and on KVM.
+type NIC struct {
+	MAC      string `json:"mac"`
+	Bridge   string `json:"bridge,omitempty"`
+	Model    string `json:"model,omitempty"`     // Xen side
+	NewModel string `json:"new_model,omitempty"` // KVM side
+}
+
+// OS is what inspection found inside the guest.
+type OS struct {
+	Distro  string `json:"distro,omitempty"`
+	Version string `json:"version,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	// Kernel is the kernel the KVM guest will boot.
+	Kernel string `json:"kernel,omitempty"`
+	Virtio bool   `json:"virtio"`
+}
+
+// Disk is one disk of the guest.
+type Disk struct {
+	Source       string `json:"source"`                  // path in the Xen config
+	Path         string `json:"path"`                    // path read, after --disk-map
+	Backend      string `json:"backend,omitempty"`       // file | phy | tap:aio | ...
+	SourceFormat string `json:"source_format,omitempty"` // as detected
+	Target       string `json:"target"`                  // Xen device, e.g. xvda
+	NewTarget    string `json:"new_target"`              // KVM device, e.g. vda
+	Bus          string `json:"bus,omitempty"`           // virtio | ide
+	Device       string `json:"device,omitempty"`        // disk | cdrom
+
+	VirtualSize int64  `json:"virtual_size"`
+	Allocated   int64  `json:"allocated"` // bytes holding data in the source
+	Format      string `json:"format"`    // target format
+	Output      string `json:"output,omitempty"`
+
+	EstimatedSize        int64   `json:"estimated_size"`
+	EstimatedCopySeconds float64 `json:"estimated_copy_seconds"`
+	// CopySeconds is the measured copy time, after a real run.
+	CopySeconds float64 `json:"copy_seconds,omitempty"`
+	// OutputSize is the size of the written image, after a real run.
+	OutputSize int64 `json:"output_size,omitempty"`
+}
+
+// Edit is one planned or applied change inside the guest.
+type Edit struct {
+	Path string `json:"path"`
+	Rule string `json:"rule,omitempty"`
+	Why  string `json:"why,omitempty"`
+	// Diff is a unified diff of the change (for binary files such as an
+	// initrd, a summary of what is added).
+	Diff string `json:"diff"`
+}
+
+// Check is one validation step over the written output.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Boot is the result of the boot check.
+type Boot struct {
+	Ran     bool    `json:"ran"`
+	OK      bool    `json:"ok"`
+	Accel   string  `json:"accel,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
+	// Skipped says why the boot check did not run.
+	Skipped string `json:"skipped,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// WriteJSON writes the guests as indented JSON: one object for one
+// guest, an array for several.
+func WriteJSON(w io.Writer, guests ...*Guest) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if len(guests) == 1 {
+		return enc.Encode(guests[0])
+	}
+	if guests == nil {
+		guests = []*Guest{}
+	}
+	return enc.Encode(guests)
+}

@@ -1,0 +1,131 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// sample is a dry-run report shaped like the one of a CentOS 5 PV guest.
+func sample() *Guest {
+	return &Guest{
+		Name:   "centos5",
+		Config: "/etc/xen/centos5",
+		Status: StatusPlanned,
+		DryRun: true,
+		Source: Source{
+			File: "/etc/xen/centos5", Format: "xm", Type: "pv",
+			MemoryMiB: 512, MaxMemoryMiB: 1024, VCPUs: 2, Bootloader: "/usr/bin/pygrub",
+			NICs: []NIC{{MAC: "00:16:3e:12:34:56", Bridge: "xenbr0", NewModel: "virtio"}},
+		},
+		OS: &OS{Distro: "centos", Version: "5.11", Arch: "x86_64", Kernel: "2.6.18-398.el5", Virtio: true},
+		Disks: []Disk{{
+			Source: "/var/lib/xen/images/centos5.img", Path: "/srv/import/centos5.img",
+			Backend: "tap:aio", SourceFormat: "raw", Target: "xvda", NewTarget: "vda", Bus: "virtio",
+			VirtualSize: 8 << 30, Allocated: 1536 << 20, Format: "qcow2",
+			EstimatedSize: 1540 << 20, EstimatedCopySeconds: 6.1,
+		}},
+		Edits: []Edit{
+			{Path: "etc/fstab", Rule: "remap-block-devices", Why: "xvd* disks are vd* under virtio",
+				Diff: "--- a/etc/fstab\n+++ b/etc/fstab\n@@ -1,2 +1,2 @@\n-/dev/xvda2 / ext3 defaults 1 1\n+/dev/vda2 / ext3 defaults 1 1\n /dev/xvda1 /boot ext3 defaults 1 2\n"},
+			{Path: "boot/initrd-2.6.18-398.el5.img", Rule: "initrd", Diff: "+ lib/virtio_blk.ko\n"},
+		},
+		TargetXML: "<domain type='kvm'>\n  <name>centos5</name>\n</domain>\n",
+		Warnings:  []string{"SELinux is enforcing: /.autorelabel added"},
+		Blockers:  nil,
+		Started:   time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC),
+		Finished:  time.Date(2026, 11, 23, 20, 0, 1, 0, time.UTC),
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./report -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output:\n%s", path, got)
+	}
+}
+
+func TestWriteTextGolden(t *testing.T) {
+	failed := sample()
+	failed.Name, failed.Status, failed.DryRun = "broken", StatusFailed, false
+	failed.Error = "opening disk xvda: /srv/import/broken.img: no such file or directory"
+	failed.Edits, failed.Disks, failed.OS = nil, nil, nil
+	failed.Blockers = []string{"only Xen kernels are installed: install kernel (x86_64)"}
+	failed.Boot = &Boot{Skipped: "qemu-system-x86_64 not found"}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, sample(), failed); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report.txt", buf.Bytes())
+}
+
+func TestWriteJSONRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteJSON(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	var back Guest
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Name != "centos5" || len(back.Edits) != 2 || back.Disks[0].Allocated != 1536<<20 {
+		t.Errorf("round trip lost data: %+v", back)
+	}
+	buf.Reset()
+	if err := WriteJSON(&buf, sample(), sample()); err != nil {
+		t.Fatal(err)
+	}
+	var many []Guest
+	if err := json.Unmarshal(buf.Bytes(), &many); err != nil || len(many) != 2 {
+		t.Errorf("two guests: %v, %d", err, len(many))
+	}
+}
+
+func TestWriteHTMLSelfContained(t *testing.T) {
+	g := sample()
+	g.Edits[0].Why = `<script>alert("x")</script>`
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	html := buf.String()
+	for _, bad := range []string{"<script>", "http://", "https://", "<link", "@import", "src="} {
+		if strings.Contains(html, bad) {
+			t.Errorf("page contains %q: not self-contained or not escaped", bad)
+		}
+	}
+	for _, want := range []string{"centos5", `class="add">&#43;/dev/vda2`, `class="del">-/dev/xvda2`, "&lt;domain type=&#39;kvm&#39;&gt;"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1536, "1.5 KiB"}, {8 << 30, "8.0 GiB"}, {3 << 40, "3.0 TiB"}} {
+		if got := Bytes(tc.n); got != tc.want {
+			t.Errorf("Bytes(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Bytes formats a byte count for people: 0 B, 512 B, 1.5 KiB, 8.0 GiB.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Seconds formats a duration in seconds for people: 0.4 s, 12 s, 3m05s.
+func Seconds(s float64) string {
+	switch {
+	case s < 10:
+		return fmt.Sprintf("%.1f s", s)
+	case s < 120:
+		return fmt.Sprintf("%.0f s", s)
+	default:
+		m := int(s) / 60
+		return fmt.Sprintf("%dm%02ds", m, int(s)-60*m)
+	}
+}
+
+// WriteText writes the guests' reports as plain text.
+func WriteText(w io.Writer, guests ...*Guest) error {
+	ew := &errWriter{w: w}
+	for i, g := range guests {
+		if i > 0 {
+			ew.printf("\n")
+		}
+		writeGuestText(ew, g)
+	}
+	return ew.err
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+
+func writeGuestText(w *errWriter, g *Guest) {
+	title := fmt.Sprintf("Guest %s: %s", g.Name, g.Status)
+	if g.DryRun {
+		title += " (dry run: nothing written)"
+	}
+	w.printf("%s\n%s\n", title, strings.Repeat("=", len(title)))
+	if g.Error != "" {
+		w.printf("Error: %s\n", g.Error)
+	}
+	s := g.Source
+	w.printf("\nSource config: %s (%s)\n", s.File, s.Format)
+	w.printf("  type %s, %d MiB memory (max %d MiB), %d vCPU\n", s.Type, s.MemoryMiB, s.MaxMemoryMiB, s.VCPUs)
+	if s.Bootloader != "" {
+		w.printf("  boot loader %s\n", s.Bootloader)
+	}
+	if s.Kernel != "" {
+		w.printf("  kernel %s\n", s.Kernel)
+	}
+	for _, n := range s.NICs {
+		w.printf("  nic %s bridge %s model %s -> %s\n", n.MAC, orDash(n.Bridge), orDash(n.Model), orDash(n.NewModel))
+	}
+	if g.OS != nil {
+		w.printf("\nGuest OS: %s %s %s\n", g.OS.Distro, g.OS.Version, g.OS.Arch)
+		if g.OS.Kernel != "" {
+			w.printf("  boots kernel %s (virtio: %v)\n", g.OS.Kernel, g.OS.Virtio)
+		}
+	}
+	if len(g.Disks) > 0 {
+		w.printf("\nDisks:\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  XEN\tKVM\tSOURCE\tVIRTUAL\tALLOCATED\tFORMAT\tEST. SIZE\tEST. COPY\n")
+		for _, d := range g.Disks {
+			src := d.Path
+			if d.Source != d.Path && d.Source != "" {
+				src = d.Source + " -> " + d.Path
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Target, orDash(d.NewTarget), src,
+				Bytes(d.VirtualSize), Bytes(d.Allocated), d.Format, Bytes(d.EstimatedSize), Seconds(d.EstimatedCopySeconds))
+		}
+		tw.Flush()
+	}
+	if len(g.Edits) > 0 {
+		w.printf("\nEdits inside the guest:\n")
+		for _, e := range g.Edits {
+			w.printf("\n--- %s", e.Path)
+			if e.Rule != "" {
+				w.printf(" [%s]", e.Rule)
+			}
+			if e.Why != "" {
+				w.printf(": %s", e.Why)
+			}
+			w.printf("\n%s", e.Diff)
+			if e.Diff != "" && !strings.HasSuffix(e.Diff, "\n") {
+				w.printf("\n")
+			}
+		}
+	}
+	if g.TargetXML != "" {
+		w.printf("\nTarget KVM domain (libvirt XML):\n%s", g.TargetXML)
+		if !strings.HasSuffix(g.TargetXML, "\n") {
+			w.printf("\n")
+		}
+	}
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		w.printf("\n%s:\n", title)
+		for _, it := range items {
+			w.printf("  - %s\n", it)
+		}
+	}
+	list("Warnings", g.Warnings)
+	list("Blockers", g.Blockers)
+	if len(g.Validation) > 0 {
+		w.printf("\nValidation of the output:\n")
+		for _, c := range g.Validation {
+			mark := "ok  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			w.printf("  %s %s", mark, c.Name)
+			if c.Detail != "" {
+				w.printf(": %s", c.Detail)
+			}
+			w.printf("\n")
+		}
+	}
+	if b := g.Boot; b != nil {
+		switch {
+		case !b.Ran:
+			w.printf("\nBoot check: skipped (%s)\n", b.Skipped)
+		case b.OK:
+			w.printf("\nBoot check: login prompt reached in %s (%s)\n", Seconds(b.Seconds), b.Accel)
+		default:
+			w.printf("\nBoot check: FAILED: %s\n", b.Detail)
+		}
+	}
+	if len(g.Files) > 0 {
+		w.printf("\nWritten to %s:\n", g.OutDir)
+		for _, f := range g.Files {
+			w.printf("  %s\n", f)
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
