@@ -40,9 +40,9 @@ var qemuCases = []struct {
 			MemoryMiB: 1024, MaxMemoryMiB: 1024, VCPUs: 2, MaxVCPUs: 2,
 			Machine: "pc", OS: "linux", ACPI: true, APIC: true, PAE: true,
 			BootFromDisk: true,
-			Disks: []KVMDisk{{Path: "/srv/kvm/rhel5pv/rhel5pv-vda.qcow2", Format: "qcow2", Target: "vda", Bus: "virtio", Device: "disk"}},
-			NICs:  []KVMNIC{{MAC: "00:16:3e:12:34:56", Model: "virtio", Bridge: "xenbr0"}},
-			Serial: true,
+			Disks:        []KVMDisk{{Path: "/srv/kvm/rhel5pv/rhel5pv-vda.qcow2", Format: "qcow2", Target: "vda", Bus: "virtio", Device: "disk"}},
+			NICs:         []KVMNIC{{MAC: "00:16:3e:12:34:56", Model: "virtio", Bridge: "xenbr0"}},
+			Serial:       true,
 		},
 		opts: QEMUOptions{
 			Accel:     "kvm",
