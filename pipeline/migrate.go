@@ -1,0 +1,493 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// Result is what a migration did or, for a dry run, would do.
+type Result struct {
+	// Report is the full account of the migration; it is also written to
+	// OutDir as NAME.report.json when the migration succeeds.
+	Report *report.Guest
+	// Files are the absolute paths of the files written to OutDir.
+	Files []string
+}
+
+// Sentinel errors callers branch on.
+var (
+	// ErrBlocked: the conversion found a problem that stops the migration.
+	ErrBlocked = errors.New("conversion blocked")
+	// ErrValidation: the written output failed a check.
+	ErrValidation = errors.New("output failed validation")
+	// ErrBoot: the migrated guest did not reach its login prompt.
+	ErrBoot = errors.New("boot check failed")
+	// ErrNoQEMU: a boot check was required but QEMU is not installed.
+	ErrNoQEMU = errors.New("qemu-system-x86_64 not found")
+)
+
+// BlockedError lists the blockers that stop a migration.
+type BlockedError struct {
+	Name     string
+	Blockers []string
+}
+
+func (e *BlockedError) Error() string {
+	return fmt.Sprintf("%s cannot be migrated: %s", e.Name, strings.Join(e.Blockers, "; "))
+}
+
+func (e *BlockedError) Unwrap() error { return ErrBlocked }
+
+// Migrate migrates the Xen guest described by the config file at cfgPath.
+// It returns the Result also on failure when it got far enough to have
+// something to report; its Report then says what went wrong.
+func Migrate(ctx context.Context, cfgPath string, opts Options) (*Result, error) {
+	return migrate(ctx, realParts(), cfgPath, opts)
+}
+
+func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	rep := &report.Guest{
+		Name:     strings.TrimSuffix(filepath.Base(cfgPath), filepath.Ext(cfgPath)),
+		Config:   cfgPath,
+		DryRun:   opts.DryRun,
+		Started:  time.Now().UTC(),
+		Edits:    []report.Edit{},
+		Disks:    []report.Disk{},
+		Warnings: []string{},
+		Blockers: []string{},
+	}
+	res := &Result{Report: rep}
+	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
+	err := m.run(ctx, cfgPath)
+	m.close()
+	rep.Finished = time.Now().UTC()
+	if err != nil {
+		if errors.Is(err, ErrBlocked) {
+			rep.Status = report.StatusBlocked
+		} else {
+			rep.Status = report.StatusFailed
+		}
+		rep.Error = err.Error()
+		log.Error("migration failed", "guest", rep.Name, "err", err)
+		return res, err
+	}
+	return res, nil
+}
+
+// migration is the state of one Migrate call.
+type migration struct {
+	p    parts
+	opts Options
+	log  *slog.Logger
+	rep  *report.Guest
+	res  *Result
+
+	dom     *config.Domain
+	disks   []*disk
+	conv    *conversion
+	closers []func() error
+}
+
+// disk is one disk of the guest that is copied.
+type disk struct {
+	xen     config.Disk
+	index   int // in Domain.Disks
+	src     source
+	dev     diskimg.Device // the overlay above src
+	rep     *report.Disk
+	kvm     *config.KVMDisk
+	outName string
+}
+
+func (m *migration) close() {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i](); err != nil {
+			m.log.Warn("closing", "err", err)
+		}
+	}
+}
+
+func (m *migration) run(ctx context.Context, cfgPath string) error {
+	format := m.opts.Format
+	if format == "" {
+		format = "qcow2"
+	}
+	if format != "qcow2" && format != "raw" {
+		return fmt.Errorf("unknown output format %q (want qcow2 or raw)", format)
+	}
+	if !m.opts.DryRun && m.opts.OutDir == "" {
+		return errors.New("no output folder given")
+	}
+
+	d, err := m.p.parseConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	m.dom = d
+	m.rep.Name = d.Name
+	m.rep.Source = summarize(d)
+	m.rep.Warnings = append(m.rep.Warnings, d.Warnings...)
+	m.log.Info("read config", "guest", d.Name, "file", cfgPath, "type", d.Type, "disks", len(d.Disks))
+
+	var outDir string
+	var old []string
+	if !m.opts.DryRun {
+		if outDir, err = filepath.Abs(m.opts.OutDir); err != nil {
+			return err
+		}
+		m.rep.OutDir = outDir
+		if old, err = guestFiles(outDir, d.Name); err != nil {
+			return fmt.Errorf("reading output folder: %w", err)
+		}
+		if len(old) > 0 && !m.opts.Force {
+			return &ExistsError{OutDir: outDir, Name: d.Name, Files: old, Complete: contains(old, reportName(d.Name))}
+		}
+	}
+
+	if err := m.openDisks(); err != nil {
+		return err
+	}
+	devs := make([]diskimg.Device, len(m.disks))
+	for i, dk := range m.disks {
+		devs[i] = dk.dev
+	}
+	conv, err := m.p.plan(ctx, d, devs, m.opts.SkipRules)
+	if err != nil {
+		return fmt.Errorf("inspecting %s: %w", d.Name, err)
+	}
+	m.conv = conv
+	if conv.close != nil {
+		m.closers = append(m.closers, conv.close)
+	}
+	m.rep.OS = conv.OS
+	m.rep.Edits = append(m.rep.Edits, conv.Edits...)
+	m.rep.Warnings = append(m.rep.Warnings, conv.Warnings...)
+	m.rep.Blockers = append(m.rep.Blockers, conv.Blockers...)
+	m.log.Info("planned conversion", "guest", d.Name, "edits", len(conv.Edits), "warnings", len(conv.Warnings), "blockers", len(conv.Blockers))
+
+	k, err := m.p.target(d, conv)
+	if err != nil {
+		return fmt.Errorf("building the KVM domain: %w", err)
+	}
+	if err := m.placeImages(k, outDir, format); err != nil {
+		return err
+	}
+	if xml, err := m.p.xml(k); err == nil {
+		m.rep.TargetXML = string(xml)
+	} else {
+		return fmt.Errorf("writing libvirt XML: %w", err)
+	}
+	if len(conv.Blockers) > 0 {
+		return &BlockedError{Name: d.Name, Blockers: conv.Blockers}
+	}
+	if conv.apply != nil {
+		if err := conv.apply(); err != nil {
+			return fmt.Errorf("applying the conversion: %w", err)
+		}
+	}
+	m.estimate(ctx, format)
+	if m.opts.DryRun {
+		m.rep.Status = report.StatusPlanned
+		return nil
+	}
+	return m.write(ctx, k, outDir, format, old)
+}
+
+// openDisks opens every disk the guest has (not CD-ROMs) read-only and
+// puts an overlay above each. Problems with several disks are reported
+// together.
+func (m *migration) openDisks() error {
+	var errs []error
+	for i, xd := range m.dom.Disks {
+		if xd.Device == "cdrom" || xd.Source == "" {
+			continue
+		}
+		path := xd.Source
+		if m.p.mapPath != nil {
+			path = m.p.mapPath(path, m.opts.DiskMap)
+		}
+		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
+		src, err := m.p.openSource(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("disk %s: %w", xd.Target, err))
+			m.rep.Disks = append(m.rep.Disks, rd)
+			continue
+		}
+		m.closers = append(m.closers, src.Close)
+		rd.SourceFormat = src.Format()
+		rd.VirtualSize = src.Size()
+		ov, err := m.p.overlay(src)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("disk %s: overlay: %w", xd.Target, err))
+			continue
+		}
+		if c, ok := ov.(io.Closer); ok {
+			m.closers = append(m.closers, c.Close)
+		}
+		m.rep.Disks = append(m.rep.Disks, rd)
+		m.disks = append(m.disks, &disk{xen: xd, index: i, src: src, dev: ov})
+		m.log.Info("opened disk", "guest", m.dom.Name, "target", xd.Target, "path", path, "format", rd.SourceFormat, "size", rd.VirtualSize)
+	}
+	for _, dk := range m.disks {
+		for j := range m.rep.Disks {
+			if m.rep.Disks[j].Target == dk.xen.Target {
+				dk.rep = &m.rep.Disks[j]
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if len(m.disks) == 0 {
+		return errors.New("the guest has no disk to migrate")
+	}
+	return nil
+}
+
+// placeImages names each output image after its KVM target and points the
+// KVM domain's disks at them.
+func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) error {
+	for _, dk := range m.disks {
+		for i := range k.Disks {
+			kd := &k.Disks[i]
+			if kd.Source != nil && kd.Source.Target == dk.xen.Target && kd.Device != "cdrom" {
+				dk.kvm = kd
+			}
+		}
+		if dk.kvm == nil {
+			return fmt.Errorf("the KVM domain has no disk for %s", dk.xen.Target)
+		}
+		dk.outName = fmt.Sprintf("%s-%s.%s", m.dom.Name, dk.kvm.Target, format)
+		dk.kvm.Path = filepath.Join(outDir, dk.outName)
+		if outDir == "" {
+			dk.kvm.Path = dk.outName
+		}
+		dk.kvm.Format = format
+		dk.rep.NewTarget = dk.kvm.Target
+		dk.rep.Bus = dk.kvm.Bus
+		dk.rep.Format = format
+		dk.rep.Output = dk.outName
+	}
+	for _, n := range k.NICs {
+		for j := range m.rep.Source.NICs {
+			if strings.EqualFold(m.rep.Source.NICs[j].MAC, n.MAC) {
+				m.rep.Source.NICs[j].NewModel = n.Model
+			}
+		}
+	}
+	return nil
+}
+
+// estimate fills each disk's allocated bytes and output size and copy
+// time estimates.
+func (m *migration) estimate(ctx context.Context, format string) {
+	rate := m.opts.CopyRate
+	if rate <= 0 {
+		rate = defaultCopyRate
+	}
+	for _, dk := range m.disks {
+		alloc := allocated(ctx, dk.dev)
+		dk.rep.Allocated = alloc
+		dk.rep.EstimatedSize = estimateSize(dk.dev.Size(), alloc, format)
+		dk.rep.EstimatedCopySeconds = float64(alloc) / rate
+	}
+}
+
+// write copies the disks and writes the guest's files into the staging
+// folder, validates and boots the result, then commits it to outDir.
+func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	stage, err := newStaging(outDir, m.dom.Name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			stage.discard()
+		}
+	}()
+	if err := m.copyDisks(ctx, stage, format); err != nil {
+		return err
+	}
+
+	xml, err := m.p.xml(k)
+	if err != nil {
+		return fmt.Errorf("writing libvirt XML: %w", err)
+	}
+	if err := stage.writeFile(m.dom.Name+".xml", xml, 0o644); err != nil {
+		return err
+	}
+	script, err := m.p.script(k, outDir)
+	if err != nil {
+		return fmt.Errorf("writing the launch script: %w", err)
+	}
+	if err := stage.writeFile(m.dom.Name+".sh", script, 0o755); err != nil {
+		return err
+	}
+
+	// Validate and boot the staged images: nothing is in OutDir yet.
+	staged := stagedDomain(k, outDir, stage.dir)
+	checks := m.p.validate(ctx, staged, m.conv)
+	m.rep.Validation = checks
+	var bad []string
+	for _, c := range checks {
+		if !c.OK {
+			bad = append(bad, c.Name+": "+c.Detail)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrValidation, strings.Join(bad, "; "))
+	}
+	m.log.Info("validated output", "guest", m.dom.Name, "checks", len(checks))
+	if err := m.bootCheck(ctx, staged, stage); err != nil {
+		return err
+	}
+
+	m.rep.Status = report.StatusMigrated
+	m.rep.Files = append(append([]string{}, stage.files...), reportName(m.dom.Name))
+	m.rep.Finished = time.Now().UTC()
+	js, err := json.MarshalIndent(m.rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := stage.commit(old, append(js, '\n')); err != nil {
+		return err
+	}
+	for _, f := range m.rep.Files {
+		m.res.Files = append(m.res.Files, filepath.Join(outDir, f))
+	}
+	m.log.Info("migrated", "guest", m.dom.Name, "outdir", outDir)
+	return nil
+}
+
+// copyDisks copies all disks at the same time into the staging folder.
+func (m *migration) copyDisks(ctx context.Context, stage *staging, format string) error {
+	workers := m.opts.Workers
+	if workers <= 0 {
+		workers = 4
+		if m.opts.Limit != nil {
+			workers = m.opts.Limit.Size()
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, dk := range m.disks {
+		g.Go(func() error {
+			start := time.Now()
+			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
+			progress := func(done, total int64) {
+				if m.opts.Progress != nil {
+					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
+				}
+			}
+			err := m.p.copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			if err != nil {
+				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
+			}
+			dk.rep.CopySeconds = time.Since(start).Seconds()
+			if fi, err := os.Stat(stage.path(dk.outName)); err == nil {
+				dk.rep.OutputSize = fi.Size()
+			}
+			if m.opts.Progress != nil {
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: dk.dev.Size(), Total: dk.dev.Size(), Finish: true})
+			}
+			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, dk := range m.disks {
+		stage.add(dk.outName)
+	}
+	return nil
+}
+
+// bootCheck boots the staged guest when the options ask for it.
+func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *staging) error {
+	switch {
+	case m.opts.Boot == BootNever:
+		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
+		return nil
+	case !m.p.qemuAvailable():
+		if m.opts.Boot == BootAlways {
+			return ErrNoQEMU
+		}
+		m.rep.Boot = &report.Boot{Skipped: "qemu-system-x86_64 not found"}
+		m.rep.Warnings = append(m.rep.Warnings, "boot check skipped: qemu-system-x86_64 not found")
+		return nil
+	}
+	timeout := m.opts.BootTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	logName := m.dom.Name + ".boot.log"
+	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
+	b, err := m.p.boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	if _, serr := os.Stat(stage.path(logName)); serr == nil {
+		stage.add(logName)
+	}
+	if b == nil {
+		b = &report.Boot{Ran: true}
+	}
+	m.rep.Boot = b
+	if err != nil {
+		b.OK = false
+		if b.Detail == "" {
+			b.Detail = err.Error()
+		}
+		return fmt.Errorf("%w: %w", ErrBoot, err)
+	}
+	m.log.Info("boot check passed", "guest", m.dom.Name, "seconds", b.Seconds, "accel", b.Accel)
+	return nil
+}
+
+// stagedDomain is k with its images in the staging folder.
+func stagedDomain(k *config.KVMDomain, outDir, stageDir string) *config.KVMDomain {
+	c := *k
+	c.Disks = append([]config.KVMDisk(nil), k.Disks...)
+	for i := range c.Disks {
+		if p := c.Disks[i].Path; p != "" && filepath.Dir(p) == outDir {
+			c.Disks[i].Path = filepath.Join(stageDir, filepath.Base(p))
+		}
+	}
+	return &c
+}
+
+func summarize(d *config.Domain) report.Source {
+	s := report.Source{
+		File: d.Source.File, Format: string(d.Source.Format), Type: string(d.Type),
+		MemoryMiB: d.MemoryMiB, MaxMemoryMiB: d.MaxMemoryMiB, VCPUs: d.VCPUs,
+		Bootloader: d.Bootloader, Kernel: d.Kernel,
+	}
+	for _, n := range d.NICs {
+		s.NICs = append(s.NICs, report.NIC{MAC: n.MAC, Bridge: n.Bridge, Model: n.Model})
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

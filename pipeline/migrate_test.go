@@ -1,0 +1,416 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// fixture is a fake guest with two raw disks under dir/xen.
+type fixture struct {
+	dir    string
+	cfg    string
+	images []string
+	f      *fakes
+}
+
+func newFixture(t *testing.T, name string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	xen := filepath.Join(dir, "xen")
+	if err := os.MkdirAll(xen, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{dir: dir, cfg: filepath.Join(xen, name), f: &fakes{domains: map[string]*config.Domain{}, qemu: true}}
+	d := &config.Domain{Name: name, Type: config.PV, MemoryMiB: 512, MaxMemoryMiB: 512, VCPUs: 1,
+		Source: config.Source{Format: config.FormatXM},
+		NICs:   []config.NIC{{MAC: "00:16:3e:00:00:01", Bridge: "xenbr0"}}}
+	rng := rand.New(rand.NewSource(1))
+	for i, tgt := range []string{"xvda", "xvdb"} {
+		img := filepath.Join(dir, "images", name+"-"+tgt+".img")
+		os.MkdirAll(filepath.Dir(img), 0o755)
+		data := make([]byte, 64<<10*(i+1))
+		rng.Read(data)
+		if err := os.WriteFile(img, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fx.images = append(fx.images, img)
+		d.Disks = append(d.Disks, config.Disk{Backend: "tap:aio", Source: "/var/lib/xen/images/" + filepath.Base(img), Target: tgt, Device: "disk", Mode: "w"})
+	}
+	d.Disks = append(d.Disks, config.Disk{Backend: "phy", Target: "hdc", Device: "cdrom", Mode: "r"})
+	os.WriteFile(fx.cfg, []byte("name = '"+name+"'\n"), 0o644)
+	fx.f.domains[fx.cfg] = d
+	return fx
+}
+
+func (fx *fixture) opts(out string) Options {
+	return Options{OutDir: out, Format: "raw", DiskMap: []PathMap{{Old: "/var/lib/xen/images", New: filepath.Join(fx.dir, "images")}}}
+}
+
+func (fx *fixture) hashes(t *testing.T) []string {
+	var h []string
+	for _, img := range fx.images {
+		h = append(h, testutil.HashFile(t, img))
+	}
+	return h
+}
+
+func (fx *fixture) migrate(t *testing.T, opts Options) (*Result, error) {
+	t.Helper()
+	return migrate(context.Background(), fx.f.parts(), fx.cfg, opts)
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestMigrateWritesCompleteGuest(t *testing.T) {
+	fx := newFixture(t, "web01")
+	before := fx.hashes(t)
+	out := filepath.Join(fx.dir, "kvm")
+	var mu sync.Mutex
+	progress := map[string]bool{}
+	opts := fx.opts(out)
+	opts.Progress = func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Finish {
+			progress[p.Disk] = true
+		}
+	}
+	res, err := fx.migrate(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"web01-vda.raw", "web01-vdb.raw", "web01.boot.log", "web01.report.json", "web01.sh", "web01.xml"}
+	if got := listDir(t, out); !equal(got, want) {
+		t.Errorf("output folder holds %v, want %v", got, want)
+	}
+	if len(res.Files) != len(want) {
+		t.Errorf("Result.Files = %v", res.Files)
+	}
+	if !progress["vda"] || !progress["vdb"] {
+		t.Errorf("progress finished for %v, want vda and vdb", progress)
+	}
+	// The source is untouched, the output holds the conversion.
+	if after := fx.hashes(t); !equal(before, after) {
+		t.Error("source images changed")
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "web01-vda.raw"))
+	src, _ := os.ReadFile(fx.images[0])
+	if !bytes.Equal(got[:4], []byte(marker)) || !bytes.Equal(got[4:], src[4:]) {
+		t.Error("vda output is not the source with the conversion applied")
+	}
+	got, _ = os.ReadFile(filepath.Join(out, "web01-vdb.raw"))
+	src, _ = os.ReadFile(fx.images[1])
+	if !bytes.Equal(got, src) {
+		t.Error("vdb output differs from its source")
+	}
+	// The boot check ran on the staged images, which are gone now.
+	for _, p := range fx.f.booted {
+		if p != "" && !strings.Contains(p, stagingName("web01")) {
+			t.Errorf("booted %s, not a staged image", p)
+		}
+	}
+	var rep report.Guest
+	data, _ := os.ReadFile(filepath.Join(out, "web01.report.json"))
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != report.StatusMigrated || len(rep.Disks) != 2 || rep.Disks[1].NewTarget != "vdb" ||
+		rep.Disks[0].Path != fx.images[0] || rep.Boot == nil || !rep.Boot.OK || rep.Source.NICs[0].NewModel != "virtio" {
+		t.Errorf("report: %+v", rep)
+	}
+	xml, _ := os.ReadFile(filepath.Join(out, "web01.xml"))
+	if !strings.Contains(string(xml), filepath.Join(out, "web01-vda.raw")) {
+		t.Errorf("XML does not name the final image path: %s", xml)
+	}
+}
+
+func TestMigrateRefusesExistingGuest(t *testing.T) {
+	fx := newFixture(t, "db02")
+	out := filepath.Join(fx.dir, "kvm")
+	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(out, "db02-vdc.raw") // left by an older migration
+	os.WriteFile(stale, []byte("old"), 0o644)
+	_, err := fx.migrate(t, fx.opts(out))
+	var ee *ExistsError
+	if !errors.Is(err, ErrExists) || !errors.As(err, &ee) || !ee.Complete || ee.Hint() == "" {
+		t.Fatalf("second run: %v, want ErrExists for a complete guest", err)
+	}
+	opts := fx.opts(out)
+	opts.Force = true
+	if _, err := fx.migrate(t, opts); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Error("--force left the older migration's extra image")
+	}
+	// Another guest whose name starts the same is not "this guest".
+	os.WriteFile(filepath.Join(out, "db02-x-vda.raw"), nil, 0o644)
+	if files, _ := guestFiles(out, "db02"); contains(files, "db02-x-vda.raw") {
+		t.Error("guestFiles claims another guest's image")
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	fx := newFixture(t, "web01")
+	out := filepath.Join(fx.dir, "kvm")
+	opts := fx.opts(out)
+	opts.DryRun = true
+	opts.Format = "qcow2"
+	res, err := fx.migrate(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run created %s", out)
+	}
+	r := res.Report
+	if r.Status != report.StatusPlanned || !r.DryRun || len(r.Edits) != 1 || r.TargetXML == "" {
+		t.Errorf("report: %+v", r)
+	}
+	d := r.Disks[0]
+	if d.VirtualSize != 64<<10 || d.Allocated != 64<<10 || d.EstimatedSize <= d.Allocated || d.EstimatedCopySeconds <= 0 || d.Output != "web01-vda.qcow2" {
+		t.Errorf("disk estimate: %+v", d)
+	}
+	if fx.f.booted != nil {
+		t.Error("dry run booted the guest")
+	}
+}
+
+func TestFailuresLeaveNothingComplete(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fakes)
+		want  error
+	}{
+		{"copy of the second disk fails", func(f *fakes) { f.copyErr = map[string]error{"g-vdb.raw": errFake} }, errFake},
+		{"validation fails", func(f *fakes) { f.badValidate = true }, ErrValidation},
+		{"boot fails", func(f *fakes) { f.bootErr = errFake }, ErrBoot},
+		{"blocked", func(f *fakes) { f.blockers = []string{"only Xen kernels installed"} }, ErrBlocked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, "g")
+			tc.setup(fx.f)
+			before := fx.hashes(t)
+			out := filepath.Join(fx.dir, "kvm")
+			res, err := fx.migrate(t, fx.opts(out))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if left := listDir(t, out); len(left) != 0 {
+				t.Errorf("output folder holds %v after a failure", left)
+			}
+			if res.Report.Error == "" || (res.Report.Status != report.StatusFailed && res.Report.Status != report.StatusBlocked) {
+				t.Errorf("report: status %s, error %q", res.Report.Status, res.Report.Error)
+			}
+			if !equal(before, fx.hashes(t)) {
+				t.Error("source images changed")
+			}
+		})
+	}
+}
+
+func TestMissingDisksReportedTogether(t *testing.T) {
+	fx := newFixture(t, "g")
+	for _, img := range fx.images {
+		os.Remove(img)
+	}
+	_, err := fx.migrate(t, fx.opts(filepath.Join(fx.dir, "kvm")))
+	if err == nil || !strings.Contains(err.Error(), "disk xvda") || !strings.Contains(err.Error(), "disk xvdb") || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want both missing disks named", err)
+	}
+}
+
+func TestBootModes(t *testing.T) {
+	fx := newFixture(t, "g")
+	fx.f.qemu = false
+	opts := fx.opts(filepath.Join(fx.dir, "kvm"))
+	opts.Boot = BootAlways
+	if _, err := fx.migrate(t, opts); !errors.Is(err, ErrNoQEMU) {
+		t.Errorf("BootAlways without QEMU: %v", err)
+	}
+	opts.Boot = BootAuto
+	res, err := fx.migrate(t, opts)
+	if err != nil || res.Report.Boot.Ran || !strings.Contains(res.Report.Boot.Skipped, "not found") {
+		t.Errorf("BootAuto without QEMU: %v, %+v", err, res.Report.Boot)
+	}
+	fx.f.qemu = true
+	opts.Boot, opts.Force = BootNever, true
+	res, err = fx.migrate(t, opts)
+	if err != nil || res.Report.Boot.Ran || fx.f.booted != nil {
+		t.Errorf("BootNever: %v, %+v", err, res.Report.Boot)
+	}
+}
+
+func TestStaleStagingIsReplaced(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm")
+	stale := filepath.Join(out, stagingName("g"))
+	os.MkdirAll(stale, 0o755)
+	os.WriteFile(filepath.Join(stale, "g-vda.raw.tmp"), []byte("half"), 0o644)
+	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the stale staging folder is still there")
+	}
+}
+
+func TestDisksCopiedConcurrently(t *testing.T) {
+	fx := newFixture(t, "g")
+	var started sync.WaitGroup
+	started.Add(2)
+	both := make(chan struct{})
+	go func() { started.Wait(); close(both) }()
+	fx.f.copyGate = func(string) {
+		started.Done()
+		select {
+		case <-both:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	if _, err := fx.migrate(t, fx.opts(filepath.Join(fx.dir, "kvm"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-both:
+	default:
+		t.Error("the two disks were not copied at the same time")
+	}
+}
+
+func TestCancelDuringCopy(t *testing.T) {
+	fx := newFixture(t, "g")
+	ctx, cancel := context.WithCancel(context.Background())
+	fx.f.copyGate = func(string) { cancel() }
+	out := filepath.Join(fx.dir, "kvm")
+	_, err := migrate(ctx, fx.f.parts(), fx.cfg, fx.opts(out))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if left := listDir(t, out); len(left) != 0 {
+		t.Errorf("cancelled run left %v", left)
+	}
+}
+
+// countingDevice records the most concurrent ReadAt calls it saw.
+type countingDevice struct {
+	diskimg.Device
+	cur, max atomic.Int32
+}
+
+func (c *countingDevice) ReadAt(p []byte, off int64) (int, error) {
+	n := c.cur.Add(1)
+	for {
+		m := c.max.Load()
+		if n <= m || c.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(time.Millisecond)
+	defer c.cur.Add(-1)
+	return c.Device.ReadAt(p, off)
+}
+
+func TestLimiterBoundsReads(t *testing.T) {
+	fx := newFixture(t, "g")
+	src, err := openFileSource(fx.images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cd := &countingDevice{Device: src}
+	lim := NewLimiter(3)
+	dev := limit(cd, lim)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 512)
+			for j := 0; j < 10; j++ {
+				dev.ReadAt(buf, int64(j*512))
+			}
+		}()
+	}
+	wg.Wait()
+	if m := cd.max.Load(); m > 3 || m < 2 {
+		t.Errorf("at most %d reads ran at once, want 2..3", m)
+	}
+}
+
+// TestLaunchScriptFromAnyDirectory runs NAME.sh from another directory
+// with a fake QEMU that prints its arguments: the image paths it gets are
+// the images next to the script, also after the folder moved.
+func TestLaunchScriptFromAnyDirectory(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm,dir")
+	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(fx.dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "qemu-system-x86_64"), []byte("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n"), 0o755)
+	moved := filepath.Join(fx.dir, "moved here")
+	if err := os.Rename(out, moved); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", filepath.Join(moved, "g.sh"), "-display", "none")
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "PATH="+bin+":/usr/bin:/bin", "ACCEL=tcg")
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, outb)
+	}
+	args := strings.Split(strings.TrimSpace(string(outb)), "\n")
+	qmoved := strings.ReplaceAll(moved, ",", ",,")
+	want := "file=" + qmoved + "/g-vda.raw,if=virtio,format=raw"
+	if !contains(args, want) || !contains(args, "tcg") || args[len(args)-1] != "none" {
+		t.Errorf("QEMU got %q, want %q among them", args, want)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/diskimg"
+)
+
+// BootMode says whether Migrate boots the result.
+type BootMode int
+
+const (
+	// BootAuto boots the result when qemu-system-x86_64 is installed and
+	// notes in the report why it did not otherwise.
+	BootAuto BootMode = iota
+	// BootAlways boots the result; a missing QEMU is an error.
+	BootAlways
+	// BootNever skips the boot check.
+	BootNever
+)
+
+// Options configure one migration.
+type Options struct {
+	// OutDir receives NAME.xml, NAME.sh, NAME-TARGET.FORMAT images and
+	// NAME.report.json. Not needed for a dry run.
+	OutDir string
+	// Format of the output images: "qcow2" (default) or "raw".
+	Format string
+	// DiskMap rewrites disk source paths that start with Old (whole path
+	// components) to start with New.
+	DiskMap []PathMap
+	// DryRun plans everything, applies the plan to an overlay that is then
+	// thrown away, and writes nothing.
+	DryRun bool
+	// Force replaces a guest of the same name already in OutDir.
+	Force bool
+
+	Boot BootMode
+	// Accel is the boot check's accelerator: "kvm", "tcg" or "auto" ("").
+	Accel string
+	// BootTimeout bounds the boot check; 0 means 5 minutes.
+	BootTimeout time.Duration
+
+	// Workers is the number of copy workers per disk; 0 picks a default.
+	Workers int
+	// Limit, when set, bounds the copy workers of every migration that
+	// shares it (a batch shares one between its guests).
+	Limit *Limiter
+	// Progress, when set, is called as the disks are copied.
+	Progress func(Progress)
+	// Logger receives what the migration does, step by step; nil discards.
+	Logger *slog.Logger
+
+	// SkipRules leaves conversion rules out by name (for tests and for
+	// finding which rule a guest trips on).
+	SkipRules []string
+	// CopyRate is the throughput in bytes per second that dry-run copy
+	// time estimates assume; 0 means 200 MiB/s.
+	CopyRate float64
+}
+
+// PathMap is one --disk-map prefix rewrite.
+type PathMap struct {
+	Old, New string
+}
+
+// Progress reports how far the copy of one disk is.
+type Progress struct {
+	Guest  string // guest name
+	Disk   string // the disk's KVM target, e.g. vda
+	Done   int64  // bytes of the disk processed so far
+	Total  int64  // the disk's virtual size
+	Finish bool   // the disk's copy is complete
+}
+
+const defaultCopyRate = 200 << 20
+
+// Limiter is a global bound on copy workers shared by concurrent
+// migrations: each read of a source disk during a copy holds one slot.
+type Limiter struct{ slots chan struct{} }
+
+// NewLimiter returns a Limiter that lets n copy workers run at once.
+func NewLimiter(n int) *Limiter {
+	if n < 1 {
+		n = 1
+	}
+	return &Limiter{slots: make(chan struct{}, n)}
+}
+
+// Size is the number of workers the Limiter lets run at once.
+func (l *Limiter) Size() int { return cap(l.slots) }
+
+func (l *Limiter) acquire() { l.slots <- struct{}{} }
+func (l *Limiter) release() { <-l.slots }
+
+// limitedDevice makes every ReadAt of a device hold a Limiter slot.
+type limitedDevice struct {
+	diskimg.Device
+	lim *Limiter
+}
+
+func (d *limitedDevice) ReadAt(p []byte, off int64) (int, error) {
+	d.lim.acquire()
+	defer d.lim.release()
+	return d.Device.ReadAt(p, off)
+}
+
+// limitedExtents is a limitedDevice whose device lists its extents.
+type limitedExtents struct {
+	*limitedDevice
+	el diskimg.ExtentLister
+}
+
+func (d *limitedExtents) Extents(ctx context.Context) ([]diskimg.Extent, error) {
+	return d.el.Extents(ctx)
+}
+
+func limit(dev diskimg.Device, lim *Limiter) diskimg.Device {
+	if lim == nil {
+		return dev
+	}
+	ld := &limitedDevice{Device: dev, lim: lim}
+	if el, ok := dev.(diskimg.ExtentLister); ok {
+		return &limitedExtents{ld, el}
+	}
+	return ld
+}

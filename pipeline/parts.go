@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// parts are the steps of a migration that other packages carry out. The
+// product uses realParts(); the orchestration tests swap in fakes to
+// inject failures cheaply.
+type parts struct {
+	parseConfig func(path string) (*config.Domain, error)
+	mapPath     func(path string, maps []PathMap) string
+	// openSource opens a source disk image read-only.
+	openSource func(path string) (source, error)
+	// overlay returns a copy-on-write device above a read-only one.
+	overlay func(base diskimg.Device) (diskimg.Device, error)
+	// plan inspects the guest through its (overlaid) disks and plans the
+	// conversion; it must not write until apply is called.
+	plan func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error)
+	// target builds the KVM domain; images are the output images in the
+	// order of d.Disks ("" for an empty CD-ROM).
+	target func(d *config.Domain, c *conversion) (*config.KVMDomain, error)
+	xml    func(k *config.KVMDomain) ([]byte, error)
+	// copy writes src into dst in format, reporting progress.
+	copy func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error
+	// script returns NAME.sh for k, whose image paths are relative to the
+	// script's folder.
+	script func(k *config.KVMDomain, dir string) ([]byte, error)
+	// validate re-opens the written images read-only and checks them.
+	validate func(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check
+	// qemuAvailable tells whether a boot check can run.
+	qemuAvailable func() bool
+	// boot boots k (image paths absolute) and waits for its login prompt.
+	boot func(ctx context.Context, k *config.KVMDomain, dir string, opts bootOptions) (*report.Boot, error)
+}
+
+// source is an opened source disk image.
+type source interface {
+	diskimg.Device
+	Format() string
+	Close() error
+}
+
+// conversion is a planned guest conversion.
+type conversion struct {
+	OS       *report.OS
+	OSName   string // "linux", "windows" or "" for KVMOptions.OS
+	Virtio   bool
+	Edits    []report.Edit
+	Warnings []string
+	Blockers []string
+	// apply writes the planned edits into the overlays.
+	apply func() error
+	// close releases what the plan opened.
+	close func() error
+	// impl is the converter's own plan, for the target and validation steps.
+	impl any
+}
+
+type bootOptions struct {
+	Accel   string
+	Timeout time.Duration
+	LogPath string // serial log
+}
