@@ -35,10 +35,10 @@ func openFileSource(path string) (source, error) {
 }
 
 func (s *fileSource) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
-func (s *fileSource) WriteAt([]byte, int64) (int, error)       { return 0, diskimg.ErrReadOnly }
-func (s *fileSource) Size() int64                               { return s.size }
-func (s *fileSource) Format() string                            { return "raw" }
-func (s *fileSource) Close() error                              { return s.f.Close() }
+func (s *fileSource) WriteAt([]byte, int64) (int, error)      { return 0, diskimg.ErrReadOnly }
+func (s *fileSource) Size() int64                             { return s.size }
+func (s *fileSource) Format() string                          { return "raw" }
+func (s *fileSource) Close() error                            { return s.f.Close() }
 
 // memOverlay is a byte-granular copy-on-write overlay for the tests.
 type memOverlay struct {
