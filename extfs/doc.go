@@ -1,0 +1,36 @@
+// Package extfs reads and edits ext2, ext3 and ext4 filesystems directly on
+// a block device (diskimg.Device): an image, a partition, an LVM volume or a
+// copy-on-write overlay. Nothing is mounted and no guest binary runs.
+//
+// Reading follows io/fs: *FS implements fs.FS, fs.ReadFileFS, fs.ReadDirFS
+// and fs.StatFS, and FileInfo.Sys returns a *guestfs.Stat. Editing is done
+// with explicit methods (WriteFile, Mkdir, Symlink, Rename, Remove, Chmod,
+// Chown, Chtimes); each call either completes or leaves the device as it was
+// (changes are staged in memory and written at the end of the call).
+//
+//	fsys, err := extfs.Open(dev)
+//	if err != nil {
+//		return err
+//	}
+//	defer fsys.Close()
+//	fstab, err := fsys.ReadFile("etc/fstab")
+//	...
+//	err = fsys.WriteFile("etc/fstab", newFstab, 0o644)
+//
+// Supported on-disk formats: block maps (direct, indirect, double and triple
+// indirect) and extent trees, linear and htree directories, 128- and
+// 256-byte inodes, 32- and 64-bit group descriptors, flex_bg, uninit_bg
+// (group descriptor checksums are kept), huge_file, dir_nlink and
+// extra_isize. Filesystems with metadata_csum, bigalloc, inline_data,
+// encryption or quota can be opened only with ReadOnly: Open refuses them
+// for writing before anything is written.
+//
+// A filesystem whose journal needs recovery is replayed first: into the
+// device when writable, into memory only when opened ReadOnly, so a
+// read-only open never writes. A journal that cannot be replayed (external
+// journal, fast commits) makes Open fail with ErrNeedsRecovery.
+//
+// Writes do not go through the journal (like e2fsprogs): the filesystem is
+// consistent after each call returns. Errors for a full filesystem satisfy
+// errors.Is(err, syscall.ENOSPC).
+package extfs
