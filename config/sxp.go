@@ -645,7 +645,8 @@ func (m *sxpDomain) readVfb(n sxp) {
 	kv := m.fields(n, sxpVfbKeys)
 	delete(kv, "uuid")
 	delete(kv, "backend")
-	location := kv["location"]
+	// location is where xend's VNC server listened at that moment:
+	// runtime state, not configuration.
 	delete(kv, "location")
 	if kv["type"] == "" {
 		if b, _ := parseBoolString(kv["sdl"]); b {
@@ -663,11 +664,6 @@ func (m *sxpDomain) readVfb(n sxp) {
 	}
 	if !ok {
 		return
-	}
-	if location != "" && g.Listen == "" {
-		if host, _, found := strings.Cut(location, ":"); found && host != "localhost" {
-			g.Listen = host
-		}
 	}
 	m.d.Graphics = append(m.d.Graphics, g)
 }
