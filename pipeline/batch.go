@@ -1,0 +1,303 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// BatchOptions configure RunBatch.
+type BatchOptions struct {
+	// Jobs is how many guests are migrated at once; 0 means 2.
+	Jobs int
+	// Workers bounds the copy workers of all guests together; 0 means 4.
+	Workers int
+	// DryRun plans every guest and writes nothing: no images, no state
+	// file, no logs.
+	DryRun bool
+	// StateFile records each guest's progress so that a re-run skips the
+	// guests already migrated; "" means MANIFEST.state.json beside the
+	// manifest (its extension replaced).
+	StateFile string
+	// LogDir receives one log file per guest, NAME.log; "" means
+	// MANIFEST.logs beside the manifest.
+	LogDir string
+
+	Accel       string
+	BootTimeout time.Duration
+	SkipRules   []string
+	Progress    func(Progress)
+	// Logger receives the batch's own events (guest started, done,
+	// skipped); nil discards.
+	Logger *slog.Logger
+}
+
+// GuestStatus is where one guest of a batch ended.
+type GuestStatus string
+
+const (
+	GuestMigrated GuestStatus = "migrated"
+	GuestSkipped  GuestStatus = "skipped" // migrated by an earlier run
+	GuestPlanned  GuestStatus = "planned" // dry run
+	GuestFailed   GuestStatus = "failed"
+	GuestBlocked  GuestStatus = "blocked"
+)
+
+// GuestResult is the outcome of one guest of a batch.
+type GuestResult struct {
+	Config  string        `json:"config"`
+	Name    string        `json:"name"`
+	OutDir  string        `json:"outdir,omitempty"`
+	Status  GuestStatus   `json:"status"`
+	Error   string        `json:"error,omitempty"`
+	Seconds float64       `json:"seconds"`
+	Log     string        `json:"log,omitempty"`
+	Report  *report.Guest `json:"report,omitempty"`
+}
+
+// BatchResult is the outcome of a batch, guests in manifest order.
+type BatchResult struct {
+	Guests []GuestResult `json:"guests"`
+	Failed int           `json:"failed"`
+}
+
+// ErrBatchFailed is returned by RunBatch when at least one guest failed.
+var ErrBatchFailed = errors.New("some guests failed")
+
+// RunBatch migrates the manifest's guests, opts.Jobs at a time. A guest's
+// failure never stops the others; RunBatch returns ErrBatchFailed (with
+// the full result) when any failed.
+func RunBatch(ctx context.Context, m *Manifest, opts BatchOptions) (*BatchResult, error) {
+	return runBatch(ctx, realParts(), m, opts)
+}
+
+func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*BatchResult, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = 2
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	stem := strings.TrimSuffix(m.Path, filepath.Ext(m.Path))
+	if opts.StateFile == "" {
+		opts.StateFile = stem + ".state.json"
+	}
+	if opts.LogDir == "" {
+		opts.LogDir = stem + ".logs"
+	}
+	var st *stateFile
+	if !opts.DryRun {
+		var err error
+		if st, err = loadState(opts.StateFile); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating log folder: %w", err)
+		}
+	}
+
+	res := &BatchResult{Guests: make([]GuestResult, len(m.Guests))}
+	lim := NewLimiter(workers)
+	sem := make(chan struct{}, jobs)
+	logNames := logFileNames(m.Guests)
+	var wg sync.WaitGroup
+	for i, g := range m.Guests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				res.Guests[i] = GuestResult{Config: g.Config, Name: guessName(g.Config), Status: GuestFailed, Error: ctx.Err().Error()}
+				return
+			}
+			defer func() { <-sem }()
+			logPath := filepath.Join(opts.LogDir, logNames[i])
+			res.Guests[i] = runGuest(ctx, p, g, opts, st, lim, log, logPath)
+		}()
+	}
+	wg.Wait()
+	for _, g := range res.Guests {
+		if g.Status == GuestFailed || g.Status == GuestBlocked {
+			res.Failed++
+		}
+	}
+	if res.Failed > 0 {
+		return res, fmt.Errorf("%w: %d of %d", ErrBatchFailed, res.Failed, len(res.Guests))
+	}
+	return res, nil
+}
+
+// runGuest migrates one guest of a batch.
+func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *stateFile, lim *Limiter, log *slog.Logger, logPath string) GuestResult {
+	start := time.Now()
+	r := GuestResult{Config: g.Config, Name: guessName(g.Config)}
+	key := stateKey(g)
+	defer func() { r.Seconds = time.Since(start).Seconds() }()
+
+	d, err := p.parseConfig(g.Config)
+	if err != nil {
+		r.Status, r.Error = GuestFailed, err.Error()
+		log.Error("guest failed", "config", g.Config, "err", err)
+		if st != nil {
+			setState(st, key, guestState{Status: GuestFailed, Error: r.Error}, log)
+		}
+		return r
+	}
+	r.Name = d.Name
+	r.OutDir = filepath.Join(g.Output, d.Name)
+
+	force := false
+	if st != nil {
+		prev := st.get(key)
+		if prev.Status == GuestMigrated {
+			if _, err := os.Stat(filepath.Join(r.OutDir, reportName(d.Name))); err == nil {
+				r.Status = GuestSkipped
+				log.Info("guest already migrated", "guest", d.Name, "outdir", r.OutDir)
+				return r
+			}
+		}
+		// An interrupted or failed earlier run of this batch left at
+		// most an incomplete guest: replace it.
+		force = prev.Status != ""
+		setState(st, key, guestState{Name: d.Name, OutDir: r.OutDir, Status: "running"}, log)
+	}
+
+	gopts := Options{
+		OutDir: r.OutDir, Format: g.Format, DiskMap: g.DiskMap, DryRun: opts.DryRun, Force: force,
+		Boot: BootAuto, Accel: opts.Accel, BootTimeout: opts.BootTimeout,
+		Limit: lim, Workers: lim.Size(), Progress: opts.Progress, SkipRules: opts.SkipRules,
+	}
+	if !g.BootCheck {
+		gopts.Boot = BootNever
+	}
+	var logFile *os.File
+	if !opts.DryRun {
+		if logFile, err = os.Create(logPath); err == nil {
+			r.Log = logPath
+			gopts.Logger = slog.New(slog.NewTextHandler(logFile, nil))
+			defer logFile.Close()
+		}
+	}
+	log.Info("migrating guest", "guest", d.Name, "config", g.Config, "outdir", r.OutDir)
+	res, err := migrate(ctx, p, g.Config, gopts)
+	if res != nil {
+		r.Report = res.Report
+	}
+	switch {
+	case err == nil && opts.DryRun:
+		r.Status = GuestPlanned
+	case err == nil:
+		r.Status = GuestMigrated
+	case errors.Is(err, ErrBlocked):
+		r.Status, r.Error = GuestBlocked, err.Error()
+	default:
+		r.Status, r.Error = GuestFailed, err.Error()
+	}
+	if st != nil {
+		setState(st, key, guestState{Name: d.Name, OutDir: r.OutDir, Status: r.Status, Error: r.Error}, log)
+	}
+	if err != nil {
+		log.Error("guest failed", "guest", d.Name, "err", err)
+	} else {
+		log.Info("guest done", "guest", d.Name, "status", r.Status)
+	}
+	return r
+}
+
+func guessName(cfg string) string {
+	return strings.TrimSuffix(filepath.Base(cfg), filepath.Ext(cfg))
+}
+
+// logFileNames names each guest's log after its config file, made unique.
+func logFileNames(gs []GuestSpec) []string {
+	names := make([]string, len(gs))
+	used := map[string]int{}
+	for i, g := range gs {
+		n := guessName(g.Config)
+		used[n]++
+		if used[n] > 1 {
+			n = fmt.Sprintf("%s-%d", n, used[n])
+		}
+		names[i] = n + ".log"
+	}
+	return names
+}
+
+// setState records a guest's state; a state file that cannot be written
+// is logged and the batch goes on (the next change tries again).
+func setState(st *stateFile, key string, g guestState, log *slog.Logger) {
+	if err := st.set(key, g); err != nil {
+		log.Warn("writing state file", "file", st.path, "err", err)
+	}
+}
+
+func stateKey(g GuestSpec) string { return g.Config + " -> " + g.Output }
+
+// guestState is what the state file records for one guest.
+type guestState struct {
+	Name    string      `json:"name,omitempty"`
+	OutDir  string      `json:"outdir,omitempty"`
+	Status  GuestStatus `json:"status"` // running | migrated | failed | blocked
+	Error   string      `json:"error,omitempty"`
+	Updated time.Time   `json:"updated"`
+}
+
+// stateFile is a batch's record of its guests, rewritten atomically on
+// every change so a killed batch leaves a readable one.
+type stateFile struct {
+	path   string
+	mu     sync.Mutex
+	Guests map[string]guestState `json:"guests"`
+}
+
+func loadState(path string) (*stateFile, error) {
+	st := &stateFile{path: path, Guests: map[string]guestState{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state file: %w", err)
+	}
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("state file %s: %w (delete it to start the batch afresh)", path, err)
+	}
+	if st.Guests == nil {
+		st.Guests = map[string]guestState{}
+	}
+	return st, nil
+}
+
+func (s *stateFile) get(key string) guestState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Guests[key]
+}
+
+func (s *stateFile) set(key string, g guestState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.Updated = time.Now().UTC()
+	s.Guests[key] = g
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.path, append(data, '\n'), 0o644)
+}
