@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 // batchFixture is three fake guests (good1, good2, nodisk whose images
