@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // Device is a random-access block device: a disk image, a partition, an
@@ -21,11 +23,9 @@ type Device interface {
 	Size() int64
 }
 
-// Extent is a byte range of a device.
-type Extent struct {
-	Offset int64
-	Length int64
-}
+// Extent is a byte range of a device: Offset and Length in bytes. It is
+// shared with the format packages (qcow2, qcow, vhd), hence the alias.
+type Extent = blk.Extent
 
 // ExtentLister is implemented by devices that know which ranges hold data.
 // Ranges not listed read as zeros. The extents are sorted and do not overlap.
@@ -39,4 +39,14 @@ var (
 	ErrReadOnly = errors.New("device is read-only")
 	// ErrNotSupported is returned for an optional capability a device lacks.
 	ErrNotSupported = errors.New("not supported")
+
+	// ErrCorrupt is matched by errors about damaged or truncated images;
+	// the message names the file and the problem.
+	ErrCorrupt = blk.ErrCorrupt
+	// ErrEncrypted is matched by errors about encrypted images, which are
+	// refused.
+	ErrEncrypted = blk.ErrEncrypted
+	// ErrUnsupported is matched by errors about image formats or features
+	// xen2kvm does not read (VMDK, differencing VHD, zstd qcow2, ...).
+	ErrUnsupported = blk.ErrUnsupported
 )

@@ -1,0 +1,354 @@
+// Package qcow reads version 1 qcow images: the format QEMU called "qcow"
+// before qcow2, and the one RHEL 5's blktap writes for `tap:qcow:` disks.
+//
+// Blktap's images are QEMU qcow version 1 with a Xen extension header right
+// after the 48-byte QEMU header ("XEN\xfb", an MD5-based L1 checksum,
+// min_cluster_alloc and flags). Old tapdisk versions stored the L1 table in
+// the host's little-endian byte order; the extension's EXTHDR_L1_BIG_ENDIAN
+// flag tells which order an image uses, and this package reads both.
+// Blktap preallocates whole L2 extents, so many allocated clusters hold
+// zeros; the copy engine's zero detection drops them again.
+//
+//	img, err := qcow.Open(f, fileSize, f.Name())
+//	if err != nil { ... }
+//	if img.BackingFile() != "" { img.SetBacking(parent) }
+//	n, err := img.ReadAt(buf, off)
+//
+// Encrypted (AES) images are refused with an error matching
+// diskimg.ErrEncrypted.
+package qcow
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
+)
+
+const (
+	magic        = 0x514649fb // "QFI\xfb"
+	xenMagic     = 0x58454efb // "XEN\xfb"
+	headerLen    = 48
+	xenHeaderLen = 16
+
+	flagL1BigEndian = 0x02
+	oflagCompressed = 1 << 63
+
+	maxL1Bytes  = 32 << 20
+	maxVirtual  = 1 << 56
+	maxBackName = 1023
+
+	l2CacheEntries = 64
+)
+
+// Backing is the image under a qcow overlay (diskimg.Image satisfies it).
+type Backing interface {
+	io.ReaderAt
+	Size() int64
+	Extents(ctx context.Context) ([]blk.Extent, error)
+}
+
+// Image reads a qcow version 1 image. It is safe for concurrent use.
+type Image struct {
+	r        io.ReaderAt
+	fileSize int64
+	name     string
+
+	clusterBits uint
+	clusterSize int64
+	l2Bits      uint
+	l2Entries   int64
+	size        int64
+	l1          []uint64
+	backingFile string
+	xen         bool
+	xenLE       bool
+
+	backing Backing
+	l2Cache *blk.TableCache[[]uint64]
+	clCache *blk.TableCache[[]byte]
+}
+
+// Size is the virtual size in bytes.
+func (img *Image) Size() int64 { return img.size }
+
+// ClusterSize is the cluster size in bytes.
+func (img *Image) ClusterSize() int64 { return img.clusterSize }
+
+// BackingFile is the backing file name from the header, or "".
+func (img *Image) BackingFile() string { return img.backingFile }
+
+// Xen tells whether the image carries blktap's Xen extension header.
+func (img *Image) Xen() bool { return img.xen }
+
+// SetBacking attaches the backing image.
+func (img *Image) SetBacking(b Backing) { img.backing = b }
+
+func (img *Image) corrupt(msg string, args ...any) error {
+	return blk.Corruptf(img.name, "qcow", msg, args...)
+}
+
+// Open parses the header and L1 table of the qcow image r of fileSize
+// bytes; name is used in error messages.
+func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
+	img := &Image{r: r, fileSize: fileSize, name: name}
+	var hdr [headerLen + xenHeaderLen]byte
+	if fileSize < headerLen {
+		return nil, img.corrupt("file is only %d bytes, too short for a header", fileSize)
+	}
+	n := min(int64(len(hdr)), fileSize)
+	if err := blk.ReadFull(r, fileSize, hdr[:n], 0, name, "qcow", "header"); err != nil {
+		return nil, err
+	}
+	be := binary.BigEndian
+	if be.Uint32(hdr[0:]) != magic {
+		return nil, img.corrupt("bad magic %#x", be.Uint32(hdr[0:]))
+	}
+	if v := be.Uint32(hdr[4:]); v != 1 {
+		return nil, fmt.Errorf("%s: %w: qcow version %d (this reader handles version 1)", name, blk.ErrUnsupported, v)
+	}
+	backOff := be.Uint64(hdr[8:])
+	backLen := be.Uint32(hdr[16:])
+	size := be.Uint64(hdr[24:])
+	cb, l2b := uint(hdr[32]), uint(hdr[33])
+	crypt := be.Uint32(hdr[36:])
+	l1Off := be.Uint64(hdr[40:])
+
+	if crypt != 0 {
+		return nil, fmt.Errorf("%s: %w: qcow AES encryption; decrypt it first (qemu-img convert with the key)", name, blk.ErrEncrypted)
+	}
+	if cb < 9 || cb > 16 {
+		return nil, img.corrupt("cluster bits %d out of range 9..16", cb)
+	}
+	if l2b < 6 || l2b > 16 {
+		return nil, img.corrupt("L2 bits %d out of range 6..16", l2b)
+	}
+	if size > maxVirtual {
+		return nil, img.corrupt("virtual size %d is implausibly large", size)
+	}
+	img.clusterBits, img.clusterSize = cb, 1<<cb
+	img.l2Bits, img.l2Entries = l2b, 1<<l2b
+	img.size = int64(size)
+
+	// Blktap's extension header: its flags say the L1 byte order.
+	if n == int64(len(hdr)) && be.Uint32(hdr[headerLen:]) == xenMagic && l1Off%4096 == 0 {
+		img.xen = true
+		img.xenLE = be.Uint32(hdr[headerLen+12:])&flagL1BigEndian == 0
+	}
+
+	shift := cb + l2b
+	l1Size := (img.size + 1<<shift - 1) >> shift
+	if l1Size*8 > maxL1Bytes {
+		return nil, img.corrupt("L1 table of %d entries is too large", l1Size)
+	}
+	if l1Size > 0 {
+		if l1Off > uint64(fileSize) || l1Size*8 > fileSize-int64(l1Off) {
+			return nil, img.corrupt("L1 table at %#x (%d entries) is past the end of the file (%d bytes); truncated?", l1Off, l1Size, fileSize)
+		}
+		buf := make([]byte, l1Size*8)
+		if err := blk.ReadFull(r, fileSize, buf, int64(l1Off), name, "qcow", "L1 table"); err != nil {
+			return nil, err
+		}
+		var order binary.ByteOrder = binary.BigEndian
+		if img.xenLE {
+			order = binary.LittleEndian
+		}
+		img.l1 = make([]uint64, l1Size)
+		for i := range img.l1 {
+			img.l1[i] = order.Uint64(buf[i*8:])
+		}
+	}
+	if backOff != 0 {
+		if backLen == 0 || backLen > maxBackName {
+			return nil, img.corrupt("backing file name length %d out of range 1..%d", backLen, maxBackName)
+		}
+		nb := make([]byte, backLen)
+		if err := blk.ReadFull(r, fileSize, nb, int64(backOff), name, "qcow", "backing file name"); err != nil {
+			return nil, err
+		}
+		img.backingFile = string(bytes.TrimRight(nb, "\x00"))
+	}
+	img.l2Cache = blk.NewTableCache[[]uint64](l2CacheEntries)
+	img.clCache = blk.NewTableCache[[]byte](8)
+	return img, nil
+}
+
+func (img *Image) loadL2(off int64) ([]uint64, error) {
+	buf := make([]byte, img.l2Entries*8)
+	if err := blk.ReadFull(img.r, img.fileSize, buf, off, img.name, "qcow", "L2 table"); err != nil {
+		return nil, err
+	}
+	t := make([]uint64, img.l2Entries)
+	for i := range t {
+		t[i] = binary.BigEndian.Uint64(buf[i*8:])
+	}
+	return t, nil
+}
+
+// entry returns the L2 entry of guest cluster c (0: unallocated).
+func (img *Image) entry(c int64) (uint64, error) {
+	i := c >> img.l2Bits
+	if i >= int64(len(img.l1)) || img.l1[i] == 0 {
+		return 0, nil
+	}
+	off := int64(img.l1[i])
+	if off < 0 || off%512 != 0 {
+		return 0, img.corrupt("L1 entry %d points to invalid L2 table offset %#x", i, img.l1[i])
+	}
+	t, err := img.l2Cache.Get(off, func() ([]uint64, error) { return img.loadL2(off) })
+	if err != nil {
+		return 0, err
+	}
+	return t[c&(img.l2Entries-1)], nil
+}
+
+// ReadAt reads guest data; it satisfies io.ReaderAt.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset %d", img.name, off)
+	}
+	if off >= img.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > img.size-off {
+		p = p[:img.size-off]
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		c := pos >> img.clusterBits
+		in := pos & (img.clusterSize - 1)
+		n := int(min(int64(len(p)-done), img.clusterSize-in))
+		dst := p[done : done+n]
+		e, err := img.entry(c)
+		if err != nil {
+			return done, err
+		}
+		switch {
+		case e == 0:
+			if err := img.readBacking(dst, pos); err != nil {
+				return done, err
+			}
+		case e&oflagCompressed != 0:
+			data, err := img.compressed(e, c)
+			if err != nil {
+				return done, err
+			}
+			copy(dst, data[in:])
+		default:
+			if int64(e)%img.clusterSize != 0 {
+				return done, img.corrupt("L2 entry for guest offset %d points to unaligned offset %#x", c*img.clusterSize, e)
+			}
+			if err := blk.ReadFull(img.r, img.fileSize, dst, int64(e)+in, img.name, "qcow", "data cluster"); err != nil {
+				return done, err
+			}
+		}
+		done += n
+	}
+	if done < want {
+		return done, io.EOF
+	}
+	return done, nil
+}
+
+func (img *Image) readBacking(dst []byte, pos int64) error {
+	if img.backing == nil || pos >= img.backing.Size() {
+		clear(dst)
+		return nil
+	}
+	n := int(min(int64(len(dst)), img.backing.Size()-pos))
+	m, err := img.backing.ReadAt(dst[:n], pos)
+	if m < n {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%s: reading backing file: %w", img.name, err)
+	}
+	clear(dst[n:])
+	return nil
+}
+
+func (img *Image) compressed(e uint64, c int64) ([]byte, error) {
+	mask := uint64(1)<<(63-img.clusterBits) - 1
+	host := int64(e & mask)
+	csize := int64(e>>(63-img.clusterBits)) & (img.clusterSize - 1)
+	return img.clCache.Get(host, func() ([]byte, error) {
+		bad := func(err error) error {
+			return img.corrupt("compressed cluster for guest offset %d at %#x: %v", c*img.clusterSize, host, err)
+		}
+		if csize == 0 || host >= img.fileSize || csize > img.fileSize-host {
+			return nil, bad(fmt.Errorf("%d bytes past the end of the file (%d bytes)", csize, img.fileSize))
+		}
+		in := make([]byte, csize)
+		if err := blk.ReadFull(img.r, img.fileSize, in, host, img.name, "qcow", "compressed cluster"); err != nil {
+			return nil, err
+		}
+		out := make([]byte, img.clusterSize)
+		zr := flate.NewReader(bytes.NewReader(in))
+		defer zr.Close()
+		if _, err := io.ReadFull(zr, out); err != nil {
+			return nil, bad(fmt.Errorf("inflating: %w", err))
+		}
+		return out, nil
+	})
+}
+
+// Extents lists the guest ranges with allocated clusters, and the backing
+// image's extents under the unallocated ones.
+func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
+	var back []blk.Extent
+	backSize := int64(0)
+	if img.backing != nil {
+		var err error
+		if back, err = img.backing.Extents(ctx); err != nil {
+			return nil, err
+		}
+		backSize = img.backing.Size()
+	}
+	var out blk.List
+	unalloc := func(off, n int64) {
+		if n = min(n, backSize-off); n > 0 {
+			blk.Clip(&out, back, off, n, 0)
+		}
+	}
+	perL2 := img.l2Entries * img.clusterSize
+	for i := range int64(len(img.l1)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		base := i * perL2
+		span := min(perL2, img.size-base)
+		if img.l1[i] == 0 {
+			unalloc(base, span)
+			continue
+		}
+		l2off := int64(img.l1[i])
+		if l2off < 0 || l2off%512 != 0 {
+			return nil, img.corrupt("L1 entry %d points to invalid L2 table offset %#x", i, img.l1[i])
+		}
+		t, err := img.loadL2(l2off)
+		if err != nil {
+			return nil, err
+		}
+		for j := int64(0); j*img.clusterSize < span; j++ {
+			c := i*img.l2Entries + j
+			e := t[j]
+			off := c * img.clusterSize
+			n := min(img.clusterSize, img.size-off)
+			if e == 0 {
+				unalloc(off, n)
+			} else {
+				out.Add(off, n)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,471 @@
+package qcow2
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultClusterSize is the cluster size of images made by Create.
+const DefaultClusterSize = 64 << 10
+
+// refcount_order 4: 16-bit refcounts, as QEMU writes them.
+const refcountBytes = 2
+
+// ErrRewrite is returned by Writer.WriteAt for a cluster already written:
+// the writer lays the image out in one pass and never rewrites data.
+var ErrRewrite = errors.New("qcow2 cluster written twice")
+
+// Option configures Create and NewWriter.
+type Option func(*config) error
+
+type config struct {
+	clusterBits uint
+	compress    bool
+	prealloc    bool
+}
+
+// WithClusterSize sets the cluster size: a power of two from 512 bytes to
+// 2 MiB. The default is 64 KiB.
+func WithClusterSize(n int) Option {
+	return func(c *config) error {
+		for b := uint(minClusterBits); b <= maxClusterBits; b++ {
+			if n == 1<<b {
+				c.clusterBits = b
+				return nil
+			}
+		}
+		return fmt.Errorf("cluster size %d is not a power of two between 512 and 2097152", n)
+	}
+}
+
+// WithCompression stores each cluster zlib-compressed (as raw deflate,
+// like QEMU) when that makes it smaller.
+func WithCompression(on bool) Option {
+	return func(c *config) error { c.compress = on; return nil }
+}
+
+// WithPreallocation allocates every L2 table up front (like QEMU's
+// preallocation=metadata, without mapping data clusters) and reserves their
+// space with fallocate.
+func WithPreallocation(on bool) Option {
+	return func(c *config) error { c.prealloc = on; return nil }
+}
+
+// Writer writes a qcow2 version 3 image in one pass. WriteAt may be called
+// from several goroutines for distinct clusters; data clusters are
+// allocated at the end of the file in the order they arrive, clusters that
+// are entirely zero are not stored, and Close writes the L1 table, the
+// refcounts and the header.
+type Writer struct {
+	f    *os.File
+	name string
+	size int64
+
+	cbits     uint
+	cs        int64
+	l2Entries int64
+	compress  bool
+	zero      []byte
+	flatePool sync.Pool
+
+	mu      sync.Mutex
+	next    int64 // next free byte of the file
+	l1      []uint64
+	l1Off   int64
+	rcOff   int64
+	rcTable []uint64
+	blocks  map[int64]*rcBlock // refcount blocks not yet written
+	pending []int64            // ranges whose block still needs a cluster
+	closed  bool
+}
+
+type rcBlock struct {
+	off  int64 // host offset, 0 until placed
+	data []byte
+}
+
+// Create creates (or truncates) the file at path and returns a Writer for a
+// qcow2 image of size virtual bytes.
+func Create(path string, size int64, opts ...Option) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWriter(f, size, opts...)
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return w, nil
+}
+
+// NewWriter writes a qcow2 image of size virtual bytes into f, which must
+// be empty and opened for reading and writing. The Writer owns f from now
+// on: Close and Abort close it.
+func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
+	cfg := config{clusterBits: 16}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if size < 0 || size > maxVirtual {
+		return nil, fmt.Errorf("qcow2 virtual size %d out of range", size)
+	}
+	cs := int64(1) << cfg.clusterBits
+	w := &Writer{
+		f: f, name: f.Name(), size: size,
+		cbits: cfg.clusterBits, cs: cs, l2Entries: cs / 8,
+		compress: cfg.compress,
+		zero:     make([]byte, cs),
+		blocks:   make(map[int64]*rcBlock),
+	}
+	perL2 := cs * w.l2Entries
+	l1Entries := (size + perL2 - 1) / perL2
+	if l1Entries*8 > maxL1Bytes {
+		return nil, fmt.Errorf("qcow2 virtual size %d needs an L1 table over %d bytes; use a larger cluster size", size, maxL1Bytes)
+	}
+	w.l1 = make([]uint64, l1Entries)
+	l1Clusters := max(1, (l1Entries*8+cs-1)/cs)
+
+	// Size the refcount table for the largest file this image can become:
+	// every cluster written once, compressed ones never larger than a
+	// cluster, plus all metadata.
+	perBlock := cs / refcountBytes
+	dataClusters := (size + cs - 1) / cs
+	base := 1 + l1Clusters + l1Entries + dataClusters + 8
+	blocks, tableClusters := int64(1), int64(1)
+	for range 16 {
+		total := base + tableClusters + 2*blocks
+		blocks = (total+perBlock-1)/perBlock + 1
+		tableClusters = (blocks*8 + cs - 1) / cs
+	}
+	w.rcTable = make([]uint64, tableClusters*cs/8)
+
+	// Cluster 0: header; then L1, then the refcount table, all contiguous.
+	w.alloc(1)
+	w.l1Off = w.alloc(l1Clusters)
+	w.rcOff = w.alloc(tableClusters)
+	if cfg.prealloc && l1Entries > 0 {
+		start := w.next
+		for i := range w.l1 {
+			w.l1[i] = uint64(w.alloc(1)) | oflagCopied
+		}
+		if err := unix.Fallocate(int(f.Fd()), 0, start, w.next-start); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, fmt.Errorf("preallocating %s: %w", w.name, err)
+		}
+	}
+	if err := w.placeBlocks(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Size is the virtual size.
+func (w *Writer) Size() int64 { return w.size }
+
+// ClusterSize is the cluster size; WriteAt offsets must be multiples of it.
+func (w *Writer) ClusterSize() int64 { return w.cs }
+
+// alloc reserves n contiguous clusters at the end of the file and counts a
+// reference to each. Callers hold w.mu (or own w exclusively).
+func (w *Writer) alloc(n int64) int64 {
+	w.next = (w.next + w.cs - 1) &^ (w.cs - 1)
+	start := w.next
+	w.next += n * w.cs
+	for c := start / w.cs; c < w.next/w.cs; c++ {
+		w.ref(c)
+	}
+	return start
+}
+
+// allocBytes reserves n bytes for a compressed cluster right after the
+// previous allocation, sharing a partly used cluster.
+func (w *Writer) allocBytes(n int64) int64 {
+	start := w.next
+	for c := start / w.cs; c <= (start+n-1)/w.cs; c++ {
+		w.ref(c)
+	}
+	w.next += n
+	return start
+}
+
+// ref counts one more reference to host cluster c.
+func (w *Writer) ref(c int64) {
+	perBlock := w.cs / refcountBytes
+	k := c / perBlock
+	b := w.blocks[k]
+	if b == nil {
+		b = &rcBlock{data: make([]byte, w.cs)}
+		w.blocks[k] = b
+		w.pending = append(w.pending, k)
+	}
+	i := (c % perBlock) * refcountBytes
+	binary.BigEndian.PutUint16(b.data[i:], binary.BigEndian.Uint16(b.data[i:])+1)
+}
+
+// placeBlocks gives each new refcount block a cluster and writes the
+// blocks of ranges no later allocation can reach.
+func (w *Writer) placeBlocks() error {
+	for len(w.pending) > 0 {
+		k := w.pending[0]
+		w.pending = w.pending[1:]
+		if k >= int64(len(w.rcTable)) {
+			return fmt.Errorf("writing %s: refcount table too small (internal error)", w.name)
+		}
+		off := w.alloc(1)
+		w.blocks[k].off = off
+		w.rcTable[k] = uint64(off)
+	}
+	perBlockBytes := w.cs / refcountBytes * w.cs
+	for k, b := range w.blocks {
+		if (k+1)*perBlockBytes <= w.next && b.off != 0 {
+			if _, err := w.f.WriteAt(b.data, b.off); err != nil {
+				return fmt.Errorf("writing %s: %w", w.name, err)
+			}
+			delete(w.blocks, k)
+		}
+	}
+	return nil
+}
+
+// l2For returns the host offset of the L2 table for guest cluster c,
+// allocating it if needed. Callers hold w.mu.
+func (w *Writer) l2For(c int64) int64 {
+	i := c / w.l2Entries
+	if w.l1[i] == 0 {
+		w.l1[i] = uint64(w.alloc(1)) | oflagCopied
+	}
+	return int64(w.l1[i] & l1OffsetMask)
+}
+
+// WriteAt stores p at the guest offset off, which must be cluster aligned;
+// len(p) must be a multiple of the cluster size unless the write ends at
+// the virtual size. Clusters that are all zero are skipped. Each cluster
+// can be written once; writing it again returns ErrRewrite.
+func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
+	if off%w.cs != 0 || off < 0 {
+		return 0, fmt.Errorf("writing %s: offset %d is not a multiple of the cluster size %d", w.name, off, w.cs)
+	}
+	end := off + int64(len(p))
+	if end > w.size || (int64(len(p))%w.cs != 0 && end != w.size) {
+		return 0, fmt.Errorf("writing %s: %d bytes at %d: not whole clusters inside the %d byte disk", w.name, len(p), off, w.size)
+	}
+	for done := int64(0); done < int64(len(p)); {
+		// Skip zero clusters, then gather a run of non-zero ones inside one
+		// L2 table.
+		c := (off + done) / w.cs
+		n := min(w.cs, int64(len(p))-done)
+		if bytes.Equal(p[done:done+n], w.zero[:n]) {
+			done += n
+			continue
+		}
+		if w.compress {
+			if err := w.writeCompressed(p[done:done+n], c); err != nil {
+				return int(done), err
+			}
+			done += n
+			continue
+		}
+		run := n
+		for done+run < int64(len(p)) && (c+run/w.cs)%w.l2Entries != 0 {
+			m := min(w.cs, int64(len(p))-done-run)
+			if bytes.Equal(p[done+run:done+run+m], w.zero[:m]) {
+				break
+			}
+			run += m
+		}
+		if err := w.writeRun(p[done:done+run], c); err != nil {
+			return int(done), err
+		}
+		done += run
+	}
+	return len(p), nil
+}
+
+// writeRun stores data (whole clusters but maybe the last) for the guest
+// clusters starting at c, all in one L2 table.
+func (w *Writer) writeRun(data []byte, c int64) error {
+	k := (int64(len(data)) + w.cs - 1) / w.cs
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return fmt.Errorf("writing %s: %w", w.name, os.ErrClosed)
+	}
+	l2 := w.l2For(c)
+	entOff := l2 + (c%w.l2Entries)*8
+	if err := w.checkUnwritten(entOff, k, c); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	host := w.alloc(k)
+	ents := make([]byte, k*8)
+	for i := range k {
+		binary.BigEndian.PutUint64(ents[i*8:], uint64(host+i*w.cs)|oflagCopied)
+	}
+	_, err := w.f.WriteAt(ents, entOff)
+	if err == nil {
+		err = w.placeBlocks()
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	if _, err := w.f.WriteAt(data, host); err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	return nil
+}
+
+func (w *Writer) checkUnwritten(entOff, k, c int64) error {
+	cur := make([]byte, k*8)
+	if _, err := w.f.ReadAt(cur, entOff); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	if !bytes.Equal(cur, w.zero[:k*8]) {
+		return fmt.Errorf("writing %s: guest offset %d: %w", w.name, c*w.cs, ErrRewrite)
+	}
+	return nil
+}
+
+func (w *Writer) writeCompressed(data []byte, c int64) error {
+	buf := &bytes.Buffer{}
+	buf.Grow(int(w.cs))
+	zw, _ := w.flatePool.Get().(*flate.Writer)
+	if zw == nil {
+		zw, _ = flate.NewWriter(buf, flate.DefaultCompression)
+	} else {
+		zw.Reset(buf)
+	}
+	full := data
+	if int64(len(full)) < w.cs { // last, partial cluster: compress a whole one
+		full = make([]byte, w.cs)
+		copy(full, data)
+	}
+	_, err := zw.Write(full)
+	if err == nil {
+		err = zw.Close()
+	}
+	w.flatePool.Put(zw)
+	if err != nil {
+		return fmt.Errorf("compressing for %s: %w", w.name, err)
+	}
+	// Keep it only if it saves at least a sector.
+	if int64(buf.Len()) > w.cs-512 {
+		return w.writeRun(data, c)
+	}
+	x := 62 - (w.cbits - 8)
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return fmt.Errorf("writing %s: %w", w.name, os.ErrClosed)
+	}
+	l2 := w.l2For(c)
+	entOff := l2 + (c%w.l2Entries)*8
+	if err := w.checkUnwritten(entOff, 1, c); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	n := int64(buf.Len())
+	host := w.allocBytes(n)
+	sectors := (host+n-1)/512 - host/512
+	var ent [8]byte
+	binary.BigEndian.PutUint64(ent[:], oflagCompr|uint64(sectors)<<x|uint64(host))
+	_, err = w.f.WriteAt(ent[:], entOff)
+	if err == nil {
+		err = w.placeBlocks()
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	if _, err := w.f.WriteAt(buf.Bytes(), host); err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Close writes the remaining refcount blocks, the refcount table, the L1
+// table and the header, syncs the file to disk and closes it.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fmt.Errorf("closing %s: %w", w.name, os.ErrClosed)
+	}
+	w.closed = true
+	err := w.finish()
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing %s: %w", w.name, cerr)
+	}
+	return err
+}
+
+// Abort closes the file without completing the image; the caller removes it.
+func (w *Writer) Abort() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.f.Close()
+}
+
+func (w *Writer) finish() error {
+	// The file ends at a cluster boundary past everything allocated.
+	w.next = (w.next + w.cs - 1) &^ (w.cs - 1)
+	if err := w.placeBlocks(); err != nil {
+		return err
+	}
+	for k, b := range w.blocks {
+		if _, err := w.f.WriteAt(b.data, b.off); err != nil {
+			return fmt.Errorf("writing %s: %w", w.name, err)
+		}
+		delete(w.blocks, k)
+	}
+	be := binary.BigEndian
+	tbl := make([]byte, len(w.rcTable)*8)
+	for i, v := range w.rcTable {
+		be.PutUint64(tbl[i*8:], v)
+	}
+	l1 := make([]byte, len(w.l1)*8)
+	for i, v := range w.l1 {
+		be.PutUint64(l1[i*8:], v)
+	}
+	hdr := make([]byte, v3HeaderLen+8) // header, then the end-of-extensions marker
+	be.PutUint32(hdr[0:], magic)
+	be.PutUint32(hdr[4:], 3)
+	be.PutUint32(hdr[20:], uint32(w.cbits))
+	be.PutUint64(hdr[24:], uint64(w.size))
+	be.PutUint32(hdr[36:], uint32(len(w.l1)))
+	be.PutUint64(hdr[40:], uint64(w.l1Off))
+	be.PutUint64(hdr[48:], uint64(w.rcOff))
+	be.PutUint32(hdr[56:], uint32(int64(len(tbl))/w.cs))
+	be.PutUint32(hdr[96:], 4) // refcount_order: 16-bit
+	be.PutUint32(hdr[100:], v3HeaderLen)
+	for _, wr := range []struct {
+		b   []byte
+		off int64
+	}{{tbl, w.rcOff}, {l1, w.l1Off}, {hdr, 0}} {
+		if _, err := w.f.WriteAt(wr.b, wr.off); err != nil {
+			return fmt.Errorf("writing %s: %w", w.name, err)
+		}
+	}
+	if err := w.f.Truncate(w.next); err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", w.name, err)
+	}
+	return nil
+}
