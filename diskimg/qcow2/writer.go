@@ -65,9 +65,10 @@ func WithPreallocation(on bool) Option {
 // are entirely zero are not stored, and Close writes the L1 table, the
 // refcounts and the header.
 type Writer struct {
-	f    *os.File
-	name string
-	size int64
+	f     *os.File
+	name  string
+	size  int64 // virtual size, rounded up to whole sectors
+	given int64 // the size asked for
 
 	cbits     uint
 	cs        int64
@@ -122,8 +123,10 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 		return nil, fmt.Errorf("qcow2 virtual size %d out of range", size)
 	}
 	cs := int64(1) << cfg.clusterBits
+	// QEMU counts qcow2 sizes in whole sectors (and rounds a raw file's
+	// size up to one), so round the same way.
 	w := &Writer{
-		f: f, name: f.Name(), size: size,
+		f: f, name: f.Name(), size: (size + 511) &^ 511, given: size,
 		cbits: cfg.clusterBits, cs: cs, l2Entries: cs / 8,
 		compress: cfg.compress,
 		zero:     make([]byte, cs),
@@ -135,7 +138,7 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 		return nil, fmt.Errorf("qcow2 virtual size %d needs an L1 table over %d bytes; use a larger cluster size", size, maxL1Bytes)
 	}
 	w.l1 = make([]uint64, l1Entries)
-	l1Clusters := max(1, (l1Entries*8+cs-1)/cs)
+	l1Clusters := (l1Entries*8 + cs - 1) / cs
 
 	// Size the refcount table for the largest file this image can become:
 	// every cluster written once, compressed ones never larger than a
@@ -153,7 +156,9 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 
 	// Cluster 0: header; then L1, then the refcount table, all contiguous.
 	w.alloc(1)
-	w.l1Off = w.alloc(l1Clusters)
+	if l1Clusters > 0 {
+		w.l1Off = w.alloc(l1Clusters)
+	}
 	w.rcOff = w.alloc(tableClusters)
 	if cfg.prealloc && l1Entries > 0 {
 		start := w.next
@@ -170,7 +175,8 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 	return w, nil
 }
 
-// Size is the virtual size.
+// Size is the virtual size: the size given to Create rounded up to a
+// multiple of 512 bytes, as QEMU does.
 func (w *Writer) Size() int64 { return w.size }
 
 // ClusterSize is the cluster size; WriteAt offsets must be multiples of it.
@@ -257,7 +263,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("writing %s: offset %d is not a multiple of the cluster size %d", w.name, off, w.cs)
 	}
 	end := off + int64(len(p))
-	if end > w.size || (int64(len(p))%w.cs != 0 && end != w.size) {
+	if end > w.size || (int64(len(p))%w.cs != 0 && end != w.size && end != w.given) {
 		return 0, fmt.Errorf("writing %s: %d bytes at %d: not whole clusters inside the %d byte disk", w.name, len(p), off, w.size)
 	}
 	for done := int64(0); done < int64(len(p)); {

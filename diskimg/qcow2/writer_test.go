@@ -1,0 +1,220 @@
+package qcow2_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+// span is a range of test data; fill 0 means random bytes.
+type span struct {
+	off, n int64
+	fill   byte
+	random bool
+}
+
+// writeRaw makes a sparse raw file with the spans and returns its path.
+func writeRaw(t *testing.T, path string, size int64, spans []span) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, uint64(size)))
+	for _, s := range spans {
+		b := bytes.Repeat([]byte{s.fill}, int(s.n))
+		if s.random {
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+		}
+		if _, err := f.WriteAt(b, s.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// copyInto writes the raw file into w in cluster-aligned chunks from a few
+// goroutines, skipping chunks that are holes in the raw file.
+func copyInto(t *testing.T, raw string, w *qcow2.Writer) {
+	t.Helper()
+	f, err := os.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := max(w.ClusterSize(), 256<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	next := make(chan int64)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, chunk)
+			for off := range next {
+				n := min(chunk, w.Size()-off)
+				m, err := f.ReadAt(buf[:n], off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				clear(buf[m:n]) // the writer's size is rounded up to a sector
+				if _, err := w.WriteAt(buf[:n], off); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for off := int64(0); off < w.Size(); off += chunk {
+		// Skip whole holes, as the copy engine does.
+		if d, err := f.Seek(off, 3 /* SEEK_DATA */); err != nil || d >= off+chunk {
+			continue
+		}
+		next <- off
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestWriterQEMUCheckAndCompare(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	const mib = 1 << 20
+	tests := []struct {
+		name  string
+		size  int64
+		spans []span
+		opts  []qcow2.Option
+	}{
+		{name: "empty", size: 16 * mib},
+		{name: "zero-size", size: 0},
+		{name: "fully-allocated", size: 8 * mib, spans: []span{{0, 8 * mib, 0, true}}},
+		{name: "sparse-random", size: 64 * mib, spans: []span{{0, 4096, 0, true}, {5*mib + 17, 3 * mib, 0, true}, {40 * mib, 65536, 0, false}, {50 * mib, mib, 0xee, false}}},
+		{name: "unaligned-size", size: 10*mib + 12345, spans: []span{{0, mib, 0, true}, {10*mib + 12000, 345, 0, true}}},
+		{name: "over-4GiB-sparse", size: 6<<30 + 512, spans: []span{{0, mib, 0, true}, {4<<30 - 4096, 8192, 0, true}, {6<<30 - mib, mib + 512, 0, true}}},
+		{name: "compressed", size: 16*mib + 1000, spans: []span{{0, 3 * mib, 0, true}, {4 * mib, 4 * mib, 0x5a, false}, {16 * mib, 1000, 7, false}}, opts: []qcow2.Option{qcow2.WithCompression(true)}},
+		{name: "cluster-512", size: 3*mib + 512, spans: []span{{0, mib, 0, true}, {3 * mib, 512, 1, false}}, opts: []qcow2.Option{qcow2.WithClusterSize(512)}},
+		{name: "cluster-512-compressed", size: 2 * mib, spans: []span{{0, mib, 3, false}, {mib, 4096, 0, true}}, opts: []qcow2.Option{qcow2.WithClusterSize(512), qcow2.WithCompression(true)}},
+		{name: "cluster-2M", size: 9 * mib, spans: []span{{mib, 3 * mib, 0, true}}, opts: []qcow2.Option{qcow2.WithClusterSize(2 * mib)}},
+		{name: "preallocated", size: 2<<30 + 4096, spans: []span{{0, mib, 0, true}}, opts: []qcow2.Option{qcow2.WithPreallocation(true)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := filepath.Join(dir, tc.name+".raw")
+			out := filepath.Join(dir, tc.name+".qcow2")
+			writeRaw(t, raw, tc.size, tc.spans)
+			w, err := qcow2.Create(out, tc.size, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copyInto(t, raw, w)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img check: %v\n%s", err, o)
+			}
+			if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img compare: %v\n%s", err, o)
+			}
+			info, err := exec.Command(qemuImg, "info", out).CombinedOutput()
+			if err != nil || !strings.Contains(string(info), "compat: 1.1") {
+				t.Errorf("qemu-img info does not show a v3 image: %v\n%s", err, info)
+			}
+			// Our own reader sees the same bytes.
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			img, err := qcow2.Open(f, st.Size(), out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rf, _ := os.Open(raw)
+			defer rf.Close()
+			a, b := make([]byte, 4<<20), make([]byte, 4<<20)
+			for off := int64(0); off < tc.size; off += int64(len(a)) {
+				if tc.size > 1<<30 && off%(1<<30) > 8<<20 && off%(1<<30) < (1<<30)-(8<<20) {
+					continue // spot-check the big sparse image
+				}
+				n := min(int64(len(a)), tc.size-off)
+				rf.ReadAt(a[:n], off)
+				if m, err := img.ReadAt(b[:n], off); int64(m) != n {
+					t.Fatalf("reading back at %d: %d, %v", off, m, err)
+				}
+				if !bytes.Equal(a[:n], b[:n]) {
+					t.Fatalf("read back differs at %d", off)
+				}
+			}
+		})
+	}
+}
+
+func TestWriterZeroClustersNotStored(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "z.qcow2")
+	w, err := qcow2.Create(p, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(make([]byte, 32<<20), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 1<<20 {
+		t.Errorf("32 MiB of zeros made a %d byte image", st.Size())
+	}
+}
+
+func TestWriterRejectsMisuse(t *testing.T) {
+	dir := t.TempDir()
+	w, err := qcow2.Create(filepath.Join(dir, "m.qcow2"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	one := bytes.Repeat([]byte{1}, 65536)
+	if _, err := w.WriteAt(one, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(one, 0); !errors.Is(err, qcow2.ErrRewrite) {
+		t.Errorf("rewrite: %v, want ErrRewrite", err)
+	}
+	if _, err := w.WriteAt(one, 512); err == nil {
+		t.Error("unaligned write accepted")
+	}
+	if _, err := w.WriteAt(one, 1<<20); err == nil {
+		t.Error("write past the end accepted")
+	}
+	if _, err := qcow2.Create(filepath.Join(dir, "bad.qcow2"), 1, qcow2.WithClusterSize(3000)); err == nil {
+		t.Error("cluster size 3000 accepted")
+	}
+}
