@@ -1,12 +1,73 @@
 package pipeline
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
+	"github.com/xen2kvm/xen2kvm/report"
+)
 
 var errNotWired = errors.New("not wired yet")
 
 // realParts wires the pipeline to xen2kvm's packages.
 func realParts() parts {
-	fail := func() error { return errNotWired }
-	_ = fail
-	return parts{}
+	return parts{
+		parseConfig: func(path string) (*config.Domain, error) { return config.ParseFile(path) },
+		mapPath:     mapPath,
+		openSource: func(path string) (source, error) {
+			return nil, errNotWired
+		},
+		overlay: func(base diskimg.Device) (diskimg.Device, error) {
+			return overlay.New(base), nil
+		},
+		plan: func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
+			return nil, errNotWired
+		},
+		target: realTarget,
+		xml:    func(k *config.KVMDomain) ([]byte, error) { return nil, errNotWired },
+		copy: func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {
+			return errNotWired
+		},
+		script: func(k *config.KVMDomain, dir string) ([]byte, error) {
+			argv := append([]string{"qemu-system-x86_64"}, config.QEMUArgs(relocate(k, dir), config.QEMUOptions{})...)
+			return launchScript(k.Name, argv), nil
+		},
+		validate: func(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
+			return []report.Check{{Name: "validation", Detail: errNotWired.Error()}}
+		},
+		qemuAvailable: func() bool {
+			_, err := exec.LookPath("qemu-system-x86_64")
+			return err == nil
+		},
+		boot: func(ctx context.Context, k *config.KVMDomain, dir string, opts bootOptions) (*report.Boot, error) {
+			return nil, errNotWired
+		},
+	}
+}
+
+// realTarget maps the Xen domain onto KVM with config.ToKVM.
+func realTarget(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
+	return nil, errNotWired
+}
+
+// mapPath applies the first --disk-map whose OLD prefix matches p in
+// whole path components.
+func mapPath(p string, maps []PathMap) string {
+	clean := filepath.Clean(p)
+	for _, m := range maps {
+		old := filepath.Clean(m.Old)
+		if clean == old {
+			return m.New
+		}
+		if rest, ok := strings.CutPrefix(clean, old); ok && (strings.HasPrefix(rest, "/") || old == "/") {
+			return filepath.Join(m.New, rest)
+		}
+	}
+	return p
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+func init() { register(newBatchCommand) }
+
+func newBatchCommand() *cobra.Command {
+	var (
+		f                migrateFlags
+		jobs, workers    int
+		stateFile, logDr string
+	)
+	cmd := &cobra.Command{
+		Use:   "batch MANIFEST",
+		Short: "Migrate many Xen guests listed in a YAML manifest",
+		Long: `Migrate the Xen guests a YAML manifest lists, several at once.
+
+The manifest has optional defaults and a list of guests; every default
+may be overridden per guest. Relative paths are relative to the
+manifest's folder. Each guest is written to OUTPUT/NAME/ exactly as
+xen2kvm migrate would write it. Unknown keys are errors that name their
+line.
+
+  defaults:
+    output: /srv/kvm          # each guest goes to OUTPUT/NAME/
+    format: qcow2             # qcow2 | raw
+    disk_map:                 # path prefix rewrites, as --disk-map
+      /var/lib/xen/images: /srv/import/images
+    boot_check: true          # boot each result when QEMU is installed
+  guests:
+    - config: /srv/import/etc-xen/web01
+    - config: /srv/import/etc-xen/db02
+      format: raw
+      output: /srv/kvm-db
+
+--jobs guests are migrated at the same time, and --workers bounds the
+disk copy workers of all of them together. One guest's failure never
+stops the others. Each guest logs to LOGDIR/NAME.log, and a state file
+records how far each got: run the same batch again and the guests that
+were migrated are skipped, while the failed or interrupted ones start
+again. A table of the results ends the run; the exit status is 1 when
+any guest failed.
+
+--dry-run plans every guest and writes nothing but the report.`,
+		Example: `  # Migrate everything, two guests at a time:
+  xen2kvm batch guests.yaml --jobs 2
+
+  # Plan only, as one HTML page for the whole batch:
+  xen2kvm batch guests.yaml --dry-run --report plan.html
+
+  # The results as JSON, for scripts:
+  xen2kvm batch guests.yaml --json > results.json`,
+		Args: wrapArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			if jobs < 1 || workers < 1 {
+				return usagef("--jobs and --workers must be at least 1")
+			}
+			m, err := pipeline.LoadManifest(args[0])
+			if err != nil {
+				return err
+			}
+			con := newConsole(cmd.ErrOrStderr())
+			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
+				Jobs: jobs, Workers: workers, DryRun: f.dryRun, StateFile: stateFile, LogDir: logDr,
+				Accel: f.accel, BootTimeout: f.bootTimeout, SkipRules: f.skipRules,
+				Progress: con.progress, Logger: con.logger(),
+			})
+			con.done()
+			if res == nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			var werr error
+			switch {
+			case f.json:
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				werr = enc.Encode(res)
+			default:
+				if f.dryRun {
+					werr = report.WriteText(out, reports(res)...)
+					fmt.Fprintln(out)
+				}
+				printTable(out, res)
+			}
+			if f.report != "" && werr == nil {
+				rf := f
+				rf.json = false
+				werr = writeReports(io.Discard, rf, true, reports(res)...)
+			}
+			if err == nil {
+				err = werr
+			}
+			if errors.Is(err, pipeline.ErrBatchFailed) {
+				return &hintedError{err, "each failed guest's log is listed above; fix them and run the same batch again: migrated guests are skipped"}
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVarP(&jobs, "jobs", "j", 2, "migrate `N` guests at the same time")
+	fl.IntVar(&workers, "workers", 4, "copy workers shared by all guests")
+	fl.StringVar(&stateFile, "state", "", "state `FILE` for resuming (default: MANIFEST.state.json beside the manifest)")
+	fl.StringVar(&logDr, "log-dir", "", "one log per guest in `DIR` (default: MANIFEST.logs beside the manifest)")
+	f.add(cmd)
+	return cmd
+}
+
+func reports(res *pipeline.BatchResult) []*report.Guest {
+	var out []*report.Guest
+	for _, g := range res.Guests {
+		if g.Report != nil {
+			out = append(out, g.Report)
+		}
+	}
+	return out
+}
+
+// printTable prints the batch's summary: one line per guest.
+func printTable(w io.Writer, res *pipeline.BatchResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GUEST\tSTATUS\tTIME\tOUTPUT / REASON")
+	for _, g := range res.Guests {
+		detail := g.OutDir
+		if g.Error != "" {
+			detail = g.Error
+			if g.Log != "" {
+				detail += " (log: " + g.Log + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Status, report.Seconds(g.Seconds), detail)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d guest(s), %d failed\n", len(res.Guests), res.Failed)
+}
