@@ -293,6 +293,7 @@ func (f *FS) commit() error {
 	}
 	f.dirty = map[uint64][]byte{}
 	if f.gdDirty {
+		f.updateChecksums()
 		sb := f.sb
 		dpb := sb.descPerBlock()
 		per := int(dpb) * int(sb.descSize)

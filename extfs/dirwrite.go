@@ -1,0 +1,390 @@
+package extfs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+)
+
+// putDirent writes an entry header and name at off.
+func (f *FS) putDirent(b []byte, off int, ino uint32, recLen int, name string, ft uint8) {
+	put32(b, off, ino)
+	put16(b, off+4, f.encodeRecLen(recLen))
+	b[off+6] = byte(len(name))
+	if f.sb.incompat&incompatFiletype != 0 {
+		b[off+7] = ft
+	} else {
+		b[off+7] = 0
+	}
+	copy(b[off+8:], name)
+	// Zero the name padding.
+	for i := off + 8 + len(name); i < off+direntSize(len(name)) && i < len(b); i++ {
+		b[i] = 0
+	}
+}
+
+// insertInBlock puts an entry into a directory block if it has room.
+func (f *FS) insertInBlock(dirIno uint32, lb uint64, b []byte, name string, ino uint32, ft uint8) (bool, error) {
+	need := direntSize(len(name))
+	done := false
+	err := f.parseDirBlock(dirIno, lb, b, func(d dirent) bool {
+		if d.ino == 0 {
+			if d.recLen >= need {
+				f.putDirent(b, d.off, ino, d.recLen, name, ft)
+				done = true
+				return false
+			}
+			return true
+		}
+		used := direntSize(len(d.name))
+		if d.recLen-used >= need {
+			put16(b, d.off+4, f.encodeRecLen(used))
+			f.putDirent(b, d.off+used, ino, d.recLen-used, name, ft)
+			done = true
+			return false
+		}
+		return true
+	})
+	return done, err
+}
+
+// growDir appends a block to a directory and returns its logical number
+// and physical block.
+func (f *FS) growDir(dir *inode) (uint64, uint64, error) {
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	lb := f.dirBlocks(dir)
+	if lb != m.dataBlocks() {
+		return 0, 0, fmt.Errorf("directory inode %d: size does not match its blocks: %w", dir.num, ErrCorrupt)
+	}
+	goal := f.inodeGroup(dir.num)
+	if n := len(m.extents); n > 0 {
+		last := m.extents[n-1]
+		goal = uint32((last.phys + last.length - uint64(f.sb.firstDataBlock)) / uint64(f.sb.blocksPerGroup))
+	}
+	runs, err := f.allocBlocks(goal, 1)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := f.releaseMapping(m, false); err != nil {
+		return 0, 0, err
+	}
+	exts := append(m.extents, extent{logical: lb, phys: runs[0].start, length: 1})
+	if n := len(m.extents); n > 0 {
+		last := &exts[n-1]
+		if last.phys+last.length == runs[0].start && last.logical+last.length == lb && last.length < maxInitLen {
+			last.length++
+			exts = exts[:n]
+		}
+	}
+	if err := f.setMapping(dir, exts, goal); err != nil {
+		return 0, 0, err
+	}
+	dir.setSize(dir.size() + uint64(f.bs))
+	return lb, runs[0].start, nil
+}
+
+// dirBlockPhys maps a directory's logical block.
+func (f *FS) dirBlockPhys(dir *inode, lb uint64) (uint64, error) {
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return 0, err
+	}
+	e := m.lookup(lb)
+	if e == nil {
+		return 0, fmt.Errorf("directory inode %d: hole at block %d: %w", dir.num, lb, ErrCorrupt)
+	}
+	return e.phys + lb - e.logical, nil
+}
+
+// addEntry adds name -> ino to dir. The caller writes dir afterwards.
+func (f *FS) addEntry(dir *inode, name string, ino uint32, ft uint8) error {
+	if dir.flags()&flagIndex != 0 {
+		if f.sb.compat&compatDirIndex != 0 {
+			done, err := f.htreeAdd(dir, name, ino, ft)
+			if err != nil || done {
+				return err
+			}
+		}
+		// Drop the index: every htree block is also a valid linear block.
+		dir.setFlags(dir.flags() &^ flagIndex)
+	}
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return err
+	}
+	for lb := range f.dirBlocks(dir) {
+		b, err := f.readDirBlock(dir, m, lb)
+		if err != nil {
+			return err
+		}
+		ok, err := f.insertInBlock(dir.num, lb, b, name, ino, ft)
+		if err != nil {
+			return err
+		}
+		if ok {
+			e := m.lookup(lb)
+			f.writeBlock(e.phys+lb-e.logical, b)
+			return nil
+		}
+	}
+	_, phys, err := f.growDir(dir)
+	if err != nil {
+		return err
+	}
+	b := make([]byte, f.bs)
+	f.putDirent(b, 0, ino, f.bs, name, ft)
+	f.writeBlock(phys, b)
+	return nil
+}
+
+// removeEntry removes name from dir.
+func (f *FS) removeEntry(dir *inode, name string) error {
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return err
+	}
+	for lb := range f.dirBlocks(dir) {
+		b, err := f.readDirBlock(dir, m, lb)
+		if err != nil {
+			return err
+		}
+		prev := -1
+		found := false
+		err = f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
+			if d.ino != 0 && d.name == name {
+				if prev >= 0 {
+					prl := f.decodeRecLen(le16(b, prev+4))
+					put16(b, prev+4, f.encodeRecLen(prl+d.recLen))
+				} else {
+					put32(b, d.off, 0)
+				}
+				found = true
+				return false
+			}
+			prev = d.off
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if found {
+			e := m.lookup(lb)
+			f.writeBlock(e.phys+lb-e.logical, b)
+			return nil
+		}
+	}
+	return fmt.Errorf("directory inode %d has no entry %q: %w", dir.num, name, ErrCorrupt)
+}
+
+// setEntryInode points an existing entry of dir at another inode.
+func (f *FS) setEntryInode(dir *inode, name string, ino uint32) error {
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return err
+	}
+	for lb := range f.dirBlocks(dir) {
+		b, err := f.readDirBlock(dir, m, lb)
+		if err != nil {
+			return err
+		}
+		found := false
+		err = f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
+			if d.ino != 0 && d.name == name {
+				put32(b, d.off, ino)
+				found = true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if found {
+			e := m.lookup(lb)
+			f.writeBlock(e.phys+lb-e.logical, b)
+			return nil
+		}
+	}
+	return fmt.Errorf("directory inode %d has no entry %q: %w", dir.num, name, ErrCorrupt)
+}
+
+var errDropIndex = errors.New("drop the directory index")
+
+// dxLevel is one step of an htree lookup: the index node and the entry taken.
+type dxLevel struct {
+	phys  uint64
+	block []byte
+	base  int // offset of the count/limit header
+	count int
+	limit int
+	idx   int
+}
+
+// htreeAdd inserts into the leaf the index points at, splitting a full leaf
+// when its index node has room. It returns false when the index should be
+// dropped instead.
+func (f *FS) htreeAdd(dir *inode, name string, ino uint32, ft uint8) (bool, error) {
+	rootPhys, err := f.dirBlockPhys(dir, 0)
+	if err != nil {
+		return false, err
+	}
+	root, err := f.readBlock(rootPhys)
+	if err != nil {
+		return false, err
+	}
+	version, infoLen, levels := root[28], root[29], int(root[30])
+	if infoLen != 8 || levels > 1 || root[31] != 0 {
+		return false, nil
+	}
+	hv := f.hashVersion(version)
+	hash, ok := dirHash([]byte(name), hv, f.sb.hashSeed)
+	if !ok {
+		return false, nil
+	}
+	var path []dxLevel
+	node, phys, base := root, rootPhys, 24+int(infoLen)
+	nblocks := f.dirBlocks(dir)
+	for level := 0; ; level++ {
+		limit, count := int(le16(node, base)), int(le16(node, base+2))
+		if limit != (f.bs-base)/8 || count == 0 || count > limit {
+			return false, fmt.Errorf("directory inode %d: bad htree node (count %d, limit %d): %w", dir.num, count, limit, ErrCorrupt)
+		}
+		// Last entry whose hash is <= hash (entry 0 has none).
+		idx := sort.Search(count-1, func(i int) bool { return le32(node, base+8*(i+1)) > hash })
+		path = append(path, dxLevel{phys: phys, block: node, base: base, count: count, limit: limit, idx: idx})
+		child := uint64(le32(node, base+8*idx+4))
+		if child >= nblocks {
+			return false, fmt.Errorf("directory inode %d: htree points at block %d of %d: %w", dir.num, child, nblocks, ErrCorrupt)
+		}
+		if level == levels {
+			return f.htreeInsertLeaf(dir, path, child, name, ino, ft, hash, hv)
+		}
+		if phys, err = f.dirBlockPhys(dir, child); err != nil {
+			return false, err
+		}
+		if node, err = f.readBlock(phys); err != nil {
+			return false, err
+		}
+		base = 8
+	}
+}
+
+func (f *FS) htreeInsertLeaf(dir *inode, path []dxLevel, leaf uint64, name string, ino uint32, ft uint8, hash uint32, hv uint8) (bool, error) {
+	leafPhys, err := f.dirBlockPhys(dir, leaf)
+	if err != nil {
+		return false, err
+	}
+	b, err := f.readBlock(leafPhys)
+	if err != nil {
+		return false, err
+	}
+	ok, err := f.insertInBlock(dir.num, leaf, b, name, ino, ft)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		f.writeBlock(leafPhys, b)
+		return true, nil
+	}
+	parent := path[len(path)-1]
+	if parent.count >= parent.limit {
+		return false, nil
+	}
+	// Split the leaf at a hash boundary near the middle.
+	type named struct {
+		d    dirent
+		hash uint32
+	}
+	var ents []named
+	err = f.parseDirBlock(dir.num, leaf, b, func(d dirent) bool {
+		if d.ino != 0 {
+			h, _ := dirHash([]byte(d.name), hv, f.sb.hashSeed)
+			ents = append(ents, named{d, h})
+		}
+		return true
+	})
+	if err != nil {
+		return false, err
+	}
+	sort.SliceStable(ents, func(i, j int) bool { return ents[i].hash < ents[j].hash })
+	split := -1
+	for delta := 0; delta < len(ents); delta++ {
+		for _, m := range []int{len(ents)/2 + delta, len(ents)/2 - delta} {
+			if m > 0 && m < len(ents) && ents[m].hash != ents[m-1].hash {
+				split = m
+				break
+			}
+		}
+		if split >= 0 {
+			break
+		}
+	}
+	if split < 0 {
+		return false, nil
+	}
+	splitHash := ents[split].hash
+	pack := func(list []named) []byte {
+		out := make([]byte, f.bs)
+		off := 0
+		for i, e := range list {
+			rl := direntSize(len(e.d.name))
+			if i == len(list)-1 {
+				rl = f.bs - off
+			}
+			f.putDirent(out, off, e.d.ino, rl, e.d.name, e.d.ftype)
+			off += rl
+		}
+		if len(list) == 0 {
+			f.putDirent(out, 0, 0, f.bs, "", 0)
+		}
+		return out
+	}
+	low, high := pack(ents[:split]), pack(ents[split:])
+	newLB, newPhys, err := f.growDir(dir)
+	if err != nil {
+		return false, err
+	}
+	// Insert the new index entry after the one we followed.
+	node := parent.block
+	at := parent.base + 8*(parent.idx+1)
+	end := parent.base + 8*parent.count
+	copy(node[at+8:end+8], node[at:end])
+	put32(node, at, splitHash)
+	put32(node, at+4, uint32(newLB))
+	put16(node, parent.base+2, uint16(parent.count+1))
+	f.writeBlock(parent.phys, node)
+	target, targetPhys := low, leafPhys
+	if hash >= splitHash {
+		target, targetPhys = high, newPhys
+	}
+	ok, err = f.insertInBlock(dir.num, leaf, target, name, ino, ft)
+	if err != nil {
+		return false, err
+	}
+	f.writeBlock(leafPhys, low)
+	f.writeBlock(newPhys, high)
+	if !ok {
+		return false, nil
+	}
+	f.writeBlock(targetPhys, target)
+	return true, nil
+}
+
+// dirIsEmpty tells whether a directory holds only "." and "..".
+func (f *FS) dirIsEmpty(dir *inode) (bool, error) {
+	empty := true
+	err := f.forEachEntry(dir, func(d dirent) bool {
+		if d.name != "." && d.name != ".." {
+			empty = false
+			return false
+		}
+		return true
+	})
+	return empty, err
+}
+
+var errNotEmpty = syscall.ENOTEMPTY

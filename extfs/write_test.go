@@ -1,0 +1,210 @@
+package extfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+var _ guestfs.FS = (*FS)(nil)
+
+// TestScriptedWrites is the acceptance test of issue 4: after a series of
+// edits on every flavour, e2fsck finds nothing and debugfs reads back
+// exactly what was written.
+func TestScriptedWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds several images; skipped with -short")
+	}
+	tree := sharedTree(t)
+	for _, k := range fsKinds {
+		t.Run(k.name, func(t *testing.T) {
+			img := mkfs(t, k, tree, 64)
+			indexDirs(t, img)
+			e2fsck(t, img)
+			fsys, err := Open(openDev(t, img, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string][]byte{} // path -> content expected by debugfs
+			gone := []string{}
+			must := func(what string, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			}
+			fstab := []byte(strings.Repeat("/dev/vda1 / ext3 defaults 1 1\n", 40))
+			must("replace fstab", fsys.WriteFile("etc/fstab", fstab, 0o644))
+			want["etc/fstab"] = fstab
+			big := pattern(20<<20, 99)
+			must("replace big file", fsys.WriteFile("data/big20m", big, 0o644))
+			want["data/big20m"] = big
+			shrunk := pattern(3000, 98)
+			must("shrink file", fsys.WriteFile("data/double", shrunk, 0o644))
+			want["data/double"] = shrunk
+			for i := range 400 {
+				name := fmt.Sprintf("big/added-file-with-a-longer-name-%04d", i)
+				data := []byte(fmt.Sprintf("added %d\n", i))
+				must("add to htree dir", fsys.WriteFile(name, data, 0o600))
+				if i%37 == 0 {
+					want[name] = data
+				}
+			}
+			want["big/entry-04321"] = []byte("4321\n")
+			must("symlink", fsys.Symlink("fstab", "etc/fstab.new-link"))
+			long := "/" + strings.Repeat("a-long-symlink-target/", 5) + "x"
+			must("slow symlink", fsys.Symlink(long, "etc/slow-new"))
+			must("rename", fsys.Rename("etc/hosts", "etc/hosts.orig"))
+			want["etc/hosts.orig"] = []byte("127.0.0.1 localhost\n")
+			want["etc/hosts.hardlink"] = []byte("127.0.0.1 localhost\n")
+			gone = append(gone, "etc/hosts")
+			for _, p := range []string{"data/odd", "big/entry-00010", "var/empty/dir", "data/sparse"} {
+				must("remove "+p, fsys.Remove(p))
+				gone = append(gone, p)
+			}
+			must("mkdir", fsys.Mkdir("newdir", 0o750))
+			must("write in new dir", fsys.WriteFile("newdir/x", []byte("new\n"), 0o644))
+			must("chmod", fsys.Chmod("newdir/x", 0o755|fs.ModeSetuid))
+			must("chown", fsys.Chown("newdir/x", 500, 501))
+			mt := time.Date(2009, 3, 31, 12, 0, 0, 0, time.UTC)
+			must("chtimes", fsys.Chtimes("newdir/x", mt, mt))
+			must("move dir", fsys.Rename("newdir", "var/newdir"))
+			want["var/newdir/x"] = []byte("new\n")
+
+			// Reading back through our own reader.
+			for p, data := range want {
+				got, err := fsys.ReadFile(p)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("ReadFile(%s) after writes: %d bytes, %v", p, len(got), err)
+				}
+			}
+			if tgt, err := fsys.ReadLink("etc/slow-new"); err != nil || tgt != long {
+				t.Errorf("ReadLink(etc/slow-new) = %q, %v", tgt, err)
+			}
+			fi, err := fsys.Stat("var/newdir/x")
+			must("stat", err)
+			st := fi.Sys().(*guestfs.Stat)
+			if fi.Mode() != 0o755|fs.ModeSetuid || st.UID != 500 || st.GID != 501 || !fi.ModTime().Equal(mt) {
+				t.Errorf("var/newdir/x: mode %v uid %d gid %d mtime %v", fi.Mode(), st.UID, st.GID, fi.ModTime())
+			}
+
+			// Fill the filesystem until it is full.
+			must("mkdir fill", fsys.Mkdir("fill", 0o755))
+			var fillErr error
+			for i := 0; i < 1000; i++ {
+				data := pattern(1<<20, byte(i))
+				name := fmt.Sprintf("fill/f%03d", i)
+				if fillErr = fsys.WriteFile(name, data, 0o644); fillErr != nil {
+					break
+				}
+				if i%5 == 0 {
+					want[name] = data
+				}
+			}
+			if !errors.Is(fillErr, syscall.ENOSPC) {
+				t.Fatalf("filling the filesystem: got %v, want ENOSPC", fillErr)
+			}
+			// Small files still fit in what is left, until that runs out too.
+			for i := 0; ; i++ {
+				err := fsys.WriteFile(fmt.Sprintf("fill/small%05d", i), pattern(700, byte(i)), 0o644)
+				if err != nil {
+					if !errors.Is(err, syscall.ENOSPC) {
+						t.Fatalf("small fill: %v", err)
+					}
+					break
+				}
+				if i > 100000 {
+					t.Fatal("filesystem never filled up")
+				}
+			}
+			must("close", fsys.Close())
+
+			e2fsck(t, img)
+			for p, data := range want {
+				if got := debugfsCat(t, img, p); !bytes.Equal(got, data) {
+					t.Errorf("debugfs cat %s: %d bytes differ from the %d written", p, len(got), len(data))
+				}
+			}
+			re, err := Open(openDev(t, img, false), ReadOnly())
+			must("reopen", err)
+			for _, p := range gone {
+				if _, err := re.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Lstat(%s) after remove: %v", p, err)
+				}
+			}
+			if t.Failed() {
+				t.Logf("image kept at %s", img)
+			}
+		})
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	img := mkfs(t, fsKinds[3], buildTreeOpts(t, 0, false), 16)
+	fsys, err := Open(openDev(t, img, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		do   func() error
+	}{
+		{"mkdir existing", fs.ErrExist, func() error { return fsys.Mkdir("etc", 0o755) }},
+		{"remove non-empty", syscall.ENOTEMPTY, func() error { return fsys.Remove("etc") }},
+		{"remove missing", fs.ErrNotExist, func() error { return fsys.Remove("nope") }},
+		{"write over dir", syscall.EISDIR, func() error { return fsys.WriteFile("etc", nil, 0o644) }},
+		{"write below file", syscall.ENOTDIR, func() error { return fsys.WriteFile("etc/fstab/x", nil, 0o644) }},
+		{"rename into itself", fs.ErrInvalid, func() error { return fsys.Rename("var", "var/empty/var") }},
+		{"invalid path", fs.ErrInvalid, func() error { return fsys.WriteFile("/etc/x", nil, 0o644) }},
+		{"symlink exists", fs.ErrExist, func() error { return fsys.Symlink("x", "etc/fstab") }},
+	} {
+		if err := tc.do(); !errors.Is(err, tc.err) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	fsys.Close()
+	e2fsck(t, img)
+
+	ro, err := Open(openDev(t, img, false), ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.WriteFile("etc/fstab", nil, 0); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("write on read-only FS: %v", err)
+	}
+}
+
+// A filesystem with metadata_csum reads, but opening it for writing fails
+// before anything is written.
+func TestMetadataCsumRefusedForWrite(t *testing.T) {
+	k := fsKind{"ext4-csum", []string{"-t", "ext4", "-O", "metadata_csum,64bit"}, "ext4"}
+	img := mkfs(t, k, buildTreeOpts(t, 0, false), 16)
+	before := testutil.HashFile(t, img)
+	_, err := Open(openDev(t, img, true))
+	var fe *FeatureError
+	if !errors.Is(err, ErrUnsupported) || !errors.As(err, &fe) || !fe.Write {
+		t.Fatalf("Open for writing: %v, want a write FeatureError", err)
+	}
+	if !strings.Contains(err.Error(), "metadata_csum") {
+		t.Errorf("error does not name the feature: %v", err)
+	}
+	if after := testutil.HashFile(t, img); after != before {
+		t.Fatal("image changed")
+	}
+	ro, err := Open(openDev(t, img, false), ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ro.ReadFile("etc/hosts"); err != nil || string(got) != "127.0.0.1 localhost\n" {
+		t.Errorf("ReadFile on metadata_csum: %q, %v", got, err)
+	}
+}
