@@ -872,7 +872,10 @@ func graphicsFrom(kv map[string]string) (Graphics, bool, []string) {
 		port := 5900 + *g.Display
 		g.Port = &port
 	}
-	if g.Type != "vnc" {
+	if g.Type == "vnc" {
+		// DISPLAY and XAUTHORITY belong to SDL.
+		g.DisplayV, g.XAuth = "", ""
+	} else {
 		g.AutoPort = false
 	}
 	return g, true, warns

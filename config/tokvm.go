@@ -1,0 +1,366 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// ErrNoBoot is returned by ToKVM for a paravirtualised guest that names
+// neither a boot loader nor a kernel: Xen could not have started it either.
+var ErrNoBoot = errors.New("PV guest has neither a bootloader nor a kernel")
+
+// ErrTooManyIDE is returned by ToKVM when a guest kept on IDE has more
+// devices than the pc machine's two IDE channels take (hda to hdd).
+var ErrTooManyIDE = errors.New("more than 4 IDE devices")
+
+// Image is a converted disk image.
+type Image struct {
+	Path   string // where the image is
+	Format string // qcow2 | raw
+}
+
+// KVMOptions says how a Xen guest is to be mapped onto KVM. They come
+// from guest inspection and the chosen output, not from the Xen config.
+type KVMOptions struct {
+	// Virtio: the guest can use virtio (a Linux kernel with virtio
+	// drivers after conversion). Disks become vda, vdb, ... on virtio in
+	// the Xen disk order and the NICs virtio-net. Without it the guest
+	// keeps what it was installed on: IDE disks and its emulated NIC.
+	Virtio bool
+	// OS is "linux", "windows" or "" when unknown.
+	OS string
+	// Images maps a Xen disk target ("xvda", "hda") to its converted
+	// image. Disks not in Images keep their source (CD-ROMs, empty
+	// drives, disks not copied).
+	Images map[string]Image
+}
+
+// ToKVM maps a Xen guest onto its KVM target. It is a pure function: it
+// decides device names, buses and models and touches nothing.
+//
+//	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux",
+//		Images: map[string]config.Image{"xvda": {Path: "/srv/kvm/web01-vda.qcow2", Format: "qcow2"}}})
+func ToKVM(d *Domain, o KVMOptions) (*KVMDomain, error) {
+	k := &KVMDomain{
+		Name:         d.Name,
+		UUID:         d.UUID,
+		MemoryMiB:    d.MemoryMiB,
+		MaxMemoryMiB: max(d.MaxMemoryMiB, d.MemoryMiB),
+		VCPUs:        max(d.VCPUs, 1),
+		MaxVCPUs:     max(d.MaxVCPUs, d.VCPUs, 1),
+		Machine:      "pc",
+		OS:           o.OS,
+		Serial:       true,
+		OnPoweroff:   lifecycle(d.OnPoweroff, false),
+		OnReboot:     lifecycle(d.OnReboot, false),
+		OnCrash:      lifecycle(d.OnCrash, true),
+	}
+
+	disks, err := kvmDisks(d, o)
+	if err != nil {
+		return nil, fmt.Errorf("mapping the disks of %s: %w", d.Name, err)
+	}
+	k.Disks = disks
+	remap := map[string]string{}
+	for _, disk := range k.Disks {
+		if disk.Source != nil {
+			remap[disk.Source.Target] = disk.Target
+		}
+	}
+
+	for _, n := range d.NICs {
+		nic := KVMNIC{MAC: n.MAC, Bridge: n.Bridge, Model: nicModel(n.Model)}
+		if o.Virtio {
+			nic.Model = "virtio"
+		}
+		k.NICs = append(k.NICs, nic)
+	}
+	if k.NICs == nil {
+		k.NICs = []KVMNIC{}
+	}
+
+	for _, g := range d.Graphics {
+		if g.Type == "vnc" || g.Type == "sdl" {
+			gr := g
+			// KVM knows a VNC port, not Xen's display number.
+			if gr.Type == "vnc" && !gr.AutoPort && gr.Port == nil && gr.Display != nil {
+				p := 5900 + *gr.Display
+				gr.Port = &p
+			}
+			if gr.AutoPort || gr.Type != "vnc" {
+				gr.Port = nil
+			}
+			gr.Display = nil
+			k.Graphics = &gr
+			break
+		}
+	}
+
+	switch d.Type {
+	case HVM:
+		k.ACPI = boolOr(d.ACPI, true)
+		k.APIC = boolOr(d.APIC, true)
+		k.PAE = boolOr(d.PAE, true)
+		k.Localtime = d.Localtime
+		k.RTCOffset = d.RTCTimeOffset
+		k.SoundHW = soundModel(d.SoundHW)
+		for _, u := range d.USBDevices {
+			switch u {
+			case "tablet":
+				k.USBTablet = true
+			case "mouse":
+				k.USBMouse = true
+			}
+		}
+		k.BootOrder = hvmBootOrder(d.Boot)
+		if d.Kernel != "" {
+			// HVM direct kernel boot (xl).
+			k.Kernel, k.Initrd, k.Cmdline = d.Kernel, d.Ramdisk, d.Cmdline()
+		}
+	default:
+		// A PV guest becomes a plain PC: the converted kernel runs on
+		// ACPI, the local APIC and PAE like any other.
+		k.ACPI, k.APIC, k.PAE = true, true, true
+		k.Localtime = d.Localtime
+		k.BootOrder = "c"
+		switch {
+		case d.Bootloader != "" || isKernelOnDisk(d.Kernel):
+			// pygrub (or pv-grub) read the kernel from the guest's own
+			// disk; at launch the built-in pygrub does the same.
+			k.BootFromDisk = true
+		case d.Kernel != "":
+			k.Kernel, k.Initrd = d.Kernel, d.Ramdisk
+			k.Cmdline = kvmCmdline(d.Cmdline(), remap)
+		default:
+			return nil, fmt.Errorf("%s: %w", d.Name, ErrNoBoot)
+		}
+	}
+	return k, nil
+}
+
+// kvmDisks names and places the disks: vdX on virtio in Xen order, or
+// IDE keeping the hdX a guest was installed with.
+func kvmDisks(d *Domain, o KVMOptions) ([]KVMDisk, error) {
+	out := make([]KVMDisk, len(d.Disks))
+	var ide []int // indexes of the disks that go on IDE
+	nextVirtio := 0
+	for i, x := range d.Disks {
+		src := x
+		kd := KVMDisk{
+			Path:     x.Source,
+			Format:   imageFormat(x),
+			Device:   x.Device,
+			ReadOnly: x.ReadOnly(),
+			Source:   &src,
+		}
+		if img, ok := o.Images[x.Target]; ok {
+			kd.Path, kd.Format = img.Path, img.Format
+		}
+		if kd.Path == "" {
+			kd.Format = ""
+		}
+		if o.Virtio && x.Device != "cdrom" {
+			kd.Bus = "virtio"
+			kd.Target = diskName("vd", nextVirtio)
+			nextVirtio++
+		} else {
+			// CD-ROMs always, and every disk without virtio, go on IDE.
+			kd.Bus = "ide"
+			ide = append(ide, i)
+		}
+		out[i] = kd
+	}
+	// IDE: keep hda..hdd where the Xen target already is one, then fill
+	// the free slots in Xen disk order.
+	used := map[string]bool{}
+	for _, i := range ide {
+		t := d.Disks[i].Target
+		if len(t) == 3 && strings.HasPrefix(t, "hd") && t[2] >= 'a' && t[2] <= 'd' && !used[t] {
+			out[i].Target = t
+			used[t] = true
+		}
+	}
+	for _, i := range ide {
+		if out[i].Target != "" {
+			continue
+		}
+		for n := 0; n < 4; n++ {
+			if t := diskName("hd", n); !used[t] {
+				out[i].Target = t
+				used[t] = true
+				break
+			}
+		}
+		if out[i].Target == "" {
+			return nil, fmt.Errorf("%w: %d disks and CD-ROMs need IDE", ErrTooManyIDE, len(ide))
+		}
+	}
+	return out, nil
+}
+
+// diskName is the Linux-style name of the n-th disk: vda, ..., vdz, vdaa.
+func diskName(prefix string, n int) string {
+	s := ""
+	for n >= 0 {
+		s = string(rune('a'+n%26)) + s
+		n = n/26 - 1
+	}
+	return prefix + s
+}
+
+// imageFormat is the QEMU format name of a Xen disk's image.
+func imageFormat(x Disk) string {
+	switch x.Format {
+	case "", "raw", "aio":
+		return "raw"
+	case "vhd":
+		return "vpc"
+	}
+	return x.Format
+}
+
+// nicModel keeps the emulated NIC model a guest was installed with;
+// Xen's qemu-dm gave HVM guests an rtl8139 when the config named none.
+func nicModel(m string) string {
+	switch strings.ToLower(m) {
+	case "":
+		return "rtl8139"
+	case "ne2k_pci", "ne2k":
+		return "ne2k_pci"
+	}
+	return strings.ToLower(m)
+}
+
+// soundModel picks the sound card of the KVM guest from Xen's soundhw
+// list: the first one libvirt and QEMU still emulate ("all" meant
+// sb16, es1370 and adlib in Xen's qemu-dm).
+func soundModel(hw string) string {
+	for _, m := range strings.Split(strings.ToLower(hw), ",") {
+		m = strings.TrimSpace(m)
+		if m == "all" {
+			return "es1370"
+		}
+		if libvirtSoundModels[m] && m != "pcspk" {
+			return m
+		}
+	}
+	return ""
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+// hvmBootOrder keeps the BIOS boot devices KVM has: a floppy, c disk,
+// d CD-ROM, n network. Xen's default is the disk.
+func hvmBootOrder(b string) string {
+	var out []byte
+	for _, c := range []byte(b) {
+		if strings.IndexByte("acdn", c) >= 0 && !strings.Contains(string(out), string(c)) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return "c"
+	}
+	return string(out)
+}
+
+// isKernelOnDisk tells whether a PV kernel is a boot loader that reads the
+// real kernel from the guest's disk (pv-grub).
+func isKernelOnDisk(kernel string) bool {
+	return kernel != "" && strings.Contains(path.Base(kernel), "pv-grub")
+}
+
+// lifecycle maps Xen's on_poweroff/on_reboot/on_crash action onto one
+// libvirt accepts, or "" for its default.
+func lifecycle(a string, crash bool) string {
+	switch a {
+	case "destroy", "restart", "preserve", "rename-restart":
+		return a
+	case "coredump-destroy", "coredump-restart":
+		if crash {
+			return a
+		}
+		return strings.TrimPrefix(a, "coredump-")
+	}
+	return ""
+}
+
+var (
+	xenConsoleRE = regexp.MustCompile(`\bconsole=(xvc|hvc)(\d*)\b`)
+	xenRootRE    = regexp.MustCompile(`(^|\s)root=/dev/(xvd[a-z]+|sd[a-z]+|hd[a-z]+)(\d*)`)
+)
+
+// kvmCmdline adapts a Xen PV kernel command line to the KVM guest: the
+// Xen console becomes ttyS0 and a root= device follows its disk's new name.
+func kvmCmdline(c string, remap map[string]string) string {
+	c = xenConsoleRE.ReplaceAllString(c, "console=ttyS0")
+	c = xenRootRE.ReplaceAllStringFunc(c, func(m string) string {
+		sub := xenRootRE.FindStringSubmatch(m)
+		if to, ok := remap[sub[2]]; ok {
+			return sub[1] + "root=/dev/" + to + sub[3]
+		}
+		return m
+	})
+	return c
+}
+
+// PathMap rewrites disk paths that start with Old to start with New
+// instead (--disk-map OLD=NEW).
+type PathMap struct{ Old, New string }
+
+// ParsePathMap reads "OLD=NEW".
+func ParsePathMap(s string) (PathMap, error) {
+	old, new, ok := strings.Cut(s, "=")
+	if !ok || old == "" || new == "" {
+		return PathMap{}, fmt.Errorf("disk map %q: want OLD=NEW", s)
+	}
+	if !strings.HasPrefix(old, "/") {
+		return PathMap{}, fmt.Errorf("disk map %q: OLD must be an absolute path", s)
+	}
+	return PathMap{Old: filepath.Clean(old), New: filepath.Clean(new)}, nil
+}
+
+// MapPath rewrites p with the longest PathMap whose Old is a prefix of p
+// on whole path components: /var/lib/xen/images=/srv/import maps
+// /var/lib/xen/images/a.img but not /var/lib/xen/images2/a.img. A path no
+// map matches is returned unchanged.
+func MapPath(p string, maps []PathMap) string {
+	best, bestLen := -1, -1
+	for i, m := range maps {
+		old := filepath.Clean(m.Old)
+		if old == "" || old == "." {
+			continue
+		}
+		var ok bool
+		switch {
+		case old == "/":
+			ok = strings.HasPrefix(p, "/")
+		default:
+			ok = p == old || strings.HasPrefix(p, old+"/")
+		}
+		if ok && len(old) > bestLen {
+			best, bestLen = i, len(old)
+		}
+	}
+	if best < 0 {
+		return p
+	}
+	old := filepath.Clean(maps[best].Old)
+	rest := strings.TrimPrefix(p, old)
+	if old == "/" {
+		rest = p
+	}
+	if rest == "" {
+		return maps[best].New
+	}
+	return strings.TrimSuffix(maps[best].New, "/") + "/" + strings.TrimPrefix(rest, "/")
+}
