@@ -89,7 +89,7 @@ var stagePatterns = []struct {
 	stage string
 	re    *regexp.Regexp
 }{
-	{StageUserspace, regexp.MustCompile(`INIT: version|Run /sbin/init|Welcome to |Entering runlevel|Starting udev|Setting hostname|Checking filesystems|Remounting root filesystem|systemd\[1\]|Red Hat Enterprise Linux|CentOS release|Starting system logger|\[  OK  \]`)},
+	{StageUserspace, regexp.MustCompile(`INIT: version|Run /sbin/init|Welcome to |Entering runlevel|Starting udev|Setting hostname|Checking filesystems|Remounting root filesystem|systemd\[1\]|Starting system logger|\[  OK  \]`)},
 	{StageInitrd, regexp.MustCompile(`Red Hat nash|Run /init as init process|Creating root device|Mounting root filesystem|Switching to new root|switchroot|dracut|Begin: Loading essential drivers|Loading \S+\.ko module`)},
 	{StageKernel, regexp.MustCompile(`Linux version |Command line: |Decompressing Linux|Probing EDD|early console|^\[ *[0-9]+\.[0-9]+\] |Uncompressing Linux|BIOS-provided physical RAM map`)},
 	{StageBootloader, regexp.MustCompile(`GNU GRUB|GRUB |Booting '|grub>|Booting the kernel|ISOLINUX|SYSLINUX`)},
