@@ -1,0 +1,325 @@
+package diskimg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
+)
+
+// Output formats Convert writes.
+const (
+	OutputQCOW2 = "qcow2"
+	OutputRaw   = "raw"
+)
+
+const (
+	defaultWorkers = 8
+	defaultChunk   = 1 << 20
+	rawGrain       = 64 << 10 // zero-detection unit for raw output
+)
+
+// Option configures Convert.
+type Option func(*convertConfig)
+
+type convertConfig struct {
+	progress    func(done, total int64)
+	workers     int
+	chunk       int64
+	compress    bool
+	clusterSize int
+	prealloc    bool
+}
+
+// WithProgress has Convert report progress: done grows from 0 to total,
+// the bytes of the source it has to look at (its allocated extents). The
+// calls come from several goroutines but never at the same time.
+func WithProgress(fn func(done, total int64)) Option {
+	return func(c *convertConfig) { c.progress = fn }
+}
+
+// WithWorkers sets how many chunks are read and written at once (default 8).
+func WithWorkers(n int) Option {
+	return func(c *convertConfig) { c.workers = max(1, n) }
+}
+
+// WithCompression stores qcow2 clusters compressed.
+func WithCompression(on bool) Option {
+	return func(c *convertConfig) { c.compress = on }
+}
+
+// WithClusterSize sets the qcow2 cluster size (default 64 KiB).
+func WithClusterSize(n int) Option {
+	return func(c *convertConfig) { c.clusterSize = n }
+}
+
+// WithPreallocation preallocates the output: the whole file for raw (so
+// zeros take space), the L2 tables for qcow2.
+func WithPreallocation(on bool) Option {
+	return func(c *convertConfig) { c.prealloc = on }
+}
+
+// WithChunkSize sets how many bytes each worker reads at a time (default
+// 1 MiB); memory use is about workers × chunk size.
+func WithChunkSize(n int64) Option {
+	return func(c *convertConfig) { c.chunk = n }
+}
+
+// output is what Convert writes into: a qcow2.Writer or a sparse raw file.
+type output interface {
+	io.WriterAt
+	Close() error
+	Abort() error
+}
+
+// Convert copies the device src into a new image at dstPath in the given
+// format (OutputQCOW2 or OutputRaw). Only src's allocated extents are read
+// when it is an ExtentLister; clusters that are all zero are not written.
+// A bounded pool of workers reads and writes chunks concurrently, so memory
+// stays at about workers × chunk size whatever the image size.
+//
+// The output is written under a temporary name in dstPath's directory,
+// synced and renamed to dstPath only when complete; on an error or when
+// ctx is cancelled the temporary file is removed and dstPath is untouched.
+// src is only read.
+func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Option) (err error) {
+	cfg := convertConfig{workers: defaultWorkers, chunk: defaultChunk, clusterSize: qcow2.DefaultClusterSize}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if format != OutputQCOW2 && format != OutputRaw {
+		return fmt.Errorf("output format %q: %w (use %s or %s)", format, ErrUnsupported, OutputQCOW2, OutputRaw)
+	}
+	if err := checkNotSource(src, dstPath); err != nil {
+		return err
+	}
+	size := src.Size()
+
+	var extents []Extent
+	if l, ok := src.(ExtentLister); ok {
+		if extents, err = l.Extents(ctx); err != nil {
+			return fmt.Errorf("listing extents: %w", err)
+		}
+	} else if size > 0 {
+		extents = []Extent{{Offset: 0, Length: size}}
+	}
+
+	tmp, err := os.CreateTemp(filepath.Dir(dstPath), "."+filepath.Base(dstPath)+".part-*")
+	if err != nil {
+		return fmt.Errorf("creating output: %w", err)
+	}
+	tmpName := tmp.Name()
+	var out output
+	grain := int64(rawGrain)
+	switch format {
+	case OutputQCOW2:
+		qopts := []qcow2.Option{qcow2.WithClusterSize(cfg.clusterSize), qcow2.WithCompression(cfg.compress), qcow2.WithPreallocation(cfg.prealloc)}
+		w, werr := qcow2.NewWriter(tmp, size, qopts...)
+		if werr != nil {
+			tmp.Close()
+			os.Remove(tmpName)
+			return fmt.Errorf("creating %s: %w", dstPath, werr)
+		}
+		out, grain = w, w.ClusterSize()
+	case OutputRaw:
+		r, rerr := newRawOutput(tmp, size, cfg.prealloc)
+		if rerr != nil {
+			tmp.Close()
+			os.Remove(tmpName)
+			return fmt.Errorf("creating %s: %w", dstPath, rerr)
+		}
+		out = r
+	}
+	defer func() {
+		if err != nil {
+			out.Abort()
+			os.Remove(tmpName)
+		}
+	}()
+
+	chunk := max(cfg.chunk, grain) / grain * grain
+	if err := copyExtents(ctx, src, out, aligned(extents, grain, size), size, grain, chunk, &cfg); err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpName, dstPath); err != nil {
+		return fmt.Errorf("renaming output: %w", err)
+	}
+	if d, derr := os.Open(filepath.Dir(dstPath)); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// checkNotSource refuses to write over the source image itself.
+func checkNotSource(src Device, dst string) error {
+	p, ok := src.(interface{ Path() string })
+	if !ok {
+		return nil
+	}
+	a, err1 := os.Stat(p.Path())
+	b, err2 := os.Stat(dst)
+	if err1 == nil && err2 == nil && os.SameFile(a, b) {
+		return fmt.Errorf("output %s is the source image itself", dst)
+	}
+	return nil
+}
+
+// aligned widens the extents to whole grains (clusters) inside [0, size)
+// and merges those that then touch, so each grain is copied by one worker.
+func aligned(ext []Extent, grain, size int64) []Extent {
+	var out []Extent
+	for _, e := range ext {
+		s := e.Offset / grain * grain
+		t := min((e.Offset+e.Length+grain-1)/grain*grain, size)
+		if s >= t {
+			continue
+		}
+		if k := len(out); k > 0 && s <= out[k-1].Offset+out[k-1].Length {
+			if t > out[k-1].Offset+out[k-1].Length {
+				out[k-1].Length = t - out[k-1].Offset
+			}
+			continue
+		}
+		out = append(out, Extent{Offset: s, Length: t - s})
+	}
+	return out
+}
+
+func copyExtents(ctx context.Context, src Device, out output, ext []Extent, size, grain, chunk int64, cfg *convertConfig) error {
+	var total int64
+	for _, e := range ext {
+		total += e.Length
+	}
+	var (
+		mu   sync.Mutex
+		done int64
+	)
+	report := func(n int64) {
+		if cfg.progress == nil {
+			return
+		}
+		mu.Lock()
+		done += n
+		cfg.progress(done, total)
+		mu.Unlock()
+	}
+	report(0)
+
+	// A fixed set of buffers bounds memory: a chunk is only started when a
+	// buffer is free.
+	bufs := make(chan []byte, cfg.workers)
+	for range cfg.workers {
+		bufs <- make([]byte, chunk)
+	}
+	zero := make([]byte, grain)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.workers)
+loop:
+	for _, e := range ext {
+		for off := e.Offset; off < e.Offset+e.Length; off += chunk {
+			n := min(chunk, e.Offset+e.Length-off)
+			var buf []byte
+			select {
+			case buf = <-bufs:
+			case <-gctx.Done():
+				break loop
+			}
+			g.Go(func() error {
+				defer func() { bufs <- buf }()
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				b := buf[:n]
+				m, err := src.ReadAt(b, off)
+				if m < len(b) {
+					if err == nil || err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					return fmt.Errorf("reading source at offset %d: %w", off+int64(m), err)
+				}
+				if err := writeNonZero(out, b, off, grain, zero); err != nil {
+					return err
+				}
+				report(n)
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// writeNonZero writes the runs of b (at guest offset off) whose grains are
+// not all zero.
+func writeNonZero(out io.WriterAt, b []byte, off, grain int64, zero []byte) error {
+	n := int64(len(b))
+	for i := int64(0); i < n; {
+		j := min(i+grain, n)
+		if bytes.Equal(b[i:j], zero[:j-i]) {
+			i = j
+			continue
+		}
+		k := j
+		for k < n {
+			l := min(k+grain, n)
+			if bytes.Equal(b[k:l], zero[:l-k]) {
+				break
+			}
+			k = l
+		}
+		if _, err := out.WriteAt(b[i:k], off+i); err != nil {
+			return err
+		}
+		i = k
+	}
+	return nil
+}
+
+// rawOutput is a sparse raw file: zeros are holes because they are never
+// written.
+type rawOutput struct{ f *os.File }
+
+func newRawOutput(f *os.File, size int64, prealloc bool) (*rawOutput, error) {
+	if prealloc && size > 0 {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, fmt.Errorf("preallocating %s: %w", f.Name(), err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		return nil, err
+	}
+	return &rawOutput{f: f}, nil
+}
+
+func (r *rawOutput) WriteAt(p []byte, off int64) (int, error) {
+	n, err := r.f.WriteAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("writing %s: %w", r.f.Name(), err)
+	}
+	return n, nil
+}
+
+func (r *rawOutput) Close() error {
+	if err := r.f.Sync(); err != nil {
+		r.f.Close()
+		return fmt.Errorf("syncing %s: %w", r.f.Name(), err)
+	}
+	return r.f.Close()
+}
+
+func (r *rawOutput) Abort() error { return r.f.Close() }
