@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/xen2kvm/xen2kvm/config"
@@ -95,14 +94,6 @@ func (f *fakes) parts() parts {
 			c := *d
 			c.Source.File = path
 			return &c, nil
-		},
-		mapPath: func(p string, maps []PathMap) string {
-			for _, m := range maps {
-				if p == m.Old || strings.HasPrefix(p, m.Old+"/") {
-					return m.New + p[len(m.Old):]
-				}
-			}
-			return p
 		},
 		openSource: openFileSource,
 		overlay: func(base diskimg.Device) (diskimg.Device, error) {

@@ -37,7 +37,7 @@ guests:
 	if g.Config != filepath.Join(dir, "etc-xen/web01") || g.Output != filepath.Join(dir, "kvm") || g.Format != "qcow2" || !g.BootCheck || g.Line != 9 {
 		t.Errorf("guest 0: %+v", g)
 	}
-	if len(g.DiskMap) != 2 || g.DiskMap[0] != (PathMap{"/var/lib/xen/images", filepath.Join(dir, "images")}) || g.DiskMap[1].New != "/srv/lvs" {
+	if len(g.DiskMap) != 2 || g.DiskMap[0] != (PathMap{Old: "/var/lib/xen/images", New: filepath.Join(dir, "images")}) || g.DiskMap[1].New != "/srv/lvs" {
 		t.Errorf("guest 0 disk map: %+v", g.DiskMap)
 	}
 	g = m.Guests[1]

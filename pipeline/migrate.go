@@ -220,10 +220,7 @@ func (m *migration) openDisks() error {
 		if xd.Device == "cdrom" || xd.Source == "" {
 			continue
 		}
-		path := xd.Source
-		if m.p.mapPath != nil {
-			path = m.p.mapPath(path, m.opts.DiskMap)
-		}
+		path := config.MapPath(xd.Source, m.opts.DiskMap)
 		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
 		src, err := m.p.openSource(path)
 		if err != nil {

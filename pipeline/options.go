@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 )
 
@@ -61,10 +62,8 @@ type Options struct {
 	CopyRate float64
 }
 
-// PathMap is one --disk-map prefix rewrite.
-type PathMap struct {
-	Old, New string
-}
+// PathMap is one --disk-map prefix rewrite (config.PathMap).
+type PathMap = config.PathMap
 
 // Progress reports how far the copy of one disk is.
 type Progress struct {

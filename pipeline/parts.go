@@ -14,7 +14,6 @@ import (
 // inject failures cheaply.
 type parts struct {
 	parseConfig func(path string) (*config.Domain, error)
-	mapPath     func(path string, maps []PathMap) string
 	// openSource opens a source disk image read-only.
 	openSource func(path string) (source, error)
 	// overlay returns a copy-on-write device above a read-only one.

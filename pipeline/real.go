@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"path/filepath"
-	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -19,9 +17,12 @@ var errNotWired = errors.New("not wired yet")
 func realParts() parts {
 	return parts{
 		parseConfig: func(path string) (*config.Domain, error) { return config.ParseFile(path) },
-		mapPath:     mapPath,
 		openSource: func(path string) (source, error) {
-			return nil, errNotWired
+			img, err := diskimg.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			return img, nil
 		},
 		overlay: func(base diskimg.Device) (diskimg.Device, error) {
 			return overlay.New(base), nil
@@ -30,9 +31,9 @@ func realParts() parts {
 			return nil, errNotWired
 		},
 		target: realTarget,
-		xml:    func(k *config.KVMDomain) ([]byte, error) { return nil, errNotWired },
+		xml:    func(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() },
 		copy: func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {
-			return errNotWired
+			return diskimg.Convert(ctx, src, dst, format, diskimg.WithWorkers(workers), diskimg.WithProgress(progress))
 		},
 		script: func(k *config.KVMDomain, dir string) ([]byte, error) {
 			argv := append([]string{"qemu-system-x86_64"}, config.QEMUArgs(relocate(k, dir), config.QEMUOptions{})...)
@@ -53,21 +54,5 @@ func realParts() parts {
 
 // realTarget maps the Xen domain onto KVM with config.ToKVM.
 func realTarget(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
-	return nil, errNotWired
-}
-
-// mapPath applies the first --disk-map whose OLD prefix matches p in
-// whole path components.
-func mapPath(p string, maps []PathMap) string {
-	clean := filepath.Clean(p)
-	for _, m := range maps {
-		old := filepath.Clean(m.Old)
-		if clean == old {
-			return m.New
-		}
-		if rest, ok := strings.CutPrefix(clean, old); ok && (strings.HasPrefix(rest, "/") || old == "/") {
-			return filepath.Join(m.New, rest)
-		}
-	}
-	return p
+	return config.ToKVM(d, config.KVMOptions{Virtio: c.Virtio, OS: c.OSName})
 }

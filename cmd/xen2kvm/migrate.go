@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -164,18 +165,14 @@ the target libvirt XML, warnings and blockers.`,
 func parseDiskMaps(vals []string) ([]pipeline.PathMap, error) {
 	var maps []pipeline.PathMap
 	for _, v := range vals {
-		old, nw, ok := strings.Cut(v, "=")
-		if !ok || old == "" || nw == "" {
-			return nil, usagef("--disk-map %q: want OLD=NEW, e.g. /var/lib/xen/images=/srv/import", v)
-		}
-		if !filepath.IsAbs(old) {
-			return nil, usagef("--disk-map %q: OLD must be an absolute path as the Xen config gives it", v)
-		}
-		abs, err := filepath.Abs(nw)
+		m, err := config.ParsePathMap(v)
 		if err != nil {
+			return nil, usagef("--%v (e.g. --disk-map /var/lib/xen/images=/srv/import)", err)
+		}
+		if m.New, err = filepath.Abs(m.New); err != nil {
 			return nil, err
 		}
-		maps = append(maps, pipeline.PathMap{Old: filepath.Clean(old), New: abs})
+		maps = append(maps, m)
 	}
 	return maps, nil
 }

@@ -1,0 +1,275 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/kvmrun"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// guestView is a migrated guest's output re-opened read-only: its
+// filesystems mounted as its fstab mounts them, and the names under which
+// the KVM guest will see its block devices.
+type guestView struct {
+	root guestfs.FS
+	// filesystems by a name for people ("vda1", "VolGroup00/LogVol00").
+	filesystems map[string]fs.FS
+	// devices are the device paths the guest will have: /dev/vda,
+	// /dev/vda1, /dev/VolGroup00/LogVol00, /dev/mapper/VolGroup00-LogVol00.
+	devices map[string]bool
+	// labels and uuids of the filesystems and swap areas.
+	labels, uuids map[string]bool
+}
+
+// validateView runs the checks over a re-opened output: every filesystem
+// walks cleanly, the default grub entry's kernel and initrd are there and
+// the initrd carries the drivers for the new disk bus, and every device
+// /etc/fstab and root= name exists on the KVM side.
+func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check {
+	var checks []report.Check
+	names := make([]string, 0, len(v.filesystems))
+	for n := range v.filesystems {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		entries, err := walkFS(v.filesystems[n])
+		c := report.Check{Name: "filesystem " + n + " readable", OK: err == nil, Detail: fmt.Sprintf("%d entries", entries)}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		checks = append(checks, c)
+	}
+	if k.OS == "windows" {
+		return checks
+	}
+
+	dir, err := os.MkdirTemp("", "xen2kvm-validate-")
+	if err != nil {
+		return append(checks, report.Check{Name: "default boot entry", Detail: err.Error()})
+	}
+	defer os.RemoveAll(dir)
+	db, err := kvmrun.PyGrub(v.root, dir)
+	if err != nil {
+		checks = append(checks, report.Check{Name: "default boot entry has its kernel and initrd", Detail: err.Error()})
+	} else {
+		ok := db.InitrdPath != ""
+		detail := fmt.Sprintf("%q: /%s, /%s", db.Title, db.KernelPath, db.InitrdPath)
+		if !ok {
+			detail = fmt.Sprintf("%q: /%s has no initrd", db.Title, db.KernelPath)
+		}
+		checks = append(checks, report.Check{Name: "default boot entry has its kernel and initrd", OK: ok, Detail: detail})
+		if ok && virtio {
+			checks = append(checks, checkInitrd(db.Initrd))
+		}
+		checks = append(checks, checkRootArg(db.Append, v))
+	}
+	checks = append(checks, checkFstab(v))
+	return checks
+}
+
+// walkFS reads every directory of fsys and stats every entry.
+func walkFS(fsys fs.FS) (int, error) {
+	n := 0
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if _, err := d.Info(); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// virtioModules are the initrd files a nash or dracut initrd needs to find
+// its root filesystem on virtio-blk.
+var virtioModules = []string{"virtio_blk.ko", "virtio_pci.ko"}
+
+func checkInitrd(file string) report.Check {
+	c := report.Check{Name: "initrd loads the virtio drivers"}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	files, err := initrdFiles(data)
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	var missing []string
+	for _, m := range virtioModules {
+		found := false
+		for name := range files {
+			if path.Base(name) == m {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, m)
+		}
+	}
+	// A nash initrd must also insmod them from its init script.
+	if init, ok := files["init"]; ok && bytes.HasPrefix(init, []byte("#!/bin/nash")) {
+		for _, m := range virtioModules {
+			if !bytes.Contains(init, []byte("insmod /lib/"+m)) && !bytes.Contains(init, []byte("/"+m)) {
+				missing = append(missing, "insmod "+m+" in init")
+			}
+		}
+	}
+	if len(missing) > 0 {
+		c.Detail = "missing " + strings.Join(missing, ", ")
+		return c
+	}
+	c.OK, c.Detail = true, fmt.Sprintf("%d files, %s present", len(files), strings.Join(virtioModules, ", "))
+	return c
+}
+
+// initrdFiles returns the regular files of a gzip-compressed or plain
+// newc cpio archive, with the contents of the small ones (init scripts).
+func initrdFiles(data []byte) (map[string][]byte, error) {
+	var r io.Reader = bytes.NewReader(data)
+	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("initrd: %w", err)
+		}
+		r = zr
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, 1<<30))
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	return cpioFiles(raw)
+}
+
+// cpioFiles lists a newc ("070701"/"070702") cpio archive.
+func cpioFiles(b []byte) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	off := 0
+	for {
+		if off+110 > len(b) {
+			return nil, fmt.Errorf("initrd: cpio archive truncated at byte %d", off)
+		}
+		h := b[off : off+110]
+		if string(h[:6]) != "070701" && string(h[:6]) != "070702" {
+			return nil, fmt.Errorf("initrd: not a newc cpio archive at byte %d", off)
+		}
+		field := func(i int) (int, error) {
+			v, err := strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
+			return int(v), err
+		}
+		mode, err1 := field(1)
+		size, err2 := field(6)
+		nameLen, err3 := field(11)
+		if err1 != nil || err2 != nil || err3 != nil || nameLen < 1 {
+			return nil, fmt.Errorf("initrd: bad cpio header at byte %d", off)
+		}
+		nameEnd := off + 110 + nameLen
+		if nameEnd > len(b) || size > len(b) {
+			return nil, fmt.Errorf("initrd: cpio archive truncated at byte %d", off)
+		}
+		name := strings.TrimPrefix(string(b[off+110:nameEnd-1]), "./")
+		data := (nameEnd + 3) &^ 3
+		end := data + size
+		if end > len(b) {
+			return nil, fmt.Errorf("initrd: cpio archive truncated in %s", name)
+		}
+		if name == "TRAILER!!!" {
+			return files, nil
+		}
+		if mode&0o170000 == 0o100000 {
+			if size <= 64<<10 {
+				files[name] = b[data:end]
+			} else {
+				files[name] = nil
+			}
+		}
+		off = (end + 3) &^ 3
+	}
+}
+
+// resolvable tells whether the KVM guest will find spec, a device as
+// fstab or root= name it.
+func (v *guestView) resolvable(spec string) bool {
+	switch {
+	case strings.HasPrefix(spec, "LABEL="):
+		return v.labels[strings.TrimPrefix(spec, "LABEL=")]
+	case strings.HasPrefix(spec, "UUID="):
+		return v.uuids[strings.ToLower(strings.TrimPrefix(spec, "UUID="))]
+	case strings.HasPrefix(spec, "/dev/"):
+		return v.devices[spec]
+	}
+	return true // not a device (proc, sysfs, tmpfs, nfs "host:/path")
+}
+
+func checkRootArg(cmdline string, v *guestView) report.Check {
+	c := report.Check{Name: "root= of the default boot entry resolvable"}
+	for _, f := range strings.Fields(cmdline) {
+		if r, ok := strings.CutPrefix(f, "root="); ok {
+			c.OK = v.resolvable(r)
+			c.Detail = r
+			if !c.OK {
+				c.Detail = r + " does not exist on the KVM guest"
+			}
+			return c
+		}
+	}
+	// No root=: a nash initrd mounts the device it was built for.
+	c.OK, c.Detail = true, "no root= (the initrd names the root device)"
+	return c
+}
+
+// fsNoDevice are fstab filesystem types whose first field is not a device.
+var fsNoDevice = map[string]bool{"proc": true, "sysfs": true, "devpts": true, "tmpfs": true, "nfs": true,
+	"nfs4": true, "cifs": true, "usbfs": true, "binfmt_misc": true, "rpc_pipefs": true, "none": true, "bind": true}
+
+func checkFstab(v *guestView) report.Check {
+	c := report.Check{Name: "/etc/fstab devices resolvable"}
+	data, err := v.root.ReadFile("etc/fstab")
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	var bad, good []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") || fsNoDevice[f[2]] || strings.Contains(opts(f), "noauto") {
+			continue
+		}
+		if v.resolvable(f[0]) {
+			good = append(good, f[0])
+		} else {
+			bad = append(bad, f[0]+" ("+f[1]+")")
+		}
+	}
+	if len(bad) > 0 {
+		c.Detail = "not on the KVM guest: " + strings.Join(bad, ", ")
+		return c
+	}
+	c.OK, c.Detail = true, strings.Join(good, ", ")
+	return c
+}
+
+func opts(f []string) string {
+	if len(f) > 3 {
+		return f[3]
+	}
+	return ""
+}
