@@ -28,7 +28,7 @@ const (
 // Domain is one Xen guest as its config describes it.
 type Domain struct {
 	Name string `json:"name"`
-	UUID string `json:"uuid,omitempty"`
+	UUID string `json:"uuid"`
 	Type Kind   `json:"type"`
 
 	MemoryMiB    int64  `json:"memory_mib"`
@@ -110,10 +110,10 @@ func (d Disk) ReadOnly() bool { return d.Mode == "r" }
 
 // NIC is one virtual network interface.
 type NIC struct {
-	MAC     string `json:"mac,omitempty"`
-	Bridge  string `json:"bridge,omitempty"`
-	Model   string `json:"model,omitempty"`
-	Script  string `json:"script,omitempty"`
+	MAC     string `json:"mac"`    // empty: Xen made up a random one at each boot
+	Bridge  string `json:"bridge"` // empty: the toolstack's default bridge
+	Model   string `json:"model"`  // emulated NIC of an HVM guest; empty: rtl8139, or netfront for PV
+	Script  string `json:"script"`
 	Type    string `json:"type,omitempty"` // ioemu | netfront | vif
 	VifName string `json:"vifname,omitempty"`
 	IP      string `json:"ip,omitempty"`

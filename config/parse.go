@@ -19,6 +19,18 @@ type SyntaxError struct {
 	Line int
 	Col  int
 	Msg  string
+
+	python bool // the config is real Python code, not literals
+}
+
+// Hint tells what to do about the error, or "".
+func (e *SyntaxError) Hint() string {
+	if e.python {
+		return "this xm config computes its settings in Python; on the Xen host, " +
+			"'xm create --dryrun CONFIG' prints the result as an SXP (vm ...) that xen2kvm reads, " +
+			"or write the computed values into the file"
+	}
+	return ""
 }
 
 func (e *SyntaxError) Error() string {

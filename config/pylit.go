@@ -467,13 +467,19 @@ func (p *pyParser) errHere(format string, args ...any) *SyntaxError {
 	return p.lx.errAt(p.tok.line, p.tok.col, format, args...)
 }
 
+// pyCode marks an error as caused by real Python code in the config.
+func pyCode(e *SyntaxError) *SyntaxError {
+	e.python = true
+	return e
+}
+
 func (p *pyParser) statement(allowAppend bool) (assignment, error) {
 	t := p.tok
 	if t.kind != tokName {
 		return assignment{}, p.errHere("expected a setting name, found %s", describe(t))
 	}
 	if what, ok := pythonKeywords[t.text]; ok {
-		return assignment{}, p.errHere("%s (%q) is Python code, not a config setting; only NAME = literal lines are supported", what, t.text)
+		return assignment{}, pyCode(p.errHere("%s (%q) is Python code, not a config setting; only NAME = literal lines are supported", what, t.text))
 	}
 	if err := p.advance(); err != nil {
 		return assignment{}, err
@@ -484,11 +490,11 @@ func (p *pyParser) statement(allowAppend bool) (assignment, error) {
 	case p.isOp("+=") && allowAppend:
 		a.append = true
 	case p.tok.kind == tokOp && strings.HasSuffix(p.tok.text, "=") && p.tok.text != "==":
-		return assignment{}, p.errHere("augmented assignment %q is Python code; write %s = VALUE", p.tok.text, t.text)
+		return assignment{}, pyCode(p.errHere("augmented assignment %q is Python code; write %s = VALUE", p.tok.text, t.text))
 	case p.isOp("("):
-		return assignment{}, p.errHere("function call %s(...) is Python code, not a config setting", t.text)
+		return assignment{}, pyCode(p.errHere("function call %s(...) is Python code, not a config setting", t.text))
 	case p.isOp("."):
-		return assignment{}, p.errHere("attribute access %s.… is Python code, not a config setting", t.text)
+		return assignment{}, pyCode(p.errHere("attribute access %s.… is Python code, not a config setting", t.text))
 	default:
 		return assignment{}, p.errHere("expected = after %s, found %s", t.text, describe(p.tok))
 	}
@@ -512,20 +518,20 @@ func (p *pyParser) expr() (value, error) {
 	if p.tok.kind == tokOp {
 		switch p.tok.text {
 		case "%":
-			return value{}, p.errHere("%% string formatting is Python code; write the resulting literal value instead")
+			return value{}, pyCode(p.errHere("%% string formatting is Python code; write the resulting literal value instead"))
 		case "+", "-", "*", "/", "//", "**", "<<", ">>", "&", "|", "^", "==", "!=", "<", ">", "<=", ">=":
-			return value{}, p.errHere("operator %q: expressions are Python code; write the resulting literal value instead", p.tok.text)
+			return value{}, pyCode(p.errHere("operator %q: expressions are Python code; write the resulting literal value instead", p.tok.text))
 		case "[":
-			return value{}, p.errHere("indexing is Python code, not a literal value")
+			return value{}, pyCode(p.errHere("indexing is Python code, not a literal value"))
 		case "(":
-			return value{}, p.errHere("call of a value is Python code, not a literal value")
+			return value{}, pyCode(p.errHere("call of a value is Python code, not a literal value"))
 		case ".":
-			return value{}, p.errHere("method call or attribute access is Python code, not a literal value")
+			return value{}, pyCode(p.errHere("method call or attribute access is Python code, not a literal value"))
 		}
 	}
 	if p.tok.kind == tokName {
 		if what, ok := pythonKeywords[p.tok.text]; ok {
-			return value{}, p.errHere("%s (%q) is Python code, not a literal value", what, p.tok.text)
+			return value{}, pyCode(p.errHere("%s (%q) is Python code, not a literal value", what, p.tok.text))
 		}
 	}
 	return v, nil
@@ -561,15 +567,15 @@ func (p *pyParser) atom() (value, error) {
 			return value{kind: kindNone, line: t.line, col: t.col}, p.advance()
 		}
 		if what, ok := pythonKeywords[t.text]; ok {
-			return value{}, p.errHere("%s (%q) is Python code, not a literal value", what, t.text)
+			return value{}, pyCode(p.errHere("%s (%q) is Python code, not a literal value", what, t.text))
 		}
 		if err := p.advance(); err != nil {
 			return value{}, err
 		}
 		if p.isOp("(") {
-			return value{}, p.lx.errAt(t.line, t.col, "function call %s(...) is Python code; write the resulting literal value instead", t.text)
+			return value{}, pyCode(p.lx.errAt(t.line, t.col, "function call %s(...) is Python code; write the resulting literal value instead", t.text))
 		}
-		return value{}, p.lx.errAt(t.line, t.col, "variable reference %q is Python code; only literal values (strings, numbers, lists) are supported", t.text)
+		return value{}, pyCode(p.lx.errAt(t.line, t.col, "variable reference %q is Python code; only literal values (strings, numbers, lists) are supported", t.text))
 	case tokOp:
 		switch t.text {
 		case "-", "+":
@@ -629,7 +635,7 @@ func (p *pyParser) list(open token) (value, error) {
 			}
 		case p.isOp(closer):
 		case p.tok.kind == tokName && p.tok.text == "for":
-			return value{}, p.errHere("list comprehension is Python code, not a literal value")
+			return value{}, pyCode(p.errHere("list comprehension is Python code, not a literal value"))
 		case p.tok.kind == tokEOF:
 			return value{}, p.lx.errAt(open.line, open.col, "%q opened here is not closed", open.text)
 		default:
@@ -642,7 +648,7 @@ func (p *pyParser) unexpectedAfterValue() error {
 	t := p.tok
 	if t.kind == tokName {
 		if what, ok := pythonKeywords[t.text]; ok {
-			return p.errHere("%s (%q) is Python code, not a literal value", what, t.text)
+			return pyCode(p.errHere("%s (%q) is Python code, not a literal value", what, t.text))
 		}
 	}
 	return p.errHere("expected end of line after the value, found %s", describe(t))

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/config"
+)
+
+// inspectCLI runs the CLI in-process.
+func inspectCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := runWith(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+const inspectDir = "testdata/inspect"
+
+// The images of web01 "moved" into testdata/inspect/images: xvda is
+// there, xvdb is not.
+var inspectMap = "/var/lib/xen/images=" + inspectDir + "/images"
+
+func TestInspectTextGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"web01", []string{"inspect", "--disk-map", inspectMap, inspectDir + "/web01"}},
+		{"two-configs", []string{"inspect", inspectDir + "/web01", inspectDir + "/win2k3.sxp"}},
+		{"show-passwords", []string{"inspect", "--show-passwords", inspectDir + "/web01"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := inspectCLI(t, tc.args...)
+			if code != exitOK {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			golden := filepath.Join(inspectDir, tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (go test -run TestInspect -update creates it)", err)
+			}
+			if out != string(want) {
+				t.Errorf("output differs from %s:\n%s", golden, out)
+			}
+		})
+	}
+}
+
+// The golden files hold the whole summary; these check the facts the
+// summary must carry, so that -update cannot bless a wrong one.
+func TestInspectTextFacts(t *testing.T) {
+	code, out, _ := inspectCLI(t, "inspect", "--disk-map", inspectMap, inspectDir+"/web01")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"web01 (" + inspectDir + "/web01, xm)",
+		"PV, bootloader /usr/bin/pygrub",
+		"1024 MiB (max 2048 MiB)", // the second memory = wins
+		"xvda  disk   w  tap:aio  /var/lib/xen/images/web01.img\n",
+		"/var/lib/xen/images/web01-data.img  (missing)",
+		"(empty drive)",
+		"00:16:3e:12:34:56",
+		"web01:5: memory is set again (first at line 4)",
+		"unknown setting cpu_weight = 512 kept but not used",
+		"disk xvdb: " + inspectDir + "/images/web01-data.img (mapped from /var/lib/xen/images/web01-data.img) does not exist",
+		"password set",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Error("the VNC password is printed without --show-passwords")
+	}
+}
+
+func TestInspectJSON(t *testing.T) {
+	code, out, stderr := inspectCLI(t, "inspect", "--json", "--disk-map", inspectMap, inspectDir+"/web01")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		t.Fatalf("one config gives one JSON object: %v\n%s", err, out)
+	}
+	for _, key := range []string{"name", "uuid", "type", "memory_mib", "max_memory_mib", "vcpus", "disks", "nics"} {
+		if _, ok := obj[key]; !ok {
+			t.Errorf("JSON lacks %q", key)
+		}
+	}
+	var d config.Domain
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "web01" || d.Type != config.PV || d.MemoryMiB != 1024 || d.MaxMemoryMiB != 2048 || d.VCPUs != 2 {
+		t.Errorf("domain %+v", d)
+	}
+	if len(d.Disks) != 3 || d.Disks[0].Exists == nil || !*d.Disks[0].Exists || d.Disks[1].Exists == nil || *d.Disks[1].Exists || d.Disks[2].Exists != nil {
+		t.Errorf("disks (exists: xvda yes, xvdb no, empty CD-ROM unknown): %+v", d.Disks)
+	}
+	if d.Disks[0].Backend != "tap:aio" || d.Disks[0].Mode != "w" || d.Disks[2].Device != "cdrom" || d.Disks[2].Mode != "r" {
+		t.Errorf("disk fields: %+v", d.Disks)
+	}
+	nic := obj["nics"].([]any)[0].(map[string]any)
+	for _, key := range []string{"mac", "bridge", "model", "script"} {
+		if _, ok := nic[key]; !ok {
+			t.Errorf("nic JSON lacks %q: %v", key, nic)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Error("the VNC password is in the JSON without --show-passwords")
+	}
+
+	// Several configs: an array, in argument order.
+	code, out, _ = inspectCLI(t, "inspect", "--json", inspectDir+"/web01", inspectDir+"/win2k3.sxp")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	var arr []config.Domain
+	if err := json.Unmarshal([]byte(out), &arr); err != nil {
+		t.Fatalf("several configs give an array: %v", err)
+	}
+	if len(arr) != 2 || arr[0].Name != "web01" || arr[1].Name != "win2k3" || arr[1].Type != config.HVM || arr[1].Source.Format != config.FormatSXP {
+		t.Errorf("array: %+v", arr)
+	}
+}
+
+func TestInspectErrors(t *testing.T) {
+	t.Run("python config", func(t *testing.T) {
+		code, out, stderr := inspectCLI(t, "inspect", inspectDir+"/xmexample2")
+		if code != exitFail || out != "" {
+			t.Errorf("exit %d, stdout %q", code, out)
+		}
+		for _, want := range []string{"xen2kvm: error: " + inspectDir + "/xmexample2:3:8: function call int(...)", "xen2kvm: hint: ", "xm create --dryrun"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr)
+			}
+		}
+	})
+	t.Run("one of several bad", func(t *testing.T) {
+		code, out, stderr := inspectCLI(t, "inspect", "--json", inspectDir+"/web01", inspectDir+"/xmexample2", inspectDir+"/no-such-file")
+		if code != exitFail {
+			t.Errorf("exit %d, want %d", code, exitFail)
+		}
+		var arr []map[string]any
+		if err := json.Unmarshal([]byte(out), &arr); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if len(arr) != 3 || arr[0]["name"] != "web01" || arr[1]["file"] != inspectDir+"/xmexample2" || arr[1]["error"] == nil || arr[2]["error"] == nil {
+			t.Errorf("results: %v", arr)
+		}
+		if !strings.Contains(stderr, "2 of 3 configs could not be read") {
+			t.Errorf("stderr %q", stderr)
+		}
+	})
+	t.Run("forced wrong format", func(t *testing.T) {
+		code, _, stderr := inspectCLI(t, "inspect", "--format", "sxp", inspectDir+"/web01")
+		if code != exitFail || !strings.Contains(stderr, inspectDir+"/web01:") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+	for _, args := range [][]string{{"inspect"}, {"inspect", "--format", "ini", inspectDir + "/web01"}, {"inspect", "--disk-map", "nonsense", inspectDir + "/web01"}} {
+		code, _, stderr := inspectCLI(t, args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, exitUsage, stderr)
+		}
+	}
+}
+
+// The guest inspection extension point: what it returns is printed, its
+// error becomes a warning.
+func TestInspectGuestHook(t *testing.T) {
+	defer func(old func(context.Context, *config.Domain, []config.PathMap) (any, error)) { inspectGuest = old }(inspectGuest)
+	var gotMaps []config.PathMap
+	inspectGuest = func(_ context.Context, d *config.Domain, maps []config.PathMap) (any, error) {
+		gotMaps = maps
+		if d.Name == "win2k3" {
+			return nil, errors.New("no disk readable")
+		}
+		return map[string]string{"distro": "rhel", "version": "5.11"}, nil
+	}
+	code, out, _ := inspectCLI(t, "inspect", "--json", "--disk-map", inspectMap, inspectDir+"/web01", inspectDir+"/win2k3.sxp")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if len(gotMaps) != 1 || gotMaps[0].New != inspectDir+"/images" {
+		t.Errorf("hook got maps %+v", gotMaps)
+	}
+	if !strings.Contains(out, `"distro": "rhel"`) || !strings.Contains(out, "guest inspection: no disk readable") {
+		t.Errorf("output:\n%s", out)
+	}
+}
