@@ -1,0 +1,438 @@
+package lvm
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/part"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rebuild testdata/lvm.img.gz with the lvm2 tools (root)")
+
+// memDev is an in-memory read-write device.
+type memDev struct{ b []byte }
+
+func (d *memDev) Size() int64 { return int64(len(d.b)) }
+func (d *memDev) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(d.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, d.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
+		return 0, errors.New("memDev: write out of range")
+	}
+	return copy(d.b[off:], p), nil
+}
+
+// The test disk: an MBR with a 2 MiB partition and two 5 MiB LVM PVs
+// holding VolGroup00 (1 MiB extents) with LogVol00 (linear, 3 MiB on the
+// first PV extended by 2 MiB on the second) and LogVol01 (2 stripes of
+// 16 KiB).
+const (
+	diskSize   = 16 << 20
+	diskLayout = "label: dos\nstart=2048,size=4096,type=83\nstart=6144,size=10240,type=8e\nstart=16384,size=10240,type=8e\n"
+)
+
+// pattern is the content written to each LV: every 512-byte sector starts
+// with the LV's name and the sector number, so misplaced data shows.
+func pattern(lv string, size int64) []byte {
+	b := make([]byte, size)
+	for s := int64(0); s < size/512; s++ {
+		copy(b[s*512:], fmt.Sprintf("%s sector %06d\n", lv, s))
+	}
+	return b
+}
+
+// report is what the lvm2 tools said about the volumes they made.
+type report struct {
+	VG struct {
+		Name       string `json:"vg_name"`
+		UUID       string `json:"vg_uuid"`
+		ExtentSize string `json:"vg_extent_size"`
+		SeqNo      string `json:"vg_seqno"`
+	} `json:"vg"`
+	LVs []struct {
+		Name    string `json:"lv_name"`
+		UUID    string `json:"lv_uuid"`
+		Size    string `json:"lv_size"`
+		SegType string `json:"segtype"`
+	} `json:"lvs"`
+}
+
+func TestGolden(t *testing.T) {
+	img := readGz(t, "testdata/lvm.img.gz")
+	js, err := os.ReadFile("testdata/lvm.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(js, &rep); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, img, rep)
+}
+
+// verify reads the disk image with part and lvm and compares with what
+// the lvm2 tools reported and the data written.
+func verify(t *testing.T, img []byte, rep report) {
+	t.Helper()
+	vg := scanDisk(t, img)
+	if vg.Name != rep.VG.Name || vg.UUID != rep.VG.UUID || strconv.FormatInt(vg.ExtentSize, 10) != rep.VG.ExtentSize ||
+		strconv.FormatInt(vg.SeqNo, 10) != rep.VG.SeqNo {
+		t.Errorf("VG = %s %s extent %d seqno %d; lvm2 says %+v", vg.Name, vg.UUID, vg.ExtentSize, vg.SeqNo, rep.VG)
+	}
+	if len(vg.Missing()) != 0 {
+		t.Errorf("missing PVs %v", vg.Missing())
+	}
+	if len(vg.LVs) != len(rep.LVs) {
+		t.Fatalf("%d LVs, lvm2 lists %d", len(vg.LVs), len(rep.LVs))
+	}
+	for i, lv := range vg.LVs {
+		w := rep.LVs[i]
+		if lv.Name != w.Name || lv.UUID != w.UUID || strconv.FormatInt(lv.Size, 10) != w.Size || lv.Type != w.SegType || !lv.Visible {
+			t.Errorf("LV %d = %s %s %d %s visible=%v; lvm2 says %+v", i, lv.Name, lv.UUID, lv.Size, lv.Type, lv.Visible, w)
+		}
+		dev := lv.Device()
+		got := make([]byte, dev.Size())
+		if _, err := dev.ReadAt(got, 0); err != nil {
+			t.Fatalf("reading %s: %v", lv.Name, err)
+		}
+		want := pattern(lv.Name, lv.Size)
+		if !bytes.Equal(got, want) {
+			i := firstDiff(got, want)
+			t.Errorf("%s differs at byte %d: %q, want %q", lv.Name, i, got[i:min(i+24, len(got))], want[i:min(i+24, len(want))])
+		}
+		// Unaligned reads across segment and stripe boundaries.
+		for _, off := range []int64{0, 511, 16383, 16384 + 100, 3<<20 - 7, lv.Size - 1000} {
+			if off < 0 || off >= lv.Size {
+				continue
+			}
+			buf := make([]byte, min(40000, lv.Size-off))
+			if _, err := dev.ReadAt(buf, off); err != nil {
+				t.Fatalf("reading %s at %d: %v", lv.Name, off, err)
+			}
+			if !bytes.Equal(buf, want[off:off+int64(len(buf))]) {
+				t.Errorf("%s: read at %d differs", lv.Name, off)
+			}
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// scanDisk finds the PVs among the disk's partitions and returns the one
+// VG.
+func scanDisk(t *testing.T, img []byte) *VG {
+	t.Helper()
+	tab, err := part.Read(&memDev{img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []diskimg.Device
+	for _, p := range tab.Partitions {
+		devs = append(devs, p.Device())
+	}
+	vgs, err := Scan(devs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vgs) != 1 {
+		t.Fatalf("%d VGs, want 1", len(vgs))
+	}
+	return vgs[0]
+}
+
+// TestLVM2Tools builds the volumes with the real lvm2 tools on loop
+// devices over an image file, writes known data into the LVs, detaches
+// everything and reads the image with this package.
+func TestLVM2Tools(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.Unavailable(t, "building LVM volumes needs root (loop devices)")
+	}
+	for _, tool := range []string{"losetup", "lvm", "sfdisk"} {
+		testutil.NeedTool(t, tool)
+	}
+	img, rep := buildLVM(t)
+	verify(t, img, rep)
+	if *update {
+		writeGz(t, "testdata/lvm.img.gz", img)
+		js, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile("testdata/lvm.json", append(js, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	out, err := runErr(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func runErr(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
+	}
+	return out, nil
+}
+
+// dmAvailable tells whether device-mapper works here; without it the LVs
+// are made with activation disabled and the data is written at the
+// physical extents that lvs reports.
+func dmAvailable() bool {
+	if _, err := os.Stat("/dev/mapper/control"); err != nil {
+		return false
+	}
+	_, err := runErr("dmsetup", "version")
+	return err == nil
+}
+
+func buildLVM(t *testing.T) ([]byte, report) {
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, diskSize); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sfdisk", "-q", path)
+	cmd.Stdin = strings.NewReader(diskLayout)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	// One loop device per PV partition (partition scanning of loop
+	// devices is not available everywhere).
+	starts := map[string]int64{}
+	var loops []string
+	for _, p := range [][2]int64{{6144, 10240}, {16384, 10240}} {
+		out := run(t, "losetup", "--find", "--show", "--offset", strconv.FormatInt(p[0]*512, 10),
+			"--sizelimit", strconv.FormatInt(p[1]*512, 10), path)
+		loop := strings.TrimSpace(string(out))
+		t.Cleanup(func() {
+			if _, err := runErr("losetup", "-d", loop); err != nil {
+				t.Errorf("detaching %s: %v", loop, err)
+			}
+		})
+		loops = append(loops, loop)
+		starts[loop] = p[0] * 512
+	}
+	dm := dmAvailable()
+	vgName := "VolGroup00"
+	if dm {
+		if m, _ := filepath.Glob("/dev/mapper/VolGroup00-*"); len(m) > 0 {
+			vgName = fmt.Sprintf("VolGroup00t%d", os.Getpid()) // the host has its own VolGroup00 active
+		}
+	}
+	// Only our loop devices are seen, nothing goes to /etc/lvm.
+	conf := "backup { backup=0 archive=0 } devices { obtain_device_list_from_udev=0 } activation { udev_sync=0 udev_rules=0 monitoring=0 }"
+	if !dm {
+		conf += " global { activation=0 }"
+	}
+	lvm := func(args ...string) []byte {
+		t.Helper()
+		full := append([]string{args[0], "--devices", strings.Join(loops, ","), "--config", conf}, args[1:]...)
+		return run(t, "lvm", full...)
+	}
+	lvm("pvcreate", "-q", loops[0], loops[1])
+	lvm("vgcreate", "-q", "-s", "1M", vgName, loops[0], loops[1])
+	if dm {
+		t.Cleanup(func() {
+			if _, err := runErr("lvm", "vgchange", "--devices", strings.Join(loops, ","), "--config", conf, "-an", vgName); err != nil {
+				t.Errorf("deactivating: %v", err)
+			}
+		})
+	}
+	create := []string{"-q", "-Zn"}
+	if !dm {
+		create = append(create, "-an")
+	}
+	lvm(append([]string{"lvcreate", "-L", "3M", "-n", "LogVol00"}, append(create, vgName)...)...)
+	lvm(append([]string{"lvcreate", "-i", "2", "-I", "16k", "-L", "2M", "-n", "LogVol01"}, append(create, vgName)...)...)
+	lvm("lvextend", "-q", "-L", "+2M", vgName+"/LogVol00")
+
+	var segs struct {
+		Report []struct {
+			Seg []struct {
+				Name       string `json:"lv_name"`
+				UUID       string `json:"lv_uuid"`
+				Size       string `json:"lv_size"`
+				SegStart   string `json:"seg_start"`
+				SegSize    string `json:"seg_size"`
+				SegType    string `json:"segtype"`
+				Stripes    string `json:"stripes"`
+				StripeSize string `json:"stripe_size"`
+				PERanges   string `json:"seg_pe_ranges"`
+			} `json:"seg"`
+			PV []struct {
+				Name    string `json:"pv_name"`
+				PEStart string `json:"pe_start"`
+			} `json:"pv"`
+			VG []json.RawMessage `json:"vg"`
+		} `json:"report"`
+	}
+	units := []string{"--reportformat", "json", "--units", "b", "--nosuffix"}
+	if err := json.Unmarshal(lvm(append([]string{"lvs", "--segments", "-o", "lv_name,lv_uuid,lv_size,seg_start,seg_size,segtype,stripes,stripe_size,seg_pe_ranges"}, append(units, vgName)...)...), &segs); err != nil {
+		t.Fatal(err)
+	}
+	var pvs, vgs = segs, segs
+	if err := json.Unmarshal(lvm(append([]string{"pvs", "-o", "pv_name,pe_start"}, units...)...), &pvs); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(lvm(append([]string{"vgs", "-o", "vg_name,vg_uuid,vg_extent_size,vg_seqno"}, append(units, vgName)...)...), &vgs); err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(vgs.Report[0].VG[0], &rep.VG); err != nil {
+		t.Fatal(err)
+	}
+	peStart := map[string]int64{}
+	for _, pv := range pvs.Report[0].PV {
+		peStart[pv.Name] = atoi(t, pv.PEStart)
+	}
+	extent := atoi(t, rep.VG.ExtentSize)
+
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	for _, s := range segs.Report[0].Seg {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			rep.LVs = append(rep.LVs, struct {
+				Name    string `json:"lv_name"`
+				UUID    string `json:"lv_uuid"`
+				Size    string `json:"lv_size"`
+				SegType string `json:"segtype"`
+			}{s.Name, s.UUID, s.Size, s.SegType})
+		}
+		data := pattern(s.Name, atoi(t, s.Size))
+		segStart, segSize := atoi(t, s.SegStart), atoi(t, s.SegSize)
+		if dm {
+			continue // written through device-mapper below
+		}
+		// Place the segment's data as dm-linear / dm-stripe would: the
+		// segment is cut into chunks dealt round-robin to the stripes.
+		ranges := strings.Fields(s.PERanges)
+		n := atoi(t, s.Stripes)
+		chunk := atoi(t, s.StripeSize)
+		if n == 1 {
+			chunk = segSize
+		}
+		for off := int64(0); off < segSize; off += chunk {
+			c := off / chunk
+			dev, pe := parseRange(t, ranges[c%n])
+			phys := starts[dev] + peStart[dev] + pe*extent + (c/n)*chunk
+			if _, err := f.WriteAt(data[segStart+off:segStart+off+chunk], phys); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if dm {
+		run(t, "dmsetup", "mknodes")
+		for _, lv := range rep.LVs {
+			node := fmt.Sprintf("/dev/mapper/%s-%s", vgName, lv.Name)
+			if err := os.WriteFile(node, pattern(lv.Name, atoi(t, lv.Size)), 0); err != nil {
+				t.Fatalf("writing %s: %v", node, err)
+			}
+		}
+		lvm("vgchange", "-an", vgName)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vgName != "VolGroup00" {
+		rep.VG.Name = vgName
+	}
+	return img, rep
+}
+
+// parseRange parses "/dev/loop3:4-7" into the device and first extent.
+func parseRange(t *testing.T, r string) (string, int64) {
+	t.Helper()
+	dev, ext, ok := strings.Cut(r, ":")
+	first, _, ok2 := strings.Cut(ext, "-")
+	if !ok || !ok2 {
+		t.Fatalf("bad PE range %q", r)
+	}
+	return dev, atoi(t, first)
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("number %q: %v", s, err)
+	}
+	return n
+}
+
+func writeGz(t *testing.T, path string, b []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readGz(t testing.TB, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
