@@ -196,6 +196,9 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	}
 	log.Info("migrating guest", "guest", d.Name, "config", g.Config, "outdir", r.OutDir)
 	res, err := migrate(ctx, p, g.Config, gopts)
+	if err != nil && gopts.Logger != nil {
+		gopts.Logger.Error("migration failed", "guest", d.Name, "err", err)
+	}
 	if res != nil {
 		r.Report = res.Report
 	}

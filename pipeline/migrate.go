@@ -86,7 +86,6 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 			rep.Status = report.StatusFailed
 		}
 		rep.Error = err.Error()
-		log.Error("migration failed", "guest", rep.Name, "err", err)
 		return res, err
 	}
 	return res, nil
@@ -165,6 +164,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	if err := m.openDisks(); err != nil {
 		return err
 	}
+	m.estimate(ctx, format)
 	devs := make([]diskimg.Device, len(m.disks))
 	for i, dk := range m.disks {
 		devs[i] = dk.dev

@@ -46,9 +46,7 @@ func realParts() parts {
 			_, err := exec.LookPath("qemu-system-x86_64")
 			return err == nil
 		},
-		boot: func(ctx context.Context, k *config.KVMDomain, dir string, opts bootOptions) (*report.Boot, error) {
-			return nil, errNotWired
-		},
+		boot: realBoot,
 	}
 }
 

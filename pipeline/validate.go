@@ -116,7 +116,8 @@ func checkInitrd(file string) report.Check {
 	for _, m := range virtioModules {
 		found := false
 		for name := range files {
-			if path.Base(name) == m {
+			// RHEL's modules are plain .ko; newer kernels compress them.
+			if b := path.Base(name); b == m || b == m+".xz" || b == m+".gz" || b == m+".zst" {
 				found = true
 			}
 		}
