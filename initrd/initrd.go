@@ -1,0 +1,335 @@
+// Package initrd reads, edits and writes Linux initial ramdisks (newc cpio
+// archives, gzip-compressed or not) and rebuilds the initrds of RHEL 4/5
+// (mkinitrd's nash script) and RHEL 6 (dracut) so that they load extra
+// kernel modules, such as the virtio drivers a guest needs on KVM.
+//
+// Everything in an archive that is not edited (device nodes, symlinks,
+// hard links, owners, modes, times) is written back as it was.
+//
+//	img, err := initrd.Read(data)
+//	if err != nil { ... }
+//	script, err := img.ReadFile("init")
+//	...
+//	img.WriteFile("lib/virtio.ko", ko, 0o644)
+//	out, err := img.Bytes()
+package initrd
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// ErrFormat is returned for data that is not a newc cpio archive, plain or
+// gzip-compressed.
+var ErrFormat = errors.New("not a newc cpio initrd")
+
+// Compression names how an image is compressed.
+type Compression string
+
+const (
+	Gzip Compression = "gzip"
+	None Compression = "none"
+)
+
+// Image is an initrd held in memory.
+type Image struct {
+	Compression Compression
+	entries     []entry
+	nextIno     uint64
+}
+
+type entry struct {
+	info cpio.Info
+	data []byte
+}
+
+// Read parses an initrd.
+func Read(data []byte) (*Image, error) {
+	im := &Image{Compression: None}
+	raw := data
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("gunzip: %w", err)
+		}
+		raw, err = io.ReadAll(zr)
+		if err != nil {
+			return nil, fmt.Errorf("gunzip: %w", err)
+		}
+		im.Compression = Gzip
+	}
+	if !bytes.HasPrefix(raw, []byte("070701")) && !bytes.HasPrefix(raw, []byte("070702")) {
+		return nil, ErrFormat
+	}
+	rr := cpio.Newc.Reader(bytes.NewReader(raw))
+	for {
+		r, err := rr.ReadRecord()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading cpio: %w", err)
+		}
+		if r.Info.Name == cpio.Trailer {
+			break
+		}
+		b := make([]byte, r.Info.FileSize)
+		if r.Info.FileSize > 0 {
+			if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
+				return nil, fmt.Errorf("reading cpio member %s: %w", r.Info.Name, err)
+			}
+		}
+		im.entries = append(im.entries, entry{info: r.Info, data: b})
+		im.nextIno = max(im.nextIno, r.Info.Ino+1)
+	}
+	if len(im.entries) == 0 {
+		return nil, fmt.Errorf("%w: empty archive", ErrFormat)
+	}
+	return im, nil
+}
+
+func clean(name string) string {
+	return cpio.Normalize(name)
+}
+
+func (im *Image) find(name string) int {
+	name = clean(name)
+	for i := len(im.entries) - 1; i >= 0; i-- {
+		if im.entries[i].info.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Names lists the members in archive order.
+func (im *Image) Names() []string {
+	out := make([]string, 0, len(im.entries))
+	for _, e := range im.entries {
+		out = append(out, e.info.Name)
+	}
+	return out
+}
+
+// Member describes one archive member.
+type Member struct {
+	Name         string
+	Mode         fs.FileMode
+	UID, GID     uint64
+	NLink        uint64
+	Ino          uint64
+	Rmajor       uint64 // device numbers of device nodes
+	Rminor       uint64
+	Size         uint64
+	LinkTarget string // for symlinks
+}
+
+// Stat describes a member without following symlinks.
+func (im *Image) Stat(name string) (Member, error) {
+	i := im.find(name)
+	if i < 0 {
+		return Member{}, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
+	}
+	e := im.entries[i]
+	m := Member{Name: e.info.Name, Mode: unixMode(e.info.Mode), UID: e.info.UID, GID: e.info.GID,
+		NLink: e.info.NLink, Ino: e.info.Ino, Rmajor: e.info.Rmajor, Rminor: e.info.Rminor,
+		Size: e.info.FileSize}
+	if m.Mode&fs.ModeSymlink != 0 {
+		m.LinkTarget = string(e.data)
+	}
+	return m, nil
+}
+
+func unixMode(m uint64) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & cpio.S_IFMT {
+	case cpio.S_IFDIR:
+		mode |= fs.ModeDir
+	case cpio.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case cpio.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case cpio.S_IFBLK:
+		mode |= fs.ModeDevice
+	case cpio.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case cpio.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if m&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// ReadFile returns the content of a regular file, following symlinks
+// inside the archive.
+func (im *Image) ReadFile(name string) ([]byte, error) {
+	name = clean(name)
+	for hops := 0; hops < 40; hops++ {
+		i := im.find(name)
+		if i < 0 {
+			return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+		}
+		e := im.entries[i]
+		switch e.info.Mode & cpio.S_IFMT {
+		case cpio.S_IFREG:
+			if e.info.FileSize == 0 && e.info.NLink > 1 {
+				// newc stores a hard-linked file's data with its last name.
+				for j := len(im.entries) - 1; j >= 0; j-- {
+					o := im.entries[j]
+					if o.info.Ino == e.info.Ino && o.info.Mode&cpio.S_IFMT == cpio.S_IFREG && len(o.data) > 0 {
+						return slices.Clone(o.data), nil
+					}
+				}
+			}
+			return slices.Clone(e.data), nil
+		case cpio.S_IFLNK:
+			t := string(e.data)
+			if strings.HasPrefix(t, "/") {
+				name = clean(t)
+			} else {
+				name = clean(path.Join(path.Dir(name), t))
+			}
+		default:
+			return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("not a regular file")}
+		}
+	}
+	return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("too many levels of symbolic links")}
+}
+
+// WriteFile replaces the content of a regular file, keeping its metadata,
+// or adds a new one (owner root, mode perm) after creating any missing
+// parent directories.
+func (im *Image) WriteFile(name string, data []byte, perm fs.FileMode) error {
+	name = clean(name)
+	if i := im.find(name); i >= 0 {
+		e := &im.entries[i]
+		if e.info.Mode&cpio.S_IFMT != cpio.S_IFREG {
+			return &fs.PathError{Op: "write", Path: name, Err: errors.New("not a regular file")}
+		}
+		if e.info.NLink > 1 {
+			// Leave the other names with their old content: the edited
+			// name becomes its own file.
+			e.info.NLink = 1
+			e.info.Ino = im.ino()
+		}
+		e.data = slices.Clone(data)
+		e.info.FileSize = uint64(len(data))
+		return nil
+	}
+	if err := im.mkdirAll(path.Dir(name)); err != nil {
+		return err
+	}
+	im.entries = append(im.entries, entry{
+		info: cpio.Info{Name: name, Mode: cpio.S_IFREG | uint64(perm.Perm()), NLink: 1, Ino: im.ino(),
+			MTime: im.mtime(), FileSize: uint64(len(data))},
+		data: slices.Clone(data),
+	})
+	return nil
+}
+
+// Remove removes a member (a directory only when nothing below it is left).
+func (im *Image) Remove(name string) error {
+	name = clean(name)
+	i := im.find(name)
+	if i < 0 {
+		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	}
+	for _, e := range im.entries {
+		if strings.HasPrefix(e.info.Name, name+"/") {
+			return &fs.PathError{Op: "remove", Path: name, Err: errors.New("directory not empty")}
+		}
+	}
+	im.entries = slices.Delete(im.entries, i, i+1)
+	return nil
+}
+
+func (im *Image) ino() uint64 {
+	if im.nextIno == 0 {
+		im.nextIno = 1
+	}
+	n := im.nextIno
+	im.nextIno++
+	return n
+}
+
+// mtime is the time new members get: the newest time already in the
+// archive, so that rebuilding is reproducible.
+func (im *Image) mtime() uint64 {
+	var t uint64
+	for _, e := range im.entries {
+		t = max(t, e.info.MTime)
+	}
+	return t
+}
+
+func (im *Image) mkdirAll(dir string) error {
+	if dir == "." || dir == "" {
+		return nil
+	}
+	if i := im.find(dir); i >= 0 {
+		if im.entries[i].info.Mode&cpio.S_IFMT != cpio.S_IFDIR {
+			// A symlinked directory (lib -> usr/lib) is fine too.
+			if im.entries[i].info.Mode&cpio.S_IFMT == cpio.S_IFLNK {
+				return nil
+			}
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: errors.New("not a directory")}
+		}
+		return nil
+	}
+	if err := im.mkdirAll(path.Dir(dir)); err != nil {
+		return err
+	}
+	im.entries = append(im.entries, entry{info: cpio.Info{Name: dir, Mode: cpio.S_IFDIR | 0o755, NLink: 2,
+		Ino: im.ino(), MTime: im.mtime()}})
+	return nil
+}
+
+// Bytes writes the archive (compressed as it was read).
+func (im *Image) Bytes() ([]byte, error) {
+	var raw bytes.Buffer
+	w := cpio.Newc.Writer(&raw)
+	for _, e := range im.entries {
+		r := cpio.StaticRecord(e.data, e.info)
+		if len(e.data) == 0 {
+			r.ReaderAt = nil
+		}
+		if err := w.WriteRecord(r); err != nil {
+			return nil, fmt.Errorf("writing cpio member %s: %w", e.info.Name, err)
+		}
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return nil, fmt.Errorf("writing cpio trailer: %w", err)
+	}
+	if im.Compression != Gzip {
+		return raw.Bytes(), nil
+	}
+	var out bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	return out.Bytes(), nil
+}
