@@ -122,14 +122,14 @@ func (im *Image) Names() []string {
 
 // Member describes one archive member.
 type Member struct {
-	Name         string
-	Mode         fs.FileMode
-	UID, GID     uint64
-	NLink        uint64
-	Ino          uint64
-	Rmajor       uint64 // device numbers of device nodes
-	Rminor       uint64
-	Size         uint64
+	Name       string
+	Mode       fs.FileMode
+	UID, GID   uint64
+	NLink      uint64
+	Ino        uint64
+	Rmajor     uint64 // device numbers of device nodes
+	Rminor     uint64
+	Size       uint64
 	LinkTarget string // for symlinks
 }
 
