@@ -131,6 +131,9 @@ func Open(dev diskimg.Device, opts ...Option) (*FS, error) {
 	if err := f.loadGroupDescs(); err != nil {
 		return nil, err
 	}
+	if !f.readOnly && le32(sb.raw[:], 0xE8) != 0 {
+		return nil, &RecoveryError{Reason: "orphan inodes (files deleted while open) are pending"}
+	}
 	if sb.incompat&incompatRecover != 0 {
 		if err := f.recoverJournal(); err != nil {
 			return nil, err
