@@ -372,19 +372,28 @@ func (vm *VM) Shutdown(ctx context.Context, grace time.Duration) (string, error)
 			return false
 		}
 	}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	q, err := vm.QMP(qctx)
+	// Each QMP exchange gets its own bound: a wedged QEMU must not stall
+	// the shutdown.
+	execute := func(command string) error {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		q, err := vm.QMP(qctx)
+		if err != nil {
+			return err
+		}
+		_, err = q.Execute(qctx, command, nil)
+		return err
+	}
+	err := execute("system_powerdown")
 	if err == nil {
-		if _, err = q.Execute(qctx, "system_powerdown", nil); err == nil {
-			vm.log.Info("pressed the ACPI power button", "grace", grace)
-			if wait(grace) {
-				return ShutdownPowerdown, nil
-			}
-			_, err = q.Execute(qctx, "quit", nil)
-			if wait(10 * time.Second) {
-				return ShutdownQuit, nil
-			}
+		vm.log.Info("pressed the ACPI power button", "grace", grace)
+		if wait(grace) {
+			return ShutdownPowerdown, nil
+		}
+		vm.log.Info("the guest did not power off; telling QEMU to quit", "grace", grace)
+		err = execute("quit")
+		if err == nil && wait(10*time.Second) {
+			return ShutdownQuit, nil
 		}
 	}
 	if vm.exited() {
