@@ -1,10 +1,24 @@
-// Package config reads Xen domain configurations (xm files, xl.cfg, xend
-// SXP, libvirt XML) into one domain model, and writes the KVM side of a
-// migrated guest (libvirt domain XML and a QEMU argv) as pure functions.
+// Package config reads Xen domain configurations into one domain model
+// and maps a Xen guest onto its KVM target, as pure functions.
+//
+// Parse and ParseFile read xm files (/etc/xen/NAME: the Python-literal
+// subset xm configs use in practice; real Python is a *SyntaxError naming
+// file:line:col), xl.cfg, xend SXP ((domain ...) and (vm ...)) and libvirt
+// XML of type xen; the format is detected from the content unless
+// WithFormat forces one. Settings the model has no field for are kept in
+// Domain.Unknown and reported in Domain.Warnings, never dropped.
 //
 //	d, err := config.ParseFile("/etc/xen/web01")
 //	if err != nil { ... }
 //	for _, w := range d.Warnings { log.Print(w) }
+//
+// ToKVM decides the KVM guest (virtio or IDE disks, NIC models, boot);
+// KVMDomain.LibvirtXML writes it as libvirt XML of type kvm, ParseKVMXML
+// reads that back, and QEMUArgs builds the qemu-system-x86_64 argv.
+//
+//	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux",
+//		Images: map[string]config.Image{"xvda": {Path: "/srv/kvm/web01-vda.qcow2", Format: "qcow2"}}})
+//	xml, err := k.LibvirtXML()
 package config
 
 // Kind says how a Xen guest is virtualised.

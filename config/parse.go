@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -44,6 +45,11 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", file, e.Line, e.Col, e.Msg)
 }
 
+// MaxConfigSize is the largest config Parse reads. Real domain configs
+// are a few KiB; the limit keeps a wrong file (a disk image given as
+// CONFIG) from being read into memory.
+const MaxConfigSize = 1 << 20
+
 // Option changes how Parse reads a config.
 type Option func(*parseOptions)
 
@@ -75,9 +81,14 @@ func ParseFormat(s string) (Format, error) {
 
 // ParseFile reads the Xen domain config at path.
 func ParseFile(path string, opts ...Option) (*Domain, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", path, err)
 	}
 	return Parse(data, path, opts...)
 }
@@ -89,6 +100,9 @@ func Parse(data []byte, file string, opts ...Option) (*Domain, error) {
 	var o parseOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if len(data) > MaxConfigSize {
+		return nil, &SyntaxError{File: file, Msg: fmt.Sprintf("%d bytes: larger than any Xen domain config (limit %d)", len(data), MaxConfigSize)}
 	}
 	f := o.format
 	if f == "" {

@@ -384,3 +384,26 @@ func TestParseFormatNames(t *testing.T) {
 		t.Errorf("ParseFile of a missing file: %v", err)
 	}
 }
+
+func TestHostileInputs(t *testing.T) {
+	big := strings.Repeat(`"aaaaaaaaaa" `, 70000) // adjacent strings concatenate
+	tests := []struct {
+		name string
+		src  string
+		f    Format
+		ok   bool
+	}{
+		{"adjacent strings", "extra = " + big + "\n", FormatXM, true},
+		{"deep list", "disk = " + strings.Repeat("[", 100000) + "\n", FormatXM, false},
+		{"deep sxp", strings.Repeat("(", 100000), FormatSXP, false},
+		{"too big", "name = 'a'\n" + strings.Repeat("#", MaxConfigSize), FormatXM, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.src), "h", WithFormat(tc.f))
+			if (err == nil) != tc.ok {
+				t.Errorf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

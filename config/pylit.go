@@ -405,9 +405,14 @@ func (lx *pyLexer) lexString(line, col int, raw bool) (token, error) {
 
 // pyParser builds assignments from tokens with one token of lookahead.
 type pyParser struct {
-	lx  *pyLexer
-	tok token
+	lx    *pyLexer
+	tok   token
+	depth int // nesting of lists being read
 }
+
+// maxListDepth bounds list nesting so hostile input cannot exhaust the
+// stack; real configs nest two deep (xl's vnuma).
+const maxListDepth = 64
 
 // pythonKeywords are statements and expression keywords of real Python
 // that a literal config cannot contain.
@@ -541,18 +546,19 @@ func (p *pyParser) atom() (value, error) {
 	t := p.tok
 	switch t.kind {
 	case tokString:
-		s := t.str
+		var b strings.Builder
+		b.WriteString(t.str)
 		if err := p.advance(); err != nil {
 			return value{}, err
 		}
 		// Adjacent string literals concatenate, as in Python.
 		for p.tok.kind == tokString {
-			s += p.tok.str
+			b.WriteString(p.tok.str)
 			if err := p.advance(); err != nil {
 				return value{}, err
 			}
 		}
-		return value{kind: kindString, str: s, line: t.line, col: t.col}, nil
+		return value{kind: kindString, str: b.String(), line: t.line, col: t.col}, nil
 	case tokInt:
 		return value{kind: kindInt, num: t.num, line: t.line, col: t.col}, p.advance()
 	case tokFloat:
@@ -612,6 +618,11 @@ func (p *pyParser) list(open token) (value, error) {
 	if open.text == "(" {
 		closer = ")"
 	}
+	if p.depth >= maxListDepth {
+		return value{}, p.errHere("lists nested deeper than %d levels", maxListDepth)
+	}
+	p.depth++
+	defer func() { p.depth-- }()
 	if err := p.advance(); err != nil {
 		return value{}, err
 	}
