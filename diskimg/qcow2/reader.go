@@ -284,6 +284,9 @@ func (img *Image) loadL2(off int64) ([]uint64, error) {
 func (img *Image) l2OffsetOf(i int64) (int64, error) {
 	e := img.l1[i]
 	off := int64(e & l1OffsetMask)
+	if e&^(l1OffsetMask|oflagCopied) != 0 {
+		return 0, img.corrupt("L1 entry %d has reserved bits set (%#x)", i, e)
+	}
 	if off == 0 {
 		return 0, nil
 	}

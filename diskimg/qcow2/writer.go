@@ -365,8 +365,8 @@ func (w *Writer) writeCompressed(data []byte, c int64) error {
 	if err != nil {
 		return fmt.Errorf("compressing for %s: %w", w.name, err)
 	}
-	// Keep it only if it saves at least a sector.
-	if int64(buf.Len()) > w.cs-512 {
+	// Keep it only if it is smaller, as QEMU does.
+	if int64(buf.Len()) >= w.cs {
 		return w.writeRun(data, c)
 	}
 	x := 62 - (w.cbits - 8)
