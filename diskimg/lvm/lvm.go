@@ -248,6 +248,9 @@ func buildVG(s *section, lookup func(uuid string) (diskimg.Device, int)) (*VG, e
 				return nil, fmt.Errorf("physical volume %s: pe_start %d, pe_count %d", pv.Name, start, pv.PECount)
 			}
 			pv.PEStart = start * sectorSize
+			if pv.PECount > (1<<62-pv.PEStart)/vg.ExtentSize {
+				return nil, fmt.Errorf("physical volume %s: %d extents of %d bytes", pv.Name, pv.PECount, vg.ExtentSize)
+			}
 			pv.Device, pv.Index = lookup(pv.UUID)
 			byName[pv.Name] = pv
 			vg.PVs = append(vg.PVs, pv)
@@ -311,7 +314,7 @@ func parseSegment(vg *VG, lv *LV, s *section, pvs map[string]*PV) (segment, erro
 	if sg.count, err = s.int("extent_count"); err != nil {
 		return sg, err
 	}
-	if sg.start < 0 || sg.count <= 0 || sg.start > 1<<40 || sg.count > 1<<40 {
+	if sg.start < 0 || sg.count <= 0 || sg.start > 1<<40 || sg.count > 1<<40 || sg.count > (1<<62)/vg.ExtentSize {
 		return sg, fmt.Errorf("%s: extents %d+%d", s.name, sg.start, sg.count)
 	}
 	if sg.typ, err = s.str("type"); err != nil {
@@ -332,8 +335,9 @@ func parseSegment(vg *VG, lv *LV, s *section, pvs map[string]*PV) (segment, erro
 			if err != nil {
 				return sg, err
 			}
-			if ss <= 0 || ss > 1<<30 {
-				return sg, fmt.Errorf("%s: stripe_size %d", s.name, ss)
+			// Each stripe's area is a whole number of stripes.
+			if ss <= 0 || ss > 1<<30 || (sg.count/n*vg.ExtentSize)%(ss*sectorSize) != 0 {
+				return sg, fmt.Errorf("%s: stripe_size %d for %d extents of %d bytes per stripe", s.name, ss, sg.count/n, vg.ExtentSize)
 			}
 			sg.stripeSize = ss * sectorSize
 		}
@@ -436,6 +440,9 @@ func (d *lvDevice) io(p []byte, off int64, write bool) (int, error) {
 		dev, devOff, run, err := d.mapSegment(&sg, segOff, segLen)
 		if err != nil {
 			return n, err
+		}
+		if run <= 0 {
+			return n, fmt.Errorf("LV %s at %d: empty mapping: %w", d.lv.Name, pos, ErrCorrupt)
 		}
 		chunk := min(int64(len(p)-n), run)
 		var m int
