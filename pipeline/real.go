@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"os/exec"
 
@@ -39,9 +40,7 @@ func realParts() parts {
 			argv := append([]string{"qemu-system-x86_64"}, config.QEMUArgs(relocate(k, dir), config.QEMUOptions{})...)
 			return launchScript(k.Name, argv), nil
 		},
-		validate: func(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
-			return []report.Check{{Name: "validation", Detail: errNotWired.Error()}}
-		},
+		validate: realValidate,
 		qemuAvailable: func() bool {
 			_, err := exec.LookPath("qemu-system-x86_64")
 			return err == nil
@@ -53,4 +52,31 @@ func realParts() parts {
 // realTarget maps the Xen domain onto KVM with config.ToKVM.
 func realTarget(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
 	return config.ToKVM(d, config.KVMOptions{Virtio: c.Virtio, OS: c.OSName})
+}
+
+// realValidate re-opens the written images read-only and checks them.
+func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
+	var disks []namedDisk
+	var cl closers
+	defer func() { cl.Close() }()
+	for _, d := range k.Disks {
+		if d.Device == "cdrom" || d.Path == "" {
+			continue
+		}
+		img, err := diskimg.Open(d.Path)
+		if err != nil {
+			return []report.Check{{Name: "output image " + d.Target + " opens", Detail: err.Error()}}
+		}
+		cl = append(cl, img)
+		disks = append(disks, namedDisk{name: d.Target, dev: img})
+	}
+	if c.OSName == "windows" {
+		return []report.Check{{Name: "output images open", OK: true, Detail: fmt.Sprintf("%d disks", len(disks))}}
+	}
+	v, closeView, err := assembleView(ctx, disks, true)
+	if err != nil {
+		return []report.Check{{Name: "guest filesystems assemble", Detail: err.Error()}}
+	}
+	defer closeView()
+	return validateView(v, k, c.Virtio)
 }
