@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"os/exec"
 
 	"github.com/xen2kvm/xen2kvm/config"
