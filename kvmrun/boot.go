@@ -180,6 +180,8 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 		}
 		defer os.RemoveAll(d)
 		s.dir = d
+	} else if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
 	}
 	if dom.BootFromDisk && qo.Kernel == "" && dom.Kernel == "" {
 		db, err := bootFromDisk(ctx, dom, s.bootFS, s.dir)

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/grub"
 )
 
 // ErrNoGrubConfig: the boot filesystem has no grub legacy config.
@@ -60,27 +60,37 @@ func PyGrub(fsys fs.FS, dir string) (*DirectBoot, error) {
 	if confPath == "" {
 		return nil, fmt.Errorf("%w: none of %s in the boot filesystem", ErrNoGrubConfig, strings.Join(grubConfigs, ", "))
 	}
-	e, err := defaultEntry(conf)
+	c, err := grub.Parse(conf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", confPath, err)
 	}
-	db := &DirectBoot{Config: confPath, Title: e.title, Append: e.args}
+	e, err := c.DefaultEntry()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", confPath, err)
+	}
+	// A Xen dom0-style entry boots xen.gz with Linux as its modules:
+	// LinuxKernel returns the Linux kernel either way.
+	kernel, args, initrd := e.LinuxKernel()
+	if kernel == "" {
+		return nil, fmt.Errorf("%s: default entry %q has no kernel", confPath, e.Title)
+	}
+	db := &DirectBoot{Config: confPath, Title: e.Title, Append: args}
 	// Paths in the config are relative to grub's root device, which is
 	// the filesystem holding grub/ (a /boot partition) or boot/grub/.
 	prefix := ""
 	if strings.HasPrefix(confPath, "boot/") {
 		prefix = "boot/"
 	}
-	if db.KernelPath, err = resolve(fsys, prefix, e.kernel); err != nil {
-		return nil, fmt.Errorf("%s: entry %q: kernel: %w", confPath, e.title, err)
+	if db.KernelPath, err = resolve(fsys, prefix, kernel); err != nil {
+		return nil, fmt.Errorf("%s: entry %q: kernel: %w", confPath, e.Title, err)
 	}
 	db.Kernel = filepath.Join(dir, "vmlinuz")
 	if err := copyOut(fsys, db.KernelPath, db.Kernel); err != nil {
 		return nil, err
 	}
-	if e.initrd != "" {
-		if db.InitrdPath, err = resolve(fsys, prefix, e.initrd); err != nil {
-			return nil, fmt.Errorf("%s: entry %q: initrd: %w", confPath, e.title, err)
+	if initrd != "" {
+		if db.InitrdPath, err = resolve(fsys, prefix, initrd); err != nil {
+			return nil, fmt.Errorf("%s: entry %q: initrd: %w", confPath, e.Title, err)
 		}
 		db.Initrd = filepath.Join(dir, "initrd.img")
 		if err := copyOut(fsys, db.InitrdPath, db.Initrd); err != nil {
@@ -95,11 +105,7 @@ func PyGrub(fsys fs.FS, dir string) (*DirectBoot, error) {
 // with and without "boot/" (grub's root may name another partition than
 // the one the config is on).
 func resolve(fsys fs.FS, prefix, p string) (string, error) {
-	if strings.HasPrefix(p, "(") {
-		if i := strings.IndexByte(p, ')'); i >= 0 {
-			p = p[i+1:]
-		}
-	}
+	_, p = grub.SplitDevice(p)
 	p = strings.TrimPrefix(path.Clean("/"+p), "/")
 	if p == "" || p == "." {
 		return "", fmt.Errorf("empty path")
@@ -125,83 +131,6 @@ func copyOut(fsys fs.FS, name, dst string) error {
 		return fmt.Errorf("writing %s: %w", dst, err)
 	}
 	return nil
-}
-
-// grubEntry is one title of a grub legacy config.
-type grubEntry struct {
-	title, kernel, args, initrd string
-	modules                     []string
-}
-
-// defaultEntry parses a grub legacy config (grub.conf / menu.lst) and
-// returns its default entry: "default N" counts titles from 0; "default
-// saved" and a missing or out-of-range default mean the first.
-func defaultEntry(conf []byte) (grubEntry, error) {
-	def := 0
-	var entries []grubEntry
-	for _, line := range strings.Split(string(conf), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		key, val := splitDirective(line)
-		if key == "title" {
-			entries = append(entries, grubEntry{title: val})
-			continue
-		}
-		if len(entries) == 0 {
-			if key == "default" {
-				if n, err := strconv.Atoi(val); err == nil && n >= 0 {
-					def = n
-				}
-			}
-			continue
-		}
-		e := &entries[len(entries)-1]
-		switch key {
-		case "kernel":
-			k, args, _ := strings.Cut(val, " ")
-			e.kernel, e.args = k, strings.TrimSpace(args)
-		case "initrd":
-			e.initrd, _, _ = strings.Cut(val, " ")
-		case "module":
-			e.modules = append(e.modules, val)
-		}
-	}
-	if len(entries) == 0 {
-		return grubEntry{}, errors.New("no boot entries (title lines)")
-	}
-	if def >= len(entries) {
-		def = 0
-	}
-	e := entries[def]
-	// A Xen dom0-style entry boots xen.gz with the Linux kernel and
-	// initrd as modules: boot those directly.
-	if strings.Contains(path.Base(e.kernel), "xen") && strings.HasSuffix(e.kernel, ".gz") && len(e.modules) > 0 {
-		k, args, _ := strings.Cut(e.modules[0], " ")
-		e.kernel, e.args, e.initrd = k, strings.TrimSpace(args), ""
-		if len(e.modules) > 1 {
-			e.initrd, _, _ = strings.Cut(e.modules[1], " ")
-		}
-	}
-	if e.kernel == "" {
-		return grubEntry{}, fmt.Errorf("default entry %d (%q) has no kernel line", def, e.title)
-	}
-	return e, nil
-}
-
-// splitDirective splits "key value", "key=value" or "key = value".
-func splitDirective(line string) (string, string) {
-	i := strings.IndexAny(line, " \t=")
-	if i < 0 {
-		return line, ""
-	}
-	key := line[:i]
-	val := strings.TrimLeft(line[i:], " \t")
-	if key != "title" {
-		val = strings.TrimLeft(strings.TrimPrefix(val, "="), " \t")
-	}
-	return key, strings.Join(strings.Fields(val), " ")
 }
 
 // bootFromDisk runs PyGrub on the boot filesystem of the domain's first
