@@ -104,6 +104,7 @@ func Parse(data []byte, file string, opts ...Option) (*Domain, error) {
 	if len(data) > MaxConfigSize {
 		return nil, &SyntaxError{File: file, Msg: fmt.Sprintf("%d bytes: larger than any Xen domain config (limit %d)", len(data), MaxConfigSize)}
 	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff")) // a UTF-8 byte order mark
 	f := o.format
 	if f == "" {
 		var err error
@@ -206,6 +207,9 @@ func DetectFormat(data []byte) (Format, error) {
 			return FormatSXP, nil
 		case t[0] == '<':
 			return FormatLibvirt, nil
+		case strings.HasPrefix(t, "Using config file"):
+			// What 'xm create --dryrun' prints before its (vm ...).
+			return FormatSXP, nil
 		case isNameStart(t[0]):
 			if looksXL(data) {
 				return FormatXL, nil

@@ -407,3 +407,37 @@ func TestHostileInputs(t *testing.T) {
 		})
 	}
 }
+
+// What 'xm create --dryrun /etc/xen/NAME' prints: the way to read an xm
+// config that computes its values in Python.
+func TestSXPFromXMDryRun(t *testing.T) {
+	src := `Using config file "/etc/xen/vm3".
+(vm
+    (name VM3)
+    (memory 64)
+    (vcpus 1)
+    (image
+        (linux
+            (kernel /boot/vmlinuz-2.6-xenU)
+            (root '/dev/sda1 ro')
+            (args 'vmid=3')
+        )
+    )
+    (device (vbd (uname phy:sda10) (dev sda1) (mode w)))
+    (device (vif))
+)
+`
+	d, err := Parse([]byte("\ufeff"+src), "vm3.dryrun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Source.Format != FormatSXP || d.Name != "VM3" || d.Kernel != "/boot/vmlinuz-2.6-xenU" || d.Cmdline() != "root=/dev/sda1 ro vmid=3" {
+		t.Errorf("got %+v", d)
+	}
+	if len(d.Disks) != 1 || d.Disks[0].Source != "/dev/sda10" || d.Disks[0].Target != "sda1" || len(d.NICs) != 1 {
+		t.Errorf("devices: %+v %+v", d.Disks, d.NICs)
+	}
+	if !strings.Contains(strings.Join(d.Warnings, "\n"), "text before the S-expression ignored") {
+		t.Errorf("warnings: %q", d.Warnings)
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -113,10 +114,18 @@ func parseSXPText(file string, src []byte) (sxp, []string, error) {
 	if r.pos >= len(src) {
 		return sxp{}, nil, r.errAt(0, 0, "empty S-expression file")
 	}
-	if src[r.pos] != '(' {
-		return sxp{}, nil, r.errAt(r.line, r.col, "expected ( at the start of an S-expression, found %q", src[r.pos])
-	}
 	var warns []string
+	if src[r.pos] != '(' {
+		// 'xm create --dryrun' prints a line of text before its (vm ...).
+		i := bytes.Index(src[r.pos:], []byte("\n("))
+		if i < 0 {
+			return sxp{}, nil, r.errAt(r.line, r.col, "expected ( at the start of an S-expression, found %q", src[r.pos])
+		}
+		for end := r.pos + i + 1; r.pos < end; {
+			r.advance()
+		}
+		warns = append(warns, fmt.Sprintf("%s: text before the S-expression ignored", r.where()))
+	}
 	type frame struct {
 		node sxp
 	}

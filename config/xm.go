@@ -700,7 +700,13 @@ func splitUname(u string, f Format) (backend, format, src string) {
 		return "", "", u
 	}
 	switch prefix {
-	case "phy", "file":
+	case "phy":
+		if rest != "" && !strings.HasPrefix(rest, "/") {
+			// phy:sda10 names /dev/sda10, as Xen's block script reads it.
+			rest = "/dev/" + rest
+		}
+		return prefix, "raw", rest
+	case "file":
 		return prefix, "raw", rest
 	case "tap", "tap2":
 		drv, p, ok := strings.Cut(rest, ":")
