@@ -347,6 +347,17 @@ func TestConformanceLibvirt(t *testing.T) {
 				undeclared++
 				t.Errorf("%s: ours %q, libvirt %q", field, got[field], want[field])
 			}
+			// Our libvirt XML reader, given libvirt's side of the pair,
+			// must see what libvirt wrote.
+			xd, err := Parse(data, c.XML)
+			if err != nil {
+				t.Errorf("reading libvirt's XML with our libvirt reader: %v", err)
+			} else {
+				fromXML := fromModel(xd)
+				for _, field := range diff(fromXML, want) {
+					t.Errorf("libvirt reader: %s: ours %q, libvirt %q", field, fromXML[field], want[field])
+				}
+			}
 			switch {
 			case len(diffs) == 0:
 				agree++
