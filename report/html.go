@@ -129,6 +129,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{end}}{{end}}
 {{if .Warnings}}<h3>Warnings</h3><ul class="warn">{{range .Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Blockers}}<h3>Blockers</h3><ul class="block">{{range .Blockers}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{if .Notes}}<h3>Notes</h3><ul>{{range .Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Validation}}<h3>Validation of the output</h3><table>
 {{range .Validation}}<tr><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="fail">FAIL</span>{{end}}</td><td>{{.Name}}</td><td>{{.Detail}}</td></tr>{{end}}</table>{{end}}
 {{with .Boot}}<h3>Boot check</h3><p>{{if not .Ran}}Skipped: {{.Skipped}}{{else if .OK}}<span class="ok">Login prompt reached</span> in {{seconds .Seconds}} ({{.Accel}}){{else}}<span class="fail">Failed</span>: {{.Detail}}{{end}}</p>{{end}}

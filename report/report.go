@@ -47,6 +47,8 @@ type Guest struct {
 
 	Warnings []string `json:"warnings"`
 	Blockers []string `json:"blockers"`
+	// Notes say what was decided without an edit inside the guest.
+	Notes []string `json:"notes,omitempty"`
 
 	Validation []Check `json:"validation,omitempty"`
 	Boot       *Boot   `json:"boot,omitempty"`

@@ -136,6 +136,7 @@ func writeGuestText(w *errWriter, g *Guest) {
 	}
 	list("Warnings", g.Warnings)
 	list("Blockers", g.Blockers)
+	list("Notes", g.Notes)
 	if len(g.Validation) > 0 {
 		w.printf("\nValidation of the output:\n")
 		for _, c := range g.Validation {
