@@ -117,6 +117,11 @@ func (f *FS) forEachEntry(dir *inode, fn func(d dirent) bool) error {
 
 // lookup finds name in a directory.
 func (f *FS) lookup(dir *inode, name string) (dirent, bool, error) {
+	if dir.isDir() && dir.flags()&flagIndex != 0 && f.sb.compat&compatDirIndex != 0 && name != "." && name != ".." {
+		if d, found, ok := f.htreeLookup(dir, name); ok {
+			return d, found, nil
+		}
+	}
 	var found dirent
 	ok := false
 	err := f.forEachEntry(dir, func(d dirent) bool {

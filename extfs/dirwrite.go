@@ -224,52 +224,106 @@ type dxLevel struct {
 	idx   int
 }
 
-// htreeAdd inserts into the leaf the index points at, splitting a full leaf
-// when its index node has room. It returns false when the index should be
-// dropped instead.
-func (f *FS) htreeAdd(dir *inode, name string, ino uint32, ft uint8) (bool, error) {
+// dxFind descends the htree index of dir to the leaf for hash. ok is
+// false when the index is one this package does not walk (then the caller
+// treats the directory as linear).
+func (f *FS) dxFind(dir *inode, name string) (path []dxLevel, leaf uint64, hash uint32, hv uint8, ok bool, err error) {
 	rootPhys, err := f.dirBlockPhys(dir, 0)
 	if err != nil {
-		return false, err
+		return nil, 0, 0, 0, false, err
 	}
 	root, err := f.readBlock(rootPhys)
 	if err != nil {
-		return false, err
+		return nil, 0, 0, 0, false, err
 	}
 	version, infoLen, levels := root[28], root[29], int(root[30])
 	if infoLen != 8 || levels > 1 || root[31] != 0 {
-		return false, nil
+		return nil, 0, 0, 0, false, nil
 	}
-	hv := f.hashVersion(version)
-	hash, ok := dirHash([]byte(name), hv, f.sb.hashSeed)
+	hv = f.hashVersion(version)
+	hash, ok = dirHash([]byte(name), hv, f.sb.hashSeed)
 	if !ok {
-		return false, nil
+		return nil, 0, 0, 0, false, nil
 	}
-	var path []dxLevel
 	node, phys, base := root, rootPhys, 24+int(infoLen)
 	nblocks := f.dirBlocks(dir)
 	for level := 0; ; level++ {
 		limit, count := int(le16(node, base)), int(le16(node, base+2))
 		if limit != (f.bs-base)/8 || count == 0 || count > limit {
-			return false, fmt.Errorf("directory inode %d: bad htree node (count %d, limit %d): %w", dir.num, count, limit, ErrCorrupt)
+			return nil, 0, 0, 0, false, fmt.Errorf("directory inode %d: bad htree node (count %d, limit %d): %w", dir.num, count, limit, ErrCorrupt)
 		}
 		// Last entry whose hash is <= hash (entry 0 has none).
 		idx := sort.Search(count-1, func(i int) bool { return le32(node, base+8*(i+1)) > hash })
 		path = append(path, dxLevel{phys: phys, block: node, base: base, count: count, limit: limit, idx: idx})
 		child := uint64(le32(node, base+8*idx+4))
-		if child >= nblocks {
-			return false, fmt.Errorf("directory inode %d: htree points at block %d of %d: %w", dir.num, child, nblocks, ErrCorrupt)
+		if child >= nblocks || child == 0 {
+			return nil, 0, 0, 0, false, fmt.Errorf("directory inode %d: htree points at block %d of %d: %w", dir.num, child, nblocks, ErrCorrupt)
 		}
 		if level == levels {
-			return f.htreeInsertLeaf(dir, path, child, name, ino, ft, hash, hv)
+			return path, child, hash, hv, true, nil
 		}
 		if phys, err = f.dirBlockPhys(dir, child); err != nil {
-			return false, err
+			return nil, 0, 0, 0, false, err
 		}
 		if node, err = f.readBlock(phys); err != nil {
-			return false, err
+			return nil, 0, 0, 0, false, err
 		}
 		base = 8
+	}
+}
+
+// htreeAdd inserts into the leaf the index points at, splitting a full leaf
+// when its index node has room. It returns false when the index should be
+// dropped instead.
+func (f *FS) htreeAdd(dir *inode, name string, ino uint32, ft uint8) (bool, error) {
+	path, leaf, hash, hv, ok, err := f.dxFind(dir, name)
+	if err != nil || !ok {
+		return false, err
+	}
+	return f.htreeInsertLeaf(dir, path, leaf, name, ino, ft, hash, hv)
+}
+
+// htreeLookup finds name through the index. ok is false when the caller
+// must fall back to a linear search.
+func (f *FS) htreeLookup(dir *inode, name string) (d dirent, found, ok bool) {
+	path, leaf, hash, _, ok, err := f.dxFind(dir, name)
+	if err != nil || !ok {
+		return dirent{}, false, false
+	}
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return dirent{}, false, false
+	}
+	for {
+		b, err := f.readDirBlock(dir, m, leaf)
+		if err != nil {
+			return dirent{}, false, false
+		}
+		err = f.parseDirBlock(dir.num, leaf, b, func(e dirent) bool {
+			if e.ino != 0 && e.name == name {
+				d, found = e, true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return dirent{}, false, false
+		}
+		if found {
+			return d, true, true
+		}
+		// A hash collision may continue in the next leaf (low bit set).
+		last := path[len(path)-1]
+		next := last.idx + 1
+		if next >= last.count {
+			return dirent{}, false, true
+		}
+		nh := le32(last.block, last.base+8*next)
+		if nh&1 == 0 || nh&^1 != hash {
+			return dirent{}, false, true
+		}
+		path[len(path)-1].idx = next
+		leaf = uint64(le32(last.block, last.base+8*next+4))
 	}
 }
 

@@ -149,15 +149,17 @@ func buildTreeOpts(t testing.TB, bigDirEntries int, full bool) string {
 		write("data/big20m", pattern(20*1024*1024, 6), 0o644)  // replaced by the write test
 		write("boot/initrd-2.6.18.img", pattern(777777, 7), 0o600)
 	}
-	// Sparse file reaching the triple indirect range of 1 KiB blocks.
-	sp := filepath.Join(dir, "data/sparse")
-	fh, err := os.Create(sp)
-	must(err)
-	_, err = fh.WriteAt([]byte("start"), 0)
-	must(err)
-	_, err = fh.WriteAt(pattern(5000, 8), 80<<20)
-	must(err)
-	must(fh.Close())
+	if full {
+		// Sparse file reaching the triple indirect range of 1 KiB blocks.
+		sp := filepath.Join(dir, "data/sparse")
+		fh, err := os.Create(sp)
+		must(err)
+		_, err = fh.WriteAt([]byte("start"), 0)
+		must(err)
+		_, err = fh.WriteAt(pattern(5000, 8), 80<<20)
+		must(err)
+		must(fh.Close())
+	}
 	must(os.Symlink("fstab", filepath.Join(dir, "etc/fstab.link")))
 	must(os.Symlink("/etc/hosts", filepath.Join(dir, "abs-hosts")))
 	long := "../" + strings.Repeat("long-target-component/", 5) + "end"

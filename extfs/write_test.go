@@ -66,7 +66,7 @@ func TestScriptedWrites(t *testing.T) {
 			want["etc/hosts.orig"] = []byte("127.0.0.1 localhost\n")
 			want["etc/hosts.hardlink"] = []byte("127.0.0.1 localhost\n")
 			gone = append(gone, "etc/hosts")
-			for _, p := range []string{"data/odd", "big/entry-00010", "var/empty/dir", "data/sparse"} {
+			for _, p := range []string{"data/odd", "big/entry-00010", "var/empty/dir", "data/sparse", "etc/slowlink"} {
 				must("remove "+p, fsys.Remove(p))
 				gone = append(gone, p)
 			}
