@@ -78,6 +78,7 @@ type fakes struct {
 	qemu        bool
 	bootErr     error
 	booted      []string // image paths of booted domains
+	pygrub      bool     // the guest boots through pygrub
 	mu          sync.Mutex
 }
 
@@ -101,9 +102,16 @@ func (f *fakes) parts() parts {
 		},
 		plan: func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
 			c := &conversion{
-				OS: &report.OS{Distro: "centos", Version: "5", Kernel: "2.6.18", Virtio: true}, OSName: "linux", Virtio: true,
+				OS: &report.OS{Distro: "centos", Version: "5", Kernel: "2.6.18", Virtio: true}, OSName: "linux", Virtio: true, Inspected: true,
 				Edits:    []report.Edit{{Path: "etc/fstab", Rule: "remap", Diff: "-/dev/xvda1 / ext3\n+/dev/vda1 / ext3\n"}},
 				Blockers: f.blockers,
+			}
+			if f.pygrub {
+				c.bootFiles = func(dir string) (*bootFiles, error) {
+					os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("kernel"), 0o644)
+					os.WriteFile(filepath.Join(dir, "initrd.img"), []byte("initrd"), 0o644)
+					return &bootFiles{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "ro root=/dev/vda2 console=ttyS0", Title: "CentOS"}, nil
+				}
 			}
 			if !contains(skip, "marker") {
 				c.apply = func() error { _, err := disks[0].WriteAt([]byte(marker), 0); return err }
@@ -111,7 +119,7 @@ func (f *fakes) parts() parts {
 			return c, nil
 		},
 		target: func(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
-			k := &config.KVMDomain{Name: d.Name, MemoryMiB: d.MemoryMiB, VCPUs: d.VCPUs, Machine: "pc", OS: c.OSName}
+			k := &config.KVMDomain{Name: d.Name, MemoryMiB: d.MemoryMiB, VCPUs: d.VCPUs, Machine: "pc", OS: c.OSName, BootFromDisk: f.pygrub}
 			for i := range d.Disks {
 				xd := d.Disks[i]
 				k.Disks = append(k.Disks, config.KVMDisk{Target: "vd" + xd.Target[len(xd.Target)-1:], Bus: "virtio", Device: xd.Device, Source: &xd})
@@ -123,7 +131,7 @@ func (f *fakes) parts() parts {
 		},
 		xml: func(k *config.KVMDomain) ([]byte, error) {
 			var b bytes.Buffer
-			fmt.Fprintf(&b, "<domain type='kvm'><name>%s</name>", k.Name)
+			fmt.Fprintf(&b, "<domain type='kvm'><name>%s</name><kernel>%s</kernel>", k.Name, k.Kernel)
 			for _, d := range k.Disks {
 				fmt.Fprintf(&b, "<disk file='%s'/>", d.Path)
 			}
@@ -150,6 +158,9 @@ func (f *fakes) parts() parts {
 		script: func(k *config.KVMDomain, dir string) ([]byte, error) {
 			r := relocate(k, dir)
 			argv := []string{"qemu-system-x86_64", "-name", r.Name}
+			if r.Kernel != "" {
+				argv = append(argv, "-kernel", r.Kernel, "-initrd", r.Initrd, "-append", r.Cmdline)
+			}
 			for _, d := range r.Disks {
 				argv = append(argv, "-drive", "file="+d.Path+",if=virtio,format="+d.Format)
 			}
@@ -168,6 +179,9 @@ func (f *fakes) parts() parts {
 		qemuAvailable: func() bool { return f.qemu },
 		boot: func(ctx context.Context, k *config.KVMDomain, dir string, o bootOptions) (*report.Boot, error) {
 			f.mu.Lock()
+			if k.Kernel != "" {
+				f.booted = append(f.booted, "kernel "+k.Kernel)
+			}
 			for _, d := range k.Disks {
 				f.booted = append(f.booted, d.Path)
 			}

@@ -181,6 +181,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	m.rep.Edits = append(m.rep.Edits, conv.Edits...)
 	m.rep.Warnings = append(m.rep.Warnings, conv.Warnings...)
 	m.rep.Blockers = append(m.rep.Blockers, conv.Blockers...)
+	m.rep.Notes = append(m.rep.Notes, conv.Notes...)
 	m.log.Info("planned conversion", "guest", d.Name, "edits", len(conv.Edits), "warnings", len(conv.Warnings), "blockers", len(conv.Blockers))
 
 	k, err := m.p.target(d, conv)
@@ -324,6 +325,13 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
+	// Validate and boot the staged images: nothing is in OutDir yet. A
+	// guest that boots from its disk's grub config is booted that way.
+	staged := stagedDomain(k, outDir, stage.dir)
+	if err := m.extractKernel(k, outDir, stage); err != nil {
+		return err
+	}
+
 	xml, err := m.p.xml(k)
 	if err != nil {
 		return fmt.Errorf("writing libvirt XML: %w", err)
@@ -339,8 +347,6 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	// Validate and boot the staged images: nothing is in OutDir yet.
-	staged := stagedDomain(k, outDir, stage.dir)
 	checks := m.p.validate(ctx, staged, m.conv)
 	m.rep.Validation = checks
 	var bad []string
@@ -417,11 +423,44 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 	return nil
 }
 
+// extractKernel copies the default grub entry's kernel and initrd of a
+// guest that booted through pygrub next to its images, and points the KVM
+// domain at them, so that NAME.sh and libvirt (which has no pygrub) can
+// boot it directly.
+func (m *migration) extractKernel(k *config.KVMDomain, outDir string, stage *staging) error {
+	if !k.BootFromDisk || k.Kernel != "" || m.conv.bootFiles == nil {
+		return nil
+	}
+	bf, err := m.conv.bootFiles(stage.dir)
+	if err != nil {
+		return fmt.Errorf("reading the boot entry of the converted guest: %w", err)
+	}
+	kernel, initrd := m.dom.Name+"-vmlinuz", m.dom.Name+"-initrd.img"
+	if err := os.Rename(bf.Kernel, stage.path(kernel)); err != nil {
+		return err
+	}
+	stage.add(kernel)
+	k.Kernel, k.Cmdline = filepath.Join(outDir, kernel), bf.Cmdline
+	if bf.Initrd != "" {
+		if err := os.Rename(bf.Initrd, stage.path(initrd)); err != nil {
+			return err
+		}
+		stage.add(initrd)
+		k.Initrd = filepath.Join(outDir, initrd)
+	}
+	m.log.Info("copied the default boot entry's kernel", "guest", m.dom.Name, "entry", bf.Title, "kernel", kernel, "initrd", initrd)
+	m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("the guest booted through pygrub: %s.sh and the libvirt XML boot %s and %s, copied from its default grub entry %q; after a kernel update inside the guest, boot it with xen2kvm boot (which reads grub.conf) or copy the new kernel", m.dom.Name, kernel, initrd, bf.Title))
+	return nil
+}
+
 // bootCheck boots the staged guest when the options ask for it.
 func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *staging) error {
 	switch {
 	case m.opts.Boot == BootNever:
 		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
+		return nil
+	case !m.conv.Inspected:
+		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
 		return nil
 	case !m.p.qemuAvailable():
 		if m.opts.Boot == BootAlways {

@@ -414,3 +414,40 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestPygrubGuestGetsItsKernel: a guest that booted through pygrub has no
+// boot loader, so its kernel and initrd are copied next to the images for
+// NAME.sh and the XML, while the boot check reads grub from the image.
+func TestPygrubGuestGetsItsKernel(t *testing.T) {
+	fx := newFixture(t, "pv")
+	fx.f.pygrub = true
+	out := filepath.Join(fx.dir, "kvm")
+	res, err := fx.migrate(t, fx.opts(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pv-vmlinuz", "pv-initrd.img"} {
+		if !contains(res.Report.Files, f) {
+			t.Errorf("%s not among %v", f, res.Report.Files)
+		}
+	}
+	xml, _ := os.ReadFile(filepath.Join(out, "pv.xml"))
+	if !strings.Contains(string(xml), "<kernel>"+filepath.Join(out, "pv-vmlinuz")+"</kernel>") {
+		t.Errorf("XML: %s", xml)
+	}
+	sh, _ := os.ReadFile(filepath.Join(out, "pv.sh"))
+	if !strings.Contains(string(sh), `-kernel "$dir"/pv-vmlinuz`) || !strings.Contains(string(sh), "'ro root=/dev/vda2 console=ttyS0'") {
+		t.Errorf("script: %s", sh)
+	}
+	for _, b := range fx.f.booted {
+		if strings.HasPrefix(b, "kernel ") {
+			t.Errorf("the boot check booted %s instead of the image's grub entry", b)
+		}
+	}
+	// A second run with --force replaces the kernel too.
+	opts := fx.opts(out)
+	opts.Force = true
+	if _, err := fx.migrate(t, opts); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -43,7 +43,8 @@ func reportName(name string) string { return name + ".report.json" }
 func stagingName(name string) string { return "." + name + ".xen2kvm-partial" }
 
 // guestFiles lists the files in outDir that belong to the guest name:
-// NAME.report.json, NAME.xml, NAME.sh, NAME.boot.log and NAME-TARGET images.
+// NAME.report.json, NAME.xml, NAME.sh, NAME.boot.log, NAME-vmlinuz,
+// NAME-initrd.img and NAME-TARGET images.
 func guestFiles(outDir, name string) ([]string, error) {
 	ents, err := os.ReadDir(outDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -57,7 +58,7 @@ func guestFiles(outDir, name string) ([]string, error) {
 	for _, e := range ents {
 		n := e.Name()
 		switch n {
-		case reportName(name), name + ".xml", name + ".sh", name + ".boot.log":
+		case reportName(name), name + ".xml", name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img":
 			out = append(out, n)
 		default:
 			if img.MatchString(n) {

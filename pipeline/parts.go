@@ -53,6 +53,14 @@ type conversion struct {
 	Edits    []report.Edit
 	Warnings []string
 	Blockers []string
+	Notes    []string
+	// Inspected: the guest's Linux filesystems were read, so the output
+	// can be validated and booted to a login prompt.
+	Inspected bool
+	// bootFiles, when set, copies the kernel and initrd of the converted
+	// guest's default grub entry into dir (for a guest that booted
+	// through pygrub and has no boot loader of its own).
+	bootFiles func(dir string) (*bootFiles, error)
 	// apply writes the planned edits into the overlays.
 	apply func() error
 	// close releases what the plan opened.
@@ -65,4 +73,11 @@ type bootOptions struct {
 	Accel   string
 	Timeout time.Duration
 	LogPath string // serial log
+}
+
+// bootFiles are a kernel and initrd copied out of the guest.
+type bootFiles struct {
+	Kernel, Initrd string // host paths
+	Cmdline        string
+	Title          string // the grub entry
 }

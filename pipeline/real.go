@@ -28,9 +28,7 @@ func realParts() parts {
 		overlay: func(base diskimg.Device) (diskimg.Device, error) {
 			return overlay.New(base), nil
 		},
-		plan: func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
-			return nil, errNotWired
-		},
+		plan:   func(context.Context, *config.Domain, []diskimg.Device, []string) (*conversion, error) { return nil, errNotWired },
 		target: realTarget,
 		xml:    func(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() },
 		copy: func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {
@@ -70,7 +68,7 @@ func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []rep
 		cl = append(cl, img)
 		disks = append(disks, namedDisk{name: d.Target, dev: img})
 	}
-	if c.OSName == "windows" {
+	if !c.Inspected {
 		return []report.Check{{Name: "output images open", OK: true, Detail: fmt.Sprintf("%d disks", len(disks))}}
 	}
 	v, closeView, err := assembleView(ctx, disks, true)

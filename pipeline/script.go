@@ -41,7 +41,8 @@ func launchScript(name string, argv []string) []byte {
 # Runs the KVM guest %s, migrated from Xen by xen2kvm.
 # The disk images are found next to this script, from any current directory.
 # Extra arguments are passed to QEMU, e.g.:  %s.sh -display none
-# ACCEL=tcg selects the accelerator (default: kvm when /dev/kvm is usable).
+# ACCEL=tcg selects the accelerator (default: kvm when /dev/kvm is usable;
+# use ACCEL=tcg on a host where KVM guests hang, as under some nested setups).
 set -eu
 dir=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 # QEMU option values are comma-separated: a comma in the folder is doubled.
@@ -50,12 +51,18 @@ if [ -z "${ACCEL:-}" ]; then
 	if [ -w /dev/kvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
 exec`, name, name)
-	for i, a := range argv {
-		b.WriteString(" ")
+	// One line per option and its value.
+	for i := 0; i < len(argv); i++ {
 		if i > 0 {
-			b.WriteString("\\\n\t")
+			b.WriteString(" \\\n\t")
+		} else {
+			b.WriteString(" ")
 		}
-		b.WriteString(shellArg(a))
+		b.WriteString(shellArg(argv[i]))
+		if i > 0 && strings.HasPrefix(argv[i], "-") && i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
+			i++
+			b.WriteString(" " + shellArg(argv[i]))
+		}
 	}
 	b.WriteString(` \
 	-accel "$ACCEL" "$@"
