@@ -208,3 +208,48 @@ func TestMetadataCsumRefusedForWrite(t *testing.T) {
 		t.Errorf("ReadFile on metadata_csum: %q, %v", got, err)
 	}
 }
+
+// Creating files until the inodes run out walks every group, including
+// those whose inode tables are still uninitialised (uninit_bg).
+func TestInodeExhaustion(t *testing.T) {
+	for _, k := range []fsKind{fsKinds[0], fsKinds[3]} {
+		t.Run(k.name, func(t *testing.T) {
+			k.args = append(append([]string{}, k.args...), "-N", "600", "-g", "1024")
+			img := mkfs(t, k, buildTreeOpts(t, 0, false), 16)
+			fsys, err := Open(openDev(t, img, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			uninit := 0
+			for g := range fsys.ngroups {
+				if fsys.desc(g).flags()&bgInodeUninit != 0 {
+					uninit++
+				}
+			}
+			if k.typ == "ext4" && uninit == 0 {
+				t.Fatal("no group with an uninitialised inode table; the test covers nothing")
+			}
+			var last error
+			n := 0
+			for ; n < 2000; n++ {
+				dir := fmt.Sprintf("d%d", n%7)
+				if n < 7 {
+					if last = fsys.Mkdir(dir, 0o755); last != nil {
+						break
+					}
+				}
+				if last = fsys.WriteFile(fmt.Sprintf("%s/f%04d", dir, n), []byte{byte(n)}, 0o644); last != nil {
+					break
+				}
+			}
+			if !errors.Is(last, syscall.ENOSPC) {
+				t.Fatalf("after %d files: %v, want ENOSPC", n, last)
+			}
+			fsys.Close()
+			e2fsck(t, img)
+			if got := debugfsCat(t, img, fmt.Sprintf("d%d/f%04d", (n-1)%7, n-1)); !bytes.Equal(got, []byte{byte(n - 1)}) {
+				t.Errorf("last file reads %q", got)
+			}
+		})
+	}
+}
