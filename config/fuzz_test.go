@@ -79,3 +79,33 @@ func FuzzSXP(f *testing.F) {
 		"(domain (name a)))")
 	f.Fuzz(func(t *testing.T, data []byte) { checkParse(t, data, FormatSXP) })
 }
+
+func FuzzLibvirtXML(f *testing.F) {
+	seedCorpus(f, "*/*.xml")
+	f.Fuzz(func(t *testing.T, data []byte) { checkParse(t, data, FormatLibvirt) })
+}
+
+// FuzzKVMXML reads KVM domain XML back; what it accepts must write again.
+func FuzzKVMXML(f *testing.F) {
+	for _, name := range []string{"pv-pygrub", "pv-kernel", "hvm-windows-cdrom"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "kvm", name+".golden"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParseKVMXML(data)
+		if err != nil {
+			return
+		}
+		if k.Disks == nil || k.NICs == nil {
+			t.Fatalf("nil device lists: %+v", k)
+		}
+		if k.Name != "" && k.MemoryMiB > 0 {
+			if _, err := k.LibvirtXML(); err != nil {
+				t.Fatalf("LibvirtXML of a domain ParseKVMXML accepted: %v", err)
+			}
+		}
+	})
+}

@@ -441,3 +441,10 @@ func TestSXPFromXMDryRun(t *testing.T) {
 		t.Errorf("warnings: %q", d.Warnings)
 	}
 }
+
+func TestXLViridianList(t *testing.T) {
+	d, err := Parse([]byte("type = 'hvm'\nviridian = [ 'base', 'freq' ]\n"), "v.cfg")
+	if err != nil || d.Viridian == nil || !*d.Viridian {
+		t.Fatalf("viridian list: %+v, %v", d, err)
+	}
+}

@@ -327,7 +327,14 @@ func (r *xmReader) read() error {
 	setBool(&d.APIC, "apic")
 	setBool(&d.PAE, "pae")
 	setBool(&d.HAP, "hap")
-	setBool(&d.Viridian, "viridian")
+	if v, ok := r.vals["viridian"]; ok && v.val.kind == kindList {
+		// xl: a list of enlightenment groups; any means on.
+		r.used["viridian"] = true
+		b := len(v.val.list) > 0
+		d.Viridian = &b
+	} else {
+		setBool(&d.Viridian, "viridian")
+	}
 	setBool(&d.HPET, "hpet")
 	if b, err := r.bool("localtime"); b != nil {
 		d.Localtime = *b

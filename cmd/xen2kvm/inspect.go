@@ -56,7 +56,8 @@ func newInspectCommand() *cobra.Command {
 
 CONFIG is an xm file from /etc/xen (Python-literal syntax), an xl.cfg, an
 SXP as xend stores it or 'xm list -l' prints it, or libvirt domain XML of
-type xen. The format is detected from the content; --format forces one.
+type xen; "-" reads one from standard input. The format is detected from
+the content; --format forces one.
 
 The summary lists the guest's type (PV or HVM), memory, vcpus, boot
 settings, disks and network interfaces, then warnings: settings read
@@ -74,7 +75,10 @@ if/else) are refused with the file, line and column of the construct.`,
   xen2kvm inspect --json --disk-map /var/lib/xen/images=/srv/import/images /srv/import/etc-xen/*
 
   # A domain as xend stores it:
-  xen2kvm inspect --format sxp /var/lib/xend/domains/*/config.sxp`,
+  xen2kvm inspect --format sxp /var/lib/xend/domains/*/config.sxp
+
+  # A running domain, straight from the Xen host:
+  ssh xenhost xm list -l web01 | xen2kvm inspect -`,
 		Args: wrapArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []config.Option
@@ -93,7 +97,7 @@ if/else) are refused with the file, line and column of the construct.`,
 				}
 				maps = append(maps, m)
 			}
-			results, err := inspectConfigs(cmd.Context(), args, opts, maps)
+			results, err := inspectConfigs(cmd.Context(), cmd.InOrStdin(), args, opts, maps)
 			if !passwords {
 				for _, r := range results {
 					redactPasswords(r.Domain)
@@ -144,13 +148,25 @@ func redactPasswords(d *config.Domain) {
 
 // inspectConfigs reads every config. Configs that cannot be read are kept
 // as results with their error; the returned error says how many failed.
-func inspectConfigs(ctx context.Context, paths []string, opts []config.Option, maps []config.PathMap) ([]inspectResult, error) {
+func inspectConfigs(ctx context.Context, stdin io.Reader, paths []string, opts []config.Option, maps []config.PathMap) ([]inspectResult, error) {
 	var (
 		results []inspectResult
 		errs    []error
 	)
 	for _, p := range paths {
-		d, err := config.ParseFile(p, opts...)
+		var (
+			d   *config.Domain
+			err error
+		)
+		if p == "-" {
+			var data []byte
+			data, err = io.ReadAll(io.LimitReader(stdin, config.MaxConfigSize+1))
+			if err == nil {
+				d, err = config.Parse(data, "<stdin>", opts...)
+			}
+		} else {
+			d, err = config.ParseFile(p, opts...)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			results = append(results, inspectResult{File: p, Error: err.Error()})

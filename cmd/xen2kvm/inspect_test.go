@@ -204,3 +204,26 @@ func TestInspectGuestHook(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 }
+
+func TestInspectStdin(t *testing.T) {
+	data, err := os.ReadFile(inspectDir + "/win2k3.sxp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCommand()
+	var stdout, stderr bytes.Buffer
+	root.SetArgs([]string{"inspect", "--json", "-"})
+	root.SetIn(bytes.NewReader(data))
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%v (stderr %q)", err, stderr.String())
+	}
+	var d config.Domain
+	if err := json.Unmarshal(stdout.Bytes(), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "win2k3" || d.Source.File != "<stdin>" || d.Source.Format != config.FormatSXP {
+		t.Errorf("got %+v", d)
+	}
+}
