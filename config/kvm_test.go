@@ -245,6 +245,21 @@ func TestToKVMBootAndNICs(t *testing.T) {
 	for _, n := range k.NICs {
 		models = append(models, n.Model)
 	}
+	if k.NICs[0].MAC != "00:16:3e:00:00:01" {
+		t.Errorf("MAC not kept: %q", k.NICs[0].MAC)
+	}
+	// A vif without a MAC gets a stable one of QEMU's, different per NIC.
+	if m := k.NICs[1].MAC; !strings.HasPrefix(m, "52:54:00:") || m == k.NICs[2].MAC {
+		t.Errorf("generated MACs %q %q", m, k.NICs[2].MAC)
+	}
+	again, err := ToKVM(d, KVMOptions{})
+	if err != nil || again.NICs[1].MAC != k.NICs[1].MAC {
+		t.Errorf("generated MAC not stable: %q then %q", k.NICs[1].MAC, again.NICs[1].MAC)
+	}
+	bad := &Domain{Name: "m", Type: HVM, MemoryMiB: 128, NICs: []NIC{{MAC: "00:16:3e:zz"}}}
+	if _, err := ToKVM(bad, KVMOptions{}); err == nil || !strings.Contains(err.Error(), "00:16:3e:zz") {
+		t.Errorf("bad MAC: err = %v", err)
+	}
 	if strings.Join(models, ",") != "rtl8139,e1000,ne2k_pci" {
 		t.Errorf("NIC models %v", models)
 	}

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -34,8 +36,9 @@ type KVMOptions struct {
 	// OS is "linux", "windows" or "" when unknown.
 	OS string
 	// Images maps a Xen disk target ("xvda", "hda") to its converted
-	// image. Disks not in Images keep their source (CD-ROMs, empty
-	// drives, disks not copied).
+	// image. Disks not in Images keep their source path as the config
+	// gives it (CD-ROMs, empty drives, disks not copied); rewrite it with
+	// MapPath before ToKVM when the files moved.
 	Images map[string]Image
 }
 
@@ -72,8 +75,12 @@ func ToKVM(d *Domain, o KVMOptions) (*KVMDomain, error) {
 		}
 	}
 
-	for _, n := range d.NICs {
-		nic := KVMNIC{MAC: n.MAC, Bridge: n.Bridge, Model: nicModel(n.Model)}
+	for i, n := range d.NICs {
+		mac, err := kvmMAC(d, i, n.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("%s: vif %d: %w", d.Name, i+1, err)
+		}
+		nic := KVMNIC{MAC: mac, Bridge: n.Bridge, Model: nicModel(n.Model)}
 		if o.Virtio {
 			nic.Model = "virtio"
 		}
@@ -200,6 +207,27 @@ func kvmDisks(d *Domain, o KVMOptions) ([]KVMDisk, error) {
 		}
 	}
 	return out, nil
+}
+
+// kvmMAC keeps a NIC's MAC. A vif without one got a random MAC from Xen
+// at every boot; the KVM guest gets a stable one in QEMU's 52:54:00
+// range, derived from the guest's UUID (or name) and the NIC's position,
+// so that the libvirt XML and the launch script agree and a re-run gives
+// the same address.
+func kvmMAC(d *Domain, i int, mac string) (string, error) {
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 {
+			return "", fmt.Errorf("MAC address %q is not of the form 00:16:3e:12:34:56", mac)
+		}
+		return hw.String(), nil
+	}
+	id := d.UUID
+	if id == "" {
+		id = d.Name
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("xen2kvm-mac\x00%s\x00%d", id, i)))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", sum[0], sum[1], sum[2]), nil
 }
 
 // diskName is the Linux-style name of the n-th disk: vda, ..., vdz, vdaa.
