@@ -2,6 +2,7 @@ package part
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
@@ -45,16 +46,18 @@ func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
 
 // layouts are sfdisk scripts for the test images.
 var layouts = []struct {
-	name   string
-	size   int64
-	script string
+	name       string
+	size       int64
+	script     string
+	sectorSize int // 512 when 0
 }{
-	{"mbr-primary", 128 << 10, "label: dos\nstart=4,size=20,type=83,bootable\nstart=24,size=40,type=8e\nstart=100,size=20,type=82\n"},
-	{"mbr-logical", 128 << 10, "label: dos\nstart=4,size=20,type=83,bootable\nstart=24,size=20,type=8e\nstart=44,size=150,type=5\nstart=46,size=30,type=83\nstart=78,size=40,type=82\nstart=120,size=70,type=8e\n"},
-	{"mbr-logical-only", 64 << 10, "label: dos\nstart=2,size=100,type=f\nstart=4,size=30,type=7\nstart=40,size=60,type=c\n"},
-	{"mbr-empty-extended", 64 << 10, "label: dos\nstart=2,size=20,type=83\nstart=30,size=60,type=5\n"},
-	{"gpt", 128 << 10, "label: gpt\nfirst-lba: 34\nstart=34,size=40,type=linux,name=\"root fs\"\nstart=80,size=40,type=uefi,attrs=\"LegacyBIOSBootable\"\nstart=140,size=20,type=E6D6D379-F507-44C2-A23C-238F2A3DF928,name=\"LVM\"\n"},
-	{"gpt-empty", 64 << 10, "label: gpt\n"},
+	{"mbr-primary", 128 << 10, "label: dos\nstart=4,size=20,type=83,bootable\nstart=24,size=40,type=8e\nstart=100,size=20,type=82\n", 0},
+	{"mbr-logical", 128 << 10, "label: dos\nlabel-id: 0x4f8cf84a\nstart=4,size=20,type=83,bootable\nstart=24,size=20,type=8e\nstart=44,size=150,type=5\nstart=46,size=30,type=83\nstart=78,size=40,type=82\nstart=120,size=70,type=8e\n", 0},
+	{"mbr-logical-only", 64 << 10, "label: dos\nstart=2,size=100,type=f\nstart=4,size=30,type=7\nstart=40,size=60,type=c\n", 0},
+	{"mbr-empty-extended", 64 << 10, "label: dos\nstart=2,size=20,type=83\nstart=30,size=60,type=5\n", 0},
+	{"gpt", 128 << 10, "label: gpt\nfirst-lba: 34\nstart=34,size=40,type=linux,name=\"root fs\"\nstart=80,size=40,type=uefi,attrs=\"LegacyBIOSBootable\"\nstart=140,size=20,type=E6D6D379-F507-44C2-A23C-238F2A3DF928,name=\"LVM\"\n", 0},
+	{"gpt-empty", 64 << 10, "label: gpt\n", 0},
+	{"gpt-4k", 1 << 20, "label: gpt\nstart=6,size=40,type=linux,name=\"root\"\nstart=50,size=100,type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\n", 4096},
 }
 
 // sfdiskJSON is the part of `sfdisk --json` the tests compare against.
@@ -79,6 +82,13 @@ type sfdiskJSON struct {
 // makeImage writes an image with sfdisk and returns its bytes and the
 // sfdisk --json description.
 func makeImage(t *testing.T, size int64, script string) ([]byte, []byte) {
+	return makeImageSectors(t, size, script, 512)
+}
+
+// makeImageSectors makes the image with the given logical sector size;
+// 4096 needs a loop device (root), since this sfdisk has no
+// --sector-size.
+func makeImageSectors(t *testing.T, size int64, script string, sectorSize int) ([]byte, []byte) {
 	t.Helper()
 	sfdisk := testutil.NeedTool(t, "sfdisk")
 	path := filepath.Join(t.TempDir(), "disk.img")
@@ -88,17 +98,35 @@ func makeImage(t *testing.T, size int64, script string) ([]byte, []byte) {
 	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sfdisk, "-q", "--no-reread", "--no-tell-kernel", path)
+	target, node := path, path
+	if sectorSize != 512 {
+		if os.Geteuid() != 0 {
+			testutil.Unavailable(t, "a %d-byte sector image needs a loop device (root)", sectorSize)
+		}
+		out, err := exec.Command(testutil.NeedTool(t, "losetup"), "-b", strconv.Itoa(sectorSize), "--find", "--show", path).Output()
+		if err != nil {
+			t.Fatalf("losetup: %v", err)
+		}
+		loop := strings.TrimSpace(string(out))
+		t.Cleanup(func() {
+			if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+				t.Errorf("losetup -d %s: %v\n%s", loop, err, out)
+			}
+		})
+		target, node = loop, loop+"p"
+	}
+	cmd := exec.Command(sfdisk, "-q", "--no-reread", "--no-tell-kernel", target)
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
 	}
-	js, err := exec.Command(sfdisk, "--json", path).Output()
+	js, err := exec.Command(sfdisk, "--json", target).Output()
 	if err != nil {
 		t.Fatalf("sfdisk --json: %v", err)
 	}
 	// Node names depend on the path; keep only the partition number.
-	js = bytes.ReplaceAll(js, []byte(path), []byte("disk"))
+	js = bytes.ReplaceAll(js, []byte(node), []byte("disk"))
+	js = bytes.ReplaceAll(js, []byte(target), []byte("disk"))
 	img, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +167,7 @@ func check(t *testing.T, tab *Table, js []byte) {
 func TestSfdisk(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
-			img, js := makeImage(t, l.size, l.script)
+			img, js := makeImageSectors(t, l.size, l.script, cmp.Or(l.sectorSize, 512))
 			tab, err := Read(&memDev{img})
 			if err != nil {
 				t.Fatal(err)
