@@ -307,6 +307,9 @@ func (c *Config) Line(n int) string {
 	return strings.TrimSuffix(c.lines[n-1], "\r")
 }
 
+// NumLines returns the number of lines.
+func (c *Config) NumLines() int { return len(c.lines) }
+
 // SetLine replaces line n (1-based) and parses the config again.
 func (c *Config) SetLine(n int, text string) error {
 	if n < 1 || n > len(c.lines) {
@@ -414,4 +417,17 @@ func pathEnd(line string) int {
 			return i
 		}
 	}
+}
+
+// Append adds lines at the end of the config (a new entry, for one) and
+// parses it again.
+func (c *Config) Append(lines ...string) error {
+	for _, l := range lines {
+		if c.crlf {
+			l += "\r"
+		}
+		c.lines = append(c.lines, l)
+	}
+	c.final = true
+	return c.parse()
 }

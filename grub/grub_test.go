@@ -244,3 +244,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestAppend(t *testing.T) {
+	c, err := grub.Parse([]byte("default=0\ntitle a\n\tkernel /a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Append("title b", "\tkernel /b ro", "\tinitrd /b.img"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(c.Bytes()), "default=0\ntitle a\n\tkernel /a\ntitle b\n\tkernel /b ro\n\tinitrd /b.img\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if len(c.Entries) != 2 || c.Entries[1].Initrd != "/b.img" || c.Entries[1].Line != 4 {
+		t.Errorf("entries %+v", c.Entries)
+	}
+}

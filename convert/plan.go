@@ -1,0 +1,459 @@
+package convert
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/guestfs"
+)
+
+// Sentinel errors.
+var (
+	// ErrUnknownRule is returned by MakePlan for a rule name it does not
+	// know in Options.Disable.
+	ErrUnknownRule = errors.New("unknown conversion rule")
+	// ErrBlocked is returned by Apply for a plan with blockers.
+	ErrBlocked = errors.New("conversion blocked")
+	// ErrConflict is returned by Apply when a file is not as the plan
+	// found it.
+	ErrConflict = errors.New("file changed since the plan was made")
+)
+
+// Rule names, for Options.Disable and Edit.Rule.
+const (
+	RuleGrub            = "grub"             // grub.conf: default kernel, root=, resume=, console=
+	RuleDeviceMap       = "device-map"       // grub's device.map and /etc/sysconfig/grub boot=
+	RuleSysconfigKernel = "sysconfig-kernel" // DEFAULTKERNEL in /etc/sysconfig/kernel
+	RuleFstab           = "fstab"            // /etc/fstab device names
+	RuleCrypttab        = "crypttab"         // /etc/crypttab device names
+	RuleBlkidCache      = "blkid-cache"      // stale blkid.tab and LVM device cache
+	RuleModprobe        = "modprobe"         // modprobe.conf, modules.conf, modprobe.d aliases
+	RuleInitrd          = "initrd"           // the chosen kernel's initrd rebuilt with virtio
+	RuleConsole         = "console"          // inittab getty and securetty on ttyS0
+	RuleXorg            = "xorg"             // xorg.conf Xen framebuffer driver
+	RuleXenPV           = "xenpv"            // PV-on-HVM (kmod-xenpv) drivers disabled
+	RuleSELinux         = "selinux"          // /.autorelabel
+)
+
+// Rules lists the rule names in the order they run.
+func Rules() []string {
+	return []string{RuleGrub, RuleDeviceMap, RuleSysconfigKernel, RuleFstab, RuleCrypttab, RuleBlkidCache,
+		RuleModprobe, RuleInitrd, RuleConsole, RuleXorg, RuleXenPV, RuleSELinux}
+}
+
+// Options tune MakePlan.
+type Options struct {
+	// Disable names rules (see Rules) that are not run.
+	Disable []string
+}
+
+// EditKind says what an edit does to its file.
+type EditKind string
+
+const (
+	Modify EditKind = "modify"
+	Create EditKind = "create"
+	Remove EditKind = "remove"
+)
+
+// Edit is one planned change of one guest file.
+type Edit struct {
+	Path   string      `json:"path"` // guest path, "etc/fstab"
+	Kind   EditKind    `json:"kind"`
+	Before []byte      `json:"-"` // nil for Create
+	After  []byte      `json:"-"` // nil for Remove
+	Mode   fs.FileMode `json:"mode,omitempty"`
+	Rule   string      `json:"rule"` // rule names, "+"-joined when several edit one file
+	Why    string      `json:"why"`
+	// Summary describes a binary file's change (an initrd) for Diff.
+	Summary string `json:"summary,omitempty"`
+}
+
+// Plan is a conversion computed without writing anything.
+type Plan struct {
+	Edits    []Edit   `json:"edits"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Blockers are reasons the guest cannot be converted; Apply refuses
+	// a plan that has any.
+	Blockers []string `json:"blockers,omitempty"`
+	// Notes say what was decided without an edit (a Windows guest left
+	// as it is, for one).
+	Notes []string `json:"notes,omitempty"`
+	// Kernel is the kernel the converted guest boots; nil when blocked
+	// or for a guest whose insides are not edited.
+	Kernel *Kernel `json:"kernel,omitempty"`
+	// Virtio tells whether the KVM guest gets virtio disks and network;
+	// without, IDE disks and an emulated NIC.
+	Virtio bool `json:"virtio"`
+	// DeviceMap maps each disk's Xen target name (the config's "xvda")
+	// to its KVM name ("vda"), in the disk order of the config; CD-ROMs
+	// are not listed.
+	DeviceMap map[string]string `json:"device_map"`
+	// DiskOrder lists DeviceMap's keys in the config's order.
+	DiskOrder []string `json:"disk_order"`
+}
+
+// MakePlan decides every change that makes the guest boot on KVM, reading
+// the guest through root but writing nothing. g comes from Inspect; it may
+// be nil for an HVM guest whose filesystems xen2kvm cannot read (Windows),
+// which is then left as it is.
+func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan, error) {
+	if d == nil {
+		return nil, errors.New("no domain config")
+	}
+	disabled := map[string]bool{}
+	var bad []error
+	for _, r := range opts.Disable {
+		if !slices.Contains(Rules(), r) {
+			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(Rules(), ", ")))
+		}
+		disabled[r] = true
+	}
+	if err := errors.Join(bad...); err != nil {
+		return nil, err
+	}
+	p := &Plan{}
+	if g == nil || g.OS != "linux" {
+		what := "an operating system xen2kvm cannot read"
+		if g != nil && g.OS == "windows" {
+			what = "Windows"
+		}
+		if d.Type != config.HVM {
+			p.Blockers = append(p.Blockers, fmt.Sprintf("PV guest %s: no Linux root filesystem found", d.Name))
+			return p, nil
+		}
+		p.DeviceMap, p.DiskOrder = deviceMap(d, "hd")
+		p.Notes = append(p.Notes,
+			fmt.Sprintf("HVM guest with %s: nothing inside the guest is edited", what),
+			"the KVM guest keeps IDE disks and an emulated network card, so it boots as it did on Xen",
+			"next step: install the virtio drivers (virtio-win) in the guest, then switch its disks and network to virtio")
+		return p, nil
+	}
+	if !g.supported() {
+		p.Blockers = append(p.Blockers, fmt.Sprintf("unsupported guest %q: xen2kvm converts RHEL and CentOS 4, 5 and 6", g.Product))
+		return p, nil
+	}
+	p.Warnings = append(p.Warnings, g.Warnings...)
+	k, blocker := chooseKernel(g)
+	if blocker != "" {
+		p.Blockers = append(p.Blockers, blocker)
+		return p, nil
+	}
+	p.Kernel = k
+	p.Virtio = k.Virtio()
+	prefix := "vd"
+	if !p.Virtio {
+		prefix = "hd"
+		if g.Major >= 6 {
+			prefix = "sd"
+		}
+		p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s has no virtio drivers: the KVM guest gets IDE disks and an emulated network card", k.Release))
+	}
+	p.DeviceMap, p.DiskOrder = deviceMap(d, prefix)
+
+	c := &planner{g: g, root: root, d: d, plan: p, k: k, remap: newRemapper(p.DeviceMap), files: map[string]*Edit{}}
+	rules := []struct {
+		name string
+		fn   func() error
+	}{
+		{RuleGrub, c.grub},
+		{RuleDeviceMap, c.deviceMapRule},
+		{RuleSysconfigKernel, c.sysconfigKernel},
+		{RuleFstab, c.fstab},
+		{RuleCrypttab, c.crypttab},
+		{RuleBlkidCache, c.blkidCache},
+		{RuleModprobe, c.modprobe},
+		{RuleInitrd, c.initrd},
+		{RuleConsole, c.console},
+		{RuleXorg, c.xorg},
+		{RuleXenPV, c.xenpv},
+		{RuleSELinux, c.selinux},
+	}
+	for _, r := range rules {
+		if disabled[r.name] {
+			p.Notes = append(p.Notes, "rule "+r.name+" disabled")
+			continue
+		}
+		c.rule = r.name
+		if err := r.fn(); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", r.name, err)
+		}
+	}
+	c.network()
+	for _, path := range c.order {
+		e := c.files[path]
+		if e.Kind == Modify && bytes.Equal(e.Before, e.After) {
+			continue
+		}
+		p.Edits = append(p.Edits, *e)
+	}
+	return p, nil
+}
+
+// chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, those
+// with virtio first (virtio_net before virtio_blk only), then the highest
+// release, then non-debug.
+func chooseKernel(g *Guest) (*Kernel, string) {
+	var cands []*Kernel
+	for i := range g.Kernels {
+		if !g.Kernels[i].Xen {
+			cands = append(cands, &g.Kernels[i])
+		}
+	}
+	if len(cands) == 0 {
+		pkg := "kernel"
+		if g.Arch != "x86_64" && g.Major >= 5 {
+			pkg = "kernel-PAE"
+		}
+		return nil, fmt.Sprintf("only Xen kernels are installed (%s): install the %s package in the guest (yum install %s) before migrating, or pass --kernel-rpm FILE",
+			releases(g.Kernels), pkg, pkg)
+	}
+	score := func(k *Kernel) int {
+		s := 0
+		if k.VirtioNet {
+			s += 4
+		}
+		if k.VirtioBlk {
+			s += 2
+		}
+		return s
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if sa, sb := score(a), score(b); sa != sb {
+			return sa > sb
+		}
+		if c := compareVersions(a.Release, b.Release); c != 0 {
+			return c > 0
+		}
+		return !a.Debug && b.Debug
+	})
+	return cands[0], ""
+}
+
+func releases(ks []Kernel) string {
+	var rs []string
+	for _, k := range ks {
+		rs = append(rs, k.Release)
+	}
+	if len(rs) == 0 {
+		return "none"
+	}
+	return strings.Join(rs, ", ")
+}
+
+// planner holds the working copies of the files the rules edit.
+type planner struct {
+	g     *Guest
+	root  guestfs.FS
+	d     *config.Domain
+	plan  *Plan
+	k     *Kernel
+	remap *remapper
+	rule  string
+	files map[string]*Edit
+	order []string
+}
+
+// read returns a file's content as the rules so far left it; ok is false
+// when it does not exist.
+func (c *planner) read(path string) ([]byte, bool, error) {
+	if e, ok := c.files[path]; ok {
+		return e.After, e.Kind != Remove, nil
+	}
+	b, err := c.root.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading /%s: %w", path, err)
+	}
+	return b, true, nil
+}
+
+func (c *planner) record(path string, kind EditKind, before, after []byte, mode fs.FileMode, why string) {
+	e, ok := c.files[path]
+	if !ok {
+		e = &Edit{Path: path, Kind: kind, Before: before, Mode: mode}
+		c.files[path] = e
+		c.order = append(c.order, path)
+	}
+	e.After = after
+	if kind == Remove {
+		e.Kind = Remove
+	}
+	if !strings.Contains("+"+e.Rule+"+", "+"+c.rule+"+") {
+		if e.Rule != "" {
+			e.Rule += "+"
+		}
+		e.Rule += c.rule
+	}
+	if !strings.Contains(e.Why, why) {
+		if e.Why != "" {
+			e.Why += "; "
+		}
+		e.Why += why
+	}
+}
+
+// write plans new content for an existing file (or creates it with mode).
+func (c *planner) write(path string, after []byte, mode fs.FileMode, why string) error {
+	before, ok, err := c.read(path)
+	if err != nil {
+		return err
+	}
+	if ok && bytes.Equal(before, after) {
+		return nil
+	}
+	kind := Modify
+	if !ok {
+		kind, before = Create, nil
+	}
+	if _, seen := c.files[path]; !seen && kind == Modify {
+		if fi, err := c.root.Stat(path); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	}
+	c.record(path, kind, before, after, mode, why)
+	return nil
+}
+
+func (c *planner) remove(path, why string) error {
+	before, ok, err := c.read(path)
+	if err != nil || !ok {
+		return err
+	}
+	c.record(path, Remove, before, nil, 0, why)
+	return nil
+}
+
+func (c *planner) warn(format string, args ...any) {
+	c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(format, args...))
+}
+
+// Apply writes the plan into root. Every file must still be as the plan
+// found it; a plan with blockers is refused.
+func (p *Plan) Apply(root guestfs.FS) error {
+	if len(p.Blockers) > 0 {
+		return fmt.Errorf("%w: %s", ErrBlocked, strings.Join(p.Blockers, "; "))
+	}
+	for _, e := range p.Edits {
+		cur, err := root.ReadFile(e.Path)
+		exists := err == nil
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("reading /%s: %w", e.Path, err)
+		}
+		if (e.Kind == Create && exists) || (e.Kind != Create && (!exists || !bytes.Equal(cur, e.Before))) {
+			return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
+		}
+	}
+	for _, e := range p.Edits {
+		var err error
+		switch e.Kind {
+		case Remove:
+			err = root.Remove(e.Path)
+		case Create:
+			if err = mkdirAll(root, path.Dir(e.Path)); err != nil {
+				break
+			}
+			fallthrough
+		default:
+			mode := e.Mode
+			if mode == 0 {
+				mode = 0o644
+			}
+			err = root.WriteFile(e.Path, e.After, mode)
+		}
+		if err != nil {
+			return fmt.Errorf("%s /%s: %w", e.Kind, e.Path, err)
+		}
+	}
+	return nil
+}
+
+// mkdirAll creates dir and its missing parents (mode 0755, owner root).
+func mkdirAll(root guestfs.FS, dir string) error {
+	if dir == "." || dir == "" {
+		return nil
+	}
+	if fi, err := root.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: errors.New("not a directory")}
+		}
+		return nil
+	}
+	if err := mkdirAll(root, path.Dir(dir)); err != nil {
+		return err
+	}
+	return root.Mkdir(dir, 0o755)
+}
+
+// Diff renders the plan's edits as unified diffs, each preceded by its
+// rule and reason; binary files show their summary.
+func (p *Plan) Diff() string {
+	var b strings.Builder
+	for _, e := range p.Edits {
+		fmt.Fprintf(&b, "# %s: %s\n", e.Rule, e.Why)
+		from, to := "a/"+e.Path, "b/"+e.Path
+		switch e.Kind {
+		case Create:
+			from = "/dev/null"
+		case Remove:
+			to = "/dev/null"
+		}
+		if !isText(e.Before) || !isText(e.After) {
+			fmt.Fprintf(&b, "Binary file /%s (%s)\n", e.Path, e.Kind)
+			if e.Summary != "" {
+				b.WriteString(e.Summary)
+				if !strings.HasSuffix(e.Summary, "\n") {
+					b.WriteByte('\n')
+				}
+			}
+			continue
+		}
+		b.WriteString(unifiedDiff(from, to, e.Before, e.After))
+	}
+	return b.String()
+}
+
+func unifiedDiff(from, to string, a, b []byte) string {
+	s, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: diffLines(a), B: diffLines(b),
+		FromFile: from, ToFile: to, Context: 3,
+	})
+	if err != nil {
+		return fmt.Sprintf("(diff: %v)\n", err)
+	}
+	if s == "" {
+		return fmt.Sprintf("--- %s\n+++ %s\n", from, to)
+	}
+	return s
+}
+
+// diffLines splits text into lines that keep their newline; a last line
+// without one is marked as diff(1) marks it.
+func diffLines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if lines[len(lines)-1] == "" {
+		return lines[:len(lines)-1]
+	}
+	lines[len(lines)-1] += "\n\\ No newline at end of file\n"
+	return lines
+}
+
+func isText(b []byte) bool {
+	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
+}
