@@ -259,7 +259,7 @@ func looksXL(data []byte) bool {
 func diskSpecIsXL(spec string) bool {
 	fields := strings.Split(spec, ",")
 	for _, f := range fields {
-		if strings.Contains(f, "=") {
+		if k, _, ok := strings.Cut(f, "="); ok && isXLDiskKey(k) {
 			return true
 		}
 	}

@@ -149,6 +149,7 @@ func TestDiskSpecs(t *testing.T) {
 		{"/var/lib/xen/a.qcow2,qcow2,xvda,rw", FormatXL, Disk{Backend: "qdisk", Format: "qcow2", Source: "/var/lib/xen/a.qcow2", Target: "xvda", Device: "disk", Mode: "w", Bus: "xen"}},
 		{"/dev/HostVG/XenGuest2,,hda,,backendtype=phy", FormatXL, Disk{Backend: "phy", Format: "raw", Source: "/dev/HostVG/XenGuest2", Target: "hda", Device: "disk", Mode: "w", Bus: "ide"}},
 		{"format=raw,vdev=hdd,access=ro,devtype=cdrom", FormatXL, Disk{Format: "raw", Target: "hdd", Device: "cdrom", Mode: "r", Bus: "ide"}},
+		{"file:/images/a=b.img,xvda,w", FormatXM, Disk{Backend: "file", Format: "raw", Source: "/images/a=b.img", Target: "xvda", Device: "disk", Mode: "w", Bus: "xen"}},
 		{"phy:/dev/sdb,xvdb,w", FormatXL, Disk{Backend: "phy", Format: "raw", Source: "/dev/sdb", Target: "xvdb", Device: "disk", Mode: "w", Bus: "xen"}},
 	}
 	for _, tc := range tests {

@@ -524,6 +524,19 @@ func parseChar(s string) (Char, bool) {
 	return Char{Type: typ, Path: rest, Raw: s}, true
 }
 
+// xlDiskKeys are the parameter names of xl's disk syntax. A field
+// "name=value" with another name is a positional field (a path may
+// contain "=").
+var xlDiskKeys = map[string]bool{
+	"target": true, "format": true, "vdev": true, "access": true, "devtype": true,
+	"backendtype": true, "backend": true, "script": true, "discard": true, "no-discard": true,
+	"direct-io-safe": true, "colo-host": true, "colo-port": true, "colo-export": true,
+	"active-disk": true, "hidden-disk": true, "trusted": true, "untrusted": true,
+	"specification": true,
+}
+
+func isXLDiskKey(k string) bool { return xlDiskKeys[strings.TrimSpace(k)] }
+
 // diskFormats are image formats a disk spec may name.
 var diskFormats = map[string]bool{"raw": true, "qcow": true, "qcow2": true, "vhd": true, "qed": true, "vmdk": true, "empty": true}
 
@@ -553,7 +566,7 @@ func parseDiskSpec(spec string, f Format) (Disk, []string, error) {
 		}
 		field, more, ok := strings.Cut(rest, ",")
 		field = strings.TrimSpace(field)
-		if k, v, isKV := strings.Cut(field, "="); isKV {
+		if k, v, isKV := strings.Cut(field, "="); isKV && isXLDiskKey(k) {
 			switch k {
 			case "format":
 				disk.Format = v
@@ -567,9 +580,8 @@ func parseDiskSpec(spec string, f Format) (Disk, []string, error) {
 				disk.Backend = v
 			case "script":
 				warns = append(warns, fmt.Sprintf("block script %s: the disk needs that script on the Xen host", v))
-			case "backend", "discard", "no-discard", "direct-io-safe":
 			default:
-				warns = append(warns, fmt.Sprintf("unknown disk parameter %s ignored", k))
+				warns = append(warns, fmt.Sprintf("disk parameter %s=%s ignored", k, v))
 			}
 		} else {
 			switch field {
