@@ -82,15 +82,13 @@ type segment struct {
 	start, count int64 // in extents
 	typ          string
 	stripeSize   int64    // bytes, striped with more than one stripe
-	stripes      []stripe // striped
-	mirrorOf     string   // mirror: the first leg's LV name
-	mirrorPE     int64    // and the leg's extent where the segment starts
+	stripes      []stripe // striped; mirror: the first leg
 }
 
 type stripe struct {
 	pv     *PV
-	pvName string
-	pe     int64 // first physical extent
+	pvName string // the PV's name, or an LV's when pv is nil
+	pe     int64  // first physical extent
 }
 
 // Scan reads the LVM2 labels and metadata of devs and returns the volume
@@ -295,6 +293,15 @@ func buildVG(s *section, lookup func(uuid string) (diskimg.Device, int)) (*VG, e
 		lv.Type = lvType(lv.segs)
 		vg.LVs = append(vg.LVs, lv)
 	}
+	for _, lv := range vg.LVs {
+		for _, sg := range lv.segs {
+			for _, st := range sg.stripes {
+				if st.pv == nil && vg.LV(st.pvName) == nil {
+					return nil, fmt.Errorf("logical volume %s: unknown physical volume %q", lv.Name, st.pvName)
+				}
+			}
+		}
+	}
 	// A snapshot's visible LV holds its copy-on-write store, not a
 	// filesystem image.
 	for _, lv := range vg.LVs {
@@ -342,27 +349,43 @@ func parseSegment(vg *VG, lv *LV, s *section, pvs map[string]*PV) (segment, erro
 			sg.stripeSize = ss * sectorSize
 		}
 		for i := 0; i < len(list); i += 2 {
-			name, pe := list[i], list[i+1]
-			if !name.isStr || pe.isStr || pe.isArr || pe.num < 0 {
-				return sg, fmt.Errorf("%s: bad stripe entry %d", s.name, i/2)
+			st, err := parseArea(s.name, list[i], list[i+1], sg.count/n, pvs)
+			if err != nil {
+				return sg, err
 			}
-			pv := pvs[name.str]
-			if pv == nil {
-				return sg, fmt.Errorf("%s: unknown physical volume %q", s.name, name.str)
-			}
-			if pe.num+sg.count/n > pv.PECount {
-				return sg, fmt.Errorf("%s: extents %d+%d beyond the %d of %s", s.name, pe.num, sg.count/n, pv.PECount, pv.Name)
-			}
-			sg.stripes = append(sg.stripes, stripe{pv: pv, pvName: name.str, pe: pe.num})
+			sg.stripes = append(sg.stripes, st)
 		}
 	case "mirror":
+		// Reads go to the first leg: an LV (mirror images) or a PV area
+		// (pvmove).
 		legs := s.values["mirrors"].list
-		if len(legs) < 2 || !legs[0].isStr || legs[1].isStr || legs[1].isArr || legs[1].num < 0 || legs[1].num > 1<<40 {
-			return sg, fmt.Errorf("%s: mirror without a valid first leg", s.name)
+		if len(legs) < 2 {
+			return sg, fmt.Errorf("%s: mirror without legs", s.name)
 		}
-		sg.mirrorOf, sg.mirrorPE = legs[0].str, legs[1].num
+		st, err := parseArea(s.name, legs[0], legs[1], sg.count, pvs)
+		if err != nil {
+			return sg, err
+		}
+		sg.stripes = []stripe{st}
 	}
 	return sg, nil
+}
+
+// parseArea parses a (name, first extent) pair of a stripes or mirrors
+// list holding count extents. A name that is not a PV is an LV's, which
+// buildVG checks once all LVs are known.
+func parseArea(seg string, name, pe value, count int64, pvs map[string]*PV) (stripe, error) {
+	if !name.isStr || pe.isStr || pe.isArr || pe.num < 0 || pe.num > 1<<40 {
+		return stripe{}, fmt.Errorf("%s: bad area entry", seg)
+	}
+	pv := pvs[name.str]
+	if pv == nil {
+		return stripe{pvName: name.str, pe: pe.num}, nil
+	}
+	if pe.num+count > pv.PECount {
+		return stripe{}, fmt.Errorf("%s: extents %d+%d beyond the %d of %s", seg, pe.num, count, pv.PECount, pv.Name)
+	}
+	return stripe{pv: pv, pvName: name.str, pe: pe.num}, nil
 }
 
 func lvType(segs []segment) string {
@@ -467,7 +490,7 @@ func (d *lvDevice) io(p []byte, off int64, write bool) (int, error) {
 func (d *lvDevice) mapSegment(sg *segment, segOff, segLen int64) (diskimg.Device, int64, int64, error) {
 	es := d.lv.vg.ExtentSize
 	switch {
-	case sg.typ == "striped":
+	case sg.typ == "striped" || sg.typ == "mirror":
 		n := int64(len(sg.stripes))
 		var st stripe
 		var inStripe, run int64
@@ -481,17 +504,18 @@ func (d *lvDevice) mapSegment(sg *segment, segOff, segLen int64) (diskimg.Device
 			// The stripe area of each PV holds count/n extents.
 			run = min(run, segLen/n-inStripe)
 		}
+		if st.pv == nil {
+			// An area on another LV: a mirror image, or pvmove0 during a pvmove.
+			leg := d.lv.vg.LV(st.pvName)
+			if leg == nil || d.depth >= 4 {
+				return nil, 0, 0, fmt.Errorf("LV %s: area on LV %q: %w", d.lv.Name, st.pvName, ErrCorrupt)
+			}
+			return &lvDevice{lv: leg, depth: d.depth + 1}, st.pe*es + inStripe, run, nil
+		}
 		if st.pv.Device == nil {
 			return nil, 0, 0, fmt.Errorf("LV %s needs PV %s (%s): %w", d.lv.Name, st.pv.Name, st.pv.UUID, ErrMissingPV)
 		}
 		return st.pv.Device, st.pv.PEStart + st.pe*es + inStripe, run, nil
-	case sg.typ == "mirror":
-		leg := d.lv.vg.LV(sg.mirrorOf)
-		if leg == nil || d.depth >= 4 {
-			return nil, 0, 0, fmt.Errorf("LV %s: mirror leg %q: %w", d.lv.Name, sg.mirrorOf, ErrCorrupt)
-		}
-		// A leg is an LV of its own whose extents match the mirror's.
-		return &lvDevice{lv: leg, depth: d.depth + 1}, sg.mirrorPE*es + segOff, segLen - segOff, nil
 	}
 	return nil, 0, 0, fmt.Errorf("LV %s: segment type %q: %w", d.lv.Name, sg.typ, diskimg.ErrNotSupported)
 }

@@ -306,6 +306,10 @@ logical_volumes {
 		segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv1", 0] } }
 	snapshot0 { id = "S0" status = ["READ"] segment_count = 1
 		segment1 { start_extent = 0 extent_count = 2 type = "snapshot" chunk_size = 8 origin = "mir" cow_store = "snap" } }
+	moving { id = "MV" status = ["READ", "VISIBLE", "LOCKED"] segment_count = 1
+		segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pvmove0", 0] } }
+	pvmove0 { id = "PM" status = ["READ", "PVMOVE", "LOCKED"] segment_count = 1
+		segment1 { start_extent = 0 extent_count = 1 type = "mirror" mirror_count = 2 mirrors = ["pv0", 3, "pv1", 0] } }
 	pool { id = "P" status = ["READ", "VISIBLE"] segment_count = 1
 		segment1 { start_extent = 0 extent_count = 1 type = "thin-pool" } }
 }
@@ -329,6 +333,8 @@ func TestSegmentTypes(t *testing.T) {
 		{"mir_mimage_0", "linear", false, nil},
 		{"snap", "snapshot", true, diskimg.ErrNotSupported},
 		{"pool", "thin-pool", true, diskimg.ErrNotSupported},
+		{"moving", "linear", true, nil},
+		{"pvmove0", "mirror", false, nil},
 	}
 	for _, tc := range tests {
 		lv := vg.LV(tc.lv)
@@ -343,7 +349,7 @@ func TestSegmentTypes(t *testing.T) {
 		if !errors.Is(err, tc.err) && !(tc.err == nil && err == nil) {
 			t.Errorf("%s: read error %v, want %v", tc.lv, err, tc.err)
 		}
-		if tc.lv == "mir" && string(buf) != "mirror leg data" {
+		if (tc.lv == "mir" || tc.lv == "moving" || tc.lv == "pvmove0") && string(buf) != "mirror leg data" {
 			t.Errorf("mirror read %q from its first leg", buf)
 		}
 	}
