@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -26,6 +27,7 @@ const (
 	defaultWorkers = 8
 	defaultChunk   = 1 << 20
 	rawGrain       = 64 << 10 // zero-detection unit for raw output
+	writebackEvery = 32 << 20 // start writeback after this many bytes
 )
 
 // Option configures Convert.
@@ -147,7 +149,16 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	}()
 
 	chunk := max(cfg.chunk, grain) / grain * grain
-	if err := copyExtents(ctx, src, out, aligned(extents, grain, size), size, grain, chunk, &cfg); err != nil {
+	// Start writeback of the output as it is written, so the final fsync
+	// does not have to write everything at once.
+	fd := int(tmp.Fd())
+	var written atomic.Int64
+	wrote := func(n int64) {
+		if w := written.Add(n); w/writebackEvery != (w-n)/writebackEvery {
+			unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		}
+	}
+	if err := copyExtents(ctx, src, out, aligned(extents, grain, size), grain, chunk, &cfg, wrote); err != nil {
 		return err
 	}
 	if err := out.Close(); err != nil {
@@ -198,7 +209,7 @@ func aligned(ext []Extent, grain, size int64) []Extent {
 	return out
 }
 
-func copyExtents(ctx context.Context, src Device, out output, ext []Extent, size, grain, chunk int64, cfg *convertConfig) error {
+func copyExtents(ctx context.Context, src Device, out output, ext []Extent, grain, chunk int64, cfg *convertConfig, wrote func(int64)) error {
 	var total int64
 	for _, e := range ext {
 		total += e.Length
@@ -250,9 +261,11 @@ loop:
 					}
 					return fmt.Errorf("reading source at offset %d: %w", off+int64(m), err)
 				}
-				if err := writeNonZero(out, b, off, grain, zero); err != nil {
+				w, err := writeNonZero(out, b, off, grain, zero)
+				if err != nil {
 					return err
 				}
+				wrote(w)
 				report(n)
 				return nil
 			})
@@ -265,9 +278,10 @@ loop:
 }
 
 // writeNonZero writes the runs of b (at guest offset off) whose grains are
-// not all zero.
-func writeNonZero(out io.WriterAt, b []byte, off, grain int64, zero []byte) error {
+// not all zero, and returns how many bytes it wrote.
+func writeNonZero(out io.WriterAt, b []byte, off, grain int64, zero []byte) (int64, error) {
 	n := int64(len(b))
+	var written int64
 	for i := int64(0); i < n; {
 		j := min(i+grain, n)
 		if bytes.Equal(b[i:j], zero[:j-i]) {
@@ -283,11 +297,12 @@ func writeNonZero(out io.WriterAt, b []byte, off, grain int64, zero []byte) erro
 			k = l
 		}
 		if _, err := out.WriteAt(b[i:k], off+i); err != nil {
-			return err
+			return written, err
 		}
+		written += k - i
 		i = k
 	}
-	return nil
+	return written, nil
 }
 
 // rawOutput is a sparse raw file: zeros are holes because they are never
