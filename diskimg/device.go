@@ -4,6 +4,19 @@
 //
 // Sources are always opened read-only. Everything above this package (the
 // guest filesystem layer, the converter) works on a Device.
+//
+//	img, err := diskimg.Open("/var/lib/xen/images/web01.qcow") // format from the content
+//	if err != nil {
+//		return err // errors.Is(err, diskimg.ErrEncrypted), ErrUnsupported, ErrCorrupt
+//	}
+//	defer img.Close()
+//	fmt.Println(img.Format(), img.Size()) // qcow 8589934592
+//	err = diskimg.Convert(ctx, img, "web01-vda.qcow2", diskimg.OutputQCOW2,
+//		diskimg.WithProgress(func(done, total int64) { ... }))
+//
+// Format packages: qcow2 (read and write), qcow (version 1, blktap's
+// tap:qcow:), vhd; partitions in part, LVM2 in lvm, the copy-on-write
+// overlay in overlay, and probe to describe what a disk holds.
 package diskimg
 
 import (

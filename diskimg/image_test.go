@@ -280,3 +280,47 @@ func TestOpenRefusesEncryptedQCOW2(t *testing.T) {
 		t.Fatalf("Open = %v, want ErrEncrypted naming the file", err)
 	}
 }
+
+// TestBlockDevice opens a loop device (a phy: disk) read-only.
+func TestBlockDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.Unavailable(t, "loop devices need root")
+	}
+	losetup := testutil.NeedTool(t, "losetup")
+	dir := t.TempDir()
+	const size = 8 << 20
+	p := makeRaw(t, dir, "phy.raw", size, []piece{{off: 4096, n: 100000}, {off: size - 512, n: 512}})
+	want, _ := os.ReadFile(p)
+	hash := testutil.HashFile(t, p)
+	out, err := exec.Command(losetup, "-f", "--show", "-r", p).CombinedOutput()
+	if err != nil {
+		testutil.Unavailable(t, "losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command(losetup, "-d", dev).Run()
+
+	img, err := diskimg.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if !img.BlockDevice() || img.Format() != diskimg.FormatRaw || img.Size() != size {
+		t.Fatalf("BlockDevice()=%v Format()=%s Size()=%d", img.BlockDevice(), img.Format(), img.Size())
+	}
+	got := readAll(t, img)
+	if !bytes.Equal(got, want) {
+		t.Fatal("content differs")
+	}
+	ext, err := img.Extents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExtents(t, got, ext)
+	dst := filepath.Join(dir, "copy.qcow2")
+	if err := diskimg.Convert(context.Background(), img, dst, diskimg.OutputQCOW2); err != nil {
+		t.Fatal(err)
+	}
+	if testutil.HashFile(t, p) != hash {
+		t.Fatal("source changed")
+	}
+}
