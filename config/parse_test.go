@@ -449,3 +449,22 @@ func TestXLViridianList(t *testing.T) {
 		t.Fatalf("viridian list: %+v, %v", d, err)
 	}
 }
+
+func TestWarningsHidePasswords(t *testing.T) {
+	src := "name = 'a'\nvfb = [ 'type=vnc,vncpasswd=topsecret,bogus=1' ]\nspicepasswd = 'topsecret'\n"
+	d, err := Parse([]byte(src), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(d.Warnings, "\n")
+	if strings.Contains(w, "topsecret") || !strings.Contains(w, "spicepasswd = (hidden)") || !strings.Contains(w, "bogus") {
+		t.Errorf("warnings: %s", w)
+	}
+	if d.Unknown[0].Value != "topsecret" || d.Graphics[0].Password != "topsecret" {
+		t.Errorf("the values themselves must be kept: %+v %+v", d.Unknown, d.Graphics)
+	}
+	d, err = Parse([]byte("(domain (name a) (memory 64) (vncpasswd topsecret))"), "a.sxp")
+	if err != nil || strings.Contains(strings.Join(d.Warnings, "\n"), "topsecret") {
+		t.Errorf("sxp warnings %q, %v", d.Warnings, err)
+	}
+}

@@ -331,7 +331,7 @@ func (m *sxpDomain) unknown(n sxp, where string) {
 		vals = append(vals, a.text())
 	}
 	m.d.Unknown = append(m.d.Unknown, Setting{Key: where + n.head(), Value: strings.Join(vals, " "), Line: n.line})
-	m.d.warnf("%s: unknown setting %s%s = %s kept but not used", m.pos(n), where, n.head(), strings.Join(vals, " "))
+	m.d.warnf("%s: unknown setting %s%s = %s kept but not used", m.pos(n), where, n.head(), shownValue(n.head(), strings.Join(vals, " ")))
 }
 
 func (m *sxpDomain) read(root sxp) {

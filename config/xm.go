@@ -464,7 +464,8 @@ func (r *xmReader) readGraphics() error {
 		for i, v := range vfbs {
 			g, ok, warns := parseVfbSpec(v.str)
 			for _, w := range warns {
-				d.warnf("%s: vfb %d (%q): %s", r.pos(v.line), i+1, v.str, w)
+				// Not the spec itself: it may hold the VNC password.
+				d.warnf("%s: vfb %d: %s", r.pos(v.line), i+1, w)
 			}
 			if ok {
 				d.Graphics = append(d.Graphics, g)
@@ -501,8 +502,23 @@ func (r *xmReader) keepUnknown() {
 	for _, k := range keys {
 		a := r.vals[k]
 		r.d.Unknown = append(r.d.Unknown, Setting{Key: k, Value: a.val.text(), Line: a.line})
-		r.d.warnf("%s: unknown setting %s = %s kept but not used", r.pos(a.line), k, a.val.text())
+		r.d.warnf("%s: unknown setting %s = %s kept but not used", r.pos(a.line), k, shownValue(k, a.val.text()))
 	}
+}
+
+// IsSecretKey tells whether a setting's name says it holds a password
+// (vncpasswd, spicepasswd, ...); its value is not repeated in warnings.
+func IsSecretKey(key string) bool {
+	k := strings.ToLower(key)
+	return strings.Contains(k, "passw") || strings.Contains(k, "secret")
+}
+
+// shownValue is a setting's value as a warning may show it.
+func shownValue(key, value string) string {
+	if IsSecretKey(key) {
+		return "(hidden)"
+	}
+	return value
 }
 
 // parseChar reads a serial or parallel backend as xm spells it. "none"

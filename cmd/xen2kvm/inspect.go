@@ -133,7 +133,8 @@ if/else) are refused with the file, line and column of the construct.`,
 // redacted replaces a password in inspect's output.
 const redacted = "(redacted)"
 
-// redactPasswords hides the VNC passwords of a domain: inspect output is
+// redactPasswords hides the passwords of a domain (VNC, and unknown
+// settings named like one): inspect output is
 // pasted into tickets and chats.
 func redactPasswords(d *config.Domain) {
 	if d == nil {
@@ -142,6 +143,11 @@ func redactPasswords(d *config.Domain) {
 	for i := range d.Graphics {
 		if d.Graphics[i].Password != "" {
 			d.Graphics[i].Password = redacted
+		}
+	}
+	for i, u := range d.Unknown {
+		if config.IsSecretKey(u.Key) && u.Value != "" {
+			d.Unknown[i].Value = redacted
 		}
 	}
 }
