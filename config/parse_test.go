@@ -110,6 +110,8 @@ func TestXMRejectsPython(t *testing.T) {
 		{"missing value", "name =\n", 1, 7, "expected a value"},
 		{"bad memory", "memory = 'lots'\n", 1, 10, `memory: expected a number, found "lots"`},
 		{"bad bool", "acpi = 'perhaps'\n", 1, 8, "acpi: expected 0/1"},
+		{"negative memory", "memory = -512\n", 1, 10, "memory = -512: out of range"},
+		{"absurd vcpus", "vcpus = 100000\n", 1, 9, "vcpus = 100000: out of range"},
 		{"disk without target", "disk = ['phy:/dev/sda']\n", 1, 9, "no target device"},
 	}
 	for _, tc := range tests {
@@ -319,7 +321,7 @@ func TestSXPUnbalanced(t *testing.T) {
 			t.Errorf("%q: warnings %q lack %q", tc.src, d.Warnings, tc.warn)
 		}
 	}
-	for _, bad := range []string{"(domain (name 'a)", "(foo (name a))", "(domain (memory lots))"} {
+	for _, bad := range []string{"(domain (name 'a)", "(foo (name a))", "(domain (memory lots))", "(domain (vcpus -1))"} {
 		_, err := Parse([]byte(bad), "f.sxp")
 		var se *SyntaxError
 		if !errors.As(err, &se) || se.File != "f.sxp" {

@@ -316,6 +316,16 @@ func (m *sxpDomain) int(n sxp) int64 {
 	return i
 }
 
+// intIn reads a number between 0 and limit.
+func (m *sxpDomain) intIn(n sxp, limit int64) int64 {
+	v := m.int(n)
+	if v < 0 || v > limit {
+		m.errAt(n, "%s %d: out of range (0 to %d)", n.head(), v, limit)
+		return 0
+	}
+	return v
+}
+
 func (m *sxpDomain) bool(n sxp) *bool {
 	b, err := parseBoolString(n.value())
 	if err != nil {
@@ -351,11 +361,11 @@ func (m *sxpDomain) read(root sxp) {
 		case "uuid":
 			d.UUID = normalizeUUID(n.value(), d)
 		case "memory":
-			d.MemoryMiB = m.int(n)
+			d.MemoryMiB = m.intIn(n, maxMemoryMiB)
 		case "maxmem":
-			d.MaxMemoryMiB = m.int(n)
+			d.MaxMemoryMiB = m.intIn(n, maxMemoryMiB)
 		case "vcpus":
-			d.VCPUs = int(m.int(n))
+			d.VCPUs = int(m.intIn(n, maxVCPUs))
 		case "vcpu_avail":
 			v := m.int(n)
 			vcpuAvail = &v

@@ -40,7 +40,7 @@ func parseXM(data []byte, file string, f Format) (*Domain, error) {
 			prev.val = merged
 			continue
 		case dup:
-			d.warnf("%s: %s is set again (first at line %d); the last value wins", r.pos(a.line), a.key, prev.line)
+			d.warnf("%s: %s is set again (first at line %d); the last value wins", r.pos(a.line), a.key, r.first[a.key])
 		default:
 			r.first[a.key] = a.line
 		}
@@ -113,6 +113,24 @@ func (r *xmReader) int(key string) (int64, bool, error) {
 		return 0, false, r.errAt(v, "%s: %v", key, err)
 	}
 	return n, v.kind != kindNone, nil
+}
+
+// Limits of what a Xen guest can have; beyond them a value is a typo.
+const (
+	maxMemoryMiB = 16 << 20 // 16 TiB
+	maxVCPUs     = 4096
+)
+
+// inRange checks a memory size (MiB) or vcpu count.
+func (r *xmReader) inRange(key string, n int64) error {
+	limit := int64(maxMemoryMiB)
+	if strings.Contains(key, "vcpus") {
+		limit = maxVCPUs
+	}
+	if n < 0 || n > limit {
+		return r.errAt(r.vals[key].val, "%s = %d: out of range (0 to %d)", key, n, limit)
+	}
+	return nil
 }
 
 func valueInt(v value) (int64, error) {
@@ -251,21 +269,25 @@ func (r *xmReader) read() error {
 	}
 
 	if n, ok, err := r.int("memory"); ok {
+		check(r.inRange("memory", n))
 		d.MemoryMiB = n
 	} else {
 		check(err)
 	}
 	if n, ok, err := r.int("maxmem"); ok {
+		check(r.inRange("maxmem", n))
 		d.MaxMemoryMiB = n
 	} else {
 		check(err)
 	}
 	if n, ok, err := r.int("vcpus"); ok {
+		check(r.inRange("vcpus", n))
 		d.VCPUs = int(n)
 	} else {
 		check(err)
 	}
 	if n, ok, err := r.int("maxvcpus"); ok {
+		check(r.inRange("maxvcpus", n))
 		d.MaxVCPUs = int(n)
 	} else {
 		check(err)
