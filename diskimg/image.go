@@ -63,30 +63,46 @@ var (
 // ErrEncrypted, formats or features it cannot read with ErrUnsupported and
 // damaged ones with ErrCorrupt; the message names the file.
 func Open(path string) (*Image, error) {
-	return open(path, "", 0)
+	return open(path, "", nil)
 }
 
-func open(path, wantFormat string, depth int) (*Image, error) {
-	if depth > maxBackingDepth {
-		return nil, fmt.Errorf("%s: %w: backing chain deeper than %d (a loop?)", path, ErrCorrupt, maxBackingDepth)
+// chainError reports a backing chain that loops or is too deep; it is
+// returned as is through the chain rather than wrapped at every level.
+type chainError struct{ err error }
+
+func (e *chainError) Error() string { return e.err.Error() }
+func (e *chainError) Unwrap() error { return e.err }
+
+// open opens path; chain holds the images above it in a backing chain.
+func open(path, wantFormat string, chain []*Image) (*Image, error) {
+	if len(chain) > maxBackingDepth {
+		return nil, &chainError{fmt.Errorf("%s: %w: backing chain deeper than %d images", chain[0].path, ErrCorrupt, maxBackingDepth)}
 	}
 	f, err := os.Open(path) // O_RDONLY: sources are never opened for writing
 	if err != nil {
 		return nil, err
 	}
 	img := &Image{path: path, f: f}
-	if err := img.init(wantFormat, depth); err != nil {
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	for _, up := range chain {
+		if ust, err := up.f.Stat(); err == nil && os.SameFile(st, ust) {
+			f.Close()
+			return nil, &chainError{fmt.Errorf("%s: %w: backing chain loops: %s is backed by %s again", chain[0].path, ErrCorrupt, chain[len(chain)-1].path, up.path)}
+		}
+	}
+	if err := img.init(st, wantFormat, append(chain, img)); err != nil {
 		img.Close()
 		return nil, err
 	}
 	return img, nil
 }
 
-func (img *Image) init(wantFormat string, depth int) error {
-	st, err := img.f.Stat()
-	if err != nil {
-		return err
-	}
+func (img *Image) init(st os.FileInfo, wantFormat string, chain []*Image) error {
+	var err error
 	fileSize := st.Size()
 	switch {
 	case st.Mode().IsRegular():
@@ -131,7 +147,7 @@ func (img *Image) init(wantFormat string, depth int) error {
 		}
 		img.size, img.r = q.Size(), q
 		if q.BackingFile() != "" {
-			if img.backing, err = img.openBacking(q.BackingFile(), q.BackingFormat(), depth); err != nil {
+			if img.backing, err = img.openBacking(q.BackingFile(), q.BackingFormat(), chain); err != nil {
 				return err
 			}
 			q.SetBacking(img.backing)
@@ -143,7 +159,7 @@ func (img *Image) init(wantFormat string, depth int) error {
 		}
 		img.size, img.r = q.Size(), q
 		if q.BackingFile() != "" {
-			if img.backing, err = img.openBacking(q.BackingFile(), "", depth); err != nil {
+			if img.backing, err = img.openBacking(q.BackingFile(), "", chain); err != nil {
 				return err
 			}
 			q.SetBacking(img.backing)
@@ -153,7 +169,7 @@ func (img *Image) init(wantFormat string, depth int) error {
 }
 
 // openBacking opens a backing file named in the image header.
-func (img *Image) openBacking(name, format string, depth int) (*Image, error) {
+func (img *Image) openBacking(name, format string, chain []*Image) (*Image, error) {
 	if strings.HasPrefix(name, "json:") || strings.Contains(name, "://") {
 		return nil, fmt.Errorf("%s: %w: backing file %q is not a local file", img.path, ErrUnsupported, name)
 	}
@@ -168,7 +184,11 @@ func (img *Image) openBacking(name, format string, depth int) (*Image, error) {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(filepath.Dir(img.path), p)
 	}
-	b, err := open(p, format, depth+1)
+	b, err := open(p, format, chain)
+	var ce *chainError
+	if errors.As(err, &ce) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening backing file: %w", img.path, err)
 	}

@@ -324,3 +324,25 @@ func TestBlockDevice(t *testing.T) {
 		t.Fatal("source changed")
 	}
 }
+
+func TestBackingErrors(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.qcow2")
+	b := filepath.Join(dir, "b.qcow2")
+	run(t, qemuImg, "create", "-q", "-f", "qcow2", a, "1M")
+	run(t, qemuImg, "create", "-q", "-f", "qcow2", "-u", "-b", "a.qcow2", "-F", "qcow2", b, "1M")
+	// a and b back each other.
+	run(t, qemuImg, "rebase", "-q", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a)
+	_, err := diskimg.Open(a)
+	if !errors.Is(err, diskimg.ErrCorrupt) || !strings.Contains(err.Error(), "loops: "+b+" is backed by "+a+" again") || strings.Count(err.Error(), "a.qcow2") != 2 {
+		t.Errorf("backing loop: %v", err)
+	}
+
+	c := filepath.Join(dir, "c.qcow2")
+	run(t, qemuImg, "create", "-q", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", c, "1M")
+	_, err = diskimg.Open(c)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), c) || !strings.Contains(err.Error(), "gone.raw") {
+		t.Errorf("missing backing file: %v", err)
+	}
+}
