@@ -11,6 +11,7 @@ func setBit(b []byte, i uint32)       { b[i/8] |= 1 << (i % 8) }
 func clearBit(b []byte, i uint32)     { b[i/8] &^= 1 << (i % 8) }
 func testBit(b []byte, i uint32) bool { return b[i/8]&(1<<(i%8)) != 0 }
 func markEnd(b []byte, from, to uint32) {
+	to = min(to, uint32(len(b)*8))
 	for i := from; i < to; i++ {
 		setBit(b, i)
 	}

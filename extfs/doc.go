@@ -6,7 +6,8 @@
 // and fs.StatFS, and FileInfo.Sys returns a *guestfs.Stat. Editing is done
 // with explicit methods (WriteFile, Mkdir, Symlink, Rename, Remove, Chmod,
 // Chown, Chtimes); each call either completes or leaves the device as it was
-// (changes are staged in memory and written at the end of the call).
+// (changes are staged in memory and written at the end of the call; only a
+// device failing during that final write can leave part of a call done).
 //
 //	fsys, err := extfs.Open(dev)
 //	if err != nil {

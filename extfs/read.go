@@ -23,8 +23,9 @@ var (
 
 const maxSymlinks = 40
 
-// maxReadFile bounds ReadFile so a corrupt size cannot exhaust memory.
-const maxReadFile = 1 << 31
+// maxReadFile bounds ReadFile so a corrupt size cannot exhaust memory;
+// larger files are read through Open.
+const maxReadFile = 1 << 30
 
 // resolved is the result of a path walk.
 type resolved struct {

@@ -230,6 +230,7 @@ func (sb *superblock) serialize() []byte {
 	put32(r, 0xC, uint32(sb.freeBlocks))
 	put32(r, 0x10, sb.freeInodes)
 	put32(r, 0x60, sb.incompat)
+	put32(r, 0x64, sb.roCompat)
 	if sb.incompat&incompat64bit != 0 {
 		put32(r, 0x158, uint32(sb.freeBlocks>>32))
 	}

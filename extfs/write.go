@@ -118,6 +118,10 @@ func (f *FS) writeData(in *inode, data []byte, goal uint32) error {
 		return err
 	}
 	in.setSize(uint64(len(data)))
+	if len(data) > 1<<31-1 && f.sb.roCompat&roCompatLargeFile == 0 {
+		f.sb.roCompat |= roCompatLargeFile
+		f.sbDirty = true
+	}
 	return nil
 }
 
