@@ -271,6 +271,9 @@ func TestOpenRefuses(t *testing.T) {
 }
 
 func TestOpenRefusesEncryptedQCOW2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("qemu-img spends seconds deriving the LUKS key (-short)")
+	}
 	qemuImg := testutil.NeedTool(t, "qemu-img")
 	p := filepath.Join(t.TempDir(), "enc.qcow2")
 	run(t, qemuImg, "create", "-q", "--object", "secret,id=sec0,data=xen2kvm", "-f", "qcow2",
