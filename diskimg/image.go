@@ -66,6 +66,20 @@ func Open(path string) (*Image, error) {
 	return open(path, "", nil)
 }
 
+// OpenAs opens path like Open when the caller knows the format from
+// elsewhere (a Xen disk line says tap:aio:, file: or phy:, all raw). With
+// FormatRaw the content is not interpreted at all: a guest that wrote a
+// qcow2 header into its raw disk cannot make xen2kvm follow a backing file
+// on the host. With another format, the content must be of that format.
+func OpenAs(path, format string) (*Image, error) {
+	switch format {
+	case FormatRaw, FormatQCOW2, FormatQCOW, FormatVHD:
+	default:
+		return nil, fmt.Errorf("%s: %w: format %q", path, ErrUnsupported, format)
+	}
+	return open(path, format, nil)
+}
+
 // chainError reports a backing chain that loops or is too deep; it is
 // returned as is through the chain rather than wrapped at every level.
 type chainError struct{ err error }
@@ -122,7 +136,7 @@ func (img *Image) init(st os.FileInfo, wantFormat string, chain []*Image) error 
 	if wantFormat == FormatRaw {
 		format = FormatRaw
 	} else if wantFormat != "" && wantFormat != format {
-		return fmt.Errorf("%s: %w: backing format is recorded as %q but the content is %s", img.path, ErrCorrupt, wantFormat, format)
+		return fmt.Errorf("%s: %w: expected a %s image but the content is %s", img.path, ErrCorrupt, wantFormat, format)
 	}
 	img.format = format
 	switch format {

@@ -349,3 +349,44 @@ func TestBackingErrors(t *testing.T) {
 		t.Errorf("missing backing file: %v", err)
 	}
 }
+
+// TestOpenAsRaw checks that a raw disk whose guest wrote a qcow2 header
+// pointing at a host file is read as the raw bytes it is.
+func TestOpenAsRaw(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "host-secret")
+	os.WriteFile(secret, []byte("host data"), 0o600)
+	// A qcow2 header (v2, 64 KiB clusters, 1 MiB) backed by the host file.
+	hdr := make([]byte, 1<<20)
+	copy(hdr, "QFI\xfb\x00\x00\x00\x02")
+	hdr[15] = 72                // backing file name at 72
+	hdr[19] = byte(len(secret)) // its length
+	hdr[23] = 16                // cluster bits
+	hdr[29] = 0x10              // size 1 MiB
+	hdr[39] = 1                 // one L1 entry
+	hdr[45] = 1                 // L1 at 65536
+	copy(hdr[72:], secret)
+	p := filepath.Join(dir, "guest.img")
+	os.WriteFile(p, hdr, 0o644)
+
+	img, err := diskimg.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Format() != diskimg.FormatQCOW2 || img.Backing() == nil {
+		t.Fatalf("content detection: format %s, backing %v", img.Format(), img.Backing())
+	}
+	img.Close()
+
+	img, err = diskimg.OpenAs(p, diskimg.FormatRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if img.Format() != diskimg.FormatRaw || img.Backing() != nil || !bytes.Equal(readAll(t, img), hdr) {
+		t.Fatalf("OpenAs raw: format %s, backing %v", img.Format(), img.Backing())
+	}
+	if _, err := diskimg.OpenAs(p, diskimg.FormatVHD); !errors.Is(err, diskimg.ErrCorrupt) {
+		t.Errorf("OpenAs vhd on a qcow2: %v", err)
+	}
+}
