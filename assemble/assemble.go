@@ -36,6 +36,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/lvm"
 	"github.com/xen2kvm/xen2kvm/diskimg/part"
+	"github.com/xen2kvm/xen2kvm/diskimg/probe"
 	"github.com/xen2kvm/xen2kvm/extfs"
 	"github.com/xen2kvm/xen2kvm/guestfs"
 )
@@ -53,7 +54,7 @@ type Disk struct {
 // Filesystem is a filesystem (or swap area) found on the guest's disks.
 type Filesystem struct {
 	// Type is "ext2", "ext3", "ext4", "swap", "xfs", "ntfs" or "vfat", as
-	// blkid names them.
+	// blkid names them (from diskimg/probe).
 	Type  string
 	Label string
 	UUID  string
@@ -158,17 +159,13 @@ func (a *assembler) run(ctx context.Context, disks []Disk) (*Guest, error) {
 		}
 		a.devices["/dev/"+name] = true
 		if partitionTarget.MatchString(name) {
-			if err := a.probe(d.Dev, []string{"/dev/" + name}); err != nil {
-				return nil, err
-			}
+			a.probe(d.Dev, []string{"/dev/" + name})
 			continue
 		}
 		tab, err := part.Read(d.Dev)
 		if errors.Is(err, part.ErrNoTable) {
 			// A whole-disk filesystem or PV.
-			if err := a.probe(d.Dev, []string{"/dev/" + name}); err != nil {
-				return nil, err
-			}
+			a.probe(d.Dev, []string{"/dev/" + name})
 			continue
 		}
 		if err != nil {
@@ -180,9 +177,7 @@ func (a *assembler) run(ctx context.Context, disks []Disk) (*Guest, error) {
 			if p.Extended {
 				continue
 			}
-			if err := a.probe(p.Device(), []string{pname}); err != nil {
-				return nil, err
-			}
+			a.probe(p.Device(), []string{pname})
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -209,9 +204,7 @@ func (a *assembler) run(ctx context.Context, disks []Disk) (*Guest, error) {
 				if lv.Type == "snapshot" {
 					continue
 				}
-				if err := a.probe(lv.Device(), names); err != nil {
-					return nil, err
-				}
+				a.probe(lv.Device(), names)
 			}
 		}
 	}
@@ -237,25 +230,21 @@ func (a *assembler) warnf(format string, args ...any) {
 }
 
 // probe identifies what dev holds and records it.
-func (a *assembler) probe(dev diskimg.Device, names []string) error {
+func (a *assembler) probe(dev diskimg.Device, names []string) {
 	if lvm.HasLabel(dev) {
 		a.pvs = append(a.pvs, dev)
-		return nil
+		return
 	}
-	typ, label, uuid, err := identify(dev)
-	if err != nil {
-		return fmt.Errorf("%s: %w", names[0], err)
+	c := probe.Probe(dev)
+	if c.Type == "" {
+		return
 	}
-	if typ == "" {
-		return nil
-	}
-	f := &Filesystem{Type: typ, Label: label, UUID: uuid, Devices: names, Dev: dev}
-	if typ == "ext" {
+	f := &Filesystem{Type: c.Type, Label: c.Label, UUID: c.UUID, Devices: names, Dev: dev}
+	if strings.HasPrefix(c.Type, "ext") {
 		var opts []extfs.Option
 		if a.o.readOnly {
 			opts = append(opts, extfs.ReadOnly())
 		}
-		f.Type = extType(dev)
 		fsys, err := extfs.Open(dev, opts...)
 		var fe *extfs.FeatureError
 		if errors.As(err, &fe) && fe.Write {
@@ -269,11 +258,9 @@ func (a *assembler) probe(dev diskimg.Device, names []string) error {
 			a.warnf("%s: %v", names[0], err)
 		} else {
 			f.FS = fsys
-			f.Type = fsys.Type()
 		}
 	}
 	a.g.Filesystems = append(a.g.Filesystems, f)
-	return nil
 }
 
 // Lookup finds the filesystem an fstab device field names: a device path
