@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -460,3 +462,28 @@ func readGz(t testing.TB, path string) []byte {
 var _ diskimg.Device = (*memDev)(nil)
 
 func crc(b []byte) uint32 { return crc32.ChecksumIEEE(b) }
+
+// listingDev is a memDev that lists extents.
+type listingDev struct {
+	*memDev
+	extents []diskimg.Extent
+}
+
+func (d listingDev) Extents(context.Context) ([]diskimg.Extent, error) { return d.extents, nil }
+
+func TestWindowExtents(t *testing.T) {
+	disk := listingDev{&memDev{make([]byte, 1000)}, []diskimg.Extent{{Offset: 0, Length: 120}, {Offset: 130, Length: 5}, {Offset: 140, Length: 100}}}
+	p := &Partition{Start: 100, Size: 50, disk: disk}
+	got, err := p.Device().(diskimg.ExtentLister).Extents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []diskimg.Extent{{Offset: 0, Length: 20}, {Offset: 30, Length: 5}, {Offset: 40, Length: 10}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Extents() = %v, want %v", got, want)
+	}
+	p = &Partition{Start: 100, Size: 50, disk: &memDev{make([]byte, 1000)}}
+	if _, err := p.Device().(diskimg.ExtentLister).Extents(context.Background()); !errors.Is(err, diskimg.ErrNotSupported) {
+		t.Errorf("Extents() on a disk without extents: %v, want ErrNotSupported", err)
+	}
+}
