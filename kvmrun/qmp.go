@@ -60,6 +60,11 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	return handshake(ctx, conn, path)
+}
+
+// handshake reads the greeting on conn and negotiates capabilities.
+func handshake(ctx context.Context, conn net.Conn, name string) (*QMP, error) {
 	q := &QMP{conn: conn, dec: json.NewDecoder(bufio.NewReader(conn))}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -70,11 +75,11 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 	}
 	if err := q.dec.Decode(&greeting); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("reading QMP greeting from %s: %w", path, err)
+		return nil, fmt.Errorf("reading QMP greeting from %s: %w", name, ctxErr(ctx, err))
 	}
 	if greeting.QMP == nil {
 		conn.Close()
-		return nil, fmt.Errorf("QMP socket %s: no greeting", path)
+		return nil, fmt.Errorf("QMP socket %s: no greeting", name)
 	}
 	if _, err := q.Execute(ctx, "qmp_capabilities", nil); err != nil {
 		conn.Close()
