@@ -489,10 +489,45 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 		if b.Detail == "" {
 			b.Detail = err.Error()
 		}
-		return fmt.Errorf("%w: %w", ErrBoot, err)
+		// The staging folder goes away: keep the serial log beside it,
+		// under a name that does not look like a finished guest.
+		failed := filepath.Join(stage.outDir, m.dom.Name+".boot-failed.log")
+		if os.Rename(stage.path(logName), failed) != nil {
+			failed = ""
+		}
+		return &bootError{err: err, stagedLog: stage.path(logName), log: failed}
 	}
 	m.log.Info("boot check passed", "guest", m.dom.Name, "seconds", b.Seconds, "accel", b.Accel)
 	return nil
+}
+
+// bootError is a failed boot check; its serial log was kept in OutDir.
+type bootError struct {
+	err       error
+	stagedLog string
+	log       string // "" when there was none
+}
+
+func (e *bootError) Error() string {
+	msg := fmt.Sprintf("%v: %v", ErrBoot, e.err)
+	if e.log != "" {
+		msg += " (serial console log: " + e.log + ")"
+	}
+	return msg
+}
+
+func (e *bootError) Unwrap() []error { return []error{ErrBoot, e.err} }
+
+// Hint passes on the launcher's advice, pointing at the kept log.
+func (e *bootError) Hint() string {
+	var h interface{ Hint() string }
+	if !errors.As(e.err, &h) {
+		return ""
+	}
+	if e.log == "" {
+		return h.Hint()
+	}
+	return strings.ReplaceAll(h.Hint(), e.stagedLog, e.log)
 }
 
 // stagedDomain is k with its images in the staging folder.

@@ -28,7 +28,7 @@ func realParts() parts {
 		overlay: func(base diskimg.Device) (diskimg.Device, error) {
 			return overlay.New(base), nil
 		},
-		plan:   func(context.Context, *config.Domain, []diskimg.Device, []string) (*conversion, error) { return nil, errNotWired },
+		plan:   realPlan,
 		target: realTarget,
 		xml:    func(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() },
 		copy: func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {

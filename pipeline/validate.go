@@ -26,6 +26,8 @@ type guestView struct {
 	root guestfs.FS
 	// filesystems by a name for people ("vda1", "VolGroup00/LogVol00").
 	filesystems map[string]fs.FS
+	// broken are filesystems that could not be opened, and why.
+	broken map[string]error
 	// devices are the device paths the guest will have: /dev/vda,
 	// /dev/vda1, /dev/VolGroup00/LogVol00, /dev/mapper/VolGroup00-LogVol00.
 	devices map[string]bool
@@ -43,8 +45,15 @@ func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check
 	for n := range v.filesystems {
 		names = append(names, n)
 	}
+	for n := range v.broken {
+		names = append(names, n)
+	}
 	sort.Strings(names)
 	for _, n := range names {
+		if err := v.broken[n]; err != nil {
+			checks = append(checks, report.Check{Name: "filesystem " + n + " readable", Detail: err.Error()})
+			continue
+		}
 		entries, err := walkFS(v.filesystems[n])
 		c := report.Check{Name: "filesystem " + n + " readable", OK: err == nil, Detail: fmt.Sprintf("%d entries", entries)}
 		if err != nil {

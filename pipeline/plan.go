@@ -1,0 +1,97 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/kvmrun"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// realPlan assembles the guest's filesystems over its overlaid disks,
+// inspects it and plans the conversion with package convert. Applying the
+// plan writes into the overlays only.
+func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
+	var named []namedDisk
+	i := 0
+	for _, xd := range d.Disks {
+		if xd.Device == "cdrom" || xd.Source == "" {
+			continue
+		}
+		if i < len(disks) {
+			named = append(named, namedDisk{name: xd.Target, dev: disks[i]})
+		}
+		i++
+	}
+	c := &conversion{}
+	var g *convert.Guest
+	view, closeView, err := assembleView(ctx, named, false)
+	switch {
+	case err == nil:
+		c.close = closeView
+		g, err = convert.Inspect(view.root)
+		if err != nil && !(errors.Is(err, convert.ErrNoOS) && d.Type == config.HVM) {
+			return c, err
+		}
+	case d.Type == config.HVM:
+		// An HVM guest whose filesystems xen2kvm cannot read (Windows):
+		// MakePlan leaves it as it is.
+	default:
+		return nil, err
+	}
+	var p *convert.Plan
+	if view != nil {
+		p, err = convert.MakePlan(g, view.root, d, convert.Options{Disable: skip})
+	} else {
+		p, err = convert.MakePlan(nil, nil, d, convert.Options{Disable: skip})
+	}
+	if err != nil {
+		return c, err
+	}
+	c.Virtio = p.Virtio
+	c.Warnings = append(c.Warnings, p.Warnings...)
+	c.Blockers = append(c.Blockers, p.Blockers...)
+	c.Notes = append(c.Notes, p.Notes...)
+	if g != nil {
+		c.OSName = g.OS
+		c.Inspected = g.OS == "linux"
+		c.OS = &report.OS{Distro: g.Distro, Version: fmt.Sprintf("%d.%d", g.Major, g.Minor), Arch: g.Arch, Virtio: p.Virtio}
+		if g.Product != "" {
+			c.OS.Distro = g.Product
+			c.OS.Version = ""
+		}
+		if p.Kernel != nil {
+			c.OS.Kernel = p.Kernel.Release
+		}
+	}
+	for _, e := range p.Edits {
+		one := &convert.Plan{Edits: []convert.Edit{e}}
+		diff := one.Diff()
+		if strings.HasPrefix(diff, "# ") { // Diff's own rule line: the report has its own
+			if i := strings.IndexByte(diff, '\n'); i >= 0 {
+				diff = diff[i+1:]
+			}
+		}
+		c.Edits = append(c.Edits, report.Edit{Path: e.Path, Rule: e.Rule, Why: e.Why, Diff: diff})
+	}
+	if view != nil {
+		root := view.root
+		c.apply = func() error { return p.Apply(root) }
+		if c.Inspected {
+			c.bootFiles = func(dir string) (*bootFiles, error) {
+				db, err := kvmrun.PyGrub(root, dir)
+				if err != nil {
+					return nil, err
+				}
+				return &bootFiles{Kernel: db.Kernel, Initrd: db.Initrd, Cmdline: db.Append, Title: db.Title}, nil
+			}
+		}
+	}
+	c.impl = p
+	return c, nil
+}
