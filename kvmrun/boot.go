@@ -46,6 +46,8 @@ type BootError struct {
 	Clue string
 	// SerialLog is the file holding the whole serial output.
 	SerialLog string
+	// Accel is the accelerator the guest ran under, when it ran.
+	Accel string
 	// Err wraps ErrBootTimeout, ErrQEMUExited, a QEMU start error or
 	// ctx's error.
 	Err error
@@ -66,6 +68,9 @@ func (e *BootError) Hint() string {
 	log := "the serial log"
 	if e.SerialLog != "" {
 		log = e.SerialLog
+	}
+	if e.Accel == AccelKVM && len(e.SerialTail) == 0 && errors.Is(e.Err, ErrBootTimeout) {
+		return "not a line of output under KVM: on hosts where KVM guests hang (nested virtualisation), --accel auto finds out and uses TCG; --accel tcg forces it"
 	}
 	switch e.Stage {
 	case StageQEMUStart:
@@ -204,6 +209,10 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	}
 	match, err := vm.WaitFor(ctx, s.expect, s.timeout)
 	if err != nil {
+		var be *BootError
+		if errors.As(err, &be) {
+			be.Accel = qo.Accel
+		}
 		return res, err
 	}
 	res.BootTime = time.Since(vm.Started())

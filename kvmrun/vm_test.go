@@ -261,3 +261,17 @@ func TestGuessStage(t *testing.T) {
 		})
 	}
 }
+
+// TestBootKVMHangsHint: a guest forced onto a KVM that hangs times out
+// without a line of output, and the hint says what to do.
+func TestBootKVMHangsHint(t *testing.T) {
+	scenario(t, map[string]string{"FAKEQEMU_KVM": "hang"})
+	_, err := Boot(context.Background(), testDomain(), WithQEMU(fakeQEMU), WithAccel(AccelKVM), WithTimeout(500*time.Millisecond))
+	var be *BootError
+	if !errors.As(err, &be) || !errors.Is(err, ErrBootTimeout) {
+		t.Fatalf("got %v, want a boot timeout", err)
+	}
+	if be.Accel != AccelKVM || !strings.Contains(be.Hint(), "--accel tcg") {
+		t.Errorf("accel %q, hint %q", be.Accel, be.Hint())
+	}
+}
