@@ -92,7 +92,8 @@ type output interface {
 // The output is written under a temporary name in dstPath's directory,
 // synced and renamed to dstPath only when complete; on an error or when
 // ctx is cancelled the temporary file is removed and dstPath is untouched.
-// src is only read.
+// src is only read. The output has mode 0600: guest disks hold secrets
+// (libvirt gives QEMU access to the images it runs).
 func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Option) (err error) {
 	cfg := convertConfig{workers: defaultWorkers, chunk: defaultChunk, clusterSize: qcow2.DefaultClusterSize}
 	for _, o := range opts {
