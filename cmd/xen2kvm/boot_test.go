@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/testkernel"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 var (
@@ -141,5 +143,89 @@ func TestBootCommandUsage(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "boot", filepath.Join(dir, "missing.xml")); code != exitFail {
 		t.Errorf("missing XML: exit %d, want %d", code, exitFail)
+	}
+}
+
+// TestBootCommandReal boots, with the real QEMU, a guest whose XML says
+// to boot from its disk: the CLI reads the XML back, the built-in pygrub
+// finds the Debian test kernel through the grub.conf on the qcow2 disk's
+// /boot partition, and the kernel's banner appears on the serial console.
+func TestBootCommandReal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a real kernel")
+	}
+	qemu := testutil.NeedTool(t, "qemu-system-x86_64")
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	sfdisk := testutil.NeedTool(t, "sfdisk")
+	mke2fs := testutil.NeedTool(t, "mke2fs")
+	k := testkernel.ForTest(t)
+
+	dir := t.TempDir()
+	boot := filepath.Join(dir, "boot")
+	os.MkdirAll(filepath.Join(boot, "grub"), 0o755)
+	kernel, err := os.ReadFile(k.Vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(boot, "vmlinuz-"+k.Release), kernel, 0o644)
+	os.WriteFile(filepath.Join(boot, "grub", "grub.conf"), []byte("default=0\ntimeout=5\ntitle Debian\n\troot (hd0,0)\n\tkernel /vmlinuz-"+k.Release+" console=ttyS0 panic=-1\n"), 0o644)
+	raw := filepath.Join(dir, "disk.raw")
+	for _, c := range []struct {
+		stdin string
+		argv  []string
+	}{
+		{"", []string{"truncate", "-s", "64M", raw}},
+		{"label: dos\nstart=2048, type=83, bootable\n", []string{sfdisk, "-q", raw}},
+		{"", []string{mke2fs, "-q", "-F", "-t", "ext3", "-d", boot, "-E", "offset=1048576", raw, "32768k"}},
+	} {
+		cmd := exec.Command(c.argv[0], c.argv[1:]...)
+		cmd.Stdin = strings.NewReader(c.stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c.argv, err, out)
+		}
+	}
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	vda := filepath.Join(out, "debian-vda.qcow2")
+	if b, err := exec.Command(qemuImg, "convert", "-O", "qcow2", raw, vda).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, b)
+	}
+	dom := &config.KVMDomain{
+		Name: "debian", MemoryMiB: 256, MaxMemoryMiB: 256, VCPUs: 1, MaxVCPUs: 1, Machine: "pc", OS: "linux",
+		ACPI: true, Serial: true, BootFromDisk: true,
+		Disks: []config.KVMDisk{{Path: vda, Format: "qcow2", Target: "vda", Bus: "virtio", Device: "disk"}},
+	}
+	x, err := dom.LibvirtXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(out, "debian.xml"), x, 0o644)
+
+	code, stdout, stderr := runCLI(t, "boot", out, "--qemu", qemu, "--accel", "tcg", "--expect", `Linux version 6\.`,
+		"--timeout", "3m", "--shutdown-grace", "1s", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var res struct {
+		OK         bool `json:"ok"`
+		DirectBoot struct {
+			Title      string `json:"title"`
+			KernelPath string `json:"kernel_path"`
+			Append     string `json:"append"`
+		} `json:"direct_boot"`
+		Accel struct {
+			Accel string `json:"accel"`
+		} `json:"accel"`
+		BootSeconds float64 `json:"boot_seconds"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if !res.OK || res.DirectBoot.Title != "Debian" || res.DirectBoot.KernelPath != "vmlinuz-"+k.Release ||
+		res.DirectBoot.Append != "console=ttyS0 panic=-1" || res.Accel.Accel != "tcg" || res.BootSeconds <= 0 {
+		t.Errorf("result %s", stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "debian.boot.log")); !strings.Contains(string(b), "Linux version 6.") {
+		t.Errorf("serial log lacks the kernel banner")
 	}
 }
