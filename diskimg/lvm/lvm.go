@@ -99,11 +99,6 @@ func Scan(devs ...diskimg.Device) ([]*VG, error) {
 		label *pvLabel
 		index int
 	}
-	type vgText struct {
-		seqno int64
-		root  *section
-		vg    *section
-	}
 	pvs := map[string]found{} // by UUID without dashes
 	texts := map[string]*vgText{}
 	var order []string
@@ -116,36 +111,26 @@ func Scan(devs ...diskimg.Device) ([]*VG, error) {
 			return nil, fmt.Errorf("device %d: %w", i, err)
 		}
 		pvs[l.uuid] = found{l, i}
+		// A PV may carry two metadata areas; one good copy is enough.
+		var mdaErrs []error
 		for _, a := range l.mdas {
-			text, err := readMetadata(dev, a)
+			id, t, err := readVG(dev, a)
 			if err != nil {
-				return nil, fmt.Errorf("device %d: %w", i, err)
-			}
-			if text == nil {
+				mdaErrs = append(mdaErrs, err)
 				continue
 			}
-			root, err := parseConfig(text)
-			if err != nil {
-				return nil, fmt.Errorf("device %d: %w: %w", i, ErrCorrupt, err)
+			if t == nil {
+				continue
 			}
-			vgSec, err := vgSection(root)
-			if err != nil {
-				return nil, fmt.Errorf("device %d: %w", i, err)
-			}
-			id, err := vgSec.str("id")
-			if err != nil {
-				return nil, fmt.Errorf("device %d: %w: %w", i, ErrCorrupt, err)
-			}
-			seq, err := vgSec.int("seqno")
-			if err != nil {
-				return nil, fmt.Errorf("device %d: %w: %w", i, ErrCorrupt, err)
-			}
-			if t, ok := texts[id]; !ok || seq > t.seqno {
+			if old, ok := texts[id]; !ok || t.seqno > old.seqno {
 				if !ok {
 					order = append(order, id)
 				}
-				texts[id] = &vgText{seq, root, vgSec}
+				texts[id] = t
 			}
+		}
+		if len(mdaErrs) > 0 && len(mdaErrs) == len(l.mdas) {
+			return nil, fmt.Errorf("device %d: %w", i, errors.Join(mdaErrs...))
 		}
 	}
 	var vgs []*VG
@@ -163,6 +148,38 @@ func Scan(devs ...diskimg.Device) ([]*VG, error) {
 		vgs = append(vgs, vg)
 	}
 	return vgs, nil
+}
+
+// vgText is one copy of a VG's metadata.
+type vgText struct {
+	seqno int64
+	vg    *section
+}
+
+// readVG reads the metadata area a and returns the VG's id and metadata,
+// or a nil vgText when the area holds none.
+func readVG(dev diskimg.Device, a area) (string, *vgText, error) {
+	text, err := readMetadata(dev, a)
+	if err != nil || text == nil {
+		return "", nil, err
+	}
+	root, err := parseConfig(text)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	vgSec, err := vgSection(root)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := vgSec.str("id")
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	seq, err := vgSec.int("seqno")
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return id, &vgText{seq, vgSec}, nil
 }
 
 // HasLabel tells whether dev carries an LVM2 PV label.
@@ -267,7 +284,7 @@ func buildVG(s *section, lookup func(uuid string) (diskimg.Device, int)) (*VG, e
 			if !strings.HasPrefix(seg.name, "segment") {
 				continue
 			}
-			sg, err := parseSegment(vg, lv, seg, byName)
+			sg, err := parseSegment(vg, seg, byName)
 			if err != nil {
 				return nil, fmt.Errorf("logical volume %s: %w", lv.Name, err)
 			}
@@ -312,7 +329,7 @@ func buildVG(s *section, lookup func(uuid string) (diskimg.Device, int)) (*VG, e
 	return vg, nil
 }
 
-func parseSegment(vg *VG, lv *LV, s *section, pvs map[string]*PV) (segment, error) {
+func parseSegment(vg *VG, s *section, pvs map[string]*PV) (segment, error) {
 	var sg segment
 	var err error
 	if sg.start, err = s.int("start_extent"); err != nil {

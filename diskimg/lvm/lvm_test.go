@@ -436,3 +436,54 @@ func readGz(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// TestTwoMetadataAreas: a PV made with two metadata copies still reads
+// when the first copy is damaged.
+func TestTwoMetadataAreas(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.Unavailable(t, "building LVM volumes needs root (loop devices)")
+	}
+	testutil.NeedTool(t, "losetup")
+	testutil.NeedTool(t, "lvm")
+	path := filepath.Join(t.TempDir(), "pv.img")
+	if err := os.WriteFile(path, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loop := strings.TrimSpace(string(run(t, "losetup", "--find", "--show", path)))
+	t.Cleanup(func() {
+		if _, err := runErr("losetup", "-d", loop); err != nil {
+			t.Errorf("detaching %s: %v", loop, err)
+		}
+	})
+	conf := "backup { backup=0 archive=0 } global { activation=0 }"
+	lvm := func(args ...string) {
+		t.Helper()
+		run(t, "lvm", append([]string{args[0], "--devices", loop, "--config", conf}, args[1:]...)...)
+	}
+	lvm("pvcreate", "-q", "--pvmetadatacopies", "2", loop)
+	lvm("vgcreate", "-q", "-s", "1M", "VolGroup00", loop)
+	lvm("lvcreate", "-q", "-an", "-Zn", "-L", "2M", "-n", "LogVol00", "VolGroup00")
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := readLabel(&memDev{img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.mdas) != 2 {
+		t.Fatalf("%d metadata areas, want 2", len(l.mdas))
+	}
+	img[l.mdas[0].offset+100]++ // the first copy's header checksum fails
+	vgs, err := Scan(&memDev{img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vgs) != 1 || vgs[0].LV("LogVol00") == nil {
+		t.Errorf("VGs from the second copy: %+v", vgs)
+	}
+	img[l.mdas[1].offset+100]++ // both damaged
+	if _, err := Scan(&memDev{img}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("both copies damaged: %v, want ErrCorrupt", err)
+	}
+}
