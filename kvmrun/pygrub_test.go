@@ -8,15 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/grub"
-	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 // rhel5GrubConf is grub.conf as anaconda writes it on a RHEL 5 PV guest
@@ -168,69 +165,6 @@ func TestBootFromDiskFake(t *testing.T) {
 			t.Errorf("argv lacks %q:\n%s", want, argv)
 		}
 	}
-}
-
-// TestBootFromRealDisk is the whole built-in pygrub path on a real disk
-// image: an MBR disk (made by sfdisk) whose ext3 /boot partition (made by
-// mke2fs -d) holds grub.conf, the test kernel and initramfs, converted to
-// qcow2 by qemu-img; OpenBootFS finds the partition, PyGrub the default
-// entry, and the guest boots to its login prompt under TCG.
-func TestBootFromRealDisk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a real kernel")
-	}
-	qemu := testutil.NeedTool(t, "qemu-system-x86_64")
-	qemuImg := testutil.NeedTool(t, "qemu-img")
-	sfdisk := testutil.NeedTool(t, "sfdisk")
-	mke2fs := testutil.NeedTool(t, "mke2fs")
-	kernel, initrd := realGuest(t)
-
-	dir := t.TempDir()
-	boot := filepath.Join(dir, "boot")
-	os.MkdirAll(filepath.Join(boot, "grub"), 0o755)
-	copyFile(t, kernel, filepath.Join(boot, "vmlinuz-6.1.0-test"))
-	copyFile(t, initrd, filepath.Join(boot, "initramfs-6.1.0-test.img"))
-	os.WriteFile(filepath.Join(boot, "grub", "grub.conf"), []byte(`default=1
-timeout=5
-title Old Xen kernel
-	root (hd0,0)
-	kernel /vmlinuz-2.6.18-419.el5xen ro root=/dev/xvda2 console=xvc0
-	initrd /initrd-2.6.18-419.el5xen.img
-title Test kernel
-	root (hd0,0)
-	kernel /vmlinuz-6.1.0-test console=ttyS0 panic=-1
-	initrd /initramfs-6.1.0-test.img
-`), 0o644)
-
-	raw := filepath.Join(dir, "disk.raw")
-	run(t, "", "truncate", "-s", "96M", raw)
-	run(t, "label: dos\nstart=2048, size=131072, type=83, bootable\nstart=133120, type=8e\n", sfdisk, "-q", raw)
-	run(t, "", mke2fs, "-q", "-F", "-t", "ext3", "-d", boot, "-E", "offset=1048576", raw, "65536k")
-	vda := filepath.Join(dir, "guest-vda.qcow2")
-	run(t, "", qemuImg, "convert", "-O", "qcow2", raw, vda)
-
-	dom := &config.KVMDomain{
-		Name: "testvm", MemoryMiB: 256, VCPUs: 1, Machine: "pc", OS: "linux", ACPI: true, Serial: true,
-		BootFromDisk: true,
-		Disks:        []config.KVMDisk{{Path: vda, Format: "qcow2", Target: "vda", Bus: "virtio", Device: "disk"}},
-		NICs:         []config.KVMNIC{{MAC: "00:16:3e:01:02:03", Model: "virtio"}},
-	}
-	sum := testutil.HashFile(t, vda)
-	res, err := Boot(context.Background(), dom, WithQEMU(qemu), WithAccel(AccelTCG),
-		WithExpect(regexp.MustCompile(`testvm login:`)), WithTimeout(3*time.Minute), WithShutdownGrace(30*time.Second))
-	if err != nil {
-		if res != nil {
-			t.Logf("command line: %s", config.ShellJoin(res.Cmdline))
-		}
-		t.Fatal(err)
-	}
-	if res.DirectBoot == nil || res.DirectBoot.Title != "Test kernel" || res.DirectBoot.KernelPath != "vmlinuz-6.1.0-test" || res.DirectBoot.Append != "console=ttyS0 panic=-1" {
-		t.Errorf("DirectBoot %+v", res.DirectBoot)
-	}
-	if testutil.HashFile(t, vda) != sum {
-		t.Errorf("the boot check changed %s (it runs on a snapshot)", vda)
-	}
-	t.Logf("booted from the disk's grub entry in %v, stopped by %s", res.BootTime, res.Shutdown)
 }
 
 func copyFile(t *testing.T, src, dst string) {
