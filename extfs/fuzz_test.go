@@ -64,6 +64,11 @@ func TestSeedImages(t *testing.T) {
 			}
 			os.WriteFile(filepath.Join(tree, "file"), bytes.Repeat([]byte("seventy kilobytes of text\n"), 2800), 0o644)
 			os.Symlink("dir/entry-with-a-long-name-001", filepath.Join(tree, "link"))
+			isl, _ := os.Create(filepath.Join(tree, "islands"))
+			for i := range 12 {
+				isl.WriteAt([]byte("island"), int64(i)*8192)
+			}
+			isl.Close()
 			os.Symlink("/"+string(bytes.Repeat([]byte("long/"), 20)), filepath.Join(tree, "slowlink"))
 			img := filepath.Join(t.TempDir(), "seed.img")
 			args := append([]string{"-q", "-F", "-E", "lazy_itable_init=1", "-U", "3a0fe6b1-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "-d", tree}, s.args...)
@@ -181,7 +186,7 @@ func regions(t testing.TB, raw []byte) map[string][2]int64 {
 		"super": {superOffset, superSize},
 		"gdt":   {int64(fsys.sb.descBlock(0)) * bs, bs},
 	}
-	for _, name := range []string{".", "dir", "file", "slowlink"} {
+	for _, name := range []string{".", "dir", "file", "slowlink", "islands"} {
 		fi, err := fsys.Lstat(name)
 		if err != nil {
 			t.Fatal(err)

@@ -151,6 +151,15 @@ func buildTreeOpts(t testing.TB, bigDirEntries int, full bool) string {
 		}
 		write("boot/initrd-2.6.18.img", pattern(777777, 7), 0o600)
 	}
+	// Many small data islands: an extent tree deeper than the inode (ext4),
+	// holes in indirect blocks (ext2/3).
+	isl, err := os.Create(filepath.Join(dir, "data/islands"))
+	must(err)
+	for i := range 40 {
+		_, err = isl.WriteAt(pattern(100, byte(i)), int64(i)*64<<10)
+		must(err)
+	}
+	must(isl.Close())
 	if full {
 		// Sparse file reaching the triple indirect range of 1 KiB blocks.
 		sp := filepath.Join(dir, "data/sparse")

@@ -99,6 +99,17 @@ func TestReadMatchesTree(t *testing.T) {
 			if in.flags()&flagIndex == 0 {
 				t.Errorf("big directory is not htree-indexed; the test does not cover htree reads")
 			}
+			isl, err := fsys.Stat("data/islands")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err = fsys.readInode(uint32(isl.Sys().(*guestfs.Stat).Ino))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.typ == "ext4" && (in.flags()&flagExtents == 0 || le16(in.iblock(), 6) == 0) {
+				t.Errorf("data/islands has no extent tree below the inode; the test does not cover extent index nodes")
+			}
 		})
 	}
 }
