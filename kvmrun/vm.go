@@ -208,8 +208,8 @@ func start(dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, erro
 	cmd.Stdout = &vm.stderr // QEMU prints nothing there with the serial port in a file
 	cmd.Stderr = &vm.stderr
 	// Its own process group: a ^C at the terminal is for xen2kvm, which
-	// then stops QEMU itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// then stops QEMU itself. And no QEMU outlives a killed xen2kvm.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting %s: %w", s.qemu, err))
 	}

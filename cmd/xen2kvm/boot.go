@@ -29,6 +29,7 @@ type bootFlags struct {
 	serialLog  string
 	noSnapshot bool
 	net        string
+	display    string
 	grace      time.Duration
 }
 
@@ -84,6 +85,7 @@ its serial console.`,
 	fl.StringVar(&f.serialLog, "serial-log", "", "write the serial console to `FILE` (default NAME.boot.log next to the XML)")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "let the guest write to its disk images (default: a throw-away snapshot)")
 	fl.StringVar(&f.net, "net", "user", "networking: user (no privileges needed), bridge (each NIC on its bridge, via qemu-bridge-helper), tap or none")
+	fl.StringVar(&f.display, "display", "", "graphics: none, or a QEMU -display value such as vnc=:5 or gtk (default: the guest's own VNC settings)")
 	fl.DurationVar(&f.grace, "shutdown-grace", kvmrun.DefaultShutdownGrace, "how long the guest gets to power off after the ACPI power button")
 	return cmd
 }
@@ -154,7 +156,7 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		kvmrun.WithSerialLog(serialLog),
 		kvmrun.WithSnapshot(!f.noSnapshot),
 		kvmrun.WithShutdownGrace(f.grace),
-		kvmrun.WithQEMUOptions(config.QEMUOptions{Net: f.net}),
+		kvmrun.WithQEMUOptions(config.QEMUOptions{Net: f.net, Display: f.display}),
 		kvmrun.WithLogger(log),
 	}
 	if f.console {
