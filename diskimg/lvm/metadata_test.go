@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -85,13 +86,19 @@ func TestParseConfigErrors(t *testing.T) {
 
 // goldenPVs returns the golden disk and its two PV partitions.
 func goldenPVs(t testing.TB) ([]byte, []*part.Partition) {
-	img := readGz(t, "testdata/lvm.img.gz")
+	goldenOnce.Do(func() { golden = readGz(t, "testdata/lvm.img.gz") })
+	img := bytes.Clone(golden) // tests edit their copy
 	tab, err := part.Read(&memDev{img})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return img, tab.Partitions[1:3]
 }
+
+var (
+	goldenOnce sync.Once
+	golden     []byte
+)
 
 const mdaStart = 4096 // of the golden PVs, relative to the PV
 

@@ -3,6 +3,7 @@ package overlay
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -35,10 +36,7 @@ func (d listingDev) Extents(context.Context) ([]diskimg.Extent, error) { return 
 func newBase(t *testing.T, size int64, seed uint64) (*fileDev, []byte, string) {
 	t.Helper()
 	data := make([]byte, size)
-	r := rand.New(rand.NewPCG(seed, 1))
-	for i := range data {
-		data[i] = byte(r.Uint32())
-	}
+	fill(data, seed)
 	path := filepath.Join(t.TempDir(), "base.img")
 	if err := os.WriteFile(path, data, 0o444); err != nil {
 		t.Fatal(err)
@@ -49,6 +47,13 @@ func newBase(t *testing.T, size int64, seed uint64) (*fileDev, []byte, string) {
 	}
 	t.Cleanup(func() { f.Close() })
 	return &fileDev{f: f, size: size}, data, path
+}
+
+// fill fills p with pseudo-random bytes from seed.
+func fill(p []byte, seed uint64) {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	rand.NewChaCha8(key).Read(p)
 }
 
 func TestRandomReadWrite(t *testing.T) {
@@ -79,9 +84,7 @@ func TestRandomReadWrite(t *testing.T) {
 				if r.IntN(2) == 0 {
 					n = min(n, int(tc.size-off))
 					p := make([]byte, n)
-					for j := range p {
-						p[j] = byte(r.Uint32())
-					}
+					fill(p, r.Uint64())
 					m, err := ov.WriteAt(p, off)
 					if err != nil || m != n {
 						t.Fatalf("WriteAt(%d bytes, %d) = %d, %v", n, off, m, err)
