@@ -43,6 +43,7 @@ func newDiskConvertCommand() *cobra.Command {
 		workers     int
 		clusterSize int
 		prealloc    bool
+		force       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
@@ -53,8 +54,9 @@ Only SRC's allocated data is read and clusters holding only zeros are not
 written, so sparse images stay sparse. Chunks are copied by a pool of
 workers with a fixed amount of memory, whatever the image size. DST is
 written under a temporary name next to it, synced and renamed only when
-complete: an interrupted or failed copy leaves no DST behind. A progress
-bar is drawn when stderr is a terminal.`,
+complete: an interrupted or failed copy leaves no DST behind. An existing
+DST is only replaced with --force. A progress bar is drawn when stderr is a
+terminal.`,
 		Example: `  # A blktap qcow disk to a qcow2 for KVM:
   xen2kvm disk convert /var/lib/xen/images/web01.qcow web01-vda.qcow2
 
@@ -72,6 +74,9 @@ bar is drawn when stderr is a terminal.`,
 				return usagef("--cluster-size %d: a power of two from 512 to 2097152", clusterSize)
 			}
 			src, dst := args[0], args[1]
+			if _, err := os.Lstat(dst); err == nil && !force {
+				return &diskError{fmt.Errorf("%s already exists", dst), "pass --force to replace it (check the argument order: SRC first, then DST)"}
+			}
 			img, err := diskimg.Open(src)
 			if err != nil {
 				return diskHint(err)
@@ -99,6 +104,7 @@ bar is drawn when stderr is a terminal.`,
 	fl.IntVar(&workers, "workers", 8, "chunks copied at once")
 	fl.IntVar(&clusterSize, "cluster-size", 64<<10, "qcow2 cluster size in bytes")
 	fl.BoolVar(&prealloc, "preallocate", false, "preallocate the output (raw: the whole file; qcow2: its L2 tables)")
+	fl.BoolVar(&force, "force", false, "replace DST if it exists")
 	return cmd
 }
 

@@ -80,6 +80,7 @@ func TestDiskConvertErrors(t *testing.T) {
 		{"missing", []string{"disk", "convert", filepath.Join(dir, "nope"), filepath.Join(dir, "o")}, exitFail, "no such file"},
 		{"corrupt", []string{"disk", "convert", trunc, filepath.Join(dir, "o")}, exitFail, "xen2kvm: hint:"},
 		{"info-corrupt", []string{"disk", "info", trunc}, exitFail, "too short"},
+		{"dst-exists", []string{"disk", "convert", trunc, src}, exitFail, "--force"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +92,18 @@ func TestDiskConvertErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "o")); err == nil {
 		t.Error("a failed convert left its output")
+	}
+	if b, _ := os.ReadFile(src); len(b) != 1<<20 {
+		t.Error("convert without --force replaced an existing file")
+	}
+	// With --force the existing file is replaced.
+	dst := filepath.Join(dir, "dst.img")
+	os.WriteFile(dst, []byte("old"), 0o644)
+	if code, _, stderr := runCLI(t, "disk", "convert", "--force", "-O", "raw", src, dst); code != exitOK {
+		t.Fatalf("--force: exit %d: %s", code, stderr)
+	}
+	if st, err := os.Stat(dst); err != nil || st.Size() != 1<<20 {
+		t.Errorf("--force did not replace the output: %v", err)
 	}
 }
 
