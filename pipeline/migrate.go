@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -394,7 +395,9 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 		g.Go(func() error {
 			start := time.Now()
 			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
+			var last atomic.Int64
 			progress := func(done, total int64) {
+				last.Store(total)
 				if m.opts.Progress != nil {
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
 				}
@@ -408,7 +411,8 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 				dk.rep.OutputSize = fi.Size()
 			}
 			if m.opts.Progress != nil {
-				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: dk.dev.Size(), Total: dk.dev.Size(), Finish: true})
+				total := last.Load()
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
 			}
 			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
 			return nil

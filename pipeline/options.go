@@ -69,8 +69,8 @@ type PathMap = config.PathMap
 type Progress struct {
 	Guest  string // guest name
 	Disk   string // the disk's KVM target, e.g. vda
-	Done   int64  // bytes of the disk processed so far
-	Total  int64  // the disk's virtual size
+	Done   int64  // bytes copied so far
+	Total  int64  // bytes to copy (the disk's allocated data)
 	Finish bool   // the disk's copy is complete
 }
 
