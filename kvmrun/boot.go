@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -176,33 +175,12 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	qo.Snapshot = s.snapshot
 	res := &BootResult{Name: dom.Name, Accel: verdict}
 
-	// The VM's runtime folder is also where a kernel from the guest's
-	// disk is put, so make it first.
-	if s.dir == "" {
-		d, err := os.MkdirTemp("", "xen2kvm-boot-")
-		if err != nil {
-			return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
-		}
-		defer os.RemoveAll(d)
-		s.dir = d
-	} else if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
-	}
-	if dom.BootFromDisk && qo.Kernel == "" && dom.Kernel == "" {
-		db, err := bootFromDisk(ctx, dom, s.bootFS, s.dir)
-		if err != nil {
-			return nil, &BootError{Stage: StageBootloader, Err: err}
-		}
-		s.logger.Info("booting the default grub entry of the guest's disk", "title", db.Title, "kernel", db.KernelPath, "initrd", db.InitrdPath, "append", db.Append)
-		qo.Kernel, qo.Initrd, qo.Append = db.Kernel, db.Initrd, db.Append
-		res.DirectBoot = db
-	}
-
-	vm, err := start(dom, s, qo)
+	vm, err := start(ctx, dom, s, qo)
 	if err != nil {
 		return nil, err
 	}
 	defer vm.Close()
+	res.DirectBoot = vm.DirectBoot()
 	res.Cmdline = vm.Cmdline()
 	if s.serialLog != "" {
 		res.SerialLog = vm.SerialLog()

@@ -84,7 +84,13 @@ func WithConsole(w io.Writer) Option { return func(s *settings) { s.console = w 
 
 // WithLogger sets where the launcher logs the QEMU command line, the
 // accelerator verdict and the shutdown. The default discards.
-func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) {
+		if l != nil {
+			s.logger = l
+		}
+	}
+}
 
 // WithAccel sets the accelerator mode: AccelAuto (the default for Boot),
 // AccelKVM or AccelTCG.
@@ -109,7 +115,7 @@ func WithShutdownGrace(d time.Duration) Option { return func(s *settings) { s.gr
 // (the default), leaving the images as they were.
 func WithSnapshot(on bool) Option { return func(s *settings) { s.snapshot = on } }
 
-// WithBootFS sets how Boot opens the boot filesystem of a guest that
+// WithBootFS sets how Start and Boot open the boot filesystem of a guest that
 // boots from its disk's grub config (default OpenBootFS).
 func WithBootFS(open BootFSOpener) Option { return func(s *settings) { s.bootFS = open } }
 
@@ -122,6 +128,7 @@ type VM struct {
 	qmpPath    string
 	started    time.Time
 	directBoot bool
+	boot       *DirectBoot
 
 	cmd    *exec.Cmd
 	stderr syncBuffer
@@ -137,7 +144,9 @@ type VM struct {
 
 // Start runs QEMU for the domain and returns at once; the guest boots in
 // the background. The accelerator is the one of WithAccel: AccelAuto runs
-// ChooseAccel. Close the VM when done with it.
+// ChooseAccel. A BootFromDisk domain is booted from the default entry of
+// the grub config on its first disk (see PyGrub). Close the VM when done
+// with it.
 func Start(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*VM, error) {
 	s := newSettings(opts)
 	qo := s.qopts
@@ -151,7 +160,7 @@ func Start(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*VM, err
 		}
 		qo.Accel = v.Accel
 	}
-	return start(dom, s, qo)
+	return start(ctx, dom, s, qo)
 }
 
 func (s *settings) probeOptions() ProbeOptions {
@@ -166,7 +175,7 @@ func (s *settings) probeOptions() ProbeOptions {
 }
 
 // start runs QEMU with the accelerator already in qo.
-func start(dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, error) {
+func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, error) {
 	vm := &VM{dir: s.dir, log: s.logger, done: make(chan struct{})}
 	if vm.dir == "" {
 		d, err := os.MkdirTemp("", "xen2kvm-run-")
@@ -199,6 +208,16 @@ func start(dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, erro
 			return fail(fmt.Errorf("writing VNC password file: %w", err))
 		}
 	}
+	if dom.BootFromDisk && qo.Kernel == "" && dom.Kernel == "" {
+		db, err := bootFromDisk(ctx, dom, s.bootFS, vm.dir)
+		if err != nil {
+			vm.removeDir()
+			return nil, &BootError{Stage: StageBootloader, Err: err}
+		}
+		vm.log.Info("booting the default grub entry of the guest's disk", "title", db.Title, "kernel", db.KernelPath, "initrd", db.InitrdPath, "append", db.Append)
+		qo.Kernel, qo.Initrd, qo.Append = db.Kernel, db.Initrd, db.Append
+		vm.boot = db
+	}
 	vm.directBoot = qo.Kernel != "" || dom.Kernel != ""
 
 	vm.argv = append([]string{s.qemu}, config.QEMUArgs(dom, qo)...)
@@ -227,6 +246,10 @@ func start(dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, erro
 // Cmdline is QEMU's argv, the program first; config.ShellJoin makes it a
 // command a person can paste.
 func (vm *VM) Cmdline() []string { return append([]string(nil), vm.argv...) }
+
+// DirectBoot is the grub entry read from the guest's disk for a
+// BootFromDisk domain, nil for others.
+func (vm *VM) DirectBoot() *DirectBoot { return vm.boot }
 
 // SerialLog is the file the guest's serial console is written to.
 func (vm *VM) SerialLog() string { return vm.serialLog }
