@@ -42,7 +42,7 @@ const (
 	maxVirtual  = 1 << 56
 	maxBackName = 1023
 
-	l2CacheEntries = 64
+	l2CacheBytes = 8 << 20 // L2 tables kept in memory
 )
 
 // Backing is the image under a qcow overlay (diskimg.Image satisfies it).
@@ -172,7 +172,7 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 		}
 		img.backingFile = string(bytes.TrimRight(nb, "\x00"))
 	}
-	img.l2Cache = blk.NewTableCache[[]uint64](l2CacheEntries)
+	img.l2Cache = blk.NewTableCache[[]uint64](int(max(4, l2CacheBytes/(img.l2Entries*8))))
 	img.clCache = blk.NewTableCache[[]byte](8)
 	return img, nil
 }

@@ -38,8 +38,8 @@ const (
 	incompatCompression = 1 << 3
 	incompatExtL2       = 1 << 4
 
-	l2CacheEntries    = 64
-	clusterCacheItems = 8
+	l2CacheBytes      = 8 << 20 // L2 tables kept in memory
+	clusterCacheItems = 8       // decompressed clusters kept in memory
 )
 
 // Backing is the image under a qcow2 overlay: reads of clusters the overlay
@@ -223,7 +223,7 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 	if err := img.readExtensions(headerLen, int64(backOff)); err != nil {
 		return nil, err
 	}
-	img.l2Cache = blk.NewTableCache[[]uint64](l2CacheEntries)
+	img.l2Cache = blk.NewTableCache[[]uint64](int(max(4, l2CacheBytes/img.clusterSize)))
 	img.clCache = blk.NewTableCache[[]byte](clusterCacheItems)
 	return img, nil
 }
