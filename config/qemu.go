@@ -63,6 +63,11 @@ type QEMUOptions struct {
 // -drive if=none plus a -device on the bus the domain names (virtio-blk,
 // IDE on the machine's PIIX controller, SATA on an AHCI controller, SCSI
 // on virtio-scsi), every NIC a -netdev plus a -device with its kept MAC.
+//
+// Not mapped: MaxMemoryMiB (no memory hotplug; the guest gets MemoryMiB),
+// APIC and PAE (QEMU's default CPU has both, which RHEL 4/5 and Windows
+// 2003 kernels without PAE still boot on), OnPoweroff and OnCrash (QEMU
+// exits on power-off; a crash is the guest's to handle).
 func QEMUArgs(k *KVMDomain, o QEMUOptions) []string {
 	var a args
 	a.add("-name", "guest="+optEscape(k.Name))

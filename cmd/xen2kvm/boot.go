@@ -55,7 +55,8 @@ the grub config on its first disk and booted directly.
 --accel auto (the default) uses KVM only when a tiny probe guest proves
 it works on this host (on some hosts, such as nested virtualisation, KVM
 guests hang); otherwise TCG, with a warning. The verdict is kept until
-the host reboots.
+the host reboots (in ~/.cache/xen2kvm/accel.json: delete it to probe
+again).
 
 The serial console is written to NAME.boot.log next to the XML (or
 --serial-log FILE); --console also copies it to the terminal. If the
