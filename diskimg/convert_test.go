@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
@@ -299,4 +300,42 @@ func TestConvertQEMUOracle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConvertOverlay copies an overlay with edits over a read-only image:
+// the data is read once from the source and the edits land in the output.
+func TestConvertOverlay(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	const size = 8 << 20
+	raw := makeRaw(t, dir, "src.raw", size, []piece{{off: 0, n: 1 << 20}, {off: 5 << 20, n: 100000}})
+	hash := testutil.HashFile(t, raw)
+	img, err := diskimg.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	ov := overlay.New(img)
+	defer ov.Close()
+	edit := []byte("console=ttyS0")
+	if _, err := ov.WriteAt(edit, 3<<20+7); err != nil { // in a hole of the source
+		t.Fatal(err)
+	}
+	if _, err := ov.WriteAt(edit, 100); err != nil { // over source data
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "out.qcow2")
+	if err := diskimg.Convert(context.Background(), ov, dst, diskimg.OutputQCOW2); err != nil {
+		t.Fatal(err)
+	}
+	if testutil.HashFile(t, raw) != hash {
+		t.Fatal("source changed")
+	}
+	// The expected disk: the source with the two edits.
+	want, _ := os.ReadFile(raw)
+	copy(want[3<<20+7:], edit)
+	copy(want[100:], edit)
+	exp := filepath.Join(dir, "want.raw")
+	os.WriteFile(exp, want, 0o644)
+	qemuCompare(t, qemuImg, exp, dst)
 }
