@@ -6,7 +6,7 @@
 # LVM volumes for the disk engine's tests), busybox-static and the Debian
 # kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
 # chromium (renders the HTML dry-run report in a test).
-XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git)
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
 
 install_deps() {
 	local missing=()
