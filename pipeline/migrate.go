@@ -53,6 +53,16 @@ func (e *BlockedError) Error() string {
 
 func (e *BlockedError) Unwrap() error { return ErrBlocked }
 
+// DiskError is a source disk that could not be opened.
+type DiskError struct {
+	Target string // Xen device, e.g. xvda
+	Path   string // the path read, after DiskMap
+	Err    error
+}
+
+func (e *DiskError) Error() string { return fmt.Sprintf("disk %s: %v", e.Target, e.Err) }
+func (e *DiskError) Unwrap() error { return e.Err }
+
 // Migrate migrates the Xen guest described by the config file at cfgPath.
 // It returns the Result also on failure when it got far enough to have
 // something to report; its Report then says what went wrong.
@@ -226,7 +236,7 @@ func (m *migration) openDisks() error {
 		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
 		src, err := m.p.openSource(path)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("disk %s: %w", xd.Target, err))
+			errs = append(errs, &DiskError{Target: xd.Target, Path: path, Err: err})
 			m.rep.Disks = append(m.rep.Disks, rd)
 			continue
 		}

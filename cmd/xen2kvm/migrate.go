@@ -256,7 +256,7 @@ func hinted(err error) error {
 		return &hintedError{err, "the report lists the blockers; --dry-run shows the whole plan without writing anything"}
 	case errors.Is(err, pipeline.ErrBoot):
 		return &hintedError{err, "the serial console of the boot check is in the report; boot it yourself with xen2kvm boot OUTDIR --console"}
-	case errors.Is(err, os.ErrNotExist):
+	case errors.As(err, new(*pipeline.DiskError)) && errors.Is(err, os.ErrNotExist):
 		return &hintedError{err, "if the disk images moved off the Xen host, point at them with --disk-map OLD=NEW"}
 	}
 	return err
