@@ -30,7 +30,7 @@ if [ "${KEEP:-0}" != 1 ]; then
 fi
 export PATH=/usr/local/go/bin:$PATH
 
-for tool in qemu-img /usr/bin/time go; do
+for tool in qemu-img /usr/bin/time go bc; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
 
