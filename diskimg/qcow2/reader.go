@@ -43,7 +43,8 @@ const (
 )
 
 // Backing is the image under a qcow2 overlay: reads of clusters the overlay
-// does not hold go to it. diskimg.Image satisfies it.
+// does not hold go to it. diskimg.Image satisfies it (blk.Extent is
+// diskimg.Extent).
 type Backing interface {
 	io.ReaderAt
 	Size() int64
@@ -71,7 +72,7 @@ type Image struct {
 	clCache *blk.TableCache[[]byte]
 }
 
-// Header fields that callers may want to show.
+// Version is the qcow2 version: 2 (compat 0.10) or 3 (compat 1.1).
 func (img *Image) Version() int { return img.version }
 
 // ClusterSize is the cluster size in bytes.
