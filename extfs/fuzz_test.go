@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/guestfs"
@@ -18,15 +19,19 @@ import (
 
 var update = flag.Bool("update", false, "regenerate the seed images under testdata/")
 
-// Small images the fuzzers mutate: a block-mapped ext2 and an ext4 with
-// extents, uninit_bg, a journal and an htree directory.
+// Small images the fuzzers mutate: a block-mapped ext2, an ext4 with
+// extents, uninit_bg and an htree directory, and an ext3 whose journal
+// needs recovery (too small an image gets no journal from mke2fs).
 var seedImages = []struct {
-	file string
-	args []string
-	size string
+	file    string
+	args    []string
+	size    string
+	journal string // debugfs script leaving the journal to be recovered
 }{
-	{"ext2.img.gz", []string{"-t", "ext2", "-b", "1024", "-N", "64", "-O", "^resize_inode"}, "256K"},
-	{"ext4.img.gz", []string{"-t", "ext4", "-b", "1024", "-N", "128", "-J", "size=1", "-O", "^metadata_csum,^64bit,uninit_bg,^resize_inode"}, "1536K"},
+	{"ext2.img.gz", []string{"-t", "ext2", "-b", "1024", "-N", "64", "-O", "^resize_inode"}, "256K", ""},
+	{"ext4.img.gz", []string{"-t", "ext4", "-b", "1024", "-N", "128", "-O", "^metadata_csum,^64bit,uninit_bg,^resize_inode"}, "1536K", ""},
+	{"journal.img.gz", []string{"-t", "ext3", "-b", "1024", "-N", "64", "-J", "size=1", "-O", "^resize_inode"}, "4M",
+		"jo\njw -b 1400 BLK\njw -b 1401 BLK\njw -r 1401\njw -b 1403 BLK\njc\n"},
 }
 
 // memDev is an in-memory diskimg.Device.
@@ -78,6 +83,15 @@ func TestSeedImages(t *testing.T) {
 				t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
 			}
 			exec.Command("e2fsck", "-fyD", img).Run()
+			if s.journal != "" {
+				blk := filepath.Join(t.TempDir(), "blk")
+				os.WriteFile(blk, bytes.Repeat([]byte("journaled block "), 64), 0o644)
+				cmd := exec.Command("debugfs", "-w", "-f", "-", img)
+				cmd.Stdin = strings.NewReader(strings.ReplaceAll(s.journal, "BLK", blk))
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("debugfs: %v\n%s", err, out)
+				}
+			}
 			raw, _ := os.ReadFile(img)
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
@@ -90,7 +104,9 @@ func TestSeedImages(t *testing.T) {
 		raw := loadSeed(t, s.file)
 		img := filepath.Join(t.TempDir(), "check.img")
 		os.WriteFile(img, raw, 0o644)
-		e2fsck(t, img)
+		if s.journal == "" {
+			e2fsck(t, img)
+		}
 		fsys, err := Open(memDev(raw), ReadOnly())
 		if err != nil {
 			t.Fatal(err)
@@ -186,6 +202,18 @@ func regions(t testing.TB, raw []byte) map[string][2]int64 {
 		"super": {superOffset, superSize},
 		"gdt":   {int64(fsys.sb.descBlock(0)) * bs, bs},
 	}
+	if fsys.sb.journalInum != 0 && fsys.sb.compat&compatHasJournal != 0 {
+		jin, _ := fsys.readInode(fsys.sb.journalInum)
+		m, err := fsys.mapInode(jin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for lb := uint64(0); lb < 12; lb++ {
+			if e := m.lookup(lb); e != nil {
+				out[fmt.Sprintf("journal:%d", lb)] = [2]int64{int64(e.phys+lb-e.logical) * bs, bs}
+			}
+		}
+	}
 	for _, name := range []string{".", "dir", "file", "slowlink", "islands"} {
 		fi, err := fsys.Lstat(name)
 		if err != nil {
@@ -280,6 +308,9 @@ func FuzzImageSuperblock(f *testing.F) { fuzzRegion(f, "super", "gdt") }
 
 // FuzzInode corrupts inodes and their block maps / extent trees.
 func FuzzInode(f *testing.F) { fuzzRegion(f, "inode:", "meta:") }
+
+// FuzzJournal corrupts the journal of an image that needs recovery.
+func FuzzJournal(f *testing.F) { fuzzRegion(f, "journal:") }
 
 // FuzzDirectory corrupts directory blocks, linear and htree.
 func FuzzDirectory(f *testing.F) { fuzzRegion(f, "data:.", "data:dir") }
