@@ -133,9 +133,14 @@ func copyOut(fsys fs.FS, name, dst string) error {
 	return nil
 }
 
-// bootFromDisk runs PyGrub on the boot filesystem of the domain's first
-// disk.
-func bootFromDisk(ctx context.Context, dom *config.KVMDomain, open BootFSOpener, dir string) (*DirectBoot, error) {
+// PyGrubDisk runs PyGrub on the boot filesystem of the domain's first
+// disk, opened with open (nil means OpenBootFS), copying the kernel and
+// initrd into dir. Start and Boot do this for a BootFromDisk domain; a
+// launch script can use it to get the files to boot once, ahead.
+func PyGrubDisk(ctx context.Context, dom *config.KVMDomain, dir string, open BootFSOpener) (*DirectBoot, error) {
+	if open == nil {
+		open = OpenBootFS
+	}
 	var disk *config.KVMDisk
 	for i := range dom.Disks {
 		if dom.Disks[i].Device != "cdrom" && dom.Disks[i].Path != "" {
@@ -144,7 +149,7 @@ func bootFromDisk(ctx context.Context, dom *config.KVMDomain, open BootFSOpener,
 		}
 	}
 	if disk == nil {
-		return nil, errors.New("boot from disk: the domain has no disk")
+		return nil, fmt.Errorf("boot from disk: %s has no disk", dom.Name)
 	}
 	fsys, closer, err := open(ctx, *disk)
 	if err != nil {

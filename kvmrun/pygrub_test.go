@@ -186,3 +186,21 @@ func run(t *testing.T, stdin string, name string, args ...string) {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
+
+func TestPyGrubDiskErrors(t *testing.T) {
+	dom := &config.KVMDomain{Name: "nodisk", Disks: []config.KVMDisk{{Target: "hdc", Device: "cdrom", Path: "/x.iso"}}}
+	if _, err := PyGrubDisk(context.Background(), dom, t.TempDir(), nil); err == nil {
+		t.Error("a domain with only a CD-ROM: no error")
+	}
+	// A disk with no partition table and no filesystem.
+	img := filepath.Join(t.TempDir(), "blank.raw")
+	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	dom = &config.KVMDomain{Name: "blank", Disks: []config.KVMDisk{{Target: "vda", Device: "disk", Path: img}}}
+	if _, err := PyGrubDisk(context.Background(), dom, t.TempDir(), nil); !errors.Is(err, ErrNoGrubConfig) {
+		t.Errorf("blank disk: got %v, want ErrNoGrubConfig", err)
+	}
+	dom.Disks[0].Path = filepath.Join(t.TempDir(), "missing.qcow2")
+	if _, err := PyGrubDisk(context.Background(), dom, t.TempDir(), nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing disk: got %v, want fs.ErrNotExist", err)
+	}
+}

@@ -209,7 +209,7 @@ func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QE
 		}
 	}
 	if dom.BootFromDisk && qo.Kernel == "" && dom.Kernel == "" {
-		db, err := bootFromDisk(ctx, dom, s.bootFS, vm.dir)
+		db, err := PyGrubDisk(ctx, dom, vm.dir, s.bootFS)
 		if err != nil {
 			vm.removeDir()
 			return nil, &BootError{Stage: StageBootloader, Err: err}
