@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+// TestInspectLooksInsideDisks builds a one-filesystem guest with mke2fs -d
+// and checks that inspect reports its distribution and filesystem, and
+// leaves the image untouched.
+func TestInspectLooksInsideDisks(t *testing.T) {
+	mke2fs := testutil.NeedTool(t, "mke2fs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	files := map[string]string{
+		"etc/redhat-release": "CentOS release 5.4 (Final)\n",
+		"etc/fstab":          "/dev/xvda1 / ext3 defaults 1 1\nproc /proc proc defaults 0 0\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(tree, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "root.img")
+	if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext3", "-L", "/", "-d", tree, img, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
+	cfg := filepath.Join(dir, "guest")
+	xm := "name = \"guest\"\nmemory = 512\nbootloader = \"/usr/bin/pygrub\"\ndisk = ['tap:aio:/var/lib/xen/images/root.img,xvda1,w']\n"
+	if err := os.WriteFile(cfg, []byte(xm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.HashFile(t, img)
+
+	code, out, stderr := runCLI(t, "inspect", cfg, "--disk-map", "/var/lib/xen/images="+dir)
+	if code != exitOK {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"CentOS release 5.4 (Final)", "/dev/xvda1 ext3 label=/ on /"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, stderr = runCLI(t, "inspect", "--json", cfg, "--disk-map", "/var/lib/xen/images="+dir)
+	if code != exitOK {
+		t.Fatalf("inspect --json: exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Guest struct {
+			Filesystems []struct{ Type, Label string }
+			OS          struct {
+				Distro string
+				Major  int
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	if got.Guest.OS.Distro != "centos" || got.Guest.OS.Major != 5 || len(got.Guest.Filesystems) != 1 || got.Guest.Filesystems[0].Type != "ext3" {
+		t.Errorf("inspect --json guest = %+v", got.Guest)
+	}
+	if after := testutil.HashFile(t, img); after != before {
+		t.Error("inspect changed the disk image")
+	}
+}
