@@ -115,6 +115,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 	lim := NewLimiter(workers)
 	sem := make(chan struct{}, jobs)
 	logNames := logFileNames(m.Guests)
+	claims := &outClaims{by: map[string]GuestSpec{}}
 	var wg sync.WaitGroup
 	for i, g := range m.Guests {
 		wg.Add(1)
@@ -128,7 +129,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 			}
 			defer func() { <-sem }()
 			logPath := filepath.Join(opts.LogDir, logNames[i])
-			res.Guests[i] = runGuest(ctx, p, g, opts, st, lim, log, logPath)
+			res.Guests[i] = runGuest(ctx, p, g, opts, st, lim, log, logPath, claims)
 		}()
 	}
 	wg.Wait()
@@ -144,9 +145,9 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 }
 
 // runGuest migrates one guest of a batch.
-func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *stateFile, lim *Limiter, log *slog.Logger, logPath string) GuestResult {
+func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *stateFile, lim *Limiter, log *slog.Logger, logPath string, claims *outClaims) (r GuestResult) {
 	start := time.Now()
-	r := GuestResult{Config: g.Config, Name: guessName(g.Config)}
+	r = GuestResult{Config: g.Config, Name: guessName(g.Config)}
 	key := stateKey(g)
 	defer func() { r.Seconds = time.Since(start).Seconds() }()
 
@@ -161,6 +162,12 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	}
 	r.Name = d.Name
 	r.OutDir = filepath.Join(g.Output, d.Name)
+	if other := claims.claim(r.OutDir, g); other != nil {
+		r.Status = GuestFailed
+		r.Error = fmt.Sprintf("guest %s would be written to %s, as the guest of %s (manifest line %d) is: rename one or give it another output", d.Name, r.OutDir, other.Config, other.Line)
+		log.Error("guest failed", "guest", d.Name, "err", r.Error)
+		return r
+	}
 
 	force := false
 	if st != nil {
@@ -221,6 +228,24 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 		log.Info("guest done", "guest", d.Name, "status", r.Status)
 	}
 	return r
+}
+
+// outClaims makes sure no two guests of a batch write the same folder.
+type outClaims struct {
+	mu sync.Mutex
+	by map[string]GuestSpec
+}
+
+// claim records that g writes dir; it returns the guest that already
+// claimed dir, if any.
+func (c *outClaims) claim(dir string, g GuestSpec) *GuestSpec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if other, ok := c.by[dir]; ok {
+		return &other
+	}
+	c.by[dir] = g
+	return nil
 }
 
 func guessName(cfg string) string {

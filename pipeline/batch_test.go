@@ -127,3 +127,31 @@ func TestBatchBlockedGuest(t *testing.T) {
 		t.Errorf("%v %+v", err, res.Guests[0])
 	}
 }
+
+func TestBatchSameNameTwice(t *testing.T) {
+	f, m, out := batchFixture(t)
+	twin := m.Guests[0]
+	twin.Config += "-copy"
+	twin.Line = 12
+	f.domains[twin.Config] = f.domains[m.Guests[0].Config]
+	m.Guests = []GuestSpec{m.Guests[0], twin}
+	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{Jobs: 2})
+	if !errors.Is(err, ErrBatchFailed) || res.Failed != 1 {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	var ok, dup int
+	for _, g := range res.Guests {
+		switch {
+		case g.Status == GuestMigrated:
+			ok++
+		case strings.Contains(g.Error, "would be written to "+filepath.Join(out, "good1")):
+			dup++
+		}
+		if g.Seconds <= 0 {
+			t.Errorf("%s: no time measured", g.Config)
+		}
+	}
+	if ok != 1 || dup != 1 {
+		t.Errorf("%+v", res.Guests)
+	}
+}

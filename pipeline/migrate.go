@@ -164,6 +164,11 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 			return err
 		}
 		m.rep.OutDir = outDir
+		unlock, err := lockGuest(outDir, d.Name)
+		if err != nil {
+			return err
+		}
+		m.closers = append(m.closers, func() error { unlock(); return nil })
 		if old, err = guestFiles(outDir, d.Name); err != nil {
 			return fmt.Errorf("reading output folder: %w", err)
 		}

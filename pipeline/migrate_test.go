@@ -455,3 +455,31 @@ func TestPygrubGuestGetsItsKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSecondRunOfSameGuestIsRefused(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm")
+	started := make(chan struct{})
+	release := make(chan struct{})
+	fx.f.copyGate = func(string) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+	}
+	done := make(chan error)
+	go func() { _, err := fx.migrate(t, fx.opts(out)); done <- err }()
+	<-started
+	_, err := migrate(context.Background(), (&fakes{domains: fx.f.domains, qemu: true}).parts(), fx.cfg, fx.opts(out))
+	close(release)
+	if !errors.Is(err, ErrBusy) {
+		t.Errorf("second run: %v, want ErrBusy", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if left := listDir(t, out); contains(left, ".g.xen2kvm-lock") {
+		t.Error("the lock file stayed")
+	}
+}

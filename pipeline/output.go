@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 )
 
 // ErrExists is returned when OutDir already holds the guest and Force is
@@ -34,6 +35,43 @@ func (e *ExistsError) Unwrap() error { return ErrExists }
 // Hint tells the CLI user how to go on.
 func (e *ExistsError) Hint() string {
 	return "use --force to replace it, or choose another output folder with -o"
+}
+
+// ErrBusy is returned when another xen2kvm is migrating the same guest
+// into the same OutDir.
+var ErrBusy = errors.New("another xen2kvm is migrating this guest into this folder")
+
+// lockGuest takes the lock of guest name in outDir (created if needed),
+// so two runs never write the same guest at once. A killed run's lock is
+// released by the kernel.
+func lockGuest(outDir, name string) (unlock func(), err error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating output folder: %w", err)
+	}
+	path := filepath.Join(outDir, "."+name+".xen2kvm-lock")
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: %w", outDir, ErrBusy)
+			}
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		// The holder before us may have removed the file after we opened
+		// it: then our lock is on a file nobody else will see.
+		var held, now syscall.Stat_t
+		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &now) == nil && held.Ino == now.Ino {
+			return func() {
+				os.Remove(path)
+				f.Close()
+			}, nil
+		}
+		f.Close()
+	}
 }
 
 // reportName is the completion marker of a migrated guest.
