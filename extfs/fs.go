@@ -131,9 +131,6 @@ func Open(dev diskimg.Device, opts ...Option) (*FS, error) {
 	if err := f.loadGroupDescs(); err != nil {
 		return nil, err
 	}
-	if !f.readOnly && le32(sb.raw[:], 0xE8) != 0 {
-		return nil, &RecoveryError{Reason: "orphan inodes (files deleted while open) are pending"}
-	}
 	if sb.incompat&incompatRecover != 0 {
 		if err := f.recoverJournal(); err != nil {
 			return nil, err
@@ -142,6 +139,22 @@ func Open(dev diskimg.Device, opts ...Option) (*FS, error) {
 			if err := f.commit(); err != nil {
 				return nil, fmt.Errorf("writing recovered journal blocks: %w", err)
 			}
+		}
+	}
+	if !f.readOnly && f.sb.compat&compatOrphanFile != 0 {
+		// Kernels with orphan_file keep orphans in a file this package
+		// does not process; refuse rather than leave them behind.
+		if f.sb.roCompat&roCompatOrphanPresent != 0 {
+			return nil, &RecoveryError{Reason: "orphan file entries are pending"}
+		}
+	}
+	if !f.readOnly && le32(f.sb.raw[:], 0xE8) != 0 {
+		if err := f.processOrphans(); err != nil {
+			f.rollback()
+			return nil, err
+		}
+		if err := f.commit(); err != nil {
+			return nil, fmt.Errorf("writing orphan cleanup: %w", err)
 		}
 	}
 	return f, nil

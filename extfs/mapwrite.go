@@ -45,13 +45,18 @@ func (f *FS) setMapping(in *inode, exts []extent, goal uint32) error {
 	return nil
 }
 
-// splitExtents cuts extents to the maximum initialised extent length.
+// splitExtents cuts extents to the maximum extent length (32768 blocks,
+// 32767 for uninitialised ones).
 func splitExtents(exts []extent) []extent {
 	var out []extent
 	for _, e := range exts {
 		for e.length > 0 {
-			l := min(e.length, maxInitLen)
-			out = append(out, extent{logical: e.logical, phys: e.phys, length: l})
+			limit := uint64(maxInitLen)
+			if e.uninit {
+				limit--
+			}
+			l := min(e.length, limit)
+			out = append(out, extent{logical: e.logical, phys: e.phys, length: l, uninit: e.uninit})
 			e.logical += l
 			e.phys += l
 			e.length -= l
@@ -85,6 +90,9 @@ func (f *FS) buildExtentTree(in *inode, exts []extent, goal uint32) (uint64, err
 	level := make([]entry, len(exts))
 	for i, e := range exts {
 		level[i] = entry{e.logical, e.phys, e.length}
+		if e.uninit {
+			level[i].length += maxInitLen // the on-disk encoding of an uninitialised extent
+		}
 	}
 	depth := 0
 	var meta uint64
