@@ -89,7 +89,7 @@ func inspectDisks(ctx context.Context, d *config.Domain, maps []config.PathMap) 
 func (r *guestReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	if o := r.OS; o != nil {
-		fmt.Fprintf(&b, "  os:          %s (%s %d.%d, %s)\n", o.Product, o.Distro, o.Major, o.Minor, o.Arch)
+		fmt.Fprintf(&b, "    os:          %s (%s %d.%d, %s)\n", o.Product, o.Distro, o.Major, o.Minor, o.Arch)
 		for _, k := range o.Kernels {
 			var tags []string
 			if k.Xen {
@@ -101,17 +101,17 @@ func (r *guestReport) WriteText(w io.Writer) error {
 			if k.InitrdFlavour != "" {
 				tags = append(tags, string(k.InitrdFlavour)+" initrd")
 			}
-			fmt.Fprintf(&b, "  kernel:      %s (%s) %s\n", k.Release, k.Package, strings.Join(tags, ", "))
+			fmt.Fprintf(&b, "    kernel:      %s (%s) %s\n", k.Release, k.Package, strings.Join(tags, ", "))
 		}
 		if o.Grub != nil {
-			fmt.Fprintf(&b, "  bootloader:  grub legacy, %s\n", o.Grub.Path)
+			fmt.Fprintf(&b, "    bootloader:  grub legacy, %s\n", o.Grub.Path)
 		}
 		for _, warn := range o.Warnings {
-			fmt.Fprintf(&b, "  warning:     %s\n", warn)
+			fmt.Fprintf(&b, "    warning:     %s\n", warn)
 		}
 	}
 	for _, f := range r.Filesystems {
-		line := fmt.Sprintf("  filesystem:  %s %s", strings.Join(f.Devices, " "), f.Type)
+		line := fmt.Sprintf("    filesystem:  %s %s", strings.Join(f.Devices, " "), f.Type)
 		if f.Label != "" {
 			line += " label=" + f.Label
 		}
@@ -124,7 +124,7 @@ func (r *guestReport) WriteText(w io.Writer) error {
 		b.WriteString(line + "\n")
 	}
 	for _, warn := range r.Warnings {
-		fmt.Fprintf(&b, "  warning:     %s\n", warn)
+		fmt.Fprintf(&b, "    warning:     %s\n", warn)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
