@@ -122,7 +122,7 @@ func (f *fakes) parts() parts {
 			k := &config.KVMDomain{Name: d.Name, MemoryMiB: d.MemoryMiB, VCPUs: d.VCPUs, Machine: "pc", OS: c.OSName, BootFromDisk: f.pygrub}
 			for i := range d.Disks {
 				xd := d.Disks[i]
-				k.Disks = append(k.Disks, config.KVMDisk{Target: "vd" + xd.Target[len(xd.Target)-1:], Bus: "virtio", Device: xd.Device, Source: &xd})
+				k.Disks = append(k.Disks, config.KVMDisk{Path: xd.Source, Target: "vd" + xd.Target[len(xd.Target)-1:], Bus: "virtio", Device: xd.Device, Source: &xd})
 			}
 			for _, n := range d.NICs {
 				k.NICs = append(k.NICs, config.KVMNIC{MAC: n.MAC, Model: "virtio"})

@@ -300,6 +300,12 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 		dk.rep.Format = format
 		dk.rep.Output = dk.outName
 	}
+	// CD-ROM images are not copied; they move like the disks did.
+	for i := range k.Disks {
+		if kd := &k.Disks[i]; kd.Device == "cdrom" && kd.Path != "" {
+			kd.Path = config.MapPath(kd.Path, m.opts.DiskMap)
+		}
+	}
 	for _, n := range k.NICs {
 		for j := range m.rep.Source.NICs {
 			if strings.EqualFold(m.rep.Source.NICs[j].MAC, n.MAC) {

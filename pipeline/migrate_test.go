@@ -53,7 +53,7 @@ func newFixture(t *testing.T, name string) *fixture {
 		fx.images = append(fx.images, img)
 		d.Disks = append(d.Disks, config.Disk{Backend: "tap:aio", Source: "/var/lib/xen/images/" + filepath.Base(img), Target: tgt, Device: "disk", Mode: "w"})
 	}
-	d.Disks = append(d.Disks, config.Disk{Backend: "phy", Target: "hdc", Device: "cdrom", Mode: "r"})
+	d.Disks = append(d.Disks, config.Disk{Backend: "file", Source: "/var/lib/xen/images/install.iso", Target: "hdc", Device: "cdrom", Mode: "r"})
 	os.WriteFile(fx.cfg, []byte("name = '"+name+"'\n"), 0o644)
 	fx.f.domains[fx.cfg] = d
 	return fx
@@ -137,7 +137,7 @@ func TestMigrateWritesCompleteGuest(t *testing.T) {
 	}
 	// The boot check ran on the staged images, which are gone now.
 	for _, p := range fx.f.booted {
-		if p != "" && !strings.Contains(p, stagingName("web01")) {
+		if strings.HasSuffix(p, ".raw") && !strings.Contains(p, stagingName("web01")) {
 			t.Errorf("booted %s, not a staged image", p)
 		}
 	}
@@ -153,6 +153,9 @@ func TestMigrateWritesCompleteGuest(t *testing.T) {
 	xml, _ := os.ReadFile(filepath.Join(out, "web01.xml"))
 	if !strings.Contains(string(xml), filepath.Join(out, "web01-vda.raw")) {
 		t.Errorf("XML does not name the final image path: %s", xml)
+	}
+	if !strings.Contains(string(xml), filepath.Join(fx.dir, "images", "install.iso")) {
+		t.Errorf("XML does not name the CD-ROM image where --disk-map moved it: %s", xml)
 	}
 }
 
