@@ -18,6 +18,8 @@ var (
 	ErrBootTimeout = errors.New("boot timed out")
 	// ErrQEMUExited: QEMU exited before the pattern appeared.
 	ErrQEMUExited = errors.New("qemu exited")
+	// ErrKernelPanic: the guest kernel panicked before the pattern.
+	ErrKernelPanic = errors.New("guest kernel panic")
 )
 
 // Boot stages, from the start of QEMU to the guest's own programs, as
@@ -47,8 +49,8 @@ type BootError struct {
 	SerialLog string
 	// Accel is the accelerator the guest ran under, when it ran.
 	Accel string
-	// Err wraps ErrBootTimeout, ErrQEMUExited, a QEMU start error or
-	// ctx's error.
+	// Err wraps ErrBootTimeout, ErrKernelPanic, ErrQEMUExited, a QEMU
+	// start error or ctx's error.
 	Err error
 }
 
@@ -117,7 +119,7 @@ func GuessStage(lines []string, directBoot bool) string {
 	return StageFirmware
 }
 
-var clueRe = regexp.MustCompile(`Kernel panic|Unable to mount root|VFS: Cannot open root device|No root device|not syncing|mount: could not find filesystem|Gave up waiting for root|can't find|No init found|Attempted to kill init|switchroot: mount failed|ALERT!|BUG: |Oops`)
+var clueRe = regexp.MustCompile(`mount: mounting .* failed|error mounting|Kernel panic|Unable to mount root|VFS: Cannot open root device|No root device|not syncing|mount: could not find filesystem|Gave up waiting for root|can't find|No init found|Attempted to kill init|switchroot: mount failed|ALERT!|BUG: |Oops`)
 
 // clue returns the first serial line that names a fatal problem.
 func clue(lines []string) string {

@@ -290,23 +290,33 @@ func (vm *VM) exited() bool {
 
 // WaitFor waits until re matches a line of the serial console and returns
 // the match. It fails with a *BootError wrapping ErrBootTimeout when
-// timeout passes first, ErrQEMUExited when QEMU exits first, or ctx's
-// error.
+// timeout passes first, ErrKernelPanic when the guest kernel panics (a
+// moment later, so the panic's trace is in the tail), ErrQEMUExited when
+// QEMU exits first, or ctx's error.
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, timeout time.Duration) (string, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	scanFrom := int64(0) // absolute offset in the serial output
+	var settled <-chan time.Time
+	panicked := false
 	for {
 		data, base, changed, eof := vm.serial.snapshot()
 		rel := max(scanFrom-base, 0)
 		if loc := re.FindIndex(data[rel:]); loc != nil {
 			return string(data[rel+int64(loc[0]) : rel+int64(loc[1])]), nil
 		}
+		if !panicked && panicRe.Match(data[rel:]) {
+			panicked = true
+			settled = time.After(panicSettle)
+		}
 		// Rescan only the last, unfinished line next time.
 		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
 			scanFrom = base + int64(i) + 1
 		}
 		if eof {
+			if panicked {
+				return "", vm.panicError()
+			}
 			err := fmt.Errorf("%w before %q appeared on the serial console", ErrQEMUExited, re)
 			if xerr := vm.exitErr(); xerr != nil {
 				err = fmt.Errorf("%w: %v", err, xerr)
@@ -317,12 +327,33 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, timeout time.Durat
 		}
 		select {
 		case <-changed:
+		case <-settled:
+			return "", vm.panicError()
 		case <-timer.C:
 			return "", vm.bootError(fmt.Errorf("%w: %q not seen on the serial console within %v", ErrBootTimeout, re, timeout))
 		case <-ctx.Done():
 			return "", vm.bootError(ctx.Err())
 		}
 	}
+}
+
+// panicRe is a guest kernel's last words: after them nothing will come,
+// so waiting for the timeout is pointless.
+var panicRe = regexp.MustCompile(`Kernel panic - not syncing`)
+
+// panicSettle is how long WaitFor still collects output after a panic
+// (the trace and the "end Kernel panic" line).
+const panicSettle = 2 * time.Second
+
+func (vm *VM) panicError() *BootError {
+	line := "Kernel panic"
+	for _, l := range serialLines(vm.serial.text()) {
+		if panicRe.MatchString(l) {
+			line = strings.TrimSpace(l)
+			break
+		}
+	}
+	return vm.bootError(fmt.Errorf("%w: %q", ErrKernelPanic, line))
 }
 
 func (vm *VM) bootError(err error) *BootError {

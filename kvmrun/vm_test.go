@@ -68,14 +68,21 @@ func TestBootWithFakeQEMU(t *testing.T) {
 		qmp      []string // QMP commands the fake saw, in order
 		tail     int      // len(SerialTail)
 		lastLine string
+		maxTime  time.Duration
+		expect   string
 	}{
 		{name: "login seen, guest powers off", serial: "testdata/serial/rhel5-login.txt", after: "run",
 			shutdown: ShutdownPowerdown, qmp: []string{"qmp_capabilities", "system_powerdown"}},
 		{name: "login seen, guest ignores the power button", serial: "testdata/serial/rhel5-login.txt", after: "run", power: "ignore",
 			shutdown: ShutdownQuit, qmp: []string{"qmp_capabilities", "system_powerdown", "quit"}},
 		{name: "kernel panic, qemu exits", serial: "testdata/serial/rhel5-no-root.txt", after: "exit:0",
-			wantErr: ErrQEMUExited, stage: StageInitrd, clue: "mount: could not find filesystem '/dev/root'", tail: 13,
+			wantErr: ErrKernelPanic, stage: StageInitrd, clue: "mount: could not find filesystem '/dev/root'", tail: 13,
 			lastLine: "Kernel panic - not syncing: Attempted to kill init!"},
+		{name: "kernel panic, qemu keeps running", serial: "testdata/serial/rhel5-no-root.txt", after: "run",
+			wantErr: ErrKernelPanic, stage: StageInitrd, clue: "mount: could not find filesystem '/dev/root'", tail: 13,
+			lastLine: "Kernel panic - not syncing: Attempted to kill init!", maxTime: panicSettle + 3*time.Second},
+		{name: "guest powers off before the prompt", serial: "testdata/serial/rhel5-login.txt", after: "exit:0",
+			expect: "never printed", wantErr: ErrQEMUExited, stage: StageUserspace, tail: 21, lastLine: "rhel5pv login: "},
 		{name: "timeout in the kernel", serial: longLog, after: "run", timeout: 2 * time.Second,
 			wantErr: ErrBootTimeout, stage: StageKernel, tail: 50, lastLine: "[    80.000000] line 80"},
 		{name: "qemu exits at once", after: "exit:1",
@@ -96,7 +103,11 @@ func TestBootWithFakeQEMU(t *testing.T) {
 			console := &syncWriter{}
 			serialLog := filepath.Join(dir, "serial.log")
 			start := time.Now()
-			res, err := Boot(context.Background(), testDomain(),
+			expect := DefaultExpect
+			if tc.expect != "" {
+				expect = regexp.MustCompile(tc.expect)
+			}
+			res, err := Boot(context.Background(), testDomain(), WithExpect(expect),
 				WithQEMU(fakeQEMU), WithAccel(AccelTCG), WithTimeout(timeout),
 				WithShutdownGrace(300*time.Millisecond), WithConsole(console), WithSerialLog(serialLog))
 			took := time.Since(start)
@@ -111,6 +122,9 @@ func TestBootWithFakeQEMU(t *testing.T) {
 				}
 				if tc.lastLine != "" && be.SerialTail[len(be.SerialTail)-1] != tc.lastLine {
 					t.Errorf("last serial line %q, want %q", be.SerialTail[len(be.SerialTail)-1], tc.lastLine)
+				}
+				if tc.maxTime > 0 && took > tc.maxTime {
+					t.Errorf("took %v, want at most %v", took, tc.maxTime)
 				}
 				if errors.Is(err, ErrBootTimeout) && (took < timeout || took > timeout+5*time.Second) {
 					t.Errorf("timed out after %v, timeout %v", took, timeout)
