@@ -151,15 +151,31 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 
 	chunk := max(cfg.chunk, grain) / grain * grain
 	// Start writeback of the output as it is written, so the final fsync
-	// does not have to write everything at once.
+	// does not have to write everything at once. A goroutine of its own
+	// does it: sync_file_range can block on a busy disk, and the copy
+	// workers should not.
 	fd := int(tmp.Fd())
+	kick := make(chan struct{}, 1)
+	flusher := make(chan struct{})
+	go func() {
+		defer close(flusher)
+		for range kick {
+			unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		}
+	}()
 	var written atomic.Int64
 	wrote := func(n int64) {
 		if w := written.Add(n); w/writebackEvery != (w-n)/writebackEvery {
-			unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			select {
+			case kick <- struct{}{}:
+			default: // one is pending already
+			}
 		}
 	}
-	if err := copyExtents(ctx, src, out, aligned(extents, grain, size), grain, chunk, &cfg, wrote); err != nil {
+	err = copyExtents(ctx, src, out, aligned(extents, grain, size), grain, chunk, &cfg, wrote)
+	close(kick)
+	<-flusher
+	if err != nil {
 		return err
 	}
 	if err := out.Close(); err != nil {
