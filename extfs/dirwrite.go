@@ -344,10 +344,13 @@ func (f *FS) htreeInsertLeaf(dir *inode, path []dxLevel, leaf uint64, name strin
 		f.writeBlock(leafPhys, b)
 		return true, nil
 	}
-	parent := path[len(path)-1]
-	if parent.count >= parent.limit {
-		return false, nil
+	if path[len(path)-1].count >= path[len(path)-1].limit {
+		var ok bool
+		if path, ok, err = f.dxMakeRoom(dir, path); err != nil || !ok {
+			return false, err
+		}
 	}
+	parent := path[len(path)-1]
 	// Split the leaf at a hash boundary near the middle.
 	type named struct {
 		d    dirent
@@ -426,6 +429,72 @@ func (f *FS) htreeInsertLeaf(dir *inode, path []dxLevel, leaf uint64, name strin
 	}
 	f.writeBlock(targetPhys, target)
 	return true, nil
+}
+
+// dxMakeRoom makes room for one more entry in the full index node at the
+// end of path: a full root moves its entries into a new node one level
+// down (a two-level tree, as ext3 and ext4 both read); a full second-level
+// node is split in two when the root has room. It returns the updated path,
+// or false when the tree cannot grow (the caller then drops the index).
+func (f *FS) dxMakeRoom(dir *inode, path []dxLevel) ([]dxLevel, bool, error) {
+	root := &path[0]
+	nodeLimit := (f.bs - 8) / 8
+	switch {
+	case len(path) == 1 && f.maxIndexLevels > 1:
+		lb, phys, err := f.growDir(dir)
+		if err != nil {
+			return nil, false, err
+		}
+		node := make([]byte, f.bs)
+		f.putDirent(node, 0, 0, f.bs, "", 0)
+		copy(node[8:], root.block[root.base:root.base+8*root.count])
+		put16(node, 8, uint16(nodeLimit))
+		put16(node, 10, uint16(root.count))
+		f.writeBlock(phys, node)
+		root.block[30] = 1 // indirect levels
+		put16(root.block, root.base+2, 1)
+		put32(root.block, root.base+4, uint32(lb))
+		clear(root.block[root.base+8:])
+		f.writeBlock(root.phys, root.block)
+		child := dxLevel{phys: phys, block: node, base: 8, count: root.count, limit: nodeLimit, idx: root.idx}
+		root.count, root.idx = 1, 0
+		return append(path, child), true, nil
+	case len(path) == 2 && root.count < root.limit:
+		full := &path[1]
+		lb, phys, err := f.growDir(dir)
+		if err != nil {
+			return nil, false, err
+		}
+		half := full.count / 2
+		moved := full.count - half
+		node := make([]byte, f.bs)
+		f.putDirent(node, 0, 0, f.bs, "", 0)
+		copy(node[8:], full.block[full.base+8*half:full.base+8*full.count])
+		splitHash := le32(node, 8)
+		put16(node, 8, uint16(nodeLimit))
+		put16(node, 10, uint16(moved))
+		f.writeBlock(phys, node)
+		clear(full.block[full.base+8*half : full.base+8*full.count])
+		put16(full.block, full.base+2, uint16(half))
+		f.writeBlock(full.phys, full.block)
+		// New root entry after the one pointing at the full node.
+		at := root.base + 8*(root.idx+1)
+		end := root.base + 8*root.count
+		copy(root.block[at+8:end+8], root.block[at:end])
+		put32(root.block, at, splitHash)
+		put32(root.block, at+4, uint32(lb))
+		root.count++
+		put16(root.block, root.base+2, uint16(root.count))
+		f.writeBlock(root.phys, root.block)
+		if full.idx >= half {
+			root.idx++
+			*full = dxLevel{phys: phys, block: node, base: 8, count: moved, limit: nodeLimit, idx: full.idx - half}
+		} else {
+			full.count = half
+		}
+		return path, true, nil
+	}
+	return nil, false, nil
 }
 
 // dirIsEmpty tells whether a directory holds only "." and "..".

@@ -83,7 +83,10 @@ type FS struct {
 	dirty     map[uint64][]byte
 	gdDirty   bool
 	sbDirty   bool
-	recovered bool // journal replayed in memory, not yet on disk
+
+	// maxIndexLevels is how deep an htree may grow (2: root and one level
+	// of nodes). Tests lower it to exercise dropping the index.
+	maxIndexLevels int
 }
 
 // Open reads the filesystem on dev. Without ReadOnly, filesystems with
@@ -127,6 +130,8 @@ func Open(dev diskimg.Device, opts ...Option) (*FS, error) {
 		bs:       sb.blockSize(),
 		ngroups:  sb.groupCount(),
 		dirty:    map[uint64][]byte{},
+
+		maxIndexLevels: 2,
 	}
 	if err := f.loadGroupDescs(); err != nil {
 		return nil, err
