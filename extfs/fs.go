@@ -80,9 +80,9 @@ type FS struct {
 
 	// Staged changes: blocks written by the current operation (or, when
 	// read-only, by journal replay). Reads see them first.
-	dirty     map[uint64][]byte
-	gdDirty   bool
-	sbDirty   bool
+	dirty   map[uint64][]byte
+	gdDirty bool
+	sbDirty bool
 
 	// maxIndexLevels is how deep an htree may grow (2: root and one level
 	// of nodes). Tests lower it to exercise dropping the index.
