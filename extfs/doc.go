@@ -29,7 +29,14 @@
 // A filesystem whose journal needs recovery is replayed first: into the
 // device when writable, into memory only when opened ReadOnly, so a
 // read-only open never writes. A journal that cannot be replayed (external
-// journal, fast commits) makes Open fail with ErrNeedsRecovery.
+// journal, fast commits) makes Open fail with ErrNeedsRecovery (a
+// *RecoveryError with a Hint). A writable open also finishes the orphan
+// list (files deleted or truncated while open at a crash), as a mount does.
+//
+// New directory entries go into the htree leaf the index names; a full leaf
+// is split, a full root grows a second index level and full index nodes
+// are split. Only when the index cannot grow further is it dropped (the
+// directory stays valid as a linear one).
 //
 // Writes do not go through the journal (like e2fsprogs): the filesystem is
 // consistent after each call returns. Errors for a full filesystem satisfy
