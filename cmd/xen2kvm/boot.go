@@ -149,7 +149,15 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	log := newConsole(stderr).logger()
+	// The runtime folder holds the kernel and initrd a PV guest boots
+	// with and the VNC password file: kept when the boot fails, so the
+	// logged command line can be rerun as it is.
+	runDir, err := os.MkdirTemp("", "xen2kvm-boot-"+dom.Name+"-")
+	if err != nil {
+		return err
+	}
 	opts := []kvmrun.Option{
+		kvmrun.WithDir(runDir),
 		kvmrun.WithQEMU(f.qemu),
 		kvmrun.WithAccel(f.accel),
 		kvmrun.WithExpect(re),
@@ -169,6 +177,11 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		opts = append(opts, kvmrun.WithConsole(w))
 	}
 	res, err := kvmrun.Boot(cmd.Context(), dom, opts...)
+	if err == nil || res == nil {
+		os.RemoveAll(runDir)
+	} else {
+		log.Info("runtime files kept for rerunning the command line", "dir", runDir)
+	}
 	if f.json {
 		b, jerr := bootJSON(res, err)
 		if jerr != nil {

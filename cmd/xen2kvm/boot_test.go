@@ -67,6 +67,7 @@ func writeOutdir(t *testing.T) string {
 
 func setFake(t *testing.T, serial, after string) {
 	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir()) // runtime folders kept after a failure
 	f := filepath.Join(t.TempDir(), "serial.txt")
 	os.WriteFile(f, []byte(serial), 0o644)
 	for k, v := range map[string]string{"FAKEQEMU_SERIAL": f, "FAKEQEMU_AFTER": after, "FAKEQEMU_KVM": "", "FAKEQEMU_POWERDOWN": "", "FAKEQEMU_LINE_DELAY": "1ms"} {
@@ -118,7 +119,8 @@ func TestBootCommandJSONFailure(t *testing.T) {
 	if out.OK || out.Stage != "initrd" || len(out.SerialTail) != 3 || out.Name != "testvm" || len(out.Cmdline) == 0 || !strings.Contains(out.Error, "Kernel panic") {
 		t.Errorf("JSON %+v", out)
 	}
-	if !strings.Contains(stderr, "xen2kvm: error: guest stopped in stage initrd") || !strings.Contains(stderr, "xen2kvm: hint: ") {
+	if !strings.Contains(stderr, "xen2kvm: error: guest stopped in stage initrd") || !strings.Contains(stderr, "xen2kvm: hint: ") ||
+		!strings.Contains(stderr, "runtime files kept") {
 		t.Errorf("stderr %q", stderr)
 	}
 }
