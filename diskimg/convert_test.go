@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -338,4 +339,37 @@ func TestConvertOverlay(t *testing.T) {
 	exp := filepath.Join(dir, "want.raw")
 	os.WriteFile(exp, want, 0o644)
 	qemuCompare(t, qemuImg, exp, dst)
+}
+
+// TestConvertKeepsHoles checks that holes and allocated zeros of the source
+// take no space in either output format.
+func TestConvertKeepsHoles(t *testing.T) {
+	dir := t.TempDir()
+	const size = 256 << 20
+	src := makeRaw(t, dir, "src.raw", size, []piece{
+		{off: 10 << 20, n: 1 << 20},                // data
+		{off: 100 << 20, n: 32 << 20, zeros: true}, // allocated zeros
+	})
+	img, err := diskimg.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	for _, format := range []string{diskimg.OutputRaw, diskimg.OutputQCOW2} {
+		dst := filepath.Join(dir, "out."+format)
+		if err := diskimg.Convert(context.Background(), img, dst, format); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := st.Sys().(*syscall.Stat_t).Blocks * 512
+		if used > 3<<20 {
+			t.Errorf("%s output uses %d bytes on disk for 1 MiB of data", format, used)
+		}
+		if format == diskimg.OutputRaw && st.Size() != size {
+			t.Errorf("raw output is %d bytes, want %d", st.Size(), size)
+		}
+	}
 }
