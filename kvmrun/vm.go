@@ -200,6 +200,9 @@ func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QE
 		return fail(fmt.Errorf("creating serial log: %w", err))
 	}
 	vm.qmpPath = filepath.Join(vm.dir, "qmp.sock")
+	if len(vm.qmpPath) > maxSocketPath {
+		return fail(fmt.Errorf("QMP socket path %s is longer than a unix socket allows (%d bytes): give a shorter runtime folder", vm.qmpPath, maxSocketPath))
+	}
 	os.Remove(vm.qmpPath)
 	qo.SerialLog, qo.QMPSocket = vm.serialLog, vm.qmpPath
 	if g := dom.Graphics; g != nil && g.Password != "" && qo.VNCPasswordFile == "" {
@@ -511,6 +514,10 @@ type serialWatcher struct {
 	changed chan struct{} // closed and replaced when buf grows
 	eof     bool          // QEMU exited and the file is read to its end
 }
+
+// maxSocketPath is the longest unix socket path Linux takes (sun_path
+// is 108 bytes with the terminating NUL).
+const maxSocketPath = 107
 
 // maxSerial bounds the serial output kept in memory; older output is
 // dropped (the file keeps all of it).

@@ -289,3 +289,12 @@ func TestBootKVMHangsHint(t *testing.T) {
 		t.Errorf("accel %q, hint %q", be.Accel, be.Hint())
 	}
 }
+
+func TestStartLongRuntimeDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	_, err := Start(context.Background(), testDomain(), WithQEMU(fakeQEMU), WithAccel(AccelTCG), WithDir(dir))
+	var be *BootError
+	if !errors.As(err, &be) || be.Stage != StageQEMUStart || !strings.Contains(err.Error(), "unix socket") {
+		t.Fatalf("got %v, want a qemu-start error about the socket path", err)
+	}
+}
