@@ -33,6 +33,7 @@ func debugfsBmap(t *testing.T, img, path string, lb int) uint64 {
 func journalImage(t *testing.T, k fsKind) (img string, fstabBlk, hostsBlk, freeBlk uint64, newBlock []byte) {
 	t.Helper()
 	testutil.NeedTool(t, "debugfs")
+	testutil.NeedTool(t, "dumpe2fs")
 	img = mkfs(t, k, buildTreeOpts(t, 0, false), 16)
 	fstabBlk = debugfsBmap(t, img, "etc/fstab", 0)
 	hostsBlk = debugfsBmap(t, img, "etc/hosts", 0)

@@ -14,6 +14,7 @@ import (
 	"testing/fstest"
 
 	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 var (
@@ -60,6 +61,7 @@ func buildTreeAt(parent string, bigDir int) string {
 // indexDirs runs e2fsck -fyD so large directories get an htree index.
 func indexDirs(t testing.TB, img string) {
 	t.Helper()
+	testutil.NeedTool(t, "e2fsck")
 	cmd := exec.Command("e2fsck", "-fyD", img)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
