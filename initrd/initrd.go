@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -31,6 +32,10 @@ import (
 // ErrFormat is returned for data that is not a newc cpio archive, plain or
 // gzip-compressed.
 var ErrFormat = errors.New("not a newc cpio initrd")
+
+// maxSize bounds an uncompressed initrd (RHEL 4-6 initrds are at most
+// tens of MiB).
+const maxSize = 256 << 20
 
 // Compression names how an image is compressed.
 type Compression string
@@ -61,14 +66,20 @@ func Read(data []byte) (*Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gunzip: %w", err)
 		}
-		raw, err = io.ReadAll(zr)
+		raw, err = io.ReadAll(io.LimitReader(zr, maxSize+1))
 		if err != nil {
 			return nil, fmt.Errorf("gunzip: %w", err)
+		}
+		if len(raw) > maxSize {
+			return nil, fmt.Errorf("%w: more than %d bytes uncompressed", ErrFormat, maxSize)
 		}
 		im.Compression = Gzip
 	}
 	if !bytes.HasPrefix(raw, []byte("070701")) && !bytes.HasPrefix(raw, []byte("070702")) {
 		return nil, ErrFormat
+	}
+	if err := checkNewc(raw); err != nil {
+		return nil, err
 	}
 	rr := cpio.Newc.Reader(bytes.NewReader(raw))
 	for {
@@ -82,6 +93,9 @@ func Read(data []byte) (*Image, error) {
 		if r.Info.Name == cpio.Trailer {
 			break
 		}
+		if r.Info.FileSize > uint64(len(raw)) {
+			return nil, fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, r.Info.Name, r.Info.FileSize)
+		}
 		b := make([]byte, r.Info.FileSize)
 		if r.Info.FileSize > 0 {
 			if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
@@ -94,7 +108,62 @@ func Read(data []byte) (*Image, error) {
 	if len(im.entries) == 0 {
 		return nil, fmt.Errorf("%w: empty archive", ErrFormat)
 	}
+	// A name given twice is extracted twice by the kernel, the later
+	// member replacing the earlier: keep the later one only.
+	last := map[string]int{}
+	for i, e := range im.entries {
+		last[e.info.Name] = i
+	}
+	if len(last) < len(im.entries) {
+		kept := im.entries[:0]
+		for i, e := range im.entries {
+			if last[e.info.Name] == i {
+				kept = append(kept, e)
+			}
+		}
+		im.entries = kept
+	}
 	return im, nil
+}
+
+// checkNewc walks the newc headers and checks that every name and file
+// fits in the archive, so that a damaged header cannot make the reader
+// allocate more than the archive holds.
+func checkNewc(raw []byte) error {
+	const hdrLen = 110
+	pos := 0
+	for pos < len(raw) {
+		if len(raw)-pos < hdrLen {
+			return fmt.Errorf("%w: truncated header at offset %d", ErrFormat, pos)
+		}
+		h := raw[pos : pos+hdrLen]
+		if string(h[:6]) != "070701" && string(h[:6]) != "070702" {
+			return fmt.Errorf("%w: bad magic at offset %d", ErrFormat, pos)
+		}
+		field := func(i int) (int, error) {
+			v, err := strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
+			return int(v), err
+		}
+		size, err1 := field(6)
+		nameLen, err2 := field(11)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("%w: bad header at offset %d: %w", ErrFormat, pos, err)
+		}
+		nameEnd := pos + hdrLen + nameLen
+		if nameLen == 0 || nameEnd > len(raw) {
+			return fmt.Errorf("%w: name of %d bytes at offset %d does not fit", ErrFormat, nameLen, pos)
+		}
+		name := string(raw[pos+hdrLen : nameEnd-1])
+		data := (nameEnd + 3) &^ 3
+		if size > len(raw)-min(data, len(raw)) {
+			return fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, name, size)
+		}
+		if name == cpio.Trailer {
+			return nil
+		}
+		pos = (data + size + 3) &^ 3
+	}
+	return nil
 }
 
 func clean(name string) string {

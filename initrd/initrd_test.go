@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/u-root/u-root/pkg/cpio"
+
 	"github.com/xen2kvm/xen2kvm/initrd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
@@ -360,6 +362,17 @@ func FuzzModulesDep(f *testing.F) {
 
 func FuzzRead(f *testing.F) {
 	f.Add([]byte("070701"))
+	var raw bytes.Buffer
+	w := cpio.Newc.Writer(&raw)
+	cpio.WriteRecordsAndDirs(w, []cpio.Record{cpio.StaticFile("init", nashInit, 0o755), cpio.Symlink("sbin", "bin"),
+		cpio.CharDev("dev/console", 0o600, 5, 1), cpio.StaticFile("lib/xenblk.ko", "x", 0o644)})
+	cpio.WriteTrailer(w)
+	f.Add(raw.Bytes())
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	f.Add(gz.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := initrd.Read(data)
 		if err != nil {
