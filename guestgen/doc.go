@@ -1,0 +1,33 @@
+// Package guestgen builds realistic RHEL 5 era Xen guests for xen2kvm's
+// tests and demo: sparse raw disk images plus their /etc/xen config, as
+// they sit on a CentOS 5 Xen host.
+//
+//	g, err := guestgen.Build(ctx, "out", guestgen.CentOS5PV)
+//	// g.Config: out/centos5/etc/xen/centos5 (xm format, pygrub, tap:aio:)
+//	// g.Images: [out/centos5/images/centos5.img]
+//
+// A PV guest's system disk has an MBR in the installer's cylinder layout,
+// /boot (ext3) on xvda1 and root (ext3) either on xvda2 with swap on
+// xvda3, or on LVM (VolGroup00/LogVol00, swap LogVol01, the LVM2 on-disk
+// format written natively). Its files are those a conversion touches:
+// grub.conf with menu.lst and /etc/grub.conf links (the kernel-xen entry
+// the default, with console=xvc0), device.map, fstab on xvda, modprobe.conf
+// with the xennet and xenblk aliases, inittab with agetty on xvc0,
+// securetty without ttyS0, DEFAULTKERNEL=kernel-xen, ifcfg-eth0 with the
+// vif's MAC, /boot/config-* and /lib/modules trees with old-style
+// modules.dep, and nash initrds that load only the Xen block driver.
+//
+// The guests really boot. Every kernel is Debian's 6.1 kernel from
+// internal/testkernel standing in for the RHEL release it is installed
+// as, with its modules copied into the RHEL-named trees (the Xen drivers
+// renamed xenblk.ko and xennet.ko as RHEL names them; ext4.ko stands in
+// for ext3.ko). busybox is the userland: /bin/nash in the initrd is a shim
+// that runs the nash script's commands, and the root's /sbin/init honours
+// /etc/inittab and, through rc.sysinit, /etc/fstab as RHEL 5 does — so an
+// unconverted guest never reaches login: under KVM and a converted one
+// does.
+//
+// Build caches: a second call with the same spec finds the completion
+// stamp it writes last and returns at once. cmd/mkguest builds presets
+// from the command line.
+package guestgen

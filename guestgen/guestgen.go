@@ -1,0 +1,152 @@
+package guestgen
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Spec describes a guest to build.
+type Spec struct {
+	// Name is the Xen domain name; it names the config file, the image
+	// files and the guest's directory under the output folder.
+	Name string
+	// HVM builds a Windows-style HVM guest (builder = "hvm", IDE disk
+	// with one NTFS-looking partition). It does not boot.
+	HVM bool
+	// LVM puts root and swap on VolGroup00 (LogVol00, LogVol01) in
+	// partition 2 instead of on partitions 2 and 3.
+	LVM bool
+	// Kernels are the installed kernel releases in grub.conf order; the
+	// first is the default entry. A release ending in "xen" is a Xen
+	// kernel (console=xvc0, the Xen block driver in its initrd).
+	Kernels []string
+	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
+	// on /data.
+	DataDisk bool
+	// DiskMiB is the size of the system disk (default 256).
+	DiskMiB int
+	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
+	MemoryMiB int
+	VCPUs     int
+}
+
+// The presets: the guests xen2kvm's tests and demo use.
+var (
+	// CentOS5PV is a CentOS 5.4 PV guest on plain partitions (/boot on
+	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
+	// default and a non-Xen kernel installed.
+	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00.
+	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
+	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// XenOnly has two Xen kernels and no other.
+	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
+	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
+	Windows2003HVM = Spec{Name: "win2003", HVM: true, MemoryMiB: 1024}
+)
+
+// Presets returns the named presets, by the name mkguest takes (each
+// preset's Name).
+func Presets() map[string]Spec {
+	m := map[string]Spec{}
+	for _, s := range []Spec{CentOS5PV, CentOS5LVM, TwoDisks, XenOnly, Windows2003HVM} {
+		m[s.Name] = s
+	}
+	return m
+}
+
+// PresetNames returns the preset names, sorted.
+func PresetNames() []string {
+	var names []string
+	for n := range Presets() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ErrInvalidSpec is returned (wrapped) by Build for a spec it cannot build.
+var ErrInvalidSpec = errors.New("invalid guest spec")
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+	releaseRe = regexp.MustCompile(`^[0-9][0-9a-zA-Z._-]*$`)
+)
+
+// IsXen tells whether a kernel release is a Xen kernel (kernel-xen's
+// releases end in "xen", e.g. 2.6.18-164.el5xen).
+func IsXen(release string) bool { return strings.HasSuffix(release, "xen") }
+
+func (s Spec) withDefaults() Spec {
+	if s.DiskMiB == 0 {
+		s.DiskMiB = 256
+	}
+	if s.MemoryMiB == 0 {
+		s.MemoryMiB = 512
+	}
+	if s.VCPUs == 0 {
+		s.VCPUs = 1
+	}
+	s.Kernels = append([]string(nil), s.Kernels...)
+	return s
+}
+
+func (s Spec) validate() error {
+	var errs []error
+	if !nameRe.MatchString(s.Name) {
+		errs = append(errs, fmt.Errorf("name %q: want letters, digits, '.', '_' or '-'", s.Name))
+	}
+	if s.HVM {
+		if len(s.Kernels) > 0 || s.LVM || s.DataDisk {
+			errs = append(errs, fmt.Errorf("an HVM guest takes no kernels, LVM or data disk"))
+		}
+	} else if len(s.Kernels) == 0 {
+		errs = append(errs, fmt.Errorf("a PV guest needs at least one kernel"))
+	}
+	seen := map[string]bool{}
+	for _, k := range s.Kernels {
+		if !releaseRe.MatchString(k) {
+			errs = append(errs, fmt.Errorf("kernel release %q is not a release name", k))
+		}
+		if seen[k] {
+			errs = append(errs, fmt.Errorf("kernel %s listed twice", k))
+		}
+		seen[k] = true
+	}
+	if s.DiskMiB != 0 && (s.DiskMiB < 200 || s.DiskMiB > 1<<20) {
+		errs = append(errs, fmt.Errorf("disk size %d MiB: want 200 MiB to 1 TiB", s.DiskMiB))
+	}
+	if s.MemoryMiB < 0 || s.VCPUs < 0 {
+		errs = append(errs, fmt.Errorf("negative memory or vcpus"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrInvalidSpec, s.Name, err)
+	}
+	return nil
+}
+
+// Guest is a built guest.
+type Guest struct {
+	Name string `json:"name"`
+	// Dir is the guest's folder: OUTDIR/NAME.
+	Dir string `json:"dir"`
+	// Config is the xm config file, DIR/etc/xen/NAME.
+	Config string `json:"config"`
+	// Images are the disk image files in config order, under DIR/images.
+	Images []string `json:"images"`
+	// XenImageDir is the folder the config names the images in, as on the
+	// Xen host (/var/lib/xen/images): migrate them with
+	// --disk-map XenImageDir=DIR/images.
+	XenImageDir string `json:"xen_image_dir"`
+	// MAC is the guest's NIC address (00:16:3e:…).
+	MAC string `json:"mac"`
+	// Kernels are the installed kernel releases, the default first.
+	Kernels []string `json:"kernels,omitempty"`
+}
+
+// XenImageDir is where the configs say the images are.
+const XenImageDir = "/var/lib/xen/images"
