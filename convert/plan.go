@@ -210,6 +210,9 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 			cands = append(cands, &g.Kernels[i])
 		}
 	}
+	if len(g.Kernels) == 0 {
+		return nil, "no kernel found in /boot (vmlinuz-*): is the guest's /boot filesystem mounted?"
+	}
 	if len(cands) == 0 {
 		pkg := "kernel"
 		if g.Arch != "x86_64" && g.Major >= 5 {
