@@ -186,6 +186,7 @@ func buildTreeOpts(t testing.TB, bigDirEntries int, full bool) string {
 	must(syscall.Mkfifo(filepath.Join(dir, "var/fifo"), 0o644))
 	// An extended attribute, which writes must leave alone.
 	_ = syscall.Setxattr(filepath.Join(dir, "etc/hosts"), "user.xen2kvm", []byte("kept"), 0)
+	_ = syscall.Setxattr(filepath.Join(dir, "etc/fstab"), "user.xen2kvm", []byte("fstab-attr"), 0)
 	if bigDirEntries > 0 {
 		must(os.MkdirAll(filepath.Join(dir, "big"), 0o755))
 		for i := range bigDirEntries {
@@ -205,3 +206,21 @@ func (t *treeTB) Helper()                   {}
 func (t *treeTB) TempDir() string           { return t.dir }
 func (t *treeTB) Fatal(args ...any)         { panic(fmt.Sprint(args...)) }
 func (t *treeTB) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+
+// debugfsXattr returns the value of a user.* extended attribute, or "" when
+// debugfs finds none.
+func debugfsXattr(t testing.TB, img, path, name string) string {
+	t.Helper()
+	out, _ := exec.Command("debugfs", "-R", "ea_get /"+path+" "+name, img).CombinedOutput()
+	// debugfs prints: user.xen2kvm (4) = "kept"
+	s := string(out)
+	i := strings.Index(s, `= "`)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+3:]
+	if j := strings.Index(s, `"`); j >= 0 {
+		s = s[:j]
+	}
+	return s
+}

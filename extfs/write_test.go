@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,11 +25,16 @@ func TestScriptedWrites(t *testing.T) {
 		t.Skip("builds several images; skipped with -short")
 	}
 	tree := sharedTree(t)
+	_, xerr := xattrGet(filepath.Join(tree, "etc/fstab"))
+	xattrsOnHost := xerr == nil
 	for _, k := range fsKinds {
 		t.Run(k.name, func(t *testing.T) {
 			img := mkfs(t, k, tree, 64)
 			indexDirs(t, img)
 			e2fsck(t, img)
+			if xattrsOnHost && debugfsXattr(t, img, "etc/fstab", "user.xen2kvm") != "fstab-attr" {
+				t.Fatalf("mke2fs did not copy the extended attribute: %q", debugfsXattr(t, img, "etc/fstab", "user.xen2kvm"))
+			}
 			fsys, err := Open(openDev(t, img, true))
 			if err != nil {
 				t.Fatal(err)
@@ -128,6 +134,11 @@ func TestScriptedWrites(t *testing.T) {
 			must("close", fsys.Close())
 
 			e2fsck(t, img)
+			for p, v := range map[string]string{"etc/hosts.orig": "kept", "etc/fstab": "fstab-attr"} {
+				if xattrsOnHost && debugfsXattr(t, img, p, "user.xen2kvm") != v {
+					t.Errorf("%s: extended attribute user.xen2kvm = %q, want %q", p, debugfsXattr(t, img, p, "user.xen2kvm"), v)
+				}
+			}
 			for p, data := range want {
 				if got := debugfsCat(t, img, p); !bytes.Equal(got, data) {
 					t.Errorf("debugfs cat %s: %d bytes differ from the %d written", p, len(got), len(data))
@@ -252,4 +263,13 @@ func TestInodeExhaustion(t *testing.T) {
 			}
 		})
 	}
+}
+
+func xattrGet(path string) ([]byte, error) {
+	buf := make([]byte, 256)
+	n, err := syscall.Getxattr(path, "user.xen2kvm", buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
 }
