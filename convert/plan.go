@@ -218,7 +218,7 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 		if g.Arch != "x86_64" && g.Major >= 5 {
 			pkg = "kernel-PAE"
 		}
-		return nil, fmt.Sprintf("only Xen kernels are installed (%s): install the %s package in the guest (yum install %s) before migrating, or pass --kernel-rpm FILE",
+		return nil, fmt.Sprintf("only Xen kernels are installed (%s): install the %s package in the guest (yum install %s) before migrating",
 			releases(g.Kernels), pkg, pkg)
 	}
 	score := func(k *Kernel) int {

@@ -324,9 +324,12 @@ func rebuildDracut(img *Image, spec Spec, res *Result) error {
 	return nil
 }
 
-// moduleAliases returns the alias= entries of a module's .modinfo; none
-// when the module cannot be read as ELF.
-func moduleAliases(ko []byte) []string {
+// moduleAliases returns the alias= entries of a module's .modinfo.
+func moduleAliases(ko []byte) []string { return modinfo(ko, "alias") }
+
+// modinfo returns the values of key in a module's .modinfo; none when the
+// module cannot be read as ELF.
+func modinfo(ko []byte, key string) []string {
 	f, err := elf.NewFile(bytes.NewReader(ko))
 	if err != nil {
 		return nil
@@ -342,7 +345,7 @@ func moduleAliases(ko []byte) []string {
 	}
 	var out []string
 	for _, kv := range bytes.Split(data, []byte{0}) {
-		if a, ok := bytes.CutPrefix(kv, []byte("alias=")); ok && len(a) > 0 {
+		if a, ok := bytes.CutPrefix(kv, []byte(key+"=")); ok && len(a) > 0 {
 			out = append(out, string(a))
 		}
 	}
