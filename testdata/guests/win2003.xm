@@ -1,0 +1,23 @@
+name = "win2003"
+uuid = "44d9ec1e-2e6c-40df-92d8-7052eedf3eb5"
+maxmem = 1024
+memory = 1024
+vcpus = 1
+builder = "hvm"
+kernel = "/usr/lib/xen/boot/hvmloader"
+boot = "c"
+pae = 1
+acpi = 1
+apic = 1
+localtime = 1
+on_poweroff = "destroy"
+on_reboot = "restart"
+on_crash = "restart"
+device_model = "/usr/lib64/xen/bin/qemu-dm"
+usbdevice = "tablet"
+sdl = 0
+vnc = 1
+vncunused = 1
+disk = [ "file:/var/lib/xen/images/win2003.img,hda,w", ",hdc:cdrom,r" ]
+vif = [ "mac=00:16:3e:07:1d:62,bridge=xenbr0,script=vif-bridge,type=ioemu" ]
+serial = "pty"
