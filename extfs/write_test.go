@@ -273,3 +273,45 @@ func xattrGet(path string) ([]byte, error) {
 	}
 	return buf[:n], nil
 }
+
+// Less common layouts: meta_bg, no sparse_super, 2 KiB blocks, 512-byte
+// inodes. Filling each until ENOSPC allocates from every group, including
+// groups whose block bitmaps are computed (uninit_bg) from the layout.
+func TestOtherLayouts(t *testing.T) {
+	for _, k := range []fsKind{
+		{"meta_bg", []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum,^64bit,uninit_bg,meta_bg,^resize_inode"}, "ext4"},
+		{"no-sparse-super", []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum,^64bit,uninit_bg,^sparse_super,^resize_inode"}, "ext4"},
+		{"2k-512-inodes", []string{"-t", "ext3", "-b", "2048", "-I", "512"}, "ext3"},
+		{"no-flex_bg", []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum,^64bit,uninit_bg,^flex_bg"}, "ext4"},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			img := mkfs(t, k, buildTreeOpts(t, 0, false), 24)
+			fsys, err := Open(openDev(t, img, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fsys.Type() != k.typ {
+				t.Errorf("Type() = %s", fsys.Type())
+			}
+			if err := fsys.WriteFile("etc/fstab", []byte("replaced\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var last error
+			i := 0
+			for ; i < 200 && last == nil; i++ {
+				last = fsys.WriteFile(fmt.Sprintf("fill-%03d", i), pattern(512<<10, byte(i)), 0o644)
+			}
+			if !errors.Is(last, syscall.ENOSPC) {
+				t.Fatalf("after %d files: %v, want ENOSPC", i, last)
+			}
+			fsys.Close()
+			e2fsck(t, img)
+			if got := debugfsCat(t, img, "fill-000"); !bytes.Equal(got, pattern(512<<10, 0)) {
+				t.Error("fill-000 differs")
+			}
+			if got := debugfsCat(t, img, "etc/fstab"); string(got) != "replaced\n" {
+				t.Errorf("etc/fstab = %q", got)
+			}
+		})
+	}
+}
