@@ -3,6 +3,7 @@ package extfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -27,6 +28,11 @@ var (
 func sharedTree(t *testing.T) string {
 	t.Helper()
 	treeOnce.Do(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				treeErr = fmt.Errorf("building the test tree: %v", r)
+			}
+		}()
 		d, err := os.MkdirTemp("", "extfs-tree-")
 		if err != nil {
 			treeErr = err
