@@ -1,0 +1,493 @@
+package pipeline_test
+
+// End-to-end tests: guestgen's CentOS 5 Xen guests go through the real
+// xen2kvm binary and the results are booted under QEMU (TCG). They are
+// skipped with -short.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"image/color"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/assemble"
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testkernel"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/kvmrun"
+	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+func needE2E(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: builds guests and boots VMs; skipped with -short")
+	}
+	testutil.NeedTool(t, "mke2fs")
+	testutil.NeedTool(t, "busybox")
+	testutil.NeedTool(t, "qemu-system-x86_64")
+	testkernel.ForTest(t)
+}
+
+// guest builds (or takes from the cache) a guestgen preset.
+func guest(t *testing.T, s guestgen.Spec) *guestgen.Guest {
+	t.Helper()
+	cache, err := testkernel.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := guestgen.Build(context.Background(), filepath.Join(cache, "pipeline-e2e"), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func diskMap(g *guestgen.Guest) string {
+	return g.XenImageDir + "=" + filepath.Dir(g.Images[0])
+}
+
+// sourcesUnchanged hashes a guest's images now and checks them again when
+// the test ends.
+func sourcesUnchanged(t *testing.T, g *guestgen.Guest) {
+	t.Helper()
+	var before []string
+	for _, img := range g.Images {
+		before = append(before, testutil.HashFile(t, img))
+	}
+	t.Cleanup(func() {
+		for i, img := range g.Images {
+			if testutil.HashFile(t, img) != before[i] {
+				t.Errorf("source image %s changed", img)
+			}
+		}
+	})
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// xen2kvm builds the command once per test binary.
+func xen2kvm(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xen2kvm-e2e-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "xen2kvm")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/xen2kvm").CombinedOutput()
+		if err != nil {
+			binErr = errors.New(string(out))
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("building xen2kvm: %v", binErr)
+	}
+	return binPath
+}
+
+// run runs the xen2kvm binary and returns its exit code, stdout, stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(xen2kvm(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("xen2kvm %s: exit %d\n%s", strings.Join(args, " "), code, stderr.String())
+	return code, stdout.String(), stderr.String()
+}
+
+// TestE2EMigrateBoots migrates the LVM guest with the CLI and boots the
+// result to its login prompt; the output passes qemu-img check and
+// virt-xml-validate, and the sources are untouched. (The plain guest
+// migrates and boots in TestE2EBatchWithBrokenGuests.)
+func TestE2EMigrateBoots(t *testing.T) {
+	needE2E(t)
+	for _, s := range []guestgen.Spec{guestgen.CentOS5LVM} {
+		t.Run(s.Name, func(t *testing.T) {
+			g := guest(t, s)
+			sourcesUnchanged(t, g)
+			out := filepath.Join(t.TempDir(), "kvm")
+			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "3m", "--json")
+			if code != 0 {
+				t.Fatalf("migrate: exit %d\n%s", code, stderr)
+			}
+			var rep report.Guest
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("report: %v\n%s", err, stdout)
+			}
+			if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
+				t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
+			}
+			for _, c := range rep.Validation {
+				if !c.OK {
+					t.Errorf("validation %s: %s", c.Name, c.Detail)
+				}
+			}
+			serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
+			if !bytes.Contains(serial, []byte("login:")) {
+				t.Errorf("the serial log has no login prompt:\n%s", serial)
+			}
+			img := filepath.Join(out, g.Name+"-vda.qcow2")
+			if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "check", img).CombinedOutput(); err != nil {
+				t.Errorf("qemu-img check %s: %v\n%s", img, err, b)
+			}
+			xml := filepath.Join(out, g.Name+".xml")
+			if b, err := exec.Command(testutil.NeedTool(t, "virt-xml-validate"), xml, "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate: %v\n%s", err, b)
+			}
+			// The output re-read from the written XML boots as well (this
+			// is what xen2kvm boot OUTDIR does).
+			data, err := os.ReadFile(xml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := config.ParseKVMXML(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Disks[0].Path != img {
+				t.Errorf("the XML names %s, not %s", k.Disks[0].Path, img)
+			}
+		})
+	}
+}
+
+// TestE2EUnconvertedDoesNotBoot boots the Xen guest as it is on the KVM
+// hardware a migration gives it, with only its serial console moved to
+// ttyS0 so the failure can be seen: the same non-Xen kernel the
+// conversion picks, its own initrd and root=, on virtio disks. It must not
+// reach a login prompt: the initrd has no driver for the disk.
+func TestE2EUnconvertedDoesNotBoot(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d, err := config.ParseFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux",
+		Images: map[string]config.Image{d.Disks[0].Target: {Path: g.Images[0], Format: "raw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The non-Xen kernel and its initrd, read from the source read-only.
+	var release string
+	for _, r := range g.Kernels {
+		if !guestgen.IsXen(r) {
+			release = r
+		}
+	}
+	img, err := diskimg.Open(g.Images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: "xvda", Dev: img}}, assemble.ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	dir := t.TempDir()
+	for name, dst := range map[string]string{"boot/vmlinuz-" + release: "vmlinuz", "boot/initrd-" + release + ".img": "initrd.img"} {
+		data, err := ag.Root.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, dst), data, 0o644)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// panic=1 with QEMU's -no-reboot ends the run when the kernel gives up.
+	_, err = kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
+		kvmrun.WithQEMUOptions(config.QEMUOptions{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
+			Append: "ro root=/dev/xvda2 console=ttyS0 panic=1"}))
+	var be *kvmrun.BootError
+	if !errors.As(err, &be) {
+		t.Fatalf("the unconverted guest: %v, want a BootError", err)
+	}
+	t.Logf("unconverted guest stopped in stage %s: %s\n%s", be.Stage, be.Clue, strings.Join(be.SerialTail, "\n"))
+	if be.Stage != kvmrun.StageInitrd && be.Stage != kvmrun.StageKernel {
+		t.Errorf("stopped in stage %s, want the initrd failing to find its root", be.Stage)
+	}
+}
+
+// TestE2EKilledMidCopy kills xen2kvm with SIGKILL while it copies: nothing
+// in OUTDIR looks complete, and running it again finishes the guest.
+func TestE2EKilledMidCopy(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	out := filepath.Join(t.TempDir(), "kvm")
+	args := []string{"migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--no-boot-check", "--workers", "1"}
+	staging := filepath.Join(out, "."+g.Name+".xen2kvm-partial")
+	// The copy takes a fraction of a second: watch for the copy engine's
+	// temporary output and kill at once; try again if the run was faster.
+	killed := false
+	for attempt := 0; attempt < 5 && !killed; attempt++ {
+		cmd := exec.Command(xen2kvm(t), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+	watch:
+		for {
+			select {
+			case <-exited:
+				break watch
+			default:
+			}
+			ents, _ := os.ReadDir(staging)
+			for _, e := range ents {
+				if strings.Contains(e.Name(), ".part-") { // diskimg.Convert's temporary output
+					cmd.Process.Signal(syscall.SIGKILL)
+					killed = true
+					<-exited
+					break watch
+				}
+			}
+		}
+		if !killed {
+			os.RemoveAll(out)
+		}
+	}
+	if !killed {
+		t.Fatal("never saw a temporary output file to kill the copy at")
+	}
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("the killed run left %s in OUTDIR", e.Name())
+		}
+	}
+	code, _, stderr := run(t, args...)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, stderr)
+	}
+	for _, f := range []string{g.Name + ".report.json", g.Name + "-vda.qcow2", g.Name + ".xml", g.Name + ".sh"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("re-run: %v", err)
+		}
+	}
+	if _, err := os.Stat(staging); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("re-run left the staging folder")
+	}
+}
+
+// TestE2EBatchWithBrokenGuests runs a batch of a good guest and three
+// broken ones: the good one migrates and boots, each broken one is
+// reported with its reason, and the exit status is 1.
+func TestE2EBatchWithBrokenGuests(t *testing.T) {
+	needE2E(t)
+	good := guest(t, guestgen.CentOS5PV)
+	xenOnly := guest(t, guestgen.XenOnly)
+	sourcesUnchanged(t, good)
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(good.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the good config whose disk is not there, and a config
+	// that is not a config.
+	missing := filepath.Join(dir, "nodisk")
+	nodisk := strings.NewReplacer(`"`+good.Name+`"`, `"nodisk"`, `'`+good.Name+`'`, `'nodisk'`, good.Name+".img", "nodisk.img", "uuid", "#uuid").Replace(string(cfg))
+	if !strings.Contains(nodisk, "nodisk.img") || !strings.Contains(nodisk, "nodisk\"") && !strings.Contains(nodisk, "nodisk'") {
+		t.Fatalf("could not rename the config copy:\n%s", nodisk)
+	}
+	os.WriteFile(missing, []byte(nodisk), 0o644)
+	corrupt := filepath.Join(dir, "corrupt")
+	os.WriteFile(corrupt, []byte("name = 'corrupt\nmemory = [[[\n"), 0o644)
+	manifest := filepath.Join(dir, "guests.yaml")
+	os.WriteFile(manifest, []byte(`defaults:
+  output: kvm
+  disk_map:
+    /var/lib/xen/images: `+filepath.Dir(good.Images[0])+`
+guests:
+  - config: `+good.Config+`
+  - config: nodisk
+  - config: corrupt
+  - config: `+xenOnly.Config+`
+    disk_map:
+      /var/lib/xen/images: `+filepath.Dir(xenOnly.Images[0])+`
+`), 0o644)
+	code, stdout, stderr := run(t, "batch", manifest, "--jobs", "2", "--accel", "tcg", "--boot-timeout", "3m", "--json")
+	if code != 1 {
+		t.Fatalf("batch: exit %d, want 1\n%s", code, stderr)
+	}
+	var res pipeline.BatchResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	want := []struct {
+		status pipeline.GuestStatus
+		reason string
+	}{
+		{pipeline.GuestMigrated, ""},
+		{pipeline.GuestFailed, "nodisk.img"},
+		{pipeline.GuestFailed, "corrupt"},
+		{pipeline.GuestBlocked, "kernel"},
+	}
+	if len(res.Guests) != 4 {
+		t.Fatalf("%d guests in the result", len(res.Guests))
+	}
+	for i, w := range want {
+		g := res.Guests[i]
+		if g.Status != w.status || !strings.Contains(g.Error, w.reason) {
+			t.Errorf("guest %d (%s): %s %q, want %s with %q", i, g.Name, g.Status, g.Error, w.status, w.reason)
+		}
+	}
+	r := res.Guests[0].Report
+	if r == nil || r.Boot == nil || !r.Boot.OK {
+		t.Errorf("the good guest did not boot: %+v", r)
+	}
+	// A re-run skips the migrated guest and tries the others again.
+	code, stdout, _ = run(t, "batch", manifest, "--json")
+	if code != 1 || json.Unmarshal([]byte(stdout), &res) != nil || res.Guests[0].Status != pipeline.GuestSkipped {
+		t.Errorf("re-run: exit %d, %s", code, stdout)
+	}
+}
+
+// TestE2EDryRunReport plans the plain guest without writing anything: the
+// report has the diffs of grub.conf, fstab, modprobe.conf, inittab and
+// the initrd change, and its HTML page renders in headless chromium with
+// the guest's name and a diff line.
+func TestE2EDryRunReport(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "kvm")
+	page := filepath.Join(dir, "plan.html")
+	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--dry-run", "--json", "--report", page)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dry run created %s", out)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	edited := map[string]report.Edit{}
+	for _, e := range rep.Edits {
+		edited[e.Path] = e
+	}
+	for _, want := range []string{"boot/grub/grub.conf", "etc/fstab", "etc/modprobe.conf", "etc/inittab"} {
+		e, ok := edited[want]
+		if !ok || !strings.Contains(e.Diff, "\n+") || !strings.Contains(e.Diff, "\n-") {
+			t.Errorf("no diff for /%s: %+v", want, e)
+		}
+	}
+	initrd := false
+	for p := range edited {
+		if strings.HasPrefix(p, "boot/initrd-") && !strings.HasSuffix(p, "xen.img") {
+			initrd = true
+		}
+	}
+	if !initrd {
+		t.Errorf("no initrd change among %v", rep.Edits)
+	}
+	if !strings.Contains(edited["etc/fstab"].Diff, "+/dev/vda") {
+		t.Errorf("fstab diff does not move to vda:\n%s", edited["etc/fstab"].Diff)
+	}
+	d := rep.Disks[0]
+	if d.VirtualSize != 256<<20 || d.Allocated <= 0 || d.Allocated > d.VirtualSize || d.EstimatedSize <= 0 || d.NewTarget != "vda" {
+		t.Errorf("disk: %+v", d)
+	}
+	if !strings.Contains(rep.TargetXML, "<domain type=\"kvm\"") && !strings.Contains(rep.TargetXML, "<domain type='kvm'") {
+		t.Errorf("target XML: %s", rep.TargetXML)
+	}
+
+	// The page in a real browser.
+	bin := testutil.NeedTool(t, "chromium")
+	flags := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir()}
+	dom, err := exec.Command(bin, append(flags, "--dump-dom", "file://"+page)...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	if !bytes.Contains(dom, []byte(g.Name)) || !bytes.Contains(dom, []byte("+/dev/vda")) {
+		t.Errorf("the rendered page lacks the guest's name or the fstab diff")
+	}
+	shot := filepath.Join(dir, "plan.png")
+	if b, err := exec.Command(bin, append(flags, "--screenshot="+shot, "--window-size=1200,2400", "file://"+page)...).CombinedOutput(); err != nil {
+		t.Fatalf("chromium --screenshot: %v\n%s", err, b)
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	colours := map[color.Color]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 3 {
+		for x := b.Min.X; x < b.Max.X; x += 3 {
+			colours[img.At(x, y)] = true
+		}
+	}
+	if len(colours) < 8 {
+		t.Errorf("the screenshot has %d colours: the page did not render", len(colours))
+	}
+}
+
+// TestE2ERuleLeftOut shows the conversion rules matter: without the
+// initrd rebuild the output fails validation (its initrd has no virtio
+// driver), and without the console rule the guest boots but never shows
+// a login prompt on the serial console, so the boot check fails. Neither
+// leaves a finished guest behind.
+func TestE2ERuleLeftOut(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	for _, tc := range []struct {
+		rule, want string
+	}{
+		{"initrd", "initrd loads the virtio drivers"},
+		{"console", "boot check failed"},
+	} {
+		t.Run(tc.rule, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "kvm")
+			code, _, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "120s")
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, want 1 with %q in\n%s", code, tc.want, stderr)
+			}
+			if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err == nil {
+				t.Error("a report marks the failed guest as finished")
+			}
+		})
+	}
+}
