@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
@@ -26,6 +27,10 @@ func realBoot(ctx context.Context, k *config.KVMDomain, dir string, o bootOption
 		kvmrun.WithAccel(accel),
 		kvmrun.WithTimeout(o.Timeout),
 		kvmrun.WithSerialLog(o.LogPath),
+		// The disks run on a throw-away snapshot: after the login
+		// prompt there is nothing to save, so do not wait long for the
+		// guest to power off.
+		kvmrun.WithShutdownGrace(5*time.Second),
 	)
 	b := &report.Boot{Ran: true}
 	if res != nil {
