@@ -55,6 +55,12 @@ func Rules() []string {
 type Options struct {
 	// Disable names rules (see Rules) that are not run.
 	Disable []string
+	// KernelRPM is the host path of a kernel RPM (kernel, kernel-PAE) to
+	// install when the guest has only Xen kernels: its payload is
+	// planned as new files, a grub entry and a nash initrd (made from
+	// the guest's current one) are added for it, and it becomes the
+	// kernel the guest boots.
+	KernelRPM string
 }
 
 // EditKind says what an edit does to its file.
@@ -144,7 +150,20 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		return p, nil
 	}
 	p.Warnings = append(p.Warnings, g.Warnings...)
+	c := &planner{g: g, root: root, d: d, plan: p, files: map[string]*Edit{}}
 	k, blocker := chooseKernel(g)
+	if blocker != "" && opts.KernelRPM != "" && len(g.Kernels) > 0 {
+		c.rule = RuleKernelRPM
+		nk, err := c.installKernelRPM(opts.KernelRPM)
+		if err != nil {
+			return nil, err
+		}
+		gg := *g
+		gg.Kernels = append(slices.Clone(g.Kernels), *nk)
+		c.g = &gg
+		k, blocker = &gg.Kernels[len(gg.Kernels)-1], ""
+		c.newKernel = true
+	}
 	if blocker != "" {
 		p.Blockers = append(p.Blockers, blocker)
 		return p, nil
@@ -161,7 +180,7 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	}
 	p.DeviceMap, p.DiskOrder = deviceMap(d, prefix)
 
-	c := &planner{g: g, root: root, d: d, plan: p, k: k, remap: newRemapper(p.DeviceMap), files: map[string]*Edit{}}
+	c.k, c.remap = k, newRemapper(p.DeviceMap)
 	rules := []struct {
 		name string
 		fn   func() error
@@ -266,6 +285,8 @@ type planner struct {
 	rule  string
 	files map[string]*Edit
 	order []string
+	// newKernel is set when k comes from Options.KernelRPM.
+	newKernel bool
 }
 
 // read returns a file's content as the rules so far left it; ok is false

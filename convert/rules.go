@@ -434,19 +434,36 @@ func (c *planner) initrd() error {
 		c.plan.Blockers = append(c.plan.Blockers, fmt.Sprintf("kernel %s has no initrd to rebuild (looked for /boot/initrd-%s.img and /boot/initramfs-%s.img)", k.Release, k.Release, k.Release))
 		return nil
 	}
-	orig, ok, err := c.read(k.Initrd)
+	orig, exists, err := c.read(k.Initrd)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return fmt.Errorf("/%s vanished", k.Initrd)
-	}
-	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap}
-	if c.plan.Virtio && k.Modules != "" {
-		dep, err := readModulesDep(c.root, k.Release)
+	var dep *initrd.ModulesDep
+	if k.Modules != "" {
+		b, ok, err := c.read(k.Modules + "/modules.dep")
 		if err != nil {
 			return err
 		}
+		if !ok {
+			return fmt.Errorf("/%s/modules.dep: %w", k.Modules, fs.ErrNotExist)
+		}
+		if dep, err = initrd.ParseModulesDep(b); err != nil {
+			return fmt.Errorf("/%s/modules.dep: %w", k.Modules, err)
+		}
+	}
+	made := false
+	if !exists {
+		if !c.newKernel || dep == nil {
+			return fmt.Errorf("/%s vanished", k.Initrd)
+		}
+		if orig, err = c.templateInitrd(k, dep); err != nil {
+			c.plan.Blockers = append(c.plan.Blockers, err.Error())
+			return nil
+		}
+		made = true
+	}
+	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap}
+	if c.plan.Virtio && dep != nil {
 		var want []string
 		for _, n := range []string{"virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_net"} {
 			if _, ok := dep.Path(n); ok {
@@ -458,9 +475,12 @@ func (c *planner) initrd() error {
 			return fmt.Errorf("/%s/modules.dep: %w", k.Modules, err)
 		}
 		for _, p := range order {
-			b, err := c.root.ReadFile(k.Modules + "/" + p)
+			b, ok, err := c.read(k.Modules + "/" + p)
 			if err != nil {
-				return fmt.Errorf("reading module: %w", err)
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("module /%s/%s: %w", k.Modules, p, fs.ErrNotExist)
 			}
 			spec.Modules = append(spec.Modules, initrd.Module{Path: p, Data: b, Deps: dep.Deps(p)})
 		}
@@ -469,7 +489,15 @@ func (c *planner) initrd() error {
 	if err != nil {
 		return fmt.Errorf("/%s: %w", k.Initrd, err)
 	}
-	if !res.Changed() {
+	if !res.Changed() && !made {
+		return nil
+	}
+	if made {
+		sum := fmt.Sprintf("new %s initrd for %s, made from the guest's current initrd with its modules taken from %s\n", res.Flavour, k.Release, k.Release)
+		if err := c.write(k.Initrd, out, 0o600, "the new kernel's initrd loads the virtio drivers and mounts the renamed root"); err != nil {
+			return err
+		}
+		c.files[k.Initrd].Summary = sum + initrdSummary(res)
 		return nil
 	}
 	backup := k.Initrd + ".pre-xen2kvm"
@@ -482,8 +510,22 @@ func (c *planner) initrd() error {
 		}
 		c.record(backup, Create, nil, orig, mode, "the initrd as it was on Xen, kept")
 	}
+	sum := fmt.Sprintf("rebuilt %s initrd for %s\n", res.Flavour, k.Release) + initrdSummary(res)
+	why := "the initrd loads the virtio drivers and mounts the renamed root"
+	if !c.plan.Virtio {
+		why = "the initrd no longer loads the Xen drivers and mounts the renamed root"
+	}
+	if err := c.write(k.Initrd, out, 0o600, why); err != nil {
+		return err
+	}
+	c.files[k.Initrd].Summary = sum
+	return nil
+}
+
+// initrdSummary lists what a rebuild added and removed, and its script
+// diff.
+func initrdSummary(res *initrd.Result) string {
 	var sum strings.Builder
-	fmt.Fprintf(&sum, "rebuilt %s initrd for %s\n", res.Flavour, k.Release)
 	for _, a := range res.Added {
 		fmt.Fprintf(&sum, "  + %s\n", a)
 	}
@@ -493,15 +535,7 @@ func (c *planner) initrd() error {
 	if d := unifiedDiff("a/"+res.Script, "b/"+res.Script, res.ScriptBefore, res.ScriptAfter); !strings.HasSuffix(d, "+++ b/"+res.Script+"\n") {
 		sum.WriteString(d)
 	}
-	why := "the initrd loads the virtio drivers and mounts the renamed root"
-	if !c.plan.Virtio {
-		why = "the initrd no longer loads the Xen drivers and mounts the renamed root"
-	}
-	if err := c.write(k.Initrd, out, 0o600, why); err != nil {
-		return err
-	}
-	c.files[k.Initrd].Summary = sum.String()
-	return nil
+	return sum.String()
 }
 
 var gettyRe = regexp.MustCompile(`\b(xvc0|hvc0)\b`)

@@ -325,10 +325,12 @@ func rebuildDracut(img *Image, spec Spec, res *Result) error {
 }
 
 // moduleAliases returns the alias= entries of a module's .modinfo.
-func moduleAliases(ko []byte) []string { return modinfo(ko, "alias") }
+func moduleAliases(ko []byte) []string { return ModInfo(ko, "alias") }
 
-// modinfo returns the values of key in a module's .modinfo; none when the
-// module cannot be read as ELF.
+// ModInfo returns the values of key ("depends", "alias", ...) in a kernel
+// module's .modinfo section; none when the module cannot be read as ELF.
+func ModInfo(ko []byte, key string) []string { return modinfo(ko, key) }
+
 func modinfo(ko []byte, key string) []string {
 	f, err := elf.NewFile(bytes.NewReader(ko))
 	if err != nil {

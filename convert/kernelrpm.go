@@ -1,0 +1,217 @@
+package convert
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/sassoftware/go-rpmutils"
+
+	"github.com/xen2kvm/xen2kvm/initrd"
+)
+
+// ErrNotKernelRPM is returned by MakePlan when Options.KernelRPM is not a
+// package of a kernel that runs on KVM.
+var ErrNotKernelRPM = errors.New("not a non-Xen kernel RPM")
+
+// RuleKernelRPM names the edits that install Options.KernelRPM.
+const RuleKernelRPM = "kernel-rpm"
+
+var vmlinuzRe = regexp.MustCompile(`^boot/vmlinuz-(.+)$`)
+
+// installKernelRPM plans the files of a kernel RPM's payload as new guest
+// files (what rpm -i would unpack; its scriptlets are not run, the
+// modules.dep they would make is written) and returns the kernel.
+func (c *planner) installKernelRPM(file string) (*Kernel, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("kernel RPM: %w", err)
+	}
+	defer f.Close()
+	rpm, err := rpmutils.ReadRpm(f)
+	if err != nil {
+		return nil, fmt.Errorf("kernel RPM %s: %w", file, err)
+	}
+	name, err := rpm.Header.GetString(rpmutils.NAME)
+	if err != nil {
+		return nil, fmt.Errorf("kernel RPM %s: %w", file, err)
+	}
+	if !strings.HasPrefix(name, "kernel") || strings.Contains(name, "xen") || strings.Contains(name, "devel") || strings.Contains(name, "headers") {
+		return nil, fmt.Errorf("%s: package %s: %w", file, name, ErrNotKernelRPM)
+	}
+	pr, err := rpm.PayloadReader()
+	if err != nil {
+		return nil, fmt.Errorf("kernel RPM %s: payload: %w", file, err)
+	}
+	why := "installed from " + path.Base(file) + " (" + name + ")"
+	k := &Kernel{Package: name, Entry: -1, InitrdFlavour: initrd.Nash}
+	files := map[string][]byte{}
+	skipped := 0
+	for {
+		h, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kernel RPM %s: payload: %w", file, err)
+		}
+		p := strings.TrimPrefix(path.Clean("/"+h.Filename()), "/")
+		if h.Filename() == "TRAILER!!!" {
+			break
+		}
+		if h.Mode()&0o170000 != 0o100000 || p == "" || !fs.ValidPath(p) {
+			skipped++
+			continue
+		}
+		data, err := io.ReadAll(pr)
+		if err != nil {
+			return nil, fmt.Errorf("kernel RPM %s: %s: %w", file, p, err)
+		}
+		files[p] = data
+		if m := vmlinuzRe.FindStringSubmatch(p); m != nil {
+			k.Release, k.Vmlinuz = m[1], p
+		}
+		if err := c.write(p, data, fs.FileMode(h.Mode()).Perm(), why); err != nil {
+			return nil, err
+		}
+	}
+	if k.Release == "" {
+		return nil, fmt.Errorf("%s: no /boot/vmlinuz-* in the payload: %w", file, ErrNotKernelRPM)
+	}
+	if skipped > 0 {
+		c.plan.Notes = append(c.plan.Notes, fmt.Sprintf("%s: %d directories and symlinks of the payload not planned as edits (directories are made as files need them)", path.Base(file), skipped))
+	}
+	if cfg, ok := files["boot/config-"+k.Release]; ok {
+		k.Config = "boot/config-" + k.Release
+		if configSet(cfg, "CONFIG_X86_XEN") || configSet(cfg, "CONFIG_X86_64_XEN") {
+			return nil, fmt.Errorf("%s: kernel %s is a Xen kernel: %w", file, k.Release, ErrNotKernelRPM)
+		}
+		k.VirtioBlk = configBuiltin(cfg, "CONFIG_VIRTIO_BLK")
+		k.VirtioNet = configBuiltin(cfg, "CONFIG_VIRTIO_NET")
+	}
+	k.Modules = "lib/modules/" + k.Release
+	depPath := k.Modules + "/modules.dep"
+	depData, ok := files[depPath]
+	if !ok {
+		// rpm's %post runs depmod; write what it would, in the old
+		// format (absolute paths) that RHEL 4 and 5 use.
+		depData = modulesDep(files, k.Modules)
+		if err := c.write(depPath, depData, 0o644, why+"; modules.dep as depmod would write it"); err != nil {
+			return nil, err
+		}
+	}
+	dep, err := initrd.ParseModulesDep(depData)
+	if err != nil {
+		return nil, fmt.Errorf("kernel RPM %s: %w", file, err)
+	}
+	for _, n := range []struct {
+		name string
+		flag *bool
+	}{{"virtio_blk", &k.VirtioBlk}, {"virtio_net", &k.VirtioNet}} {
+		if p, ok := dep.Path(n.name); ok {
+			_, has := files[k.Modules+"/"+p]
+			*n.flag = *n.flag || has
+		}
+	}
+	k.Initrd = "boot/initrd-" + k.Release + ".img"
+	if c.g.Major >= 6 {
+		k.Initrd = "boot/initramfs-" + k.Release + ".img"
+	}
+	return k, nil
+}
+
+// modulesDep writes an old-style modules.dep for the modules in files
+// under dir, from each module's .modinfo depends=.
+func modulesDep(files map[string][]byte, dir string) []byte {
+	byName := map[string]string{}
+	var paths []string
+	for p := range files {
+		if rel, ok := strings.CutPrefix(p, dir+"/"); ok && strings.HasSuffix(p, ".ko") {
+			byName[initrd.ModuleName(rel)] = rel
+			paths = append(paths, rel)
+		}
+	}
+	sort.Strings(paths)
+	var b strings.Builder
+	for _, rel := range paths {
+		fmt.Fprintf(&b, "/%s/%s:", dir, rel)
+		// All dependencies, transitively, as depmod lists them.
+		var deps []string
+		seen := map[string]bool{}
+		var visit func(rel string)
+		visit = func(rel string) {
+			for _, ds := range initrd.ModInfo(files[dir+"/"+rel], "depends") {
+				for _, d := range strings.Split(ds, ",") {
+					dp, ok := byName[initrd.ModuleName(d)]
+					if !ok || seen[dp] {
+						continue
+					}
+					seen[dp] = true
+					deps = append(deps, dp)
+					visit(dp)
+				}
+			}
+		}
+		visit(rel)
+		for _, d := range deps {
+			fmt.Fprintf(&b, " /%s/%s", dir, d)
+		}
+		b.WriteString("\n")
+	}
+	return []byte(b.String())
+}
+
+// templateInitrd returns the initrd a new kernel's initrd is made from:
+// the one the guest boots now (its default entry's), with each module
+// replaced by the new kernel's module of the same name.
+func (c *planner) templateInitrd(k *Kernel, dep *initrd.ModulesDep) ([]byte, error) {
+	var tmpl *Kernel
+	for i := range c.g.Kernels {
+		gk := &c.g.Kernels[i]
+		if gk.Initrd == "" || gk.InitrdFlavour != initrd.Nash || gk.Release == k.Release {
+			continue
+		}
+		if tmpl == nil || (c.g.Grub != nil && gk.Entry == c.g.Grub.Config.Default) {
+			tmpl = gk
+		}
+	}
+	if tmpl == nil {
+		return nil, fmt.Errorf("no nash initrd in /boot to make kernel %s's initrd from", k.Release)
+	}
+	data, _, err := c.read(tmpl.Initrd)
+	if err != nil {
+		return nil, err
+	}
+	img, err := initrd.Read(data)
+	if err != nil {
+		return nil, fmt.Errorf("/%s: %w", tmpl.Initrd, err)
+	}
+	for _, m := range img.Names() {
+		if !strings.HasPrefix(m, "lib/") || !strings.HasSuffix(m, ".ko") {
+			continue
+		}
+		name := initrd.ModuleName(m)
+		p, ok := dep.Path(name)
+		if !ok {
+			if !slices.Contains(xenPVModules, name) {
+				c.warn("initrd module %s of kernel %s has no counterpart in kernel %s", path.Base(m), tmpl.Release, k.Release)
+			}
+			continue
+		}
+		ko, _, err := c.read(k.Modules + "/" + p)
+		if err != nil {
+			return nil, err
+		}
+		if err := img.WriteFile(m, ko, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return img.Bytes()
+}

@@ -1,0 +1,184 @@
+package convert_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/xen2kvm/xen2kvm/convert"
+	"github.com/xen2kvm/xen2kvm/initrd"
+)
+
+// writeRPM writes a minimal RPM (v3 lead, empty signature header, a
+// header with the tags a reader needs, gzip'ed newc payload) holding
+// files, the way rpmbuild lays one out.
+func writeRPM(t *testing.T, name, version, release string, files map[string]string) string {
+	t.Helper()
+	var out bytes.Buffer
+	lead := make([]byte, 96)
+	binary.BigEndian.PutUint32(lead[0:], 0xedabeedb)
+	lead[4], lead[5] = 3, 0
+	binary.BigEndian.PutUint16(lead[8:], 1) // archnum
+	copy(lead[10:76], name+"-"+version+"-"+release)
+	binary.BigEndian.PutUint16(lead[76:], 1) // osnum
+	binary.BigEndian.PutUint16(lead[78:], 5) // signature type
+	out.Write(lead)
+	header := func(tags []int32, values []string) []byte {
+		var index, data bytes.Buffer
+		for i, tag := range tags {
+			binary.Write(&index, binary.BigEndian, [4]int32{tag, 6, int32(data.Len()), 1}) // STRING
+			data.WriteString(values[i] + "\x00")
+		}
+		var h bytes.Buffer
+		binary.Write(&h, binary.BigEndian, [4]uint32{0x8eade801, 0, uint32(len(tags)), uint32(data.Len())})
+		h.Write(index.Bytes())
+		h.Write(data.Bytes())
+		return h.Bytes()
+	}
+	out.Write(header(nil, nil)) // signature: empty, already 8-aligned
+	out.Write(header([]int32{1000, 1001, 1002, 1022, 1124, 1125},
+		[]string{name, version, release, "i686", "cpio", "gzip"}))
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var recs []cpio.Record
+	for _, n := range names {
+		recs = append(recs, cpio.StaticFile("./"+n, files[n], 0o644))
+	}
+	recs = append(recs, cpio.Symlink("./lib/modules/"+version+"-"+release+"/build", "../../../usr/src/kernels/x"))
+	var raw bytes.Buffer
+	w := cpio.Newc.Writer(&raw)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(&out)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	p := filepath.Join(t.TempDir(), name+"-"+version+"-"+release+".i686.rpm")
+	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func kernelRPM(t *testing.T, name string) string {
+	rel := "2.6.18-164.el5"
+	m := "lib/modules/" + rel + "/kernel/"
+	abs := "/lib/modules/" + rel + "/kernel/"
+	files := map[string]string{
+		"boot/vmlinuz-" + rel:               "new kernel " + rel,
+		"boot/config-" + rel:                "CONFIG_X86_32=y\nCONFIG_VIRTIO=m\nCONFIG_VIRTIO_BLK=m\nCONFIG_VIRTIO_NET=m\n",
+		"boot/System.map-" + rel:            "c0100000 T _text\n",
+		m + "fs/jbd/jbd.ko":                 "jbd for " + rel,
+		m + "fs/ext3/ext3.ko":               "ext3 for " + rel,
+		m + "drivers/virtio/virtio.ko":      "virtio for " + rel,
+		m + "drivers/virtio/virtio_ring.ko": "virtio_ring for " + rel,
+		m + "drivers/virtio/virtio_pci.ko":  "virtio_pci for " + rel,
+		m + "drivers/block/virtio_blk.ko":   "virtio_blk for " + rel,
+		m + "drivers/net/virtio_net.ko":     "virtio_net for " + rel,
+		"lib/modules/" + rel + "/modules.dep": abs + "fs/jbd/jbd.ko:\n" +
+			abs + "fs/ext3/ext3.ko: " + abs + "fs/jbd/jbd.ko\n" +
+			abs + "drivers/virtio/virtio.ko:\n" +
+			abs + "drivers/virtio/virtio_ring.ko: " + abs + "drivers/virtio/virtio.ko\n" +
+			abs + "drivers/virtio/virtio_pci.ko: " + abs + "drivers/virtio/virtio_ring.ko " + abs + "drivers/virtio/virtio.ko\n" +
+			abs + "drivers/block/virtio_blk.ko: " + abs + "drivers/virtio/virtio_ring.ko " + abs + "drivers/virtio/virtio.ko\n" +
+			abs + "drivers/net/virtio_net.ko: " + abs + "drivers/virtio/virtio_ring.ko " + abs + "drivers/virtio/virtio.ko\n",
+	}
+	return writeRPM(t, name, "2.6.18", "164.el5", files)
+}
+
+func TestKernelRPM(t *testing.T) {
+	root, _, bootDir := guestTree(t, "xenonly")
+	d := &trees[treeIndex(t, "xenonly")].dom
+	g, err := convert.Inspect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpm := kernelRPM(t, "kernel-PAE")
+	p, err := convert.MakePlan(g, root, d, convert.Options{KernelRPM: rpm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Blockers) > 0 || p.Kernel == nil || p.Kernel.Release != "2.6.18-164.el5" || !p.Virtio {
+		t.Fatalf("plan: blockers %q kernel %+v virtio %v", p.Blockers, p.Kernel, p.Virtio)
+	}
+	golden(t, "xenonly-kernel-rpm", render(g, p))
+	if err := p.Apply(root); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new initrd: the old one's modules swapped for the new kernel's,
+	// the Xen driver gone, virtio added, the root renamed.
+	data, err := os.ReadFile(filepath.Join(bootDir, "initrd-2.6.18-164.el5.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := initrd.Read(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mod, want := range map[string]string{"jbd.ko": "jbd for ", "ext3.ko": "ext3 for ", "virtio_blk.ko": "virtio_blk for "} {
+		b, err := img.ReadFile("lib/" + mod)
+		if err != nil || string(b) != want+"2.6.18-164.el5" {
+			t.Errorf("initrd lib/%s = %q, %v", mod, b, err)
+		}
+	}
+	if slices.Contains(img.Names(), "lib/xenblk.ko") {
+		t.Error("new initrd keeps xenblk.ko")
+	}
+	script, _ := img.ReadFile("init")
+	if !strings.Contains(string(script), "mkrootdev -t ext3 -o defaults,ro /dev/vda2\n") {
+		t.Errorf("init:\n%s", script)
+	}
+	if m, err := img.Stat("dev/console"); err != nil || m.Rmajor != 5 || m.Rminor != 1 {
+		t.Errorf("dev/console: %+v, %v", m, err)
+	}
+
+	// The guest now has a kernel for KVM: a plan without the RPM finds
+	// nothing left to do.
+	g2, err := convert.Inspect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := convert.MakePlan(g2, root, d, convert.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p2.Edits) > 0 || len(p2.Blockers) > 0 || p2.Kernel == nil || p2.Kernel.Release != "2.6.18-164.el5" {
+		t.Errorf("second plan:\n%s", render(g2, p2))
+	}
+}
+
+func TestKernelRPMRefused(t *testing.T) {
+	root, _, _ := guestTree(t, "xenonly")
+	d := &trees[treeIndex(t, "xenonly")].dom
+	g, err := convert.Inspect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kernel-xen", "bash"} {
+		rpm := kernelRPM(t, name)
+		if _, err := convert.MakePlan(g, root, d, convert.Options{KernelRPM: rpm}); !errors.Is(err, convert.ErrNotKernelRPM) {
+			t.Errorf("%s: err = %v, want ErrNotKernelRPM", name, err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.rpm")
+	os.WriteFile(bad, []byte("not an rpm"), 0o644)
+	if _, err := convert.MakePlan(g, root, d, convert.Options{KernelRPM: bad}); err == nil {
+		t.Error("a file that is not an RPM: no error")
+	}
+}
