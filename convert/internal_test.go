@@ -1,6 +1,15 @@
 package convert
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/initrd"
+	"github.com/xen2kvm/xen2kvm/internal/testkernel"
+)
 
 func TestKernelPackage(t *testing.T) {
 	tests := []struct {
@@ -72,5 +81,42 @@ func TestRemap(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("remap(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestModulesDepFromModinfo writes modules.dep for Debian's real virtio
+// modules from their .modinfo, as depmod would for an RPM's payload.
+func TestModulesDepFromModinfo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the test kernel")
+	}
+	k := testkernel.ForTest(t)
+	files := map[string][]byte{}
+	const dir = "lib/modules/2.6.18-164.el5"
+	for _, rel := range []string{"kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
+		"kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+		"kernel/drivers/virtio/virtio_pci_legacy_dev.ko", "kernel/drivers/block/virtio_blk.ko"} {
+		b, err := os.ReadFile(filepath.Join(k.ModulesDir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[dir+"/"+rel] = b
+	}
+	dep, err := initrd.ParseModulesDep(modulesDep(files, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pci, _ := dep.Path("virtio_pci")
+	var deps []string
+	for _, d := range dep.Deps(pci) {
+		deps = append(deps, initrd.ModuleName(d))
+	}
+	sort.Strings(deps)
+	want := []string{"virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring"}
+	if !slices.Equal(deps, want) {
+		t.Errorf("virtio_pci depends on %v, want %v", deps, want)
+	}
+	if _, err := dep.LoadOrder("virtio_pci", "virtio_blk"); err != nil {
+		t.Error(err)
 	}
 }
