@@ -4,7 +4,8 @@
 // renamed by disk order (xvda -> vda) wherever the guest names them, the
 // Xen driver aliases turned into virtio ones, an initrd rebuilt natively
 // with the virtio modules, and their console moved to ttyS0. Windows HVM
-// guests are left as they are.
+// guests are left as they are. A guest with only Xen kernels is blocked,
+// unless Options.KernelRPM names a kernel package to install into it.
 //
 // A plan is computed without writing anything, so a dry run is MakePlan
 // and Diff; Apply writes the same plan into a copy-on-write overlay.
