@@ -161,6 +161,39 @@ func mkext3(ctx context.Context, img string, fs ext3) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("mke2fs %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
 	}
+	if os.Geteuid() != 0 {
+		return chownRoot(ctx, img, fs)
+	}
+	return nil
+}
+
+// chownRoot gives every file of a filesystem made by a user other than
+// root to root, as a guest's files are: mke2fs -d copies the owner.
+func chownRoot(ctx context.Context, img string, fs ext3) error {
+	var script strings.Builder
+	err := filepath.WalkDir(fs.Tree, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(fs.Tree, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		fmt.Fprintf(&script, "sif \"/%s\" uid 0\nsif \"/%s\" gid 0\n", rel, rel)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	cmdFile := filepath.Join(filepath.Dir(fs.Tree), "chown.debugfs")
+	if err := os.WriteFile(cmdFile, []byte(script.String()), 0o644); err != nil {
+		return err
+	}
+	target := fmt.Sprintf("%s?offset=%d", img, fs.Offset)
+	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", cmdFile, target)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("debugfs -w -f %s %s: %w: %s", cmdFile, target, err, bytes.TrimSpace(out))
+	}
 	return nil
 }
 
