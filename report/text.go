@@ -106,7 +106,7 @@ func writeGuestText(w *errWriter, g *Guest) {
 	if len(g.Edits) > 0 {
 		w.printf("\nEdits inside the guest:\n")
 		for _, e := range g.Edits {
-			w.printf("\n--- %s", e.Path)
+			w.printf("\n* /%s", e.Path)
 			if e.Rule != "" {
 				w.printf(" [%s]", e.Rule)
 			}
