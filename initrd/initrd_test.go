@@ -391,3 +391,73 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRebuildNash rebuilds initrds whose nash script is arbitrary: a
+// rebuild either fails or loads every module after those it depends on
+// and before the root is mounted, and rebuilding again changes nothing.
+func FuzzRebuildNash(f *testing.F) {
+	f.Add(nashInit)
+	f.Add("#!/bin/nash\nmkrootdev /dev/root\n")
+	f.Add("#!/bin/nash\ninsmod /lib/virtio.ko\nresume /dev/xvda3\nmount /sysroot\n")
+	f.Add("mkrootdev /dev/root\ninsmod /lib/virtio.ko\n")
+	spec := initrd.Spec{Modules: virtioModules, Drop: []string{"xenblk"}, Remap: remap}
+	f.Fuzz(func(t *testing.T, script string) {
+		var raw bytes.Buffer
+		w := cpio.Newc.Writer(&raw)
+		cpio.WriteRecordsAndDirs(w, []cpio.Record{cpio.StaticFile("init", "#!/bin/nash\n"+script, 0o755),
+			cpio.StaticFile("lib/xenblk.ko", "x", 0o644), cpio.CharDev("dev/console", 0o600, 5, 1)})
+		cpio.WriteTrailer(w)
+		out, res, err := initrd.Rebuild(raw.Bytes(), spec)
+		if err != nil {
+			return
+		}
+		img, err := initrd.Read(out)
+		if err != nil {
+			t.Fatalf("rebuilt initrd does not read back: %v", err)
+		}
+		after, err := img.ReadFile("init")
+		if err != nil || !bytes.Equal(after, res.ScriptAfter) {
+			t.Fatalf("init %q, %v; result says %q", after, err, res.ScriptAfter)
+		}
+		seen := map[string]bool{}
+		rootSeen := false
+		for _, l := range strings.Split(string(after), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 {
+				continue
+			}
+			switch f[0] {
+			case "mkrootdev", "resume":
+				rootSeen = true
+			case "insmod":
+				if len(f) < 2 {
+					continue
+				}
+				name := initrd.ModuleName(f[1])
+				for i, m := range virtioModules {
+					if initrd.ModuleName(m.Path) != name || seen[name] {
+						continue
+					}
+					if rootSeen {
+						t.Fatalf("%s first loaded after the root is needed:\n%s", name, after)
+					}
+					for _, prev := range virtioModules[:i] {
+						if !seen[initrd.ModuleName(prev.Path)] {
+							t.Fatalf("%s loaded before %s:\n%s", name, prev.Path, after)
+						}
+					}
+				}
+				seen[name] = true
+			}
+		}
+		for _, m := range virtioModules {
+			if !seen[initrd.ModuleName(m.Path)] {
+				t.Fatalf("%s never loaded:\n%s", m.Path, after)
+			}
+		}
+		again, res2, err := initrd.Rebuild(out, spec)
+		if err != nil || res2.Changed() || !bytes.Equal(again, out) {
+			t.Fatalf("second rebuild: err %v, changed %v", err, res2 != nil && res2.Changed())
+		}
+	})
+}

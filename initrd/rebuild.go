@@ -156,7 +156,6 @@ func rebuildNash(img *Image, spec Spec, res *Result) error {
 				}
 				continue
 			}
-			loaded[name] = true
 		}
 		out = append(out, lines[i])
 	}
@@ -186,6 +185,12 @@ func rebuildNash(img *Image, spec Spec, res *Result) error {
 	}
 	if at < 0 {
 		return fmt.Errorf("%w: nash script mounts no root (no mkrootdev, resume or mount /sysroot)", ErrUnsupported)
+	}
+	// Only what is loaded before that point counts as loaded.
+	for _, l := range lines[:at] {
+		if cmd, args := nashCmd(l); cmd == "insmod" && len(args) > 0 {
+			loaded[ModuleName(args[0])] = true
+		}
 	}
 	var add []string
 	for _, m := range spec.Modules {
