@@ -183,15 +183,16 @@ func testBoot(t *testing.T, s Spec, all bool) {
 	cases := []struct {
 		name      string
 		conv      handConversion
+		nic       bool
 		want      []string
 		wantLogin bool
 	}{
-		{"converted", handConversion{}, []string{"Loading virtio_blk.ko module", "Mounting local filesystems:  [  OK  ]",
-			"Enabling /etc/fstab swaps:  [  OK  ]"}, true},
-		{"fstab-unconverted", handConversion{KeepFstab: true}, []string{
+		{"converted", handConversion{}, true, []string{"Loading virtio_blk.ko module", "Mounting local filesystems:  [  OK  ]",
+			"Enabling /etc/fstab swaps:  [  OK  ]", "Bringing up interface eth0:  [  OK  ]"}, true},
+		{"fstab-unconverted", handConversion{KeepFstab: true}, false, []string{
 			"fsck.ext3: No such file or directory while trying to open /dev/xvda",
 			"Give root password for maintenance"}, false},
-		{"inittab-unconverted", handConversion{KeepInittab: true}, []string{"INIT: Entering runlevel: 3"}, false},
+		{"inittab-unconverted", handConversion{KeepInittab: true}, false, []string{"INIT: Entering runlevel: 3"}, false},
 	}
 	for _, tc := range cases {
 		if !all && tc.name != "converted" {
@@ -201,11 +202,15 @@ func testBoot(t *testing.T, s Spec, all bool) {
 			t.Parallel()
 			img := convertByHand(t, g, s, tc.conv)
 			e := defaultEntry(t, img, p.Boot.Offset())
+			mac := ""
+			if tc.nic {
+				mac = g.MAC
+			}
 			if !strings.Contains(e.Args, "console=ttyS0") || IsXen(filepath.Base(e.Kernel)) {
 				t.Fatalf("converted default entry: %s %s", e.Kernel, e.Args)
 			}
 			r := bootQEMU(t, e, []string{img}, bootOpts{Want: loginRe, Until: runlevelRe,
-				Grace: 30 * time.Second, Timeout: 5 * time.Minute})
+				Grace: 30 * time.Second, Timeout: 5 * time.Minute, MAC: mac})
 			if r.Matched != tc.wantLogin {
 				t.Errorf("reached login: %v, want %v:\n%s", r.Matched, tc.wantLogin, tail(r.Log, 40))
 			}

@@ -248,12 +248,12 @@ func TestPresets(t *testing.T) {
 }
 
 func TestSkelFiles(t *testing.T) {
-	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc"} {
+	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network"} {
 		if s := skel(name); strings.Contains(s, "guestgen: missing") || !strings.HasPrefix(s, "#!/") {
 			t.Errorf("skel/%s missing or not a script", name)
 		}
 	}
-	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc"} {
+	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network"} {
 		if _, err := exec.LookPath("busybox"); err != nil {
 			t.Skip("no busybox to syntax-check the scripts")
 		}

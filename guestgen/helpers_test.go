@@ -212,7 +212,8 @@ type bootOpts struct {
 	Until    *regexp.Regexp // once seen, give the guest Grace more and stop
 	Grace    time.Duration
 	Timeout  time.Duration
-	Snapshot bool // discard disk writes
+	Snapshot bool   // discard disk writes
+	MAC      string // a virtio NIC with this address (none when empty)
 }
 
 // bootQEMU boots a kernel, initrd and command line with the disks as
@@ -221,8 +222,13 @@ func bootQEMU(t *testing.T, e bootEntry, disks []string, o bootOpts) bootRun {
 	t.Helper()
 	qemu := testutil.NeedTool(t, "qemu-system-x86_64")
 	args := []string{"-accel", "tcg", "-m", "384", "-smp", "1", "-nodefaults", "-no-user-config",
-		"-display", "none", "-serial", "stdio", "-no-reboot", "-nic", "none",
+		"-display", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", e.Kernel, "-initrd", e.Initrd, "-append", e.Args}
+	if o.MAC != "" {
+		args = append(args, "-nic", "user,model=virtio-net-pci,mac="+o.MAC)
+	} else {
+		args = append(args, "-nic", "none")
+	}
 	for _, d := range disks {
 		drive := "file=" + d + ",format=raw,if=virtio"
 		if o.Snapshot {

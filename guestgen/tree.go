@@ -136,6 +136,10 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("sbin/mingetty", 0o755, skel("mingetty"))
 	t.file("etc/rc.d/rc.sysinit", 0o755, skel("rc.sysinit"))
 	t.file("etc/rc.d/rc", 0o755, skel("rc"))
+	t.file("etc/rc.d/init.d/network", 0o755, skel("network"))
+	for _, lvl := range []string{"2", "3", "4", "5"} {
+		t.link("etc/rc.d/rc"+lvl+".d/S10network", "../init.d/network")
+	}
 	t.link("etc/rc.sysinit", "rc.d/rc.sysinit")
 	t.link("etc/rc", "rc.d/rc")
 	t.link("etc/init.d", "rc.d/init.d")
