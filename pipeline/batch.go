@@ -188,7 +188,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts := Options{
 		OutDir: r.OutDir, Format: g.Format, DiskMap: g.DiskMap, DryRun: opts.DryRun, Force: force,
 		Boot: BootAuto, Accel: opts.Accel, BootTimeout: opts.BootTimeout,
-		Limit: lim, Workers: lim.Size(), Progress: opts.Progress, SkipRules: opts.SkipRules,
+		Limit: lim, Workers: lim.Size(), Progress: opts.Progress, SkipRules: opts.SkipRules, KernelRPM: g.KernelRPM,
 	}
 	if !g.BootCheck {
 		gopts.Boot = BootNever

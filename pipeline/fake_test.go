@@ -100,7 +100,7 @@ func (f *fakes) parts() parts {
 		overlay: func(base diskimg.Device) (diskimg.Device, error) {
 			return &memOverlay{base: base, data: map[int64]byte{}}, nil
 		},
-		plan: func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
+		plan: func(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
 			c := &conversion{
 				OS: &report.OS{Distro: "centos", Version: "5", Kernel: "2.6.18", Virtio: true}, OSName: "linux", Virtio: true, Inspected: true,
 				Edits:    []report.Edit{{Path: "etc/fstab", Rule: "remap", Diff: "-/dev/xvda1 / ext3\n+/dev/vda1 / ext3\n"}},
@@ -113,7 +113,7 @@ func (f *fakes) parts() parts {
 					return &bootFiles{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "ro root=/dev/vda2 console=ttyS0", Title: "CentOS"}, nil
 				}
 			}
-			if !contains(skip, "marker") {
+			if !contains(o.Skip, "marker") {
 				c.apply = func() error { _, err := disks[0].WriteAt([]byte(marker), 0); return err }
 			}
 			return c, nil

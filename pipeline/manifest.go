@@ -24,6 +24,8 @@ import (
 //	  - config: /srv/import/etc-xen/db02
 //	    format: raw
 //	    output: /srv/kvm-db
+//	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
+//	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
 //
 // Relative paths (config, output, the NEW side of disk_map) are relative
 // to the manifest's folder. A guest's disk_map replaces the defaults' one.
@@ -39,7 +41,8 @@ type GuestSpec struct {
 	Format    string    // qcow2 | raw
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
-	Line      int // line of the entry in the manifest
+	KernelRPM string // absolute path, or ""
+	Line      int    // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
@@ -136,7 +139,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -149,9 +152,9 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 }
 
 type guestFields struct {
-	config, output, format string
-	diskMap                []PathMap
-	bootCheck              bool
+	config, output, format, kernelRPM string
+	diskMap                           []PathMap
+	bootCheck                         bool
 }
 
 type manifestParser struct {
@@ -193,6 +196,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				}
 				f.format = s
 			}
+		case "kernel_rpm":
+			if !guest {
+				p.errorf(k, "kernel_rpm belongs on a guest, not in defaults")
+			} else if s, ok := p.str(k, v); ok {
+				f.kernelRPM = p.path(s)
+			}
 		case "boot_check":
 			var b bool
 			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
@@ -216,7 +225,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 		default:
 			want := "output, format, disk_map or boot_check"
 			if guest {
-				want = "config, " + want
+				want = "config, kernel_rpm, " + want
 			}
 			p.errorf(k, "unknown key %q (want %s)", k.Value, want)
 		}

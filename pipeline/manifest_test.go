@@ -26,6 +26,7 @@ guests:
     boot_check: false
     disk_map:
       /var/lib/xen/images: /mnt/db
+    kernel_rpm: rpms/kernel.rpm
 `), path)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ guests:
 		t.Errorf("guest 0 disk map: %+v", g.DiskMap)
 	}
 	g = m.Guests[1]
-	if g.Config != "/srv/etc-xen/db02" || g.Output != "/srv/kvm-db" || g.Format != "raw" || g.BootCheck || len(g.DiskMap) != 1 || g.DiskMap[0].New != "/mnt/db" {
+	if g.Config != "/srv/etc-xen/db02" || g.Output != "/srv/kvm-db" || g.Format != "raw" || g.BootCheck || len(g.DiskMap) != 1 || g.DiskMap[0].New != "/mnt/db" || g.KernelRPM != filepath.Join(dir, "rpms/kernel.rpm") {
 		t.Errorf("guest 1: %+v", g)
 	}
 }
@@ -66,6 +67,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{"empty", "", []string{"empty manifest"}},
 		{"empty list", "guests: []\n", []string{"the guests list is empty"}},
 		{"config in defaults", "defaults: {config: x, output: o}\nguests:\n  - config: a\n", []string{"config belongs on a guest"}},
+		{"kernel_rpm in defaults", "defaults: {kernel_rpm: x, output: o}\nguests:\n  - config: a\n", []string{"kernel_rpm belongs on a guest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseManifest([]byte(tc.yaml), "m.yaml")

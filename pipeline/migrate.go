@@ -185,7 +185,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	for i, dk := range m.disks {
 		devs[i] = dk.dev
 	}
-	conv, err := m.p.plan(ctx, d, devs, m.opts.SkipRules)
+	conv, err := m.p.plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
 	if err != nil {
 		return fmt.Errorf("inspecting %s: %w", d.Name, err)
 	}

@@ -57,6 +57,9 @@ type Options struct {
 	// SkipRules leaves conversion rules out by name (for tests and for
 	// finding which rule a guest trips on).
 	SkipRules []string
+	// KernelRPM is a kernel RPM (kernel, kernel-PAE) to install into a
+	// guest that has only Xen kernels, so it can boot on KVM.
+	KernelRPM string
 	// CopyRate is the throughput in bytes per second that dry-run copy
 	// time estimates assume; 0 means 200 MiB/s.
 	CopyRate float64

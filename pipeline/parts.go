@@ -20,7 +20,7 @@ type parts struct {
 	overlay func(base diskimg.Device) (diskimg.Device, error)
 	// plan inspects the guest through its (overlaid) disks and plans the
 	// conversion; it must not write until apply is called.
-	plan func(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error)
+	plan func(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error)
 	// target builds the KVM domain; images are the output images in the
 	// order of d.Disks ("" for an empty CD-ROM).
 	target func(d *config.Domain, c *conversion) (*config.KVMDomain, error)
@@ -67,6 +67,12 @@ type conversion struct {
 	close func() error
 	// impl is the converter's own plan, for the target and validation steps.
 	impl any
+}
+
+// planOptions tune the conversion plan.
+type planOptions struct {
+	Skip      []string // rules left out
+	KernelRPM string   // a kernel RPM to install into a Xen-only guest
 }
 
 type bootOptions struct {

@@ -16,7 +16,7 @@ import (
 // realPlan assembles the guest's filesystems over its overlaid disks,
 // inspects it and plans the conversion with package convert. Applying the
 // plan writes into the overlays only.
-func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, skip []string) (*conversion, error) {
+func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
 	var named []namedDisk
 	i := 0
 	for _, xd := range d.Disks {
@@ -46,9 +46,9 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, ski
 	}
 	var p *convert.Plan
 	if view != nil {
-		p, err = convert.MakePlan(g, view.root, d, convert.Options{Disable: skip})
+		p, err = convert.MakePlan(g, view.root, d, convert.Options{Disable: o.Skip, KernelRPM: o.KernelRPM})
 	} else {
-		p, err = convert.MakePlan(nil, nil, d, convert.Options{Disable: skip})
+		p, err = convert.MakePlan(nil, nil, d, convert.Options{Disable: o.Skip, KernelRPM: o.KernelRPM})
 	}
 	if err != nil {
 		return c, err

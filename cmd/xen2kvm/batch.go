@@ -43,6 +43,8 @@ line.
     - config: /srv/import/etc-xen/db02
       format: raw
       output: /srv/kvm-db
+    - config: /srv/import/etc-xen/old01   # only Xen kernels installed:
+      kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
 
 --jobs guests are migrated at the same time, and --workers bounds the
 disk copy workers of all of them together. One guest's failure never

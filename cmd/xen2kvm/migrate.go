@@ -61,6 +61,7 @@ func newMigrateCommand() *cobra.Command {
 		noBootCheck bool
 		force       bool
 		workers     int
+		kernelRPM   string
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate CONFIG -o OUTDIR",
@@ -102,6 +103,9 @@ the target libvirt XML, warnings and blockers.`,
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html
 
+  # A guest with only Xen kernels: give it a kernel that boots on KVM:
+  xen2kvm migrate /etc/xen/old01 -o /srv/kvm/old01 --kernel-rpm kernel-2.6.18-419.el5.x86_64.rpm
+
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
 
@@ -128,7 +132,7 @@ the target libvirt XML, warnings and blockers.`,
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
 				OutDir: out, Format: format, DiskMap: maps, DryRun: f.dryRun, Force: force,
-				Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules,
+				Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules, KernelRPM: kernelRPM,
 				Logger: con.logger(), Progress: con.progress,
 			}
 			switch {
@@ -157,6 +161,7 @@ the target libvirt XML, warnings and blockers.`,
 	fl.BoolVar(&noBootCheck, "no-boot-check", false, "do not boot the result (default: boot it when QEMU is installed)")
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
+	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	f.add(cmd)
 	return cmd
 }
