@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
@@ -26,8 +27,23 @@ const formatVersion = "guestgen/2"
 const stampName = ".guestgen-complete.json"
 
 type stamp struct {
-	Key   string `json:"key"`
-	Guest *Guest `json:"guest"`
+	Key   string   `json:"key"`
+	Guest *Guest   `json:"guest"`
+	Files []string `json:"files"` // size and mtime of the config and each image
+}
+
+// fileStates describes files so that a cached guest whose images were
+// written to since (a test that broke the read-only rule) is rebuilt.
+func fileStates(paths []string) []string {
+	var st []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil
+		}
+		st = append(st, fmt.Sprintf("%s %d %d", filepath.Base(p), fi.Size(), fi.ModTime().UnixNano()))
+	}
+	return st
 }
 
 // Build builds the guest described by spec into outDir/NAME: the disk
@@ -79,7 +95,8 @@ func Build(ctx context.Context, outDir string, spec Spec) (*Guest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building guest %s: %w", spec.Name, err)
 	}
-	data, err := json.MarshalIndent(stamp{Key: key, Guest: g}, "", "  ")
+	files := fileStates(append([]string{g.Config}, g.Images...))
+	data, err := json.MarshalIndent(stamp{Key: key, Guest: g, Files: files}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -98,10 +115,9 @@ func cached(dir, key string) (*Guest, bool) {
 	if json.Unmarshal(data, &st) != nil || st.Key != key || st.Guest == nil {
 		return nil, false
 	}
-	for _, p := range append([]string{st.Guest.Config}, st.Guest.Images...) {
-		if _, err := os.Stat(p); err != nil {
-			return nil, false
-		}
+	now := fileStates(append([]string{st.Guest.Config}, st.Guest.Images...))
+	if now == nil || strings.Join(now, "\n") != strings.Join(st.Files, "\n") {
+		return nil, false
 	}
 	return st.Guest, true
 }

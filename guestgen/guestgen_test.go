@@ -194,6 +194,36 @@ func TestBuildIsCached(t *testing.T) {
 	}
 }
 
+// TestBuildRebuildsTouchedImage: an image written to after the build is
+// not handed out again.
+func TestBuildRebuildsTouchedImage(t *testing.T) {
+	dir := t.TempDir()
+	g, err := Build(context.Background(), dir, Windows2003HVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAt(g.Images[0], 0, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Hour)
+	os.Chtimes(g.Images[0], future, future)
+	if _, err := Build(context.Background(), dir, Windows2003HVM); err != nil {
+		t.Fatal(err)
+	}
+	mbr := make([]byte, 512)
+	f, err := os.Open(g.Images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		t.Error("the touched image was handed out again")
+	}
+}
+
 func TestBuildInvalid(t *testing.T) {
 	for _, s := range []Spec{
 		{Name: "bad name", Kernels: []string{"2.6.18-164.el5"}},
