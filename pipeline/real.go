@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 
@@ -11,8 +10,6 @@ import (
 	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
 	"github.com/xen2kvm/xen2kvm/report"
 )
-
-var errNotWired = errors.New("not wired yet")
 
 // realParts wires the pipeline to xen2kvm's packages.
 func realParts() parts {
