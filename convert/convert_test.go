@@ -483,3 +483,56 @@ func unpackCpio(t *testing.T, path string) string {
 	}
 	return dir
 }
+
+// FuzzPlanGrub converts the RHEL 5.4 tree with an arbitrary grub.conf:
+// planning either fails or gives a plan that applies, after which a new
+// plan changes nothing.
+func FuzzPlanGrub(f *testing.F) {
+	for _, tree := range []string{"rhel54-pv", "rhel48-pv", "xenonly"} {
+		ms, _ := filepath.Glob(filepath.Join("testdata", tree, "*", "grub", "grub.conf"))
+		ms2, _ := filepath.Glob(filepath.Join("testdata", tree, "*", "boot", "grub", "grub.conf"))
+		for _, m := range append(ms, ms2...) {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	src := filepath.Join("testdata", "rhel54-pv")
+	d := &trees[1].dom
+	opts := convert.Options{Disable: []string{convert.RuleInitrd}}
+	f.Fuzz(func(t *testing.T, conf []byte) {
+		dir := t.TempDir()
+		copyTree(t, src, dir)
+		if err := os.WriteFile(filepath.Join(dir, "boot/grub/grub.conf"), conf, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := guestfs.NewMounts(guestfs.DirFS(filepath.Join(dir, "root")))
+		if err := m.Mount("boot", guestfs.DirFS(filepath.Join(dir, "boot"))); err != nil {
+			t.Fatal(err)
+		}
+		g, err := convert.Inspect(m)
+		if err != nil {
+			return
+		}
+		p, err := convert.MakePlan(g, m, d, opts)
+		if err != nil || len(p.Blockers) > 0 {
+			return
+		}
+		if err := p.Apply(m); err != nil {
+			t.Fatalf("Apply: %v\n%s", err, p.Diff())
+		}
+		g2, err := convert.Inspect(m)
+		if err != nil {
+			t.Fatalf("inspecting the converted guest: %v", err)
+		}
+		p2, err := convert.MakePlan(g2, m, d, opts)
+		if err != nil {
+			t.Fatalf("second plan: %v", err)
+		}
+		if len(p2.Edits) > 0 {
+			t.Fatalf("second plan not empty:\n%s\nfirst:\n%s", p2.Diff(), p.Diff())
+		}
+	})
+}
