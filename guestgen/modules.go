@@ -91,7 +91,18 @@ func readModinfo(path string) (*module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading module %s: %w", path, err)
 	}
-	m := &module{Src: path}
+	m := parseModinfo(data)
+	m.Src = path
+	if m.Name == "" {
+		m.Name = strings.ReplaceAll(strings.TrimSuffix(filepath.Base(path), ".ko"), "-", "_")
+	}
+	return m, nil
+}
+
+// parseModinfo reads the NUL-separated key=value pairs of a .modinfo
+// section: the module's name and its depends= list.
+func parseModinfo(data []byte) *module {
+	m := &module{}
 	for _, kv := range bytes.Split(data, []byte{0}) {
 		k, v, ok := strings.Cut(string(kv), "=")
 		if !ok {
@@ -101,15 +112,15 @@ func readModinfo(path string) (*module, error) {
 		case "name":
 			m.Name = v
 		case "depends":
-			if v != "" {
-				m.Deps = strings.Split(v, ",")
+			m.Deps = nil
+			for _, d := range strings.Split(v, ",") {
+				if d != "" {
+					m.Deps = append(m.Deps, d)
+				}
 			}
 		}
 	}
-	if m.Name == "" {
-		m.Name = strings.ReplaceAll(strings.TrimSuffix(filepath.Base(path), ".ko"), "-", "_")
-	}
-	return m, nil
+	return m
 }
 
 // loadOrder returns the named modules and everything they need, each
