@@ -120,3 +120,18 @@ func TestModulesDepFromModinfo(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestPlannerRecord(t *testing.T) {
+	c := &planner{files: map[string]*Edit{}, rule: "a"}
+	c.record("f", Remove, []byte("old"), nil, 0, "removed")
+	c.record("f", Create, nil, []byte("new"), 0o644, "written again")
+	if e := c.files["f"]; e.Kind != Modify || string(e.Before) != "old" || string(e.After) != "new" {
+		t.Errorf("remove then write: %+v", e)
+	}
+	c.record("g", Create, nil, []byte("x"), 0o644, "made")
+	c.rule = "b"
+	c.record("g", Remove, nil, nil, 0, "unmade")
+	if e := c.files["g"]; e.Kind != Modify || e.After != nil || e.Rule != "a+b" {
+		t.Errorf("create then remove: %+v", e)
+	}
+}

@@ -313,8 +313,15 @@ func (c *planner) record(path string, kind EditKind, before, after []byte, mode 
 		c.order = append(c.order, path)
 	}
 	e.After = after
-	if kind == Remove {
+	switch {
+	case kind == Remove && e.Kind == Create:
+		// Created, then removed: nothing to do, as an empty Modify.
+		e.Kind, e.After = Modify, e.Before
+	case kind == Remove:
 		e.Kind = Remove
+	case e.Kind == Remove:
+		// Removed by one rule, written by a later one.
+		e.Kind = Modify
 	}
 	if !strings.Contains("+"+e.Rule+"+", "+"+c.rule+"+") {
 		if e.Rule != "" {
