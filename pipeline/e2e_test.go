@@ -83,6 +83,14 @@ var (
 	binErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // xen2kvm builds the command once per test binary.
 func xen2kvm(t *testing.T) string {
 	t.Helper()
