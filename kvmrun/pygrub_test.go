@@ -158,7 +158,7 @@ func TestBootFromDiskFake(t *testing.T) {
 	for _, want := range []string{
 		"\n-kernel\n" + filepath.Join(dir, "run", "vmlinuz") + "\n",
 		"\n-initrd\n" + filepath.Join(dir, "run", "initrd.img") + "\n",
-		"\n-append\nro root=/dev/VolGroup00/LogVol00 console=ttyS0,115200\n",
+		"\n-append\nro root=/dev/VolGroup00/LogVol00 console=ttyS0,115200 no_timer_check\n", // TCG adds no_timer_check
 		"snapshot=on",
 	} {
 		if !strings.Contains(argv, want) {

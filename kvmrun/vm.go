@@ -221,6 +221,9 @@ func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QE
 		qo.Kernel, qo.Initrd, qo.Append = db.Kernel, db.Initrd, db.Append
 		vm.boot = db
 	}
+	if qo.Accel == AccelTCG {
+		tcgTimerWorkaround(dom, &qo)
+	}
 	vm.directBoot = qo.Kernel != "" || dom.Kernel != ""
 
 	vm.argv = append([]string{s.qemu}, config.QEMUArgs(dom, qo)...)
@@ -612,4 +615,24 @@ func serialLines(text string) []string {
 		lines[i] = strings.TrimRight(l, "\r")
 	}
 	return lines
+}
+
+// tcgTimerWorkaround adds no_timer_check to a direct kernel boot under TCG.
+// On a busy host an emulated CPU can be too slow for the kernel's check that
+// the IO-APIC timer ticks, and the kernel panics with "IO-APIC + timer
+// doesn't work". The option skips that check for this launch only; the
+// guest's own boot configuration is not changed.
+func tcgTimerWorkaround(dom *config.KVMDomain, qo *config.QEMUOptions) {
+	if qo.Kernel == "" {
+		if dom.Kernel == "" {
+			return
+		}
+		qo.Kernel, qo.Initrd, qo.Append = dom.Kernel, dom.Initrd, dom.Cmdline
+	}
+	for _, w := range strings.Fields(qo.Append) {
+		if w == "no_timer_check" {
+			return
+		}
+	}
+	qo.Append = strings.TrimSpace(qo.Append + " no_timer_check")
 }
