@@ -22,7 +22,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/2"
+const formatVersion = "guestgen/3"
 
 const stampName = ".guestgen-complete.json"
 
