@@ -237,7 +237,7 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 		if g.Arch != "x86_64" && g.Major >= 5 {
 			pkg = "kernel-PAE"
 		}
-		return nil, fmt.Sprintf("only Xen kernels are installed (%s): install the %s package in the guest (yum install %s) before migrating",
+		return nil, fmt.Sprintf("only Xen kernels are installed (%s): install the %s package in the guest (yum install %s) before migrating, or give its RPM with --kernel-rpm FILE",
 			releases(g.Kernels), pkg, pkg)
 	}
 	score := func(k *Kernel) int {
