@@ -136,7 +136,7 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // migrates and boots in TestE2EBatchWithBrokenGuests.)
 func TestE2EMigrateBoots(t *testing.T) {
 	needE2E(t)
-	for _, s := range []guestgen.Spec{guestgen.CentOS5LVM} {
+	for _, s := range []guestgen.Spec{guestgen.CentOS5PV, guestgen.CentOS5LVM} {
 		t.Run(s.Name, func(t *testing.T) {
 			g := guest(t, s)
 			sourcesUnchanged(t, g)
@@ -182,6 +182,22 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			if k.Disks[0].Path != img {
 				t.Errorf("the XML names %s, not %s", k.Disks[0].Path, img)
+			}
+			// And xen2kvm boot OUTDIR boots the result again on its own.
+			before := testutil.HashFile(t, img)
+			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "3m", "--json")
+			if code != 0 {
+				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
+			}
+			var res struct{ Match string }
+			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+				t.Fatalf("boot --json: %v\n%s", err, stdout)
+			}
+			if !strings.Contains(res.Match, "login:") {
+				t.Errorf("xen2kvm boot matched %q, want the login prompt", res.Match)
+			}
+			if testutil.HashFile(t, img) != before {
+				t.Error("xen2kvm boot wrote to the migrated image (it boots with a snapshot)")
 			}
 		})
 	}
