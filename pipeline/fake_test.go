@@ -20,7 +20,7 @@ type fileSource struct {
 	size int64
 }
 
-func openFileSource(path string) (source, error) {
+func openFileSource(path, _ string) (source, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

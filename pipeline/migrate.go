@@ -239,7 +239,7 @@ func (m *migration) openDisks() error {
 		}
 		path := config.MapPath(xd.Source, m.opts.DiskMap)
 		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
-		src, err := m.p.openSource(path)
+		src, err := m.p.openSource(path, xd.Format)
 		if err != nil {
 			errs = append(errs, &DiskError{Target: xd.Target, Path: path, Err: err})
 			m.rep.Disks = append(m.rep.Disks, rd)

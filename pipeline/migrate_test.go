@@ -354,7 +354,7 @@ func (c *countingDevice) ReadAt(p []byte, off int64) (int, error) {
 
 func TestLimiterBoundsReads(t *testing.T) {
 	fx := newFixture(t, "g")
-	src, err := openFileSource(fx.images[0])
+	src, err := openFileSource(fx.images[0], "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,9 @@ import (
 // inject failures cheaply.
 type parts struct {
 	parseConfig func(path string) (*config.Domain, error)
-	// openSource opens a source disk image read-only.
-	openSource func(path string) (source, error)
+	// openSource opens a source disk image read-only. format is the
+	// image format the Xen config declares for it ("" when it says none).
+	openSource func(path, format string) (source, error)
 	// overlay returns a copy-on-write device above a read-only one.
 	overlay func(base diskimg.Device) (diskimg.Device, error)
 	// plan inspects the guest through its (overlaid) disks and plans the

@@ -15,8 +15,16 @@ import (
 func realParts() parts {
 	return parts{
 		parseConfig: func(path string) (*config.Domain, error) { return config.ParseFile(path) },
-		openSource: func(path string) (source, error) {
-			img, err := diskimg.Open(path)
+		openSource: func(path, format string) (source, error) {
+			// A format the config declares is how Xen read the disk:
+			// file:, phy: and tap:aio: are raw, and their content is not
+			// interpreted, so a guest that wrote an image header into its
+			// own disk cannot point xen2kvm at files on this host.
+			open := diskimg.Open
+			if format != "" {
+				open = func(path string) (*diskimg.Image, error) { return diskimg.OpenAs(path, format) }
+			}
+			img, err := open(path)
 			if err != nil {
 				return nil, err
 			}

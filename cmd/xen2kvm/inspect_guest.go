@@ -42,7 +42,13 @@ func inspectDisks(ctx context.Context, d *config.Domain, maps []config.PathMap) 
 			continue
 		}
 		path := config.MapPath(disk.Source, maps)
-		img, err := diskimg.Open(path)
+		// Read the disk as Xen did: a declared format (file:, phy: and
+		// tap:aio: are raw) is not second-guessed from the content.
+		open := diskimg.Open
+		if disk.Format != "" {
+			open = func(path string) (*diskimg.Image, error) { return diskimg.OpenAs(path, disk.Format) }
+		}
+		img, err := open(path)
 		if err != nil {
 			return nil, fmt.Errorf("disk %s: %w", disk.Target, err)
 		}
