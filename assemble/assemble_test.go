@@ -393,7 +393,7 @@ func TestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(b[446+8:], []byte{0, 0, 0, 0}) // partition 1 starts on the MBR
-	bad := &memDev{b}
+	bad := &testutil.MemDev{B: b}
 	if _, err := Open(context.Background(), []Disk{{"xvda", bad}}); err == nil || !strings.Contains(err.Error(), "xvda") {
 		t.Errorf("corrupt table: %v", err)
 	}
@@ -405,27 +405,6 @@ func TestErrors(t *testing.T) {
 	if _, err := Open(context.Background(), []Disk{{"", openFile(t, xvda)}}); err == nil {
 		t.Error("empty target accepted")
 	}
-}
-
-// memDev is an in-memory device.
-type memDev struct{ b []byte }
-
-func (d *memDev) Size() int64 { return int64(len(d.b)) }
-func (d *memDev) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, errors.New("memDev: write out of range")
-	}
-	return copy(d.b[off:], p), nil
 }
 
 // TestWriteUnsupported: a filesystem extfs can read but not write is

@@ -1,13 +1,10 @@
 package assemble
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -33,34 +30,26 @@ const (
 // xvda1, VolGroup00 on xvda2 with the root, swap and a home LV whose
 // name has a dash.
 func TestLVMGuest(t *testing.T) {
-	checkLVMGuest(t, readGz(t, "testdata/rhel5-lvm.img.gz"))
+	checkLVMGuest(t, testutil.ReadGz(t, "testdata/rhel5-lvm.img.gz"))
 }
 
 // TestLVMGuestBuilt builds the same layout with the lvm2 tools on loop
 // devices (root only) and assembles it.
 func TestLVMGuestBuilt(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Unavailable(t, "building LVM volumes needs root (loop devices)")
-	}
+	testutil.NeedRoot(t, "building LVM volumes needs root (loop devices)")
 	for _, tool := range []string{"losetup", "lvm", "sfdisk", "mke2fs", "mkswap"} {
 		testutil.NeedTool(t, tool)
 	}
 	img := buildLVMGuest(t)
 	checkLVMGuest(t, img)
 	if *update {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		zw.Write(img)
-		zw.Close()
-		if err := os.WriteFile("testdata/rhel5-lvm.img.gz", buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WriteGz(t, "testdata/rhel5-lvm.img.gz", img)
 	}
 }
 
 func checkLVMGuest(t *testing.T, img []byte) {
 	t.Helper()
-	g, err := Open(context.Background(), []Disk{{"xvda", &memDev{img}}}, ReadOnly())
+	g, err := Open(context.Background(), []Disk{{"xvda", &testutil.MemDev{B: img}}}, ReadOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,19 +112,13 @@ func buildLVMGuest(t *testing.T) []byte {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sfdisk: %v\n%s", err, out)
 	}
-	out := run(t, "losetup", "--find", "--show", "--offset", strconv.Itoa(lvmPVStart), path)
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if _, err := runErr("losetup", "-d", loop); err != nil {
-			t.Errorf("detaching %s: %v", loop, err)
-		}
-	})
+	loop := testutil.Loop(t, path, "--offset", strconv.Itoa(lvmPVStart))
 	// Activation is off: nothing reaches device-mapper and the data is
 	// written at the extents lvs reports.
 	conf := "backup { backup=0 archive=0 } global { activation=0 }"
 	lvm := func(args ...string) []byte {
 		t.Helper()
-		return run(t, "lvm", append([]string{args[0], "--devices", loop, "--config", conf}, args[1:]...)...)
+		return testutil.Run(t, "lvm", append([]string{args[0], "--devices", loop, "--config", conf}, args[1:]...)...)
 	}
 	lvm("pvcreate", "-q", loop)
 	lvm("vgcreate", "-q", "-s", "1M", "VolGroup00", loop)
@@ -193,43 +176,4 @@ func buildLVMGuest(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return img
-}
-
-func run(t *testing.T, name string, args ...string) []byte {
-	t.Helper()
-	out, err := runErr(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func runErr(name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
-	}
-	return out, nil
-}
-
-func readGz(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -2,12 +2,10 @@ package lvm
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,27 +19,6 @@ import (
 )
 
 var update = flag.Bool("update", false, "rebuild testdata/lvm.img.gz with the lvm2 tools (root)")
-
-// memDev is an in-memory read-write device.
-type memDev struct{ b []byte }
-
-func (d *memDev) Size() int64 { return int64(len(d.b)) }
-func (d *memDev) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, errors.New("memDev: write out of range")
-	}
-	return copy(d.b[off:], p), nil
-}
 
 // The test disk: an MBR with a 2 MiB partition and two 5 MiB LVM PVs
 // holding VolGroup00 (1 MiB extents) with LogVol00 (linear, 3 MiB on the
@@ -79,7 +56,7 @@ type report struct {
 }
 
 func TestGolden(t *testing.T) {
-	img := readGz(t, "testdata/lvm.img.gz")
+	img := testutil.ReadGz(t, "testdata/lvm.img.gz")
 	js, err := os.ReadFile("testdata/lvm.json")
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +127,7 @@ func firstDiff(a, b []byte) int {
 // VG.
 func scanDisk(t *testing.T, img []byte) *VG {
 	t.Helper()
-	tab, err := part.Read(&memDev{img})
+	tab, err := part.Read(&testutil.MemDev{B: img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,42 +149,19 @@ func scanDisk(t *testing.T, img []byte) *VG {
 // devices over an image file, writes known data into the LVs, detaches
 // everything and reads the image with this package.
 func TestLVM2Tools(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Unavailable(t, "building LVM volumes needs root (loop devices)")
-	}
+	testutil.NeedRoot(t, "building LVM volumes needs root (loop devices)")
 	for _, tool := range []string{"losetup", "lvm", "sfdisk"} {
 		testutil.NeedTool(t, tool)
 	}
 	img, rep := buildLVM(t)
 	verify(t, img, rep)
 	if *update {
-		writeGz(t, "testdata/lvm.img.gz", img)
+		testutil.WriteGz(t, "testdata/lvm.img.gz", img)
 		js, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile("testdata/lvm.json", append(js, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-}
-
-func run(t *testing.T, name string, args ...string) []byte {
-	t.Helper()
-	out, err := runErr(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func runErr(name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
-	}
-	return out, nil
 }
 
 // dmAvailable tells whether device-mapper works here; without it the LVs
@@ -217,7 +171,7 @@ func dmAvailable() bool {
 	if _, err := os.Stat("/dev/mapper/control"); err != nil {
 		return false
 	}
-	_, err := runErr("dmsetup", "version")
+	_, err := testutil.RunErr("dmsetup", "version")
 	return err == nil
 }
 
@@ -239,14 +193,8 @@ func buildLVM(t *testing.T) ([]byte, report) {
 	starts := map[string]int64{}
 	var loops []string
 	for _, p := range [][2]int64{{6144, 10240}, {16384, 10240}} {
-		out := run(t, "losetup", "--find", "--show", "--offset", strconv.FormatInt(p[0]*512, 10),
-			"--sizelimit", strconv.FormatInt(p[1]*512, 10), path)
-		loop := strings.TrimSpace(string(out))
-		t.Cleanup(func() {
-			if _, err := runErr("losetup", "-d", loop); err != nil {
-				t.Errorf("detaching %s: %v", loop, err)
-			}
-		})
+		loop := testutil.Loop(t, path, "--offset", strconv.FormatInt(p[0]*512, 10),
+			"--sizelimit", strconv.FormatInt(p[1]*512, 10))
 		loops = append(loops, loop)
 		starts[loop] = p[0] * 512
 	}
@@ -265,13 +213,13 @@ func buildLVM(t *testing.T) ([]byte, report) {
 	lvm := func(args ...string) []byte {
 		t.Helper()
 		full := append([]string{args[0], "--devices", strings.Join(loops, ","), "--config", conf}, args[1:]...)
-		return run(t, "lvm", full...)
+		return testutil.Run(t, "lvm", full...)
 	}
 	lvm("pvcreate", "-q", loops[0], loops[1])
 	lvm("vgcreate", "-q", "-s", "1M", vgName, loops[0], loops[1])
 	if dm {
 		t.Cleanup(func() {
-			if _, err := runErr("lvm", "vgchange", "--devices", strings.Join(loops, ","), "--config", conf, "-an", vgName); err != nil {
+			if _, err := testutil.RunErr("lvm", "vgchange", "--devices", strings.Join(loops, ","), "--config", conf, "-an", vgName); err != nil {
 				t.Errorf("deactivating: %v", err)
 			}
 		})
@@ -364,7 +312,7 @@ func buildLVM(t *testing.T) ([]byte, report) {
 		}
 	}
 	if dm {
-		run(t, "dmsetup", "mknodes")
+		testutil.Run(t, "dmsetup", "mknodes")
 		for _, lv := range rep.LVs {
 			node := fmt.Sprintf("/dev/mapper/%s-%s", vgName, lv.Name)
 			if err := os.WriteFile(node, pattern(lv.Name, atoi(t, lv.Size)), 0); err != nil {
@@ -406,59 +354,21 @@ func atoi(t *testing.T, s string) int64 {
 	return n
 }
 
-func writeGz(t *testing.T, path string, b []byte) {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readGz(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestTwoMetadataAreas: a PV made with two metadata copies still reads
 // when the first copy is damaged.
 func TestTwoMetadataAreas(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Unavailable(t, "building LVM volumes needs root (loop devices)")
-	}
+	testutil.NeedRoot(t, "building LVM volumes needs root (loop devices)")
 	testutil.NeedTool(t, "losetup")
 	testutil.NeedTool(t, "lvm")
 	path := filepath.Join(t.TempDir(), "pv.img")
 	if err := os.WriteFile(path, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	loop := strings.TrimSpace(string(run(t, "losetup", "--find", "--show", path)))
-	t.Cleanup(func() {
-		if _, err := runErr("losetup", "-d", loop); err != nil {
-			t.Errorf("detaching %s: %v", loop, err)
-		}
-	})
+	loop := testutil.Loop(t, path)
 	conf := "backup { backup=0 archive=0 } global { activation=0 }"
 	lvm := func(args ...string) {
 		t.Helper()
-		run(t, "lvm", append([]string{args[0], "--devices", loop, "--config", conf}, args[1:]...)...)
+		testutil.Run(t, "lvm", append([]string{args[0], "--devices", loop, "--config", conf}, args[1:]...)...)
 	}
 	lvm("pvcreate", "-q", "--pvmetadatacopies", "2", loop)
 	lvm("vgcreate", "-q", "-s", "1M", "VolGroup00", loop)
@@ -467,7 +377,7 @@ func TestTwoMetadataAreas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := readLabel(&memDev{img})
+	l, err := readLabel(&testutil.MemDev{B: img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +385,7 @@ func TestTwoMetadataAreas(t *testing.T) {
 		t.Fatalf("%d metadata areas, want 2", len(l.mdas))
 	}
 	img[l.mdas[0].offset+100]++ // the first copy's header checksum fails
-	vgs, err := Scan(&memDev{img})
+	vgs, err := Scan(&testutil.MemDev{B: img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +393,7 @@ func TestTwoMetadataAreas(t *testing.T) {
 		t.Errorf("VGs from the second copy: %+v", vgs)
 	}
 	img[l.mdas[1].offset+100]++ // both damaged
-	if _, err := Scan(&memDev{img}); !errors.Is(err, ErrCorrupt) {
+	if _, err := Scan(&testutil.MemDev{B: img}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("both copies damaged: %v, want ErrCorrupt", err)
 	}
 }

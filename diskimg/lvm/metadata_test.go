@@ -11,6 +11,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/part"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -86,9 +87,9 @@ func TestParseConfigErrors(t *testing.T) {
 
 // goldenPVs returns the golden disk and its two PV partitions.
 func goldenPVs(t testing.TB) ([]byte, []*part.Partition) {
-	goldenOnce.Do(func() { golden = readGz(t, "testdata/lvm.img.gz") })
+	goldenOnce.Do(func() { golden = testutil.ReadGz(t, "testdata/lvm.img.gz") })
 	img := bytes.Clone(golden) // tests edit their copy
-	tab, err := part.Read(&memDev{img})
+	tab, err := part.Read(&testutil.MemDev{B: img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +188,8 @@ func editText(pv []byte, old, new string) {
 
 func TestNoLabel(t *testing.T) {
 	img, pvs := goldenPVs(t)
-	tab, _ := part.Read(&memDev{img})
-	vgs, err := Scan(tab.Partitions[0].Device(), &memDev{make([]byte, 100)})
+	tab, _ := part.Read(&testutil.MemDev{B: img})
+	vgs, err := Scan(tab.Partitions[0].Device(), &testutil.MemDev{B: make([]byte, 100)})
 	if err != nil || len(vgs) != 0 {
 		t.Errorf("Scan of non-PVs = %v, %v", vgs, err)
 	}
@@ -324,9 +325,9 @@ logical_volumes {
 `
 
 func TestSegmentTypes(t *testing.T) {
-	pv0 := &memDev{make([]byte, 4096+10*4096)}
-	copy(pv0.b[4096+3*4096:], "mirror leg data")
-	vg, err := synthetic(t, mirrorVG, map[string]diskimg.Device{"A": pv0, "B": &memDev{make([]byte, 4096+10*4096)}})
+	pv0 := &testutil.MemDev{B: make([]byte, 4096+10*4096)}
+	copy(pv0.B[4096+3*4096:], "mirror leg data")
+	vg, err := synthetic(t, mirrorVG, map[string]diskimg.Device{"A": pv0, "B": &testutil.MemDev{B: make([]byte, 4096+10*4096)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +405,7 @@ func FuzzMetadata(f *testing.F) {
 		if err != nil {
 			return
 		}
-		dev := &memDev{make([]byte, 1<<20)}
+		dev := &testutil.MemDev{B: make([]byte, 1<<20)}
 		vg, err := buildVG(s, func(string) (diskimg.Device, int) { return dev, 0 })
 		if err != nil {
 			return
@@ -437,8 +438,8 @@ func FuzzScan(f *testing.F) {
 		if len(head) > 64<<10 {
 			return
 		}
-		dev := &memDev{make([]byte, 5<<20)}
-		copy(dev.b, head)
+		dev := &testutil.MemDev{B: make([]byte, 5<<20)}
+		copy(dev.B, head)
 		vgs, err := Scan(dev)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {

@@ -3,7 +3,6 @@ package part
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -24,27 +23,6 @@ import (
 )
 
 var update = flag.Bool("update", false, "rebuild testdata images with sfdisk")
-
-// memDev is an in-memory read-write device.
-type memDev struct{ b []byte }
-
-func (d *memDev) Size() int64 { return int64(len(d.b)) }
-func (d *memDev) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(d.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, d.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (d *memDev) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > int64(len(d.b)) {
-		return 0, errors.New("memDev: write out of range")
-	}
-	return copy(d.b[off:], p), nil
-}
 
 // layouts are sfdisk scripts for the test images.
 var layouts = []struct {
@@ -102,19 +80,8 @@ func makeImageSectors(t *testing.T, size int64, script string, sectorSize int) (
 	}
 	target, node := path, path
 	if sectorSize != 512 {
-		if os.Geteuid() != 0 {
-			testutil.Unavailable(t, "a %d-byte sector image needs a loop device (root)", sectorSize)
-		}
-		out, err := exec.Command(testutil.NeedTool(t, "losetup"), "-b", strconv.Itoa(sectorSize), "--find", "--show", path).Output()
-		if err != nil {
-			t.Fatalf("losetup: %v", err)
-		}
-		loop := strings.TrimSpace(string(out))
-		t.Cleanup(func() {
-			if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-				t.Errorf("losetup -d %s: %v\n%s", loop, err, out)
-			}
-		})
+		testutil.NeedRoot(t, "a %d-byte sector image needs a loop device (root)", sectorSize)
+		loop := testutil.Loop(t, path, "-b", strconv.Itoa(sectorSize))
 		target, node = loop, loop+"p"
 	}
 	cmd := exec.Command(sfdisk, "-q", "--no-reread", "--no-tell-kernel", target)
@@ -170,13 +137,13 @@ func TestSfdisk(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
 			img, js := makeImageSectors(t, l.size, l.script, cmp.Or(l.sectorSize, 512))
-			tab, err := Read(&memDev{img})
+			tab, err := Read(&testutil.MemDev{B: img})
 			if err != nil {
 				t.Fatal(err)
 			}
 			check(t, tab, js)
 			if *update {
-				writeGz(t, filepath.Join("testdata", l.name+".img.gz"), img)
+				testutil.WriteGz(t, filepath.Join("testdata", l.name+".img.gz"), img)
 				if err := os.WriteFile(filepath.Join("testdata", l.name+".json"), js, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -190,12 +157,12 @@ func TestSfdisk(t *testing.T) {
 func TestGolden(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
-			img := readGz(t, filepath.Join("testdata", l.name+".img.gz"))
+			img := testutil.ReadGz(t, filepath.Join("testdata", l.name+".img.gz"))
 			js, err := os.ReadFile(filepath.Join("testdata", l.name+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			tab, err := Read(&memDev{img})
+			tab, err := Read(&testutil.MemDev{B: img})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +175,7 @@ func TestGolden(t *testing.T) {
 // disk: /boot, then an LVM PV, and logical partitions.
 func TestRealLayout(t *testing.T) {
 	img, js := makeImage(t, 64<<20, "label: dos\n,8M,83,*\n,16M,8e\n,,5\n,4M,82\n,,83\n")
-	d := &memDev{img}
+	d := &testutil.MemDev{B: img}
 	tab, err := Read(d)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +196,7 @@ func TestRealLayout(t *testing.T) {
 }
 
 func TestWindow(t *testing.T) {
-	disk := &memDev{bytes.Repeat([]byte{'.'}, 1000)}
+	disk := &testutil.MemDev{B: bytes.Repeat([]byte{'.'}, 1000)}
 	p := &Partition{Start: 100, Size: 50, disk: disk}
 	dev := p.Device()
 	buf := make([]byte, 20)
@@ -246,14 +213,14 @@ func TestWindow(t *testing.T) {
 	if _, err := dev.WriteAt(make([]byte, 11), 40); err == nil {
 		t.Error("WriteAt across the end succeeded")
 	}
-	if string(disk.b[140:160]) != strings.Repeat(".", 20) {
+	if string(disk.B[140:160]) != strings.Repeat(".", 20) {
 		t.Error("a refused write changed the disk")
 	}
 	if _, err := dev.WriteAt([]byte("0123456789"), 40); err != nil {
 		t.Fatal(err)
 	}
-	if string(disk.b[140:151]) != "0123456789." {
-		t.Errorf("disk = %q", disk.b[140:151])
+	if string(disk.B[140:151]) != "0123456789." {
+		t.Errorf("disk = %q", disk.B[140:151])
 	}
 }
 
@@ -267,15 +234,15 @@ func TestNoTable(t *testing.T) {
 	}
 	fat[510], fat[511] = 0x55, 0xAA
 	for name, b := range map[string][]byte{"zeros": make([]byte, 1<<20), "ext2": ext, "boot sector": fat, "tiny": make([]byte, 100)} {
-		if _, err := Read(&memDev{b}); !errors.Is(err, ErrNoTable) {
+		if _, err := Read(&testutil.MemDev{B: b}); !errors.Is(err, ErrNoTable) {
 			t.Errorf("%s: err = %v, want ErrNoTable", name, err)
 		}
 	}
 }
 
 func TestCorrupt(t *testing.T) {
-	logical := readGz(t, "testdata/mbr-logical.img.gz")
-	gpt := readGz(t, "testdata/gpt.img.gz")
+	logical := testutil.ReadGz(t, "testdata/mbr-logical.img.gz")
+	gpt := testutil.ReadGz(t, "testdata/gpt.img.gz")
 	le32 := binary.LittleEndian.PutUint32
 	tests := []struct {
 		name  string
@@ -318,7 +285,7 @@ func TestCorrupt(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(img)
 			}
-			tab, err := Read(&memDev{img})
+			tab, err := Read(&testutil.MemDev{B: img})
 			if tc.noErr {
 				if err != nil {
 					t.Fatalf("Read: %v", err)
@@ -337,9 +304,9 @@ func TestCorrupt(t *testing.T) {
 }
 
 func TestTruncatedPartitionIsCut(t *testing.T) {
-	img := readGz(t, "testdata/mbr-primary.img.gz")
+	img := testutil.ReadGz(t, "testdata/mbr-primary.img.gz")
 	img = img[:110*512] // partition 3 spans sectors 100-119
-	tab, err := Read(&memDev{img})
+	tab, err := Read(&testutil.MemDev{B: img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +361,7 @@ func (d *sparseDev) ReadAt(p []byte, off int64) (int, error) {
 // EBRs and the two GPT copies live) and zeros between.
 func FuzzRead(f *testing.F) {
 	for _, l := range layouts {
-		img := readGz(f, filepath.Join("testdata", l.name+".img.gz"))
+		img := testutil.ReadGz(f, filepath.Join("testdata", l.name+".img.gz"))
 		end := len(img)
 		for end > 0 && img[end-1] == 0 {
 			end--
@@ -428,51 +395,20 @@ func FuzzRead(f *testing.F) {
 	})
 }
 
-func writeGz(t *testing.T, path string, b []byte) {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readGz(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-var _ diskimg.Device = (*memDev)(nil)
+var _ diskimg.Device = (*testutil.MemDev)(nil)
 
 func crc(b []byte) uint32 { return crc32.ChecksumIEEE(b) }
 
 // listingDev is a memDev that lists extents.
 type listingDev struct {
-	*memDev
+	*testutil.MemDev
 	extents []diskimg.Extent
 }
 
 func (d listingDev) Extents(context.Context) ([]diskimg.Extent, error) { return d.extents, nil }
 
 func TestWindowExtents(t *testing.T) {
-	disk := listingDev{&memDev{make([]byte, 1000)}, []diskimg.Extent{{Offset: 0, Length: 120}, {Offset: 130, Length: 5}, {Offset: 140, Length: 100}}}
+	disk := listingDev{&testutil.MemDev{B: make([]byte, 1000)}, []diskimg.Extent{{Offset: 0, Length: 120}, {Offset: 130, Length: 5}, {Offset: 140, Length: 100}}}
 	p := &Partition{Start: 100, Size: 50, disk: disk}
 	got, err := p.Device().(diskimg.ExtentLister).Extents(context.Background())
 	if err != nil {
@@ -482,7 +418,7 @@ func TestWindowExtents(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Extents() = %v, want %v", got, want)
 	}
-	p = &Partition{Start: 100, Size: 50, disk: &memDev{make([]byte, 1000)}}
+	p = &Partition{Start: 100, Size: 50, disk: &testutil.MemDev{B: make([]byte, 1000)}}
 	if _, err := p.Device().(diskimg.ExtentLister).Extents(context.Background()); !errors.Is(err, diskimg.ErrNotSupported) {
 		t.Errorf("Extents() on a disk without extents: %v, want ErrNotSupported", err)
 	}
