@@ -20,7 +20,6 @@ package qcow
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -149,17 +148,13 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 		if l1Off > uint64(fileSize) || l1Size*8 > fileSize-int64(l1Off) {
 			return nil, img.corrupt("L1 table at %#x (%d entries) is past the end of the file (%d bytes); truncated?", l1Off, l1Size, fileSize)
 		}
-		buf := make([]byte, l1Size*8)
-		if err := blk.ReadFull(r, fileSize, buf, int64(l1Off), name, "qcow", "L1 table"); err != nil {
-			return nil, err
-		}
 		var order binary.ByteOrder = binary.BigEndian
 		if img.xenLE {
 			order = binary.LittleEndian
 		}
-		img.l1 = make([]uint64, l1Size)
-		for i := range img.l1 {
-			img.l1[i] = order.Uint64(buf[i*8:])
+		var err error
+		if img.l1, err = blk.ReadUint64s(r, fileSize, order, int64(l1Off), l1Size, name, "qcow", "L1 table"); err != nil {
+			return nil, err
 		}
 	}
 	if backOff != 0 {
@@ -178,15 +173,7 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 }
 
 func (img *Image) loadL2(off int64) ([]uint64, error) {
-	buf := make([]byte, img.l2Entries*8)
-	if err := blk.ReadFull(img.r, img.fileSize, buf, off, img.name, "qcow", "L2 table"); err != nil {
-		return nil, err
-	}
-	t := make([]uint64, img.l2Entries)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(buf[i*8:])
-	}
-	return t, nil
+	return blk.ReadUint64s(img.r, img.fileSize, binary.BigEndian, off, img.l2Entries, img.name, "qcow", "L2 table")
 }
 
 // entry returns the L2 entry of guest cluster c (0: unallocated).
@@ -208,72 +195,33 @@ func (img *Image) entry(c int64) (uint64, error) {
 
 // ReadAt reads guest data; it satisfies io.ReaderAt.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", img.name, off)
-	}
-	if off >= img.size {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	want := len(p)
-	if int64(want) > img.size-off {
-		p = p[:img.size-off]
-	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		c := pos >> img.clusterBits
-		in := pos & (img.clusterSize - 1)
-		n := int(min(int64(len(p)-done), img.clusterSize-in))
-		dst := p[done : done+n]
-		e, err := img.entry(c)
-		if err != nil {
-			return done, err
-		}
-		switch {
-		case e == 0:
-			if err := img.readBacking(dst, pos); err != nil {
-				return done, err
-			}
-		case e&oflagCompressed != 0:
-			data, err := img.compressed(e, c)
-			if err != nil {
-				return done, err
-			}
-			copy(dst, data[in:])
-		default:
-			if int64(e)%img.clusterSize != 0 {
-				return done, img.corrupt("L2 entry for guest offset %d points to unaligned offset %#x", c*img.clusterSize, e)
-			}
-			if err := blk.ReadFull(img.r, img.fileSize, dst, int64(e)+in, img.name, "qcow", "data cluster"); err != nil {
-				return done, err
-			}
-		}
-		done += n
-	}
-	if done < want {
-		return done, io.EOF
-	}
-	return done, nil
+	return blk.ReadUnits(img.name, p, off, img.size, img.clusterSize, img.readCluster)
 }
 
-func (img *Image) readBacking(dst []byte, pos int64) error {
-	if img.backing == nil || pos >= img.backing.Size() {
-		clear(dst)
-		return nil
+// readCluster reads dst, which lies inside one cluster, at guest offset pos.
+func (img *Image) readCluster(dst []byte, pos int64) error {
+	c := pos >> img.clusterBits
+	in := pos & (img.clusterSize - 1)
+	e, err := img.entry(c)
+	if err != nil {
+		return err
 	}
-	n := int(min(int64(len(dst)), img.backing.Size()-pos))
-	m, err := img.backing.ReadAt(dst[:n], pos)
-	if m < n {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	switch {
+	case e == 0:
+		return blk.ReadBacking(img.name, img.backing, dst, pos)
+	case e&oflagCompressed != 0:
+		data, err := img.compressed(e, c)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("%s: reading backing file: %w", img.name, err)
+		copy(dst, data[in:])
+		return nil
+	default:
+		if int64(e)%img.clusterSize != 0 {
+			return img.corrupt("L2 entry for guest offset %d points to unaligned offset %#x", c*img.clusterSize, e)
+		}
+		return blk.ReadFull(img.r, img.fileSize, dst, int64(e)+in, img.name, "qcow", "data cluster")
 	}
-	clear(dst[n:])
-	return nil
 }
 
 func (img *Image) compressed(e uint64, c int64) ([]byte, error) {
@@ -291,11 +239,9 @@ func (img *Image) compressed(e uint64, c int64) ([]byte, error) {
 		if err := blk.ReadFull(img.r, img.fileSize, in, host, img.name, "qcow", "compressed cluster"); err != nil {
 			return nil, err
 		}
-		out := make([]byte, img.clusterSize)
-		zr := flate.NewReader(bytes.NewReader(in))
-		defer zr.Close()
-		if _, err := io.ReadFull(zr, out); err != nil {
-			return nil, bad(fmt.Errorf("inflating: %w", err))
+		out, err := blk.Inflate(in, img.clusterSize)
+		if err != nil {
+			return nil, bad(err)
 		}
 		return out, nil
 	})

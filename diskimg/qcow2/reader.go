@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -196,13 +195,9 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 		if l1Off > uint64(fileSize) || need*8 > fileSize-int64(l1Off) {
 			return nil, img.corrupt("L1 table at %#x (%d entries) is past the end of the file (%d bytes); truncated?", l1Off, need, fileSize)
 		}
-		buf := make([]byte, need*8)
-		if err := blk.ReadFull(r, fileSize, buf, int64(l1Off), name, "qcow2", "L1 table"); err != nil {
+		var err error
+		if img.l1, err = blk.ReadUint64s(r, fileSize, be, int64(l1Off), need, name, "qcow2", "L1 table"); err != nil {
 			return nil, err
-		}
-		img.l1 = make([]uint64, need)
-		for i := range img.l1 {
-			img.l1[i] = be.Uint64(buf[i*8:])
 		}
 	}
 
@@ -269,15 +264,7 @@ func (img *Image) l2Table(off int64) ([]uint64, error) {
 }
 
 func (img *Image) loadL2(off int64) ([]uint64, error) {
-	buf := make([]byte, img.clusterSize)
-	if err := blk.ReadFull(img.r, img.fileSize, buf, off, img.name, "qcow2", "L2 table"); err != nil {
-		return nil, err
-	}
-	t := make([]uint64, img.l2Entries)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(buf[i*8:])
-	}
-	return t, nil
+	return blk.ReadUint64s(img.r, img.fileSize, binary.BigEndian, off, img.l2Entries, img.name, "qcow2", "L2 table")
 }
 
 // l2OffsetOf validates the L1 entry at index i and returns the L2 table
@@ -343,75 +330,31 @@ func (img *Image) classify(e uint64, c int64) (clusterKind, uint64, error) {
 
 // ReadAt reads guest data; it satisfies io.ReaderAt.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", img.name, off)
-	}
-	if off >= img.size {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	want := len(p)
-	if int64(want) > img.size-off {
-		p = p[:img.size-off]
-	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		c := pos >> img.clusterBits
-		in := pos & (img.clusterSize - 1)
-		n := int(min(int64(len(p)-done), img.clusterSize-in))
-		dst := p[done : done+n]
-		kind, e, err := img.lookup(c)
-		if err != nil {
-			return done, err
-		}
-		switch kind {
-		case kindZero:
-			clear(dst)
-		case kindUnallocated:
-			if err := img.readBacking(dst, pos); err != nil {
-				return done, err
-			}
-		case kindData:
-			if err := blk.ReadFull(img.r, img.fileSize, dst, int64(e)+in, img.name, "qcow2", "data cluster"); err != nil {
-				return done, err
-			}
-		case kindCompressed:
-			data, err := img.compressedCluster(e, c)
-			if err != nil {
-				return done, err
-			}
-			copy(dst, data[in:])
-		}
-		done += n
-	}
-	if done < want {
-		return done, io.EOF
-	}
-	return done, nil
+	return blk.ReadUnits(img.name, p, off, img.size, img.clusterSize, img.readCluster)
 }
 
-func (img *Image) readBacking(dst []byte, pos int64) error {
-	if img.backing == nil {
-		clear(dst)
-		return nil
+// readCluster reads dst, which lies inside one cluster, at guest offset pos.
+func (img *Image) readCluster(dst []byte, pos int64) error {
+	c := pos >> img.clusterBits
+	in := pos & (img.clusterSize - 1)
+	kind, e, err := img.lookup(c)
+	if err != nil {
+		return err
 	}
-	bs := img.backing.Size()
-	if pos >= bs {
+	switch kind {
+	case kindZero:
 		clear(dst)
-		return nil
-	}
-	n := int(min(int64(len(dst)), bs-pos))
-	m, err := img.backing.ReadAt(dst[:n], pos)
-	if m < n {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	case kindUnallocated:
+		return blk.ReadBacking(img.name, img.backing, dst, pos)
+	case kindData:
+		return blk.ReadFull(img.r, img.fileSize, dst, int64(e)+in, img.name, "qcow2", "data cluster")
+	case kindCompressed:
+		data, err := img.compressedCluster(e, c)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("%s: reading backing file: %w", img.name, err)
+		copy(dst, data[in:])
 	}
-	clear(dst[n:])
 	return nil
 }
 
@@ -446,11 +389,9 @@ func inflateCluster(r io.ReaderAt, off, n, size int64, bad func(error) error) ([
 		}
 		return nil, bad(err)
 	}
-	out := make([]byte, size)
-	zr := flate.NewReader(bytes.NewReader(in))
-	defer zr.Close()
-	if _, err := io.ReadFull(zr, out); err != nil {
-		return nil, bad(fmt.Errorf("inflating: %w", err))
+	out, err := blk.Inflate(in, size)
+	if err != nil {
+		return nil, bad(err)
 	}
 	return out, nil
 }

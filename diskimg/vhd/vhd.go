@@ -159,42 +159,21 @@ func Open(r io.ReaderAt, fileSize int64, name string) (*Image, error) {
 
 // ReadAt reads guest data; it satisfies io.ReaderAt.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", img.name, off)
-	}
-	if off >= img.size {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	want := len(p)
-	if int64(want) > img.size-off {
-		p = p[:img.size-off]
-	}
 	if img.diskType == typeFixed {
-		if err := blk.ReadFull(img.r, img.fileSize, p, off, img.name, "vhd", "data"); err != nil {
-			return 0, err
-		}
-	} else {
-		for done := 0; done < len(p); {
-			pos := off + int64(done)
-			b := pos / img.blockSize
-			in := pos % img.blockSize
-			n := int(min(int64(len(p)-done), img.blockSize-in))
-			dst := p[done : done+n]
-			if img.bat[b] == unusedBAT {
-				clear(dst)
-			} else if err := blk.ReadFull(img.r, img.fileSize, dst, int64(img.bat[b])*512+img.bitmapSize+in, img.name, "vhd", fmt.Sprintf("data block %d", b)); err != nil {
-				return done, err
-			}
-			done += n
-		}
+		// One unit: the data is the file's first size bytes.
+		return blk.ReadUnits(img.name, p, off, img.size, img.size, func(dst []byte, pos int64) error {
+			return blk.ReadFull(img.r, img.fileSize, dst, pos, img.name, "vhd", "data")
+		})
 	}
-	if len(p) < want {
-		return len(p), io.EOF
-	}
-	return len(p), nil
+	return blk.ReadUnits(img.name, p, off, img.size, img.blockSize, func(dst []byte, pos int64) error {
+		b := pos / img.blockSize
+		in := pos % img.blockSize
+		if img.bat[b] == unusedBAT {
+			clear(dst)
+			return nil
+		}
+		return blk.ReadFull(img.r, img.fileSize, dst, int64(img.bat[b])*512+img.bitmapSize+in, img.name, "vhd", fmt.Sprintf("data block %d", b))
+	})
 }
 
 // Extents lists the allocated blocks (the whole disk for a fixed image).

@@ -1,0 +1,97 @@
+package blk
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// ReadUnits is the ReadAt of a disk of size bytes stored in units
+// (clusters, blocks) of unit bytes. It refuses a negative off, returns
+// io.EOF at or past the end (nothing for an empty p), cuts p at the end of
+// the disk and calls read for each piece of p that lies in one unit, with
+// the piece's disk offset pos. It returns the bytes read before the first
+// error, and io.EOF when p reached past the end; file names the image in
+// errors.
+func ReadUnits(file string, p []byte, off, size, unit int64, read func(dst []byte, pos int64) error) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset %d", file, off)
+	}
+	if off >= size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > size-off {
+		p = p[:size-off]
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		n := int(min(int64(len(p)-done), unit-pos%unit))
+		if err := read(p[done:done+n], pos); err != nil {
+			return done, err
+		}
+		done += n
+	}
+	if done < want {
+		return done, io.EOF
+	}
+	return done, nil
+}
+
+// Disk is what a backing image offers a reader.
+type Disk interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// ReadBacking fills dst with the backing disk's bytes at pos; what lies
+// past its end, or everything when there is no backing disk (b == nil),
+// reads as zeros. file names the image in errors.
+func ReadBacking(file string, b Disk, dst []byte, pos int64) error {
+	if b == nil || pos >= b.Size() {
+		clear(dst)
+		return nil
+	}
+	n := int(min(int64(len(dst)), b.Size()-pos))
+	m, err := b.ReadAt(dst[:n], pos)
+	if m < n {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%s: reading backing file: %w", file, err)
+	}
+	clear(dst[n:])
+	return nil
+}
+
+// ReadUint64s reads a table of n 64-bit entries in the byte order order
+// at off from r, whose size is size, as ReadFull does.
+func ReadUint64s(r io.ReaderAt, size int64, order binary.ByteOrder, off, n int64, file, format, what string) ([]uint64, error) {
+	buf := make([]byte, n*8)
+	if err := ReadFull(r, size, buf, off, file, format, what); err != nil {
+		return nil, err
+	}
+	t := make([]uint64, n)
+	for i := range t {
+		t[i] = order.Uint64(buf[i*8:])
+	}
+	return t, nil
+}
+
+// Inflate decompresses the raw deflate stream in into a cluster of size
+// bytes; a stream shorter than that is an error.
+func Inflate(in []byte, size int64) ([]byte, error) {
+	out := make([]byte, size)
+	zr := flate.NewReader(bytes.NewReader(in))
+	defer zr.Close()
+	if _, err := io.ReadFull(zr, out); err != nil {
+		return nil, fmt.Errorf("inflating: %w", err)
+	}
+	return out, nil
+}
