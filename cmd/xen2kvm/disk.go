@@ -17,6 +17,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/probe"
+	"github.com/xen2kvm/xen2kvm/report"
 )
 
 func init() { register(newDiskCommand) }
@@ -344,16 +345,6 @@ func contentText(c probe.Content) string {
 	return b.String()
 }
 
-// humanBytes formats n with a binary unit: "8.0 GiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes formats n with a binary unit, as the migration report does:
+// "8.0 GiB".
+func humanBytes(n int64) string { return report.Bytes(n) }
