@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
@@ -21,6 +20,11 @@ const refcountBytes = 2
 
 // reserveAhead is how much file space Writer allocates at a time.
 const reserveAhead = 8 << 20
+
+// l2WriteCache bounds the L2 tables a Writer keeps in memory (at least two
+// are kept whatever the cluster size). Writes arrive roughly in guest
+// order, so a few tables cover the ones being filled.
+const l2WriteCache = 4 << 20
 
 // ErrRewrite is returned by Writer.WriteAt for a cluster already written:
 // the writer lays the image out in one pass and never rewrites data.
@@ -92,6 +96,18 @@ type Writer struct {
 
 	reserved int64 // file space allocated up to here
 	noFalloc bool
+
+	// L2 tables being filled are kept in memory and written out when
+	// evicted (least recently used first) or at Close, so that writing
+	// data clusters costs no metadata I/O under mu.
+	l2Cache  map[int64]*l2Table // by L1 index
+	l2Stored map[int64]bool     // tables written to the file at least once
+	l2Tick   uint64
+}
+
+type l2Table struct {
+	data []byte
+	used uint64 // l2Tick when last used
 }
 
 type rcBlock struct {
@@ -137,6 +153,8 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 		compress: cfg.compress,
 		zero:     make([]byte, cs),
 		blocks:   make(map[int64]*rcBlock),
+		l2Cache:  make(map[int64]*l2Table),
+		l2Stored: make(map[int64]bool),
 	}
 	perL2 := cs * w.l2Entries
 	l1Entries := (size + perL2 - 1) / perL2
@@ -278,6 +296,73 @@ func (w *Writer) l2For(c int64) int64 {
 	return int64(w.l1[i] & l1OffsetMask)
 }
 
+// l2Slots returns the k entries of the L2 table for the guest clusters
+// from c on (all in one table) in memory, after checking that none of them
+// is mapped yet. It allocates the table, or reads it back if it was
+// evicted, and evicts the least recently used table when the cache is
+// full. Callers hold w.mu.
+func (w *Writer) l2Slots(c, k int64) ([]byte, error) {
+	i := c / w.l2Entries
+	w.l2Tick++
+	t := w.l2Cache[i]
+	if t == nil {
+		var buf []byte
+		if int64(len(w.l2Cache)+1)*w.cs > l2WriteCache && len(w.l2Cache) >= 2 {
+			var err error
+			if buf, err = w.evictL2(); err != nil {
+				return nil, err
+			}
+			clear(buf)
+		} else {
+			buf = make([]byte, w.cs)
+		}
+		off := w.l2For(c)
+		if w.l2Stored[i] {
+			if _, err := w.f.ReadAt(buf, off); err != nil {
+				return nil, fmt.Errorf("writing %s: reading back L2 table: %w", w.name, err)
+			}
+		}
+		t = &l2Table{data: buf}
+		w.l2Cache[i] = t
+	}
+	t.used = w.l2Tick
+	j := (c % w.l2Entries) * 8
+	ents := t.data[j : j+k*8]
+	if !bytes.Equal(ents, w.zero[:k*8]) {
+		return nil, fmt.Errorf("writing %s: guest offset %d: %w", w.name, c*w.cs, ErrRewrite)
+	}
+	return ents, nil
+}
+
+// evictL2 writes the least recently used cached L2 table to the file,
+// drops it from the cache and returns its buffer for reuse.
+func (w *Writer) evictL2() ([]byte, error) {
+	var (
+		victim int64 = -1
+		oldest uint64
+	)
+	for i, t := range w.l2Cache {
+		if victim < 0 || t.used < oldest {
+			victim, oldest = i, t.used
+		}
+	}
+	t := w.l2Cache[victim]
+	if err := w.storeL2(victim, t.data); err != nil {
+		return nil, err
+	}
+	delete(w.l2Cache, victim)
+	return t.data, nil
+}
+
+// storeL2 writes L2 table i to its place in the file.
+func (w *Writer) storeL2(i int64, data []byte) error {
+	if _, err := w.f.WriteAt(data, int64(w.l1[i]&l1OffsetMask)); err != nil {
+		return fmt.Errorf("writing %s: %w", w.name, err)
+	}
+	w.l2Stored[i] = true
+	return nil
+}
+
 // WriteAt stores p at the guest offset off, which must be cluster aligned;
 // len(p) must be a multiple of the cluster size unless the write ends at
 // the virtual size. Clusters that are all zero are skipped. Each cluster
@@ -331,38 +416,22 @@ func (w *Writer) writeRun(data []byte, c int64) error {
 		w.mu.Unlock()
 		return fmt.Errorf("writing %s: %w", w.name, os.ErrClosed)
 	}
-	l2 := w.l2For(c)
-	entOff := l2 + (c%w.l2Entries)*8
-	if err := w.checkUnwritten(entOff, k, c); err != nil {
+	ents, err := w.l2Slots(c, k)
+	if err != nil {
 		w.mu.Unlock()
 		return err
 	}
 	host := w.alloc(k)
-	ents := make([]byte, k*8)
 	for i := range k {
 		binary.BigEndian.PutUint64(ents[i*8:], uint64(host+i*w.cs)|oflagCopied)
 	}
-	_, err := w.f.WriteAt(ents, entOff)
-	if err == nil {
-		err = w.placeBlocks()
-	}
+	err = w.placeBlocks()
 	w.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", w.name, err)
 	}
 	if _, err := w.f.WriteAt(data, host); err != nil {
 		return fmt.Errorf("writing %s: %w", w.name, err)
-	}
-	return nil
-}
-
-func (w *Writer) checkUnwritten(entOff, k, c int64) error {
-	cur := make([]byte, k*8)
-	if _, err := w.f.ReadAt(cur, entOff); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("writing %s: %w", w.name, err)
-	}
-	if !bytes.Equal(cur, w.zero[:k*8]) {
-		return fmt.Errorf("writing %s: guest offset %d: %w", w.name, c*w.cs, ErrRewrite)
 	}
 	return nil
 }
@@ -399,21 +468,16 @@ func (w *Writer) writeCompressed(data []byte, c int64) error {
 		w.mu.Unlock()
 		return fmt.Errorf("writing %s: %w", w.name, os.ErrClosed)
 	}
-	l2 := w.l2For(c)
-	entOff := l2 + (c%w.l2Entries)*8
-	if err := w.checkUnwritten(entOff, 1, c); err != nil {
+	ent, err := w.l2Slots(c, 1)
+	if err != nil {
 		w.mu.Unlock()
 		return err
 	}
 	n := int64(buf.Len())
 	host := w.allocBytes(n)
 	sectors := (host+n-1)/512 - host/512
-	var ent [8]byte
-	binary.BigEndian.PutUint64(ent[:], oflagCompr|uint64(sectors)<<x|uint64(host))
-	_, err = w.f.WriteAt(ent[:], entOff)
-	if err == nil {
-		err = w.placeBlocks()
-	}
+	binary.BigEndian.PutUint64(ent, oflagCompr|uint64(sectors)<<x|uint64(host))
+	err = w.placeBlocks()
 	w.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", w.name, err)
@@ -462,6 +526,12 @@ func (w *Writer) finish() error {
 			return fmt.Errorf("writing %s: %w", w.name, err)
 		}
 		delete(w.blocks, k)
+	}
+	for i, t := range w.l2Cache {
+		if err := w.storeL2(i, t.data); err != nil {
+			return err
+		}
+		delete(w.l2Cache, i)
 	}
 	be := binary.BigEndian
 	tbl := make([]byte, len(w.rcTable)*8)

@@ -218,3 +218,67 @@ func TestWriterRejectsMisuse(t *testing.T) {
 		t.Error("cluster size 3000 accepted")
 	}
 }
+
+// TestWriterL2TablesEvictedAndReadBack fills more L2 tables than the
+// writer keeps in memory (512-byte clusters: a table maps 32 KiB), then
+// goes back to the first, evicted, table: its entries are read back, kept,
+// and still refuse a rewrite.
+func TestWriterL2TablesEvictedAndReadBack(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	const (
+		cs    = 512
+		table = cs / 8 * cs // guest bytes one L2 table maps
+		size  = 10240 * table
+	)
+	raw := filepath.Join(dir, "evict.raw")
+	out := filepath.Join(dir, "evict.qcow2")
+	rf, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	if err := rf.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	w, err := qcow2.Create(out, size, qcow2.WithClusterSize(cs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	rng := rand.New(rand.NewPCG(7, 7))
+	buf := make([]byte, cs)
+	put := func(off int64) error {
+		for i := range buf {
+			buf[i] = byte(rng.Uint32()) | 1 // never all zero
+		}
+		if _, err := rf.WriteAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+		_, err := w.WriteAt(buf, off)
+		return err
+	}
+	for off := int64(0); off < size; off += table {
+		if err := put(off); err != nil {
+			t.Fatalf("writing at %d: %v", off, err)
+		}
+	}
+	// Back to the first tables, long evicted.
+	for _, off := range []int64{cs, table + 5*cs} {
+		if err := put(off); err != nil {
+			t.Fatalf("writing at %d after eviction: %v", off, err)
+		}
+	}
+	if _, err := w.WriteAt(buf, 0); !errors.Is(err, qcow2.ErrRewrite) {
+		t.Errorf("rewriting an evicted table's cluster: %v, want ErrRewrite", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img check: %v\n%s", err, o)
+	}
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img compare: %v\n%s", err, o)
+	}
+}
