@@ -181,11 +181,18 @@ func parseLibvirt(data []byte, file string) (*Domain, error) {
 	return d, nil
 }
 
+// fileName is the name of the config in messages: "<input>" when it was
+// not read from a file.
 func fileName(file string) string {
 	if file == "" {
 		return "<input>"
 	}
 	return file
+}
+
+// filePos is "file:line" for warnings.
+func filePos(file string, line int) string {
+	return fmt.Sprintf("%s:%d", fileName(file), line)
 }
 
 func uintOr0(p *uint) uint {

@@ -35,10 +35,7 @@ func (e *SyntaxError) Hint() string {
 }
 
 func (e *SyntaxError) Error() string {
-	file := e.File
-	if file == "" {
-		file = "<input>"
-	}
+	file := fileName(e.File)
 	if e.Line == 0 {
 		return fmt.Sprintf("%s: %s", file, e.Msg)
 	}
@@ -109,10 +106,7 @@ func Parse(data []byte, file string, opts ...Option) (*Domain, error) {
 	if f == "" {
 		var err error
 		if f, err = DetectFormat(data); err != nil {
-			if file == "" {
-				file = "<input>"
-			}
-			return nil, fmt.Errorf("%s: %w", file, err)
+			return nil, fmt.Errorf("%s: %w", fileName(file), err)
 		}
 	}
 	var (

@@ -191,13 +191,7 @@ func parseSXPText(file string, src []byte) (sxp, []string, error) {
 	return root, warns, nil
 }
 
-func (r *sxpReader) where() string {
-	file := r.file
-	if file == "" {
-		file = "<input>"
-	}
-	return fmt.Sprintf("%s:%d", file, r.line)
-}
+func (r *sxpReader) where() string { return filePos(r.file, r.line) }
 
 // atom reads a bare or quoted atom.
 func (r *sxpReader) atom() (sxp, error) {
@@ -290,13 +284,7 @@ func parseSXP(data []byte, file string) (*Domain, error) {
 	return d, nil
 }
 
-func (m *sxpDomain) pos(n sxp) string {
-	file := m.file
-	if file == "" {
-		file = "<input>"
-	}
-	return fmt.Sprintf("%s:%d", file, n.line)
-}
+func (m *sxpDomain) pos(n sxp) string { return filePos(m.file, n.line) }
 
 func (m *sxpDomain) errAt(n sxp, format string, args ...any) {
 	m.errs = append(m.errs, &SyntaxError{File: m.file, Line: n.line, Col: n.col, Msg: fmt.Sprintf(format, args...)})

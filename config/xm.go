@@ -53,13 +53,7 @@ func parseXM(data []byte, file string, f Format) (*Domain, error) {
 	return d, nil
 }
 
-func (r *xmReader) pos(line int) string {
-	file := r.file
-	if file == "" {
-		file = "<input>"
-	}
-	return fmt.Sprintf("%s:%d", file, line)
-}
+func (r *xmReader) pos(line int) string { return filePos(r.file, line) }
 
 func (r *xmReader) errAt(v value, format string, args ...any) error {
 	return &SyntaxError{File: r.file, Line: v.line, Col: v.col, Msg: fmt.Sprintf(format, args...)}
@@ -231,6 +225,33 @@ func (r *xmReader) read() error {
 			*dst = b
 		}
 	}
+	setFlag := func(dst *bool, key string) {
+		b, err := r.bool(key)
+		check(err)
+		if b != nil {
+			*dst = *b
+		}
+	}
+	// sizeOrCount reads memory (MiB) or a vcpu count; a value out of
+	// range is an error but is still stored.
+	sizeOrCount := func(key string) (int64, bool) {
+		n, ok, err := r.int(key)
+		if ok {
+			check(r.inRange(key, n))
+		} else {
+			check(err)
+		}
+		return n, ok
+	}
+	setChars := func(dst *[]Char, key string) {
+		vs, _, err := r.strList(key)
+		check(err)
+		for _, v := range vs {
+			if c, ok := parseChar(v.str); ok {
+				*dst = append(*dst, c)
+			}
+		}
+	}
 
 	setStr(&d.Name, "name")
 	if u, ok, err := r.str("uuid"); ok {
@@ -268,29 +289,17 @@ func (r *xmReader) read() error {
 		check(err)
 	}
 
-	if n, ok, err := r.int("memory"); ok {
-		check(r.inRange("memory", n))
+	if n, ok := sizeOrCount("memory"); ok {
 		d.MemoryMiB = n
-	} else {
-		check(err)
 	}
-	if n, ok, err := r.int("maxmem"); ok {
-		check(r.inRange("maxmem", n))
+	if n, ok := sizeOrCount("maxmem"); ok {
 		d.MaxMemoryMiB = n
-	} else {
-		check(err)
 	}
-	if n, ok, err := r.int("vcpus"); ok {
-		check(r.inRange("vcpus", n))
+	if n, ok := sizeOrCount("vcpus"); ok {
 		d.VCPUs = int(n)
-	} else {
-		check(err)
 	}
-	if n, ok, err := r.int("maxvcpus"); ok {
-		check(r.inRange("maxvcpus", n))
+	if n, ok := sizeOrCount("maxvcpus"); ok {
 		d.MaxVCPUs = int(n)
-	} else {
-		check(err)
 	}
 	if v, ok := r.get("cpus"); ok {
 		switch v.kind {
@@ -358,21 +367,13 @@ func (r *xmReader) read() error {
 		setBool(&d.Viridian, "viridian")
 	}
 	setBool(&d.HPET, "hpet")
-	if b, err := r.bool("localtime"); b != nil {
-		d.Localtime = *b
-	} else {
-		check(err)
-	}
+	setFlag(&d.Localtime, "localtime")
 	if n, ok, err := r.int("rtc_timeoffset"); ok {
 		d.RTCTimeOffset = n
 	} else {
 		check(err)
 	}
-	if b, err := r.bool("usb"); b != nil {
-		d.USB = *b
-	} else {
-		check(err)
-	}
+	setFlag(&d.USB, "usb")
 	if vs, _, err := r.strList("usbdevice"); err == nil {
 		for _, v := range vs {
 			if v.str != "" {
@@ -383,29 +384,9 @@ func (r *xmReader) read() error {
 		check(err)
 	}
 	setStr(&d.SoundHW, "soundhw")
-	if b, err := r.bool("stdvga"); b != nil {
-		d.StdVGA = *b
-	} else {
-		check(err)
-	}
-	if vs, _, err := r.strList("serial"); err == nil {
-		for _, v := range vs {
-			if c, ok := parseChar(v.str); ok {
-				d.Serial = append(d.Serial, c)
-			}
-		}
-	} else {
-		check(err)
-	}
-	if vs, _, err := r.strList("parallel"); err == nil {
-		for _, v := range vs {
-			if c, ok := parseChar(v.str); ok {
-				d.Parallel = append(d.Parallel, c)
-			}
-		}
-	} else {
-		check(err)
-	}
+	setFlag(&d.StdVGA, "stdvga")
+	setChars(&d.Serial, "serial")
+	setChars(&d.Parallel, "parallel")
 
 	// Devices.
 	if vs, _, err := r.strList("disk"); err == nil {
