@@ -143,6 +143,27 @@ func (f *FS) addEntry(dir *inode, name string, ino uint32, ft uint8) error {
 
 // removeEntry removes name from dir.
 func (f *FS) removeEntry(dir *inode, name string) error {
+	return f.editEntry(dir, name, func(b []byte, d dirent, prev int) {
+		if prev >= 0 {
+			prl := f.decodeRecLen(le16(b, prev+4))
+			put16(b, prev+4, f.encodeRecLen(prl+d.recLen))
+		} else {
+			put32(b, d.off, 0)
+		}
+	})
+}
+
+// setEntryInode points an existing entry of dir at another inode.
+func (f *FS) setEntryInode(dir *inode, name string, ino uint32) error {
+	return f.editEntry(dir, name, func(b []byte, d dirent, _ int) {
+		put32(b, d.off, ino)
+	})
+}
+
+// editEntry finds the live entry name in dir, lets edit change its block b
+// (prev is the offset of the entry before it in b, or -1) and writes the
+// block back. A missing entry is ErrCorrupt: callers looked it up first.
+func (f *FS) editEntry(dir *inode, name string, edit func(b []byte, d dirent, prev int)) error {
 	m, err := f.mapInode(dir)
 	if err != nil {
 		return err
@@ -156,48 +177,11 @@ func (f *FS) removeEntry(dir *inode, name string) error {
 		found := false
 		err = f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
 			if d.ino != 0 && d.name == name {
-				if prev >= 0 {
-					prl := f.decodeRecLen(le16(b, prev+4))
-					put16(b, prev+4, f.encodeRecLen(prl+d.recLen))
-				} else {
-					put32(b, d.off, 0)
-				}
+				edit(b, d, prev)
 				found = true
 				return false
 			}
 			prev = d.off
-			return true
-		})
-		if err != nil {
-			return err
-		}
-		if found {
-			e := m.lookup(lb)
-			f.writeBlock(e.phys+lb-e.logical, b)
-			return nil
-		}
-	}
-	return fmt.Errorf("directory inode %d has no entry %q: %w", dir.num, name, ErrCorrupt)
-}
-
-// setEntryInode points an existing entry of dir at another inode.
-func (f *FS) setEntryInode(dir *inode, name string, ino uint32) error {
-	m, err := f.mapInode(dir)
-	if err != nil {
-		return err
-	}
-	for lb := range f.dirBlocks(dir) {
-		b, err := f.readDirBlock(dir, m, lb)
-		if err != nil {
-			return err
-		}
-		found := false
-		err = f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
-			if d.ino != 0 && d.name == name {
-				put32(b, d.off, ino)
-				found = true
-				return false
-			}
 			return true
 		})
 		if err != nil {
