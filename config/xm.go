@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"path"
 	"sort"
 	"strconv"
@@ -791,23 +792,35 @@ func busOf(dev string) string {
 	return ""
 }
 
+// specFields yields the trimmed key and value of each "key=value" field
+// of a comma-separated vif or vfb spec, in order; a field without a value
+// adds a warning to warns instead.
+func specFields(spec string, warns *[]string) iter.Seq2[string, string] {
+	return func(yield func(k, v string) bool) {
+		for _, field := range strings.Split(spec, ",") {
+			field = strings.TrimSpace(field)
+			if field == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(field, "=")
+			if !ok {
+				*warns = append(*warns, fmt.Sprintf("parameter %q without a value ignored", field))
+				continue
+			}
+			if !yield(strings.TrimSpace(k), strings.TrimSpace(v)) {
+				return
+			}
+		}
+	}
+}
+
 // parseVifSpec reads "mac=..,bridge=..,script=..,model=..,type=..".
 func parseVifSpec(spec string) (NIC, []string) {
 	var (
 		n     NIC
 		warns []string
 	)
-	for _, field := range strings.Split(spec, ",") {
-		field = strings.TrimSpace(field)
-		if field == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(field, "=")
-		if !ok {
-			warns = append(warns, fmt.Sprintf("parameter %q without a value ignored", field))
-			continue
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	for k, v := range specFields(spec, &warns) {
 		switch k {
 		case "mac":
 			n.MAC = strings.ToLower(v)
@@ -838,17 +851,8 @@ func parseVifSpec(spec string) (NIC, []string) {
 func parseVfbSpec(spec string) (Graphics, bool, []string) {
 	kv := map[string]string{}
 	var warns []string
-	for _, field := range strings.Split(spec, ",") {
-		field = strings.TrimSpace(field)
-		if field == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(field, "=")
-		if !ok {
-			warns = append(warns, fmt.Sprintf("parameter %q without a value ignored", field))
-			continue
-		}
-		kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	for k, v := range specFields(spec, &warns) {
+		kv[k] = v
 	}
 	if kv["type"] == "" {
 		if b, _ := parseBoolString(kv["vnc"]); b {
