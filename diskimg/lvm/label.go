@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // On-disk constants of the LVM2 format ("LVM2 001").
@@ -54,7 +54,7 @@ func readLabel(dev diskimg.Device) (*pvLabel, error) {
 		if (s+1)*sectorSize > dev.Size() {
 			break
 		}
-		if _, err := readFull(dev, buf, s*sectorSize); err != nil {
+		if _, err := blk.ReadAtFull(dev, buf, s*sectorSize); err != nil {
 			return nil, fmt.Errorf("reading sector %d: %w", s, err)
 		}
 		if string(buf[:8]) != labelID {
@@ -114,7 +114,7 @@ func readMetadata(dev diskimg.Device, a area) ([]byte, error) {
 		return nil, fmt.Errorf("metadata area %d+%d outside the %d-byte device: %w", a.offset, a.size, dev.Size(), ErrCorrupt)
 	}
 	h := make([]byte, mdaHeaderLen)
-	if _, err := readFull(dev, h, int64(a.offset)); err != nil {
+	if _, err := blk.ReadAtFull(dev, h, int64(a.offset)); err != nil {
 		return nil, fmt.Errorf("reading metadata area header at %d: %w", a.offset, err)
 	}
 	if got, want := lvmCRC(h[4:]), binary.LittleEndian.Uint32(h); got != want {
@@ -146,11 +146,11 @@ func readMetadata(dev diskimg.Device, a area) ([]byte, error) {
 	}
 	text := make([]byte, n)
 	first := min(n, size-off)
-	if _, err := readFull(dev, text[:first], int64(start+off)); err != nil {
+	if _, err := blk.ReadAtFull(dev, text[:first], int64(start+off)); err != nil {
 		return nil, fmt.Errorf("reading metadata at %d: %w", start+off, err)
 	}
 	if first < n {
-		if _, err := readFull(dev, text[first:], int64(start+mdaHeaderLen)); err != nil {
+		if _, err := blk.ReadAtFull(dev, text[first:], int64(start+mdaHeaderLen)); err != nil {
 			return nil, fmt.Errorf("reading wrapped metadata at %d: %w", start+mdaHeaderLen, err)
 		}
 	}
@@ -162,15 +162,4 @@ func readMetadata(dev diskimg.Device, a area) ([]byte, error) {
 		text = text[:i]
 	}
 	return text, nil
-}
-
-func readFull(r io.ReaderAt, p []byte, off int64) (int, error) {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return n, nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }

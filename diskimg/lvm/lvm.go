@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // Sentinel errors.
@@ -489,7 +490,7 @@ func (d *lvDevice) io(p []byte, off int64, write bool) (int, error) {
 		if write {
 			m, err = dev.WriteAt(p[n:n+int(chunk)], devOff)
 		} else {
-			m, err = readFull(dev, p[n:n+int(chunk)], devOff)
+			m, err = blk.ReadAtFull(dev, p[n:n+int(chunk)], devOff)
 		}
 		n += m
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 const (
@@ -106,7 +107,7 @@ func readGPTSectorSize(dev diskimg.Device, ss int64) (*Table, error) {
 // readGPTAt reads and checks the GPT header at lba and its entry array.
 func readGPTAt(dev diskimg.Device, ss int64, lba, lastLBA uint64) (*gptHeader, []byte, error) {
 	buf := make([]byte, ss)
-	if _, err := readFull(dev, buf, int64(lba)*ss); err != nil {
+	if _, err := blk.ReadAtFull(dev, buf, int64(lba)*ss); err != nil {
 		return nil, nil, fmt.Errorf("reading sector %d: %w", lba, err)
 	}
 	if string(buf[:8]) != gptSignature {
@@ -145,7 +146,7 @@ func readGPTAt(dev diskimg.Device, ss int64, lba, lastLBA uint64) (*gptHeader, [
 		return nil, nil, fmt.Errorf("GPT entry array at sector %d is outside the disk: %w", h.entriesLBA, ErrCorrupt)
 	}
 	entries := make([]byte, n)
-	if _, err := readFull(dev, entries, int64(h.entriesLBA)*ss); err != nil {
+	if _, err := blk.ReadAtFull(dev, entries, int64(h.entriesLBA)*ss); err != nil {
 		return nil, nil, fmt.Errorf("reading GPT entries at sector %d: %w", h.entriesLBA, err)
 	}
 	if got := crc32.ChecksumIEEE(entries); got != h.entriesCRC {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 const (
@@ -108,7 +109,7 @@ func readMBR(disk diskimg.Device, mbr []byte, entries [4]mbrEntry) (*Table, erro
 		if ebr*sector+sector > size {
 			return nil, fmt.Errorf("extended boot record at sector %d is past the end of the disk: %w", ebr, ErrCorrupt)
 		}
-		if _, err := readFull(disk, buf, ebr*sector); err != nil {
+		if _, err := blk.ReadAtFull(disk, buf, ebr*sector); err != nil {
 			return nil, fmt.Errorf("reading extended boot record at sector %d: %w", ebr, err)
 		}
 		es, ok := parseMBRSector(buf)

@@ -22,6 +22,7 @@ import (
 	"io"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // Sentinel errors.
@@ -83,7 +84,7 @@ func Read(dev diskimg.Device) (*Table, error) {
 		return nil, ErrNoTable
 	}
 	mbr := make([]byte, 512)
-	if _, err := readFull(dev, mbr, 0); err != nil {
+	if _, err := blk.ReadAtFull(dev, mbr, 0); err != nil {
 		return nil, fmt.Errorf("reading MBR: %w", err)
 	}
 	entries, ok := parseMBRSector(mbr)
@@ -163,15 +164,4 @@ func (w *window) Extents(ctx context.Context) ([]diskimg.Extent, error) {
 		}
 	}
 	return out, nil
-}
-
-func readFull(r io.ReaderAt, p []byte, off int64) (int, error) {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return n, nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }

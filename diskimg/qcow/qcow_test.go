@@ -6,12 +6,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blktest"
 	"github.com/xen2kvm/xen2kvm/diskimg/qcow"
 )
 
@@ -268,14 +268,6 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := img.Extents(context.Background()); err != nil {
-			return
-		}
-		buf := make([]byte, 64<<10)
-		for off := int64(0); off < img.Size() && off < 4<<20; off += int64(len(buf)) {
-			if _, err := img.ReadAt(buf, off); err != nil && err != io.EOF {
-				return
-			}
-		}
+		blktest.ReadAll(img)
 	})
 }

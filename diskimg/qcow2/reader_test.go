@@ -2,10 +2,8 @@ package qcow2_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blktest"
 	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
 )
 
@@ -43,19 +42,6 @@ func smallImage(t testing.TB, compress bool) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func readEverything(img *qcow2.Image) error {
-	if _, err := img.Extents(context.Background()); err != nil {
-		return err
-	}
-	buf := make([]byte, 64<<10)
-	for off := int64(0); off < img.Size() && off < 4<<20; off += int64(len(buf)) {
-		if _, err := img.ReadAt(buf, off); err != nil && err != io.EOF {
-			return err
-		}
-	}
-	return nil
 }
 
 func TestOpenErrors(t *testing.T) {
@@ -104,7 +90,7 @@ func TestOpenErrors(t *testing.T) {
 			b := tc.mutate(bytes.Clone(tc.base))
 			img, err := qcow2.Open(bytes.NewReader(b), int64(len(b)), "bad.qcow2")
 			if err == nil {
-				err = readEverything(img)
+				err = blktest.ReadAll(img)
 			}
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "bad.qcow2") || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("error %v: want %v naming the file and %q", err, tc.want, tc.msg)
@@ -121,6 +107,6 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
-		readEverything(img)
+		blktest.ReadAll(img)
 	})
 }

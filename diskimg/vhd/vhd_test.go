@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blktest"
 	"github.com/xen2kvm/xen2kvm/diskimg/vhd"
 )
 
@@ -193,14 +194,6 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := img.Extents(context.Background()); err != nil {
-			return
-		}
-		buf := make([]byte, 64<<10)
-		for off := int64(0); off < img.Size() && off < 4<<20; off += int64(len(buf)) {
-			if _, err := img.ReadAt(buf, off); err != nil && err != io.EOF {
-				return
-			}
-		}
+		blktest.ReadAll(img)
 	})
 }

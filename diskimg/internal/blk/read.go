@@ -95,3 +95,16 @@ func Inflate(in []byte, size int64) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// ReadAtFull reads len(p) bytes at off from r. A short read is an error:
+// io.ErrUnexpectedEOF when r gave none.
+func ReadAtFull(r io.ReaderAt, p []byte, off int64) (int, error) {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return n, nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
