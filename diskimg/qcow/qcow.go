@@ -250,20 +250,9 @@ func (img *Image) compressed(e uint64, c int64) ([]byte, error) {
 // Extents lists the guest ranges with allocated clusters, and the backing
 // image's extents under the unallocated ones.
 func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
-	var back []blk.Extent
-	backSize := int64(0)
-	if img.backing != nil {
-		var err error
-		if back, err = img.backing.Extents(ctx); err != nil {
-			return nil, err
-		}
-		backSize = img.backing.Size()
-	}
-	var out blk.List
-	unalloc := func(off, n int64) {
-		if n = min(n, backSize-off); n > 0 {
-			blk.Clip(&out, back, off, n, 0)
-		}
+	out, err := blk.NewLayers(ctx, img.backing)
+	if err != nil {
+		return nil, err
 	}
 	perL2 := img.l2Entries * img.clusterSize
 	for i := range int64(len(img.l1)) {
@@ -273,7 +262,7 @@ func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
 		base := i * perL2
 		span := min(perL2, img.size-base)
 		if img.l1[i] == 0 {
-			unalloc(base, span)
+			out.Unallocated(base, span)
 			continue
 		}
 		l2off := int64(img.l1[i])
@@ -290,11 +279,11 @@ func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
 			off := c * img.clusterSize
 			n := min(img.clusterSize, img.size-off)
 			if e == 0 {
-				unalloc(off, n)
+				out.Unallocated(off, n)
 			} else {
 				out.Add(off, n)
 			}
 		}
 	}
-	return out, nil
+	return out.List, nil
 }

@@ -400,22 +400,9 @@ func inflateCluster(r io.ReaderAt, off, n, size int64, bad func(error) error) ([
 // clusters of this image, and the backing file's extents under clusters it
 // does not hold. Zero clusters are left out.
 func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
-	var back []blk.Extent
-	if img.backing != nil {
-		var err error
-		if back, err = img.backing.Extents(ctx); err != nil {
-			return nil, err
-		}
-	}
-	var out blk.List
-	backSize := int64(0)
-	if img.backing != nil {
-		backSize = img.backing.Size()
-	}
-	unalloc := func(off, n int64) {
-		if n = min(n, backSize-off); n > 0 {
-			blk.Clip(&out, back, off, n, 0)
-		}
+	out, err := blk.NewLayers(ctx, img.backing)
+	if err != nil {
+		return nil, err
 	}
 	perL2 := img.l2Entries * img.clusterSize
 	for i := range int64(len(img.l1)) {
@@ -429,7 +416,7 @@ func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
 			return nil, err
 		}
 		if l2off == 0 {
-			unalloc(base, span)
+			out.Unallocated(base, span)
 			continue
 		}
 		t, err := img.loadL2(l2off)
@@ -448,9 +435,9 @@ func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
 			case kindData, kindCompressed:
 				out.Add(off, n)
 			case kindUnallocated:
-				unalloc(off, n)
+				out.Unallocated(off, n)
 			}
 		}
 	}
-	return out, nil
+	return out.List, nil
 }

@@ -3,6 +3,7 @@ package blk
 import (
 	"bytes"
 	"compress/flate"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -107,4 +108,39 @@ func ReadAtFull(r io.ReaderAt, p []byte, off int64) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// Backing is a backing disk as the qcow and qcow2 readers see it.
+type Backing interface {
+	Disk
+	Extents(ctx context.Context) ([]Extent, error)
+}
+
+// Layers builds the extent list of an image over a backing disk: ranges
+// the image holds are added to List with Add, ranges it does not hold
+// with Unallocated, which adds the backing disk's extents there.
+type Layers struct {
+	List
+	back     []Extent
+	backSize int64
+}
+
+// NewLayers lists the extents of b, which may be nil (no backing disk).
+func NewLayers(ctx context.Context, b Backing) (*Layers, error) {
+	l := &Layers{}
+	if b != nil {
+		var err error
+		if l.back, err = b.Extents(ctx); err != nil {
+			return nil, err
+		}
+		l.backSize = b.Size()
+	}
+	return l, nil
+}
+
+// Unallocated adds the backing disk's extents inside [off, off+n).
+func (l *Layers) Unallocated(off, n int64) {
+	if n = min(n, l.backSize-off); n > 0 {
+		Clip(&l.List, l.back, off, n, 0)
+	}
 }
