@@ -2,6 +2,7 @@ package blk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -133,5 +134,40 @@ func TestReadUint64s(t *testing.T) {
 	}
 	if _, err := ReadUint64s(r, int64(len(b)), binary.BigEndian, 8, 2, "t.img", "qcow", "L1 table"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("past the end: %v, want ErrCorrupt", err)
+	}
+}
+
+type extDisk struct {
+	memDisk
+	ext []Extent
+}
+
+func (d extDisk) Extents(context.Context) ([]Extent, error) { return d.ext, nil }
+
+func TestLayers(t *testing.T) {
+	back := extDisk{memDisk(make([]byte, 25)), []Extent{{0, 10}, {20, 10}}}
+	l, err := NewLayers(context.Background(), back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unallocated(5, 10)  // backing data at 5..10
+	l.Add(15, 3)          // the image's own cluster
+	l.Unallocated(18, 20) // backing data at 20..25, cut at its size
+	want := []Extent{{5, 5}, {15, 3}, {20, 5}}
+	if len(l.List) != len(want) {
+		t.Fatalf("extents %v, want %v", l.List, want)
+	}
+	for i := range want {
+		if l.List[i] != want[i] {
+			t.Fatalf("extents %v, want %v", l.List, want)
+		}
+	}
+	none, err := NewLayers(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none.Unallocated(0, 100)
+	if len(none.List) != 0 {
+		t.Errorf("no backing disk: extents %v", none.List)
 	}
 }
