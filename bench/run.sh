@@ -14,13 +14,13 @@
 # ("durable"). The first round's outputs are checked with qemu-img compare
 # and qemu-img check.
 #
-# Environment: SIZE (8G), DATA (2G), ROUNDS (3), WORK (a new directory under
+# Environment: SIZE (8G), DATA (2G), ROUNDS (5), WORK (a new directory under
 # /var/tmp, removed at the end unless KEEP=1).
 set -euo pipefail
 
 SIZE=${SIZE:-8G}
 DATA=${DATA:-2G}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 WORK=${WORK:-$(mktemp -d /var/tmp/xen2kvm-bench.XXXXXX)}
@@ -39,6 +39,14 @@ echo "bench: building xen2kvm" >&2
 echo "bench: writing a $SIZE sparse raw image with $DATA of data" >&2
 read -r allocated zeros < <(cd "$root" && go run ./bench/mkimage -o "$WORK/src.raw" -size "$SIZE" -data "$DATA")
 sync
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$root" status --porcelain -- diskimg cmd bench 2>/dev/null)" ]; then
+	commit="$commit (with uncommitted changes)"
+fi
+load0=$(load)
+echo "bench: commit $commit, $(nproc) CPUs, load average at start: $load0" >&2
 
 names=("xen2kvm" "qemu-img" "qemu-img -W -m 16")
 cmds=(
@@ -80,6 +88,7 @@ median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%
 maxof() { tr ' ' '\n' | sed '/^$/d' | sort -g | tail -1; }
 
 echo
+echo "commit $commit; load average (1, 5, 15 min) at start: $load0, at end: $(load)"
 echo "source: $SIZE virtual, $allocated bytes allocated ($zeros of them zeros), $ROUNDS rounds, medians"
 printf '%-18s %9s %11s %11s %13s %10s %11s %10s\n' tool "wall (s)" "MiB/s" "durable (s)" "MiB/s durable" "peak RSS" "wall ratio" "durable r."
 ref_wall=$(echo "${walls[2]}" | median)
