@@ -112,24 +112,11 @@ func (f *FS) addEntry(dir *inode, name string, ino uint32, ft uint8) error {
 		// Drop the index: every htree block is also a valid linear block.
 		dir.setFlags(dir.flags() &^ flagIndex)
 	}
-	m, err := f.mapInode(dir)
-	if err != nil {
+	done, err := f.rewriteDirBlock(dir, func(lb uint64, b []byte) (bool, error) {
+		return f.insertInBlock(dir.num, lb, b, name, ino, ft)
+	})
+	if err != nil || done {
 		return err
-	}
-	for lb := range f.dirBlocks(dir) {
-		b, err := f.readDirBlock(dir, m, lb)
-		if err != nil {
-			return err
-		}
-		ok, err := f.insertInBlock(dir.num, lb, b, name, ino, ft)
-		if err != nil {
-			return err
-		}
-		if ok {
-			e := m.lookup(lb)
-			f.writeBlock(e.phys+lb-e.logical, b)
-			return nil
-		}
 	}
 	_, phys, err := f.growDir(dir)
 	if err != nil {
@@ -164,18 +151,10 @@ func (f *FS) setEntryInode(dir *inode, name string, ino uint32) error {
 // (prev is the offset of the entry before it in b, or -1) and writes the
 // block back. A missing entry is ErrCorrupt: callers looked it up first.
 func (f *FS) editEntry(dir *inode, name string, edit func(b []byte, d dirent, prev int)) error {
-	m, err := f.mapInode(dir)
-	if err != nil {
-		return err
-	}
-	for lb := range f.dirBlocks(dir) {
-		b, err := f.readDirBlock(dir, m, lb)
-		if err != nil {
-			return err
-		}
+	found, err := f.rewriteDirBlock(dir, func(lb uint64, b []byte) (bool, error) {
 		prev := -1
 		found := false
-		err = f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
+		err := f.parseDirBlock(dir.num, lb, b, func(d dirent) bool {
 			if d.ino != 0 && d.name == name {
 				edit(b, d, prev)
 				found = true
@@ -184,16 +163,38 @@ func (f *FS) editEntry(dir *inode, name string, edit func(b []byte, d dirent, pr
 			prev = d.off
 			return true
 		})
-		if err != nil {
-			return err
-		}
-		if found {
-			e := m.lookup(lb)
-			f.writeBlock(e.phys+lb-e.logical, b)
-			return nil
-		}
+		return found, err
+	})
+	if err != nil || found {
+		return err
 	}
 	return fmt.Errorf("directory inode %d has no entry %q: %w", dir.num, name, ErrCorrupt)
+}
+
+// rewriteDirBlock calls change on each block of dir in turn (lb is its
+// logical number) until change reports that it changed one, writes that
+// block back and returns true; it returns false when no block changed.
+func (f *FS) rewriteDirBlock(dir *inode, change func(lb uint64, b []byte) (bool, error)) (bool, error) {
+	m, err := f.mapInode(dir)
+	if err != nil {
+		return false, err
+	}
+	for lb := range f.dirBlocks(dir) {
+		b, err := f.readDirBlock(dir, m, lb)
+		if err != nil {
+			return false, err
+		}
+		changed, err := change(lb, b)
+		if err != nil {
+			return false, err
+		}
+		if changed {
+			e := m.lookup(lb)
+			f.writeBlock(e.phys+lb-e.logical, b)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 var errDropIndex = errors.New("drop the directory index")

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "regenerate the seed images under testdata/")
@@ -119,19 +120,7 @@ func TestSeedImages(t *testing.T) {
 
 func loadSeed(t testing.TB, name string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testutil.ReadGz(t, filepath.Join("testdata", name))
 }
 
 // exercise reads everything it can reach (bounded, since a corrupt
