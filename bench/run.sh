@@ -6,7 +6,7 @@
 #   A  xen2kvm disk convert SRC DST
 #   B  qemu-img convert -O qcow2 SRC DST
 #   C  qemu-img convert -W -m 16 -O qcow2 SRC DST
-# alternating A B C for ROUNDS rounds. Each run is timed with GNU time
+# alternating them for ROUNDS rounds (round r starts with the r-th tool). Each run is timed with GNU time
 # (peak RSS) and the wall clock. xen2kvm fsyncs its output before renaming
 # it; qemu-img convert's default cache mode (unsafe) does not flush, so
 # `sync` runs right after each command and the table shows both the
@@ -42,7 +42,7 @@ sync
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$root" status --porcelain -- diskimg cmd bench 2>/dev/null)" ]; then
+if [ -n "$(git -C "$root" status --porcelain -- diskimg cmd bench ':!*.md' 2>/dev/null)" ]; then
 	commit="$commit (with uncommitted changes)"
 fi
 load0=$(load)
@@ -57,7 +57,10 @@ cmds=(
 declare -A walls durables rsss
 
 for round in $(seq 1 "$ROUNDS"); do
-	for i in 0 1 2; do
+	# Each round starts with the next tool, so whatever the first run
+	# after writing the image pays is not always paid by the same tool.
+	for k in 0 1 2; do
+		i=$(((k + round - 1) % 3))
 		rm -f "$WORK/out.qcow2"
 		sync
 		start=$(date +%s.%N)
