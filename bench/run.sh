@@ -6,8 +6,9 @@
 #   A  xen2kvm disk convert SRC DST
 #   B  qemu-img convert -O qcow2 SRC DST
 #   C  qemu-img convert -W -m 16 -O qcow2 SRC DST
-# alternating them for ROUNDS rounds (round r starts with the r-th tool). Each run is timed with GNU time
-# (peak RSS) and the wall clock. xen2kvm fsyncs its output before renaming
+# alternating them for ROUNDS rounds (round r starts with the r-th tool,
+# wrapping around). Each run is timed with GNU time (peak RSS) and the wall
+# clock. xen2kvm fsyncs its output before renaming
 # it; qemu-img convert's default cache mode (unsafe) does not flush, so
 # `sync` runs right after each command and the table shows both the
 # command's own wall time and the time until its output is on disk
