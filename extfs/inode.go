@@ -3,6 +3,8 @@ package extfs
 import (
 	"io/fs"
 	"time"
+
+	"github.com/xen2kvm/xen2kvm/guestfs"
 )
 
 // Inode mode types.
@@ -157,33 +159,7 @@ func (in *inode) rdev() uint64 {
 }
 
 // fsMode converts an inode mode to an fs.FileMode.
-func fsMode(m uint16) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & sIFMT {
-	case sIFDIR:
-		mode |= fs.ModeDir
-	case sIFLNK:
-		mode |= fs.ModeSymlink
-	case sIFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case sIFBLK:
-		mode |= fs.ModeDevice
-	case sIFIFO:
-		mode |= fs.ModeNamedPipe
-	case sIFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
+func fsMode(m uint16) fs.FileMode { return guestfs.FileMode(uint32(m)) }
 
 // permBits converts the permission part of an fs.FileMode to inode bits.
 func permBits(mode fs.FileMode) uint16 {

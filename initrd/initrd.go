@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+	"github.com/xen2kvm/xen2kvm/guestfs"
 )
 
 // ErrFormat is returned for data that is not a newc cpio archive, plain or
@@ -218,33 +219,7 @@ func (im *Image) Stat(name string) (Member, error) {
 	return m, nil
 }
 
-func unixMode(m uint64) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & cpio.S_IFMT {
-	case cpio.S_IFDIR:
-		mode |= fs.ModeDir
-	case cpio.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case cpio.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case cpio.S_IFBLK:
-		mode |= fs.ModeDevice
-	case cpio.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case cpio.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
+func unixMode(m uint64) fs.FileMode { return guestfs.FileMode(uint32(m)) }
 
 // ReadFile returns the content of a regular file, following symlinks
 // inside the archive.
