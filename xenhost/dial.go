@@ -370,9 +370,9 @@ func probeAddr(hostport string) net.Addr {
 // probeKey is a key no host has: checking it lists the known keys.
 type probeKey struct{}
 
-func (probeKey) Type() string                            { return "xen2kvm-probe" }
-func (probeKey) Marshal() []byte                         { return []byte("xen2kvm-probe") }
-func (probeKey) Verify([]byte, *ssh.Signature) error     { return errors.New("probe key") }
+func (probeKey) Type() string                        { return "xen2kvm-probe" }
+func (probeKey) Marshal() []byte                     { return []byte("xen2kvm-probe") }
+func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe key") }
 
 // withLegacyRSA adds, after the signers, each RSA key again restricted to
 // ssh-rsa (SHA-1) signatures: a server that announces rsa-sha2-256 but

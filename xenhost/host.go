@@ -91,6 +91,8 @@ type Host struct {
 	cur      *conn // nil after Close
 	closed   bool
 	failed   error // why the connection is gone for good
+
+	wmu      sync.Mutex // guards warnings; taken under mu
 	warnings []string
 
 	bytesRead  atomic.Int64
@@ -114,7 +116,7 @@ func (c *conn) close() {
 func Dial(ctx context.Context, u *URL, opts Options) (*Host, error) {
 	h := &Host{URL: u, opts: opts}
 	h.opts.Warn = func(msg string) {
-		h.mu.Lock()
+		h.wmu.Lock()
 		seen := false
 		for _, w := range h.warnings {
 			seen = seen || w == msg
@@ -122,7 +124,7 @@ func Dial(ctx context.Context, u *URL, opts Options) (*Host, error) {
 		if !seen {
 			h.warnings = append(h.warnings, msg)
 		}
-		h.mu.Unlock()
+		h.wmu.Unlock()
 		if !seen {
 			opts.warn(msg)
 		}
@@ -324,8 +326,8 @@ func (h *Host) Close() error {
 // Warnings are the warnings the connection gave so far (legacy
 // algorithms, host keys added).
 func (h *Host) Warnings() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
 	return append([]string(nil), h.warnings...)
 }
 

@@ -47,6 +47,15 @@ func ParseURL(s string) (*URL, error) {
 	if u.Host == "" {
 		return nil, bad("no host")
 	}
+	if strings.Contains(u.Host, ":") {
+		if net.ParseIP(u.Host) == nil {
+			return nil, bad("host %q is not an IPv6 address", u.Host)
+		}
+	} else if strings.IndexFunc(u.Host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
+	}) >= 0 {
+		return nil, bad("host %q is not a host name or address", u.Host)
+	}
 	if p := pu.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {

@@ -8,13 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
@@ -207,5 +212,62 @@ func TestUnknownHostKey(t *testing.T) {
 	opts.AcceptNewHostKey = true
 	if _, err := xenhost.Dial(context.Background(), u, opts); !errors.Is(err, xenhost.ErrHostKeyChanged) {
 		t.Errorf("changed key: %v", err)
+	}
+}
+
+// copyWhile converts the remote disk to qcow2 with diskimg.Convert,
+// calling fault once after the first chunk was copied.
+func copyWhile(t *testing.T, h *xenhost.Host, img, out string, fault func()) error {
+	t.Helper()
+	ctx := context.Background()
+	d, err := h.OpenDisk(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var once sync.Once
+	return diskimg.Convert(ctx, d, out, diskimg.OutputQCOW2, diskimg.WithWorkers(4),
+		diskimg.WithProgress(func(done, total int64) {
+			if done > 0 {
+				once.Do(fault)
+			}
+		}))
+}
+
+func TestReconnectMidCopy(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	img, _ := sparseImage(t, 256<<20)
+	before := testutil.HashFile(t, img)
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, func(o *xenhost.Options) { o.RetryDelay = 100 * time.Millisecond })
+	out := filepath.Join(t.TempDir(), "out.qcow2")
+	killed := 0
+	if err := copyWhile(t, h, img, out, func() { killed = srv.KillSessions() }); err != nil {
+		t.Fatalf("copy across a dropped connection: %v", err)
+	}
+	if killed == 0 || h.Reconnects() == 0 {
+		t.Fatalf("killed %d sessions, %d reconnects: the fault did not happen", killed, h.Reconnects())
+	}
+	if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", img, out).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img compare: %v\n%s", err, b)
+	}
+	if testutil.HashFile(t, img) != before {
+		t.Error("the source changed")
+	}
+}
+
+func TestHostGoneMidCopy(t *testing.T) {
+	img, _ := sparseImage(t, 256<<20)
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, func(o *xenhost.Options) { o.RetryDelay = 50 * time.Millisecond; o.Retries = 3 })
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.qcow2")
+	err := copyWhile(t, h, img, out, srv.Stop)
+	var ce *xenhost.ConnError
+	if !errors.Is(err, xenhost.ErrUnreachable) || !errors.As(err, &ce) || ce.Attempts != 3 || !strings.Contains(err.Error(), srv.Addr) {
+		t.Fatalf("copy from a host that went away: %v, want ErrUnreachable after 3 attempts naming %s", err, srv.Addr)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the failed copy left %v", ents)
 	}
 }
