@@ -87,10 +87,10 @@ type Host struct {
 	opts Options
 	d    *dialer
 
-	mu       sync.Mutex
-	cur      *conn // nil after Close
-	closed   bool
-	failed   error // why the connection is gone for good
+	mu     sync.Mutex
+	cur    *conn // nil after Close
+	closed bool
+	failed error // why the connection is gone for good
 
 	wmu      sync.Mutex // guards warnings; taken under mu
 	warnings []string
