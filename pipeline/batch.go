@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
@@ -327,5 +328,5 @@ func (s *stateFile) set(key string, g guestState) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.path, append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(s.path, append(data, '\n'), 0o644)
 }
