@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -31,8 +32,9 @@ type Result struct {
 
 // Sentinel errors callers branch on.
 var (
-	// ErrBlocked: the conversion found a problem that stops the migration.
-	ErrBlocked = errors.New("conversion blocked")
+	// ErrBlocked: the conversion found a problem that stops the migration
+	// (convert's sentinel, so either package's name matches).
+	ErrBlocked = convert.ErrBlocked
 	// ErrValidation: the written output failed a check.
 	ErrValidation = errors.New("output failed validation")
 	// ErrBoot: the migrated guest did not reach its login prompt.

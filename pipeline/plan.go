@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
@@ -70,14 +69,7 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o p
 		}
 	}
 	for _, e := range p.Edits {
-		one := &convert.Plan{Edits: []convert.Edit{e}}
-		diff := one.Diff()
-		if strings.HasPrefix(diff, "# ") { // Diff's own rule line: the report has its own
-			if i := strings.IndexByte(diff, '\n'); i >= 0 {
-				diff = diff[i+1:]
-			}
-		}
-		c.Edits = append(c.Edits, report.Edit{Path: e.Path, Rule: e.Rule, Why: e.Why, Diff: diff})
+		c.Edits = append(c.Edits, report.Edit{Path: e.Path, Rule: e.Rule, Why: e.Why, Diff: e.Diff()})
 	}
 	if view != nil {
 		root := view.root
