@@ -12,10 +12,10 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// realPlan assembles the guest's filesystems over its overlaid disks,
-// inspects it and plans the conversion with package convert. Applying the
-// plan writes into the overlays only.
-func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
+// Plan assembles the guest's filesystems over its overlaid disks, inspects
+// it and plans the conversion with package convert. Applying the plan
+// writes into the overlays only.
+func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
 	var named []namedDisk
 	i := 0
 	for _, xd := range d.Disks {
@@ -84,6 +84,5 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o p
 			}
 		}
 	}
-	c.impl = p
 	return c, nil
 }

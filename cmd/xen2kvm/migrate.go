@@ -49,6 +49,15 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 		" (for finding which rule a guest trips on; the result may not boot)")
 }
 
+// runOptions are the pipeline options the flags give, drawing progress
+// and log lines on con.
+func (f *migrateFlags) runOptions(workers int, con *console) pipeline.RunOptions {
+	return pipeline.RunOptions{
+		DryRun: f.dryRun, Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules,
+		Progress: con.progress, Logger: con.logger(),
+	}
+}
+
 func (f *migrateFlags) check() error {
 	switch f.accel {
 	case "kvm", "tcg", "auto":
@@ -137,9 +146,8 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				OutDir: out, Format: format, DiskMap: maps, DryRun: f.dryRun, Force: force,
-				Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules, KernelRPM: kernelRPM,
-				Logger: con.logger(), Progress: con.progress,
+				RunOptions: f.runOptions(workers, con),
+				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
 			}
 			switch {
 			case bootCheck:
