@@ -153,6 +153,9 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	}
 	m.dom = d
 	m.rep.Name = d.Name
+	if err := d.CheckName(); err != nil {
+		return err
+	}
 	m.rep.Source = summarize(d)
 	m.rep.Warnings = append(m.rep.Warnings, d.Warnings...)
 	m.log.Info("read config", "guest", d.Name, "file", cfgPath, "type", d.Type, "disks", len(d.Disks))
@@ -169,11 +172,21 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 			return err
 		}
 		m.closers = append(m.closers, func() error { unlock(); return nil })
-		if old, err = guestFiles(outDir, d.Name); err != nil {
+		st, err := readOutput(outDir, d.Name)
+		if err != nil {
 			return fmt.Errorf("reading output folder: %w", err)
 		}
-		if len(old) > 0 && !m.opts.Force {
-			return &ExistsError{OutDir: outDir, Name: d.Name, Files: old, Complete: contains(old, reportName(d.Name))}
+		if !m.opts.Force && (st.Complete || len(st.Foreign) > 0) {
+			files := append(append([]string{}, st.Owned...), st.Foreign...)
+			return &ExistsError{OutDir: outDir, Name: d.Name, Files: files, Complete: st.Complete}
+		}
+		// Only what a migration recorded as its own is removed: an
+		// interrupted commit's files always, a finished one's with
+		// --force. Other files named like outputs are replaced when
+		// this run writes the same name, and otherwise left alone.
+		old = st.Owned
+		if st.Interrupted {
+			m.log.Info("removing what an interrupted migration left", "guest", d.Name, "files", old)
 		}
 	}
 
@@ -290,6 +303,9 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 			return fmt.Errorf("the KVM domain has no disk for %s", dk.xen.Target)
 		}
 		dk.outName = fmt.Sprintf("%s-%s.%s", m.dom.Name, dk.kvm.Target, format)
+		if !writes(m.dom.Name, dk.outName) {
+			return fmt.Errorf("%w: image name %q", ErrOutsideOutDir, dk.outName)
+		}
 		dk.kvm.Path = filepath.Join(outDir, dk.outName)
 		if outDir == "" {
 			dk.kvm.Path = dk.outName
