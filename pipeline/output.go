@@ -219,6 +219,33 @@ func writes(name, base string) bool {
 	return false
 }
 
+// missingOutputs lists the files a finished migration of guest name
+// recorded in its report that are no longer in outDir (the report itself
+// when it is gone or unreadable).
+func missingOutputs(outDir, name string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(outDir, reportName(name)))
+	if err != nil {
+		return []string{reportName(name)}, err
+	}
+	var rep struct {
+		Files []string `json:"files"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Files) == 0 {
+		return []string{reportName(name)}, fmt.Errorf("%s: no list of files: %v", reportName(name), err)
+	}
+	var missing []string
+	for _, f := range rep.Files {
+		if _, err := outPath(outDir, f); err != nil {
+			missing = append(missing, f)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(outDir, f)); err != nil {
+			missing = append(missing, f)
+		}
+	}
+	return missing, nil
+}
+
 // guestFiles lists the files in outDir a migration of guest name would
 // replace: those recorded as its output and those it writes.
 func guestFiles(outDir, name string) ([]string, error) {
