@@ -292,6 +292,7 @@ func (m *migration) openDisks() error {
 // placeImages names each output image after its KVM target and points the
 // KVM domain's disks at them.
 func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) error {
+	byName := map[string]string{}
 	for _, dk := range m.disks {
 		for i := range k.Disks {
 			kd := &k.Disks[i]
@@ -306,6 +307,10 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 		if !writes(m.dom.Name, dk.outName) {
 			return fmt.Errorf("%w: image name %q", ErrOutsideOutDir, dk.outName)
 		}
+		if other, dup := byName[dk.outName]; dup {
+			return fmt.Errorf("disks %s and %s would both be written to %s: give each disk its own target", other, dk.xen.Target, dk.outName)
+		}
+		byName[dk.outName] = dk.xen.Target
 		dk.kvm.Path = filepath.Join(outDir, dk.outName)
 		if outDir == "" {
 			dk.kvm.Path = dk.outName
@@ -385,12 +390,15 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	checks := m.p.validate(ctx, staged, m.conv)
+	checks := append([]report.Check{m.checkOutputsApart(k)}, m.p.validate(ctx, staged, m.conv)...)
 	m.rep.Validation = checks
 	var bad []string
 	for _, c := range checks {
 		if !c.OK {
 			bad = append(bad, c.Name+": "+c.Detail)
+		}
+		if c.Warning != "" {
+			m.rep.Warnings = append(m.rep.Warnings, c.Warning)
 		}
 	}
 	if len(bad) > 0 {
@@ -416,6 +424,58 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	}
 	m.log.Info("migrated", "guest", m.dom.Name, "outdir", outDir)
 	return nil
+}
+
+// checkOutputsApart checks that the KVM domain never points a writable
+// disk at a source image (or at another disk's image): every copied disk
+// has its own image in OutDir, and no disk path is a source's path.
+func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
+	c := report.Check{Name: "output disks are the copies, not the sources"}
+	sources := map[string]string{}
+	var srcInfo []os.FileInfo
+	copies := map[string]bool{}
+	for _, dk := range m.disks {
+		p := config.MapPath(dk.xen.Source, m.opts.DiskMap)
+		sources[filepath.Clean(p)] = dk.xen.Target
+		sources[filepath.Clean(dk.xen.Source)] = dk.xen.Target
+		copies[filepath.Clean(filepath.Join(m.rep.OutDir, dk.outName))] = true
+		if fi, err := os.Stat(p); err == nil {
+			srcInfo = append(srcInfo, fi)
+		}
+	}
+	var bad []string
+	used := map[string]string{}
+	n := 0
+	for _, d := range k.Disks {
+		if d.Device == "cdrom" || d.Path == "" {
+			continue
+		}
+		n++
+		p := filepath.Clean(d.Path)
+		if t, ok := sources[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s is the source image of %s", d.Target, t))
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			for _, si := range srcInfo {
+				if os.SameFile(fi, si) {
+					bad = append(bad, fmt.Sprintf("%s (%s) is a source image", d.Target, p))
+				}
+			}
+		}
+		if other, ok := used[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s and %s share %s", other, d.Target, p))
+		} else if !copies[p] {
+			bad = append(bad, fmt.Sprintf("%s is %s, not a copy xen2kvm wrote", d.Target, p))
+		}
+		used[p] = d.Target
+	}
+	if len(bad) > 0 {
+		c.Detail = strings.Join(bad, "; ")
+		return c
+	}
+	c.OK, c.Detail = true, fmt.Sprintf("%d disks, each its own image", n)
+	return c
 }
 
 // copyDisks copies all disks at the same time into the staging folder.

@@ -567,3 +567,73 @@ func TestSecondRunOfSameGuestIsRefused(t *testing.T) {
 		t.Error("the lock file stayed")
 	}
 }
+
+// TestOutputsNeverNameSources: a Xen target given twice (which
+// config.Parse refuses) reaching the pipeline anyway is refused before
+// anything is copied, and checkOutputsApart fails a KVM domain that
+// points a disk at a source image or two disks at one image.
+func TestOutputsNeverNameSources(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(d *config.Domain)
+	}{
+		{"same target twice", func(d *config.Domain) { d.Disks[1].Target = "xvda" }},
+		{"same target twice, mapped path", func(d *config.Domain) { d.Disks[1].Target = "xvda"; d.Disks[1].Source = d.Disks[0].Source }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, "g")
+			tc.setup(fx.f.domains[fx.cfg])
+			before := fx.hashes(t)
+			out := filepath.Join(fx.dir, "kvm")
+			res, err := fx.migrate(t, fx.opts(out))
+			if err == nil || !strings.Contains(err.Error(), "would both be written to g-vda.raw") || res.Report.Status != report.StatusFailed {
+				t.Fatalf("err = %v, want the two disks named", err)
+			}
+			if left := listDir(t, out); len(left) != 0 {
+				t.Errorf("output folder holds %v", left)
+			}
+			if !equal(before, fx.hashes(t)) {
+				t.Error("source images changed")
+			}
+		})
+	}
+}
+
+func TestCheckOutputsApart(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm")
+	res, err := fx.migrate(t, fx.opts(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Report.Validation[0]; !c.OK || !strings.Contains(c.Detail, "2 disks") {
+		t.Fatalf("first check %+v", c)
+	}
+	m := &migration{opts: fx.opts(out), rep: &report.Guest{OutDir: out}}
+	for i, img := range fx.images {
+		m.disks = append(m.disks, &disk{xen: config.Disk{Source: "/var/lib/xen/images/" + filepath.Base(img), Target: []string{"xvda", "xvdb"}[i]}, outName: []string{"g-vda.raw", "g-vdb.raw"}[i]})
+	}
+	link := filepath.Join(fx.dir, "link.img")
+	os.Symlink(fx.images[1], link)
+	for _, tc := range []struct {
+		paths []string
+		want  string
+	}{
+		{[]string{filepath.Join(out, "g-vda.raw"), filepath.Join(out, "g-vdb.raw")}, ""},
+		{[]string{fx.images[0], filepath.Join(out, "g-vdb.raw")}, "vda is the source image of xvda"},
+		{[]string{"/var/lib/xen/images/" + filepath.Base(fx.images[0]), filepath.Join(out, "g-vdb.raw")}, "vda is the source image of xvda"},
+		{[]string{filepath.Join(out, "g-vda.raw"), link}, "vdb (" + link + ") is a source image"},
+		{[]string{filepath.Join(out, "g-vda.raw"), filepath.Join(out, "g-vda.raw")}, "vda and vdb share"},
+		{[]string{filepath.Join(out, "g-vda.raw"), "/srv/elsewhere.raw"}, "vdb is /srv/elsewhere.raw, not a copy"},
+	} {
+		k := &config.KVMDomain{}
+		for i, p := range tc.paths {
+			k.Disks = append(k.Disks, config.KVMDisk{Path: p, Target: []string{"vda", "vdb"}[i], Device: "disk"})
+		}
+		k.Disks = append(k.Disks, config.KVMDisk{Path: fx.images[0], Target: "hdc", Device: "cdrom"})
+		c := m.checkOutputsApart(k)
+		if c.OK != (tc.want == "") || !strings.Contains(c.Detail, tc.want) {
+			t.Errorf("%v: %+v, want %q", tc.paths, c, tc.want)
+		}
+	}
+}
