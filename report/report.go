@@ -127,6 +127,9 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Warning is something found that does not fail the check (damage
+	// in the source the migration carried over as it was).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Boot is the result of the boot check.

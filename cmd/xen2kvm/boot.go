@@ -142,6 +142,14 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	if err != nil {
 		return err
 	}
+	// The name makes the serial log's and the runtime folder's names.
+	if err := config.CheckName(dom.Name); err != nil {
+		var ne *config.NameError
+		if errors.As(err, &ne) {
+			ne.File = xmlPath
+		}
+		return err
+	}
 	serialLog := f.serialLog
 	if serialLog == "" {
 		serialLog = filepath.Join(filepath.Dir(xmlPath), dom.Name+".boot.log")
