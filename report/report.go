@@ -3,6 +3,7 @@
 // planned in-guest edits as unified diffs, the target KVM definition,
 // warnings, blockers and, after a real run, validation and boot results.
 // The same model is written as text, JSON or one self-contained HTML page.
+// It also renders what xen2kvm inspect finds (Inspection), as text or JSON.
 //
 //	g := &report.Guest{Name: "web01", ...}
 //	report.WriteText(os.Stdout, g)
