@@ -34,6 +34,7 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o p
 	switch {
 	case err == nil:
 		c.close = closeView
+		c.Warnings = append(c.Warnings, view.warnings...)
 		g, err = convert.Inspect(view.root)
 		if err != nil && !(errors.Is(err, convert.ErrNoOS) && d.Type == config.HVM) {
 			return c, err
