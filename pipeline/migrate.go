@@ -43,6 +43,18 @@ var (
 	ErrNoQEMU = errors.New("qemu-system-x86_64 not found")
 )
 
+// ErrInterrupted: the migration was cancelled (SIGINT, SIGTERM) before
+// it finished; nothing that looks complete was left.
+var ErrInterrupted = errors.New("interrupted")
+
+// interruptedError says "interrupted" where the cancellation surfaced as
+// "copying disk xvda: context canceled"; it matches ErrInterrupted and
+// context.Canceled.
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string   { return "interrupted" }
+func (e *interruptedError) Unwrap() []error { return []error{ErrInterrupted, e.err} }
+
 // BlockedError lists the blockers that stop a migration.
 type BlockedError struct {
 	Name     string
@@ -92,6 +104,9 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	err := m.run(ctx, cfgPath)
 	m.close()
 	rep.Finished = time.Now().UTC()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = &interruptedError{err}
+	}
 	if err != nil {
 		if errors.Is(err, ErrBlocked) {
 			rep.Status = report.StatusBlocked

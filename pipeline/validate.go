@@ -34,6 +34,8 @@ type guestView struct {
 	devices map[string]bool
 	// labels and uuids of the filesystems and swap areas.
 	labels, uuids map[string]bool
+	// warnings are what the assembly found wrong but went on past.
+	warnings []string
 }
 
 // validateView runs the checks over a re-opened output: every filesystem

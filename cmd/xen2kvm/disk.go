@@ -141,7 +141,8 @@ func newDiskInfoCommand() *cobra.Command {
 		Long: `Show what a disk image or block device is and holds: its format (detected
 from the content), virtual size, how much of it is allocated, its backing
 chain, its partition table, the LVM logical volumes on it and the
-filesystem type of each partition and LV.`,
+filesystem type of each partition and LV. An image whose layout cannot be
+read is shown as far as it can be, and the exit status is 1.`,
 		Example: `  xen2kvm disk info /var/lib/xen/images/rhel5.img
   xen2kvm disk info --json web01.qcow2`,
 		Args: cobra.ExactArgs(1),
@@ -160,10 +161,18 @@ filesystem type of each partition and LV.`,
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
-				return err
+				if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b); err != nil {
+					return err
+				}
+			} else {
+				writeDiskInfo(cmd.OutOrStdout(), info)
 			}
-			writeDiskInfo(cmd.OutOrStdout(), info)
+			if info.LayoutError != "" {
+				// What could be read is shown; the exit status says the
+				// rest could not.
+				return &diskError{fmt.Errorf("%s: reading its partitions, LVM volumes and filesystems: %s", args[0], info.LayoutError),
+					"the image is damaged or shorter than its partition table says (was it copied completely?)"}
+			}
 			return nil
 		},
 	}

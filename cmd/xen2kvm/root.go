@@ -94,6 +94,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// SIGINT or SIGTERM: the cancellation surfaces from wherever the
+		// work was ("listing extents: context canceled"); say what it is.
+		fmt.Fprintf(stderr, "xen2kvm: error: interrupted\n")
+		fmt.Fprintf(stderr, "xen2kvm: hint: nothing that looks complete was left; run the command again to start afresh\n")
+		return exitFail
+	}
 	fmt.Fprintf(stderr, "xen2kvm: error: %v\n", err)
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
