@@ -1,0 +1,328 @@
+package warm
+
+import (
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// DefaultBlockSize is the size of the blocks that are hashed and moved.
+const DefaultBlockSize = xenhost.DefaultHashBlock
+
+// Hasher hashes the blocks of a disk where the disk is (xenhost.Host).
+type Hasher interface {
+	HashBlocks(ctx context.Context, path string, blockSize, first, count int64, method xenhost.HashMethod, fn func(i int64, sum xenhost.BlockHash) error) error
+}
+
+// Stats are what one pass over one disk did.
+type Stats struct {
+	Blocks    int64  `json:"blocks"`         // blocks of the disk
+	Changed   int64  `json:"changed_blocks"` // pass 2: blocks whose hash differed
+	Zeroed    int64  `json:"zeroed_blocks"`  // blocks that are zero and were not moved (pass 2: holes punched)
+	BytesRead int64  `json:"bytes_read"`     // bytes of data moved over the network
+	Written   int64  `json:"bytes_written"`  // bytes written to the local copy
+	Hashed    int64  `json:"hashed_blocks"`  // pass 2: block hashes received from the host
+	Duration  Dur    `json:"duration"`       // wall time
+	Method    string `json:"hash_method,omitempty"`
+}
+
+// Dur is a time.Duration that reads as seconds in JSON.
+type Dur time.Duration
+
+// MarshalJSON writes seconds.
+func (d Dur) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
+}
+
+// UnmarshalJSON reads seconds.
+func (d *Dur) UnmarshalJSON(b []byte) error {
+	var s float64
+	if _, err := fmt.Sscanf(string(b), "%g", &s); err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	*d = Dur(time.Duration(s * float64(time.Second)))
+	return nil
+}
+
+// Options tune the block engine.
+type Options struct {
+	// BlockSize is the block size (DefaultBlockSize when 0); pass 2 must
+	// use pass 1's.
+	BlockSize int64
+	// Workers is how many blocks are read from the host at once (8 when
+	// 0).
+	Workers int
+	// Method is how the host hashes blocks in pass 2.
+	Method xenhost.HashMethod
+	// Progress, when set, is called with bytes done and bytes in all.
+	Progress func(done, total int64)
+}
+
+func (o Options) blockSize() int64 {
+	if o.BlockSize > 0 {
+		return o.BlockSize
+	}
+	return DefaultBlockSize
+}
+
+func (o Options) workers() int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	return 8
+}
+
+func blocks(size, bs int64) int64 { return (size + bs - 1) / bs }
+
+// Sums are the MD5s of a local copy's blocks, kept from pass 1 so that
+// pass 2 does not read the copy again.
+type Sums []xenhost.BlockHash
+
+func isZero(p []byte) bool {
+	for len(p) >= 8 {
+		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, b := range p {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Copy is pass 1: it copies src (size bytes, read over the network) into
+// dst block by block, Workers blocks at once, leaving zero blocks as
+// holes, and returns the MD5 of every block as written. dst is truncated
+// to size first.
+func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts Options) (Sums, Stats, error) {
+	start := time.Now()
+	bs := opts.blockSize()
+	n := blocks(size, bs)
+	st := Stats{Blocks: n}
+	if err := dst.Truncate(0); err != nil {
+		return nil, st, fmt.Errorf("truncating %s: %w", dst.Name(), err)
+	}
+	if err := dst.Truncate(size); err != nil {
+		return nil, st, fmt.Errorf("sizing %s: %w", dst.Name(), err)
+	}
+	sums := make(Sums, n)
+	var next, done, read, written, zero atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < opts.workers(); w++ {
+		g.Go(func() error {
+			buf := make([]byte, bs)
+			for {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				i := next.Add(1) - 1
+				if i >= n {
+					return nil
+				}
+				off := i * bs
+				p := buf[:min(bs, size-off)]
+				k, err := src.ReadAt(p, off)
+				read.Add(int64(k))
+				if err != nil && !(errors.Is(err, io.EOF) && k == len(p)) {
+					return fmt.Errorf("reading block %d: %w", i, err)
+				}
+				sums[i] = md5.Sum(p)
+				if isZero(p) {
+					zero.Add(1)
+				} else {
+					if _, err := dst.WriteAt(p, off); err != nil {
+						return fmt.Errorf("writing %s: %w", dst.Name(), err)
+					}
+					written.Add(int64(len(p)))
+				}
+				d := done.Add(int64(len(p)))
+				if opts.Progress != nil {
+					opts.Progress(d, size)
+				}
+			}
+		})
+	}
+	err := g.Wait()
+	st.BytesRead, st.Written, st.Zeroed = read.Load(), written.Load(), zero.Load()
+	st.Duration = Dur(time.Since(start))
+	if err != nil {
+		return nil, st, err
+	}
+	if err := dst.Sync(); err != nil {
+		return nil, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
+	}
+	return sums, st, nil
+}
+
+// HashFile hashes a local copy in blocks (for a copy whose sums were
+// lost).
+func HashFile(ctx context.Context, f *os.File, size, bs int64) (Sums, error) {
+	n := blocks(size, bs)
+	sums := make(Sums, n)
+	buf := make([]byte, bs)
+	for i := int64(0); i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		off := i * bs
+		p := buf[:min(bs, size-off)]
+		if _, err := f.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+		}
+		sums[i] = md5.Sum(p)
+	}
+	return sums, nil
+}
+
+// Sync is pass 2: the host hashes remotePath (src, size bytes) in blocks
+// of the pass 1 block size; every block whose hash differs from sums (the
+// hashes of dst's blocks, as Copy returned them) is read from src and
+// written into dst, Workers at once, a block that is now all zeros is
+// punched out of dst instead, without reading it. sums is updated.
+// Blocks past the end of sums (the disk grew) count as changed; dst is
+// resized to size.
+func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, sums Sums, opts Options) (Sums, Stats, error) {
+	start := time.Now()
+	bs := opts.blockSize()
+	n := blocks(size, bs)
+	st := Stats{Blocks: n, Method: string(opts.Method)}
+	if st.Method == "" {
+		st.Method = "auto"
+	}
+	if fi, err := dst.Stat(); err != nil {
+		return sums, st, err
+	} else if fi.Size() != size {
+		if err := dst.Truncate(size); err != nil {
+			return sums, st, fmt.Errorf("resizing %s: %w", dst.Name(), err)
+		}
+	}
+	if int64(len(sums)) > n {
+		sums = sums[:n]
+	}
+	for int64(len(sums)) < n {
+		sums = append(sums, xenhost.BlockHash{}) // never an MD5 (of what?): always differs
+	}
+	zeroSum := md5.Sum(make([]byte, bs))
+	lastLen := size - (n-1)*bs
+	lastZero := md5.Sum(make([]byte, max(lastLen, 0)))
+
+	type job struct {
+		i   int64
+		sum xenhost.BlockHash
+	}
+	jobs := make(chan job, 256)
+	var read, written, changed, zeroed, hashed, done atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	var mu sync.Mutex // guards sums
+	for w := 0; w < opts.workers(); w++ {
+		g.Go(func() error {
+			buf := make([]byte, bs)
+			for j := range jobs {
+				off := j.i * bs
+				p := buf[:min(bs, size-off)]
+				z := zeroSum
+				if j.i == n-1 {
+					z = lastZero
+				}
+				if j.sum == xenhost.BlockHash(z) {
+					if err := punch(dst, off, int64(len(p))); err != nil {
+						return err
+					}
+					zeroed.Add(1)
+				} else {
+					k, err := src.ReadAt(p, off)
+					read.Add(int64(k))
+					if err != nil && !(errors.Is(err, io.EOF) && k == len(p)) {
+						return fmt.Errorf("reading block %d: %w", j.i, err)
+					}
+					// The guest is stopped, so what is read is what was
+					// hashed; a mismatch means it is not.
+					if got := md5.Sum(p); got != j.sum {
+						return fmt.Errorf("block %d changed between its hash and its read: %w", j.i, ErrSourceChanging)
+					}
+					if _, err := dst.WriteAt(p, off); err != nil {
+						return fmt.Errorf("writing %s: %w", dst.Name(), err)
+					}
+					written.Add(int64(len(p)))
+				}
+				mu.Lock()
+				sums[j.i] = j.sum
+				mu.Unlock()
+				if opts.Progress != nil {
+					opts.Progress(done.Add(int64(len(p))), size)
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(jobs)
+		return h.HashBlocks(gctx, remotePath, bs, 0, n, opts.Method, func(i int64, sum xenhost.BlockHash) error {
+			hashed.Add(1)
+			mu.Lock()
+			same := sums[i] == sum
+			mu.Unlock()
+			if same {
+				if opts.Progress != nil {
+					opts.Progress(done.Add(min(bs, size-i*bs)), size)
+				}
+				return nil
+			}
+			changed.Add(1)
+			select {
+			case jobs <- job{i, sum}:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	err := g.Wait()
+	st.BytesRead, st.Written, st.Changed, st.Zeroed, st.Hashed = read.Load(), written.Load(), changed.Load(), zeroed.Load(), hashed.Load()
+	st.Duration = Dur(time.Since(start))
+	if err != nil {
+		return sums, st, err
+	}
+	if st.Hashed != n {
+		return sums, st, fmt.Errorf("the host hashed %d blocks of %d", st.Hashed, n)
+	}
+	if err := dst.Sync(); err != nil {
+		return sums, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
+	}
+	return sums, st, nil
+}
+
+// ErrSourceChanging: a block read in pass 2 is not the block the host
+// hashed a moment before, so the guest (or something else) still writes
+// its disk.
+var ErrSourceChanging = errors.New("the source disk is still being written")
+
+// punch makes a range of f read as zeros: a hole where the filesystem
+// can punch one, written zeros otherwise.
+func punch(f *os.File, off, n int64) error {
+	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("punching a hole in %s: %w", f.Name(), err)
+	}
+	if _, err := f.WriteAt(make([]byte, n), off); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package warm migrates a Xen guest's disks while the guest runs, so that
+// it is down only for what changed: pass 1 copies every disk of the
+// running guest over SFTP into local files (crash-consistent, recorded as
+// incomplete); once the guest is stopped, pass 2 has the Xen host hash
+// each disk in fixed blocks (a read-only helper sent over the SSH
+// session, see xenhost.Host.HashBlocks), compares the hashes with those
+// of the blocks pass 1 wrote, and moves only the blocks that differ.
+//
+// The block engine is Copy (pass 1) and Sync (pass 2):
+//
+//	sums, st, err := warm.Copy(ctx, disk, disk.Size(), f, warm.Options{})
+//	// ... the guest stops ...
+//	sums, st, err = warm.Sync(ctx, host, disk.Path(), disk, disk.Size(), f, sums, warm.Options{})
+//
+// Session runs both passes for every disk of a guest into a folder and
+// records where it got to in a state file, so an interrupted run resumes
+// from pass 2 (or redoes pass 1 when its copies are gone).
+package warm

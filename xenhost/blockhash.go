@@ -1,0 +1,209 @@
+package xenhost
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// HashMethod is how the host hashes a disk's blocks.
+type HashMethod string
+
+const (
+	// HashAuto uses python (2.4's md5 module or hashlib) when the host has
+	// it, else dd and md5sum.
+	HashAuto HashMethod = ""
+	// HashPython requires python.
+	HashPython HashMethod = "python"
+	// HashDD uses coreutils dd and md5sum, one pair of processes per
+	// block: slower, but needs nothing beyond coreutils.
+	HashDD HashMethod = "dd"
+)
+
+// DefaultHashBlock is the block size of HashBlocks when none is given.
+const DefaultHashBlock = 1 << 20
+
+// hashScript is the block-hash helper: a POSIX shell script (RHEL 5's
+// bash, Debian's dash) run as `sh -c SCRIPT xen2kvm-blockhash METHOD PATH
+// BLOCK FIRST COUNT`. It only opens PATH for reading and prints, for
+// blocks FIRST..FIRST+COUNT-1 of BLOCK bytes, one line each: the MD5 of
+// the block in hex (a block past the end hashes the empty string, the
+// last block hashes what there is). The Python runs on 2.4 (no with, no
+// b” literals) and on 3; it must not contain a single quote.
+const hashScript = `PY='
+import sys
+try:
+    from hashlib import md5
+except ImportError:
+    from md5 import new as md5
+path = sys.argv[1]
+bs = int(sys.argv[2])
+first = int(sys.argv[3])
+count = int(sys.argv[4])
+f = open(path, "rb")
+f.seek(first * bs)
+out = sys.stdout
+i = 0
+while i < count:
+    want = bs
+    parts = []
+    while want > 0:
+        d = f.read(want)
+        if not d:
+            break
+        parts.append(d)
+        want = want - len(d)
+    h = md5()
+    for d in parts:
+        h.update(d)
+    out.write(h.hexdigest() + "\n")
+    i = i + 1
+    if i % 64 == 0:
+        out.flush()
+out.flush()
+f.close()
+'
+method=$1; shift
+if [ "$method" != dd ]; then
+	for py in python python2 python3; do
+		if command -v $py >/dev/null 2>&1; then
+			exec $py -c "$PY" "$@"
+		fi
+	done
+	if [ "$method" = python ]; then
+		echo "xen2kvm-blockhash: no python on this host" >&2
+		exit 3
+	fi
+fi
+command -v md5sum >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor md5sum on this host" >&2; exit 3; }
+[ -r "$1" ] || { echo "xen2kvm-blockhash: cannot read $1" >&2; exit 2; }
+i=$3
+end=$(($3 + $4))
+while [ $i -lt $end ]; do
+	dd if="$1" bs=$2 skip=$i count=1 2>/dev/null | md5sum || exit 1
+	i=$(($i + 1))
+done
+`
+
+// errStopped is what the hashing returns inside retry when fn failed:
+// a message that never reads as a lost connection.
+var errStopped = errors.New("block hashes no longer wanted")
+
+// BlockHash is the MD5 of one block of a disk.
+type BlockHash [16]byte
+
+// HashBlocks hashes the file or block device at path on the host in
+// blocks of blockSize bytes (DefaultHashBlock when 0), blocks first to
+// first+count-1, and calls fn with each block's index and hash, in order,
+// as they arrive. It runs a small read-only helper script, sent over the
+// SSH session and never installed: python when the host has it (RHEL 5's
+// python 2.4), else dd and md5sum (method forces one). Nothing is
+// written on the host. A dropped connection is re-established and the
+// hashing resumes after the last block received. An error from fn stops
+// the hashing and is returned.
+func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, count int64, method HashMethod, fn func(i int64, sum BlockHash) error) error {
+	if blockSize <= 0 {
+		blockSize = DefaultHashBlock
+	}
+	switch method {
+	case HashAuto, HashPython, HashDD:
+	default:
+		return fmt.Errorf("unknown block-hash method %q (want python or dd)", method)
+	}
+	m := string(method)
+	if m == "" {
+		m = "auto"
+	}
+	next := first
+	end := first + count
+	var fnErr error
+	err := h.retry(ctx, func(c *conn) error {
+		if fnErr != nil {
+			return errStopped
+		}
+		if next >= end {
+			return nil
+		}
+		argv := []string{"sh", "-c", hashScript, "xen2kvm-blockhash", m, path,
+			strconv.FormatInt(blockSize, 10), strconv.FormatInt(next, 10), strconv.FormatInt(end-next, 10)}
+		quoted := make([]string, len(argv))
+		for i, a := range argv {
+			quoted[i] = shellQuote(a)
+		}
+		s, err := c.ssh.NewSession()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		stdout, err := s.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		var stderr limitedBuffer
+		stderr.max = 64 << 10
+		s.Stderr = &stderr
+		stop := context.AfterFunc(ctx, func() { s.Close() })
+		defer stop()
+		if err := s.Start(strings.Join(quoted, " ")); err != nil {
+			return err
+		}
+		display := []string{"xen2kvm-blockhash", m, path, strconv.FormatInt(blockSize, 10)}
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if i := strings.IndexByte(line, ' '); i >= 0 { // md5sum: "HASH  -"
+				line = line[:i]
+			}
+			var sum BlockHash
+			if len(line) != 32 {
+				s.Close()
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("block %d: bad hash line %q", next, sc.Text())}
+			}
+			if _, err := hex.Decode(sum[:], []byte(line)); err != nil {
+				s.Close()
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("block %d: bad hash line %q", next, sc.Text())}
+			}
+			if next >= end {
+				s.Close()
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: errors.New("more hashes than blocks")}
+			}
+			if fnErr = fn(next, sum); fnErr != nil {
+				s.Close()
+				return errStopped // not a lost connection, whatever fnErr says
+			}
+			next++
+		}
+		scanErr := sc.Err()
+		werr := s.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if werr != nil {
+			var ee *ssh.ExitError
+			if errors.As(werr, &ee) {
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Status: ee.ExitStatus(), Stderr: stderr.String(), Err: werr}
+			}
+			return werr // the connection went away: retried
+		}
+		if scanErr != nil {
+			return scanErr
+		}
+		if next < end {
+			return &ExecError{Host: h.URL.Addr(), Argv: display, Stderr: stderr.String(), Err: fmt.Errorf("hashes stopped at block %d of %d", next, end)}
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("hashing %s on %s: %w", path, h.URL.Addr(), err)
+	}
+	return nil
+}

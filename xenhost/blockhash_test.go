@@ -1,0 +1,63 @@
+package xenhost_test
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// TestHashBlocks: the helper's hashes, by python and by dd+md5sum, are
+// the MD5s of the file's blocks, the last (short) block included, and a
+// range starting mid-file; the file is not written.
+func TestHashBlocks(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "disk.img")
+	const bs = 64 << 10
+	data := make([]byte, 20*bs+1234)
+	rand.Read(data[:7*bs])
+	rand.Read(data[12*bs:]) // blocks 7..11 zero
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.HashFile(t, img)
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, nil)
+	n := int64(len(data)+bs-1) / bs
+	for _, m := range []xenhost.HashMethod{xenhost.HashAuto, xenhost.HashPython, xenhost.HashDD} {
+		for _, first := range []int64{0, 5} {
+			t.Run(string(m)+"/"+string(rune('0'+first)), func(t *testing.T) {
+				var got []int64
+				err := h.HashBlocks(context.Background(), img, bs, first, n-first, m, func(i int64, sum xenhost.BlockHash) error {
+					got = append(got, i)
+					want := md5.Sum(data[i*bs : min((i+1)*bs, int64(len(data)))])
+					if sum != want {
+						t.Errorf("block %d: %x, want %x", i, sum, want)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int64(len(got)) != n-first || got[0] != first {
+					t.Errorf("got blocks %v, want %d..%d", got, first, n-1)
+				}
+			})
+		}
+	}
+	if err := h.HashBlocks(context.Background(), filepath.Join(srv.Dir, "nope.img"), bs, 0, 1, xenhost.HashDD, func(int64, xenhost.BlockHash) error { return nil }); err == nil || !strings.Contains(err.Error(), "nope.img") {
+		t.Errorf("missing file: %v", err)
+	}
+	if err := h.HashBlocks(context.Background(), filepath.Join(srv.Dir, "nope.img"), bs, 0, 1, xenhost.HashPython, func(int64, xenhost.BlockHash) error { return nil }); err == nil || !strings.Contains(err.Error(), "nope.img") {
+		t.Errorf("missing file: %v", err)
+	}
+	if after := testutil.HashFile(t, img); after != before {
+		t.Error("hashing wrote the source image")
+	}
+}
