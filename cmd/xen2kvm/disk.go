@@ -170,8 +170,8 @@ read is shown as far as it can be, and the exit status is 1.`,
 			if info.LayoutError != "" {
 				// What could be read is shown; the exit status says the
 				// rest could not.
-				return &diskError{fmt.Errorf("%s: reading its partitions, LVM volumes and filesystems: %s", args[0], info.LayoutError),
-					"the image is damaged or shorter than its partition table says (was it copied completely?)"}
+				return withHint(fmt.Errorf("%s: reading its partitions, LVM volumes and filesystems: %s", args[0], info.LayoutError),
+					"the image is damaged or shorter than its partition table says (was it copied completely?)")
 			}
 			return nil
 		},
