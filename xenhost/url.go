@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/xen2kvm/xen2kvm/config"
 )
 
 // ErrBadURL is matched by errors about an ssh:// URL that cannot be read.
@@ -77,19 +79,9 @@ func ParseURL(s string) (*URL, error) {
 	return u, nil
 }
 
-// checkName refuses guest names that could not be a Xen domain or a file
-// under /etc/xen, or that would reach outside it.
-func checkName(name string) error {
-	if name == "." || name == ".." || strings.HasPrefix(name, "-") {
-		return fmt.Errorf("guest name %q is not allowed", name)
-	}
-	for _, r := range name {
-		if r < 0x21 || r > 0x7e || r == '/' || r == '\\' || r == '\'' || r == '"' || r == '`' || r == '$' {
-			return fmt.Errorf("guest name %q contains %q", name, r)
-		}
-	}
-	return nil
-}
+// checkName refuses guest names that could not name files or would
+// reach outside the host's config folder (config.CheckName).
+func checkName(name string) error { return config.CheckName(name) }
 
 // Addr is HOST:PORT for dialing.
 func (u *URL) Addr() string {

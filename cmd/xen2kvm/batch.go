@@ -77,7 +77,7 @@ any guest failed.
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				Jobs:       jobs, StateFile: stateFile, LogDir: logDr,
 			})
 			con.done()

@@ -25,6 +25,9 @@ type migrateFlags struct {
 	accel       string
 	bootTimeout time.Duration
 	skipRules   []string
+
+	ssh          sshFlags
+	forceRunning bool
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -40,6 +43,14 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	}
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
+	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	f.ssh.add(cmd)
+}
+
+// remote adds the ssh:// source options to o.
+func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipeline.RunOptions {
+	o.SSH, o.ForceRunning = f.ssh.options(cmd), f.forceRunning
+	return o
 }
 
 // runOptions are the pipeline options the flags give, drawing progress
@@ -139,7 +150,7 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
 			}
 			switch {
