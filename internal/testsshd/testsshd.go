@@ -68,6 +68,11 @@ type Guest struct {
 	Managed bool
 	// Running: xm list shows it running with a domain ID.
 	Running bool
+	// StopsOnShutdown: xm shutdown NAME stops the running guest at once
+	// (it shows as Managed would, or goes from xm list). Without it the
+	// guest stops when the test calls SetRunning(NAME, false), after
+	// seeing ShutdownRequested.
+	StopsOnShutdown bool
 }
 
 // Options configure Start.
@@ -276,7 +281,7 @@ func (s *Server) SetGuests(gs []Guest) {
 	defer s.mu.Unlock()
 	s.guests = append([]Guest(nil), gs...)
 	os.RemoveAll(filepath.Join(s.Dir, "xm"))
-	for _, d := range []string{filepath.Join(s.Dir, "xm", "list-l"), filepath.Join(s.Dir, "xm", "dryrun")} {
+	for _, d := range []string{filepath.Join(s.Dir, "xm", "list-l"), filepath.Join(s.Dir, "xm", "dryrun"), filepath.Join(s.Dir, "xm", "off"), filepath.Join(s.Dir, "xm", "shutdown")} {
 		os.MkdirAll(d, 0o755)
 	}
 	var list strings.Builder
@@ -306,6 +311,14 @@ func (s *Server) SetGuests(gs []Guest) {
 			id := i + 1
 			fmt.Fprintf(&list, "%-40s %3d %5d %5d %10s %9.1f\n", g.Name, id, d.MemoryMiB, d.VCPUs, "-b----", 12.5)
 			write(s.t, filepath.Join(s.Dir, "xm", "list-l", g.Name), []byte(fmt.Sprintf("(domain\n    (domid %d)\n    (state -b----)\n%s)\n", id, sxp)), 0o644)
+			// What xm shutdown leaves: a managed guest stays, off.
+			if g.Managed {
+				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".line"), []byte(fmt.Sprintf("%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)), 0o644)
+				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".sxp"), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
+			}
+			if g.StopsOnShutdown {
+				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".auto"), nil, 0o644)
+			}
 		case g.Managed:
 			fmt.Fprintf(&list, "%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)
 			write(s.t, filepath.Join(s.Dir, "xm", "list-l", g.Name), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
@@ -314,9 +327,52 @@ func (s *Server) SetGuests(gs []Guest) {
 	write(s.t, filepath.Join(s.Dir, "xm", "list"), []byte(list.String()), 0o644)
 }
 
+// SetRunning starts or stops guest name (as xm list shows it).
+func (s *Server) SetRunning(name string, running bool) {
+	s.t.Helper()
+	s.mu.Lock()
+	gs := append([]Guest(nil), s.guests...)
+	s.mu.Unlock()
+	for i := range gs {
+		if gs[i].Name == name {
+			gs[i].Running = running
+		}
+	}
+	s.SetGuests(gs)
+}
+
+// ShutdownRequested tells whether xm shutdown NAME ran since the guests
+// were last set.
+func (s *Server) ShutdownRequested(name string) bool {
+	_, err := os.Stat(filepath.Join(s.Dir, "xm", "shutdown", name))
+	return err == nil
+}
+
 // xmScript is the stand-in xm: it answers from files Start prepared.
+// xm shutdown [-w] NAME asks a running guest to stop (see
+// Guest.StopsOnShutdown); with -w it waits until the guest is off.
 const xmScript = `#!/bin/sh
 echo "$*" >> @DIR@/xm.log
+stop() {
+	grep -v "^$1 " @DIR@/xm/list > @DIR@/xm/list.new
+	cat @DIR@/xm/off/$1.line >> @DIR@/xm/list.new 2>/dev/null
+	mv @DIR@/xm/list.new @DIR@/xm/list
+	if [ -f @DIR@/xm/off/$1.sxp ]; then cp @DIR@/xm/off/$1.sxp @DIR@/xm/list-l/$1; else rm -f @DIR@/xm/list-l/$1; fi
+}
+running() { grep -q domid "@DIR@/xm/list-l/$1" 2>/dev/null; }
+if [ "$1" = shutdown ]; then
+	wait=no
+	[ "$2" = -w ] && { wait=yes; shift; }
+	n=$2
+	if [ $# -ne 2 ] || ! running "$n"; then echo "Error: Domain '$n' is not running." >&2; exit 1; fi
+	touch "@DIR@/xm/shutdown/$n"
+	[ -f "@DIR@/xm/off/$n.auto" ] && stop "$n"
+	if [ $wait = yes ]; then
+		while running "$n"; do sleep 0.1; done
+		echo "Domain $n terminated"
+	fi
+	exit 0
+fi
 case "$1 $2" in
 "list ")
 	cat @DIR@/xm/list; exit 0 ;;

@@ -1,0 +1,432 @@
+package warm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// Disk is one disk of the guest: its path on the host and its Xen
+// target (the name of its local copy).
+type Disk struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+}
+
+// DiskState is where one disk's local copy is.
+type DiskState struct {
+	Disk
+	Size int64  `json:"size"`
+	File string `json:"file"` // in the session folder
+}
+
+// Pass is what one pass did, over every disk.
+type Pass struct {
+	Started  time.Time        `json:"started"`
+	Finished time.Time        `json:"finished"`
+	Disks    map[string]Stats `json:"disks"` // by target
+}
+
+// BytesRead is what the pass moved over the network.
+func (p *Pass) BytesRead() int64 {
+	var n int64
+	for _, s := range p.Disks {
+		n += s.BytesRead
+	}
+	return n
+}
+
+// State is the session's record of how far it got, kept in the session
+// folder as state.json. A state without Pass1 is an incomplete copy.
+type State struct {
+	Version   int         `json:"version"`
+	Host      string      `json:"host"`
+	Guest     string      `json:"guest"`
+	BlockSize int64       `json:"block_size"`
+	Disks     []DiskState `json:"disks"`
+	Pass1     *Pass       `json:"pass1,omitempty"`
+	Pass2     *Pass       `json:"pass2,omitempty"`
+	// Stopped is when the guest was first seen stopped before pass 2.
+	Stopped time.Time `json:"stopped,omitzero"`
+}
+
+const stateVersion = 1
+
+// Session is the warm migration of one guest's disks into Dir.
+type Session struct {
+	Host  *xenhost.Host
+	Guest string
+	Dir   string
+	Opts  Options
+	// Say receives what the user should know (waiting for the guest to
+	// stop); nil logs it.
+	Say    func(string)
+	Logger *slog.Logger
+	// Poll is how often a guest is looked at while waiting for it to
+	// stop (5s when 0).
+	Poll time.Duration
+
+	State   State
+	Resumed bool // pass 1 was done by an earlier run
+
+	lock *os.File
+}
+
+// ErrStillRunning: pass 2 was asked for while the guest still runs.
+var ErrStillRunning = errors.New("the guest still runs")
+
+func (s *Session) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Session) say(msg string) {
+	if s.Say != nil {
+		s.Say(msg)
+		return
+	}
+	s.log().Info(msg)
+}
+
+func (s *Session) statePath() string { return filepath.Join(s.Dir, "state.json") }
+
+// Open creates or locks the session folder and reads its state. A state
+// for other disks, another guest or another block size, or whose copies
+// are gone, is dropped: pass 1 starts afresh.
+func (s *Session) Open(disks []Disk) error {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return fmt.Errorf("warm migration folder: %w", err)
+	}
+	l, err := os.OpenFile(filepath.Join(s.Dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("warm migration folder: %w", err)
+	}
+	if err := unix.Flock(int(l.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		l.Close()
+		return fmt.Errorf("%s: another warm migration of %s is using it", s.Dir, s.Guest)
+	}
+	s.lock = l
+	bs := s.Opts.blockSize()
+	fresh := State{Version: stateVersion, Host: s.Host.URL.HostURL(), Guest: s.Guest, BlockSize: bs}
+	for _, d := range disks {
+		fresh.Disks = append(fresh.Disks, DiskState{Disk: d, File: d.Target + ".img"})
+	}
+	data, err := os.ReadFile(s.statePath())
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		s.State = fresh
+		return nil
+	}
+	var old State
+	if err := json.Unmarshal(data, &old); err != nil {
+		s.log().Warn("ignoring an unreadable warm state", "file", s.statePath(), "err", err)
+		s.State = fresh
+		return nil
+	}
+	if why := s.usable(&old, &fresh); why != "" {
+		s.say(fmt.Sprintf("pass 1 of an earlier warm migration of %s cannot be used (%s): copying again", s.Guest, why))
+		s.State = fresh
+		return nil
+	}
+	s.State = old
+	s.Resumed = old.Pass1 != nil
+	return nil
+}
+
+func (s *Session) usable(old, fresh *State) string {
+	switch {
+	case old.Version != stateVersion:
+		return "another version"
+	case old.Guest != fresh.Guest || old.Host != fresh.Host:
+		return "another guest"
+	case old.BlockSize != fresh.BlockSize:
+		return fmt.Sprintf("block size %d, not %d", old.BlockSize, fresh.BlockSize)
+	case len(old.Disks) != len(fresh.Disks):
+		return "other disks"
+	case old.Pass1 == nil:
+		return "it did not finish"
+	}
+	for i, d := range old.Disks {
+		if d.Disk != fresh.Disks[i].Disk || d.File != fresh.Disks[i].File {
+			return "other disks"
+		}
+		fi, err := os.Stat(filepath.Join(s.Dir, d.File))
+		if err != nil || fi.Size() != d.Size {
+			return "its copy of " + d.Target + " is gone"
+		}
+		if _, err := s.readSums(d); err != nil {
+			return "its block hashes of " + d.Target + " are gone"
+		}
+	}
+	return ""
+}
+
+// Close unlocks the session folder.
+func (s *Session) Close() error {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return nil
+}
+
+// Remove deletes the session folder (after the migration succeeded).
+func (s *Session) Remove() error {
+	s.Close()
+	return os.RemoveAll(s.Dir)
+}
+
+// Local is the path of the local copy of the disk at source on the host.
+func (s *Session) Local(source string) (string, bool) {
+	for _, d := range s.State.Disks {
+		if d.Source == source {
+			return filepath.Join(s.Dir, d.File), true
+		}
+	}
+	return "", false
+}
+
+func (s *Session) save() error {
+	data, err := json.MarshalIndent(&s.State, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.statePath(), data)
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (s *Session) sumsPath(d DiskState) string { return filepath.Join(s.Dir, d.Target+".sums") }
+
+func (s *Session) writeSums(d DiskState, sums Sums) error {
+	data := make([]byte, 0, 16*len(sums))
+	for _, h := range sums {
+		data = append(data, h[:]...)
+	}
+	return writeAtomic(s.sumsPath(d), data)
+}
+
+func (s *Session) readSums(d DiskState) (Sums, error) {
+	data, err := os.ReadFile(s.sumsPath(d))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != 16*blocks(d.Size, s.State.BlockSize) {
+		return nil, fmt.Errorf("%s: %d bytes, want %d", s.sumsPath(d), len(data), 16*blocks(d.Size, s.State.BlockSize))
+	}
+	sums := make(Sums, len(data)/16)
+	for i := range sums {
+		copy(sums[i][:], data[16*i:])
+	}
+	return sums, nil
+}
+
+// Pass1 copies every disk while the guest may run, unless an earlier run
+// did (Resumed). The copies are crash-consistent at best; the state
+// records them as pass 1 only.
+func (s *Session) Pass1(ctx context.Context) error {
+	if s.State.Pass1 != nil {
+		s.say(fmt.Sprintf("resuming the warm migration of %s: pass 1 was done %s", s.Guest, s.State.Pass1.Finished.Local().Format(time.DateTime)))
+		return nil
+	}
+	s.State.Pass2 = nil
+	s.State.Stopped = time.Time{}
+	if err := s.save(); err != nil { // no Pass1: incomplete
+		return err
+	}
+	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range s.State.Disks {
+		d := &s.State.Disks[i]
+		g.Go(func() error {
+			disk, err := s.Host.OpenDisk(gctx, d.Source)
+			if err != nil {
+				return fmt.Errorf("disk %s: %w", d.Target, err)
+			}
+			defer disk.Close()
+			d.Size = disk.Size()
+			f, err := os.OpenFile(filepath.Join(s.Dir, d.File), os.O_CREATE|os.O_RDWR, 0o644)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			s.log().Info("pass 1: copying", "disk", d.Target, "source", d.Source, "size", d.Size)
+			sums, st, err := Copy(gctx, disk, d.Size, f, s.Opts)
+			if err != nil {
+				return fmt.Errorf("pass 1, disk %s: %w", d.Target, err)
+			}
+			if err := s.writeSums(*d, sums); err != nil {
+				return err
+			}
+			mu.Lock()
+			p.Disks[d.Target] = st
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	p.Finished = time.Now().UTC()
+	s.State.Pass1 = p
+	return s.save()
+}
+
+// running tells whether the host runs the guest.
+func (s *Session) running(ctx context.Context) (bool, error) {
+	g, err := s.Host.Guest(ctx, s.Guest)
+	if err != nil {
+		return false, err
+	}
+	return g.Running(), nil
+}
+
+// Stop makes sure the guest is off before pass 2: with shutdown it asks
+// the host (xm shutdown -w, at most timeout); otherwise it waits for the
+// guest to stop, saying so, at most wait (forever when 0). It records
+// when the guest was seen stopped: the start of the downtime.
+func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Duration) error {
+	run, err := s.running(ctx)
+	if err != nil {
+		return err
+	}
+	if !run {
+		if s.State.Stopped.IsZero() {
+			s.State.Stopped = time.Now().UTC()
+		}
+		return s.save()
+	}
+	s.State.Stopped = time.Time{}
+	if shutdown {
+		s.say(fmt.Sprintf("shutting %s down on %s (xm shutdown -w %s)", s.Guest, s.Host.URL.Addr(), s.Guest))
+		if err := s.Host.Shutdown(ctx, s.Guest, timeout); err != nil {
+			return err
+		}
+	} else {
+		s.say(fmt.Sprintf("pass 1 done; waiting for %s to stop on %s (shut it down there, e.g. xm shutdown %s, or give --shutdown-source)", s.Guest, s.Host.URL.Addr(), s.Guest))
+		poll := s.Poll
+		if poll <= 0 {
+			poll = 5 * time.Second
+		}
+		var deadline <-chan time.Time
+		if wait > 0 {
+			deadline = time.After(wait)
+		}
+		for run {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline:
+				return fmt.Errorf("%s on %s: %w after waiting %s", s.Guest, s.Host.URL.Addr(), ErrStillRunning, wait)
+			case <-time.After(poll):
+			}
+			if run, err = s.running(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if run, err = s.running(ctx); err != nil {
+		return err
+	} else if run {
+		return fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+	}
+	s.State.Stopped = time.Now().UTC()
+	s.say(fmt.Sprintf("%s is stopped: pass 2 moves what changed since pass 1", s.Guest))
+	return s.save()
+}
+
+// Pass2 moves the blocks that changed since pass 1, every disk at once.
+// The guest must be stopped: a running one is refused (ErrStillRunning),
+// and a block that changes under pass 2 fails it (ErrSourceChanging).
+func (s *Session) Pass2(ctx context.Context) error {
+	if s.State.Pass1 == nil {
+		return errors.New("pass 2 before pass 1")
+	}
+	if run, err := s.running(ctx); err != nil {
+		return err
+	} else if run {
+		return fmt.Errorf("pass 2 of %s on %s: %w", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+	}
+	s.State.Pass2 = nil
+	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range s.State.Disks {
+		d := &s.State.Disks[i]
+		g.Go(func() error {
+			sums, err := s.readSums(*d)
+			if err != nil {
+				return fmt.Errorf("disk %s: %w", d.Target, err)
+			}
+			disk, err := s.Host.OpenDisk(gctx, d.Source)
+			if err != nil {
+				return fmt.Errorf("disk %s: %w", d.Target, err)
+			}
+			defer disk.Close()
+			f, err := os.OpenFile(filepath.Join(s.Dir, d.File), os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
+			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, s.Opts)
+			mu.Lock()
+			d.Size = disk.Size()
+			mu.Unlock()
+			// The sums are what the copy now holds, also after a failure:
+			// a later pass 2 goes on from there.
+			if werr := s.writeSums(*d, sums); werr != nil && err == nil {
+				err = werr
+			}
+			if err != nil {
+				return fmt.Errorf("pass 2, disk %s: %w", d.Target, err)
+			}
+			mu.Lock()
+			p.Disks[d.Target] = st
+			mu.Unlock()
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		s.save()
+		return err
+	}
+	p.Finished = time.Now().UTC()
+	s.State.Pass2 = p
+	return s.save()
+}
