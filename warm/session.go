@@ -169,7 +169,7 @@ func (s *Session) usable(old, fresh *State) string {
 		if err != nil || fi.Size() != d.Size {
 			return "its copy of " + d.Target + " is gone"
 		}
-		if _, err := s.readSums(d); err != nil {
+		if _, err := s.readSums(d, old.BlockSize); err != nil {
 			return "its block hashes of " + d.Target + " are gone"
 		}
 	}
@@ -239,13 +239,13 @@ func (s *Session) writeSums(d DiskState, sums Sums) error {
 	return writeAtomic(s.sumsPath(d), data)
 }
 
-func (s *Session) readSums(d DiskState) (Sums, error) {
+func (s *Session) readSums(d DiskState, bs int64) (Sums, error) {
 	data, err := os.ReadFile(s.sumsPath(d))
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) != 16*blocks(d.Size, s.State.BlockSize) {
-		return nil, fmt.Errorf("%s: %d bytes, want %d", s.sumsPath(d), len(data), 16*blocks(d.Size, s.State.BlockSize))
+	if int64(len(data)) != 16*blocks(d.Size, bs) {
+		return nil, fmt.Errorf("%s: %d bytes, want %d", s.sumsPath(d), len(data), 16*blocks(d.Size, bs))
 	}
 	sums := make(Sums, len(data)/16)
 	for i := range sums {
@@ -388,7 +388,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 	for i := range s.State.Disks {
 		d := &s.State.Disks[i]
 		g.Go(func() error {
-			sums, err := s.readSums(*d)
+			sums, err := s.readSums(*d, s.State.BlockSize)
 			if err != nil {
 				return fmt.Errorf("disk %s: %w", d.Target, err)
 			}

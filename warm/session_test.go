@@ -1,0 +1,181 @@
+package warm_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/warm"
+)
+
+const cfg = `name = "db01"
+memory = 256
+vcpus = 1
+bootloader = "/usr/bin/pygrub"
+disk = [ "tap:aio:IMG1,xvda,w", "file:IMG2,xvdb,w" ]
+vif = [ "mac=00:16:3e:11:22:33,bridge=xenbr0" ]
+`
+
+// TestSession: pass 1 of two disks while the guest writes one of them;
+// xm shutdown -w stops the guest (the stand-in host tells the test,
+// which stops its writer); pass 2 makes both copies equal the final
+// images; a second session resumes from pass 2 and moves nothing; with a
+// copy gone, pass 1 runs again. Waiting for a guest the user stops, and
+// giving up waiting, are checked too.
+func TestSession(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 256 << 10
+	img1 := mkImage(t, 32<<20, bs)
+	img2 := mkImage(t, 8<<20+4096, bs)
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "db01", Config: []byte(strings.NewReplacer("IMG1", img1, "IMG2", img2).Replace(cfg)), Running: true, Managed: true},
+	}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	disks := []warm.Disk{{Source: img1, Target: "xvda"}, {Source: img2, Target: "xvdb"}}
+	dir := filepath.Join(t.TempDir(), ".db01.warm")
+	var said []string
+	var mu sync.Mutex
+	newSession := func() *warm.Session {
+		s := &warm.Session{Host: h, Guest: "db01", Dir: dir, Opts: warm.Options{BlockSize: bs}, Poll: 100 * time.Millisecond,
+			Say: func(m string) { mu.Lock(); said = append(said, m); mu.Unlock() }}
+		if err := s.Open(disks); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+
+	g := startGuest(t, img1, bs, 7)
+	s := newSession()
+	if s.Resumed {
+		t.Error("a new session resumed")
+	}
+	// A second session on the same folder is refused while one is open.
+	if err := (&warm.Session{Host: h, Guest: "db01", Dir: dir}).Open(disks); err == nil || !strings.Contains(err.Error(), "another warm migration") {
+		t.Errorf("second session: %v", err)
+	}
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); !errors.Is(err, warm.ErrStillRunning) {
+		t.Errorf("pass 2 with the guest running: %v", err)
+	}
+	// The guest stops when the host asks it to.
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for !srv.ShutdownRequested("db01") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		for i := 0; i < 5; i++ {
+			g.write(t)
+		}
+		g.halt()
+		srv.SetRunning("db01", false)
+	}()
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+	<-stopped
+	if s.State.Stopped.IsZero() {
+		t.Error("no stop time recorded")
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		for _, d := range disks {
+			local, ok := s.Local(d.Source)
+			if !ok {
+				t.Fatalf("no local copy of %s", d.Source)
+			}
+			if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", d.Source, local).CombinedOutput(); err != nil {
+				t.Errorf("%s: copy differs from the final image: %v\n%s", d.Target, err, out)
+			}
+		}
+	}
+	check()
+	p2 := s.State.Pass2
+	if p2.Disks["xvdb"].Changed != 0 || p2.Disks["xvda"].Changed == 0 || p2.BytesRead() > p2.Disks["xvda"].Changed*bs {
+		t.Errorf("pass 2: %+v", p2.Disks)
+	}
+	log, _ := os.ReadFile(srv.XMLog)
+	if !strings.Contains(string(log), "shutdown -w db01") {
+		t.Errorf("xm log has no shutdown -w db01:\n%s", log)
+	}
+	s.Close()
+
+	// Interrupted after pass 2 (or between the passes): a new session
+	// resumes, pass 2 moves nothing.
+	s = newSession()
+	if !s.Resumed {
+		t.Fatal("the second session did not resume")
+	}
+	before := h.BytesRead()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(ctx, false, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.BytesRead() - before; n != 0 {
+		t.Errorf("resumed session read %d bytes", n)
+	}
+	check()
+	s.Close()
+
+	// A copy gone: pass 1 again.
+	os.Remove(filepath.Join(dir, "xvdb.img"))
+	s = newSession()
+	if s.Resumed {
+		t.Error("resumed without the copy of xvdb")
+	}
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.State.Pass1.BytesRead() != 32<<20+8<<20+4096 {
+		t.Errorf("pass 1 again read %d", s.State.Pass1.BytesRead())
+	}
+
+	// The guest runs again; without --shutdown-source the session waits
+	// for the user to stop it, and says so; a bounded wait gives up.
+	srv.SetRunning("db01", true)
+	if err := s.Stop(ctx, false, 0, 300*time.Millisecond); !errors.Is(err, warm.ErrStillRunning) {
+		t.Errorf("bounded wait: %v", err)
+	}
+	go func() { time.Sleep(500 * time.Millisecond); srv.SetRunning("db01", false) }()
+	if err := s.Stop(ctx, false, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	mu.Lock()
+	joined := strings.Join(said, "\n")
+	mu.Unlock()
+	for _, want := range []string{"shutting db01 down", "resuming the warm migration", "cannot be used (its copy of xvdb is gone)", "waiting for db01 to stop"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("messages lack %q:\n%s", want, joined)
+		}
+	}
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("session folder left: %v", err)
+	}
+}
