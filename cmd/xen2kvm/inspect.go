@@ -49,7 +49,7 @@ func newInspectCommand() *cobra.Command {
 		mOutput   string
 	)
 	cmd := &cobra.Command{
-		Use:   "inspect CONFIG...",
+		Use:   "inspect CONFIG|ssh://[USER@]HOST[:PORT][/NAME]...",
 		Short: "Show what Xen guest configs describe",
 		Long: `Show what one or more Xen guest configs describe.
 
