@@ -38,10 +38,10 @@ type Guest struct {
 	Source Source `json:"source"`
 	// Host is the Xen host the guest was read from over SSH, or nil for
 	// a local config.
-	Host *SourceHost `json:"host,omitempty"`
-	OS   *OS         `json:"os,omitempty"`
-	Disks  []Disk `json:"disks"`
-	Edits  []Edit `json:"edits"`
+	Host  *SourceHost `json:"host,omitempty"`
+	OS    *OS         `json:"os,omitempty"`
+	Disks []Disk      `json:"disks"`
+	Edits []Edit      `json:"edits"`
 	// TargetXML is the libvirt domain XML of the KVM guest.
 	TargetXML string `json:"target_xml,omitempty"`
 	// OutDir is where the output is (or would be) written.

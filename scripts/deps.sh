@@ -5,8 +5,10 @@
 # (virt-xml-validate), e2fsprogs (mke2fs -d, e2fsck, debugfs), lvm2 (real
 # LVM volumes for the disk engine's tests), busybox-static and the Debian
 # kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
-# chromium (renders the HTML dry-run report in a test).
-XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+# chromium (renders the HTML dry-run report in a test), openssh-server
+# (internal/testsshd runs its sshd as a stand-in Xen host for the ssh://
+# source tests) and openssh-client (the fixture's Exec, bench/ssh.sh).
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc openssh-server openssh-client)
 
 install_deps() {
 	local missing=()

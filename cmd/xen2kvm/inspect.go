@@ -2,39 +2,16 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
-
-// writeFileAtomic writes data to path under a temporary name, syncs and
-// renames it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
 
 func init() { register(newInspectCommand) }
 
@@ -49,7 +26,7 @@ func newInspectCommand() *cobra.Command {
 		mOutput   string
 	)
 	cmd := &cobra.Command{
-		Use:   "inspect CONFIG...",
+		Use:   "inspect CONFIG|ssh://[USER@]HOST[:PORT][/NAME]...",
 		Short: "Show what Xen guest configs describe",
 		Long: `Show what one or more Xen guest configs describe.
 
@@ -122,7 +99,7 @@ newer, with a warning naming them.`,
 			if manifest != "" && err == nil {
 				data, merr := pipeline.HostManifest(args[0], results, mOutput)
 				if merr == nil {
-					merr = writeFileAtomic(manifest, data)
+					merr = atomicfile.WriteFile(manifest, data, 0o644)
 				}
 				if merr != nil {
 					return fmt.Errorf("writing manifest %s: %w", manifest, merr)

@@ -83,7 +83,7 @@ func newMigrateCommand() *cobra.Command {
 		kernelRPM   string
 	)
 	cmd := &cobra.Command{
-		Use:   "migrate CONFIG -o OUTDIR",
+		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
 		Short: "Migrate one Xen guest to KVM",
 		Long: `Migrate one Xen guest to KVM.
 
@@ -111,6 +111,20 @@ A run that fails or is interrupted leaves nothing in OUTDIR that looks
 complete, and running it again starts afresh. An OUTDIR that already
 holds the guest is refused unless --force.
 
+CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
+with no staging copy. Its config then comes from the Xen toolstack on the
+host (xm list -l, xm create --dryrun, or /etc/xen/NAME over SFTP) and its
+disks (image files and phy: devices alike) are read over SFTP, read-only,
+in concurrent large reads, with zero blocks dropped before they are
+written; nothing is installed, written or run on the host beyond those xm
+queries. A guest the host reports as running is refused
+(--force-running copies it anyway, crash-consistent only). A dropped
+connection is re-established and the copy goes on (--ssh-retries times);
+a host that is gone fails the guest and leaves nothing that looks
+complete. The report records the host, where the config came from and
+the bytes read; progress shows the network throughput. SSH keys, agent,
+password prompt and host key checks are as for xen2kvm inspect.
+
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
@@ -118,6 +132,9 @@ the target libvirt XML, warnings and blockers.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
+
+  # Straight from the Xen host, no staging copy:
+  xen2kvm migrate ssh://root@xen01/web01 -o /srv/kvm/web01
 
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html

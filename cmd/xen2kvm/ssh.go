@@ -17,6 +17,7 @@ type sshFlags struct {
 	knownHosts   string
 	acceptNewKey bool
 	retries      int
+	configDir    string
 }
 
 func (f *sshFlags) add(cmd *cobra.Command) {
@@ -24,6 +25,7 @@ func (f *sshFlags) add(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.identities, "identity", nil, "ssh:// sources: authenticate with the private key `FILE` (repeatable; default ~/.ssh/id_*, and the ssh-agent)")
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "ssh:// sources: check host keys against `FILE` (default ~/.ssh/known_hosts)")
 	fl.BoolVar(&f.acceptNewKey, "accept-new-host-key", false, "ssh:// sources: add the key of a host not in known_hosts to it instead of refusing the host (a changed key is always refused)")
+	fl.StringVar(&f.configDir, "host-config-dir", "/etc/xen", "ssh:// sources: the folder `DIR` on the Xen host that holds the xm domain configs")
 	fl.IntVar(&f.retries, "ssh-retries", 5, "ssh:// sources: how many times a dropped connection is re-established before the guest fails")
 }
 
@@ -37,6 +39,7 @@ func (f *sshFlags) options(cmd *cobra.Command) *xenhost.Options {
 		KnownHosts:       f.knownHosts,
 		AcceptNewHostKey: f.acceptNewKey,
 		Retries:          f.retries,
+		ConfigDir:        f.configDir,
 		Warn:             func(msg string) { fmt.Fprintf(stderr, "xen2kvm: warning: %s\n", msg) },
 	}
 	if in, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(in.Fd())) {
