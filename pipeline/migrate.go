@@ -19,6 +19,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/warm"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
@@ -117,8 +118,22 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 		}
 		p.source, remote = gs, gs
 	}
+	var sess *warm.Session
+	var err error
+	if opts.Warm != nil && !opts.DryRun {
+		if remote == nil {
+			err = fmt.Errorf("%s: %w", cfgPath, ErrWarmLocal)
+		} else {
+			var ws *warmSource
+			if ws, sess, err = runWarm(ctx, remote, opts, rep); err == nil {
+				p.source = ws
+			}
+		}
+	}
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
-	err := m.run(ctx, cfgPath)
+	if err == nil {
+		err = m.run(ctx, cfgPath)
+	}
 	if remote != nil {
 		rep.Host = remote.report()
 		for _, dk := range m.disks {
@@ -126,8 +141,21 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 				dk.rep.BytesRead = ri.BytesRead()
 			}
 		}
+		if rep.Warm != nil {
+			rep.Host.BytesRead += rep.Warm.Pass1.BytesRead + rep.Warm.Pass2.BytesRead
+		}
 	}
 	m.close()
+	if sess != nil {
+		if err == nil {
+			// The copies were the source; the migration is done.
+			if rerr := sess.Remove(); rerr != nil {
+				log.Warn("removing the warm copies", "dir", sess.Dir, "err", rerr)
+			}
+		} else {
+			sess.Close() // kept: a re-run resumes from pass 2
+		}
+	}
 	rep.Finished = time.Now().UTC()
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = &interruptedError{err}
@@ -454,6 +482,9 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	m.rep.Status = report.StatusMigrated
 	m.rep.Files = append(append([]string{}, stage.files...), reportName(m.dom.Name))
 	m.rep.Finished = time.Now().UTC()
+	if w := m.rep.Warm; w != nil && !w.Stopped.IsZero() {
+		w.DowntimeSeconds = m.rep.Finished.Sub(w.Stopped).Seconds()
+	}
 	js, err := json.MarshalIndent(m.rep, "", "  ")
 	if err != nil {
 		return err

@@ -69,6 +69,10 @@ type Options struct {
 
 	Boot BootMode
 
+	// Warm, for an ssh:// source, copies its disks while it runs and
+	// moves what changed after it stopped (nil: a cold migration).
+	Warm *WarmOptions
+
 	// Limit, when set, bounds the copy workers of every migration that
 	// shares it (a batch shares one between its guests).
 	Limit *Limiter

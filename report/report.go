@@ -38,10 +38,13 @@ type Guest struct {
 	Source Source `json:"source"`
 	// Host is the Xen host the guest was read from over SSH, or nil for
 	// a local config.
-	Host  *SourceHost `json:"host,omitempty"`
-	OS    *OS         `json:"os,omitempty"`
-	Disks []Disk      `json:"disks"`
-	Edits []Edit      `json:"edits"`
+	Host *SourceHost `json:"host,omitempty"`
+	// Warm is the account of a warm migration (--warm), nil for a cold
+	// one.
+	Warm  *Warm  `json:"warm,omitempty"`
+	OS    *OS    `json:"os,omitempty"`
+	Disks []Disk `json:"disks"`
+	Edits []Edit `json:"edits"`
 	// TargetXML is the libvirt domain XML of the KVM guest.
 	TargetXML string `json:"target_xml,omitempty"`
 	// OutDir is where the output is (or would be) written.
@@ -69,6 +72,35 @@ type SourceHost struct {
 	State      string `json:"state,omitempty"`       // xm's state flags when xm listed it
 	BytesRead  int64  `json:"bytes_read"`            // disk data read over the network
 	Reconnects int    `json:"reconnects"`            // dropped connections re-established
+}
+
+// Warm is a warm migration: pass 1 copied the disks while the guest ran,
+// pass 2 moved the blocks that changed after it stopped.
+type Warm struct {
+	BlockSize  int64  `json:"block_size"`
+	HashMethod string `json:"hash_method"` // auto | python | dd
+	// Resumed: pass 1 was done by an earlier run.
+	Resumed bool     `json:"resumed,omitempty"`
+	Pass1   WarmPass `json:"pass1"`
+	Pass2   WarmPass `json:"pass2"`
+	// ShutdownBy says who stopped the guest: "xen2kvm" (xm shutdown -w,
+	// --shutdown-source), "user" (xen2kvm waited) or "" (it was off).
+	ShutdownBy string    `json:"shutdown_by,omitempty"`
+	Stopped    time.Time `json:"stopped"` // when the guest was seen stopped
+	// DowntimeSeconds runs from Stopped to the converted guest being
+	// ready (checked, booted, written).
+	DowntimeSeconds float64 `json:"downtime_seconds"`
+}
+
+// WarmPass is one pass over the guest's disks.
+type WarmPass struct {
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	Seconds       float64   `json:"seconds"`
+	BytesRead     int64     `json:"bytes_read"`               // moved over the network
+	Blocks        int64     `json:"blocks"`                   // of all disks
+	ChangedBlocks int64     `json:"changed_blocks,omitempty"` // pass 2: hashes that differed
+	ZeroBlocks    int64     `json:"zero_blocks,omitempty"`    // pass 2: changed to zeros, punched without a read
 }
 
 // Source summarises the Xen domain config.

@@ -13,6 +13,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 func init() { register(newMigrateCommand) }
@@ -81,6 +82,10 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+
+		warmOn, shutdownSource bool
+		shutdownTimeout        time.Duration
+		warmHash               string
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
@@ -125,6 +130,22 @@ complete. The report records the host, where the config came from and
 the bytes read; progress shows the network throughput. SSH keys, agent,
 password prompt and host key checks are as for xen2kvm inspect.
 
+--warm (ssh:// sources) keeps the guest's downtime short: pass 1 copies
+every disk while the guest still runs into OUTDIR/.NAME.warm (a
+crash-consistent copy, recorded as incomplete); then --shutdown-source
+shuts the guest down (xm shutdown -w NAME, at most --shutdown-timeout),
+or migrate waits for you to stop it and says so. Pass 2 has the host
+hash each disk in 1 MiB blocks with a small read-only helper sent over
+the SSH session (python, RHEL 5's 2.4 will do, or dd and md5sum; nothing
+is installed or written on the host) and moves only the blocks whose
+hashes differ from those of the copy. The migration then goes on from
+the copies as usual, and the report records both passes (bytes moved,
+times) and the downtime: from the guest stopping to the converted guest
+being ready. An interrupted warm migration resumes from pass 2 when run
+again (or redoes pass 1 when its copies are gone); a guest still running
+at pass 2 is waited for. The copies are removed once the migration is
+done: OUTDIR needs room for them and the output.
+
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
@@ -135,6 +156,9 @@ the target libvirt XML, warnings and blockers.`,
 
   # Straight from the Xen host, no staging copy:
   xen2kvm migrate ssh://root@xen01/web01 -o /srv/kvm/web01
+
+  # Warm: copy while db01 runs, shut it down, move only what changed:
+  xen2kvm migrate ssh://root@xen01/db01 -o /srv/kvm/db01 --warm --shutdown-source
 
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html
@@ -176,6 +200,19 @@ the target libvirt XML, warnings and blockers.`,
 			case noBootCheck:
 				opts.Boot = pipeline.BootNever
 			}
+			if shutdownSource && !warmOn {
+				return usagef("--shutdown-source goes with --warm")
+			}
+			if warmOn {
+				m := xenhost.HashMethod(warmHash)
+				if warmHash == "auto" {
+					m = xenhost.HashAuto
+				} else if m != xenhost.HashPython && m != xenhost.HashDD {
+					return usagef("--warm-hash %q: want auto, python or dd", warmHash)
+				}
+				opts.Warm = &pipeline.WarmOptions{ShutdownSource: shutdownSource, ShutdownTimeout: shutdownTimeout, HashMethod: m,
+					Say: func(msg string) { fmt.Fprintf(con, "xen2kvm: %s\n", msg) }}
+			}
 			res, err := pipeline.Migrate(cmd.Context(), args[0], opts)
 			con.done()
 			// Report what there is: the plan, the result, or how far a
@@ -197,6 +234,10 @@ the target libvirt XML, warnings and blockers.`,
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	fl.BoolVar(&warmOn, "warm", false, "ssh:// sources: copy the disks while the guest runs, then, once it is stopped, only the blocks that changed (the host hashes its disks with a read-only helper sent over SSH)")
+	fl.BoolVar(&shutdownSource, "shutdown-source", false, "with --warm: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
+	fl.DurationVar(&shutdownTimeout, "shutdown-timeout", 10*time.Minute, "with --shutdown-source: how long to wait for the guest to shut down")
+	fl.StringVar(&warmHash, "warm-hash", "auto", "with --warm: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
 	f.add(cmd)
 	return cmd
 }

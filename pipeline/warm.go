@@ -1,0 +1,151 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/warm"
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// WarmOptions make a migration of an ssh:// guest warm: pass 1 copies
+// its disks while it runs, then, once it is stopped, pass 2 moves only
+// the blocks that changed (see package warm), and the migration goes on
+// from the local copies.
+type WarmOptions struct {
+	// ShutdownSource asks the Xen host to shut the guest down after pass
+	// 1 (xm shutdown -w NAME), waiting at most ShutdownTimeout (10
+	// minutes when 0). Without it the migration waits for the guest to
+	// stop, at most Wait (forever when 0), and says so.
+	ShutdownSource  bool
+	ShutdownTimeout time.Duration
+	Wait            time.Duration
+	// Poll is how often a guest is looked at while waiting (5s when 0).
+	Poll time.Duration
+	// BlockSize is the block size hashed and moved (1 MiB when 0).
+	BlockSize int64
+	// HashMethod is how the host hashes blocks: python or dd ("" either).
+	HashMethod xenhost.HashMethod
+	// Say receives what the user should know (waiting for the guest);
+	// nil logs it.
+	Say func(string)
+}
+
+// ErrWarmLocal: --warm needs a guest on a Xen host.
+var ErrWarmLocal = errors.New("warm migration needs an ssh:// source")
+
+// warmDir is where pass 1 keeps the copies of guest name's disks until
+// the migration is done.
+func warmDir(outDir, name string) string { return filepath.Join(outDir, "."+name+".warm") }
+
+// warmSource reads the guest's config from its host and its disks from
+// the local copies the warm passes made.
+type warmSource struct {
+	*guestSource
+	sess *warm.Session
+}
+
+func (s *warmSource) Open(path, format string) (source, error) {
+	local, ok := s.sess.Local(path)
+	if !ok {
+		return nil, fmt.Errorf("%s: no warm copy of it (the guest's disks changed since pass 1?)", path)
+	}
+	return s.guestSource.hostSource.localSource.Open(local, format)
+}
+
+// runWarm runs the warm passes for the ssh:// guest gs into OutDir and
+// returns the source that reads their result, and the session (removed
+// by the caller once the migration is done).
+func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Guest) (*warmSource, *warm.Session, error) {
+	w := opts.Warm
+	if opts.OutDir == "" {
+		return nil, nil, errors.New("no output folder given")
+	}
+	outDir, err := filepath.Abs(opts.OutDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := gs.host(gs.u)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := h.Guest(ctx, gs.u.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := g.Domain.Name
+	if name == "" {
+		name = gs.u.Name
+	}
+	if err := g.Domain.CheckName(); err != nil {
+		return nil, nil, err
+	}
+	// Refuse a finished output before the long pass 1, as the migration
+	// would after it.
+	if st, err := readOutput(outDir, name); err != nil {
+		return nil, nil, fmt.Errorf("reading output folder: %w", err)
+	} else if !opts.Force && (st.Complete || len(st.Foreign) > 0) {
+		return nil, nil, &ExistsError{OutDir: outDir, Name: name, Files: append(append([]string{}, st.Owned...), st.Foreign...), Complete: st.Complete}
+	}
+	var disks []warm.Disk
+	for _, d := range g.Domain.Disks {
+		if d.Device == "cdrom" || d.Source == "" {
+			continue
+		}
+		disks = append(disks, warm.Disk{Source: d.Source, Target: d.Target})
+	}
+	if len(disks) == 0 {
+		return nil, nil, errors.New("the guest has no disk to migrate")
+	}
+	log := opts.Logger
+	sess := &warm.Session{Host: h, Guest: gs.u.Name, Dir: warmDir(outDir, name), Logger: log, Say: w.Say, Poll: w.Poll,
+		Opts: warm.Options{BlockSize: w.BlockSize, Method: w.HashMethod, Workers: opts.Workers}}
+	if err := sess.Open(disks); err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*warmSource, *warm.Session, error) {
+		sess.Close()
+		return nil, nil, err
+	}
+	wasRunning := g.Running()
+	if err := sess.Pass1(ctx); err != nil {
+		return fail(err)
+	}
+	if err := sess.Stop(ctx, w.ShutdownSource, w.ShutdownTimeout, w.Wait); err != nil {
+		return fail(err)
+	}
+	if err := sess.Pass2(ctx); err != nil {
+		return fail(err)
+	}
+	st := sess.State
+	rw := &report.Warm{BlockSize: st.BlockSize, HashMethod: string(w.HashMethod), Resumed: sess.Resumed,
+		Pass1: warmPass(st.Pass1), Pass2: warmPass(st.Pass2), Stopped: st.Stopped}
+	if rw.HashMethod == "" {
+		rw.HashMethod = "auto"
+	}
+	switch {
+	case wasRunning && w.ShutdownSource:
+		rw.ShutdownBy = "xen2kvm"
+	case wasRunning:
+		rw.ShutdownBy = "user"
+	}
+	rep.Warm = rw
+	return &warmSource{guestSource: gs, sess: sess}, sess, nil
+}
+
+func warmPass(p *warm.Pass) report.WarmPass {
+	if p == nil {
+		return report.WarmPass{}
+	}
+	r := report.WarmPass{Started: p.Started, Finished: p.Finished, Seconds: p.Finished.Sub(p.Started).Seconds(), BytesRead: p.BytesRead()}
+	for _, s := range p.Disks {
+		r.Blocks += s.Blocks
+		r.ChangedBlocks += s.Changed
+		r.ZeroBlocks += s.Zeroed
+	}
+	return r
+}
