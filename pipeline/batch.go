@@ -28,6 +28,8 @@ type BatchOptions struct {
 	// LogDir receives one log file per guest, NAME.log; "" means
 	// MANIFEST.logs beside the manifest.
 	LogDir string
+	// Warm configures the guests the manifest marks warm: true.
+	Warm WarmOptions
 }
 
 // GuestStatus is where one guest of a batch ended.
@@ -198,6 +200,10 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts.Workers, gopts.Logger = lim.Size(), nil
 	if !g.BootCheck {
 		gopts.Boot = BootNever
+	}
+	if g.Warm {
+		w := opts.Warm
+		gopts.Warm = &w
 	}
 	var logFile *os.File
 	if !opts.DryRun {

@@ -30,6 +30,8 @@ import (
 //	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
 //	  - config: ssh://root@xen01/web02        # read off the Xen host
+//	  - config: ssh://root@xen01/db01         # copied while it runs, then
+//	    warm: true                            # only what changed (WarmOptions)
 //	  - config: app03                         # with source_host: ssh://root@xen02,
 //	    source_host: ssh://root@xen02         # the same as ssh://root@xen02/app03
 //
@@ -51,7 +53,10 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
-	Line      int    // line of the entry in the manifest
+	// Warm migrates the guest warm (an ssh:// config only): see
+	// WarmOptions.
+	Warm bool
+	Line int // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
@@ -144,6 +149,10 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 				p.errorf(g, "guest %s has no output (set it in defaults or on the guest)", f.config)
 				continue
 			}
+			if f.warm && !xenhost.IsURL(f.config) {
+				p.errorf(f.warmNode, "guest %s: warm needs a guest on a Xen host (config: ssh://HOST/NAME)", f.config)
+				continue
+			}
 			key := f.config + "\x00" + f.output
 			if first, dup := seen[key]; dup {
 				p.errorf(g, "guest %s into %s is already listed on line %d", f.config, f.output, first)
@@ -151,7 +160,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Warm: f.warm, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -169,6 +178,8 @@ type guestFields struct {
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
 	bootCheck                         bool
+	warm                              bool
+	warmNode                          *yaml.Node
 }
 
 type manifestParser struct {
@@ -234,6 +245,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(v, "boot_check must be true or false")
 			}
 			f.bootCheck = b
+		case "warm":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "warm must be true or false")
+			}
+			f.warm, f.warmNode = b, v
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -249,7 +266,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check or source_host"
+			want := "output, format, disk_map, boot_check, warm or source_host"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

@@ -144,3 +144,33 @@ guests:
 		}
 	}
 }
+
+// TestParseManifestWarm: warm, in defaults or on a guest, marks ssh://
+// guests for a warm migration; on a local config it is an error.
+func TestParseManifestWarm(t *testing.T) {
+	m, err := ParseManifest([]byte(`defaults:
+  output: kvm
+  source_host: ssh://root@xen01
+  warm: true
+guests:
+  - config: web01
+  - config: db02
+    warm: false
+`), filepath.Join(t.TempDir(), "m.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Guests[0].Warm || m.Guests[1].Warm {
+		t.Errorf("warm: %v %v, want true false", m.Guests[0].Warm, m.Guests[1].Warm)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"defaults: {output: o}\nguests:\n  - config: etc/a\n    warm: true\n", "m.yaml:4: guest"},
+		{"defaults: {output: o}\nguests:\n  - config: etc/a\n    warm: true\n", "warm needs a guest on a Xen host"},
+		{"defaults: {output: o, warm: often}\nguests:\n  - config: ssh://xen01/a\n", "m.yaml:1: warm must be true or false"},
+	} {
+		_, err := ParseManifest([]byte(tc.yaml), "m.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

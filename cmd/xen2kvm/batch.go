@@ -48,12 +48,18 @@ line.
     - config: ssh://root@xen01/app03      # straight off a Xen host
     - config: app04                       # = ssh://root@xen02/app04
       source_host: ssh://root@xen02
+    - config: ssh://root@xen01/db05       # warm: copied while it runs,
+      warm: true                          # then only what changed
 
 A config may be ssh://[USER@]HOST[:PORT]/NAME, read off the Xen host as
 xen2kvm migrate does; with source_host (usually in defaults) a config
 without a / is a guest name on that host. The guests of one host share
 one SSH connection. xen2kvm inspect ssh://HOST --manifest FILE writes a
 manifest for every guest of a host.
+
+warm: true (ssh:// guests only) migrates a guest warm, as xen2kvm
+migrate --warm does; --shutdown-source, --shutdown-timeout and
+--warm-hash apply to every warm guest.
 
 --jobs guests are migrated at the same time, and --workers bounds the
 disk copy workers of all of them together. One guest's failure never
@@ -87,7 +93,7 @@ any guest failed.
 			con := newConsole(cmd.ErrOrStderr())
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
-				Jobs:       jobs, StateFile: stateFile, LogDir: logDr,
+				Jobs:       jobs, StateFile: stateFile, LogDir: logDr, Warm: f.warmOptions(con),
 			})
 			con.done()
 			if res == nil {

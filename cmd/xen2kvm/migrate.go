@@ -29,6 +29,10 @@ type migrateFlags struct {
 
 	ssh          sshFlags
 	forceRunning bool
+
+	shutdownSource  bool
+	shutdownTimeout time.Duration
+	warmHash        string
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -45,7 +49,21 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
 	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	fl.BoolVar(&f.shutdownSource, "shutdown-source", false, "warm migrations: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "warm migrations, with --shutdown-source: how long to wait for the guest to shut down")
+	fl.StringVar(&f.warmHash, "warm-hash", "auto", "warm migrations: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
 	f.ssh.add(cmd)
+}
+
+// warmOptions are the options of warm migrations, saying on con what the
+// user should know.
+func (f *migrateFlags) warmOptions(con *console) pipeline.WarmOptions {
+	m := xenhost.HashMethod(f.warmHash)
+	if f.warmHash == "auto" {
+		m = xenhost.HashAuto
+	}
+	return pipeline.WarmOptions{ShutdownSource: f.shutdownSource, ShutdownTimeout: f.shutdownTimeout, HashMethod: m,
+		Say: func(msg string) { fmt.Fprintf(con, "xen2kvm: %s\n", msg) }}
 }
 
 // remote adds the ssh:// source options to o.
@@ -69,6 +87,11 @@ func (f *migrateFlags) check() error {
 	default:
 		return usagef("--accel %q: want kvm, tcg or auto", f.accel)
 	}
+	switch f.warmHash {
+	case "auto", "python", "dd":
+	default:
+		return usagef("--warm-hash %q: want auto, python or dd", f.warmHash)
+	}
 	return nil
 }
 
@@ -83,9 +106,7 @@ func newMigrateCommand() *cobra.Command {
 		workers     int
 		kernelRPM   string
 
-		warmOn, shutdownSource bool
-		shutdownTimeout        time.Duration
-		warmHash               string
+		warmOn bool
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
@@ -200,18 +221,12 @@ the target libvirt XML, warnings and blockers.`,
 			case noBootCheck:
 				opts.Boot = pipeline.BootNever
 			}
-			if shutdownSource && !warmOn {
+			if f.shutdownSource && !warmOn {
 				return usagef("--shutdown-source goes with --warm")
 			}
 			if warmOn {
-				m := xenhost.HashMethod(warmHash)
-				if warmHash == "auto" {
-					m = xenhost.HashAuto
-				} else if m != xenhost.HashPython && m != xenhost.HashDD {
-					return usagef("--warm-hash %q: want auto, python or dd", warmHash)
-				}
-				opts.Warm = &pipeline.WarmOptions{ShutdownSource: shutdownSource, ShutdownTimeout: shutdownTimeout, HashMethod: m,
-					Say: func(msg string) { fmt.Fprintf(con, "xen2kvm: %s\n", msg) }}
+				w := f.warmOptions(con)
+				opts.Warm = &w
 			}
 			res, err := pipeline.Migrate(cmd.Context(), args[0], opts)
 			con.done()
@@ -235,9 +250,6 @@ the target libvirt XML, warnings and blockers.`,
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	fl.BoolVar(&warmOn, "warm", false, "ssh:// sources: copy the disks while the guest runs, then, once it is stopped, only the blocks that changed (the host hashes its disks with a read-only helper sent over SSH)")
-	fl.BoolVar(&shutdownSource, "shutdown-source", false, "with --warm: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
-	fl.DurationVar(&shutdownTimeout, "shutdown-timeout", 10*time.Minute, "with --shutdown-source: how long to wait for the guest to shut down")
-	fl.StringVar(&warmHash, "warm-hash", "auto", "with --warm: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
 	f.add(cmd)
 	return cmd
 }
