@@ -1,0 +1,230 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// partStart is where partition n of a disk image starts, in bytes
+// (sfdisk --dump).
+func partStart(t *testing.T, img string, n int) int64 {
+	t.Helper()
+	out := testutil.Run(t, testutil.NeedTool(t, "sfdisk"), "--dump", img)
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, img+strconv.Itoa(n)+" ") {
+			continue
+		}
+		for _, f := range strings.Split(line, ",") {
+			f = strings.TrimSpace(f)
+			if _, v, ok := strings.Cut(f, "start="); ok {
+				s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					t.Fatalf("sfdisk: %q", line)
+				}
+				return s * 512
+			}
+		}
+	}
+	t.Fatalf("no partition %d in %s:\n%s", n, img, out)
+	return 0
+}
+
+// withPart runs fn on partition n of img, extracted to a file, and
+// writes it back when write is set.
+func withPart(t *testing.T, img string, n int, write bool, fn func(part string)) {
+	t.Helper()
+	start := partStart(t, img, n)
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := testutil.Run(t, "sfdisk", "--dump", img)
+	var size int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, img+strconv.Itoa(n)+" ") {
+			_, v, _ := strings.Cut(line, "size=")
+			v, _, _ = strings.Cut(v, ",")
+			size, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	part := filepath.Join(t.TempDir(), "part")
+	if err := os.WriteFile(part, data[start:start+size*512], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fn(part)
+	if write {
+		p, err := os.ReadFile(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(img, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(p, start); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestE2EWarmMigration migrates the example guest warm, through the CLI,
+// from the stand-in Xen host: while pass 1 copies its disk the "running
+// guest" moves its image, 4 KiB at a time and in random order, through
+// garbage towards its final state (a new file on the root filesystem),
+// so pass 1's copy is inconsistent; --shutdown-source asks the host to
+// stop it, it finishes its writes and stops; pass 2 moves only the
+// changed blocks; the result converts and boots, holds the new file, and
+// the report records both passes and the downtime.
+func TestE2EWarmMigration(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	hostDir := t.TempDir()
+	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
+	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	// The final state: a file more on the root filesystem (xvda2).
+	final := filepath.Join(hostDir, "final.img")
+	testutil.Run(t, "cp", "--sparse=always", img, final)
+	marker := make([]byte, 3<<20+777)
+	rand.Read(marker)
+	markerFile := filepath.Join(hostDir, "marker")
+	if err := os.WriteFile(markerFile, marker, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	debugfs := testutil.NeedTool(t, "debugfs")
+	withPart(t, final, 2, true, func(part string) {
+		testutil.Run(t, debugfs, "-w", "-R", "write "+markerFile+" warm-marker", part)
+		testutil.Run(t, testutil.NeedTool(t, "e2fsck"), "-fn", part)
+	})
+	a, _ := os.ReadFile(img)
+	b, _ := os.ReadFile(final)
+	var chunks []int64
+	for off := int64(0); off < int64(len(a)); off += 4096 {
+		if !bytes.Equal(a[off:off+4096], b[off:off+4096]) {
+			chunks = append(chunks, off)
+		}
+	}
+	if len(chunks) == 0 {
+		t.Fatal("the final image equals the first")
+	}
+	touched := map[int64]bool{}
+	for _, off := range chunks {
+		touched[off>>20] = true
+	}
+
+	cfg, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(filepath.Join(g.XenImageDir, filepath.Base(img))), []byte(img))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true}}})
+
+	// The running guest.
+	w, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var garbage, written int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := mrand.New(mrand.NewPCG(1, 2))
+		p := make([]byte, 4096)
+		for !srv.ShutdownRequested(g.Name) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			off := chunks[rng.IntN(len(chunks))]
+			if rng.IntN(2) == 0 {
+				rand.Read(p)
+				garbage++
+			} else {
+				copy(p, b[off:off+4096])
+				written++
+			}
+			w.WriteAt(p, off)
+		}
+		// Shutting down: the guest writes its final state and stops.
+		for _, off := range chunks {
+			w.WriteAt(b[off:off+4096], off)
+		}
+		w.Sync()
+		srv.SetRunning(g.Name, false)
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	out := filepath.Join(t.TempDir(), "kvm")
+	start := time.Now()
+	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
+		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir,
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json")
+	total := time.Since(start)
+	if code != 0 {
+		t.Fatalf("migrate --warm: exit %d\n%s", code, stderr)
+	}
+	t.Logf("the guest wrote %d garbage and %d final chunks during pass 1", garbage, written)
+	if testutil.HashFile(t, img) != testutil.HashFile(t, final) {
+		t.Fatal("the host image is not the final image: the test's guest misbehaved")
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
+		t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
+	}
+	wr := rep.Warm
+	if wr == nil {
+		t.Fatal("the report has no warm section")
+	}
+	t.Logf("warm: %+v (total %s)", *wr, total)
+	size := int64(len(a))
+	if wr.Pass1.BytesRead != size || wr.Pass1.Blocks != (size+1<<20-1)>>20 {
+		t.Errorf("pass 1 read %d bytes, %d blocks; want the whole %d-byte disk", wr.Pass1.BytesRead, wr.Pass1.Blocks, size)
+	}
+	if wr.Pass2.ChangedBlocks == 0 || wr.Pass2.ChangedBlocks > int64(len(touched)) {
+		t.Errorf("pass 2 changed %d blocks; the guest touched %d", wr.Pass2.ChangedBlocks, len(touched))
+	}
+	if wr.Pass2.BytesRead > (wr.Pass2.ChangedBlocks-wr.Pass2.ZeroBlocks)<<20 || wr.Pass2.BytesRead == 0 {
+		t.Errorf("pass 2 moved %d bytes for %d changed blocks", wr.Pass2.BytesRead, wr.Pass2.ChangedBlocks)
+	}
+	if wr.ShutdownBy != "xen2kvm" || wr.Stopped.IsZero() || wr.DowntimeSeconds <= 0 || wr.DowntimeSeconds > total.Seconds() {
+		t.Errorf("shutdown by %q at %s, downtime %.1fs of %s", wr.ShutdownBy, wr.Stopped, wr.DowntimeSeconds, total)
+	}
+	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
+		t.Errorf("the warm copies were left: %v", err)
+	}
+	// The migrated disk has the guest's final state: the new file.
+	raw := filepath.Join(t.TempDir(), "out.raw")
+	testutil.Run(t, testutil.NeedTool(t, "qemu-img"), "convert", "-O", "raw", filepath.Join(out, g.Name+"-vda.qcow2"), raw)
+	withPart(t, raw, 2, false, func(part string) {
+		got := testutil.Run(t, debugfs, "-R", "cat warm-marker", part)
+		if !bytes.Equal(got, marker) {
+			t.Errorf("the migrated root filesystem's warm-marker is %d bytes, not the %d the guest wrote last", len(got), len(marker))
+		}
+	})
+	log, _ := os.ReadFile(srv.XMLog)
+	if !strings.Contains(string(log), "shutdown -w "+g.Name) {
+		t.Errorf("xm log:\n%s", log)
+	}
+}
