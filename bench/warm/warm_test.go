@@ -1,0 +1,126 @@
+//go:build bench
+
+package warm
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/bench/benchimg"
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// TestWarmDowntime: see bench/README.md, "Warm migration".
+func TestWarmDowntime(t *testing.T) {
+	size, err := benchimg.ParseSize(env("SIZE", "4G"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := benchimg.ParseSize(env("DATA", "2G"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	change, err := strconv.ParseFloat(env("CHANGE", "0.02"), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := env("WORK", t.TempDir())
+	bin := filepath.Join(work, "xen2kvm")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/xen2kvm").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	img := filepath.Join(work, "benchvm.img")
+	allocated, zeros, err := benchimg.Write(img, size, data, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("name = \"benchvm\"\nmemory = 512\nvcpus = 1\nbuilder = \"hvm\"\nkernel = \"/usr/lib/xen/boot/hvmloader\"\nboot = \"c\"\n"+
+		"disk = [ \"file:%s,hda,w\" ]\nvif = [ \"mac=00:16:3e:00:00:01,bridge=xenbr0\" ]\n", img)
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "benchvm", Config: []byte(cfg), Running: true, Managed: true}}})
+	common := []string{"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json"}
+	load := func() string { b, _ := os.ReadFile("/proc/loadavg"); return string(bytes.TrimSpace(b)) }
+	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	t.Logf("commit %s, image %d bytes virtual, %d allocated (%d of them zeros), %.1f%% of the 1 MiB blocks changed between the passes, load %s",
+		bytes.TrimSpace(commit), size, allocated, zeros, 100*change, load())
+
+	// The guest's last writes, after pass 1 and before it stops:
+	// random data over CHANGE of the disk's 1 MiB blocks.
+	var changed int
+	go func() {
+		for !srv.ShutdownRequested("benchvm") {
+			time.Sleep(20 * time.Millisecond)
+		}
+		f, err := os.OpenFile(img, os.O_RDWR, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		n := size >> 20
+		rng := mrand.New(mrand.NewPCG(7, 7))
+		p := make([]byte, 1<<20)
+		for _, i := range rng.Perm(int(n))[:int(float64(n)*change)] {
+			rand.Read(p)
+			f.WriteAt(p, int64(i)<<20)
+			changed++
+		}
+		f.Sync()
+		f.Close()
+		srv.SetRunning("benchvm", false)
+	}()
+
+	migrate := func(out string, extra ...string) (*report.Guest, time.Duration) {
+		args := append([]string{"migrate", srv.URL("benchvm"), "-o", out}, append(extra, common...)...)
+		cmd := exec.Command(bin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		err := cmd.Run()
+		exec.Command("sync").Run()
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("xen2kvm %v: %v\n%s", args, err, stderr.String())
+		}
+		var rep report.Guest
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("report: %v", err)
+		}
+		return &rep, took
+	}
+	wrep, wtotal := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
+	w := wrep.Warm
+	// The cold migration of the same final image: the guest is down for
+	// all of it.
+	_, cold := migrate(filepath.Join(work, "cold"))
+	if out, err := exec.Command("qemu-img", "compare", filepath.Join(work, "warm", "benchvm-hda.qcow2"), filepath.Join(work, "cold", "benchvm-hda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("warm and cold results differ: %v\n%s", err, out)
+	}
+	// The stand-in host's shutdown is instant once the writes are done,
+	// so the downtime starts when the guest is seen stopped.
+	t.Logf("load at the end %s", load())
+	fmt.Printf("\n%-32s %12s %14s\n", "", "seconds", "MiB moved")
+	fmt.Printf("%-32s %12.1f %14.1f\n", "warm pass 1 (guest running)", w.Pass1.Seconds, float64(w.Pass1.BytesRead)/(1<<20))
+	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed)
+	fmt.Printf("%-32s %12.1f\n", "  stopped -> pass 2 done", w.Pass2.Finished.Sub(w.Stopped).Seconds())
+	fmt.Printf("%-32s %12.1f\n", "  pass 2 done -> ready (convert)", w.DowntimeSeconds-w.Pass2.Finished.Sub(w.Stopped).Seconds())
+	fmt.Printf("%-32s %12.1f\n", "warm downtime (stopped->ready)", w.DowntimeSeconds)
+	fmt.Printf("%-32s %12.1f\n", "warm total (xen2kvm run)", wtotal.Seconds())
+	fmt.Printf("%-32s %12.1f\n", "cold downtime (whole migration)", cold.Seconds())
+	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%)\n", "warm / cold downtime", 100*w.DowntimeSeconds/cold.Seconds())
+}
