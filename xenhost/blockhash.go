@@ -98,6 +98,23 @@ var errStopped = errors.New("block hashes no longer wanted")
 // BlockHash is the MD5 of one block of a disk.
 type BlockHash [16]byte
 
+// ParseHashLine reads one line of the block-hash helper: 32 hex digits,
+// optionally followed by a space and more (md5sum's "HASH  -").
+func ParseHashLine(line string) (BlockHash, error) {
+	var sum BlockHash
+	h := line
+	if i := strings.IndexByte(h, ' '); i >= 0 {
+		h = h[:i]
+	}
+	if len(h) != 32 {
+		return sum, fmt.Errorf("bad hash line %q", line)
+	}
+	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
+		return sum, fmt.Errorf("bad hash line %q", line)
+	}
+	return sum, nil
+}
+
 // HashBlocks hashes the file or block device at path on the host in
 // blocks of blockSize bytes (DefaultHashBlock when 0), blocks first to
 // first+count-1, and calls fn with each block's index and hash, in order,
@@ -156,18 +173,10 @@ func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, co
 		display := []string{"xen2kvm-blockhash", m, path, strconv.FormatInt(blockSize, 10)}
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			line := sc.Text()
-			if i := strings.IndexByte(line, ' '); i >= 0 { // md5sum: "HASH  -"
-				line = line[:i]
-			}
-			var sum BlockHash
-			if len(line) != 32 {
+			sum, err := ParseHashLine(sc.Text())
+			if err != nil {
 				s.Close()
-				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("block %d: bad hash line %q", next, sc.Text())}
-			}
-			if _, err := hex.Decode(sum[:], []byte(line)); err != nil {
-				s.Close()
-				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("block %d: bad hash line %q", next, sc.Text())}
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("block %d: %w", next, err)}
 			}
 			if next >= end {
 				s.Close()

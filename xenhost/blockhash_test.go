@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,4 +61,45 @@ func TestHashBlocks(t *testing.T) {
 	if after := testutil.HashFile(t, img); after != before {
 		t.Error("hashing wrote the source image")
 	}
+}
+
+func TestParseHashLine(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		ok   bool
+	}{
+		{"d41d8cd98f00b204e9800998ecf8427e", true},
+		{"d41d8cd98f00b204e9800998ecf8427e  -", true},
+		{"D41D8CD98F00B204E9800998ECF8427E", true},
+		{"d41d8cd98f00b204e9800998ecf8427", false},
+		{"d41d8cd98f00b204e9800998ecf8427x", false},
+		{"", false},
+		{"Traceback (most recent call last):", false},
+	} {
+		sum, err := xenhost.ParseHashLine(tc.line)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.line, err)
+		}
+		if tc.ok && sum != xenhost.BlockHash(md5.Sum(nil)) {
+			t.Errorf("%q: %x", tc.line, sum)
+		}
+	}
+}
+
+func FuzzParseHashLine(f *testing.F) {
+	f.Add("d41d8cd98f00b204e9800998ecf8427e  -")
+	f.Add("zz")
+	f.Fuzz(func(t *testing.T, line string) {
+		sum, err := xenhost.ParseHashLine(line)
+		if err != nil {
+			return
+		}
+		h := line
+		if i := strings.IndexByte(h, ' '); i >= 0 {
+			h = h[:i]
+		}
+		if !strings.EqualFold(fmt.Sprintf("%x", sum), h) {
+			t.Errorf("%q parsed as %x", line, sum)
+		}
+	})
 }
