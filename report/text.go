@@ -151,6 +151,25 @@ func writeGuestText(w *errWriter, g *Guest) {
 			w.printf("\n")
 		}
 	}
+	if wm := g.Warm; wm != nil {
+		w.printf("\nWarm migration (blocks of %s, hashed by %s", Bytes(wm.BlockSize), wm.HashMethod)
+		if wm.Resumed {
+			w.printf(", resumed after pass 1")
+		}
+		w.printf("):\n")
+		w.printf("  pass 1, guest running: %s moved in %s\n", Bytes(wm.Pass1.BytesRead), Seconds(wm.Pass1.Seconds))
+		w.printf("  pass 2, guest stopped: %d of %d blocks changed (%d now zero), %s moved in %s\n",
+			wm.Pass2.ChangedBlocks, wm.Pass2.Blocks, wm.Pass2.ZeroBlocks, Bytes(wm.Pass2.BytesRead), Seconds(wm.Pass2.Seconds))
+		switch wm.ShutdownBy {
+		case "xen2kvm":
+			w.printf("  stopped by xen2kvm (xm shutdown -w)")
+		case "user":
+			w.printf("  stopped by the user")
+		default:
+			w.printf("  already stopped")
+		}
+		w.printf("; downtime %s (guest stopped to converted guest ready)\n", Seconds(wm.DowntimeSeconds))
+	}
 	if b := g.Boot; b != nil {
 		switch {
 		case !b.Ran:
