@@ -134,8 +134,8 @@ func TestBytes(t *testing.T) {
 // downtime.
 func TestWriteTextWarm(t *testing.T) {
 	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python",
-		Pass1: WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
-		Pass2: WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
+		Pass1:      WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
+		Pass2:      WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
 		ShutdownBy: "xen2kvm", DowntimeSeconds: 130}}
 	var b strings.Builder
 	if err := WriteText(&b, g); err != nil {
