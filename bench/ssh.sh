@@ -100,7 +100,7 @@ echo "[127.0.0.1]:$port $(cut -d' ' -f1-2 "$WORK/host_rsa.pub")" >"$WORK/known_h
 user=$(id -un)
 sshopts=(-F /dev/null -i "$WORK/id_rsa" -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="$WORK/known_hosts" -o StrictHostKeyChecking=yes)
 if [ "$LEGACY" = 1 ]; then
-	sshopts+=(-o KexAlgorithms=+diffie-hellman-group14-sha1 -o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=+ssh-rsa -o Ciphers=aes128-cbc)
+	sshopts+=(-o KexAlgorithms=+diffie-hellman-group14-sha1 -o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=ssh-rsa -o Ciphers=aes128-cbc)
 fi
 eval "$(ssh-agent -s)" >/dev/null
 agent_pid=$SSH_AGENT_PID

@@ -241,7 +241,7 @@ func (s *Server) SSHArgs() []string {
 	return []string{"-F", "/dev/null", "-i", s.KeyPath, "-o", "UserKnownHostsFile=" + s.KnownHostsPath,
 		"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
 		"-o", "KexAlgorithms=+diffie-hellman-group14-sha1,diffie-hellman-group1-sha1",
-		"-o", "HostKeyAlgorithms=+ssh-rsa", "-o", "PubkeyAcceptedAlgorithms=+ssh-rsa",
+		"-o", "HostKeyAlgorithms=+ssh-rsa", "-o", "PubkeyAcceptedAlgorithms=ssh-rsa,rsa-sha2-256,rsa-sha2-512",
 		"-o", "Ciphers=+aes128-cbc,aes256-cbc,3des-cbc"}
 }
 
