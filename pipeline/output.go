@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 )
 
 // ErrExists is returned when OutDir already holds the guest and Force is
@@ -295,38 +296,10 @@ func (s *staging) add(base string) { s.files = append(s.files, base) }
 // writeFile writes a file into the staging folder through a temporary
 // name, fsynced before the rename.
 func (s *staging) writeFile(base string, data []byte, perm os.FileMode) error {
-	if err := writeAtomic(s.path(base), data, perm); err != nil {
+	if err := atomicfile.WriteFile(s.path(base), data, perm); err != nil {
 		return err
 	}
 	s.add(base)
-	return nil
-}
-
-// writeAtomic writes path through a temporary name in its folder: write,
-// fsync, rename, so a reader never sees a partial file.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
 	return nil
 }
 
@@ -375,11 +348,11 @@ func (s *staging) commit(old []string, reportJSON []byte) error {
 		}
 		moved = append(moved, f)
 	}
-	if err := syncDir(s.outDir); err != nil {
+	if err := atomicfile.SyncDir(s.outDir); err != nil {
 		s.unmove(moved)
 		return err
 	}
-	if err := writeAtomic(filepath.Join(s.outDir, rep), reportJSON, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.outDir, rep), reportJSON, 0o644); err != nil {
 		s.unmove(moved)
 		return err
 	}
@@ -387,7 +360,7 @@ func (s *staging) commit(old []string, reportJSON []byte) error {
 	if err := os.Remove(filepath.Join(s.outDir, ownedName(s.name))); err != nil {
 		return err
 	}
-	if err := syncDir(s.outDir); err != nil {
+	if err := atomicfile.SyncDir(s.outDir); err != nil {
 		return err
 	}
 	return os.RemoveAll(s.dir)
@@ -409,7 +382,7 @@ func (s *staging) writeOwned(files []string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.outDir, ownedName(s.name)), append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(s.outDir, ownedName(s.name)), append(data, '\n'), 0o644)
 }
 
 // unmove removes files a failed commit had already moved into OutDir.
@@ -437,18 +410,6 @@ func syncFile(path string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

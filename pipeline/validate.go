@@ -130,7 +130,9 @@ type walkProblem struct {
 	err  error
 }
 
-func (p walkProblem) String() string { return "/" + strings.TrimPrefix(p.path, "./") + ": " + p.err.Error() }
+func (p walkProblem) String() string {
+	return "/" + strings.TrimPrefix(p.path, "./") + ": " + p.err.Error()
+}
 
 // touched tells whether the problem is on the way to, or at, a path the
 // conversion wrote. Paths are compared by their trailing components, as
