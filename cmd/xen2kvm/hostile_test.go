@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -228,5 +233,139 @@ func TestInterruptedSaysSo(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 0 {
 		t.Errorf("the interrupted migration left files in OUTDIR: %v", ents)
+	}
+}
+
+// hostileNames are guest names that must never name a file: each would
+// leave OUTDIR, hide a file, read as an option, or carry bytes a file
+// name or a terminal should not.
+var hostileNames = []string{
+	"../../../../tmp/x2k-pwn", "../../victim", "../sibling", "..", ".", "/abs/path", "a/b",
+	"--force", "-rf", ".hidden", "", "a b", "$(touch pwned)", "a;b", "a\\b",
+	"a\nb", "a\rb", "a\tb", "a\x00b", "\x1b[31mred", "\xff\xfe", "caf\xc3\xa9", strings.Repeat("n", 65),
+}
+
+// pyQuote writes s as a Python string literal for an xm config.
+func pyQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteString("\\" + string(c))
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// TestHostileNamesWriteNothing is the acceptance test of guest names:
+// every hostile name, in every config syntax, through migrate, its dry
+// run and a batch, with OUTDIR deep inside a tree made read-only (which
+// root ignores, so the whole tree is compared before and after as
+// well): the command fails naming the config, and nothing in the tree,
+// nor in /tmp where the first name points, is created or changed.
+func TestHostileNamesWriteNothing(t *testing.T) {
+	work := t.TempDir()
+	tree := filepath.Join(work, "tree")
+	outDir := filepath.Join(tree, "a", "b", "out")
+	for _, d := range []string{filepath.Join(tree, "a", "b"), filepath.Join(tree, "a", "sibling"), filepath.Join(tree, "x")} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile(filepath.Join(tree, "a", "victim"), []byte("precious"), 0o644)
+	os.WriteFile(filepath.Join(tree, "a", "victim.xml"), []byte("precious"), 0o644)
+	os.WriteFile(filepath.Join(tree, "a", "b", "..-vda.qcow2"), []byte("precious"), 0o644)
+	img := filepath.Join(work, "disk.img")
+	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	imgHash := testutil.HashFile(t, img)
+
+	cfgs := filepath.Join(work, "configs")
+	os.MkdirAll(cfgs, 0o755)
+	var files []string
+	for i, name := range hostileNames {
+		xm := filepath.Join(cfgs, fmt.Sprintf("g%02d.cfg", i))
+		os.WriteFile(xm, []byte("# hostile\nname = "+pyQuote(name)+"\nmemory = 256\ndisk = [ 'file:"+img+",xvda,w' ]\n"), 0o644)
+		files = append(files, xm)
+		if !strings.ContainsAny(name, "\x00\r\n\t\x1b()\" ;\\") && name != "" {
+			sxp := filepath.Join(cfgs, fmt.Sprintf("g%02d.sxp", i))
+			os.WriteFile(sxp, []byte("(domain\n (name '"+name+"')\n (memory 256)\n (device (vbd (dev xvda) (uname file:"+img+") (mode w))))\n"), 0o644)
+			files = append(files, sxp)
+		}
+		if utf8.ValidString(name) && !strings.ContainsAny(name, "\x00\x1b<&") {
+			var esc bytes.Buffer
+			xml.EscapeText(&esc, []byte(name))
+			lx := filepath.Join(cfgs, fmt.Sprintf("g%02d.xml", i))
+			os.WriteFile(lx, []byte("<domain type='xen'>\n  <name>"+esc.String()+"</name>\n  <memory>262144</memory>\n  <devices><disk type='file' device='disk'><source file='"+img+"'/><target dev='xvda'/></disk></devices>\n</domain>\n"), 0o644)
+			files = append(files, lx)
+		}
+	}
+
+	// Read-only as far as permissions go (root writes anyway).
+	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			os.Chmod(p, 0o555)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+			if err == nil {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+
+	before := testutil.TreeDigest(t, tree)
+	tmpBefore, _ := filepath.Glob("/tmp/x2k-pwn*")
+
+	var manifest strings.Builder
+	manifest.WriteString("defaults:\n  output: " + outDir + "\n  boot_check: false\nguests:\n")
+	for _, f := range files {
+		for _, args := range [][]string{
+			{"migrate", f, "-o", outDir, "--no-boot-check"},
+			{"migrate", f, "-o", outDir, "--no-boot-check", "--force"},
+			{"migrate", f, "--dry-run"},
+		} {
+			code, _, stderr := runCLIWithin(t, time.Minute, args...)
+			if code != exitFail || !strings.Contains(stderr, filepath.Base(f)) || !strings.Contains(stderr, "guest name") {
+				t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+			}
+		}
+		manifest.WriteString("  - config: " + f + "\n")
+	}
+	mf := filepath.Join(work, "guests.yaml")
+	os.WriteFile(mf, []byte(manifest.String()), 0o644)
+	code, stdout, stderr := runCLIWithin(t, 2*time.Minute, "batch", mf, "--json")
+	if code != exitFail {
+		t.Errorf("batch: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Guests []struct {
+			Config, Status, Error string
+		} `json:"guests"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || len(res.Guests) != len(files) {
+		t.Fatalf("batch JSON (%v): %s", err, stdout)
+	}
+	for _, g := range res.Guests {
+		if g.Status != "failed" || !strings.Contains(g.Error, "guest name") || !strings.Contains(g.Error, filepath.Base(g.Config)) {
+			t.Errorf("batch guest %+v", g)
+		}
+	}
+
+	if after := testutil.TreeDigest(t, tree); after != before {
+		t.Errorf("the tree around OUTDIR changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if tmpAfter, _ := filepath.Glob("/tmp/x2k-pwn*"); len(tmpAfter) != len(tmpBefore) {
+		t.Errorf("files appeared in /tmp: %v", tmpAfter)
+	}
+	if testutil.HashFile(t, img) != imgHash {
+		t.Error("the source image changed")
 	}
 }
