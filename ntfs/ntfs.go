@@ -257,3 +257,56 @@ func (v *Volume) Dirty() (dirty bool, err error) {
 	}
 	return false, errors.New("$Volume has no $VOLUME_INFORMATION")
 }
+
+// ReadDir lists the names in a directory (long names; DOS 8.3 aliases
+// left out).
+func (v *Volume) ReadDir(path string) (names []string, err error) {
+	defer recoverTo(&err)
+	e, err := v.entry(path)
+	if err != nil {
+		return nil, err
+	}
+	if !e.IsDir(v.ctx) {
+		return nil, fmt.Errorf("%s: not a directory", path)
+	}
+	seen := map[string]bool{}
+	for _, r := range e.Dir(v.ctx) {
+		fn := r.File()
+		if fn.NameType().Name == "DOS" {
+			continue
+		}
+		n := fn.Name()
+		if n != "" && n != "." && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// RealPath returns path with each component spelt as on the volume
+// ("windows/SYSTEM32" may be "WINDOWS/system32").
+func (v *Volume) RealPath(path string) (string, error) {
+	var out []string
+	for _, c := range strings.Split(strings.Trim(strings.ReplaceAll(path, `\`, "/"), "/"), "/") {
+		if c == "" {
+			continue
+		}
+		names, err := v.ReadDir(strings.Join(out, "/"))
+		if err != nil {
+			return "", err
+		}
+		found := ""
+		for _, n := range names {
+			if strings.EqualFold(n, c) {
+				found = n
+				break
+			}
+		}
+		if found == "" {
+			return "", fmt.Errorf("%s: %w", path, ErrNotFound)
+		}
+		out = append(out, found)
+	}
+	return strings.Join(out, "/"), nil
+}
