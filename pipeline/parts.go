@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -68,6 +69,10 @@ type conversion struct {
 	close func() error
 	// impl is the converter's own plan, for the target and validation steps.
 	impl any
+	// windows is what Windows inspection found, for a Windows guest.
+	windows *convert.Windows
+	// windowsSkip are the Windows rules left out.
+	windowsSkip map[string]bool
 }
 
 // planOptions tune the conversion plan.

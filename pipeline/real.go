@@ -54,7 +54,14 @@ func realParts() parts {
 
 // realTarget maps the Xen domain onto KVM with config.ToKVM.
 func realTarget(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
-	return config.ToKVM(d, config.KVMOptions{Virtio: c.Virtio, OS: c.OSName})
+	o := config.KVMOptions{Virtio: c.Virtio, OS: c.OSName}
+	if w := c.windows; w != nil {
+		o.OSVersion, o.RTCUTC = w.Version, w.RealTimeIsUniversal
+		if o.OSVersion == "" {
+			o.OSVersion = "5.2" // no SOFTWARE hive: the older hardware is the safer guess
+		}
+	}
+	return config.ToKVM(d, o)
 }
 
 // realValidate re-opens the written images read-only and checks them.
@@ -72,6 +79,9 @@ func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []rep
 		}
 		cl = append(cl, img)
 		disks = append(disks, namedDisk{name: d.Target, dev: img})
+	}
+	if c.windows != nil {
+		return validateWindows(disks, c)
 	}
 	if !c.Inspected {
 		return []report.Check{{Name: "output images open", OK: true, Detail: fmt.Sprintf("%d disks", len(disks))}}
