@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/part"
 	"github.com/xen2kvm/xen2kvm/hive"
 	"github.com/xen2kvm/xen2kvm/ntfs"
 )
@@ -79,6 +81,26 @@ func (w *Windows) Product() string {
 		v += ", " + w.Arch
 	}
 	return s + " (" + v + ")"
+}
+
+// Release is the product without its architecture: "Windows Server
+// 2003 Service Pack 2 (5.2.3790)".
+func (w *Windows) Release() string {
+	s := strings.TrimPrefix(w.ProductName, "Microsoft ")
+	if s == "" {
+		s = "Windows"
+	}
+	if w.ServicePack != "" {
+		s += " " + w.ServicePack
+	}
+	if w.Version != "" {
+		v := w.Version
+		if w.Build != "" {
+			v += "." + w.Build
+		}
+		s += " (" + v + ")"
+	}
+	return s
 }
 
 // Is2003 tells a Windows of the NT 5 family (2003, XP, 2000), which has
@@ -176,6 +198,66 @@ func readHead(v *ntfs.Volume, path string) ([]byte, error) {
 		return nil, err
 	}
 	return b[:min(4, len(b))], nil
+}
+
+// NamedDevice is a disk to search, by its name in the guest (hda).
+type NamedDevice struct {
+	Name string
+	Dev  diskimg.Device
+}
+
+// WindowsVolume is a Windows system volume found on a guest's disks.
+type WindowsVolume struct {
+	// Name is the partition's name (hda1), or the disk's for a disk
+	// without a partition table.
+	Name    string
+	Dev     diskimg.Device // the partition, over the disk
+	Volume  *ntfs.Volume
+	Windows *Windows
+}
+
+// FindWindows looks at every partition (or whole disk) with an NTFS boot
+// sector for a Windows folder with a SYSTEM hive and inspects the first
+// it finds. It returns nil without one. NTFS volumes that cannot be read
+// are reported in warnings.
+func FindWindows(disks []NamedDevice) (*WindowsVolume, []string, error) {
+	var warnings []string
+	for _, d := range disks {
+		var cands []NamedDevice
+		tab, err := part.Read(d.Dev)
+		switch {
+		case errors.Is(err, part.ErrNoTable):
+			cands = append(cands, d)
+		case err != nil:
+			continue
+		default:
+			for _, p := range tab.Partitions {
+				if !p.Extended {
+					cands = append(cands, NamedDevice{fmt.Sprintf("%s%d", d.Name, p.Number), p.Device()})
+				}
+			}
+		}
+		for _, c := range cands {
+			var sig [8]byte
+			if _, err := c.Dev.ReadAt(sig[:], 3); err != nil || string(sig[:]) != "NTFS    " {
+				continue
+			}
+			vol, err := ntfs.Open(c.Dev)
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("%s: NTFS volume xen2kvm cannot read: %v", c.Name, err))
+				continue
+			}
+			w, err := InspectWindows(vol)
+			if errors.Is(err, ErrNoOS) {
+				continue
+			}
+			if err != nil {
+				return nil, warnings, fmt.Errorf("inspecting Windows on %s: %w", c.Name, err)
+			}
+			return &WindowsVolume{Name: c.Name, Dev: c.Dev, Volume: vol, Windows: w}, warnings, nil
+		}
+	}
+	return nil, warnings, nil
 }
 
 // HivePath is the volume path of a hive in the config folder.
@@ -514,4 +596,53 @@ func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, d
 		}
 	}
 	return nil
+}
+
+// Details are the inspection findings, one a line, for reports.
+func (wv *WindowsVolume) Details() []string {
+	w := wv.Windows
+	var out []string
+	add := func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) }
+	add("system volume %s, Windows folder %s, boot configuration %s", wv.Name, w.SystemRoot, orNone(w.BootConfig))
+	if w.LogPending {
+		add("SYSTEM hive not read: its transaction log has not been applied")
+		return out
+	}
+	add("host name %s", orNone(w.Hostname))
+	var sets []string
+	for _, n := range w.ControlSets {
+		sets = append(sets, fmt.Sprintf("ControlSet%03d", n))
+	}
+	add("current control set ControlSet%03d (of %s)", w.CurrentControlSet, strings.Join(sets, ", "))
+	if w.RealTimeIsUniversal {
+		add("clock: RTC in UTC (RealTimeIsUniversal=1)")
+	} else {
+		add("clock: RTC in local time (RealTimeIsUniversal not set)")
+	}
+	var pv []string
+	for _, s := range w.PVDrivers {
+		pv = append(pv, fmt.Sprintf("%s (%s, start %s)", s.Name, s.Vendor, startName(s.Start)))
+	}
+	add("Xen PV drivers: %s", orNone(strings.Join(pv, ", ")))
+	var ide []string
+	for _, s := range w.Storage {
+		ide = append(ide, fmt.Sprintf("%s (start %s)", s.Name, startName(s.Start)))
+	}
+	add("IDE drivers: %s", orNone(strings.Join(ide, ", ")))
+	return out
+}
+
+func startName(n int) string {
+	names := []string{"0 boot", "1 system", "2 automatic", "3 on demand", "4 disabled"}
+	if n >= 0 && n < len(names) {
+		return names[n]
+	}
+	return fmt.Sprint(n)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

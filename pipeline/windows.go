@@ -8,76 +8,22 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
-	"github.com/xen2kvm/xen2kvm/diskimg"
-	"github.com/xen2kvm/xen2kvm/diskimg/part"
-	"github.com/xen2kvm/xen2kvm/ntfs"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// winVolume is a Windows system volume found on a guest's disks.
-type winVolume struct {
-	name string         // hda1, or hda for a disk without a partition table
-	dev  diskimg.Device // the partition, over the (overlaid) disk
-	vol  *ntfs.Volume
-	w    *convert.Windows
-}
-
-// findWindows looks at every partition (or whole disk) with an NTFS boot
-// sector for a Windows folder with a SYSTEM hive. NTFS volumes that
-// cannot be read are reported in warnings.
-func findWindows(disks []namedDisk) (*winVolume, []string, error) {
-	var warnings []string
+// winDisks names the disks for convert.FindWindows.
+func winDisks(disks []namedDisk) []convert.NamedDevice {
+	var out []convert.NamedDevice
 	for _, d := range disks {
-		type cand struct {
-			name string
-			dev  diskimg.Device
-		}
-		var cands []cand
-		tab, err := part.Read(d.dev)
-		switch {
-		case errors.Is(err, part.ErrNoTable):
-			cands = append(cands, cand{d.name, d.dev})
-		case err != nil:
-			continue
-		default:
-			for _, p := range tab.Partitions {
-				if !p.Extended {
-					cands = append(cands, cand{fmt.Sprintf("%s%d", d.name, p.Number), p.Device()})
-				}
-			}
-		}
-		for _, c := range cands {
-			vol, err := ntfs.Open(c.dev)
-			if errors.Is(err, ntfs.ErrNotNTFS) && !hasNTFSSignature(c.dev) {
-				continue
-			}
-			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("%s: NTFS volume xen2kvm cannot read: %v", c.name, err))
-				continue
-			}
-			w, err := convert.InspectWindows(vol)
-			if errors.Is(err, convert.ErrNoOS) {
-				continue
-			}
-			if err != nil {
-				return nil, warnings, fmt.Errorf("inspecting Windows on %s: %w", c.name, err)
-			}
-			return &winVolume{name: c.name, dev: c.dev, vol: vol, w: w}, warnings, nil
-		}
+		out = append(out, convert.NamedDevice{Name: d.name, Dev: d.dev})
 	}
-	return nil, warnings, nil
-}
-
-func hasNTFSSignature(dev diskimg.Device) bool {
-	var b [8]byte
-	_, err := dev.ReadAt(b[:], 3)
-	return err == nil && string(b[:]) == "NTFS    "
+	return out
 }
 
 // windowsPlan inspects a Windows HVM guest and plans its registry edits.
 // It returns nil when no Windows system volume is found.
 func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversion, []string, error) {
-	wv, warnings, err := findWindows(disks)
+	wv, warnings, err := convert.FindWindows(winDisks(disks))
 	if err != nil || wv == nil {
 		return nil, warnings, err
 	}
@@ -92,9 +38,9 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	if err := errors.Join(bad...); err != nil {
 		return nil, warnings, err
 	}
-	w := wv.w
+	w := wv.Windows
 	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsSkip: disabled}
-	c.OS = &report.OS{Distro: "windows", Version: strings.TrimPrefix(w.Product(), "Microsoft "), Arch: w.Arch, Details: windowsDetails(wv), Windows: w}
+	c.OS = &report.OS{Distro: "windows", Version: w.Release(), Arch: w.Arch, Details: wv.Details(), Windows: w}
 	c.Blockers = w.Blockers()
 	if d.Type != config.HVM {
 		c.Blockers = append(c.Blockers, fmt.Sprintf("PV guest %s holds Windows: only HVM Windows guests are converted", d.Name))
@@ -102,9 +48,9 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	if len(c.Blockers) > 0 {
 		return c, warnings, nil
 	}
-	edits, err := convert.PlanWindows(w, wv.vol, disabled)
+	edits, err := convert.PlanWindows(w, wv.Volume, disabled)
 	if err != nil {
-		return nil, warnings, fmt.Errorf("planning the registry edits on %s: %w", wv.name, err)
+		return nil, warnings, fmt.Errorf("planning the registry edits on %s: %w", wv.Name, err)
 	}
 	hivePath := w.HivePath("SYSTEM")
 	byRule := map[string]*report.Edit{}
@@ -122,13 +68,13 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 		c.Edits = append(c.Edits, *byRule[r])
 	}
 	c.Notes = append(c.Notes,
-		fmt.Sprintf("Windows on %s: %d registry value(s) changed in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.name, len(edits)),
+		fmt.Sprintf("Windows on %s: %d registry value(s) changed in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
 		"the KVM guest keeps IDE disks and an emulated network card ("+nicModels(d)+"), so Windows boots with the drivers it already has",
 		"next step: install the virtio drivers (virtio-win: viostor, netkvm) in the guest, then switch its disks to virtio (libvirt: <target bus='virtio'/>) and its NIC model to virtio")
 	if len(edits) == 0 {
 		c.Notes = append(c.Notes, "no registry change was needed")
 	}
-	dev, vol := wv.dev, wv.vol
+	dev, vol := wv.Dev, wv.Volume
 	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, disabled) }
 	return c, warnings, nil
 }
@@ -162,55 +108,6 @@ func nicModels(d *config.Domain) string {
 	return strings.Join(ms, ", ")
 }
 
-// windowsDetails are the inspection findings as report lines.
-func windowsDetails(wv *winVolume) []string {
-	w := wv.w
-	var out []string
-	add := func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) }
-	add("system volume %s, Windows folder %s, boot configuration %s", wv.name, w.SystemRoot, orNone(w.BootConfig))
-	if w.LogPending {
-		add("SYSTEM hive not read: its transaction log has not been applied")
-		return out
-	}
-	add("host name %s", orNone(w.Hostname))
-	var sets []string
-	for _, n := range w.ControlSets {
-		sets = append(sets, fmt.Sprintf("ControlSet%03d", n))
-	}
-	add("current control set ControlSet%03d (of %s)", w.CurrentControlSet, strings.Join(sets, ", "))
-	if w.RealTimeIsUniversal {
-		add("clock: RTC in UTC (RealTimeIsUniversal=1)")
-	} else {
-		add("clock: RTC in local time (RealTimeIsUniversal not set)")
-	}
-	var pv []string
-	for _, s := range w.PVDrivers {
-		pv = append(pv, fmt.Sprintf("%s (%s, start %s)", s.Name, s.Vendor, startName(s.Start)))
-	}
-	add("Xen PV drivers: %s", orNone(strings.Join(pv, ", ")))
-	var ide []string
-	for _, s := range w.Storage {
-		ide = append(ide, fmt.Sprintf("%s (start %s)", s.Name, startName(s.Start)))
-	}
-	add("IDE drivers: %s", orNone(strings.Join(ide, ", ")))
-	return out
-}
-
-func startName(n int) string {
-	names := []string{"0 boot", "1 system", "2 automatic", "3 on demand", "4 disabled"}
-	if n >= 0 && n < len(names) {
-		return names[n]
-	}
-	return fmt.Sprint(n)
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
-}
-
 // windowsBootSkip is the boot check's word on a Windows guest.
 const windowsBootSkip = "Windows: a login prompt cannot prove it booted (Windows Server 2003/2008 print no login prompt on a serial console, and no Windows can be installed on this machine to test against); checked instead, on the written output: the NTFS volume is clean, the SYSTEM hive parses with equal sequence numbers and a valid checksum, and re-planning finds every registry change in place (see validation)"
 
@@ -218,7 +115,7 @@ const windowsBootSkip = "Windows: a login prompt cannot prove it booted (Windows
 // system volume: NTFS readable and clean, the SYSTEM hive valid, and
 // nothing left to change.
 func validateWindows(disks []namedDisk, c *conversion) []report.Check {
-	wv, _, err := findWindows(disks)
+	wv, _, err := convert.FindWindows(winDisks(disks))
 	if err != nil || wv == nil {
 		detail := "no Windows system volume found on the output"
 		if err != nil {
@@ -226,13 +123,13 @@ func validateWindows(disks []namedDisk, c *conversion) []report.Check {
 		}
 		return []report.Check{{Name: "Windows system volume readable", Detail: detail}}
 	}
-	checks := []report.Check{{Name: "Windows system volume readable", OK: true, Detail: fmt.Sprintf("%s: %s", wv.name, wv.w.Product())}}
-	w := wv.w
+	checks := []report.Check{{Name: "Windows system volume readable", OK: true, Detail: fmt.Sprintf("%s: %s", wv.Name, wv.Windows.Product())}}
+	w := wv.Windows
 	checks = append(checks, report.Check{Name: "NTFS volume clean (not dirty, not hibernated)", OK: !w.Dirty && !w.Hibernated,
 		Detail: fmt.Sprintf("dirty %v, hibernated %v", w.Dirty, w.Hibernated)})
 	checks = append(checks, report.Check{Name: "SYSTEM hive valid (checksum, equal sequence numbers)", OK: !w.LogPending && len(w.ControlSets) > 0,
 		Detail: fmt.Sprintf("%s: %d control sets", w.HivePath("SYSTEM"), len(w.ControlSets))})
-	left, err := convert.PlanWindows(w, wv.vol, c.windowsSkip)
+	left, err := convert.PlanWindows(w, wv.Volume, c.windowsSkip)
 	ck := report.Check{Name: "registry changes in place", OK: err == nil && len(left) == 0}
 	switch {
 	case err != nil:

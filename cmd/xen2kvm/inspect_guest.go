@@ -20,7 +20,15 @@ func init() { inspectGuest = inspectDisks }
 type guestReport struct {
 	Filesystems []guestFilesystem `json:"filesystems"`
 	OS          *convert.Guest    `json:"os,omitempty"`
-	Warnings    []string          `json:"warnings,omitempty"`
+	// Windows is what Windows inspection found on an NTFS system volume.
+	Windows  *windowsReport `json:"windows,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+type windowsReport struct {
+	Volume string `json:"volume"`
+	*convert.Windows
+	details []string
 }
 
 type guestFilesystem struct {
@@ -58,6 +66,21 @@ func inspectDisks(ctx context.Context, d *config.Domain, maps []config.PathMap) 
 	if len(disks) == 0 {
 		return nil, nil
 	}
+	if d.Type == config.HVM {
+		var named []convert.NamedDevice
+		for _, disk := range disks {
+			named = append(named, convert.NamedDevice{Name: disk.Target, Dev: disk.Dev})
+		}
+		wv, warnings, err := convert.FindWindows(named)
+		if err != nil {
+			return nil, err
+		}
+		if wv != nil {
+			r := &guestReport{Windows: &windowsReport{Volume: wv.Name, Windows: wv.Windows, details: wv.Details()}, Warnings: warnings}
+			r.Warnings = append(r.Warnings, wv.Windows.Blockers()...)
+			return r, nil
+		}
+	}
 	g, err := assemble.Open(ctx, disks, assemble.ReadOnly())
 	if err != nil {
 		return nil, err
@@ -94,6 +117,12 @@ func inspectDisks(ctx context.Context, d *config.Domain, maps []config.PathMap) 
 // WriteText prints the guest section of inspect's human output.
 func (r *guestReport) WriteText(w io.Writer) error {
 	var b strings.Builder
+	if w := r.Windows; w != nil {
+		fmt.Fprintf(&b, "    os:          %s\n", w.Product())
+		for _, d := range w.details {
+			fmt.Fprintf(&b, "    windows:     %s\n", d)
+		}
+	}
 	if o := r.OS; o != nil {
 		fmt.Fprintf(&b, "    os:          %s (%s %d.%d, %s)\n", o.Product, o.Distro, o.Major, o.Minor, o.Arch)
 		for _, k := range o.Kernels {
