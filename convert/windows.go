@@ -404,8 +404,17 @@ const (
 	RuleWinFilters = "win-xen-filters"
 )
 
-// WindowsRules are the rules of a Windows conversion.
-func WindowsRules() []string { return []string{RuleWinXenPV, RuleWinFilters, RuleWinCPU, RuleWinIDE} }
+// WindowsRules are the names of the rules of a Windows conversion (those
+// of Rules without a Linux planner).
+func WindowsRules() []string {
+	var out []string
+	for _, r := range rules {
+		if r.plan == nil {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
 
 // WindowsBlockers are the reasons a Windows volume must not be edited.
 func (w *Windows) Blockers() []string {

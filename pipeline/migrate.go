@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -31,8 +32,9 @@ type Result struct {
 
 // Sentinel errors callers branch on.
 var (
-	// ErrBlocked: the conversion found a problem that stops the migration.
-	ErrBlocked = errors.New("conversion blocked")
+	// ErrBlocked: the conversion found a problem that stops the migration
+	// (convert's sentinel, so either package's name matches).
+	ErrBlocked = convert.ErrBlocked
 	// ErrValidation: the written output failed a check.
 	ErrValidation = errors.New("output failed validation")
 	// ErrBoot: the migrated guest did not reach its login prompt.
@@ -40,6 +42,18 @@ var (
 	// ErrNoQEMU: a boot check was required but QEMU is not installed.
 	ErrNoQEMU = errors.New("qemu-system-x86_64 not found")
 )
+
+// ErrInterrupted: the migration was cancelled (SIGINT, SIGTERM) before
+// it finished; nothing that looks complete was left.
+var ErrInterrupted = errors.New("interrupted")
+
+// interruptedError says "interrupted" where the cancellation surfaced as
+// "copying disk xvda: context canceled"; it matches ErrInterrupted and
+// context.Canceled.
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string   { return "interrupted" }
+func (e *interruptedError) Unwrap() []error { return []error{ErrInterrupted, e.err} }
 
 // BlockedError lists the blockers that stop a migration.
 type BlockedError struct {
@@ -90,6 +104,9 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	err := m.run(ctx, cfgPath)
 	m.close()
 	rep.Finished = time.Now().UTC()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = &interruptedError{err}
+	}
 	if err != nil {
 		if errors.Is(err, ErrBlocked) {
 			rep.Status = report.StatusBlocked
@@ -147,12 +164,15 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 		return errors.New("no output folder given")
 	}
 
-	d, err := m.p.parseConfig(cfgPath)
+	d, err := m.p.source.ParseConfig(cfgPath)
 	if err != nil {
 		return err
 	}
 	m.dom = d
 	m.rep.Name = d.Name
+	if err := d.CheckName(); err != nil {
+		return err
+	}
 	m.rep.Source = summarize(d)
 	m.rep.Warnings = append(m.rep.Warnings, d.Warnings...)
 	m.log.Info("read config", "guest", d.Name, "file", cfgPath, "type", d.Type, "disks", len(d.Disks))
@@ -169,11 +189,21 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 			return err
 		}
 		m.closers = append(m.closers, func() error { unlock(); return nil })
-		if old, err = guestFiles(outDir, d.Name); err != nil {
+		st, err := readOutput(outDir, d.Name)
+		if err != nil {
 			return fmt.Errorf("reading output folder: %w", err)
 		}
-		if len(old) > 0 && !m.opts.Force {
-			return &ExistsError{OutDir: outDir, Name: d.Name, Files: old, Complete: contains(old, reportName(d.Name))}
+		if !m.opts.Force && (st.Complete || len(st.Foreign) > 0) {
+			files := append(append([]string{}, st.Owned...), st.Foreign...)
+			return &ExistsError{OutDir: outDir, Name: d.Name, Files: files, Complete: st.Complete}
+		}
+		// Only what a migration recorded as its own is removed: an
+		// interrupted commit's files always, a finished one's with
+		// --force. Other files named like outputs are replaced when
+		// this run writes the same name, and otherwise left alone.
+		old = st.Owned
+		if st.Interrupted {
+			m.log.Info("removing what an interrupted migration left", "guest", d.Name, "files", old)
 		}
 	}
 
@@ -185,7 +215,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	for i, dk := range m.disks {
 		devs[i] = dk.dev
 	}
-	conv, err := m.p.plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
+	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
 	if err != nil {
 		return fmt.Errorf("inspecting %s: %w", d.Name, err)
 	}
@@ -200,14 +230,14 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	m.rep.Notes = append(m.rep.Notes, conv.Notes...)
 	m.log.Info("planned conversion", "guest", d.Name, "edits", len(conv.Edits), "warnings", len(conv.Warnings), "blockers", len(conv.Blockers))
 
-	k, err := m.p.target(d, conv)
+	k, err := m.p.target.Target(d, conv)
 	if err != nil {
 		return fmt.Errorf("building the KVM domain: %w", err)
 	}
 	if err := m.placeImages(k, outDir, format); err != nil {
 		return err
 	}
-	if xml, err := m.p.xml(k); err == nil {
+	if xml, err := m.p.target.XML(k); err == nil {
 		m.rep.TargetXML = string(xml)
 	} else {
 		return fmt.Errorf("writing libvirt XML: %w", err)
@@ -239,7 +269,7 @@ func (m *migration) openDisks() error {
 		}
 		path := config.MapPath(xd.Source, m.opts.DiskMap)
 		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
-		src, err := m.p.openSource(path, xd.Format)
+		src, err := m.p.source.Open(path, xd.Format)
 		if err != nil {
 			errs = append(errs, &DiskError{Target: xd.Target, Path: path, Err: err})
 			m.rep.Disks = append(m.rep.Disks, rd)
@@ -248,7 +278,7 @@ func (m *migration) openDisks() error {
 		m.closers = append(m.closers, src.Close)
 		rd.SourceFormat = src.Format()
 		rd.VirtualSize = src.Size()
-		ov, err := m.p.overlay(src)
+		ov, err := m.p.converter.Overlay(src)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: overlay: %w", xd.Target, err))
 			continue
@@ -279,6 +309,7 @@ func (m *migration) openDisks() error {
 // placeImages names each output image after its KVM target and points the
 // KVM domain's disks at them.
 func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) error {
+	byName := map[string]string{}
 	for _, dk := range m.disks {
 		for i := range k.Disks {
 			kd := &k.Disks[i]
@@ -290,6 +321,13 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 			return fmt.Errorf("the KVM domain has no disk for %s", dk.xen.Target)
 		}
 		dk.outName = fmt.Sprintf("%s-%s.%s", m.dom.Name, dk.kvm.Target, format)
+		if !writes(m.dom.Name, dk.outName) {
+			return fmt.Errorf("%w: image name %q", ErrOutsideOutDir, dk.outName)
+		}
+		if other, dup := byName[dk.outName]; dup {
+			return fmt.Errorf("disks %s and %s would both be written to %s: give each disk its own target", other, dk.xen.Target, dk.outName)
+		}
+		byName[dk.outName] = dk.xen.Target
 		dk.kvm.Path = filepath.Join(outDir, dk.outName)
 		if outDir == "" {
 			dk.kvm.Path = dk.outName
@@ -354,14 +392,14 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	xml, err := m.p.xml(k)
+	xml, err := m.p.target.XML(k)
 	if err != nil {
 		return fmt.Errorf("writing libvirt XML: %w", err)
 	}
 	if err := stage.writeFile(m.dom.Name+".xml", xml, 0o644); err != nil {
 		return err
 	}
-	script, err := m.p.script(k, outDir)
+	script, err := m.p.target.Script(k, outDir)
 	if err != nil {
 		return fmt.Errorf("writing the launch script: %w", err)
 	}
@@ -369,12 +407,15 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	checks := m.p.validate(ctx, staged, m.conv)
+	checks := append([]report.Check{m.checkOutputsApart(k)}, m.p.checker.Validate(ctx, staged, m.conv)...)
 	m.rep.Validation = checks
 	var bad []string
 	for _, c := range checks {
 		if !c.OK {
 			bad = append(bad, c.Name+": "+c.Detail)
+		}
+		if c.Warning != "" {
+			m.rep.Warnings = append(m.rep.Warnings, c.Warning)
 		}
 	}
 	if len(bad) > 0 {
@@ -402,6 +443,58 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	return nil
 }
 
+// checkOutputsApart checks that the KVM domain never points a writable
+// disk at a source image (or at another disk's image): every copied disk
+// has its own image in OutDir, and no disk path is a source's path.
+func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
+	c := report.Check{Name: "output disks are the copies, not the sources"}
+	sources := map[string]string{}
+	var srcInfo []os.FileInfo
+	copies := map[string]bool{}
+	for _, dk := range m.disks {
+		p := config.MapPath(dk.xen.Source, m.opts.DiskMap)
+		sources[filepath.Clean(p)] = dk.xen.Target
+		sources[filepath.Clean(dk.xen.Source)] = dk.xen.Target
+		copies[filepath.Clean(filepath.Join(m.rep.OutDir, dk.outName))] = true
+		if fi, err := os.Stat(p); err == nil {
+			srcInfo = append(srcInfo, fi)
+		}
+	}
+	var bad []string
+	used := map[string]string{}
+	n := 0
+	for _, d := range k.Disks {
+		if d.Device == "cdrom" || d.Path == "" {
+			continue
+		}
+		n++
+		p := filepath.Clean(d.Path)
+		if t, ok := sources[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s is the source image of %s", d.Target, t))
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			for _, si := range srcInfo {
+				if os.SameFile(fi, si) {
+					bad = append(bad, fmt.Sprintf("%s (%s) is a source image", d.Target, p))
+				}
+			}
+		}
+		if other, ok := used[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s and %s share %s", other, d.Target, p))
+		} else if !copies[p] {
+			bad = append(bad, fmt.Sprintf("%s is %s, not a copy xen2kvm wrote", d.Target, p))
+		}
+		used[p] = d.Target
+	}
+	if len(bad) > 0 {
+		c.Detail = strings.Join(bad, "; ")
+		return c
+	}
+	c.OK, c.Detail = true, fmt.Sprintf("%d disks, each its own image", n)
+	return c
+}
+
 // copyDisks copies all disks at the same time into the staging folder.
 func (m *migration) copyDisks(ctx context.Context, stage *staging, format string) error {
 	workers := m.opts.Workers
@@ -423,7 +516,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
 				}
 			}
-			err := m.p.copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
 			if err != nil {
 				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
 			}
@@ -490,7 +583,7 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
 		return nil
-	case !m.p.qemuAvailable():
+	case !m.p.checker.QEMUAvailable():
 		if m.opts.Boot == BootAlways {
 			return ErrNoQEMU
 		}
@@ -504,7 +597,7 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	}
 	logName := m.dom.Name + ".boot.log"
 	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
-	b, err := m.p.boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
 	if _, serr := os.Stat(stage.path(logName)); serr == nil {
 		stage.add(logName)
 	}

@@ -30,7 +30,7 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	disabled := map[string]bool{}
 	var bad []error
 	for _, r := range o.Skip {
-		if !slices.Contains(convert.WindowsRules(), r) && !slices.Contains(convert.Rules(), r) {
+		if !slices.ContainsFunc(convert.Rules(), func(k convert.Rule) bool { return k.Name == r }) {
 			bad = append(bad, fmt.Errorf("%w %q (Windows rules: %s)", convert.ErrUnknownRule, r, strings.Join(convert.WindowsRules(), ", ")))
 		}
 		disabled[r] = true
