@@ -41,6 +41,11 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("an edit changed the hive's size")
 			}
 		}
+		before := len(h.Bytes())
+		_ = h.AddValue(h.Root(), "fuzz", hive.SZ, []byte("a\x00b\x00c\x00\x00\x00"))
+		if len(h.Bytes()) != before {
+			t.Fatal("AddValue changed the hive's size")
+		}
 		if _, err := hive.Parse(h.Bytes()); err != nil {
 			t.Fatalf("an edited hive no longer parses: %v", err)
 		}

@@ -524,3 +524,123 @@ func (h *Hive) SetData(v Value, data []byte) error {
 	h.changed = true
 	return nil
 }
+
+// ErrExists: AddValue found a value of that name already.
+var ErrExists = errors.New("value already exists")
+
+// alloc takes a free cell of at least n bytes of data from the hive's
+// existing free space (never growing the file), splitting it when the
+// rest is big enough for a cell, and returns its offset.
+func (h *Hive) alloc(n int) (uint32, error) {
+	need := align8(n + 4)
+	for off := hbinStart; off < h.end; {
+		size := int(le.Uint32(h.b[off+8:]))
+		for c := off + 32; c < off+size; {
+			s := int(int32(le.Uint32(h.b[c:])))
+			if s > 0 && s >= need {
+				if rest := s - need; rest >= 16 {
+					le.PutUint32(h.b[c+need:], uint32(rest))
+					s = need
+				}
+				clear(h.b[c+4 : c+s])
+				le.PutUint32(h.b[c:], uint32(-int32(s)))
+				return uint32(c - hbinStart), nil
+			}
+			if s < 0 {
+				s = -s
+			}
+			c += s
+		}
+		off += size
+	}
+	return 0, fmt.Errorf("%w: no free cell of %d bytes", ErrNoRoom, need)
+}
+
+// freeCell marks an allocated cell free.
+func (h *Hive) freeCell(off uint32) {
+	a := int(off) + hbinStart
+	if s := int32(le.Uint32(h.b[a:])); s < 0 {
+		le.PutUint32(h.b[a:], uint32(-s))
+	}
+}
+
+// AddValue adds a value to key k in the hive's free space: a value cell,
+// a data cell (unless the data fits inline) and a longer value list that
+// replaces the old one, which is freed. The file does not grow; without
+// enough free space it returns ErrNoRoom and changes nothing. The name
+// must be ASCII.
+func (h *Hive) AddValue(k Key, name string, typ uint32, data []byte) error {
+	if k.h != h {
+		return errors.New("key is from another hive")
+	}
+	for _, r := range name {
+		if r > 0x7f {
+			return fmt.Errorf("value name %q: only ASCII names are written", name)
+		}
+	}
+	if _, err := k.Value(name); err == nil {
+		return fmt.Errorf("%s\\%s: %w", k.name, name, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	saved := append([]byte(nil), h.b...)
+	fail := func(err error) error {
+		h.b = saved
+		return fmt.Errorf("adding %s\\%s: %w", k.name, name, err)
+	}
+	nk, _ := h.cell(k.off)
+	count := int(le.Uint32(nk[0x24:]))
+	oldList := le.Uint32(nk[0x28:])
+
+	vkOff, err := h.alloc(0x14 + len(name))
+	if err != nil {
+		return fail(err)
+	}
+	vk, _ := h.cell(vkOff)
+	copy(vk, "vk")
+	le.PutUint16(vk[2:], uint16(len(name)))
+	le.PutUint32(vk[0x0c:], typ)
+	le.PutUint16(vk[0x10:], 1) // ASCII name
+	copy(vk[0x14:], name)
+	if len(data) <= 4 {
+		le.PutUint32(vk[4:], uint32(len(data))|0x80000000)
+		copy(vk[8:12], data)
+	} else {
+		if len(data) > 16344 {
+			return fail(fmt.Errorf("%d bytes of data need a big data record", len(data)))
+		}
+		dOff, err := h.alloc(len(data))
+		if err != nil {
+			return fail(err)
+		}
+		d, _ := h.cell(dOff)
+		copy(d, data)
+		le.PutUint32(vk[4:], uint32(len(data)))
+		le.PutUint32(vk[8:], dOff)
+	}
+	listOff, err := h.alloc(4 * (count + 1))
+	if err != nil {
+		return fail(err)
+	}
+	l, _ := h.cell(listOff)
+	if count > 0 {
+		old, err := h.cell(oldList)
+		if err != nil || len(old) < 4*count {
+			return fail(fmt.Errorf("%w: value list of %s", ErrFormat, k.name))
+		}
+		copy(l, old[:4*count])
+		h.freeCell(oldList)
+	}
+	le.PutUint32(l[4*count:], vkOff)
+	nk, _ = h.cell(k.off) // the same bytes: cells do not move
+	le.PutUint32(nk[0x24:], uint32(count+1))
+	le.PutUint32(nk[0x28:], listOff)
+	if n := uint32(2 * len(name)); n > le.Uint32(nk[0x3c:]) {
+		le.PutUint32(nk[0x3c:], n)
+	}
+	if n := uint32(len(data)); n > le.Uint32(nk[0x40:]) {
+		le.PutUint32(nk[0x40:], n)
+	}
+	h.changed = true
+	return nil
+}

@@ -227,3 +227,85 @@ func TestDirtyAndCorrupt(t *testing.T) {
 		t.Errorf("short: %v", err)
 	}
 }
+
+// TestAddValue adds values in the hive's free space and checks with
+// hivexregedit that they are there and nothing else changed.
+func TestAddValue(t *testing.T) {
+	p := mergeReg(t, testReg)
+	before := export(t, p)
+	b, _ := os.ReadFile(p)
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := h.Open(`ControlSet001\Services\xenvbd`)
+	cmd := `cmd.exe /c echo hello`
+	data := hive.EncodeMultiSZ([]string{cmd})[:2*len(cmd)+2] // REG_SZ: the string and one NUL
+	if err := h.AddValue(k, "xen2kvm", hive.SZ, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddValue(k, "Tiny", hive.DWORD, []byte{7, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := h.Open("Select")
+	if err := h.AddValue(sel, "current", hive.DWORD, []byte{1, 0, 0, 0}); !errors.Is(err, hive.ErrExists) {
+		t.Errorf("adding an existing value: %v", err)
+	}
+	if err := h.AddValue(sel, "Huge", hive.Binary, make([]byte, 9000)); !errors.Is(err, hive.ErrNoRoom) {
+		t.Errorf("adding more than the free space: %v", err)
+	}
+	out := h.Bytes()
+	if len(out) != len(b) {
+		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bm, am := exportMap(t, before), exportMap(t, export(t, p))
+	key := `controlset001\services\xenvbd\`
+	if am[key+"tiny"] != "dword:00000007" || !strings.HasPrefix(am[key+"xen2kvm"], "hex(1):63,00,6d,00,64,00") {
+		t.Errorf("added values: tiny %q, xen2kvm %q", am[key+"tiny"], am[key+"xen2kvm"])
+	}
+	delete(am, key+"tiny")
+	delete(am, key+"xen2kvm")
+	if len(am) != len(bm) {
+		t.Errorf("%d keys and values after, %d before", len(am), len(bm))
+	}
+	for k, v := range bm {
+		if am[k] != v {
+			t.Errorf("%s changed", k)
+		}
+	}
+	h2, err := hive.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := h2.Open(`ControlSet001\Services\xenvbd`)
+	v, err := k2.Value("XEN2KVM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := v.String(); s != cmd {
+		t.Errorf("read back %q", s)
+	}
+}
+
+// exportMap reads hivexregedit --export output into "key\value" -> data.
+func exportMap(t *testing.T, out string) map[string]string {
+	t.Helper()
+	out = strings.ReplaceAll(out, "\\\n", "")
+	m := map[string]string{}
+	var key string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
+			m[key] = "(key)"
+		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
+			name, data, _ := strings.Cut(l, "=")
+			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
+		}
+	}
+	return m
+}
