@@ -87,6 +87,12 @@ type OS struct {
 	// Kernel is the kernel the KVM guest will boot.
 	Kernel string `json:"kernel,omitempty"`
 	Virtio bool   `json:"virtio"`
+	// Details are further findings, one a line (for Windows: host name,
+	// control set, boot configuration, clock, drivers).
+	Details []string `json:"details,omitempty"`
+	// Windows is what Windows inspection found (convert.Windows), for
+	// readers of the JSON.
+	Windows any `json:"windows,omitempty"`
 }
 
 // Disk is one disk of the guest.
