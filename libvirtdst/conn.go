@@ -26,6 +26,12 @@ var (
 	ErrRunning = errors.New("domain is running")
 	// ErrBoot: the boot proof on the destination failed.
 	ErrBoot = errors.New("boot check on the destination failed")
+	// ErrLost: the connection to the daemon broke (it stopped, or the
+	// network went away).
+	ErrLost = errors.New("the connection to libvirt was lost")
+	// ErrShortWrite: a volume holds less than was uploaded into it
+	// (its pool ran out of space).
+	ErrShortWrite = errors.New("the volume did not take all the data (is the pool full?)")
 	// ErrURI: the destination URI is not one this package can reach.
 	ErrURI = errors.New("unsupported libvirt URI")
 )
@@ -189,6 +195,9 @@ func (p PoolInfo) fileBacked() bool {
 func (c *Conn) Pool(name string) (PoolInfo, error) {
 	p, err := c.l.StoragePoolLookupByName(name)
 	if err != nil {
+		if !c.l.IsConnected() {
+			return PoolInfo{}, fmt.Errorf("storage pool %q on %s: %w", name, c.uri, c.lost(err))
+		}
 		return PoolInfo{}, fmt.Errorf("storage pool %q on %s: %w (%v)", name, c.uri, ErrNoPool, err)
 	}
 	state, capacity, _, avail, err := c.l.StoragePoolGetInfo(p)
@@ -231,6 +240,15 @@ func (c *Conn) domainState(name string) (dom libvirt.Domain, exists, running boo
 	}
 	s := libvirt.DomainState(st)
 	return dom, true, s != libvirt.DomainShutoff && s != libvirt.DomainNostate, nil
+}
+
+// lost marks err as ErrLost when the connection is gone (go-libvirt then
+// reports a bare "invalid argument" or "interrupted").
+func (c *Conn) lost(err error) error {
+	if err != nil && !c.l.IsConnected() {
+		return fmt.Errorf("%w (%v)", ErrLost, err)
+	}
+	return err
 }
 
 // isCode tells whether err is a libvirt error with that code.

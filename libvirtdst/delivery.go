@@ -205,7 +205,7 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 		}
 		d.created = append(d.created, v.Name)
 		d.vols[v.Name] = vol
-		f := &VolumeFile{c: c, vol: vol, size: v.Capacity,
+		f := &VolumeFile{c: c, vol: vol, size: v.Capacity, fileBacked: pool.fileBacked(),
 			name: fmt.Sprintf("volume %s in pool %s on %s", v.Name, plan.Pool, c.uri)}
 		// What the new volume holds that the image may not overwrite:
 		// the qcow2 header qemu-img wrote, or anything at all on a
@@ -243,7 +243,7 @@ func (d *Delivery) writeState(names []string) error {
 	if err != nil {
 		return err
 	}
-	return d.c.uploadStream(v, bytes.NewReader(b), int64(len(b)))
+	return d.c.uploadStream(v, bytes.NewReader(b), int64(len(b)), false)
 }
 
 // Pool is the pool the delivery writes into.
@@ -260,7 +260,7 @@ func (d *Delivery) Upload(name string, r io.Reader, size int64) error {
 	if !ok {
 		return fmt.Errorf("volume %s is not in the delivery's plan", name)
 	}
-	return d.c.uploadStream(v, r, size)
+	return d.c.uploadStream(v, r, size, d.pool.fileBacked())
 }
 
 // Path is the path of the volume on the destination host.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -47,6 +49,9 @@ func (c *Conn) createVolume(pool, name, format string, capacity uint64, backing,
 func (c *Conn) lookupVolume(pool, name string) (libvirt.StorageVol, bool, error) {
 	p, err := c.l.StoragePoolLookupByName(pool)
 	if err != nil {
+		if !c.l.IsConnected() {
+			return libvirt.StorageVol{}, false, fmt.Errorf("storage pool %q on %s: %w", pool, c.uri, c.lost(err))
+		}
 		return libvirt.StorageVol{}, false, fmt.Errorf("storage pool %q on %s: %w (%v)", pool, c.uri, ErrNoPool, err)
 	}
 	v, err := c.l.StorageVolLookupByName(p, name)
@@ -90,11 +95,29 @@ func (c *Conn) readVolume(v libvirt.StorageVol) ([]byte, error) {
 }
 
 // uploadStream writes r (n bytes) into the volume from offset 0.
-func (c *Conn) uploadStream(v libvirt.StorageVol, r io.Reader, n int64) error {
-	if err := c.l.StorageVolUpload(v, r, 0, uint64(n), 0); err != nil {
-		return fmt.Errorf("uploading volume %s to %s: %w", v.Name, c.uri, err)
+func (c *Conn) uploadStream(v libvirt.StorageVol, r io.Reader, n int64, fileBacked bool) error {
+	if err := retryInUse(func() error { return c.l.StorageVolUpload(v, r, 0, uint64(n), 0) }); err != nil {
+		return fmt.Errorf("uploading volume %s to %s: %w", v.Name, c.uri, c.lost(err))
+	}
+	if fileBacked {
+		return c.checkAllocation(v, fmt.Sprintf("volume %s on %s", v.Name, c.uri), n)
 	}
 	return nil
+}
+
+// retryInUse runs fn again while libvirt says the volume is still in use:
+// it lets go of a volume only after the previous upload's stream closed,
+// a moment after the upload call returned.
+func retryInUse(fn func() error) error {
+	wait := 5 * time.Millisecond
+	for i := 0; ; i++ {
+		err := fn()
+		if err == nil || i == 200 || !isCode(err, libvirt.ErrOperationInvalid) || !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // VolumeFile is a storage volume seen as a file that reads and writes at
@@ -110,6 +133,12 @@ type VolumeFile struct {
 	zeroBelow int64
 	// size is the volume's size in bytes when created.
 	size int64
+	// fileBacked: the volume is a file whose allocation Close checks.
+	fileBacked bool
+
+	// upload serialises the uploads: libvirt refuses a second upload
+	// into a volume while one is under way.
+	upload sync.Mutex
 
 	mu      sync.Mutex
 	written []span // sorted, not overlapping, not adjacent
@@ -127,8 +156,13 @@ func (f *VolumeFile) WriteAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := f.c.l.StorageVolUpload(f.vol, bytes.NewReader(p), uint64(off), uint64(len(p)), 0); err != nil {
-		return 0, fmt.Errorf("uploading to %s at offset %d: %w", f.name, off, err)
+	f.upload.Lock()
+	err := retryInUse(func() error {
+		return f.c.l.StorageVolUpload(f.vol, bytes.NewReader(p), uint64(off), uint64(len(p)), 0)
+	})
+	f.upload.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("uploading to %s at offset %d: %w", f.name, off, f.c.lost(err))
 	}
 	f.mu.Lock()
 	f.add(span{off, off + int64(len(p))})
@@ -155,8 +189,14 @@ func (f *VolumeFile) ReadAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	w := &fixedWriter{b: p}
-	if err := f.c.l.StorageVolDownload(f.vol, w, uint64(off), uint64(len(p)), 0); err != nil {
-		return w.n, fmt.Errorf("downloading from %s at offset %d: %w", f.name, off, err)
+	f.upload.Lock()
+	err := retryInUse(func() error {
+		w.n = 0
+		return f.c.l.StorageVolDownload(f.vol, w, uint64(off), uint64(len(p)), 0)
+	})
+	f.upload.Unlock()
+	if err != nil {
+		return w.n, fmt.Errorf("downloading from %s at offset %d: %w", f.name, off, f.c.lost(err))
 	}
 	if w.n < len(p) {
 		return w.n, io.EOF
@@ -220,10 +260,38 @@ func (f *VolumeFile) Sync() error {
 	return nil
 }
 
-// Close ends the writing.
+// Close ends the writing and checks that the volume took the data:
+// libvirt does not always report a write that failed at the end of a
+// short upload (a full pool), so in a file-backed pool the volume's
+// allocation must cover what was written.
 func (f *VolumeFile) Close() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
 	f.closed = true
+	var n int64
+	for _, s := range f.written {
+		n += s.end - s.off
+	}
+	f.mu.Unlock()
+	if !f.fileBacked {
+		return nil
+	}
+	return f.c.checkAllocation(f.vol, f.name, n)
+}
+
+// checkAllocation fails when the volume's allocation is short of the
+// bytes written into it (by more than the slack a file system's block
+// rounding cannot explain the other way round).
+func (c *Conn) checkAllocation(v libvirt.StorageVol, name string, written int64) error {
+	_, _, alloc, err := c.l.StorageVolGetInfo(v)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", name, c.lost(err))
+	}
+	if int64(alloc)+1<<20 < written {
+		return fmt.Errorf("%s: %w: it holds %d bytes of the %d written (a file system that compresses or deduplicates is not supported)", name, ErrShortWrite, alloc, written)
+	}
 	return nil
 }
