@@ -114,10 +114,10 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 	var errs []error
 	if exists {
 		switch {
-		case running:
-			errs = append(errs, fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", plan.Guest, c.uri, ErrRunning))
 		case !plan.Force:
 			errs = append(errs, &ExistsError{URI: c.uri, Kind: "domain", Name: plan.Guest})
+		case running:
+			errs = append(errs, fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", plan.Guest, c.uri, ErrRunning))
 		}
 		d.oldDomain = true
 	}

@@ -1,0 +1,156 @@
+package pipeline_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// noVif copies a guest's Xen config without its network: the private
+// test daemon runs in session mode and cannot attach a guest to the
+// config's bridge, so --start needs a guest without one.
+func noVif(t *testing.T, g *guestgen.Guest) string {
+	t.Helper()
+	b, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "vif") {
+			keep = append(keep, l)
+		}
+	}
+	p := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(p, []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func poolVolumes(t *testing.T, d *testlibvirtd.Daemon, pool string) []string {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "vol-list", pool)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// TestE2EMigrateToLibvirt migrates the example guest --to a private
+// libvirt daemon: the volumes and the domain are there (virsh as the
+// oracle), the boot check ran on the destination through libvirt's
+// console stream, --start left the domain running, the volume equals a
+// local migration's image (qemu-img compare), and a second run without
+// --force is refused without touching anything.
+func TestE2EMigrateToLibvirt(t *testing.T) {
+	needE2E(t)
+	qimg := testutil.NeedTool(t, "qemu-img")
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	cfg := noVif(t, g)
+	out := filepath.Join(t.TempDir(), "report")
+	args := []string{"migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "4m"}
+	code, stdout, stderr := run(t, append(args, "--start", "--json")...)
+	if code != 0 {
+		t.Fatalf("migrate --to: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK || rep.Destination == nil || !rep.Destination.Started {
+		t.Fatalf("report: status %s, boot %+v, destination %+v", rep.Status, rep.Boot, rep.Destination)
+	}
+	if rep.Destination.DomainType != "qemu" {
+		t.Errorf("domain type %q, want qemu (the test daemon has no KVM)", rep.Destination.DomainType)
+	}
+	// The report and XML are written locally; no image is.
+	for _, f := range []string{g.Name + ".report.json", g.Name + ".xml", g.Name + ".boot.log"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "*.qcow2")); len(m) > 0 {
+		t.Errorf("images written locally: %v", m)
+	}
+	if serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log")); !regexp.MustCompile(`login:`).Match(serial) {
+		t.Errorf("the destination's console log has no login prompt:\n%s", serial)
+	}
+
+	vols := poolVolumes(t, d, "default")
+	want := []string{g.Name + "-initrd.img", g.Name + "-vda.qcow2", g.Name + "-vmlinuz"}
+	if strings.Join(vols, " ") != strings.Join(want, " ") {
+		t.Errorf("vol-list: %v, want %v (no state volume, no boot overlay)", vols, want)
+	}
+	info := d.Virsh(t, "vol-info", "--pool", "default", g.Name+"-vda.qcow2", "--bytes")
+	if !strings.Contains(info, "file") {
+		t.Errorf("vol-info:\n%s", info)
+	}
+	xml := d.Virsh(t, "dumpxml", g.Name)
+	for _, w := range []string{`<domain type='qemu'`, `<source pool='default' volume='` + g.Name + `-vda.qcow2'`, `<driver name='qemu' type='qcow2'/>`, filepath.Join(poolDir, g.Name+"-vmlinuz")} {
+		if !strings.Contains(xml, w) {
+			t.Errorf("dumpxml has no %s:\n%s", w, xml)
+		}
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "running" {
+		t.Errorf("domstate %s after --start", st)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains: %q, want only %s (the boot check's transient copy is gone)", l, g.Name)
+	}
+
+	// The volume holds what a local migration writes.
+	local := filepath.Join(t.TempDir(), "local")
+	if code, _, stderr := run(t, "migrate", cfg, "-o", local, "--disk-map", diskMap(g), "--no-boot-check"); code != 0 {
+		t.Fatalf("local migrate: exit %d\n%s", code, stderr)
+	}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	if b, err := exec.Command(qimg, "compare", "-U", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare volume vs local image: %v\n%s", err, b)
+	}
+	if b, err := exec.Command(qimg, "check", "-U", vol).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check %s: %v\n%s", vol, err, b)
+	}
+
+	// Again, without --force: refused, nothing changes.
+	code, _, stderr = run(t, append(args, "-o", t.TempDir())...)
+	if code != 1 || !strings.Contains(stderr, "domain "+g.Name+" already exists") {
+		t.Errorf("second run: exit %d, want 1 and an error saying the domain exists:\n%s", code, stderr)
+	}
+	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+		t.Errorf("after the refused run: %v", v)
+	}
+}
+
+// TestE2EMigrateToFullPool: a pool without room for the guest is refused
+// before anything is written, with an error that says so.
+func TestE2EMigrateToFullPool(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.TmpfsPool(t, "small", 16)
+	code, _, stderr := run(t, "migrate", g.Config, "--to", d.URI, "--pool", "small", "-o", t.TempDir(), "--disk-map", diskMap(g), "--no-boot-check")
+	if code != 1 || !strings.Contains(stderr, "not enough free space in the storage pool") {
+		t.Errorf("exit %d, want 1 and a pool-full error:\n%s", code, stderr)
+	}
+	if v := poolVolumes(t, d, "small"); len(v) != 0 {
+		t.Errorf("the pool has %v", v)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("domains defined: %s", l)
+	}
+}
