@@ -39,6 +39,8 @@ type BatchOptions struct {
 	// Logger receives the batch's own events (guest started, done,
 	// skipped); nil discards.
 	Logger *slog.Logger
+
+	placer *placer // places guests on one of several destinations
 }
 
 // GuestStatus is where one guest of a batch ended.
@@ -116,6 +118,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 	sem := make(chan struct{}, jobs)
 	logNames := logFileNames(m.Guests)
 	claims := &outClaims{by: map[string]GuestSpec{}}
+	opts.placer = &placer{}
 	var wg sync.WaitGroup
 	for i, g := range m.Guests {
 		wg.Add(1)
@@ -192,6 +195,23 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	}
 	if !g.BootCheck {
 		gopts.Boot = BootNever
+	}
+	if len(g.To) > 0 {
+		gopts.To, gopts.Pool = g.To[0], g.Pool
+		if len(g.To) > 1 && !opts.DryRun && opts.placer != nil {
+			uri, why, release, err := opts.placer.place(ctx, g.To, g.Pool, d, g.DiskMap)
+			if err != nil {
+				r.Status, r.Error = GuestFailed, err.Error()
+				log.Error("guest failed", "guest", d.Name, "err", err)
+				if st != nil {
+					setState(st, key, guestState{Name: d.Name, OutDir: r.OutDir, Status: GuestFailed, Error: r.Error}, log)
+				}
+				return r
+			}
+			defer release()
+			gopts.To, gopts.Placement = uri, why
+			log.Info("placed guest", "guest", d.Name, "to", uri, "why", why)
+		}
 	}
 	var logFile *os.File
 	if !opts.DryRun {

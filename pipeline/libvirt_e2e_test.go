@@ -154,3 +154,53 @@ func TestE2EMigrateToFullPool(t *testing.T) {
 		t.Errorf("domains defined: %s", l)
 	}
 }
+
+// TestE2EBatchFleet: a batch with two destinations places the guest on
+// the one whose pool has room (the other's is a 16 MiB tmpfs) and says
+// why in the report; the other destination is left untouched.
+func TestE2EBatchFleet(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	small := testlibvirtd.Start(t)
+	small.TmpfsPool(t, "default", 16)
+	big := testlibvirtd.Start(t)
+	big.DirPool(t, "default")
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "fleet.yaml")
+	yaml := "defaults:\n  output: " + filepath.Join(dir, "out") + "\n  boot_check: false\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: ['" + small.URI + "', '" + big.URI + "']\n" +
+		"guests:\n  - config: " + g.Config + "\n"
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "batch", manifest, "--json")
+	if code != 0 {
+		t.Fatalf("batch: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Guests []struct {
+			Status string
+			Report *report.Guest
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("batch --json: %v\n%s", err, stdout)
+	}
+	if len(res.Guests) != 1 || res.Guests[0].Report == nil || res.Guests[0].Report.Destination == nil {
+		t.Fatalf("batch result: %s", stdout)
+	}
+	dest := res.Guests[0].Report.Destination
+	if dest.URI != big.URI || !strings.Contains(dest.Placement, "pool has 16 MiB available") {
+		t.Errorf("placed on %s (%s), want %s with the small pool left out", dest.URI, dest.Placement, big.URI)
+	}
+	if v := poolVolumes(t, big, "default"); len(v) != 3 {
+		t.Errorf("the chosen destination's pool: %v", v)
+	}
+	if v := poolVolumes(t, small, "default"); len(v) != 0 {
+		t.Errorf("the full destination's pool: %v", v)
+	}
+	if l := strings.TrimSpace(big.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains on the chosen destination: %q", l)
+	}
+}
