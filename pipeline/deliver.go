@@ -140,7 +140,7 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		}
 	}
 
-	gen, err := m.p.xml(k)
+	gen, err := m.p.target.XML(k)
 	if err != nil {
 		return fmt.Errorf("writing libvirt XML: %w", err)
 	}
