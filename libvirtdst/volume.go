@@ -162,7 +162,7 @@ func (f *VolumeFile) WriteAt(p []byte, off int64) (int, error) {
 	})
 	f.upload.Unlock()
 	if err != nil {
-		return 0, fmt.Errorf("uploading to %s at offset %d: %w", f.name, off, f.c.lost(err))
+		return 0, fmt.Errorf("uploading at offset %d: %w", off, f.c.lost(err))
 	}
 	f.mu.Lock()
 	f.add(span{off, off + int64(len(p))})
@@ -196,7 +196,7 @@ func (f *VolumeFile) ReadAt(p []byte, off int64) (int, error) {
 	})
 	f.upload.Unlock()
 	if err != nil {
-		return w.n, fmt.Errorf("downloading from %s at offset %d: %w", f.name, off, f.c.lost(err))
+		return w.n, fmt.Errorf("%s: downloading at offset %d: %w", f.name, off, f.c.lost(err))
 	}
 	if w.n < len(p) {
 		return w.n, io.EOF

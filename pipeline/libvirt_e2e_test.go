@@ -6,8 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
@@ -51,9 +54,10 @@ func poolVolumes(t *testing.T, d *testlibvirtd.Daemon, pool string) []string {
 // TestE2EMigrateToLibvirt migrates the example guest --to a private
 // libvirt daemon: the volumes and the domain are there (virsh as the
 // oracle), the boot check ran on the destination through libvirt's
-// console stream, --start left the domain running, the volume equals a
-// local migration's image (qemu-img compare), and a second run without
-// --force is refused without touching anything.
+// console stream, the volume equals a local migration's image (qemu-img
+// compare), a second run without --force is refused without touching
+// anything, and one with --force --start replaces the guest and leaves it
+// running.
 func TestE2EMigrateToLibvirt(t *testing.T) {
 	needE2E(t)
 	qimg := testutil.NeedTool(t, "qemu-img")
@@ -64,7 +68,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	cfg := noVif(t, g)
 	out := filepath.Join(t.TempDir(), "report")
 	args := []string{"migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "4m"}
-	code, stdout, stderr := run(t, append(args, "--start", "--json")...)
+	code, stdout, stderr := run(t, append(args, "--json")...)
 	if code != 0 {
 		t.Fatalf("migrate --to: exit %d\n%s", code, stderr)
 	}
@@ -72,7 +76,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, stdout)
 	}
-	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK || rep.Destination == nil || !rep.Destination.Started {
+	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK || rep.Destination == nil || !rep.Destination.Defined || rep.Destination.Started {
 		t.Fatalf("report: status %s, boot %+v, destination %+v", rep.Status, rep.Boot, rep.Destination)
 	}
 	if rep.Destination.DomainType != "qemu" {
@@ -106,8 +110,8 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 			t.Errorf("dumpxml has no %s:\n%s", w, xml)
 		}
 	}
-	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "running" {
-		t.Errorf("domstate %s after --start", st)
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "shut off" {
+		t.Errorf("domstate %s without --start", st)
 	}
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
 		t.Errorf("domains: %q, want only %s (the boot check's transient copy is gone)", l, g.Name)
@@ -119,10 +123,10 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 		t.Fatalf("local migrate: exit %d\n%s", code, stderr)
 	}
 	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
-	if b, err := exec.Command(qimg, "compare", "-U", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+	if b, err := exec.Command(qimg, "compare", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img compare volume vs local image: %v\n%s", err, b)
 	}
-	if b, err := exec.Command(qimg, "check", "-U", vol).CombinedOutput(); err != nil {
+	if b, err := exec.Command(qimg, "check", vol).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check %s: %v\n%s", vol, err, b)
 	}
 
@@ -133,6 +137,22 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	}
 	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
 		t.Errorf("after the refused run: %v", v)
+	}
+	uuid := d.Virsh(t, "domuuid", g.Name)
+
+	// With --force --start: replaced and running.
+	code, _, stderr = run(t, append(args[:len(args)-3], "-o", t.TempDir(), "--no-boot-check", "--force", "--start")...)
+	if code != 0 {
+		t.Fatalf("--force --start: exit %d\n%s", code, stderr)
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "running" {
+		t.Errorf("domstate %s after --start", st)
+	}
+	if d.Virsh(t, "domuuid", g.Name) != uuid {
+		t.Errorf("the replaced domain has another UUID")
+	}
+	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+		t.Errorf("after --force: %v", v)
 	}
 }
 
@@ -202,5 +222,75 @@ func TestE2EBatchFleet(t *testing.T) {
 	}
 	if l := strings.TrimSpace(big.Virsh(t, "list", "--all", "--name")); l != g.Name {
 		t.Errorf("domains on the chosen destination: %q", l)
+	}
+}
+
+// TestE2EMigrateToKilled kills xen2kvm with SIGKILL while it uploads: no
+// domain is defined, the state volume names what was left, and a re-run
+// without --force recognises those volumes and replaces them.
+func TestE2EMigrateToKilled(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	args := []string{"migrate", g.Config, "--to", d.URI, "-o", t.TempDir(), "--disk-map", diskMap(g), "--no-boot-check", "--workers", "1"}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	killed := false
+	for attempt := 0; attempt < 5 && !killed; attempt++ {
+		cmd := exec.Command(xen2kvm(t), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+	watch:
+		for {
+			select {
+			case <-exited:
+				break watch
+			default:
+			}
+			// Past the qcow2 header qemu-img wrote: the upload is under way.
+			if fi, err := os.Stat(vol); err == nil && fi.Size() > 4<<20 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				<-exited
+				break watch
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !killed { // too fast: undo and try again
+			d.VirshErr("undefine", g.Name)
+			for _, v := range poolVolumes(t, d, "default") {
+				d.VirshErr("vol-delete", "--pool", "default", v)
+			}
+		}
+	}
+	if !killed {
+		t.Fatal("never caught the upload under way")
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("the killed run left a domain: %s", l)
+	}
+	left := poolVolumes(t, d, "default")
+	if !slices.Contains(left, g.Name+".xen2kvm-state") {
+		t.Fatalf("the killed run left %v, without its state volume", left)
+	}
+	code, stdout, stderr := run(t, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Destination == nil || !slices.Contains(rep.Destination.Recovered, g.Name+"-vda.qcow2") {
+		t.Errorf("the re-run did not say it replaced the killed run's volume: %+v", rep.Destination)
+	}
+	if v := poolVolumes(t, d, "default"); slices.Contains(v, g.Name+".xen2kvm-state") || len(v) != 3 {
+		t.Errorf("after the re-run: %v", v)
+	}
+	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "check", vol).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v\n%s", err, b)
 	}
 }
