@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -102,11 +103,19 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	if err := checkNotSource(src, dstPath); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dstPath), "."+filepath.Base(dstPath)+".part-*")
+	if err := checkOutputPath(dstPath); err != nil {
+		return err
+	}
+	removeStaleParts(dstPath)
+	tmp, err := os.CreateTemp(filepath.Dir(dstPath), partPrefix(dstPath)+"*")
 	if err != nil {
 		return fmt.Errorf("creating output: %w", err)
 	}
 	tmpName := tmp.Name()
+	// The lock tells a later Convert to the same DST that this part file
+	// is in use; a killed process's lock goes with it, and the part file
+	// is then removed by the next Convert to that DST.
+	unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if err := convertInto(ctx, src, tmp, dstPath, format, &cfg); err != nil {
 		os.Remove(tmpName)
 		return err
@@ -201,21 +210,15 @@ func convertInto(ctx context.Context, src Device, f File, name, format string, c
 	// the copy workers should not.
 	kick := make(chan struct{}, 1)
 	flusher := make(chan struct{})
-	if fdf, ok := f.(interface{ Fd() uintptr }); ok {
-		fd := int(fdf.Fd())
-		go func() {
-			defer close(flusher)
-			for range kick {
-				unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	fdf, local := f.(interface{ Fd() uintptr })
+	go func() {
+		defer close(flusher)
+		for range kick {
+			if local {
+				unix.SyncFileRange(int(fdf.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 			}
-		}()
-	} else {
-		go func() {
-			defer close(flusher)
-			for range kick {
-			}
-		}()
-	}
+		}
+	}()
 	var written atomic.Int64
 	wrote := func(n int64) {
 		if w := written.Add(n); w/writebackEvery != (w-n)/writebackEvery {
@@ -258,6 +261,66 @@ func noReadahead(src Device) func() {
 		return func() {}
 	}
 	return func() { unix.Fadvise(fd, 0, 0, unix.FADV_NORMAL) } // clears both
+}
+
+// ErrOutputNotFile is returned by Convert when DST exists and is not a
+// regular file: Convert writes a new file and renames it over DST, which
+// would replace a device node (or FIFO) with a file and never reach the
+// device.
+var ErrOutputNotFile = errors.New("output exists and is not a regular file")
+
+// checkOutputPath refuses an existing DST that is a device, FIFO, socket
+// or folder (following symlinks: a link to /dev/sdb is /dev/sdb).
+func checkOutputPath(dst string) error {
+	st, err := os.Stat(dst)
+	if err != nil {
+		return nil // absent (or unreadable: creating it will say why)
+	}
+	m := st.Mode()
+	var what string
+	switch {
+	case m.IsRegular():
+		return nil
+	case m&os.ModeCharDevice != 0:
+		what = "a character device"
+	case m&os.ModeDevice != 0:
+		what = "a block device (convert into an image file, then copy that onto the device, e.g. with dd)"
+	case m.IsDir():
+		what = "a folder"
+	case m&os.ModeNamedPipe != 0:
+		what = "a FIFO"
+	default:
+		what = "of mode " + m.String()
+	}
+	return fmt.Errorf("%s: %w: it is %s", dst, ErrOutputNotFile, what)
+}
+
+// partPrefix is the name prefix of Convert's temporary files for dst.
+func partPrefix(dst string) string { return "." + filepath.Base(dst) + ".part-" }
+
+// removeStaleParts removes the part files of earlier Converts to dst
+// that were killed: those nobody holds the lock of.
+func removeStaleParts(dst string) {
+	dir, prefix := filepath.Dir(dst), partPrefix(dst)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.Type().IsRegular() || strings.Trim(rest, "0123456789") != "" {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
 }
 
 // checkNotSource refuses to write over the source image itself.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/xen2kvm/xen2kvm/config"
 )
 
 // VolumeSpec is one volume a delivery writes.
@@ -94,8 +96,8 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 	if plan.Pool == "" {
 		plan.Pool = "default"
 	}
-	if !cleanName(plan.Guest) {
-		return nil, fmt.Errorf("guest name %q cannot name a domain or volume", plan.Guest)
+	if err := config.CheckName(plan.Guest); err != nil {
+		return nil, err
 	}
 	for _, v := range plan.Volumes {
 		if !cleanName(v.Name) {
