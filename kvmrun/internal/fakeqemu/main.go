@@ -12,6 +12,10 @@
 //	FAKEQEMU_ARGV=FILE             write the argv there, one argument per line
 //	FAKEQEMU_QMP_LOG=FILE          append each QMP command executed
 //
+// A serial line "@reset" is not written: it stands for a guest reboot,
+// reported as a QMP RESET event (guest-reset) before the answer to the
+// next command.
+//
 // Probe mode (-bios given) prints the probe firmware's marker and exits
 // with the isa-debug-exit status the real firmware produces.
 package main
@@ -26,8 +30,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// resets counts the "@reset" lines played so far.
+var resets atomic.Int64
 
 func main() {
 	argv := os.Args[1:]
@@ -106,6 +114,10 @@ func main() {
 				delay = d
 			}
 			for _, line := range strings.SplitAfter(string(data), "\n") {
+				if strings.TrimSpace(line) == "@reset" {
+					resets.Add(1)
+					continue
+				}
 				io.WriteString(serial, line)
 				time.Sleep(delay)
 			}
@@ -184,6 +196,7 @@ func handleQMP(c net.Conn, exit chan<- int) {
 		"capabilities": []string{"oob"},
 	}})
 	negotiated := false
+	sent := int64(0) // RESET events sent on this connection
 	r := bufio.NewReader(c)
 	dec := json.NewDecoder(r)
 	for {
@@ -214,6 +227,12 @@ func handleQMP(c net.Conn, exit chan<- int) {
 		if !negotiated && cmd.Execute != "qmp_capabilities" {
 			reply(map[string]any{"error": map[string]string{"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}})
 			continue
+		}
+		for sent < resets.Load() {
+			sent++
+			now := time.Now()
+			enc.Encode(map[string]any{"event": "RESET", "data": map[string]any{"guest": true, "reason": "guest-reset"},
+				"timestamp": map[string]int64{"seconds": now.Unix(), "microseconds": int64(now.Nanosecond() / 1000)}})
 		}
 		switch cmd.Execute {
 		case "qmp_capabilities":
