@@ -87,41 +87,50 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 	res := &Result{Report: &report.Boot{Ran: true}}
 	rb := res.Report
 
+	// The converted guest as it is before the boot. A guest whose disks
+	// xen2kvm cannot read (not Linux, or not an image it knows) still
+	// boots, on QEMU's own snapshot, without a drift report.
+	var noDrift string
 	base, err := openGuest(ctx, dom.Disks, false)
 	if err != nil {
-		return res, fmt.Errorf("reading the converted guest: %w", err)
-	}
-	defer base.close()
-	mac := ""
-	if len(dom.NICs) > 0 {
-		mac = dom.NICs[0].MAC
-	}
-	if base.g.Root != nil {
+		noDrift = err.Error()
+		log.Warn("the converted guest's disks cannot be read: booting without a drift report", "guest", dom.Name, "err", err)
+	} else {
+		defer base.close()
+		mac := ""
+		if len(dom.NICs) > 0 {
+			mac = dom.NICs[0].MAC
+		}
 		res.Net = ReadNetConfig(base.g.Root, mac)
 	}
 
-	dir := o.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "xen2kvm-firstboot-"); err != nil {
+	odom, snapshot := dom, true
+	if base != nil {
+		dir := o.Dir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "xen2kvm-firstboot-"); err != nil {
+				return res, err
+			}
+			if !o.KeepOverlays {
+				defer os.RemoveAll(dir)
+			}
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return res, err
 		}
+		var overlays []string
+		odom, overlays, err = makeOverlays(dom, base, dir)
+		res.Overlays = overlays
 		if !o.KeepOverlays {
-			defer os.RemoveAll(dir)
+			defer func() {
+				for _, p := range overlays {
+					os.Remove(p)
+				}
+			}()
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, err
-	}
-	odom, overlays, err := makeOverlays(dom, base, dir)
-	res.Overlays = overlays
-	if !o.KeepOverlays {
-		defer func() {
-			for _, p := range overlays {
-				os.Remove(p)
-			}
-		}()
-	}
-	if err != nil {
-		return res, err
+		if err != nil {
+			return res, err
+		}
+		snapshot = false
 	}
 
 	maxReboots := o.MaxReboots
@@ -129,7 +138,7 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 		maxReboots = DefaultMaxReboots
 	}
 	opts := append([]kvmrun.Option{}, o.Boot...)
-	opts = append(opts, kvmrun.WithQEMUOptions(o.QEMU), kvmrun.WithSnapshot(false), kvmrun.WithMaxReboots(maxReboots))
+	opts = append(opts, kvmrun.WithQEMUOptions(o.QEMU), kvmrun.WithSnapshot(snapshot), kvmrun.WithMaxReboots(maxReboots))
 	if o.NetCheckPort >= 0 {
 		nc := kvmrun.NetCheck{Port: o.NetCheckPort}
 		if !res.Net.DHCP {
@@ -169,16 +178,23 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 
 	// What the boot changed, read back from the overlays.
 	rb.Drift = &report.Drift{Dirs: append(append([]string{}, DiffDirs...), ListDirs...)}
-	after, err := openGuest(ctx, odom.Disks, true)
-	if err != nil {
-		rb.Drift.Error = err.Error()
-		return res, fmt.Errorf("reading the guest's disk after its first boot: %w", err)
-	}
-	files, derr := Diff(base.g.Root, after.g.Root)
-	after.close()
-	rb.Drift.Files = files
-	if derr != nil {
-		rb.Drift.Error = derr.Error()
+	var files []report.DriftFile
+	if noDrift != "" {
+		rb.Drift.Error = "not read: " + noDrift
+		rb.Warnings = append(rb.Warnings, "no drift report: the guest's disks cannot be read: "+noDrift)
+	} else {
+		after, err := openGuest(ctx, odom.Disks, true)
+		if err != nil {
+			rb.Drift.Error = err.Error()
+			return res, fmt.Errorf("reading the guest's disk after its first boot: %w", err)
+		}
+		var derr error
+		files, derr = Diff(base.g.Root, after.g.Root)
+		after.close()
+		rb.Drift.Files = files
+		if derr != nil {
+			rb.Drift.Error = derr.Error()
+		}
 	}
 	var flagged []string
 	for _, f := range files {

@@ -229,7 +229,7 @@ func (p *netPlan) prove(ctx context.Context, vm *VM) *NetProof {
 		res.OK, res.Method = true, ProofICMP
 		res.Detail = fmt.Sprintf("no TCP answer on port %d (%s), but the guest answered ICMP echo from %s", p.check.Port, lastTCP, res.GuestIP)
 	default:
-		res.Detail = fmt.Sprintf("no answer from the guest within %v: TCP port %d of %s %s; no ARP or ICMP answer in the capture", p.check.Timeout, p.check.Port, res.GuestIP, lastTCP)
+		res.Detail = fmt.Sprintf("no answer from the guest within %v: TCP port %d of %s: %s; no ARP or ICMP answer in the capture", p.check.Timeout, p.check.Port, res.GuestIP, lastTCP)
 		if a.sent == 0 {
 			res.Detail += fmt.Sprintf(" (not one frame from %s: is the NIC's driver loaded and the interface up?)", res.MAC)
 		} else {

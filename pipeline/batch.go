@@ -34,7 +34,11 @@ type BatchOptions struct {
 
 	Accel       string
 	BootTimeout time.Duration
-	SkipRules   []string
+	// AllowDrift and NetCheckPort are as in Options, for every guest
+	// (a guest's manifest allow_drift: true also allows its drift).
+	AllowDrift   bool
+	NetCheckPort int
+	SkipRules    []string
 	Progress    func(Progress)
 	// Logger receives the batch's own events (guest started, done,
 	// skipped); nil discards.
@@ -188,6 +192,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts := Options{
 		OutDir: r.OutDir, Format: g.Format, DiskMap: g.DiskMap, DryRun: opts.DryRun, Force: force,
 		Boot: BootAuto, Accel: opts.Accel, BootTimeout: opts.BootTimeout,
+		AllowDrift: opts.AllowDrift || g.AllowDrift, NetCheckPort: opts.NetCheckPort,
 		Limit: lim, Workers: lim.Size(), Progress: opts.Progress, SkipRules: opts.SkipRules, KernelRPM: g.KernelRPM,
 	}
 	if !g.BootCheck {

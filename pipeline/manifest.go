@@ -41,7 +41,9 @@ type GuestSpec struct {
 	Format    string    // qcow2 | raw
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
-	KernelRPM string // absolute path, or ""
+	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
+	AllowDrift bool
+	KernelRPM  string // absolute path, or ""
 	Line      int    // line of the entry in the manifest
 }
 
@@ -139,7 +141,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -154,7 +156,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 type guestFields struct {
 	config, output, format, kernelRPM string
 	diskMap                           []PathMap
-	bootCheck                         bool
+	bootCheck, allowDrift             bool
 }
 
 type manifestParser struct {
@@ -208,6 +210,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(v, "boot_check must be true or false")
 			}
 			f.bootCheck = b
+		case "allow_drift":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "allow_drift must be true or false")
+			}
+			f.allowDrift = b
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -223,7 +231,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map or boot_check"
+			want := "output, format, disk_map, boot_check or allow_drift"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

@@ -43,6 +43,13 @@ type Options struct {
 	Accel string
 	// BootTimeout bounds the boot check; 0 means 5 minutes.
 	BootTimeout time.Duration
+	// AllowDrift makes flagged first-boot drift (the guest rewrote its
+	// network config, fstab, grub.conf, ...) a warning instead of a
+	// failed boot check.
+	AllowDrift bool
+	// NetCheckPort is the TCP port the boot check's network proof
+	// connects to (22 when 0); negative turns the network proof off.
+	NetCheckPort int
 
 	// Workers is the number of copy workers per disk; 0 picks a default.
 	Workers int

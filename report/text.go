@@ -244,3 +244,12 @@ func times(n int) string {
 	}
 	return fmt.Sprintf("%d times", n)
 }
+
+// WriteBoot writes a boot check's first-boot details as text: reboots,
+// power-off, network proof, console findings, warnings and the drift as
+// unified diffs (what WriteText shows under "Boot check").
+func WriteBoot(w io.Writer, b *Boot) error {
+	ew := &errWriter{w: w}
+	writeBootText(ew, b)
+	return ew.err
+}

@@ -79,6 +79,7 @@ any guest failed.
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
 				Jobs: jobs, Workers: workers, DryRun: f.dryRun, StateFile: stateFile, LogDir: logDr,
 				Accel: f.accel, BootTimeout: f.bootTimeout, SkipRules: f.skipRules,
+				AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort),
 				Progress: con.progress, Logger: con.logger(),
 			})
 			con.done()
