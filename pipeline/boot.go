@@ -12,13 +12,13 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// realBoot proves k's first boot with firstboot.Check: the guest runs on
+// Boot proves k's first boot with firstboot.Check: the guest runs on
 // throw-away overlays above the staged images (left as they were
 // written) until its login prompt, its network is proven, it is powered
 // off and what the boot changed on its disk is read back. The serial
 // console goes to opts.LogPath. A guest that boots from its disk's grub
 // config is booted by kvmrun's built-in pygrub from the image itself.
-func realBoot(ctx context.Context, k *config.KVMDomain, dir string, o bootOptions) (*report.Boot, error) {
+func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o bootOptions) (*report.Boot, error) {
 	accel := o.Accel
 	if accel == "" {
 		accel = kvmrun.AccelAuto
