@@ -58,7 +58,7 @@ func TestBootFollowsReboots(t *testing.T) {
 	})
 	t.Run("reboot loop", func(t *testing.T) {
 		scenario(t, map[string]string{"FAKEQEMU_SERIAL": "testdata/serial/rhel5-reboot-loop.txt", "FAKEQEMU_AFTER": "run",
-			"FAKEQEMU_LINE_DELAY": "60ms"})
+			"FAKEQEMU_LINE_DELAY": "450ms"}) // a reboot every 4 s, past resetBurst
 		start := time.Now()
 		res, err := Boot(context.Background(), testDomain(), WithQEMU(fakeQEMU), WithAccel(AccelTCG),
 			WithTimeout(60*time.Second), WithShutdownGrace(300*time.Millisecond), WithMaxReboots(2))
@@ -262,4 +262,24 @@ func FuzzParsePcap(f *testing.F) {
 		answers(frames, guestMAC, ip, 22)
 		answers(frames, nil, nil, 22)
 	})
+}
+
+func TestCountResets(t *testing.T) {
+	at := func(s float64) time.Time {
+		return time.Unix(1700000000, 0).Add(time.Duration(s * float64(time.Second)))
+	}
+	guest := []byte(`{"guest": true, "reason": "guest-reset"}`)
+	host := []byte(`{"guest": false, "reason": "host-qmp-system-reset"}`)
+	events := []QMPEvent{
+		{Name: "RESET", Data: guest, Time: at(10)},
+		{Name: "RESET", Data: guest, Time: at(10.2)}, // the firmware's own resets after the reboot
+		{Name: "RESET", Data: guest, Time: at(10.4)},
+		{Name: "POWERDOWN", Time: at(20)},
+		{Name: "RESET", Data: host, Time: at(30)}, // not the guest's
+		{Name: "RESET", Data: guest, Time: at(40)},
+		{Name: "RESET", Time: at(60)}, // old QEMU: no data
+	}
+	if n := countResets(events); n != 3 {
+		t.Errorf("countResets = %d, want 3", n)
+	}
 }

@@ -30,12 +30,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// resets counts the "@reset" lines played so far.
-var resets atomic.Int64
+// resets are the times of the "@reset" lines played so far.
+var resets struct {
+	sync.Mutex
+	at []time.Time
+}
 
 func main() {
 	argv := os.Args[1:]
@@ -115,7 +117,9 @@ func main() {
 			}
 			for _, line := range strings.SplitAfter(string(data), "\n") {
 				if strings.TrimSpace(line) == "@reset" {
-					resets.Add(1)
+					resets.Lock()
+					resets.at = append(resets.at, time.Now())
+					resets.Unlock()
 					continue
 				}
 				io.WriteString(serial, line)
@@ -196,7 +200,7 @@ func handleQMP(c net.Conn, exit chan<- int) {
 		"capabilities": []string{"oob"},
 	}})
 	negotiated := false
-	sent := int64(0) // RESET events sent on this connection
+	sent := 0 // RESET events sent on this connection
 	r := bufio.NewReader(c)
 	dec := json.NewDecoder(r)
 	for {
@@ -228,11 +232,13 @@ func handleQMP(c net.Conn, exit chan<- int) {
 			reply(map[string]any{"error": map[string]string{"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}})
 			continue
 		}
-		for sent < resets.Load() {
-			sent++
-			now := time.Now()
+		resets.Lock()
+		pending := resets.at[min(sent, len(resets.at)):]
+		sent = len(resets.at)
+		resets.Unlock()
+		for _, at := range pending {
 			enc.Encode(map[string]any{"event": "RESET", "data": map[string]any{"guest": true, "reason": "guest-reset"},
-				"timestamp": map[string]int64{"seconds": now.Unix(), "microseconds": int64(now.Nanosecond() / 1000)}})
+				"timestamp": map[string]int64{"seconds": at.Unix(), "microseconds": int64(at.Nanosecond() / 1000)}})
 		}
 		switch cmd.Execute {
 		case "qmp_capabilities":
