@@ -44,7 +44,7 @@ type GuestSpec struct {
 	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
 	AllowDrift bool
 	KernelRPM  string // absolute path, or ""
-	Line      int    // line of the entry in the manifest
+	Line       int    // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
