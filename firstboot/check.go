@@ -183,17 +183,14 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 		rb.Drift.Error = "not read: " + noDrift
 		rb.Warnings = append(rb.Warnings, "no drift report: the guest's disks cannot be read: "+noDrift)
 	} else {
-		after, err := openGuest(ctx, odom.Disks, true)
-		if err != nil {
-			rb.Drift.Error = err.Error()
-			return res, fmt.Errorf("reading the guest's disk after its first boot: %w", err)
-		}
 		var derr error
-		files, derr = Diff(base.g.Root, after.g.Root)
-		after.close()
+		files, derr = diffAfter(ctx, base, odom.Disks)
 		rb.Drift.Files = files
 		if derr != nil {
 			rb.Drift.Error = derr.Error()
+			if files == nil {
+				return res, derr
+			}
 		}
 	}
 	var flagged []string
@@ -309,4 +306,27 @@ func makeOverlays(dom *config.KVMDomain, base *guest, dir string) (*config.KVMDo
 		c.Disks[k].Path, c.Disks[k].Format, c.Disks[k].ReadOnly = p, "qcow2", false
 	}
 	return &c, paths, nil
+}
+
+// ReadDrift reads what a boot wrote into overlays: before are the
+// guest's disks as converted, after the overlays above them (qcow2 images
+// backed by them, as Check makes and Options.KeepOverlays keeps), in the
+// same order. Both are opened read-only; an ext3/4 journal left by a guest
+// that was not cleanly stopped is replayed in memory.
+func ReadDrift(ctx context.Context, before, after []config.KVMDisk) ([]report.DriftFile, error) {
+	base, err := openGuest(ctx, before, false)
+	if err != nil {
+		return nil, fmt.Errorf("reading the converted guest: %w", err)
+	}
+	defer base.close()
+	return diffAfter(ctx, base, after)
+}
+
+func diffAfter(ctx context.Context, base *guest, after []config.KVMDisk) ([]report.DriftFile, error) {
+	a, err := openGuest(ctx, after, true)
+	if err != nil {
+		return nil, fmt.Errorf("reading the guest's disk after its first boot: %w", err)
+	}
+	defer a.close()
+	return Diff(base.g.Root, a.g.Root)
 }
