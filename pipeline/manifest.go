@@ -56,6 +56,13 @@ type GuestSpec struct {
 	// Warm migrates the guest warm (an ssh:// config only): see
 	// WarmOptions.
 	Warm bool
+	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
+	AllowDrift bool
+	// To are the libvirt URIs the guest may be delivered to (none: write
+	// images into Output); with several, the batch places it on one.
+	To []string
+	// Pool is the storage pool on the destination ("" means default).
+	Pool string
 	Line int // line of the entry in the manifest
 }
 
@@ -160,7 +167,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Warm: f.warm, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Warm: f.warm, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -177,7 +184,9 @@ type guestFields struct {
 	sourceHost                        string // an ssh:// host URL
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
-	bootCheck                         bool
+	bootCheck, allowDrift             bool
+	to                                []string
+	pool                              string
 	warm                              bool
 	warmNode                          *yaml.Node
 }
@@ -239,6 +248,30 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "to":
+			// One URI or a list of them.
+			f.to = nil
+			switch v.Kind {
+			case yaml.ScalarNode:
+				if s, ok := p.str(k, v); ok {
+					f.to = []string{s}
+				}
+			case yaml.SequenceNode:
+				for _, u := range v.Content {
+					if s, ok := p.str(k, u); ok {
+						f.to = append(f.to, s)
+					}
+				}
+				if len(v.Content) == 0 {
+					p.errorf(v, "to must name at least one libvirt URI")
+				}
+			default:
+				p.errorf(v, "to must be a libvirt URI or a list of them")
+			}
+		case "pool":
+			if s, ok := p.str(k, v); ok {
+				f.pool = s
+			}
 		case "boot_check":
 			var b bool
 			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
@@ -251,6 +284,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(v, "warm must be true or false")
 			}
 			f.warm, f.warmNode = b, v
+		case "allow_drift":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "allow_drift must be true or false")
+			}
+			f.allowDrift = b
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -266,7 +305,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, warm or source_host"
+			want := "output, format, disk_map, boot_check, to, pool, source_host, allow_drift or warm"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}
