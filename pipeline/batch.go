@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // BatchOptions configure RunBatch.
@@ -149,7 +151,13 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	key := stateKey(g)
 	defer func() { r.Seconds = time.Since(start).Seconds() }()
 
-	d, err := p.source.ParseConfig(g.Config)
+	var d *config.Domain
+	var err error
+	if hs, ok := p.source.(*hostSource); ok && g.Warm && !opts.DryRun && xenhost.IsURL(g.Config) {
+		d, err = hs.warmConfig(g.Config) // it may run until pass 1 is done
+	} else {
+		d, err = p.source.ParseConfig(g.Config)
+	}
 	if err != nil {
 		r.Status, r.Error = GuestFailed, err.Error()
 		log.Error("guest failed", "config", g.Config, "err", err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/report"
 	"github.com/xen2kvm/xen2kvm/warm"
 	"github.com/xen2kvm/xen2kvm/xenhost"
@@ -55,6 +56,28 @@ func (s *warmSource) Open(path, format string) (source, error) {
 		return nil, fmt.Errorf("%s: no warm copy of it (the guest's disks changed since pass 1?)", path)
 	}
 	return s.guestSource.hostSource.localSource.Open(local, format)
+}
+
+// warmConfig reads the config of the ssh:// guest at path as ParseConfig
+// does, but accepts a running guest: a warm migration copies it running
+// and stops it before pass 2.
+func (s *hostSource) warmConfig(path string) (*config.Domain, error) {
+	u, err := xenhost.ParseURL(path)
+	if err != nil {
+		return nil, err
+	}
+	if u.Name == "" {
+		return nil, fmt.Errorf("%s: %w", path, ErrNoGuestName)
+	}
+	h, err := s.host(u)
+	if err != nil {
+		return nil, err
+	}
+	g, err := h.Guest(s.ctx, u.Name)
+	if err != nil {
+		return nil, err
+	}
+	return g.Domain, nil
 }
 
 // runWarm runs the warm passes for the ssh:// guest gs into OutDir and

@@ -2,8 +2,10 @@ package pipeline_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,7 +18,10 @@ import (
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/warm"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // partStart is where partition n of a disk image starts, in bytes
@@ -226,5 +231,67 @@ func TestE2EWarmMigration(t *testing.T) {
 	log, _ := os.ReadFile(srv.XMLog)
 	if !strings.Contains(string(log), "shutdown -w "+g.Name) {
 		t.Errorf("xm log:\n%s", log)
+	}
+}
+
+// TestWarmResumeBatch: a warm migration whose guest is not stopped in
+// time fails after pass 1 and keeps its copy (and says why); a batch with
+// warm: true then resumes it from pass 2 (moving nothing: the guest did
+// not write), shuts the guest down itself and converts it.
+func TestWarmResumeBatch(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	cfg, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(filepath.Dir(g.Images[0])))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
+	outRoot := t.TempDir()
+	out := filepath.Join(outRoot, g.Name)
+	var said []string
+	_, err = pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
+		RunOptions: pipeline.RunOptions{SSH: ssh}, OutDir: out, Boot: pipeline.BootNever,
+		Warm: &pipeline.WarmOptions{Wait: 2 * time.Second, Poll: 200 * time.Millisecond, Say: func(s string) { said = append(said, s) }},
+	})
+	if !errors.Is(err, warm.ErrStillRunning) {
+		t.Fatalf("warm migration of a guest nobody stops: %v", err)
+	}
+	if !strings.Contains(strings.Join(said, "\n"), "waiting for "+g.Name+" to stop") {
+		t.Errorf("it did not say it waits: %q", said)
+	}
+	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm", "state.json")); err != nil {
+		t.Fatalf("pass 1's state is gone: %v", err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 1 {
+		t.Errorf("the output folder holds more than the warm copies: %v", ents)
+	}
+
+	manifest := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(manifest, []byte("defaults:\n  output: "+outRoot+"\n  boot_check: false\nguests:\n  - config: "+srv.URL(g.Name)+"\n    warm: true\n"), 0o644)
+	m, err := pipeline.LoadManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pipeline.RunBatch(context.Background(), m, pipeline.BatchOptions{RunOptions: pipeline.RunOptions{SSH: ssh},
+		Warm: pipeline.WarmOptions{ShutdownSource: true, Poll: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatalf("batch: %v (%+v)", err, res)
+	}
+	r := res.Guests[0]
+	if r.Status != pipeline.GuestMigrated || r.Report == nil || r.Report.Warm == nil {
+		t.Fatalf("batch result %+v", r)
+	}
+	w := r.Report.Warm
+	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 {
+		t.Errorf("warm report %+v", *w)
+	}
+	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
+		t.Errorf("the warm copies were left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err != nil {
+		t.Error(err)
 	}
 }
