@@ -196,6 +196,30 @@ func HashFile(ctx context.Context, f *os.File, size, bs int64) (Sums, error) {
 // Blocks past the end of sums (the disk grew) count as changed; dst is
 // resized to size.
 func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, sums Sums, opts Options) (Sums, Stats, error) {
+	return syncBlocks(ctx, h, remotePath, src, size, dst, sums, opts, false)
+}
+
+// CopySparse is pass 1 for a host that can hash: the host hashes the
+// disk first, blocks whose hash is that of zeros are left as holes
+// without being read over the network, the others are copied as Copy
+// does. The guest may write meanwhile: a block hashed as zeros and
+// written since is simply one that pass 2 finds changed. dst is
+// truncated to size first.
+func CopySparse(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, opts Options) (Sums, Stats, error) {
+	if err := dst.Truncate(0); err != nil {
+		return nil, Stats{}, fmt.Errorf("truncating %s: %w", dst.Name(), err)
+	}
+	if err := dst.Truncate(size); err != nil {
+		return nil, Stats{}, fmt.Errorf("sizing %s: %w", dst.Name(), err)
+	}
+	bs := opts.blockSize()
+	sums := make(Sums, blocks(size, bs)) // all unknown: every block is looked at
+	sums, st, err := syncBlocks(ctx, h, remotePath, src, size, dst, sums, opts, true)
+	st.Changed = 0
+	return sums, st, err
+}
+
+func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, sums Sums, opts Options, pass1 bool) (Sums, Stats, error) {
 	start := time.Now()
 	bs := opts.blockSize()
 	n := blocks(size, bs)
@@ -238,9 +262,12 @@ func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, siz
 				if j.i == n-1 {
 					z = lastZero
 				}
+				sum := j.sum
 				if j.sum == xenhost.BlockHash(z) {
-					if err := punch(dst, off, int64(len(p))); err != nil {
-						return err
+					if !pass1 { // a fresh copy has holes there already
+						if err := punch(dst, off, int64(len(p))); err != nil {
+							return err
+						}
 					}
 					zeroed.Add(1)
 				} else {
@@ -251,7 +278,11 @@ func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, siz
 					}
 					// The guest is stopped, so what is read is what was
 					// hashed; a mismatch means it is not.
-					if got := md5.Sum(p); got != j.sum {
+					got := md5.Sum(p)
+					switch {
+					case pass1:
+						sum = got // the guest runs: what was read is what counts
+					case got != j.sum:
 						return fmt.Errorf("block %d changed between its hash and its read: %w", j.i, ErrSourceChanging)
 					}
 					if _, err := dst.WriteAt(p, off); err != nil {
@@ -260,7 +291,7 @@ func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, siz
 					written.Add(int64(len(p)))
 				}
 				mu.Lock()
-				sums[j.i] = j.sum
+				sums[j.i] = sum
 				mu.Unlock()
 				if opts.Progress != nil {
 					opts.Progress(done.Add(int64(len(p))), size)

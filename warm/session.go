@@ -285,7 +285,14 @@ func (s *Session) Pass1(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 1: copying", "disk", d.Target, "source", d.Source, "size", d.Size)
-			sums, st, err := Copy(gctx, disk, d.Size, f, s.Opts)
+			// Zero blocks are found by the host's hashes and not moved;
+			// a host that cannot hash gets a plain copy.
+			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, s.Opts)
+			var ee *xenhost.ExecError
+			if err != nil && errors.As(err, &ee) && gctx.Err() == nil {
+				s.log().Warn("pass 1: the host cannot hash blocks; copying every block", "disk", d.Target, "err", err)
+				sums, st, err = Copy(gctx, disk, d.Size, f, s.Opts)
+			}
 			if err != nil {
 				return fmt.Errorf("pass 1, disk %s: %w", d.Target, err)
 			}

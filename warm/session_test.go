@@ -146,8 +146,9 @@ func TestSession(t *testing.T) {
 	if err := s.Pass1(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s.State.Pass1.BytesRead() != 32<<20+8<<20+4096 {
-		t.Errorf("pass 1 again read %d", s.State.Pass1.BytesRead())
+	// Zero blocks are not moved: xvdb has data in a quarter of it.
+	if n, xvdb := s.State.Pass1.BytesRead(), s.State.Pass1.Disks["xvdb"].BytesRead; n == 0 || n >= 32<<20+8<<20+4096 || xvdb > 3<<20 || xvdb < 2<<20-bs {
+		t.Errorf("pass 1 again read %d bytes, %d of them of xvdb", n, xvdb)
 	}
 
 	// The guest runs again; without --shutdown-source the session waits
