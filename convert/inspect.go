@@ -18,6 +18,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/grub"
 	"github.com/xen2kvm/xen2kvm/guestfs"
 	"github.com/xen2kvm/xen2kvm/initrd"
+	"github.com/xen2kvm/xen2kvm/selinux"
 )
 
 // ErrNoOS is returned by Inspect when the filesystem holds no operating
@@ -40,6 +41,8 @@ type Guest struct {
 	// SELinux is the mode /etc/selinux/config sets: enforcing,
 	// permissive, disabled, or "" without the file.
 	SELinux string `json:"selinux,omitempty"`
+	// SELinuxType is SELINUXTYPE (targeted, mls, strict).
+	SELinuxType string `json:"selinux_type,omitempty"`
 	// XenPVHVM tells whether Xen PV-on-HVM drivers (kmod-xenpv) are
 	// installed.
 	XenPVHVM bool `json:"xen_pv_on_hvm,omitempty"`
@@ -129,11 +132,7 @@ func Inspect(root guestfs.FS) (*Guest, error) {
 	}
 	g.Arch = inspectArch(root, g.Kernels)
 	if b, err := root.ReadFile("etc/selinux/config"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "SELINUX="); ok {
-				g.SELinux = strings.ToLower(strings.Trim(strings.TrimSpace(v), `"'`))
-			}
-		}
+		g.SELinux, g.SELinuxType = selinux.Policy(b)
 	}
 	return g, nil
 }

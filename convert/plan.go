@@ -42,7 +42,7 @@ const (
 	RuleConsole         = "console"          // inittab getty and securetty on ttyS0
 	RuleXorg            = "xorg"             // xorg.conf Xen framebuffer driver
 	RuleXenPV           = "xenpv"            // PV-on-HVM (kmod-xenpv) drivers disabled
-	RuleSELinux         = "selinux"          // /.autorelabel
+	RuleSELinux         = "selinux"          // SELinux labels of created files from file_contexts; /.autorelabel as a fallback
 )
 
 // Rules lists the rule names in the order they run.
@@ -83,6 +83,9 @@ type Edit struct {
 	Why    string      `json:"why"`
 	// Summary describes a binary file's change (an initrd) for Diff.
 	Summary string `json:"summary,omitempty"`
+	// Label is the SELinux label Apply gives a created file, from the
+	// guest's own file_contexts; "" leaves it unlabelled.
+	Label string `json:"selinux_label,omitempty"`
 }
 
 // Plan is a conversion computed without writing anything.
@@ -107,6 +110,13 @@ type Plan struct {
 	DeviceMap map[string]string `json:"device_map"`
 	// DiskOrder lists DeviceMap's keys in the config's order.
 	DiskOrder []string `json:"disk_order"`
+	// Labels tells that the guest's SELinux labels are kept by the plan:
+	// created files get Edit.Label and modified ones keep theirs, so
+	// every file the plan writes must carry a label afterwards.
+	Labels bool `json:"selinux_labels,omitempty"`
+	// DirLabels are the SELinux labels of the directories Apply creates
+	// for new files.
+	DirLabels map[string]string `json:"selinux_dir_labels,omitempty"`
 }
 
 // MakePlan decides every change that makes the guest boot on KVM, reading
@@ -394,7 +404,7 @@ func (p *Plan) Apply(root guestfs.FS) error {
 		case Remove:
 			err = root.Remove(e.Path)
 		case Create:
-			if err = mkdirAll(root, path.Dir(e.Path)); err != nil {
+			if err = mkdirAll(root, path.Dir(e.Path), p.DirLabels); err != nil {
 				break
 			}
 			fallthrough
@@ -403,7 +413,9 @@ func (p *Plan) Apply(root guestfs.FS) error {
 			if mode == 0 {
 				mode = 0o644
 			}
-			err = root.WriteFile(e.Path, e.After, mode)
+			if err = root.WriteFile(e.Path, e.After, mode); err == nil && e.Kind == Create {
+				err = label(root, e.Path, e.Label)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s /%s: %w", e.Kind, e.Path, err)
@@ -412,8 +424,9 @@ func (p *Plan) Apply(root guestfs.FS) error {
 	return nil
 }
 
-// mkdirAll creates dir and its missing parents (mode 0755, owner root).
-func mkdirAll(root guestfs.FS, dir string) error {
+// mkdirAll creates dir and its missing parents (mode 0755, owner root),
+// labelling them from labels.
+func mkdirAll(root guestfs.FS, dir string, labels map[string]string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
@@ -423,10 +436,13 @@ func mkdirAll(root guestfs.FS, dir string) error {
 		}
 		return nil
 	}
-	if err := mkdirAll(root, path.Dir(dir)); err != nil {
+	if err := mkdirAll(root, path.Dir(dir), labels); err != nil {
 		return err
 	}
-	return root.Mkdir(dir, 0o755)
+	if err := root.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	return label(root, dir, labels[dir])
 }
 
 // Diff renders the plan's edits as unified diffs, each preceded by its

@@ -612,17 +612,6 @@ func (c *planner) xenpv() error {
 	return c.write("etc/modprobe.d/xen2kvm-xenpv.conf", []byte(xenpvConf), 0o644, "Xen PV-on-HVM drivers disabled on KVM")
 }
 
-func (c *planner) selinux() error {
-	if c.g.SELinux != "enforcing" && c.g.SELinux != "permissive" {
-		return nil
-	}
-	if _, ok, err := c.read(".autorelabel"); err != nil || ok {
-		return err
-	}
-	c.record(".autorelabel", Create, nil, []byte{}, 0o644, "SELinux is "+c.g.SELinux+": files written by xen2kvm get their labels at the first boot")
-	return nil
-}
-
 // network warns about interface configs whose HWADDR will not match.
 func (c *planner) network() {
 	const dir = "etc/sysconfig/network-scripts"
