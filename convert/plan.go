@@ -110,6 +110,9 @@ type Plan struct {
 	DeviceMap map[string]string `json:"device_map"`
 	// DiskOrder lists DeviceMap's keys in the config's order.
 	DiskOrder []string `json:"disk_order"`
+	// SELinux is the guest's SELinux mode (enforcing, permissive,
+	// disabled, "").
+	SELinux string `json:"selinux,omitempty"`
 	// Labels tells that the guest's SELinux labels are kept by the plan:
 	// created files get Edit.Label and modified ones keep theirs, so
 	// every file the plan writes must carry a label afterwards.
@@ -160,6 +163,7 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		return p, nil
 	}
 	p.Warnings = append(p.Warnings, g.Warnings...)
+	p.SELinux = g.SELinux
 	c := &planner{g: g, root: root, d: d, plan: p, files: map[string]*Edit{}}
 	k, blocker := chooseKernel(g)
 	if blocker != "" && opts.KernelRPM != "" && len(g.Kernels) > 0 {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
 	"github.com/xen2kvm/xen2kvm/report"
@@ -81,5 +82,11 @@ func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []rep
 		return []report.Check{{Name: "guest filesystems assemble", Detail: err.Error()}}
 	}
 	defer closeView()
-	return validateView(v, k, c.Virtio)
+	checks := validateView(v, k, c.Virtio)
+	if p, ok := c.impl.(*convert.Plan); ok {
+		if lc, ok := checkLabels(v.root, p); ok {
+			checks = append(checks, lc)
+		}
+	}
+	return checks
 }
