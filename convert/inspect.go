@@ -65,7 +65,9 @@ type Kernel struct {
 	Xen       bool `json:"xen"`
 	VirtioBlk bool `json:"virtio_blk"`
 	VirtioNet bool `json:"virtio_net"`
-	Debug     bool `json:"debug,omitempty"`
+	// Debug tells a debug or kdump flavour (kernel-debug,
+	// kernel-kdump), never chosen to boot.
+	Debug bool `json:"debug,omitempty"`
 	// Entry is the index of the grub entry that boots this kernel, -1
 	// for none.
 	Entry int `json:"grub_entry"`
@@ -248,24 +250,31 @@ func (g *Guest) inspectGrub(root guestfs.FS) error {
 	return nil
 }
 
-var packageRe = regexp.MustCompile(`(?:\.el\d+|EL|\.fc\d+)([A-Za-z0-9]*)$`)
+var packageRe = regexp.MustCompile(`(?:\.el\d+|EL|\.fc\d+)([A-Za-z0-9-]*)$`)
 
-// kernelPackage names the package a kernel release belongs to.
-func kernelPackage(rel string) (pkg string, debug bool) {
-	r := rel
+// kernelFlavour splits a kernel release into its version without the
+// flavour ("2.6.18-164.el5") and the flavour ("debug", "xen", "PAE", "").
+func kernelFlavour(rel string) (base, flavour string) {
 	for _, arch := range []string{".x86_64", ".i686", ".i586", ".i386", ".ia64", ".ppc64"} {
-		if i := strings.Index(r, arch); i >= 0 {
-			flavour := strings.TrimPrefix(r[i+len(arch):], ".")
-			if flavour == "" {
-				return "kernel", false
-			}
-			return "kernel-" + flavour, strings.EqualFold(flavour, "debug")
+		if i := strings.Index(rel, arch); i >= 0 {
+			return rel[:i+len(arch)], strings.TrimPrefix(rel[i+len(arch):], ".")
 		}
 	}
-	if m := packageRe.FindStringSubmatch(r); m != nil && m[1] != "" {
-		return "kernel-" + m[1], strings.EqualFold(m[1], "debug")
+	if m := packageRe.FindStringSubmatchIndex(rel); m != nil && m[3] > m[2] {
+		return rel[:m[2]], rel[m[2]:m[3]]
 	}
-	return "kernel", false
+	return rel, ""
+}
+
+// kernelPackage names the package a kernel release belongs to; debug
+// tells a debug or kdump flavour, which is never the kernel to boot.
+func kernelPackage(rel string) (pkg string, debug bool) {
+	_, flavour := kernelFlavour(rel)
+	if flavour == "" {
+		return "kernel", false
+	}
+	f := strings.ToLower(flavour)
+	return "kernel-" + flavour, strings.Contains(f, "debug") || strings.Contains(f, "kdump")
 }
 
 func xenRelease(rel string) bool {

@@ -233,9 +233,10 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	return p, nil
 }
 
-// chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, those
-// with virtio first (virtio_net before virtio_blk only), then the highest
-// release, then non-debug.
+// chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, never a
+// debug or kdump flavour while another one is there, those with virtio
+// first (virtio_net before virtio_blk only), then the highest version
+// compared without the flavour.
 func chooseKernel(g *Guest) (*Kernel, string) {
 	var cands []*Kernel
 	for i := range g.Kernels {
@@ -266,13 +267,20 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
+		if a.Debug != b.Debug {
+			return b.Debug
+		}
 		if sa, sb := score(a), score(b); sa != sb {
 			return sa > sb
 		}
-		if c := compareVersions(a.Release, b.Release); c != 0 {
+		// Versions compare without the flavour: 2.6.18-164.el5debug
+		// is not newer than 2.6.18-164.el5.
+		ba, _ := kernelFlavour(a.Release)
+		bb, _ := kernelFlavour(b.Release)
+		if c := compareVersions(ba, bb); c != 0 {
 			return c > 0
 		}
-		return !a.Debug && b.Debug
+		return compareVersions(a.Release, b.Release) > 0
 	})
 	return cands[0], ""
 }

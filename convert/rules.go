@@ -320,10 +320,6 @@ func (c *planner) modprobe() error {
 	if err != nil {
 		return err
 	}
-	netModule := "virtio_net"
-	if !c.plan.Virtio {
-		netModule = "e1000"
-	}
 	haveBlk := false // a scsi_hostadapter alias for virtio_blk is in place
 	maxAdapter := -1 // highest scsi_hostadapterN seen
 	mainFile := ""   // where a missing alias goes
@@ -350,6 +346,7 @@ func (c *planner) modprobe() error {
 			if d.Cmd == "alias" && len(d.Args) >= 2 {
 				name, mod := d.Args[0], modName(d.Args[1])
 				if strings.HasPrefix(name, "eth") && slices.Contains(xenNetModules, mod) {
+					netModule := c.netDriver(name)
 					out = append(out, strings.Replace(l, d.Args[1], netModule, 1))
 					whys = append(whys, name+" uses "+netModule)
 					continue
