@@ -166,3 +166,24 @@ func TestPlannerRecord(t *testing.T) {
 		t.Errorf("create then remove: %+v", e)
 	}
 }
+
+func TestRewriteLVMFilters(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`filter = [ "a/xvd/", "r/.*/" ]` + "\n", `filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n"},
+		{`  global_filter=["a|^/dev/xvda[0-9]$|","r|.*|"]`, `  global_filter=["a|^/dev/xvda[0-9]$|", "a|^/dev/vda[0-9]$|","r|.*|"]`},
+		// Reject patterns, comments and other settings stay.
+		{`filter = [ "r|/dev/xvdc|", "a|.*|" ]` + "\n", `filter = [ "r|/dev/xvdc|", "a|.*|" ]` + "\n"},
+		{`# filter = [ "a/xvd/", "r/.*/" ]` + "\n", `# filter = [ "a/xvd/", "r/.*/" ]` + "\n"},
+		{`preferred_names = [ "a/xvd/" ]` + "\n", `preferred_names = [ "a/xvd/" ]` + "\n"},
+		// Already rewritten: unchanged.
+		{`filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n", `filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n"},
+		// A list over several lines.
+		{"filter = [\n  \"a|xvd|\",\n  \"r|.*|\" ]\nscan = [ \"a|xvd|\" ]\n", "filter = [\n  \"a|xvd|\", \"a|vd|\",\n  \"r|.*|\" ]\nscan = [ \"a|xvd|\" ]\n"},
+	}
+	for _, tc := range tests {
+		got, _ := rewriteLVMFilters([]byte(tc.in), "vd")
+		if string(got) != tc.want {
+			t.Errorf("rewriteLVMFilters(%q) =\n%q\nwant\n%q", tc.in, got, tc.want)
+		}
+	}
+}

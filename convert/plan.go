@@ -48,7 +48,8 @@ const (
 // Rules lists the rule names in the order they run.
 func Rules() []string {
 	return []string{RuleGrub, RuleDeviceMap, RuleSysconfigKernel, RuleFstab, RuleCrypttab, RuleBlkidCache,
-		RuleModprobe, RuleInitrd, RuleConsole, RuleXorg, RuleXenPV, RuleSELinux}
+		RuleLVMFilter, RuleModprobe, RuleInitrd, RuleConsole, RuleXorg, RuleXenPV,
+		RuleKudzu, RuleRcXenModules, RuleKdump, RulePersistentNet, RuleSELinux}
 }
 
 // Options tune MakePlan.
@@ -83,6 +84,9 @@ type Edit struct {
 	Why    string      `json:"why"`
 	// Summary describes a binary file's change (an initrd) for Diff.
 	Summary string `json:"summary,omitempty"`
+	// Link is the target of a symlink the edit removes (Before and After
+	// are nil then).
+	Link string `json:"link,omitempty"`
 	// Label is the SELinux label Apply gives a created file, from the
 	// guest's own file_contexts; "" leaves it unlabelled.
 	Label string `json:"selinux_label,omitempty"`
@@ -184,17 +188,24 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	}
 	p.Kernel = k
 	p.Virtio = k.Virtio()
+	if p.Virtio {
+		if bin, old := c.oldLVM(); old {
+			p.Virtio = false
+			p.Warnings = append(p.Warnings, fmt.Sprintf("the guest's lvm2 (%s) predates virtio disks (no \"virtblk\" device type) and would not find its volume groups on /dev/vd*: the KVM guest gets IDE disks instead; update lvm2 in the guest and migrate again for virtio", bin))
+		}
+	} else {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s has no virtio drivers: the KVM guest gets IDE disks and an emulated network card", k.Release))
+	}
 	prefix := "vd"
 	if !p.Virtio {
 		prefix = "hd"
 		if g.Major >= 6 {
 			prefix = "sd"
 		}
-		p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s has no virtio drivers: the KVM guest gets IDE disks and an emulated network card", k.Release))
 	}
 	p.DeviceMap, p.DiskOrder = deviceMap(d, prefix)
 
-	c.k, c.remap = k, newRemapper(p.DeviceMap)
+	c.k, c.remap, c.prefix = k, newRemapper(p.DeviceMap), prefix
 	rules := []struct {
 		name string
 		fn   func() error
@@ -205,11 +216,16 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		{RuleFstab, c.fstab},
 		{RuleCrypttab, c.crypttab},
 		{RuleBlkidCache, c.blkidCache},
+		{RuleLVMFilter, c.lvmFilter},
 		{RuleModprobe, c.modprobe},
 		{RuleInitrd, c.initrd},
 		{RuleConsole, c.console},
 		{RuleXorg, c.xorg},
 		{RuleXenPV, c.xenpv},
+		{RuleKudzu, c.kudzu},
+		{RuleRcXenModules, c.rcXenModules},
+		{RuleKdump, c.kdump},
+		{RulePersistentNet, c.persistentNet},
 		{RuleSELinux, c.selinux},
 	}
 	for _, r := range rules {
@@ -309,6 +325,12 @@ type planner struct {
 	order []string
 	// newKernel is set when k comes from Options.KernelRPM.
 	newKernel bool
+	// prefix is the new disks' name prefix: vd, hd or sd.
+	prefix string
+	// initrdEdit rewrites configuration files inside the initrd (the
+	// lvm-filter rule's lvm.conf), initrdEditWhy says why.
+	initrdEdit    map[string]func([]byte) []byte
+	initrdEditWhy []string
 }
 
 // read returns a file's content as the rules so far left it; ok is false
@@ -401,6 +423,12 @@ func (p *Plan) Apply(root guestfs.FS) error {
 		return fmt.Errorf("%w: %s", ErrBlocked, strings.Join(p.Blockers, "; "))
 	}
 	for _, e := range p.Edits {
+		if e.Link != "" {
+			if cur, err := root.ReadLink(e.Path); err != nil || cur != e.Link {
+				return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
+			}
+			continue
+		}
 		cur, err := root.ReadFile(e.Path)
 		exists := err == nil
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -469,6 +497,10 @@ func (p *Plan) Diff() string {
 			from = "/dev/null"
 		case Remove:
 			to = "/dev/null"
+		}
+		if e.Link != "" {
+			fmt.Fprintf(&b, "Symlink /%s -> %s (%s)\n", e.Path, e.Link, e.Kind)
+			continue
 		}
 		if !isText(e.Before) || !isText(e.After) {
 			fmt.Fprintf(&b, "Binary file /%s (%s)\n", e.Path, e.Kind)

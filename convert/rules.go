@@ -459,7 +459,7 @@ func (c *planner) initrd() error {
 		}
 		made = true
 	}
-	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap}
+	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap, Edit: c.initrdEdit}
 	if c.plan.Virtio && dep != nil {
 		var want []string
 		for _, n := range []string{"virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_net"} {
@@ -516,6 +516,11 @@ func (c *planner) initrd() error {
 		return err
 	}
 	c.files[k.Initrd].Summary = sum
+	if len(res.Edited) > 0 && len(c.initrdEditWhy) > 0 {
+		c.rule = RuleLVMFilter
+		c.addRule(c.files[k.Initrd], strings.Join(c.initrdEditWhy, "; "))
+		c.rule = RuleInitrd
+	}
 	return nil
 }
 
@@ -528,6 +533,9 @@ func initrdSummary(res *initrd.Result) string {
 	}
 	for _, r := range res.Removed {
 		fmt.Fprintf(&sum, "  - %s\n", r)
+	}
+	for _, e := range res.Edited {
+		fmt.Fprintf(&sum, "  ~ %s\n", e)
 	}
 	if d := unifiedDiff("a/"+res.Script, "b/"+res.Script, res.ScriptBefore, res.ScriptAfter); !strings.HasSuffix(d, "+++ b/"+res.Script+"\n") {
 		sum.WriteString(d)
