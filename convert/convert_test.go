@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -309,28 +310,73 @@ func TestWindowsHVM(t *testing.T) {
 	}
 }
 
+func TestRulesTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range convert.Rules() {
+		if r.Name == "" || r.Reason == "" || strings.ContainsAny(r.Name, " +,") {
+			t.Errorf("rule %+v: want a one-word name and a reason", r)
+		}
+		if seen[r.Name] {
+			t.Errorf("rule %s listed twice", r.Name)
+		}
+		seen[r.Name] = true
+	}
+	if !seen["network"] {
+		t.Error("the network rule is not in Rules, so it cannot be disabled")
+	}
+}
+
 func TestDisableRule(t *testing.T) {
+	hwaddrWarnings := func(p *convert.Plan) int {
+		n := 0
+		for _, w := range p.Warnings {
+			if strings.Contains(w, "HWADDR") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tree := range []int{1, 4} { // rhel54-pv, rhel6-pv (whose HWADDR the network rule warns about)
+		root, _, _ := guestTree(t, trees[tree].name)
+		g, err := convert.Inspect(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &trees[tree].dom
+		full, err := convert.MakePlan(g, root, d, convert.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rule := range convert.Rules() {
+			p, err := convert.MakePlan(g, root, d, convert.Options{Disable: []string{rule.Name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(p.Notes, "rule "+rule.Name+" disabled") {
+				t.Errorf("%s: rule %s disabled, notes %q do not say so", trees[tree].name, rule.Name, p.Notes)
+			}
+			for _, e := range p.Edits {
+				for _, r := range strings.Split(e.Rule, "+") {
+					if r == rule.Name {
+						t.Errorf("%s: rule %s disabled but edits /%s", trees[tree].name, rule.Name, e.Path)
+					}
+				}
+			}
+			if rule.Name == "network" && hwaddrWarnings(p) != 0 {
+				t.Errorf("%s: network rule disabled but still warns: %q", trees[tree].name, p.Warnings)
+			}
+		}
+		if trees[tree].name == "rhel6-pv" && hwaddrWarnings(full) == 0 {
+			t.Errorf("rhel6-pv: the network rule gave no HWADDR warning: %q", full.Warnings)
+		}
+	}
 	root, _, _ := guestTree(t, "rhel54-pv")
 	g, err := convert.Inspect(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &trees[1].dom
-	for _, rule := range convert.Rules() {
-		p, err := convert.MakePlan(g, root, d, convert.Options{Disable: []string{rule}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range p.Edits {
-			for _, r := range strings.Split(e.Rule, "+") {
-				if r == rule {
-					t.Errorf("rule %s disabled but edits /%s", rule, e.Path)
-				}
-			}
-		}
-	}
-	if _, err := convert.MakePlan(g, root, d, convert.Options{Disable: []string{"nosuchrule"}}); !errors.Is(err, convert.ErrUnknownRule) {
-		t.Errorf("unknown rule: err = %v", err)
+	if _, err := convert.MakePlan(g, root, &trees[1].dom, convert.Options{Disable: []string{"nosuchrule"}}); !errors.Is(err, convert.ErrUnknownRule) || !strings.Contains(err.Error(), "network") {
+		t.Errorf("unknown rule: err = %v, want ErrUnknownRule listing every rule", err)
 	}
 }
 
@@ -507,7 +553,7 @@ func FuzzPlanGrub(f *testing.F) {
 	}
 	src := filepath.Join("testdata", "rhel54-pv")
 	d := &trees[1].dom
-	opts := convert.Options{Disable: []string{convert.RuleInitrd}}
+	opts := convert.Options{Disable: []string{"initrd"}}
 	f.Fuzz(func(t *testing.T, conf []byte) {
 		dir := t.TempDir()
 		copyTree(t, src, dir)
@@ -541,4 +587,33 @@ func FuzzPlanGrub(f *testing.F) {
 			t.Fatalf("second plan not empty:\n%s\nfirst:\n%s", p2.Diff(), p.Diff())
 		}
 	})
+}
+
+func TestEditDiff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		e    convert.Edit
+		want string
+	}{
+		{"modify", convert.Edit{Path: "etc/fstab", Kind: convert.Modify, Before: []byte("/dev/xvda1 / ext3\n"), After: []byte("/dev/vda1 / ext3\n")},
+			"--- a/etc/fstab\n+++ b/etc/fstab\n@@ -1 +1 @@\n-/dev/xvda1 / ext3\n+/dev/vda1 / ext3\n"},
+		{"create", convert.Edit{Path: "etc/x.conf", Kind: convert.Create, After: []byte("a\n")},
+			"--- /dev/null\n+++ b/etc/x.conf\n@@ -0,0 +1 @@\n+a\n"},
+		{"remove empty", convert.Edit{Path: "etc/blkid.tab", Kind: convert.Remove, Before: []byte{}},
+			"--- a/etc/blkid.tab\n+++ /dev/null\n"},
+		{"no final newline", convert.Edit{Path: "etc/securetty", Kind: convert.Modify, Before: []byte("tty1"), After: []byte("tty1\nttyS0\n")},
+			"--- a/etc/securetty\n+++ b/etc/securetty\n@@ -1 +1,2 @@\n-tty1\n\\ No newline at end of file\n+tty1\n+ttyS0\n"},
+		{"binary", convert.Edit{Path: "boot/initrd.img", Kind: convert.Modify, Before: []byte{0x1f, 0x8b, 0}, After: []byte{0x1f, 0x8b, 1, 0}, Summary: "  + virtio_blk.ko"},
+			"Binary file /boot/initrd.img (modify)\n  + virtio_blk.ko\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.e.Diff(); got != tc.want {
+				t.Errorf("Diff:\n%s\nwant:\n%s", got, tc.want)
+			}
+			p := convert.Plan{Edits: []convert.Edit{tc.e}}
+			if got, want := p.Diff(), "# "+tc.e.Rule+": "+tc.e.Why+"\n"+tc.want; got != want {
+				t.Errorf("Plan.Diff:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
 }

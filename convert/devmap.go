@@ -123,3 +123,14 @@ func (r *remapper) String() string {
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
+
+// devRe matches a device path in a config line.
+var devRe = regexp.MustCompile(`/dev/[A-Za-z0-9_./-]*[A-Za-z0-9]`)
+
+// remapLine renames every /dev/ disk in line.
+func (c *planner) remapLine(line string) string {
+	return devRe.ReplaceAllStringFunc(line, func(dev string) string {
+		nd, _ := c.remap.remap(dev)
+		return nd
+	})
+}

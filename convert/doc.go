@@ -7,6 +7,10 @@
 // guests are left as they are. A guest with only Xen kernels is blocked,
 // unless Options.KernelRPM names a kernel package to install into it.
 //
+// The conversion is a table of rules (Rules lists them, by name and
+// reason, in the order they run; Options.Disable leaves some out), each a
+// function in the rules_*.go file of its family.
+//
 // A plan is computed without writing anything, so a dry run is MakePlan
 // and Diff; Apply writes the same plan into a copy-on-write overlay.
 //

@@ -19,7 +19,7 @@ func ExampleMakePlan() {
 	d := &config.Domain{Name: "rhel48", Type: config.PV,
 		Disks: []config.Disk{{Target: "xvda", Device: "disk", Mode: "w"}}}
 	// The tree holds no initrd image, so leave that rule out.
-	p, err := convert.MakePlan(g, root, d, convert.Options{Disable: []string{convert.RuleInitrd}})
+	p, err := convert.MakePlan(g, root, d, convert.Options{Disable: []string{"initrd"}})
 	if err != nil {
 		log.Fatal(err)
 	}

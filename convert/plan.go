@@ -29,29 +29,6 @@ var (
 	ErrConflict = errors.New("file changed since the plan was made")
 )
 
-// Rule names, for Options.Disable and Edit.Rule.
-const (
-	RuleGrub            = "grub"             // grub.conf: default kernel, root=, resume=, console=
-	RuleDeviceMap       = "device-map"       // grub's device.map and /etc/sysconfig/grub boot=
-	RuleSysconfigKernel = "sysconfig-kernel" // DEFAULTKERNEL in /etc/sysconfig/kernel
-	RuleFstab           = "fstab"            // /etc/fstab device names
-	RuleCrypttab        = "crypttab"         // /etc/crypttab device names
-	RuleBlkidCache      = "blkid-cache"      // stale blkid.tab and LVM device cache
-	RuleModprobe        = "modprobe"         // modprobe.conf, modules.conf, modprobe.d aliases
-	RuleInitrd          = "initrd"           // the chosen kernel's initrd rebuilt with virtio
-	RuleConsole         = "console"          // inittab getty and securetty on ttyS0
-	RuleXorg            = "xorg"             // xorg.conf Xen framebuffer driver
-	RuleXenPV           = "xenpv"            // PV-on-HVM (kmod-xenpv) drivers disabled
-	RuleSELinux         = "selinux"          // SELinux labels of created files from file_contexts; /.autorelabel as a fallback
-)
-
-// Rules lists the rule names in the order they run.
-func Rules() []string {
-	return []string{RuleGrub, RuleDeviceMap, RuleSysconfigKernel, RuleFstab, RuleCrypttab, RuleBlkidCache,
-		RuleLVMFilter, RuleModprobe, RuleInitrd, RuleConsole, RuleXorg, RuleXenPV,
-		RuleKudzu, RuleRcXenModules, RuleKdump, RulePersistentNet, RuleSELinux}
-}
-
 // Options tune MakePlan.
 type Options struct {
 	// Disable names rules (see Rules) that are not run.
@@ -137,8 +114,8 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	disabled := map[string]bool{}
 	var bad []error
 	for _, r := range opts.Disable {
-		if !slices.Contains(Rules(), r) {
-			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(Rules(), ", ")))
+		if !slices.Contains(ruleNames(), r) {
+			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(ruleNames(), ", ")))
 		}
 		disabled[r] = true
 	}
@@ -206,39 +183,16 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	p.DeviceMap, p.DiskOrder = deviceMap(d, prefix)
 
 	c.k, c.remap, c.prefix = k, newRemapper(p.DeviceMap), prefix
-	rules := []struct {
-		name string
-		fn   func() error
-	}{
-		{RuleGrub, c.grub},
-		{RuleDeviceMap, c.deviceMapRule},
-		{RuleSysconfigKernel, c.sysconfigKernel},
-		{RuleFstab, c.fstab},
-		{RuleCrypttab, c.crypttab},
-		{RuleBlkidCache, c.blkidCache},
-		{RuleLVMFilter, c.lvmFilter},
-		{RuleModprobe, c.modprobe},
-		{RuleInitrd, c.initrd},
-		{RuleConsole, c.console},
-		{RuleXorg, c.xorg},
-		{RuleXenPV, c.xenpv},
-		{RuleKudzu, c.kudzu},
-		{RuleRcXenModules, c.rcXenModules},
-		{RuleKdump, c.kdump},
-		{RulePersistentNet, c.persistentNet},
-		{RuleSELinux, c.selinux},
-	}
 	for _, r := range rules {
-		if disabled[r.name] {
-			p.Notes = append(p.Notes, "rule "+r.name+" disabled")
+		if disabled[r.Name] {
+			p.Notes = append(p.Notes, "rule "+r.Name+" disabled")
 			continue
 		}
-		c.rule = r.name
-		if err := r.fn(); err != nil {
-			return nil, fmt.Errorf("rule %s: %w", r.name, err)
+		c.rule = r.Name
+		if err := r.plan(c); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
 		}
 	}
-	c.network()
 	for _, path := range c.order {
 		e := c.files[path]
 		if e.Kind == Modify && bytes.Equal(e.Before, e.After) {
@@ -485,36 +439,42 @@ func mkdirAll(root guestfs.FS, dir string, labels map[string]string) error {
 	return label(root, dir, labels[dir])
 }
 
-// Diff renders the plan's edits as unified diffs, each preceded by its
-// rule and reason; binary files show their summary.
+// Diff renders the plan's edits as unified diffs, each preceded by a
+// "# RULE: WHY" line.
 func (p *Plan) Diff() string {
 	var b strings.Builder
 	for _, e := range p.Edits {
 		fmt.Fprintf(&b, "# %s: %s\n", e.Rule, e.Why)
-		from, to := "a/"+e.Path, "b/"+e.Path
-		switch e.Kind {
-		case Create:
-			from = "/dev/null"
-		case Remove:
-			to = "/dev/null"
-		}
-		if e.Link != "" {
-			fmt.Fprintf(&b, "Symlink /%s -> %s (%s)\n", e.Path, e.Link, e.Kind)
-			continue
-		}
-		if !isText(e.Before) || !isText(e.After) {
-			fmt.Fprintf(&b, "Binary file /%s (%s)\n", e.Path, e.Kind)
-			if e.Summary != "" {
-				b.WriteString(e.Summary)
-				if !strings.HasSuffix(e.Summary, "\n") {
-					b.WriteByte('\n')
-				}
-			}
-			continue
-		}
-		b.WriteString(unifiedDiff(from, to, e.Before, e.After))
+		b.WriteString(e.Diff())
 	}
 	return b.String()
+}
+
+// Diff renders the edit as a unified diff (from /dev/null for a created
+// file, to /dev/null for a removed one); a binary file (an initrd) shows
+// one line and its Summary instead.
+func (e *Edit) Diff() string {
+	from, to := "a/"+e.Path, "b/"+e.Path
+	switch e.Kind {
+	case Create:
+		from = "/dev/null"
+	case Remove:
+		to = "/dev/null"
+	}
+	if e.Link != "" {
+		return fmt.Sprintf("Symlink /%s -> %s (%s)\n", e.Path, e.Link, e.Kind)
+	}
+	if isText(e.Before) && isText(e.After) {
+		return unifiedDiff(from, to, e.Before, e.After)
+	}
+	s := fmt.Sprintf("Binary file /%s (%s)\n", e.Path, e.Kind)
+	if e.Summary != "" {
+		s += e.Summary
+		if !strings.HasSuffix(e.Summary, "\n") {
+			s += "\n"
+		}
+	}
+	return s
 }
 
 func unifiedDiff(from, to string, a, b []byte) string {

@@ -36,7 +36,7 @@ func TestRHELRules(t *testing.T) {
 		off        func(t *testing.T, rootDir, bootDir string) // after Apply, rule off
 		why        string
 	}{
-		{convert.RuleKudzu, "rhel5-real", func(t *testing.T, r, _ string) {
+		{"kudzu", "rhel5-real", func(t *testing.T, r, _ string) {
 			for _, l := range []string{"3", "4", "5"} {
 				if _, err := os.Lstat(filepath.Join(r, "etc/rc.d/rc"+l+".d/S05kudzu")); !os.IsNotExist(err) {
 					t.Errorf("rc%s.d/S05kudzu still there: %v", l, err)
@@ -53,7 +53,7 @@ func TestRHELRules(t *testing.T) {
 				t.Errorf("rule off, S05kudzu gone: %v", err)
 			}
 		}, "chkconfig kudzu off"},
-		{convert.RuleLVMFilter, "rhel5-real", func(t *testing.T, r, b string) {
+		{"lvm-filter", "rhel5-real", func(t *testing.T, r, b string) {
 			conf := readFile(t, filepath.Join(r, "etc/lvm/lvm.conf"))
 			if !strings.Contains(conf, `"a|^/dev/vd[a-z]+[0-9]*$|"`) || !strings.Contains(conf, `"a|/dev/vda2|"`) {
 				t.Errorf("lvm.conf filter not rewritten:\n%s", conf)
@@ -68,7 +68,7 @@ func TestRHELRules(t *testing.T) {
 				t.Errorf("rule off, initrd's lvm.conf changed:\n%s", in)
 			}
 		}, "accepts only Xen disks"},
-		{convert.RuleRcXenModules, "rhel5-real", func(t *testing.T, r, _ string) {
+		{"rc-xen-modules", "rhel5-real", func(t *testing.T, r, _ string) {
 			s := readFile(t, filepath.Join(r, "etc/rc.d/rc.local"))
 			for _, l := range strings.Split(s, "\n") {
 				if strings.Contains(l, "xen-v") && !strings.HasPrefix(l, "#") {
@@ -76,12 +76,12 @@ func TestRHELRules(t *testing.T) {
 				}
 			}
 		}, nil, "load the Xen PV drivers"},
-		{convert.RuleKdump, "rhel5-real", func(t *testing.T, r, _ string) {
+		{"kdump", "rhel5-real", func(t *testing.T, r, _ string) {
 			if s := readFile(t, filepath.Join(r, "etc/kdump.conf")); !strings.Contains(s, "ext3 /dev/vdb1\n") || !strings.Contains(s, "#raw /dev/xvdb2") {
 				t.Errorf("kdump.conf:\n%s", s)
 			}
 		}, nil, "dump target"},
-		{convert.RulePersistentNet, "rhel6-pv", func(t *testing.T, r, _ string) {
+		{"persistent-net", "rhel6-pv", func(t *testing.T, r, _ string) {
 			s := readFile(t, filepath.Join(r, "etc/udev/rules.d/70-persistent-net.rules"))
 			for _, l := range strings.Split(s, "\n") {
 				if strings.Contains(l, "NAME=") && !strings.HasPrefix(l, "#") {

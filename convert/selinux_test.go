@@ -139,7 +139,7 @@ func TestSELinuxLabels(t *testing.T) {
 	// Without the rule, created files are left unlabelled.
 	root2, _, bootImg2 := labelledGuest(t, true)
 	g2, _ := convert.Inspect(root2)
-	p2, err := convert.MakePlan(g2, root2, &trees[1].dom, convert.Options{Disable: []string{convert.RuleSELinux}})
+	p2, err := convert.MakePlan(g2, root2, &trees[1].dom, convert.Options{Disable: []string{"selinux"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package extfs
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"syscall"
@@ -196,8 +195,6 @@ func (f *FS) rewriteDirBlock(dir *inode, change func(lb uint64, b []byte) (bool,
 	}
 	return false, nil
 }
-
-var errDropIndex = errors.New("drop the directory index")
 
 // dxLevel is one step of an htree lookup: the index node and the entry taken.
 type dxLevel struct {

@@ -38,20 +38,19 @@ type inode struct {
 	raw []byte
 }
 
-func (in *inode) mode() uint16       { return le16(in.raw, 0x0) }
-func (in *inode) setMode(m uint16)   { put16(in.raw, 0x0, m) }
-func (in *inode) fileType() uint16   { return in.mode() & sIFMT }
-func (in *inode) isDir() bool        { return in.fileType() == sIFDIR }
-func (in *inode) isReg() bool        { return in.fileType() == sIFREG }
-func (in *inode) isSymlink() bool    { return in.fileType() == sIFLNK }
-func (in *inode) flags() uint32      { return le32(in.raw, 0x20) }
-func (in *inode) setFlags(f uint32)  { put32(in.raw, 0x20, f) }
-func (in *inode) links() uint16      { return le16(in.raw, 0x1A) }
-func (in *inode) setLinks(n uint16)  { put16(in.raw, 0x1A, n) }
-func (in *inode) iblock() []byte     { return in.raw[0x28:0x64] }
-func (in *inode) fileACL() uint64    { return uint64(le32(in.raw, 0x68)) | uint64(le16(in.raw, 0x76))<<32 }
-func (in *inode) setDtime(t uint32)  { put32(in.raw, 0x14, t) }
-func (in *inode) generation() uint32 { return le32(in.raw, 0x64) }
+func (in *inode) mode() uint16      { return le16(in.raw, 0x0) }
+func (in *inode) setMode(m uint16)  { put16(in.raw, 0x0, m) }
+func (in *inode) fileType() uint16  { return in.mode() & sIFMT }
+func (in *inode) isDir() bool       { return in.fileType() == sIFDIR }
+func (in *inode) isReg() bool       { return in.fileType() == sIFREG }
+func (in *inode) isSymlink() bool   { return in.fileType() == sIFLNK }
+func (in *inode) flags() uint32     { return le32(in.raw, 0x20) }
+func (in *inode) setFlags(f uint32) { put32(in.raw, 0x20, f) }
+func (in *inode) links() uint16     { return le16(in.raw, 0x1A) }
+func (in *inode) setLinks(n uint16) { put16(in.raw, 0x1A, n) }
+func (in *inode) iblock() []byte    { return in.raw[0x28:0x64] }
+func (in *inode) fileACL() uint64   { return uint64(le32(in.raw, 0x68)) | uint64(le16(in.raw, 0x76))<<32 }
+func (in *inode) setDtime(t uint32) { put32(in.raw, 0x14, t) }
 
 func (in *inode) size() uint64 {
 	return uint64(le32(in.raw, 0x4)) | uint64(le32(in.raw, 0x6C))<<32
@@ -135,7 +134,6 @@ func (in *inode) setTimeAt(secOff, extraOff int, t time.Time) {
 	}
 }
 
-func (in *inode) atime() time.Time     { return in.timeAt(0x8, 0x8C) }
 func (in *inode) mtime() time.Time     { return in.timeAt(0x10, 0x88) }
 func (in *inode) setAtime(t time.Time) { in.setTimeAt(0x8, 0x8C, t) }
 func (in *inode) setMtime(t time.Time) { in.setTimeAt(0x10, 0x88, t) }

@@ -172,7 +172,6 @@ func (f *FS) buildBlockMap(in *inode, exts []extent, goal uint32) (uint64, error
 	type slot struct {
 		parent key // level 0 means the inode
 		pos    int
-		child  *key
 		value  uint64
 	}
 	var slots []slot

@@ -378,7 +378,6 @@ func (g groupDesc) freeInodes() uint32   { return g.lohi16(0xE, 0x2E) }
 func (g groupDesc) usedDirs() uint32     { return g.lohi16(0x10, 0x30) }
 func (g groupDesc) flags() uint16        { return le16(g, 0x12) }
 func (g groupDesc) itableUnused() uint32 { return g.lohi16(0x1C, 0x32) }
-func (g groupDesc) checksum() uint16     { return le16(g, 0x1E) }
 
 func (g groupDesc) setFreeBlocks(v uint32)   { g.set16(0xC, 0x2C, v) }
 func (g groupDesc) setFreeInodes(v uint32)   { g.set16(0xE, 0x2E, v) }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
 )
 
@@ -100,7 +101,7 @@ func Build(ctx context.Context, outDir string, spec Spec) (*Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, stampName), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, stampName), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -135,26 +136,6 @@ func lock(path string) (func(), error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // inputs are the host files a build uses.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 )
 
 // Accelerator modes for ChooseAccel and the --accel flag.
@@ -360,34 +361,10 @@ func storeVerdict(file, bootID, qemu string, v AccelVerdict) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(file, append(b, '\n'))
-}
-
-// writeFileAtomic writes through a temporary file in the same folder and
-// renames it into place, so concurrent readers never see half a file.
-func writeFileAtomic(name string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.WriteFile(file, append(b, '\n'), 0o600)
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer (a child process's

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -25,9 +24,11 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	fakeQEMU = filepath.Join(dir, "qemu-system-x86_64")
+	// go test puts its own GOROOT/bin first on the test's PATH.
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintf(os.Stderr, "finding the go command to build the fake qemu: %v\n", err)
+		return 1
 	}
 	cmd := exec.Command(gobin, "build", "-o", fakeQEMU, "./internal/fakeqemu")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

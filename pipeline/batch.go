@@ -12,18 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
 // BatchOptions configure RunBatch.
 type BatchOptions struct {
+	RunOptions
 	// Jobs is how many guests are migrated at once; 0 means 2.
 	Jobs int
-	// Workers bounds the copy workers of all guests together; 0 means 4.
-	Workers int
-	// DryRun plans every guest and writes nothing: no images, no state
-	// file, no logs.
-	DryRun bool
 	// StateFile records each guest's progress so that a re-run skips the
 	// guests already migrated; "" means MANIFEST.state.json beside the
 	// manifest (its extension replaced).
@@ -31,14 +28,6 @@ type BatchOptions struct {
 	// LogDir receives one log file per guest, NAME.log; "" means
 	// MANIFEST.logs beside the manifest.
 	LogDir string
-
-	Accel       string
-	BootTimeout time.Duration
-	SkipRules   []string
-	Progress    func(Progress)
-	// Logger receives the batch's own events (guest started, done,
-	// skipped); nil discards.
-	Logger *slog.Logger
 }
 
 // GuestStatus is where one guest of a batch ended.
@@ -151,7 +140,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	key := stateKey(g)
 	defer func() { r.Seconds = time.Since(start).Seconds() }()
 
-	d, err := p.parseConfig(g.Config)
+	d, err := p.source.ParseConfig(g.Config)
 	if err != nil {
 		r.Status, r.Error = GuestFailed, err.Error()
 		log.Error("guest failed", "config", g.Config, "err", err)
@@ -186,10 +175,13 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	}
 
 	gopts := Options{
-		OutDir: r.OutDir, Format: g.Format, DiskMap: g.DiskMap, DryRun: opts.DryRun, Force: force,
-		Boot: BootAuto, Accel: opts.Accel, BootTimeout: opts.BootTimeout,
-		Limit: lim, Workers: lim.Size(), Progress: opts.Progress, SkipRules: opts.SkipRules, KernelRPM: g.KernelRPM,
+		RunOptions: opts.RunOptions,
+		OutDir:     r.OutDir, Format: g.Format, DiskMap: g.DiskMap, Force: force,
+		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM,
 	}
+	// The guest's copy workers come from the batch's shared limit, and
+	// the batch's logger is for the batch's own events.
+	gopts.Workers, gopts.Logger = lim.Size(), nil
 	if !g.BootCheck {
 		gopts.Boot = BootNever
 	}
@@ -327,5 +319,5 @@ func (s *stateFile) set(key string, g guestState) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.path, append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(s.path, append(data, '\n'), 0o644)
 }

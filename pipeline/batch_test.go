@@ -40,7 +40,7 @@ func batchFixture(t *testing.T) (*fakes, *Manifest, string) {
 
 func TestBatchGoesOnAfterFailuresAndResumes(t *testing.T) {
 	f, m, out := batchFixture(t)
-	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{Jobs: 2, Workers: 3})
+	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{Jobs: 2, RunOptions: RunOptions{Workers: 3}})
 	if !errors.Is(err, ErrBatchFailed) {
 		t.Fatalf("err = %v, want ErrBatchFailed", err)
 	}
@@ -98,7 +98,7 @@ func TestBatchGoesOnAfterFailuresAndResumes(t *testing.T) {
 func TestBatchDryRunWritesNothing(t *testing.T) {
 	f, m, out := batchFixture(t)
 	m.Guests = []GuestSpec{m.Guests[0], m.Guests[3]}
-	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{DryRun: true})
+	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{RunOptions: RunOptions{DryRun: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,12 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// realBoot boots k with kvmrun until its login prompt; the serial console
+// Boot boots k with kvmrun until its login prompt; the serial console
 // goes to opts.LogPath. The images are used through a throw-away
 // snapshot, so the boot check leaves them as they were written. A guest
 // that boots from its disk's grub config is booted by kvmrun's built-in
 // pygrub from the image itself.
-func realBoot(ctx context.Context, k *config.KVMDomain, dir string, o bootOptions) (*report.Boot, error) {
+func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o bootOptions) (*report.Boot, error) {
 	accel := o.Accel
 	if accel == "" {
 		accel = kvmrun.AccelAuto

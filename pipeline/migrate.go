@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -31,8 +32,9 @@ type Result struct {
 
 // Sentinel errors callers branch on.
 var (
-	// ErrBlocked: the conversion found a problem that stops the migration.
-	ErrBlocked = errors.New("conversion blocked")
+	// ErrBlocked: the conversion found a problem that stops the migration
+	// (convert's sentinel, so either package's name matches).
+	ErrBlocked = convert.ErrBlocked
 	// ErrValidation: the written output failed a check.
 	ErrValidation = errors.New("output failed validation")
 	// ErrBoot: the migrated guest did not reach its login prompt.
@@ -147,7 +149,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 		return errors.New("no output folder given")
 	}
 
-	d, err := m.p.parseConfig(cfgPath)
+	d, err := m.p.source.ParseConfig(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -185,7 +187,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	for i, dk := range m.disks {
 		devs[i] = dk.dev
 	}
-	conv, err := m.p.plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
+	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
 	if err != nil {
 		return fmt.Errorf("inspecting %s: %w", d.Name, err)
 	}
@@ -200,14 +202,14 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	m.rep.Notes = append(m.rep.Notes, conv.Notes...)
 	m.log.Info("planned conversion", "guest", d.Name, "edits", len(conv.Edits), "warnings", len(conv.Warnings), "blockers", len(conv.Blockers))
 
-	k, err := m.p.target(d, conv)
+	k, err := m.p.target.Target(d, conv)
 	if err != nil {
 		return fmt.Errorf("building the KVM domain: %w", err)
 	}
 	if err := m.placeImages(k, outDir, format); err != nil {
 		return err
 	}
-	if xml, err := m.p.xml(k); err == nil {
+	if xml, err := m.p.target.XML(k); err == nil {
 		m.rep.TargetXML = string(xml)
 	} else {
 		return fmt.Errorf("writing libvirt XML: %w", err)
@@ -239,7 +241,7 @@ func (m *migration) openDisks() error {
 		}
 		path := config.MapPath(xd.Source, m.opts.DiskMap)
 		rd := report.Disk{Source: xd.Source, Path: path, Backend: xd.Backend, Target: xd.Target, Device: xd.Device}
-		src, err := m.p.openSource(path, xd.Format)
+		src, err := m.p.source.Open(path, xd.Format)
 		if err != nil {
 			errs = append(errs, &DiskError{Target: xd.Target, Path: path, Err: err})
 			m.rep.Disks = append(m.rep.Disks, rd)
@@ -248,7 +250,7 @@ func (m *migration) openDisks() error {
 		m.closers = append(m.closers, src.Close)
 		rd.SourceFormat = src.Format()
 		rd.VirtualSize = src.Size()
-		ov, err := m.p.overlay(src)
+		ov, err := m.p.converter.Overlay(src)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: overlay: %w", xd.Target, err))
 			continue
@@ -354,14 +356,14 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	xml, err := m.p.xml(k)
+	xml, err := m.p.target.XML(k)
 	if err != nil {
 		return fmt.Errorf("writing libvirt XML: %w", err)
 	}
 	if err := stage.writeFile(m.dom.Name+".xml", xml, 0o644); err != nil {
 		return err
 	}
-	script, err := m.p.script(k, outDir)
+	script, err := m.p.target.Script(k, outDir)
 	if err != nil {
 		return fmt.Errorf("writing the launch script: %w", err)
 	}
@@ -369,7 +371,7 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	checks := m.p.validate(ctx, staged, m.conv)
+	checks := m.p.checker.Validate(ctx, staged, m.conv)
 	m.rep.Validation = checks
 	var bad []string
 	for _, c := range checks {
@@ -423,7 +425,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
 				}
 			}
-			err := m.p.copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
 			if err != nil {
 				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
 			}
@@ -487,7 +489,7 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
 		return nil
-	case !m.p.qemuAvailable():
+	case !m.p.checker.QEMUAvailable():
 		if m.opts.Boot == BootAlways {
 			return ErrNoQEMU
 		}
@@ -501,7 +503,7 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	}
 	logName := m.dom.Name + ".boot.log"
 	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
-	b, err := m.p.boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
 	if _, serr := os.Stat(stage.path(logName)); serr == nil {
 		stage.add(logName)
 	}

@@ -22,8 +22,33 @@ const (
 	BootNever
 )
 
+// RunOptions are the options Migrate and RunBatch share.
+type RunOptions struct {
+	// DryRun plans everything, applies the plan to an overlay that is then
+	// thrown away, and writes nothing (a batch: no images, no state file,
+	// no logs).
+	DryRun bool
+	// Accel is the boot check's accelerator: "kvm", "tcg" or "auto" ("").
+	Accel string
+	// BootTimeout bounds the boot check; 0 means 5 minutes.
+	BootTimeout time.Duration
+	// Workers is the number of copy workers: per disk for Migrate, for
+	// all guests together for RunBatch; 0 means 4.
+	Workers int
+	// SkipRules leaves conversion rules out by name (convert.Rules lists
+	// them; for tests and for finding which rule a guest trips on).
+	SkipRules []string
+	// Progress, when set, is called as the disks are copied.
+	Progress func(Progress)
+	// Logger receives what Migrate does, step by step, or RunBatch's own
+	// events (guest started, done, skipped; each guest logs to its own
+	// file); nil discards.
+	Logger *slog.Logger
+}
+
 // Options configure one migration.
 type Options struct {
+	RunOptions
 	// OutDir receives NAME.xml, NAME.sh, NAME-TARGET.FORMAT images and
 	// NAME.report.json. Not needed for a dry run.
 	OutDir string
@@ -32,31 +57,14 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// DryRun plans everything, applies the plan to an overlay that is then
-	// thrown away, and writes nothing.
-	DryRun bool
 	// Force replaces a guest of the same name already in OutDir.
 	Force bool
 
 	Boot BootMode
-	// Accel is the boot check's accelerator: "kvm", "tcg" or "auto" ("").
-	Accel string
-	// BootTimeout bounds the boot check; 0 means 5 minutes.
-	BootTimeout time.Duration
 
-	// Workers is the number of copy workers per disk; 0 picks a default.
-	Workers int
 	// Limit, when set, bounds the copy workers of every migration that
 	// shares it (a batch shares one between its guests).
 	Limit *Limiter
-	// Progress, when set, is called as the disks are copied.
-	Progress func(Progress)
-	// Logger receives what the migration does, step by step; nil discards.
-	Logger *slog.Logger
-
-	// SkipRules leaves conversion rules out by name (for tests and for
-	// finding which rule a guest trips on).
-	SkipRules []string
 	// KernelRPM is a kernel RPM (kernel, kernel-PAE) to install into a
 	// guest that has only Xen kernels, so it can boot on KVM.
 	KernelRPM string

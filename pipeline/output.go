@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 )
 
 // ErrExists is returned when OutDir already holds the guest and Force is
@@ -140,38 +142,10 @@ func (s *staging) add(base string) { s.files = append(s.files, base) }
 // writeFile writes a file into the staging folder through a temporary
 // name, fsynced before the rename.
 func (s *staging) writeFile(base string, data []byte, perm os.FileMode) error {
-	if err := writeAtomic(s.path(base), data, perm); err != nil {
+	if err := atomicfile.WriteFile(s.path(base), data, perm); err != nil {
 		return err
 	}
 	s.add(base)
-	return nil
-}
-
-// writeAtomic writes path through a temporary name in its folder: write,
-// fsync, rename, so a reader never sees a partial file.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
 	return nil
 }
 
@@ -209,15 +183,12 @@ func (s *staging) commit(old []string, reportJSON []byte) error {
 		}
 		moved = append(moved, f)
 	}
-	if err := syncDir(s.outDir); err != nil {
+	if err := atomicfile.SyncDir(s.outDir); err != nil {
 		s.unmove(moved)
 		return err
 	}
-	if err := writeAtomic(filepath.Join(s.outDir, reportName(s.name)), reportJSON, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.outDir, reportName(s.name)), reportJSON, 0o644); err != nil {
 		s.unmove(moved)
-		return err
-	}
-	if err := syncDir(s.outDir); err != nil {
 		return err
 	}
 	return os.RemoveAll(s.dir)
@@ -248,18 +219,6 @@ func syncFile(path string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

@@ -4,39 +4,68 @@ import (
 	"context"
 	"time"
 
+	"github.com/xen2kvm/xen2kvm/convert"
+
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// parts are the steps of a migration that other packages carry out. The
-// product uses realParts(); the orchestration tests swap in fakes to
-// inject failures cheaply.
+// parts are the steps of a migration that other packages carry out, as
+// small interfaces. The product uses realParts(); the orchestration tests
+// swap in fakes to inject failures cheaply.
 type parts struct {
-	parseConfig func(path string) (*config.Domain, error)
-	// openSource opens a source disk image read-only. format is the
-	// image format the Xen config declares for it ("" when it says none).
-	openSource func(path, format string) (source, error)
-	// overlay returns a copy-on-write device above a read-only one.
-	overlay func(base diskimg.Device) (diskimg.Device, error)
-	// plan inspects the guest through its (overlaid) disks and plans the
-	// conversion; it must not write until apply is called.
-	plan func(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error)
-	// target builds the KVM domain; images are the output images in the
-	// order of d.Disks ("" for an empty CD-ROM).
-	target func(d *config.Domain, c *conversion) (*config.KVMDomain, error)
-	xml    func(k *config.KVMDomain) ([]byte, error)
-	// copy writes src into dst in format, reporting progress.
-	copy func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error
-	// script returns NAME.sh for k, whose image paths are relative to the
-	// script's folder.
-	script func(k *config.KVMDomain, dir string) ([]byte, error)
-	// validate re-opens the written images read-only and checks them.
-	validate func(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check
-	// qemuAvailable tells whether a boot check can run.
-	qemuAvailable func() bool
-	// boot boots k (image paths absolute) and waits for its login prompt.
-	boot func(ctx context.Context, k *config.KVMDomain, dir string, opts bootOptions) (*report.Boot, error)
+	source    sourceReader
+	converter converter
+	target    targetBuilder
+	copier    copier
+	checker   checker
+}
+
+// sourceReader reads the Xen side: the guest's config and its disks,
+// read-only.
+type sourceReader interface {
+	ParseConfig(path string) (*config.Domain, error)
+	// Open opens a source disk image read-only. format is the image
+	// format the Xen config declares for it ("" when it says none).
+	Open(path, format string) (source, error)
+}
+
+// converter plans the guest's conversion and holds its edits.
+type converter interface {
+	// Overlay returns a copy-on-write device above a read-only one; the
+	// conversion is applied into it.
+	Overlay(base diskimg.Device) (diskimg.Device, error)
+	// Plan inspects the guest through its (overlaid) disks and plans the
+	// conversion; it must not write until conversion.apply is called.
+	Plan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error)
+}
+
+// targetBuilder makes the KVM side of the guest.
+type targetBuilder interface {
+	// Target builds the KVM domain.
+	Target(d *config.Domain, c *conversion) (*config.KVMDomain, error)
+	// XML renders the libvirt domain.
+	XML(k *config.KVMDomain) ([]byte, error)
+	// Script returns NAME.sh for k, whose image paths are relative to
+	// the script's folder dir.
+	Script(k *config.KVMDomain, dir string) ([]byte, error)
+}
+
+// copier writes a disk image.
+type copier interface {
+	// Copy writes src into dst in format, reporting progress.
+	Copy(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error
+}
+
+// checker proves the written guest.
+type checker interface {
+	// Validate re-opens the written images read-only and checks them.
+	Validate(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check
+	// QEMUAvailable tells whether a boot check can run.
+	QEMUAvailable() bool
+	// Boot boots k (image paths absolute) and waits for its login prompt.
+	Boot(ctx context.Context, k *config.KVMDomain, dir string, opts bootOptions) (*report.Boot, error)
 }
 
 // source is an opened source disk image.
@@ -66,8 +95,9 @@ type conversion struct {
 	apply func() error
 	// close releases what the plan opened.
 	close func() error
-	// impl is the converter's own plan, for the target and validation steps.
-	impl any
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
@@ -13,10 +12,10 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
-// realPlan assembles the guest's filesystems over its overlaid disks,
-// inspects it and plans the conversion with package convert. Applying the
-// plan writes into the overlays only.
-func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
+// Plan assembles the guest's filesystems over its overlaid disks, inspects
+// it and plans the conversion with package convert. Applying the plan
+// writes into the overlays only.
+func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o planOptions) (*conversion, error) {
 	var named []namedDisk
 	i := 0
 	for _, xd := range d.Disks {
@@ -70,18 +69,12 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o p
 		}
 	}
 	for _, e := range p.Edits {
-		one := &convert.Plan{Edits: []convert.Edit{e}}
-		diff := one.Diff()
-		if strings.HasPrefix(diff, "# ") { // Diff's own rule line: the report has its own
-			if i := strings.IndexByte(diff, '\n'); i >= 0 {
-				diff = diff[i+1:]
-			}
-		}
-		c.Edits = append(c.Edits, report.Edit{Path: e.Path, Rule: e.Rule, Why: e.Why, Diff: diff})
+		c.Edits = append(c.Edits, report.Edit{Path: e.Path, Rule: e.Rule, Why: e.Why, Diff: e.Diff()})
 	}
 	if view != nil {
 		root := view.root
 		c.apply = func() error { return p.Apply(root) }
+		c.plan = p
 		if c.Inspected {
 			c.bootFiles = func(dir string) (*bootFiles, error) {
 				db, err := kvmrun.PyGrub(root, dir)
@@ -92,6 +85,5 @@ func realPlan(ctx context.Context, d *config.Domain, disks []diskimg.Device, o p
 			}
 		}
 	}
-	c.impl = p
 	return c, nil
 }

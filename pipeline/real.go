@@ -6,7 +6,6 @@ import (
 	"os/exec"
 
 	"github.com/xen2kvm/xen2kvm/config"
-	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
 	"github.com/xen2kvm/xen2kvm/report"
@@ -14,52 +13,69 @@ import (
 
 // realParts wires the pipeline to xen2kvm's packages.
 func realParts() parts {
-	return parts{
-		parseConfig: func(path string) (*config.Domain, error) { return config.ParseFile(path) },
-		openSource: func(path, format string) (source, error) {
-			// A format the config declares is how Xen read the disk:
-			// file:, phy: and tap:aio: are raw, and their content is not
-			// interpreted, so a guest that wrote an image header into its
-			// own disk cannot point xen2kvm at files on this host.
-			open := diskimg.Open
-			if format != "" {
-				open = func(path string) (*diskimg.Image, error) { return diskimg.OpenAs(path, format) }
-			}
-			img, err := open(path)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
-		},
-		overlay: func(base diskimg.Device) (diskimg.Device, error) {
-			return overlay.New(base), nil
-		},
-		plan:   realPlan,
-		target: realTarget,
-		xml:    func(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() },
-		copy: func(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {
-			return diskimg.Convert(ctx, src, dst, format, diskimg.WithWorkers(workers), diskimg.WithProgress(progress))
-		},
-		script: func(k *config.KVMDomain, dir string) ([]byte, error) {
-			argv := append([]string{"qemu-system-x86_64"}, config.QEMUArgs(relocate(k, dir), config.QEMUOptions{})...)
-			return launchScript(k.Name, argv), nil
-		},
-		validate: realValidate,
-		qemuAvailable: func() bool {
-			_, err := exec.LookPath("qemu-system-x86_64")
-			return err == nil
-		},
-		boot: realBoot,
-	}
+	return parts{source: localSource{}, converter: realConverter{}, target: kvmTarget{}, copier: diskCopier{}, checker: realChecker{}}
 }
 
-// realTarget maps the Xen domain onto KVM with config.ToKVM.
-func realTarget(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
+// localSource reads a config file and disk images on this host.
+type localSource struct{}
+
+func (localSource) ParseConfig(path string) (*config.Domain, error) { return config.ParseFile(path) }
+
+// Open opens a disk image. A format the config declares is how Xen read
+// the disk: file:, phy: and tap:aio: are raw, and their content is not
+// interpreted, so a guest that wrote an image header into its own disk
+// cannot point xen2kvm at files on this host.
+func (localSource) Open(path, format string) (source, error) {
+	open := diskimg.Open
+	if format != "" {
+		open = func(path string) (*diskimg.Image, error) { return diskimg.OpenAs(path, format) }
+	}
+	img, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// realConverter converts with package convert (see plan.go).
+type realConverter struct{}
+
+func (realConverter) Overlay(base diskimg.Device) (diskimg.Device, error) {
+	return overlay.New(base), nil
+}
+
+// kvmTarget maps the Xen domain onto KVM with package config.
+type kvmTarget struct{}
+
+func (kvmTarget) Target(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
 	return config.ToKVM(d, config.KVMOptions{Virtio: c.Virtio, OS: c.OSName})
 }
 
-// realValidate re-opens the written images read-only and checks them.
-func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
+func (kvmTarget) XML(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() }
+
+func (kvmTarget) Script(k *config.KVMDomain, dir string) ([]byte, error) {
+	argv := append([]string{"qemu-system-x86_64"}, config.QEMUArgs(relocate(k, dir), config.QEMUOptions{})...)
+	return launchScript(k.Name, argv), nil
+}
+
+// diskCopier copies with diskimg.Convert.
+type diskCopier struct{}
+
+func (diskCopier) Copy(ctx context.Context, src diskimg.Device, dst, format string, workers int, progress func(done, total int64)) error {
+	return diskimg.Convert(ctx, src, dst, format, diskimg.WithWorkers(workers), diskimg.WithProgress(progress))
+}
+
+// realChecker validates the output by reading it back and boots it with
+// kvmrun (see boot.go).
+type realChecker struct{}
+
+func (realChecker) QEMUAvailable() bool {
+	_, err := exec.LookPath("qemu-system-x86_64")
+	return err == nil
+}
+
+// Validate re-opens the written images read-only and checks them.
+func (realChecker) Validate(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
 	var disks []namedDisk
 	var cl closers
 	defer func() { cl.Close() }()
@@ -83,8 +99,8 @@ func realValidate(ctx context.Context, k *config.KVMDomain, c *conversion) []rep
 	}
 	defer closeView()
 	checks := validateView(v, k, c.Virtio)
-	if p, ok := c.impl.(*convert.Plan); ok {
-		if lc, ok := checkLabels(v.root, p); ok {
+	if c.plan != nil {
+		if lc, ok := checkLabels(v.root, c.plan); ok {
 			checks = append(checks, lc)
 		}
 	}

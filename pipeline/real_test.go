@@ -24,7 +24,7 @@ func TestDeclaredRawIsNotSniffed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := realParts().openSource
+	open := realParts().source.Open
 	for _, tc := range []struct {
 		declared, wantFormat string
 		wantSize             int64

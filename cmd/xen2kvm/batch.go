@@ -77,9 +77,8 @@ any guest failed.
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
-				Jobs: jobs, Workers: workers, DryRun: f.dryRun, StateFile: stateFile, LogDir: logDr,
-				Accel: f.accel, BootTimeout: f.bootTimeout, SkipRules: f.skipRules,
-				Progress: con.progress, Logger: con.logger(),
+				RunOptions: f.runOptions(workers, con),
+				Jobs:       jobs, StateFile: stateFile, LogDir: logDr,
 			})
 			con.done()
 			if res == nil {

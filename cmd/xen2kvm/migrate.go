@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -40,7 +41,21 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "also write the report to `FILE`: .html gives a self-contained page, .json JSON, anything else text")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator of the boot check: kvm, tcg or auto (KVM when it really works, else TCG)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 5*time.Minute, "how long the boot check waits for the login prompt")
-	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out (for finding which rule a guest trips on; the result may not boot)")
+	var rules []string
+	for _, r := range convert.Rules() {
+		rules = append(rules, r.Name)
+	}
+	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
+		" (for finding which rule a guest trips on; the result may not boot)")
+}
+
+// runOptions are the pipeline options the flags give, drawing progress
+// and log lines on con.
+func (f *migrateFlags) runOptions(workers int, con *console) pipeline.RunOptions {
+	return pipeline.RunOptions{
+		DryRun: f.dryRun, Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules,
+		Progress: con.progress, Logger: con.logger(),
+	}
 }
 
 func (f *migrateFlags) check() error {
@@ -131,9 +146,8 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				OutDir: out, Format: format, DiskMap: maps, DryRun: f.dryRun, Force: force,
-				Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules, KernelRPM: kernelRPM,
-				Logger: con.logger(), Progress: con.progress,
+				RunOptions: f.runOptions(workers, con),
+				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
 			}
 			switch {
 			case bootCheck:

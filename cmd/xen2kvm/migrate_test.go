@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 )
 
@@ -113,5 +114,26 @@ func TestConsoleBars(t *testing.T) {
 	i := strings.Index(out, "\x1b[2A\r\x1b[Jxen2kvm: copied disk target=vdb\n")
 	if i < 0 || !strings.Contains(out[i:], "g/vda") || !strings.Contains(out[i:], "g/vdb") {
 		t.Errorf("log line not printed above the bars: %q", out)
+	}
+}
+
+// TestSkipRuleListsEveryRule: --skip-rule's help names every conversion
+// rule, the network rule included.
+func TestSkipRuleListsEveryRule(t *testing.T) {
+	for _, c := range []string{"migrate", "batch"} {
+		code, out, _ := runCLI(t, c, "--help")
+		if code != exitOK {
+			t.Fatalf("%s --help: exit %d", c, code)
+		}
+		i := strings.Index(out, "--skip-rule")
+		if i < 0 {
+			t.Fatalf("%s --help has no --skip-rule: %q", c, out)
+		}
+		help := strings.Join(strings.Fields(out[i:]), " ")
+		for _, r := range convert.Rules() {
+			if !strings.Contains(help, " "+r.Name+",") && !strings.Contains(help, " "+r.Name+" (") {
+				t.Errorf("%s --help: --skip-rule does not list rule %s", c, r.Name)
+			}
+		}
 	}
 }

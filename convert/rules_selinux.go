@@ -1,3 +1,5 @@
+// SELinux rules.
+
 package convert
 
 import (

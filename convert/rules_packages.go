@@ -1,3 +1,6 @@
+// Kernel package rules: the kernel package that updates follow, and a
+// kernel RPM installed into a guest that has only Xen kernels.
+
 package convert
 
 import (
@@ -214,4 +217,19 @@ func (c *planner) templateInitrd(k *Kernel, dep *initrd.ModulesDep) ([]byte, err
 		}
 	}
 	return img.Bytes()
+}
+
+func (c *planner) sysconfigKernel() error {
+	const f = "etc/sysconfig/kernel"
+	data, ok, err := c.read(f)
+	if err != nil || !ok {
+		return err
+	}
+	lines, final := splitLines(data)
+	for i, l := range lines {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "DEFAULTKERNEL="); ok && strings.Trim(v, `"'`) != c.k.Package {
+			lines[i] = "DEFAULTKERNEL=" + c.k.Package
+		}
+	}
+	return c.write(f, joinLines(lines, final), 0o644, "kernel updates should follow "+c.k.Package+", the kernel that boots on KVM")
 }
