@@ -174,6 +174,9 @@ func (a *assembler) run(ctx context.Context, disks []Disk) (*Guest, error) {
 		for _, p := range tab.Partitions {
 			pname := "/dev/" + partitionName(name, p.Number)
 			a.devices[pname] = true
+			if p.Cut > 0 && !p.Extended {
+				a.warnf("%s: the image is %d bytes shorter than its partition table says (was it copied completely?): the missing end of the partition reads as zeros", pname, p.Cut)
+			}
 			if p.Extended {
 				continue
 			}
@@ -258,6 +261,9 @@ func (a *assembler) probe(dev diskimg.Device, names []string) {
 			a.warnf("%s: %v", names[0], err)
 		} else {
 			f.FS = fsys
+			if fsys.HasErrors() {
+				a.warnf("%s: the filesystem's superblock records errors the kernel found that e2fsck has not repaired: run e2fsck -fn on a copy of the source image to see them", names[0])
+			}
 		}
 	}
 	a.g.Filesystems = append(a.g.Filesystems, f)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -105,6 +106,9 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	if err := checkNotSource(src, dstPath); err != nil {
 		return err
 	}
+	if err := checkOutputPath(dstPath); err != nil {
+		return err
+	}
 	size := src.Size()
 
 	var extents []Extent
@@ -118,11 +122,16 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 
 	defer noReadahead(src)()
 
-	tmp, err := os.CreateTemp(filepath.Dir(dstPath), "."+filepath.Base(dstPath)+".part-*")
+	removeStaleParts(dstPath)
+	tmp, err := os.CreateTemp(filepath.Dir(dstPath), partPrefix(dstPath)+"*")
 	if err != nil {
 		return fmt.Errorf("creating output: %w", err)
 	}
 	tmpName := tmp.Name()
+	// The lock tells a later Convert to the same DST that this part file
+	// is in use; a killed process's lock goes with it, and the part file
+	// is then removed by the next Convert to that DST.
+	unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	var out output
 	grain := int64(rawGrain)
 	switch format {
@@ -217,6 +226,66 @@ func noReadahead(src Device) func() {
 		return func() {}
 	}
 	return func() { unix.Fadvise(fd, 0, 0, unix.FADV_NORMAL) } // clears both
+}
+
+// ErrOutputNotFile is returned by Convert when DST exists and is not a
+// regular file: Convert writes a new file and renames it over DST, which
+// would replace a device node (or FIFO) with a file and never reach the
+// device.
+var ErrOutputNotFile = errors.New("output exists and is not a regular file")
+
+// checkOutputPath refuses an existing DST that is a device, FIFO, socket
+// or folder (following symlinks: a link to /dev/sdb is /dev/sdb).
+func checkOutputPath(dst string) error {
+	st, err := os.Stat(dst)
+	if err != nil {
+		return nil // absent (or unreadable: creating it will say why)
+	}
+	m := st.Mode()
+	var what string
+	switch {
+	case m.IsRegular():
+		return nil
+	case m&os.ModeCharDevice != 0:
+		what = "a character device"
+	case m&os.ModeDevice != 0:
+		what = "a block device (convert into an image file, then copy that onto the device, e.g. with dd)"
+	case m.IsDir():
+		what = "a folder"
+	case m&os.ModeNamedPipe != 0:
+		what = "a FIFO"
+	default:
+		what = "of mode " + m.String()
+	}
+	return fmt.Errorf("%s: %w: it is %s", dst, ErrOutputNotFile, what)
+}
+
+// partPrefix is the name prefix of Convert's temporary files for dst.
+func partPrefix(dst string) string { return "." + filepath.Base(dst) + ".part-" }
+
+// removeStaleParts removes the part files of earlier Converts to dst
+// that were killed: those nobody holds the lock of.
+func removeStaleParts(dst string) {
+	dir, prefix := filepath.Dir(dst), partPrefix(dst)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.Type().IsRegular() || strings.Trim(rest, "0123456789") != "" {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
 }
 
 // checkNotSource refuses to write over the source image itself.

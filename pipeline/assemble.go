@@ -36,10 +36,11 @@ func assembleView(ctx context.Context, disks []namedDisk, readOnly bool) (*guest
 		return nil, nil, err
 	}
 	if g.Root == nil {
+		err := noRoot(g)
 		g.Close()
-		return nil, nil, errors.New("no root filesystem (no ext2/3/4 filesystem holds etc/fstab)")
+		return nil, nil, err
 	}
-	v := &guestView{root: g.Root, filesystems: map[string]fs.FS{}, broken: map[string]error{},
+	v := &guestView{root: g.Root, warnings: g.Warnings, filesystems: map[string]fs.FS{}, broken: map[string]error{},
 		devices: map[string]bool{}, labels: map[string]bool{}, uuids: map[string]bool{}}
 	for _, d := range g.Devices {
 		v.devices[d] = true
@@ -60,4 +61,35 @@ func assembleView(ctx context.Context, disks []namedDisk, readOnly bool) (*guest
 		}
 	}
 	return v, g.Close, nil
+}
+
+// ErrNoRoot: no filesystem of the guest holds etc/fstab.
+var ErrNoRoot = errors.New("no root filesystem (no ext2/3/4 filesystem holds etc/fstab)")
+
+// NoRootError is ErrNoRoot with what went wrong on the way: a filesystem
+// that could not be opened, an fstab that could not be read, a partition
+// cut short. The first of them is usually why there is no root.
+type NoRootError struct {
+	Problems []string
+}
+
+func (e *NoRootError) Error() string {
+	if len(e.Problems) == 0 {
+		return ErrNoRoot.Error()
+	}
+	return fmt.Sprintf("%s: %s", strings.Join(e.Problems, "; "), ErrNoRoot)
+}
+
+func (e *NoRootError) Unwrap() error { return ErrNoRoot }
+
+// Hint points at the source: xen2kvm only reads it.
+func (e *NoRootError) Hint() string {
+	if len(e.Problems) == 0 {
+		return "check that the config lists the guest's system disk, and that --disk-map points at the right images"
+	}
+	return "the source disk image is damaged or incomplete: run e2fsck -fn on a copy of it (or xen2kvm disk info IMAGE) to see what is wrong"
+}
+
+func noRoot(g *assemble.Guest) error {
+	return &NoRootError{Problems: append([]string(nil), g.Warnings...)}
 }

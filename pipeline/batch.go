@@ -150,6 +150,14 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 		return r
 	}
 	r.Name = d.Name
+	if err := d.CheckName(); err != nil {
+		r.Status, r.Error = GuestFailed, err.Error()
+		log.Error("guest failed", "config", g.Config, "err", err)
+		if st != nil {
+			setState(st, key, guestState{Status: GuestFailed, Error: r.Error}, log)
+		}
+		return r
+	}
 	r.OutDir = filepath.Join(g.Output, d.Name)
 	if other := claims.claim(r.OutDir, g); other != nil {
 		r.Status = GuestFailed
@@ -162,10 +170,12 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	if st != nil {
 		prev := st.get(key)
 		if prev.Status == GuestMigrated {
-			if _, err := os.Stat(filepath.Join(r.OutDir, reportName(d.Name))); err == nil {
+			if missing, err := missingOutputs(r.OutDir, d.Name); err == nil && len(missing) == 0 {
 				r.Status = GuestSkipped
 				log.Info("guest already migrated", "guest", d.Name, "outdir", r.OutDir)
 				return r
+			} else {
+				log.Info("guest migrated before but its output is incomplete: migrating it again", "guest", d.Name, "outdir", r.OutDir, "missing", missing, "err", err)
 			}
 		}
 		// An interrupted or failed earlier run of this batch left at

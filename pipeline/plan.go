@@ -33,6 +33,7 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 	switch {
 	case err == nil:
 		c.close = closeView
+		c.Warnings = append(c.Warnings, view.warnings...)
 		g, err = convert.Inspect(view.root)
 		if err != nil && !(errors.Is(err, convert.ErrNoOS) && d.Type == config.HVM) {
 			return c, err

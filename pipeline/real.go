@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -98,7 +99,20 @@ func (realChecker) Validate(ctx context.Context, k *config.KVMDomain, c *convers
 		return []report.Check{{Name: "guest filesystems assemble", Detail: err.Error()}}
 	}
 	defer closeView()
-	checks := validateView(v, k, c.Virtio)
+	var edited []string
+	for _, e := range c.Edits {
+		edited = append(edited, e.Path)
+	}
+	// The images are in the staging folder: scratch files go there too,
+	// so that a killed run leaves them where the next run removes them.
+	scratch := ""
+	for _, d := range k.Disks {
+		if d.Device != "cdrom" && d.Path != "" {
+			scratch = filepath.Dir(d.Path)
+			break
+		}
+	}
+	checks := validateView(v, k, c.Virtio, edited, scratch)
 	if c.plan != nil {
 		if lc, ok := checkLabels(v.root, c.plan); ok {
 			checks = append(checks, lc)

@@ -3,6 +3,7 @@
 // planned in-guest edits as unified diffs, the target KVM definition,
 // warnings, blockers and, after a real run, validation and boot results.
 // The same model is written as text, JSON or one self-contained HTML page.
+// It also renders what xen2kvm inspect finds (Inspection), as text or JSON.
 //
 //	g := &report.Guest{Name: "web01", ...}
 //	report.WriteText(os.Stdout, g)
@@ -127,6 +128,9 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Warning is something found that does not fail the check (damage
+	// in the source the migration carried over as it was).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Boot is the result of the boot check.
