@@ -61,8 +61,8 @@ type Edit struct {
 	Why    string      `json:"why"`
 	// Summary describes a binary file's change (an initrd) for Diff.
 	Summary string `json:"summary,omitempty"`
-	// Link is the target of a symlink the edit removes (Before and After
-	// are nil then).
+	// Link is the target of a symlink the edit creates or removes
+	// (Before and After are nil then).
 	Link string `json:"link,omitempty"`
 	// Label is the SELinux label Apply gives a created file, from the
 	// guest's own file_contexts; "" leaves it unlabelled.
@@ -378,7 +378,11 @@ func (p *Plan) Apply(root guestfs.FS) error {
 	}
 	for _, e := range p.Edits {
 		if e.Link != "" {
-			if cur, err := root.ReadLink(e.Path); err != nil || cur != e.Link {
+			if e.Kind == Create {
+				if _, err := root.Lstat(e.Path); !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
+				}
+			} else if cur, err := root.ReadLink(e.Path); err != nil || cur != e.Link {
 				return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
 			}
 			continue
@@ -399,6 +403,12 @@ func (p *Plan) Apply(root guestfs.FS) error {
 			err = root.Remove(e.Path)
 		case Create:
 			if err = mkdirAll(root, path.Dir(e.Path), p.DirLabels); err != nil {
+				break
+			}
+			if e.Link != "" {
+				if err = root.Symlink(e.Link, e.Path); err == nil {
+					err = label(root, e.Path, e.Label)
+				}
 				break
 			}
 			fallthrough

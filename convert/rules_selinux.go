@@ -59,7 +59,11 @@ func (c *planner) selinux() error {
 		if e.Kind != Create {
 			continue
 		}
-		label, ok := fc.Lookup("/"+e.Path, 0)
+		var mode fs.FileMode
+		if e.Link != "" {
+			mode = fs.ModeSymlink
+		}
+		label, ok := fc.Lookup("/"+e.Path, mode)
 		if !ok {
 			continue
 		}

@@ -482,3 +482,9 @@ f $T/etc/udev/rules.d/70-persistent-net.rules <<'EOF'
 # Xen virtual device (vif)
 SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{address}=="00:16:3e:4a:00:99", ATTR{type}=="1", KERNEL=="eth*", NAME="eth0"
 EOF
+T=xenonly/root
+f $T/etc/rc.d/init.d/network <<'EOF'
+#!/bin/bash
+# chkconfig: 2345 10 90
+EOF
+for l in 2 3 4 5; do mkdir -p $T/etc/rc.d/rc$l.d; ln -s ../init.d/network $T/etc/rc.d/rc$l.d/S10network; done
