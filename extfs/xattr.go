@@ -21,6 +21,8 @@ import (
 // which is an index instead.
 
 const (
+	// xattrRefMax is how many inodes may share one attribute block.
+	xattrRefMax     = 1024
 	xattrHeaderSize = 32
 	xattrEntrySize  = 16
 )
@@ -276,6 +278,31 @@ func (f *FS) storeXattrs(in *inode, xs []xattr) error {
 	put32(b, 4, 1)
 	put32(b, 8, 1)
 	put32(b, 12, blockXattrHash(b))
+	// Share an identical block written earlier, as the kernel does
+	// (its mbcache): most files of a guest carry the same label set.
+	h := le32(b, 12)
+	if h != 0 {
+		for _, cand := range f.xattrBlocks[h] {
+			if cand == old {
+				continue
+			}
+			cb, err := f.readBlock(cand)
+			if err != nil || le32(cb, 0) != xattrMagic || le32(cb, 4) >= xattrRefMax || !bytes.Equal(cb[8:], b[8:]) {
+				continue
+			}
+			if old != 0 {
+				if err := f.dropXattrBlock(in, old); err != nil {
+					return err
+				}
+			}
+			put32(cb, 4, le32(cb, 4)+1)
+			f.writeBlock(cand, cb)
+			put32(in.raw, 0x68, uint32(cand))
+			put16(in.raw, 0x76, uint16(cand>>32))
+			f.addInodeBlocks(in, 1)
+			return nil
+		}
+	}
 	blk := old
 	if old != 0 {
 		ob, err := f.readBlock(old)
@@ -303,6 +330,14 @@ func (f *FS) storeXattrs(in *inode, xs []xattr) error {
 		f.addInodeBlocks(in, 1)
 	}
 	f.writeBlock(blk, b)
+	if h != 0 {
+		if f.xattrBlocks == nil {
+			f.xattrBlocks = map[uint32][]uint64{}
+		}
+		if !slices.Contains(f.xattrBlocks[h], blk) {
+			f.xattrBlocks[h] = append(f.xattrBlocks[h], blk)
+		}
+	}
 	if f.sb.compat&compatExtAttr == 0 {
 		f.sb.compat |= compatExtAttr
 		f.sbDirty = true
@@ -323,8 +358,12 @@ func (f *FS) dropXattrBlock(in *inode, blk uint64) error {
 	if refs := le32(b, 4); refs > 1 {
 		put32(b, 4, refs-1)
 		f.writeBlock(blk, b)
-	} else if err := f.freeBlockRuns([]run{{blk, 1}}); err != nil {
-		return err
+	} else {
+		if err := f.freeBlockRuns([]run{{blk, 1}}); err != nil {
+			return err
+		}
+		h := le32(b, 12)
+		f.xattrBlocks[h] = slices.DeleteFunc(f.xattrBlocks[h], func(x uint64) bool { return x == blk })
 	}
 	put32(in.raw, 0x68, 0)
 	put16(in.raw, 0x76, 0)

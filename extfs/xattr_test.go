@@ -294,3 +294,45 @@ func FuzzXattrArea(f *testing.F) {
 		}
 	})
 }
+
+// Equal attribute sets share one block (as the kernel shares them), and
+// e2fsck agrees with the reference counts through changes and deletes.
+func TestXattrBlocksShared(t *testing.T) {
+	img := mkfs(t, fsKinds[1], buildTreeOpts(t, 0, false), 16) // 128-byte inodes
+	fsys, err := Open(openDev(t, img, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := []byte("system_u:object_r:etc_t:s0\x00")
+	files := []string{"etc/fstab", "etc/hosts", "one", "empty", "bin/tool"}
+	for _, f := range files[2:] {
+		if err := fsys.SetXattr(f, "security.selinux", label); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acl := func(name string) uint64 {
+		r, err := fsys.walk("t", name, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.in.fileACL()
+	}
+	if a, b, c := acl("one"), acl("empty"), acl("bin/tool"); a == 0 || a != b || b != c {
+		t.Errorf("equal labels use blocks %d, %d, %d; want one shared block", a, b, c)
+	}
+	e2fsck(t, img)
+	if err := fsys.SetXattr("empty", "security.selinux", []byte("system_u:object_r:var_t:s0\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Remove("one"); err != nil {
+		t.Fatal(err)
+	}
+	e2fsck(t, img)
+	if got, _ := debugfsEAGet(t, img, "bin/tool", "security.selinux"); !bytes.Equal(got, label) {
+		t.Errorf("bin/tool label %q", got)
+	}
+	if err := fsys.RemoveXattr("bin/tool", "security.selinux"); err != nil {
+		t.Fatal(err)
+	}
+	e2fsck(t, img)
+}
