@@ -68,7 +68,7 @@ func (c *planner) selinux() error {
 			continue
 		}
 		e.Label = label
-		c.addRule(e, "labelled "+label+" as /"+typ+"/contexts/files/file_contexts labels its path")
+		c.addRule(e, "labelled "+label+" as /etc/selinux/"+typ+"/contexts/files/file_contexts labels its path")
 		for d := path.Dir(e.Path); d != "." && d != "/"; d = path.Dir(d) {
 			if _, seen := dirs[d]; seen {
 				break
