@@ -515,7 +515,7 @@ func TestE2ERuleLeftOut(t *testing.T) {
 		{guestgen.CentOS5LVM, "selinux", "have no security.selinux label"},
 		// Its LVM filter accepts only Xen disks: without the rule the
 		// initrd's LVM does not see the root VG on virtio.
-		{guestgen.CentOS5LVM, "lvm-filter", "VolGroup00"},
+		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`},
 	} {
 		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
 			g := guest(t, tc.spec)
