@@ -113,6 +113,22 @@ func inspectGuest(ctx context.Context, src sourceReader, d *config.Domain, maps 
 	if len(disks) == 0 {
 		return nil, nil
 	}
+	if d.Type == config.HVM {
+		// Windows: its NTFS system volume and registry, read natively.
+		var named []convert.NamedDevice
+		for _, disk := range disks {
+			named = append(named, convert.NamedDevice{Name: disk.Target, Dev: disk.Dev})
+		}
+		wv, warnings, err := convert.FindWindows(named)
+		if err != nil {
+			return nil, err
+		}
+		if wv != nil {
+			r := &report.InspectedGuest{Windows: &report.InspectedWindows{Volume: wv.Name, Windows: wv.Windows, Details: wv.Details()}, Warnings: warnings}
+			r.Warnings = append(r.Warnings, wv.Windows.Blockers()...)
+			return r, nil
+		}
+	}
 	g, err := assemble.Open(ctx, disks, assemble.ReadOnly())
 	if err != nil {
 		return nil, err

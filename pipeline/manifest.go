@@ -51,7 +51,14 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
-	Line      int    // line of the entry in the manifest
+	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
+	AllowDrift bool
+	// To are the libvirt URIs the guest may be delivered to (none: write
+	// images into Output); with several, the batch places it on one.
+	To []string
+	// Pool is the storage pool on the destination ("" means default).
+	Pool string
+	Line int // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
@@ -151,7 +158,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -168,7 +175,9 @@ type guestFields struct {
 	sourceHost                        string // an ssh:// host URL
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
-	bootCheck                         bool
+	bootCheck, allowDrift             bool
+	to                                []string
+	pool                              string
 }
 
 type manifestParser struct {
@@ -228,12 +237,42 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "to":
+			// One URI or a list of them.
+			f.to = nil
+			switch v.Kind {
+			case yaml.ScalarNode:
+				if s, ok := p.str(k, v); ok {
+					f.to = []string{s}
+				}
+			case yaml.SequenceNode:
+				for _, u := range v.Content {
+					if s, ok := p.str(k, u); ok {
+						f.to = append(f.to, s)
+					}
+				}
+				if len(v.Content) == 0 {
+					p.errorf(v, "to must name at least one libvirt URI")
+				}
+			default:
+				p.errorf(v, "to must be a libvirt URI or a list of them")
+			}
+		case "pool":
+			if s, ok := p.str(k, v); ok {
+				f.pool = s
+			}
 		case "boot_check":
 			var b bool
 			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
 				p.errorf(v, "boot_check must be true or false")
 			}
 			f.bootCheck = b
+		case "allow_drift":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "allow_drift must be true or false")
+			}
+			f.allowDrift = b
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -249,7 +288,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check or source_host"
+			want := "output, format, disk_map, boot_check, to, pool, source_host or allow_drift"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

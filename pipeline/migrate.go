@@ -397,6 +397,9 @@ func (m *migration) estimate(ctx context.Context, format string) {
 // write copies the disks and writes the guest's files into the staging
 // folder, validates and boots the result, then commits it to outDir.
 func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	if m.opts.To != "" {
+		return m.deliver(ctx, k, outDir, format, old)
+	}
 	stage, err := newStaging(outDir, m.dom.Name)
 	if err != nil {
 		return err
@@ -606,6 +609,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	case m.opts.Boot == BootNever:
 		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
 		return nil
+	case m.conv.windows != nil:
+		m.rep.Boot = &report.Boot{Skipped: windowsBootSkip}
+		return nil
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
 		return nil
@@ -623,7 +629,8 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	}
 	logName := m.dom.Name + ".boot.log"
 	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
-	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName),
+		AllowDrift: m.opts.AllowDrift, NetCheckPort: m.opts.NetCheckPort})
 	if _, serr := os.Stat(stage.path(logName)); serr == nil {
 		stage.add(logName)
 	}
@@ -643,6 +650,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 			failed = ""
 		}
 		return &bootError{err: err, stagedLog: stage.path(logName), log: failed}
+	}
+	for _, w := range b.Warnings {
+		m.rep.Warnings = append(m.rep.Warnings, "boot check: "+w)
 	}
 	m.log.Info("boot check passed", "guest", m.dom.Name, "seconds", b.Seconds, "accel", b.Accel)
 	return nil

@@ -33,6 +33,13 @@ type RunOptions struct {
 	Accel string
 	// BootTimeout bounds the boot check; 0 means 5 minutes.
 	BootTimeout time.Duration
+	// AllowDrift makes flagged first-boot drift (the guest rewrote its
+	// network config, fstab, grub.conf, ...) a warning instead of a
+	// failed boot check (a batch guest's allow_drift also allows it).
+	AllowDrift bool
+	// NetCheckPort is the TCP port the boot check's network proof
+	// connects to (22 when 0); negative turns the network proof off.
+	NetCheckPort int
 	// Workers is the number of copy workers: per disk for Migrate, for
 	// all guests together for RunBatch; 0 means 4.
 	Workers int
@@ -64,8 +71,21 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// Force replaces a guest of the same name already in OutDir.
+	// Force replaces a guest of the same name already in OutDir (and,
+	// with To, a domain and volumes of its name on the destination).
 	Force bool
+
+	// To, when set, is a libvirt URI (qemu:///system,
+	// qemu+ssh://root@kvm01/system) the guest is delivered to: its disks
+	// are streamed into volumes of Pool and the domain is defined there.
+	// OutDir then receives only NAME.xml, NAME.report.json and the boot log.
+	To string
+	// Pool is the storage pool on To; "" means "default".
+	Pool string
+	// Start starts the domain on To once it is defined.
+	Start bool
+	// Placement, when set, is recorded in the report as why To was picked.
+	Placement string
 
 	Boot BootMode
 

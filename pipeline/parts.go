@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -93,6 +94,13 @@ type conversion struct {
 	apply func() error
 	// close releases what the plan opened.
 	close func() error
+	// windows is what Windows inspection found, for a Windows guest.
+	windows *convert.Windows
+	// windowsSkip are the Windows rules left out.
+	windowsSkip map[string]bool
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.
@@ -102,9 +110,11 @@ type planOptions struct {
 }
 
 type bootOptions struct {
-	Accel   string
-	Timeout time.Duration
-	LogPath string // serial log
+	Accel        string
+	Timeout      time.Duration
+	LogPath      string // serial log
+	AllowDrift   bool
+	NetCheckPort int
 }
 
 // bootFiles are a kernel and initrd copied out of the guest.

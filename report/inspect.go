@@ -48,7 +48,17 @@ type HostDisk struct {
 type InspectedGuest struct {
 	Filesystems []InspectedFilesystem `json:"filesystems"`
 	OS          *convert.Guest        `json:"os,omitempty"`
-	Warnings    []string              `json:"warnings,omitempty"`
+	// Windows is what Windows inspection found on an NTFS system volume.
+	Windows  *InspectedWindows `json:"windows,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+}
+
+// InspectedWindows is a Windows system volume and what its registry says.
+type InspectedWindows struct {
+	Volume string `json:"volume"` // hda1
+	*convert.Windows
+	// Details are the findings as lines for people.
+	Details []string `json:"details,omitempty"`
 }
 
 // InspectedFilesystem is one filesystem found on a guest's disks.
@@ -280,6 +290,12 @@ func graphicsSummary(g config.Graphics) string {
 // writeText prints the guest section of an inspection.
 func (r *InspectedGuest) writeText(w io.Writer) {
 	var b strings.Builder
+	if win := r.Windows; win != nil {
+		fmt.Fprintf(&b, "    os:          %s\n", win.Product())
+		for _, d := range win.Details {
+			fmt.Fprintf(&b, "    windows:     %s\n", d)
+		}
+	}
 	if o := r.OS; o != nil {
 		fmt.Fprintf(&b, "    os:          %s (%s %d.%d, %s)\n", o.Product, o.Distro, o.Major, o.Minor, o.Arch)
 		for _, k := range o.Kernels {
