@@ -215,6 +215,7 @@ func TestSourceHostRendering(t *testing.T) {
 		t.Errorf("JSON round trip: %+v", back.Host)
 	}
 }
+
 // TestWriteTextWarm: the text report gives a warm migration's passes and
 // downtime.
 func TestWriteTextWarm(t *testing.T) {
