@@ -127,6 +127,12 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 	log := opts.Logger
 	sess := &warm.Session{Host: h, Guest: gs.u.Name, Dir: warmDir(outDir, name), Logger: log, Say: w.Say, Poll: w.Poll,
 		Opts: warm.Options{BlockSize: w.BlockSize, Method: w.HashMethod, Workers: opts.Workers}}
+	if opts.Progress != nil {
+		sess.Progress = func(pass int, target string, done, total, moved int64) {
+			opts.Progress(Progress{Guest: name, Disk: fmt.Sprintf("%s (pass %d)", target, pass), Done: done, Total: total,
+				Finish: done >= total, Network: moved})
+		}
+	}
 	if err := sess.Open(disks); err != nil {
 		return nil, nil, err
 	}

@@ -76,6 +76,10 @@ type Session struct {
 	// Poll is how often a guest is looked at while waiting for it to
 	// stop (5s when 0).
 	Poll time.Duration
+	// Progress, when set, is called as pass (1 or 2) goes through disk
+	// target: bytes looked at so far of total, and bytes moved over the
+	// network.
+	Progress func(pass int, target string, done, total, moved int64)
 
 	State   State
 	Resumed bool // pass 1 was done by an earlier run
@@ -99,6 +103,15 @@ func (s *Session) say(msg string) {
 		return
 	}
 	s.log().Info(msg)
+}
+
+// opts are the block engine's options for one pass over disk d.
+func (s *Session) opts(pass int, d *DiskState, disk *xenhost.Disk) Options {
+	o := s.Opts
+	if s.Progress != nil {
+		o.Progress = func(done, total int64) { s.Progress(pass, d.Target, done, total, disk.BytesRead()) }
+	}
+	return o
 }
 
 func (s *Session) statePath() string { return filepath.Join(s.Dir, "state.json") }
@@ -287,11 +300,11 @@ func (s *Session) Pass1(ctx context.Context) error {
 			s.log().Info("pass 1: copying", "disk", d.Target, "source", d.Source, "size", d.Size)
 			// Zero blocks are found by the host's hashes and not moved;
 			// a host that cannot hash gets a plain copy.
-			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, s.Opts)
+			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, s.opts(1, d, disk))
 			var ee *xenhost.ExecError
 			if err != nil && errors.As(err, &ee) && gctx.Err() == nil {
 				s.log().Warn("pass 1: the host cannot hash blocks; copying every block", "disk", d.Target, "err", err)
-				sums, st, err = Copy(gctx, disk, d.Size, f, s.Opts)
+				sums, st, err = Copy(gctx, disk, d.Size, f, s.opts(1, d, disk))
 			}
 			if err != nil {
 				return fmt.Errorf("pass 1, disk %s: %w", d.Target, err)
@@ -410,7 +423,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
-			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, s.Opts)
+			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, s.opts(2, d, disk))
 			mu.Lock()
 			d.Size = disk.Size()
 			mu.Unlock()
