@@ -369,3 +369,15 @@ func TestHostileNamesWriteNothing(t *testing.T) {
 		t.Error("the source image changed")
 	}
 }
+
+// TestInspectWarnsAboutHostileNames: inspect still shows a guest whose
+// name migrate refuses, quoted, with a warning that names the line.
+func TestInspectWarnsAboutHostileNames(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(cfg, []byte("memory = 256\nname = \"\\x1b[2Jweb/../01\"\n"), 0o644)
+	code, stdout, stderr := runCLI(t, "inspect", cfg)
+	if code != exitOK || strings.Contains(stdout, "\x1b") || !strings.Contains(stdout, `"\x1b[2Jweb/../01"`) ||
+		!strings.Contains(stdout, cfg+":2: guest name") || !strings.Contains(stdout, "migrate and batch refuse this guest") {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}

@@ -179,6 +179,9 @@ func inspectConfigs(ctx context.Context, stdin io.Reader, paths []string, opts [
 			continue
 		}
 		d.CheckDisks(maps)
+		if err := d.CheckName(); err != nil && d.Name != "" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%v: migrate and batch refuse this guest", err))
+		}
 		r := inspectResult{Domain: d}
 		if inspectGuest != nil {
 			g, err := inspectGuest(ctx, d, maps)
@@ -214,7 +217,11 @@ func writeInspectText(w io.Writer, r inspectResult) {
 		return
 	}
 	d := r.Domain
-	fmt.Fprintf(w, "%s (%s, %s)\n", orDash(d.Name), d.Source.File, d.Source.Format)
+	name := orDash(d.Name)
+	if config.CheckName(d.Name) != nil && d.Name != "" {
+		name = strconv.QuoteToASCII(d.Name) // no control bytes to the terminal
+	}
+	fmt.Fprintf(w, "%s (%s, %s)\n", name, d.Source.File, d.Source.Format)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
 	row("uuid", orDash(d.UUID))
