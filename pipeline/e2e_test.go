@@ -142,7 +142,8 @@ func TestE2EMigrateBoots(t *testing.T) {
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			// Nothing of a migration goes to $TMPDIR, where a killed run
-			// would leave it for good.
+			// would leave it for good. (The binary is built before.)
+			xen2kvm(t)
 			tmp := t.TempDir()
 			t.Setenv("TMPDIR", tmp)
 			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
