@@ -577,6 +577,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	case m.opts.Boot == BootNever:
 		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
 		return nil
+	case m.conv.windows != nil:
+		m.rep.Boot = &report.Boot{Skipped: windowsBootSkip}
+		return nil
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
 		return nil

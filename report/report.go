@@ -3,6 +3,7 @@
 // planned in-guest edits as unified diffs, the target KVM definition,
 // warnings, blockers and, after a real run, validation and boot results.
 // The same model is written as text, JSON or one self-contained HTML page.
+// It also renders what xen2kvm inspect finds (Inspection), as text or JSON.
 //
 //	g := &report.Guest{Name: "web01", ...}
 //	report.WriteText(os.Stdout, g)
@@ -86,6 +87,12 @@ type OS struct {
 	// Kernel is the kernel the KVM guest will boot.
 	Kernel string `json:"kernel,omitempty"`
 	Virtio bool   `json:"virtio"`
+	// Details are further findings, one a line (for Windows: host name,
+	// control set, boot configuration, clock, drivers).
+	Details []string `json:"details,omitempty"`
+	// Windows is what Windows inspection found (convert.Windows), for
+	// readers of the JSON.
+	Windows any `json:"windows,omitempty"`
 }
 
 // Disk is one disk of the guest.

@@ -7,6 +7,10 @@
 # kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
 # chromium (renders the HTML dry-run report in a test).
 XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+# Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
+# and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
+# hivexget reads them back.
+XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl)
 
 install_deps() {
 	local missing=()

@@ -63,7 +63,7 @@ any guest failed.
 
   # The results as JSON, for scripts:
   xen2kvm batch guests.yaml --json > results.json`,
-		Args: wrapArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
 				return err
@@ -107,7 +107,7 @@ any guest failed.
 				err = werr
 			}
 			if errors.Is(err, pipeline.ErrBatchFailed) {
-				return &hintedError{err, "each failed guest's log is listed above; fix them and run the same batch again: migrated guests are skipped"}
+				return withHint(err, "each failed guest's log is listed above; fix them and run the same batch again: migrated guests are skipped")
 			}
 			return err
 		},

@@ -71,7 +71,7 @@ its serial console.`,
 
   # A guest whose prompt reads differently, result as JSON:
   xen2kvm boot /srv/kvm/db02 --expect 'db02 login:|Password:' --json`,
-		Args: wrapArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBoot(cmd, args[0], f)
 		},
