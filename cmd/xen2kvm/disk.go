@@ -245,6 +245,9 @@ func writeDiskInfo(w io.Writer, in *diskInfo) {
 			if p.Bootable {
 				c += " (boot)"
 			}
+			if p.Missing > 0 {
+				c += fmt.Sprintf(" (cut short: the image ends %s before the partition does)", humanBytes(p.Missing))
+			}
 			fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\n", p.Number, p.Type, p.Start, humanBytes(p.Size), c)
 		}
 		tw.Flush()

@@ -381,3 +381,20 @@ func TestInspectWarnsAboutHostileNames(t *testing.T) {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
 	}
 }
+
+// TestDiskInfoCutPartition: an image shorter than its partition table
+// says shows which partition is cut and by how much.
+func TestDiskInfoCutPartition(t *testing.T) {
+	src := testDisk(t)
+	img := filepath.Join(t.TempDir(), "cut.img")
+	data, _ := os.ReadFile(src)
+	os.WriteFile(img, data[:20<<20], 0o644)
+	code, stdout, stderr := runCLI(t, "disk", "info", img)
+	if code != exitOK || !strings.Contains(stdout, "(cut short: the image ends 4.0 MiB before the partition does)") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "disk", "info", "--json", img)
+	if code != exitOK || !strings.Contains(stdout, `"missing_bytes": 4194304`) {
+		t.Errorf("exit %d\n%s", code, stdout)
+	}
+}
