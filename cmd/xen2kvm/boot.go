@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
 )
 
@@ -160,10 +161,13 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	// The runtime folder holds the kernel and initrd a PV guest boots
 	// with and the VNC password file: kept when the boot fails, so the
 	// logged command line can be rerun as it is.
-	runDir, err := os.MkdirTemp("", "xen2kvm-boot-"+dom.Name+"-")
+	// A boot killed before it could clean up leaves its folder; the next
+	// boot of the same guest removes it (scratch).
+	run, err := scratch.New("xen2kvm-boot-" + dom.Name + "-")
 	if err != nil {
 		return err
 	}
+	runDir := run.Path
 	opts := []kvmrun.Option{
 		kvmrun.WithDir(runDir),
 		kvmrun.WithQEMU(f.qemu),
@@ -186,8 +190,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	}
 	res, err := kvmrun.Boot(cmd.Context(), dom, opts...)
 	if err == nil || res == nil {
-		os.RemoveAll(runDir)
+		run.Remove()
 	} else {
+		run.Keep()
 		log.Info("runtime files kept for rerunning the command line", "dir", runDir)
 	}
 	if f.json {
