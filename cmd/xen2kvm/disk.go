@@ -72,6 +72,9 @@ terminal.`,
 				return usagef("--cluster-size %d: a power of two from 512 to 2097152", clusterSize)
 			}
 			src, dst := args[0], args[1]
+			if err := diskimg.CheckOutputPath(dst); err != nil {
+				return err // a device or FIFO: --force would not help
+			}
 			if _, err := os.Lstat(dst); err == nil && !force {
 				return withHint(fmt.Errorf("%s already exists", dst), "pass --force to replace it (check the argument order: SRC first, then DST)")
 			}

@@ -125,10 +125,10 @@ func TestConvertOntoDevicesRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, format := range []string{"raw", "qcow2"} {
-			code, _, stderr := runCLIWithin(t, 30*time.Second, "disk", "convert", "--force", "-O", format, src, dst)
+		for _, args := range [][]string{{"--force", "-O", "raw"}, {"--force", "-O", "qcow2"}, {"-O", "raw"}} {
+			code, _, stderr := runCLIWithin(t, 30*time.Second, append(append([]string{"disk", "convert"}, args...), src, dst)...)
 			if code != exitFail || !strings.Contains(stderr, dst+": output exists and is not a regular file: it is "+what) {
-				t.Errorf("%s (%s): exit %d, stderr %q", dst, format, code, stderr)
+				t.Errorf("%s (%v): exit %d, stderr %q", dst, args, code, stderr)
 			}
 		}
 		after, err := os.Lstat(dst)
@@ -218,9 +218,12 @@ func TestInterruptedSaysSo(t *testing.T) {
 	os.WriteFile(cfg, []byte("name = 'guest'\nmemory = 256\ndisk = [ 'file:"+src+",xvda,w' ]\n"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	mf := filepath.Join(t.TempDir(), "guests.yaml")
+	os.WriteFile(mf, []byte("defaults:\n  output: "+filepath.Join(dir, "out")+"\n  boot_check: false\nguests:\n  - config: "+cfg+"\n"), 0o644)
 	for _, args := range [][]string{
 		{"disk", "convert", src, filepath.Join(dir, "o.qcow2")},
 		{"migrate", cfg, "-o", filepath.Join(dir, "out"), "--no-boot-check"},
+		{"batch", mf},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runWith(ctx, args, &stdout, &stderr)
