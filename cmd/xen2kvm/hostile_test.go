@@ -234,9 +234,13 @@ func TestInterruptedSaysSo(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
 		t.Errorf("the interrupted commands left files: %v", ents)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 0 {
-		t.Errorf("the interrupted migration left files in OUTDIR: %v", ents)
-	}
+	// The batch made the guest's folder, OUTPUT/NAME; nothing is in it.
+	filepath.WalkDir(filepath.Join(dir, "out"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("the interrupted runs left %s", p)
+		}
+		return nil
+	})
 }
 
 // hostileNames are guest names that must never name a file: each would
