@@ -125,9 +125,18 @@ The disk paths in the config are those of the Xen host; when the images
 now sit elsewhere, --disk-map OLD=NEW rewrites the path prefix OLD (whole
 path components) to NEW. Give it once per prefix.
 
+NAME is the guest's name from its config, and only names of letters,
+digits and _ . - + (up to 64, not starting with . or -) are accepted: a
+name that could leave OUTDIR, hide a file or read as an option is refused
+with the config line it is on.
+
 A run that fails or is interrupted leaves nothing in OUTDIR that looks
-complete, and running it again starts afresh. An OUTDIR that already
-holds the guest is refused unless --force.
+complete, and running it again starts afresh (removing what a run killed
+while moving its files into OUTDIR left). An OUTDIR that already holds a
+finished migration of the guest, or files with the names it writes that
+no xen2kvm run recorded, is refused unless --force. --force removes only
+the files an earlier migration recorded as its own (in its report), so
+other files in OUTDIR, such as NAME-old.qcow2, stay.
 
 CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
 with no staging copy. Its config then comes from the Xen toolstack on the
