@@ -27,8 +27,7 @@ var (
 	ErrAuth = errors.New("SSH authentication failed")
 	// ErrUnreachable: the host could not be reached, or the connection
 	// could not be re-established after it dropped (see ConnError).
-	//lint:ignore ST1005 Xen is a name
-	ErrUnreachable = errors.New("Xen host unreachable")
+	ErrUnreachable = errors.New("host unreachable")
 )
 
 // HostKeyError is a host key that known_hosts does not vouch for.
@@ -83,7 +82,7 @@ func (e *ConnError) Unwrap() []error { return []error{ErrUnreachable, e.Err} }
 // after the modern ones, so a host that has anything better uses that.
 var (
 	legacyKex = []string{ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDH1SHA1, ssh.InsecureKeyExchangeDHGEXSHA1}
-	//lint:ignore SA1019 RHEL 5's sshd may have only a DSA host key
+	//lint:ignore SA1019 a RHEL 5 host may have only its DSA host key
 	legacyHostKeys = []string{ssh.KeyAlgoRSA, ssh.InsecureKeyAlgoDSA}
 	legacyCiphers  = []string{ssh.InsecureCipherAES128CBC, ssh.InsecureCipherTripleDESCBC}
 	legacyMACs     = []string{ssh.InsecureHMACSHA196}
