@@ -118,7 +118,7 @@ type BootError struct {
 }
 
 func (e *BootError) Error() string {
-	msg := fmt.Sprintf("%v on %s: %v", ErrBoot, e.URI, e.Err)
+	msg := fmt.Sprintf("the guest did not boot on %s: %v", e.URI, e.Err)
 	if e.Tail != "" {
 		msg += "\nlast console lines:\n" + e.Tail
 	}
@@ -127,7 +127,7 @@ func (e *BootError) Error() string {
 
 func (e *BootError) Unwrap() []error { return []error{ErrBoot, e.Err} }
 
-var loginPrompt = regexp.MustCompile(`(?m)login: *$|login:`)
+var loginPrompt = regexp.MustCompile(`login:`)
 
 // Boot proves the guest boots on the destination: a transient copy of
 // the domain (xml as DomainXML made it), named NAME-xen2kvm-boot, runs on
@@ -226,9 +226,9 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 		if err == nil {
 			err = errors.New("the console closed (the guest stopped)")
 		}
-		bootErr = fmt.Errorf("no %q on the console: %w", o.Expect, err)
+		bootErr = fmt.Errorf("no %s on the console: %w", what(o.Expect), err)
 	case <-timer.C:
-		bootErr = fmt.Errorf("no %q on the console within %s", o.Expect, o.Timeout)
+		bootErr = fmt.Errorf("no %s on the console within %s", what(o.Expect), o.Timeout)
 	case <-ctx.Done():
 		bootErr = ctx.Err()
 	}
@@ -241,6 +241,14 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 		return nil, &BootError{URI: d.c.uri, Err: bootErr, Tail: con.tail()}
 	}
 	return &BootResult{Seconds: time.Since(start).Seconds(), Match: match, Type: x.Type}, nil
+}
+
+// what names what the console should show.
+func what(re *regexp.Regexp) string {
+	if re == loginPrompt {
+		return "login prompt"
+	}
+	return fmt.Sprintf("match for %q", re)
 }
 
 // consoleWatch collects console output and reports the first match.

@@ -297,3 +297,30 @@ func TestE2EMigrateToKilled(t *testing.T) {
 		t.Errorf("qemu-img check: %v\n%s", err, b)
 	}
 }
+
+// TestE2EMigrateToBootFails: a boot check on the destination that fails
+// (here: it cannot reach the login prompt in 15 seconds) fails the
+// migration and leaves nothing there: no domain, no volume, no overlay.
+func TestE2EMigrateToBootFails(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	out := t.TempDir()
+	code, _, stderr := run(t, "migrate", g.Config, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "15s")
+	if code != 1 || !strings.Contains(stderr, "the guest did not boot on "+d.URI+": no login prompt on the console within 15s") {
+		t.Fatalf("exit %d, want 1 and the boot failure:\n%s", code, stderr)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("domains left: %s", l)
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+		t.Errorf("volumes left: %v", v)
+	}
+	if _, err := os.Stat(filepath.Join(out, g.Name+".boot-failed.log")); err != nil {
+		t.Errorf("no console log kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err == nil {
+		t.Error("a report marks the failed guest as done")
+	}
+}
