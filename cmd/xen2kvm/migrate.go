@@ -104,7 +104,18 @@ holds the guest is refused unless --force.
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
-the target libvirt XML, warnings and blockers.`,
+the target libvirt XML, warnings and blockers.
+
+--to URI delivers the guest into libvirt on a KVM host instead
+(qemu:///system, qemu+ssh://root@kvm01/system, qemu+tcp://HOST/system):
+each disk is streamed from the copy engine into a new volume of --pool
+(no local image), a throw-away copy of the guest boots there on overlays
+until its console shows the login prompt, and the domain is defined with
+its disks as the pool's volumes (type kvm, or qemu when the host has no
+KVM); --start starts it. OUTDIR (default .) gets NAME.xml and the report.
+A domain or volume of the guest's name there is refused unless --force;
+on a failure the volumes and domain the run made are deleted, and after a
+killed run the next one replaces what it left.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
@@ -117,6 +128,9 @@ the target libvirt XML, warnings and blockers.`,
 
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
+
+  # Deliver straight into the default pool of a KVM host and start it:
+  xen2kvm migrate /etc/xen/web01 --to qemu+ssh://root@kvm01/system --start
 
   # Run the result:
   /srv/kvm/web01/web01.sh -display none      # or: virsh define /srv/kvm/web01/web01.xml`,
