@@ -139,6 +139,13 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 			return nil, fmt.Errorf("volume %s in pool %s on %s is not xen2kvm's state of guest %s; delete it with virsh vol-delete if it is no one's", StateVolume(plan.Guest), plan.Pool, c.uri, plan.Guest)
 		}
 	}
+	if svExists {
+		// A run killed during its boot check also left the transient
+		// copy running and its overlays.
+		if err := c.removeBootLeftovers(plan.Pool, plan.Guest); err != nil {
+			return nil, err
+		}
+	}
 	var replace []string
 	for _, v := range plan.Volumes {
 		_, ok, err := c.lookupVolume(plan.Pool, v.Name)
@@ -228,6 +235,30 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 		d.files[v.Name] = f
 	}
 	return d, nil
+}
+
+// removeBootLeftovers destroys the boot check's transient copy of guest
+// and deletes its overlay volumes, when an interrupted run left them.
+func (c *Conn) removeBootLeftovers(pool, guest string) error {
+	if dom, err := c.l.DomainLookupByName(bootName(guest)); err == nil {
+		c.l.DomainDestroy(dom)
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return fmt.Errorf("storage pool %q on %s: %w", pool, c.uri, c.lost(err))
+	}
+	vols, _, err := c.l.StoragePoolListAllVolumes(p, 1, 0)
+	if err != nil {
+		return fmt.Errorf("listing pool %s on %s: %w", pool, c.uri, c.lost(err))
+	}
+	for _, v := range vols {
+		if strings.HasPrefix(v.Name, guest+"-") && strings.HasSuffix(v.Name, overlaySuffix) {
+			if err := c.deleteVolume(pool, v.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // writeState (re)writes the state volume naming the volumes.

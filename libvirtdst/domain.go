@@ -93,6 +93,12 @@ func (d *Delivery) spec(name string) (VolumeSpec, bool) {
 	return VolumeSpec{}, false
 }
 
+// overlaySuffix ends the names of the boot check's overlay volumes.
+const overlaySuffix = ".xen2kvm-boot.qcow2"
+
+// bootName is the name of the boot check's transient copy of guest.
+func bootName(guest string) string { return guest + "-xen2kvm-boot" }
+
 // BootOptions configure Boot.
 type BootOptions struct {
 	// Expect is what the console must show; nil means a login prompt.
@@ -147,7 +153,7 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 	if err := x.Unmarshal(string(xml)); err != nil {
 		return nil, fmt.Errorf("reading the domain XML: %w", err)
 	}
-	x.Name = d.plan.Guest + "-xen2kvm-boot"
+	x.Name = bootName(d.plan.Guest)
 	x.UUID = ""
 	x.OnReboot, x.OnCrash = "destroy", "destroy"
 	var overlays []string
@@ -172,7 +178,7 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 			if err != nil {
 				return nil, err
 			}
-			ov := d.plan.Guest + "-" + disk.Target.Dev + ".xen2kvm-boot.qcow2"
+			ov := d.plan.Guest + "-" + disk.Target.Dev + overlaySuffix
 			if err := d.c.deleteVolume(d.plan.Pool, ov); err != nil {
 				return nil, err
 			}

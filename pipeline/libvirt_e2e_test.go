@@ -324,3 +324,53 @@ func TestE2EMigrateToBootFails(t *testing.T) {
 		t.Error("a report marks the failed guest as done")
 	}
 }
+
+// TestE2EMigrateToKilledDuringBoot kills xen2kvm while the boot check
+// runs on the destination: the re-run stops the transient copy the killed
+// run left, deletes its overlays and finishes the guest.
+func TestE2EMigrateToKilledDuringBoot(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	args := []string{"migrate", g.Config, "--to", d.URI, "-o", t.TempDir(), "--disk-map", diskMap(g)}
+	cmd := exec.Command(xen2kvm(t), append(args, "--boot-check", "--boot-timeout", "5m")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	boot := g.Name + "-xen2kvm-boot"
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		out, _ := d.VirshErr("list", "--name")
+		if strings.Contains(out, boot) {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatal("xen2kvm ended before its boot check started")
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the boot check's transient domain never appeared")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	if out := d.Virsh(t, "list", "--name"); !strings.Contains(out, boot) {
+		t.Fatalf("the transient copy died with xen2kvm (%q): nothing for the re-run to clean", out)
+	}
+	code, _, stderr := run(t, append(args, "--no-boot-check")...)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, stderr)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains after the re-run: %q, want only %s", l, g.Name)
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 3 {
+		t.Errorf("volumes after the re-run: %v", v)
+	}
+}
