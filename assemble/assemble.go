@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"regexp"
 	"slices"
@@ -381,6 +382,11 @@ func (a *assembler) mount() {
 			continue
 		}
 		st, err := f.FS.Stat("etc/fstab")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A damaged etc or root directory: say so, it is likely why
+			// no root is found.
+			a.warnf("%s: looking for etc/fstab: %v", f.Devices[0], err)
+		}
 		if err != nil || !st.Mode().IsRegular() {
 			continue
 		}
