@@ -156,8 +156,7 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	if err := stage.writeFile(name+".xml", xml, 0o644); err != nil {
 		return err
 	}
-	m.rep.Validation = []report.Check{{Name: "output re-read", OK: true,
-		Detail: "not re-read: the images are volumes on " + m.opts.To + "; the boot check there proves them"}}
+	m.rep.Notes = append(m.rep.Notes, "the written images were not re-read and checked here: they are volumes on "+m.opts.To+"; the boot check there is their proof")
 	if err := m.remoteBoot(ctx, dl, xml, stage); err != nil {
 		return err
 	}
