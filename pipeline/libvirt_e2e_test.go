@@ -374,3 +374,38 @@ func TestE2EMigrateToKilledDuringBoot(t *testing.T) {
 		t.Errorf("volumes after the re-run: %v", v)
 	}
 }
+
+// TestE2EBatchRerunKeepsForeignDomain: a batch guest refused because the
+// destination has a domain of its name is refused again when the batch
+// is re-run (a re-run replaces only what xen2kvm's own interrupted runs
+// left), and the domain that was there is untouched.
+func TestE2EBatchRerunKeepsForeignDomain(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "foreign.xml")
+	os.WriteFile(foreign, []byte(`<domain type='qemu'><name>`+g.Name+`</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>`), 0o644)
+	d.Virsh(t, "define", foreign)
+	uuid := d.Virsh(t, "domuuid", g.Name)
+	manifest := filepath.Join(dir, "m.yaml")
+	yaml := "defaults:\n  output: " + filepath.Join(dir, "out") + "\n  boot_check: false\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: '" + d.URI + "'\nguests:\n  - config: " + g.Config + "\n"
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		code, stdout, _ := run(t, "batch", manifest, "--json")
+		if code != 1 || !strings.Contains(stdout, "domain "+g.Name+" already exists") {
+			t.Errorf("run %d: exit %d, want 1 and the guest refused:\n%s", i, code, stdout)
+		}
+	}
+	if d.Virsh(t, "domuuid", g.Name) != uuid {
+		t.Error("the batch re-run replaced the domain that was there")
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+		t.Errorf("volumes: %v", v)
+	}
+}

@@ -190,7 +190,7 @@ killed run the next one replaces what it left.`,
 			opts := pipeline.Options{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
-				To: dest.to, Pool: dest.pool, Start: dest.start,
+				To: dest.to, Pool: dest.pool, Start: dest.start, Replace: force,
 			}
 			switch {
 			case bootCheck:
@@ -216,7 +216,7 @@ killed run the next one replaces what it left.`,
 	fl.StringArrayVar(&diskMaps, "disk-map", nil, "rewrite disk paths starting with `OLD=NEW` prefix OLD to start with NEW (repeatable)")
 	fl.BoolVar(&bootCheck, "boot-check", false, "boot the result and wait for its login prompt; fail when QEMU is missing")
 	fl.BoolVar(&noBootCheck, "no-boot-check", false, "do not boot the result (default: boot it when QEMU is installed)")
-	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
+	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it (with --to: a domain and volumes of its name there, unless the domain runs)")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	dest.add(cmd)
