@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/3"
+const formatVersion = "guestgen/4"
 
 const stampName = ".guestgen-complete.json"
 
@@ -372,9 +372,9 @@ func plan(s Spec, id ids) (*diskPlan, error) {
 // non-Xen kernel's the virtio drivers; both the ext3 (ext4.ko) stack.
 func kernelModules(modDir, rel string) (map[string]*module, error) {
 	if IsXen(rel) {
-		return loadModules(modDir, fsModules, xenModules)
+		return loadModules(modDir, fsModules, acpiModules, xenModules)
 	}
-	return loadModules(modDir, fsModules, virtioModules)
+	return loadModules(modDir, fsModules, acpiModules, virtioModules)
 }
 
 // initrdModules are what mkinitrd put in a kernel's initrd on the Xen
@@ -428,7 +428,7 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 			return nil, err
 		}
 		var initrd bytes.Buffer
-		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
+		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM, LVMFilter: s.LVMFilter, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
 		if err := buildInitrd(ctx, &initrd, is, b.in.busybox); err != nil {
 			return nil, err
 		}
@@ -446,6 +446,11 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 		UUID: p.Layout.bootUUID, Tree: bootDir}); err != nil {
 		return nil, err
 	}
+	if s.SELinuxLabels {
+		if err := labelFS(img, p.Boot.Offset(), p.Boot.Bytes(), "/boot", filepath.Join(rootDir, fileContexts)); err != nil {
+			return nil, err
+		}
+	}
 	if p.VG != nil {
 		area, err := p.VG.pvArea()
 		if err != nil {
@@ -458,6 +463,11 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 	if err := mkext3(ctx, img, ext3{Offset: p.Root.Offset, Size: p.Root.Size, Label: "/",
 		UUID: p.Layout.rootUUID, BlockSize: 4096, Tree: rootDir}); err != nil {
 		return nil, err
+	}
+	if s.SELinuxLabels {
+		if err := labelFS(img, p.Root.Offset, p.Root.Size, "/", filepath.Join(rootDir, fileContexts)); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeAt(img, p.Swap.Offset, swapHeader(p.Swap.Size, b.id.uuidBytes("swap"))); err != nil {
 		return nil, err

@@ -98,6 +98,9 @@ type conversion struct {
 	windows *convert.Windows
 	// windowsSkip are the Windows rules left out.
 	windowsSkip map[string]bool
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.
@@ -107,9 +110,11 @@ type planOptions struct {
 }
 
 type bootOptions struct {
-	Accel   string
-	Timeout time.Duration
-	LogPath string // serial log
+	Accel        string
+	Timeout      time.Duration
+	LogPath      string // serial log
+	AllowDrift   bool
+	NetCheckPort int
 }
 
 // bootFiles are a kernel and initrd copied out of the guest.
