@@ -2,6 +2,7 @@ package testlibvirtd
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,4 +51,65 @@ func TestStopsEverything(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the daemon's folder %s is still there: %v", dir, err)
 	}
+}
+
+// TestReapOrphans: the folder of a test binary that died without its
+// cleanups is reaped by the next Start: the QEMU its pid file names is
+// killed and the folder removed; a live owner's folder is left alone.
+func TestReapOrphans(t *testing.T) {
+	// A stand-in QEMU: sleep under a name starting with qemu.
+	bin := filepath.Join(t.TempDir(), "qemu-reap-test")
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	data, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	qemu := exec.Command(bin, "300")
+	if err := qemu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { qemu.Wait(); close(exited) }()
+	t.Cleanup(func() { qemu.Process.Kill() })
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	orphan, live := mkOwned(t, dead.Process.Pid, qemu.Process.Pid), mkOwned(t, os.Getpid(), 0)
+	reapOrphans()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Error("the orphaned QEMU was not killed")
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the orphan's folder is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live test binary's folder was reaped: %v", err)
+	}
+}
+
+// mkOwned makes a daemon folder owned by pid, naming qemuPid (if not 0)
+// in a QEMU pid file.
+func mkOwned(t *testing.T, pid, qemuPid int) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(pid)), 0o644)
+	if qemuPid != 0 {
+		run := filepath.Join(dir, "run", "libvirt", "qemu", "run")
+		os.MkdirAll(run, 0o755)
+		os.WriteFile(filepath.Join(run, "g.pid"), []byte(strconv.Itoa(qemuPid)), 0o644)
+	}
+	return dir
 }
