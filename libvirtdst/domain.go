@@ -139,7 +139,8 @@ var loginPrompt = regexp.MustCompile(`login:`)
 // the domain (xml as DomainXML made it), named NAME-xen2kvm-boot, runs on
 // throw-away qcow2 overlays above the delivered volumes, without network
 // devices (the Xen guest may still be on the network with the same MAC),
-// until its serial console shows the expected text. The copy is then
+// until its serial console shows the expected text (across reboots of
+// the guest, such as an SELinux relabel's). The copy is then
 // destroyed and its overlays deleted; the delivered volumes are not
 // written.
 func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootResult, error) {
@@ -155,7 +156,10 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 	}
 	x.Name = bootName(d.plan.Guest)
 	x.UUID = ""
-	x.OnReboot, x.OnCrash = "destroy", "destroy"
+	// A first boot may reboot the guest (an SELinux relabel does): QEMU
+	// then resets it in place and the console stream goes on. A crash
+	// ends the proof.
+	x.OnReboot, x.OnCrash = "restart", "destroy"
 	var overlays []string
 	defer func() {
 		for _, n := range overlays {
