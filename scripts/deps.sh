@@ -10,7 +10,9 @@ XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs
 # Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
 # and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
 # hivexget reads them back.
-XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl)
+# virtio-win staging: mtools and dosfstools (fsck.fat) read back the FAT
+# first-boot disk, genisoimage makes a virtio-win-like ISO.
+XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl mtools dosfstools genisoimage)
 
 install_deps() {
 	local missing=()
