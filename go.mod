@@ -3,6 +3,7 @@ module github.com/xen2kvm/xen2kvm
 go 1.26.0
 
 require (
+	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/pmezard/go-difflib v1.0.0
 	github.com/sassoftware/go-rpmutils v0.4.0
@@ -12,7 +13,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.43.0
-	golang.org/x/term v0.37.0
+	golang.org/x/term v0.40.0
 	libvirt.org/go/libvirtxml v1.12007.0
 	www.velocidex.com/golang/go-ntfs v0.2.1
 )
@@ -44,5 +45,5 @@ require (
 	github.com/u-root/uio v0.0.0-20240224005618-d2acac8f3701 // indirect
 	github.com/ulikunitz/xz v0.5.15 // indirect
 	github.com/xi2/xz v0.0.0-20171230120015-48954b6210f8 // indirect
-	golang.org/x/crypto v0.45.0 // indirect
+	golang.org/x/crypto v0.48.0 // indirect
 )

@@ -42,7 +42,12 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
-	Line      int    // line of the entry in the manifest
+	// To are the libvirt URIs the guest may be delivered to (none: write
+	// images into Output); with several, the batch places it on one.
+	To []string
+	// Pool is the storage pool on the destination ("" means default).
+	Pool string
+	Line int // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
@@ -139,7 +144,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -155,6 +160,8 @@ type guestFields struct {
 	config, output, format, kernelRPM string
 	diskMap                           []PathMap
 	bootCheck                         bool
+	to                                []string
+	pool                              string
 }
 
 type manifestParser struct {
@@ -202,6 +209,30 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "to":
+			// One URI or a list of them.
+			f.to = nil
+			switch v.Kind {
+			case yaml.ScalarNode:
+				if s, ok := p.str(k, v); ok {
+					f.to = []string{s}
+				}
+			case yaml.SequenceNode:
+				for _, u := range v.Content {
+					if s, ok := p.str(k, u); ok {
+						f.to = append(f.to, s)
+					}
+				}
+				if len(v.Content) == 0 {
+					p.errorf(v, "to must name at least one libvirt URI")
+				}
+			default:
+				p.errorf(v, "to must be a libvirt URI or a list of them")
+			}
+		case "pool":
+			if s, ok := p.str(k, v); ok {
+				f.pool = s
+			}
 		case "boot_check":
 			var b bool
 			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
@@ -223,7 +254,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map or boot_check"
+			want := "output, format, disk_map, boot_check, to or pool"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

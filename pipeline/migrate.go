@@ -372,6 +372,9 @@ func (m *migration) estimate(ctx context.Context, format string) {
 // write copies the disks and writes the guest's files into the staging
 // folder, validates and boots the result, then commits it to outDir.
 func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	if m.opts.To != "" {
+		return m.deliver(ctx, k, outDir, format, old)
+	}
 	stage, err := newStaging(outDir, m.dom.Name)
 	if err != nil {
 		return err

@@ -57,8 +57,21 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// Force replaces a guest of the same name already in OutDir.
+	// Force replaces a guest of the same name already in OutDir (and,
+	// with To, a domain and volumes of its name on the destination).
 	Force bool
+
+	// To, when set, is a libvirt URI (qemu:///system,
+	// qemu+ssh://root@kvm01/system) the guest is delivered to: its disks
+	// are streamed into volumes of Pool and the domain is defined there.
+	// OutDir then receives only NAME.xml, NAME.report.json and the boot log.
+	To string
+	// Pool is the storage pool on To; "" means "default".
+	Pool string
+	// Start starts the domain on To once it is defined.
+	Start bool
+	// Placement, when set, is recorded in the report as why To was picked.
+	Placement string
 
 	Boot BootMode
 

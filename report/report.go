@@ -53,6 +53,9 @@ type Guest struct {
 
 	Validation []Check `json:"validation,omitempty"`
 	Boot       *Boot   `json:"boot,omitempty"`
+	// Destination is the libvirt host the guest was delivered to (migrate
+	// --to), when it was.
+	Destination *Destination `json:"destination,omitempty"`
 
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
@@ -148,6 +151,22 @@ type Boot struct {
 	// Skipped says why the boot check did not run.
 	Skipped string `json:"skipped,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+}
+
+// Destination is where a guest was delivered through libvirt.
+type Destination struct {
+	URI        string   `json:"uri"`
+	Pool       string   `json:"pool"`
+	DomainType string   `json:"domain_type"` // kvm | qemu
+	Volumes    []string `json:"volumes"`
+	// Recovered are volumes an interrupted earlier run left, replaced.
+	Recovered []string `json:"recovered,omitempty"`
+	// Replaced are existing volumes replaced because of --force.
+	Replaced []string `json:"replaced,omitempty"`
+	Defined  bool     `json:"defined"`
+	Started  bool     `json:"started"`
+	// Placement says why this destination was picked (batch with several).
+	Placement string `json:"placement,omitempty"`
 }
 
 // WriteJSON writes the guests as indented JSON: one object for one

@@ -5,8 +5,11 @@
 # (virt-xml-validate), e2fsprogs (mke2fs -d, e2fsck, debugfs), lvm2 (real
 # LVM volumes for the disk engine's tests), busybox-static and the Debian
 # kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
-# chromium (renders the HTML dry-run report in a test).
-XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+# chromium (renders the HTML dry-run report in a test), libvirt-daemon and
+# libvirt-daemon-driver-qemu (libvirtd with its storage and QEMU drivers:
+# the tests start a private one, never the system daemon, to deliver
+# migrate --to into; virsh from libvirt-clients is their oracle).
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
 # Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
 # and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
 # hivexget reads them back.

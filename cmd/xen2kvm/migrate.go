@@ -70,6 +70,7 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+		dest        destFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate CONFIG -o OUTDIR",
@@ -128,7 +129,13 @@ the target libvirt XML, warnings and blockers.`,
 				return usagef("--format %q: want qcow2 or raw", format)
 			}
 			if out == "" && !f.dryRun {
-				return usagef("missing -o OUTDIR (or use --dry-run)")
+				if dest.to == "" {
+					return usagef("missing -o OUTDIR (or use --dry-run)")
+				}
+				out = "." // --to: the report and XML land here
+			}
+			if err := dest.check(); err != nil {
+				return err
 			}
 			if bootCheck && noBootCheck {
 				return usagef("--boot-check and --no-boot-check exclude each other")
@@ -141,6 +148,7 @@ the target libvirt XML, warnings and blockers.`,
 			opts := pipeline.Options{
 				RunOptions: f.runOptions(workers, con),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
+				To: dest.to, Pool: dest.pool, Start: dest.start,
 			}
 			switch {
 			case bootCheck:
@@ -169,6 +177,7 @@ the target libvirt XML, warnings and blockers.`,
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	dest.add(cmd)
 	f.add(cmd)
 	return cmd
 }
@@ -213,6 +222,10 @@ func writeReports(stdout io.Writer, f migrateFlags, summary bool, guests ...*rep
 }
 
 func printSummary(w io.Writer, g *report.Guest) {
+	if g.Destination != nil {
+		printDelivered(w, g)
+		return
+	}
 	fmt.Fprintf(w, "Migrated %s to %s in %s\n", g.Name, g.OutDir, report.Seconds(g.Finished.Sub(g.Started).Seconds()))
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))
