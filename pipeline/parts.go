@@ -98,12 +98,16 @@ type conversion struct {
 	windows *convert.Windows
 	// windowsSkip are the Windows rules left out.
 	windowsSkip map[string]bool
+	// virtioWin, when set, is the virtio-win driver set to stage: its ISO
+	// becomes a CD-ROM and a first-boot disk is written (extraImages).
+	virtioWin *virtioWinPlan
 }
 
 // planOptions tune the conversion plan.
 type planOptions struct {
 	Skip      []string // rules left out
 	KernelRPM string   // a kernel RPM to install into a Xen-only guest
+	VirtioWin string   // the virtio-win ISO or folder to stage for a Windows guest
 }
 
 type bootOptions struct {

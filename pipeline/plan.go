@@ -56,6 +56,9 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 		}
 		c.Warnings = append(c.Warnings, warnings...)
 	}
+	if o.VirtioWin != "" {
+		c.Warnings = append(c.Warnings, "--virtio-win ignored: no Windows system volume found on the guest's disks")
+	}
 	var p *convert.Plan
 	if view != nil {
 		p, err = convert.MakePlan(g, view.root, d, convert.Options{Disable: o.Skip, KernelRPM: o.KernelRPM})
