@@ -26,6 +26,8 @@ import (
 //	    output: /srv/kvm-db
 //	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
+//	  - config: /srv/import/etc-xen/win2k8     # Windows: stage virtio-win
+//	    virtio_win: /srv/iso/virtio-win.iso
 //
 // Relative paths (config, output, the NEW side of disk_map) are relative
 // to the manifest's folder. A guest's disk_map replaces the defaults' one.
@@ -42,6 +44,9 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
+	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
+	// guest (absolute path, or "").
+	VirtioWin string
 	// To are the libvirt URIs the guest may be delivered to (none: write
 	// images into Output); with several, the batch places it on one.
 	To []string
@@ -144,7 +149,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, VirtioWin: f.virtioWin, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -158,6 +163,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 
 type guestFields struct {
 	config, output, format, kernelRPM string
+	virtioWin                         string
 	diskMap                           []PathMap
 	bootCheck                         bool
 	to                                []string
@@ -209,6 +215,10 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "virtio_win":
+			if s, ok := p.str(k, v); ok {
+				f.virtioWin = p.path(s)
+			}
 		case "to":
 			// One URI or a list of them.
 			f.to = nil
@@ -254,7 +264,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, to or pool"
+			want := "output, format, disk_map, boot_check, virtio_win, to or pool"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}
