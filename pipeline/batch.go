@@ -67,8 +67,12 @@ var ErrBatchFailed = errors.New("some guests failed")
 // RunBatch migrates the manifest's guests, opts.Jobs at a time. A guest's
 // failure never stops the others; RunBatch returns ErrBatchFailed (with
 // the full result) when any failed.
+//
+// Guests on Xen hosts (ssh:// configs) share one connection per host.
 func RunBatch(ctx context.Context, m *Manifest, opts BatchOptions) (*BatchResult, error) {
-	return runBatch(ctx, realParts(), m, opts)
+	p, closeHosts := withHosts(ctx, realParts(), opts.RunOptions)
+	defer closeHosts()
+	return runBatch(ctx, p, m, opts)
 }
 
 func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*BatchResult, error) {
@@ -195,6 +199,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	// The guest's copy workers come from the batch's shared limit, and
 	// the batch's logger is for the batch's own events.
 	gopts.Workers, gopts.Logger = lim.Size(), nil
+	gopts.AllowDrift = gopts.AllowDrift || g.AllowDrift
 	if !g.BootCheck {
 		gopts.Boot = BootNever
 	}

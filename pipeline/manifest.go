@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Manifest is a batch of guests to migrate, read from a YAML file:
@@ -28,9 +31,15 @@ import (
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
 //	  - config: /srv/import/etc-xen/win2k8     # Windows: stage virtio-win
 //	    virtio_win: /srv/iso/virtio-win.iso
+//	  - config: ssh://root@xen01/web02        # read off the Xen host
+//	  - config: app03                         # with source_host: ssh://root@xen02,
+//	    source_host: ssh://root@xen02         # the same as ssh://root@xen02/app03
 //
 // Relative paths (config, output, the NEW side of disk_map) are relative
 // to the manifest's folder. A guest's disk_map replaces the defaults' one.
+// A config that is an ssh:// URL names a guest on a Xen host; with a
+// source_host (usually in defaults), a config without a / is the name of
+// a guest on that host.
 type Manifest struct {
 	Path   string      // the manifest file
 	Guests []GuestSpec // in manifest order
@@ -47,6 +56,8 @@ type GuestSpec struct {
 	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
 	// guest (absolute path, or "").
 	VirtioWin string
+	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
+	AllowDrift bool
 	// To are the libvirt URIs the guest may be delivered to (none: write
 	// images into Output); with several, the batch places it on one.
 	To []string
@@ -138,6 +149,9 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 				p.errorf(g, "guest without config")
 				continue
 			}
+			if !p.source(&f) {
+				continue
+			}
 			if f.output == "" {
 				p.errorf(g, "guest %s has no output (set it in defaults or on the guest)", f.config)
 				continue
@@ -149,7 +163,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, VirtioWin: f.virtioWin, To: f.to, Pool: f.pool, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, VirtioWin: f.virtioWin, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -164,8 +178,10 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 type guestFields struct {
 	config, output, format, kernelRPM string
 	virtioWin                         string
+	sourceHost                        string // an ssh:// host URL
+	configNode                        *yaml.Node
 	diskMap                           []PathMap
-	bootCheck                         bool
+	bootCheck, allowDrift             bool
 	to                                []string
 	pool                              string
 }
@@ -196,7 +212,19 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			if !guest {
 				p.errorf(k, "config belongs on a guest, not in defaults")
 			} else if s, ok := p.str(k, v); ok {
-				f.config = p.path(s)
+				f.config, f.configNode = s, v
+			}
+		case "source_host":
+			if s, ok := p.str(k, v); ok {
+				u, err := xenhost.ParseURL(s)
+				switch {
+				case err != nil:
+					p.errorf(v, "source_host: %v", err)
+				case u.Name != "":
+					p.errorf(v, "source_host %s names a guest: give the host alone, ssh://[USER@]HOST[:PORT]", s)
+				default:
+					f.sourceHost = u.String()
+				}
 			}
 		case "output":
 			if s, ok := p.str(k, v); ok {
@@ -249,6 +277,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(v, "boot_check must be true or false")
 			}
 			f.bootCheck = b
+		case "allow_drift":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "allow_drift must be true or false")
+			}
+			f.allowDrift = b
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -264,13 +298,42 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, virtio_win, to or pool"
+			want := "output, format, disk_map, boot_check, to, pool, source_host, allow_drift or virtio_win"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}
 			p.errorf(k, "unknown key %q (want %s)", k.Value, want)
 		}
 	}
+}
+
+// source resolves a guest's config: an ssh:// URL is kept (checked); a
+// bare name (no /) with a source_host is that guest on the host;
+// anything else is a path relative to the manifest.
+func (p *manifestParser) source(f *guestFields) bool {
+	switch {
+	case xenhost.IsURL(f.config):
+		u, err := xenhost.ParseURL(f.config)
+		if err != nil {
+			p.errorf(f.configNode, "config: %v", err)
+			return false
+		}
+		if u.Name == "" {
+			p.errorf(f.configNode, "config %s names a host, not a guest: ssh://HOST/NAME", f.config)
+			return false
+		}
+		f.config = u.String()
+	case f.sourceHost != "" && !strings.Contains(f.config, "/"):
+		u, _ := xenhost.ParseURL(f.sourceHost)
+		if err := config.CheckName(f.config); err != nil {
+			p.errorf(f.configNode, "config %q on %s: %v", f.config, f.sourceHost, err)
+			return false
+		}
+		f.config = u.Guest(f.config).String()
+	default:
+		f.config = p.path(f.config)
+	}
+	return true
 }
 
 func (p *manifestParser) str(k, v *yaml.Node) (string, bool) {

@@ -19,6 +19,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Result is what a migration did or, for a dry run, would do.
@@ -80,8 +81,15 @@ func (e *DiskError) Unwrap() error { return e.Err }
 // Migrate migrates the Xen guest described by the config file at cfgPath.
 // It returns the Result also on failure when it got far enough to have
 // something to report; its Report then says what went wrong.
+//
+// cfgPath may be ssh://[USER@]HOST[:PORT]/NAME: the guest's config is
+// then read from the Xen toolstack on that host and its disks over SFTP
+// (see package xenhost), and the report records the host and the bytes
+// read.
 func Migrate(ctx context.Context, cfgPath string, opts Options) (*Result, error) {
-	return migrate(ctx, realParts(), cfgPath, opts)
+	p, closeHosts := withHosts(ctx, realParts(), opts.RunOptions)
+	defer closeHosts()
+	return migrate(ctx, p, cfgPath, opts)
 }
 
 func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Result, error) {
@@ -100,8 +108,25 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 		Blockers: []string{},
 	}
 	res := &Result{Report: rep}
+	var remote *guestSource
+	if hs, ok := p.source.(*hostSource); ok && xenhost.IsURL(cfgPath) {
+		gs, err := hs.guest(cfgPath)
+		if err != nil {
+			rep.Status, rep.Error = report.StatusFailed, err.Error()
+			return res, err
+		}
+		p.source, remote = gs, gs
+	}
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
 	err := m.run(ctx, cfgPath)
+	if remote != nil {
+		rep.Host = remote.report()
+		for _, dk := range m.disks {
+			if ri, ok := dk.src.(*remoteImage); ok && dk.rep != nil {
+				dk.rep.BytesRead = ri.BytesRead()
+			}
+		}
+	}
 	m.close()
 	rep.Finished = time.Now().UTC()
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -526,10 +551,14 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			start := time.Now()
 			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
 			var last atomic.Int64
+			network := func() int64 { return 0 }
+			if ri, ok := dk.src.(*remoteImage); ok {
+				network = ri.BytesRead
+			}
 			progress := func(done, total int64) {
 				last.Store(total)
 				if m.opts.Progress != nil {
-					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
+					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
 			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
@@ -542,7 +571,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			}
 			if m.opts.Progress != nil {
 				total := last.Load()
-				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true, Network: network()})
 			}
 			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
 			return nil
@@ -613,7 +642,8 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	}
 	logName := m.dom.Name + ".boot.log"
 	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
-	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName),
+		AllowDrift: m.opts.AllowDrift, NetCheckPort: m.opts.NetCheckPort})
 	if _, serr := os.Stat(stage.path(logName)); serr == nil {
 		stage.add(logName)
 	}
@@ -633,6 +663,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 			failed = ""
 		}
 		return &bootError{err: err, stagedLog: stage.path(logName), log: failed}
+	}
+	for _, w := range b.Warnings {
+		m.rep.Warnings = append(m.rep.Warnings, "boot check: "+w)
 	}
 	m.log.Info("boot check passed", "guest", m.dom.Name, "seconds", b.Seconds, "accel", b.Accel)
 	return nil

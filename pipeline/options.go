@@ -7,6 +7,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // BootMode says whether Migrate boots the result.
@@ -32,6 +33,13 @@ type RunOptions struct {
 	Accel string
 	// BootTimeout bounds the boot check; 0 means 5 minutes.
 	BootTimeout time.Duration
+	// AllowDrift makes flagged first-boot drift (the guest rewrote its
+	// network config, fstab, grub.conf, ...) a warning instead of a
+	// failed boot check (a batch guest's allow_drift also allows it).
+	AllowDrift bool
+	// NetCheckPort is the TCP port the boot check's network proof
+	// connects to (22 when 0); negative turns the network proof off.
+	NetCheckPort int
 	// Workers is the number of copy workers: per disk for Migrate, for
 	// all guests together for RunBatch; 0 means 4.
 	Workers int
@@ -40,6 +48,12 @@ type RunOptions struct {
 	SkipRules []string
 	// Progress, when set, is called as the disks are copied.
 	Progress func(Progress)
+	// SSH configures the connections to Xen hosts for ssh:// sources
+	// (keys, known_hosts, retries); nil means xenhost's defaults.
+	SSH *xenhost.Options
+	// ForceRunning migrates a guest its Xen host reports as running: the
+	// copy is only crash-consistent, and the report warns so.
+	ForceRunning bool
 	// Logger receives what Migrate does, step by step, or RunBatch's own
 	// events (guest started, done, skipped; each guest logs to its own
 	// file); nil discards.
@@ -101,6 +115,10 @@ type Progress struct {
 	Done   int64  // bytes copied so far
 	Total  int64  // bytes to copy (the disk's allocated data)
 	Finish bool   // the disk's copy is complete
+	// Network is the bytes read from the Xen host for the disk so far
+	// (ssh:// sources; 0 for local disks): with a hole-aware copy it
+	// differs from Done.
+	Network int64
 }
 
 const defaultCopyRate = 200 << 20

@@ -16,6 +16,9 @@ XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-
 # virtio-win staging: mtools and dosfstools (fsck.fat) read back the FAT
 # first-boot disk, genisoimage makes a virtio-win-like ISO.
 XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl mtools dosfstools genisoimage)
+# openssh-server (internal/testsshd runs its sshd as a stand-in Xen host for
+# the ssh:// source tests) and openssh-client (the fixture's Exec, bench/ssh.sh).
+XEN2KVM_DEBS+=(openssh-server openssh-client)
 
 install_deps() {
 	local missing=()
@@ -34,5 +37,18 @@ install_deps() {
 	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 	echo "xen2kvm: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# openssh-server and libvirt's daemon are installed for the tests, which
+	# start private instances of their own: keep the packages from starting
+	# system services (policy-rc.d 101), unless the machine already has a
+	# policy of its own.
+	local policy=/usr/sbin/policy-rc.d own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		own_policy=1
+	fi
+	local rc=0
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	[ -z "$own_policy" ] || "${sudo[@]}" rm -f "$policy"
+	return $rc
 }

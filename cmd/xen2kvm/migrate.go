@@ -25,6 +25,11 @@ type migrateFlags struct {
 	accel       string
 	bootTimeout time.Duration
 	skipRules   []string
+
+	ssh          sshFlags
+	forceRunning bool
+	allowDrift   bool
+	netPort      int
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -34,12 +39,22 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "also write the report to `FILE`: .html gives a self-contained page, .json JSON, anything else text")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator of the boot check: kvm, tcg or auto (KVM when it really works, else TCG)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 5*time.Minute, "how long the boot check waits for the login prompt")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the boot check's network proof connects to on the guest (0 turns the network proof off)")
 	var rules []string
 	for _, r := range convert.Rules() {
 		rules = append(rules, r.Name)
 	}
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
+	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	f.ssh.add(cmd)
+}
+
+// remote adds the ssh:// source options to o.
+func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipeline.RunOptions {
+	o.SSH, o.ForceRunning = f.ssh.options(cmd), f.forceRunning
+	return o
 }
 
 // runOptions are the pipeline options the flags give, drawing progress
@@ -47,6 +62,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 func (f *migrateFlags) runOptions(workers int, con *console) pipeline.RunOptions {
 	return pipeline.RunOptions{
 		DryRun: f.dryRun, Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules,
+		AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort),
 		Progress: con.progress, Logger: con.logger(),
 	}
 }
@@ -57,7 +73,19 @@ func (f *migrateFlags) check() error {
 	default:
 		return usagef("--accel %q: want kvm, tcg or auto", f.accel)
 	}
+	if f.netPort < 0 || f.netPort > 65535 {
+		return usagef("--net-check-port %d: want a TCP port, or 0 for no network proof", f.netPort)
+	}
 	return nil
+}
+
+// netCheckPort is --net-check-port as pipeline.Options and
+// firstboot.Options take it (negative: no proof).
+func netCheckPort(port int) int {
+	if port == 0 {
+		return -1
+	}
+	return port
 }
 
 func newMigrateCommand() *cobra.Command {
@@ -74,7 +102,7 @@ func newMigrateCommand() *cobra.Command {
 		dest        destFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "migrate CONFIG -o OUTDIR",
+		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
 		Short: "Migrate one Xen guest to KVM",
 		Long: `Migrate one Xen guest to KVM.
 
@@ -102,6 +130,20 @@ A run that fails or is interrupted leaves nothing in OUTDIR that looks
 complete, and running it again starts afresh. An OUTDIR that already
 holds the guest is refused unless --force.
 
+CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
+with no staging copy. Its config then comes from the Xen toolstack on the
+host (xm list -l, xm create --dryrun, or /etc/xen/NAME over SFTP) and its
+disks (image files and phy: devices alike) are read over SFTP, read-only,
+in concurrent large reads, with zero blocks dropped before they are
+written; nothing is installed, written or run on the host beyond those xm
+queries. A guest the host reports as running is refused
+(--force-running copies it anyway, crash-consistent only). A dropped
+connection is re-established and the copy goes on (--ssh-retries times);
+a host that is gone fails the guest and leaves nothing that looks
+complete. The report records the host, where the config came from and
+the bytes read; progress shows the network throughput. SSH keys, agent,
+password prompt and host key checks are as for xen2kvm inspect.
+
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
@@ -109,6 +151,9 @@ the target libvirt XML, warnings and blockers.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
+
+  # Straight from the Xen host, no staging copy:
+  xen2kvm migrate ssh://root@xen01/web01 -o /srv/kvm/web01
 
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html
@@ -150,7 +195,7 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM, VirtioWin: virtioWin,
 				To: dest.to, Pool: dest.pool, Start: dest.start,
 			}
@@ -241,10 +286,28 @@ func printSummary(w io.Writer, g *report.Guest) {
 			fmt.Fprintf(w, "  boot check skipped: %s\n", b.Skipped)
 		case b.OK:
 			fmt.Fprintf(w, "  boot check: login prompt reached in %s (%s)\n", report.Seconds(b.Seconds), b.Accel)
+			printFirstBoot(w, b)
 		}
 	}
 	for _, warn := range g.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
 	fmt.Fprintf(w, "  run it: %s\n", filepath.Join(g.OutDir, g.Name+".sh"))
+}
+
+// printFirstBoot summarises a passed boot check's first-boot proof.
+func printFirstBoot(w io.Writer, b *report.Boot) {
+	if b.Reboots > 0 {
+		fmt.Fprintf(w, "  the guest rebooted %d time(s) on its own first\n", b.Reboots)
+	}
+	if n := b.Network; n != nil && n.OK {
+		fmt.Fprintf(w, "  network: proven by %s (%s)\n", n.Proof, n.Detail)
+	}
+	if d := b.Drift; d != nil {
+		var names []string
+		for _, f := range d.Files {
+			names = append(names, "/"+f.Path)
+		}
+		fmt.Fprintf(w, "  first boot changed %d files, %d flagged: %s\n", len(d.Files), d.Flagged, strings.Join(names, " "))
+	}
 }
