@@ -24,6 +24,16 @@ type Spec struct {
 	// first is the default entry. A release ending in "xen" is a Xen
 	// kernel (console=xvc0, the Xen block driver in its initrd).
 	Kernels []string
+	// LVMFilter gives /etc/lvm/lvm.conf and the initrd's copy a filter
+	// that accepts only the Xen disks (xvd*), as hosts that hide their
+	// own volumes from guests' LVM have: on virtio the root VG is not
+	// found unless the conversion rewrites it. Needs LVM.
+	LVMFilter bool
+	// SELinuxLabels gives the guest the targeted policy's file_contexts
+	// and a security.selinux label on every file (SELinux is enforcing
+	// in every guest), so files a conversion writes can be checked for
+	// theirs.
+	SELinuxLabels bool
 	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
 	// on /data.
 	DataDisk bool
@@ -65,10 +75,13 @@ var (
 	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
 	// default and a non-Xen kernel installed.
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, and a
-	// static address on eth0.
-	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"},
-		IPAddr: "192.168.122.50/24", Gateway: "192.168.122.1"}
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, as real
+	// RHEL 5 guests are: an LVM filter that accepts only Xen disks,
+	// SELinux labels on every file, kernel-debug of the same version as
+	// kernel installed beside kernel-xen, and a static address on eth0.
+	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
+		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
+		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
 	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
 	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
@@ -135,6 +148,9 @@ func (s Spec) validate() error {
 		}
 	} else if len(s.Kernels) == 0 {
 		errs = append(errs, fmt.Errorf("a PV guest needs at least one kernel"))
+	}
+	if s.LVMFilter && !s.LVM {
+		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
 	}
 	seen := map[string]bool{}
 	for _, k := range s.Kernels {

@@ -161,10 +161,19 @@ func TestE2EMigrateBoots(t *testing.T) {
 				t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
 			}
 			firstBootProven(t, rep.Boot, s)
+			labelled := false
 			for _, c := range rep.Validation {
 				if !c.OK {
 					t.Errorf("validation %s: %s", c.Name, c.Detail)
 				}
+				labelled = labelled || c.Name == "SELinux labels on the files xen2kvm wrote" && strings.HasSuffix(c.Detail, "files labelled")
+			}
+			if s.SELinuxLabels && !labelled {
+				t.Errorf("no SELinux label check read the files xen2kvm wrote back: %+v", rep.Validation)
+			}
+			// kernel-debug of the same version is never the kernel chosen.
+			if rep.OS == nil || strings.Contains(rep.OS.Kernel, "debug") {
+				t.Errorf("boots %+v, want the plain kernel", rep.OS)
 			}
 			serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
 			if !bytes.Contains(serial, []byte("login:")) {
@@ -545,15 +554,23 @@ func TestE2EDryRunReport(t *testing.T) {
 // leaves a finished guest behind.
 func TestE2ERuleLeftOut(t *testing.T) {
 	needE2E(t)
-	g := guest(t, guestgen.CentOS5PV)
-	sourcesUnchanged(t, g)
 	for _, tc := range []struct {
+		spec       guestgen.Spec
 		rule, want string
 	}{
-		{"initrd", "initrd loads the virtio drivers"},
-		{"console", "boot check failed"},
+		{guestgen.CentOS5PV, "initrd", "initrd loads the virtio drivers"},
+		{guestgen.CentOS5PV, "console", "boot check failed"},
+		// The LVM guest's files carry SELinux labels: without the rule,
+		// the files xen2kvm creates have none, and reading the output
+		// back names them.
+		{guestgen.CentOS5LVM, "selinux", "have no security.selinux label"},
+		// Its LVM filter accepts only Xen disks: without the rule the
+		// initrd's LVM does not see the root VG on virtio.
+		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`},
 	} {
-		t.Run(tc.rule, func(t *testing.T) {
+		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
+			g := guest(t, tc.spec)
+			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			code, _, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
 				"--boot-check", "--accel", "tcg", "--boot-timeout", "120s")

@@ -101,6 +101,9 @@ type conversion struct {
 	// virtioWin, when set, is the virtio-win driver set to stage: its ISO
 	// becomes a CD-ROM and a first-boot disk is written (extraImages).
 	virtioWin *virtioWinPlan
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.
