@@ -406,3 +406,30 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableNTFSTakenForWindows: guestgen's opaque HVM guest has an
+// NTFS boot sector and nothing behind it; the dry run warns that it cannot
+// read it and still gives the guest Windows' hardware.
+func TestUnreadableNTFSTakenForWindows(t *testing.T) {
+	g, err := guestgen.Build(context.Background(), t.TempDir(), guestgen.Windows2003HVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{RunOptions: pipeline.RunOptions{DryRun: true},
+		DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if !strings.Contains(strings.Join(r.Warnings, "\n"), "NTFS volume xen2kvm cannot read") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	for _, want := range []string{`<model type="cirrus">`, `<timer name="rtc" tickpolicy="catchup">`} {
+		if !strings.Contains(r.TargetXML, want) {
+			t.Errorf("XML lacks %s", want)
+		}
+	}
+	if len(r.Edits) != 0 {
+		t.Errorf("edits planned on an unreadable volume: %+v", r.Edits)
+	}
+}
