@@ -51,6 +51,9 @@ type Windows struct {
 	Dirty      bool `json:"volume_dirty,omitempty"`
 	Hibernated bool `json:"hibernated,omitempty"`
 	LogPending bool `json:"hive_log_pending,omitempty"`
+	// SoftwareLogPending: the same for the SOFTWARE hive (product
+	// information unread).
+	SoftwareLogPending bool `json:"software_hive_log_pending,omitempty"`
 
 	configDir string // WINDOWS/system32/config, as spelt on the volume
 }
@@ -184,9 +187,12 @@ func InspectWindows(v *ntfs.Volume) (*Windows, error) {
 	if err := w.inspectSystem(sys); err != nil {
 		return nil, fmt.Errorf("reading the SYSTEM hive: %w", err)
 	}
-	if soft, err := w.readHive(v, "SOFTWARE"); err == nil {
+	switch soft, err := w.readHive(v, "SOFTWARE"); {
+	case err == nil:
 		w.inspectSoftware(soft)
-	} else if !errors.Is(err, ntfs.ErrNotFound) {
+	case errors.Is(err, hive.ErrDirty):
+		w.SoftwareLogPending = true
+	case !errors.Is(err, ntfs.ErrNotFound):
 		return nil, err
 	}
 	return w, nil
@@ -425,8 +431,12 @@ func (w *Windows) Blockers() []string {
 	if w.Dirty {
 		b = append(b, "the NTFS volume is dirty (Windows did not shut down cleanly): boot it on Xen and shut it down cleanly, or run chkdsk, first")
 	}
-	if w.LogPending {
-		b = append(b, "the SYSTEM hive's transaction log has not been applied (sequence numbers differ): boot Windows on Xen once and shut it down cleanly first")
+	if w.LogPending || w.SoftwareLogPending {
+		which := "SYSTEM"
+		if !w.LogPending {
+			which = "SOFTWARE"
+		}
+		b = append(b, "the "+which+" hive's transaction log has not been applied (sequence numbers differ): boot Windows on Xen once and shut it down cleanly first")
 	}
 	return b
 }
