@@ -142,7 +142,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
-				"--boot-check", "--accel", "tcg", "--boot-timeout", "3m", "--json")
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "5m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
 			}
@@ -186,7 +186,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			// And xen2kvm boot OUTDIR boots the result again on its own.
 			before := testutil.HashFile(t, img)
-			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "3m", "--json")
+			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "5m", "--json")
 			if code != 0 {
 				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
 			}
@@ -405,7 +405,7 @@ guests:
     disk_map:
       /var/lib/xen/images: `+filepath.Dir(xenOnly.Images[0])+`
 `), 0o644)
-	code, stdout, stderr := run(t, "batch", manifest, "--jobs", "2", "--accel", "tcg", "--boot-timeout", "3m", "--json")
+	code, stdout, stderr := run(t, "batch", manifest, "--jobs", "2", "--accel", "tcg", "--boot-timeout", "5m", "--json")
 	if code != 1 {
 		t.Fatalf("batch: exit %d, want 1\n%s", code, stderr)
 	}
