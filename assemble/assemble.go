@@ -27,11 +27,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/lvm"
@@ -108,10 +110,15 @@ type Option func(*options)
 
 type options struct {
 	readOnly bool
+	now      func() time.Time
 }
 
 // ReadOnly opens every filesystem read-only; writes through Root fail.
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithClock sets the clock for the timestamps written into the guest's
+// filesystems (default time.Now), for output that is the same on every run.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // Open assembles the guest from its disks, given in the guest's order.
 // Partition tables and LVM metadata that are corrupt are errors; a disk
@@ -174,6 +181,9 @@ func (a *assembler) run(ctx context.Context, disks []Disk) (*Guest, error) {
 		for _, p := range tab.Partitions {
 			pname := "/dev/" + partitionName(name, p.Number)
 			a.devices[pname] = true
+			if p.Cut > 0 && !p.Extended {
+				a.warnf("%s: the image is %d bytes shorter than its partition table says (was it copied completely?): the missing end of the partition reads as zeros", pname, p.Cut)
+			}
 			if p.Extended {
 				continue
 			}
@@ -245,6 +255,9 @@ func (a *assembler) probe(dev diskimg.Device, names []string) {
 		if a.o.readOnly {
 			opts = append(opts, extfs.ReadOnly())
 		}
+		if a.o.now != nil {
+			opts = append(opts, extfs.WithClock(a.o.now))
+		}
 		fsys, err := extfs.Open(dev, opts...)
 		var fe *extfs.FeatureError
 		if errors.As(err, &fe) && fe.Write {
@@ -258,6 +271,9 @@ func (a *assembler) probe(dev diskimg.Device, names []string) {
 			a.warnf("%s: %v", names[0], err)
 		} else {
 			f.FS = fsys
+			if fsys.HasErrors() {
+				a.warnf("%s: the filesystem's superblock records errors the kernel found that e2fsck has not repaired: run e2fsck -fn on a copy of the source image to see them", names[0])
+			}
 		}
 	}
 	a.g.Filesystems = append(a.g.Filesystems, f)
@@ -366,6 +382,11 @@ func (a *assembler) mount() {
 			continue
 		}
 		st, err := f.FS.Stat("etc/fstab")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A damaged etc or root directory: say so, it is likely why
+			// no root is found.
+			a.warnf("%s: looking for etc/fstab: %v", f.Devices[0], err)
+		}
 		if err != nil || !st.Mode().IsRegular() {
 			continue
 		}

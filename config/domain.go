@@ -101,6 +101,8 @@ type Domain struct {
 type Source struct {
 	File   string `json:"file,omitempty"`
 	Format Format `json:"format"`
+	// NameLine is the line of the guest's name in File, 0 when unknown.
+	NameLine int `json:"-"`
 }
 
 // Disk is one virtual block device of a guest.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ func parseLibvirt(data []byte, file string) (*Domain, error) {
 		return nil, &SyntaxError{File: file, Msg: fmt.Sprintf("libvirt domain type %q: only type='xen' domains are Xen guests", x.Type)}
 	}
 	d := &Domain{Name: x.Name}
+	d.Source.NameLine = elementLine(data, "<name>")
 	if x.UUID != "" {
 		d.UUID = normalizeUUID(x.UUID, d)
 	}
@@ -123,6 +125,9 @@ func parseLibvirt(data []byte, file string) (*Domain, error) {
 		for _, disk := range dev.Disks {
 			d.Disks = append(d.Disks, diskFromLibvirt(disk))
 		}
+		if err := checkDiskTargets(file, d.Disks, nil); err != nil {
+			errs = append(errs, err)
+		}
 		for _, nic := range dev.Interfaces {
 			d.NICs = append(d.NICs, nicFromLibvirt(nic))
 		}
@@ -191,6 +196,16 @@ func fileName(file string) string {
 }
 
 // filePos is "file:line" for warnings.
+// elementLine is the line of the first occurrence of tag in data, or 0.
+// The domain's <name> is the first element of that name in libvirt XML.
+func elementLine(data []byte, tag string) int {
+	i := bytes.Index(data, []byte(tag))
+	if i < 0 {
+		return 0
+	}
+	return bytes.Count(data[:i], []byte("\n")) + 1
+}
+
 func filePos(file string, line int) string {
 	return fmt.Sprintf("%s:%d", fileName(file), line)
 }

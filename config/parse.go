@@ -126,7 +126,7 @@ func Parse(data []byte, file string, opts ...Option) (*Domain, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.Source = Source{File: file, Format: f}
+	d.Source = Source{File: file, Format: f, NameLine: d.Source.NameLine}
 	d.applyDefaults()
 	return d, nil
 }

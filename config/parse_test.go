@@ -44,7 +44,7 @@ pae = 1.0
 			{Backend: "file", Format: "raw", Source: "/srv/iso/x.iso", Target: "hdc", Device: "cdrom", Mode: "r", Bus: "ide"},
 		},
 		NICs:   []NIC{{MAC: "00:16:3e:00:00:01", Bridge: "xenbr0"}},
-		Source: Source{File: "web01", Format: FormatXM},
+		Source: Source{File: "web01", Format: FormatXM, NameLine: 2},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
@@ -294,7 +294,7 @@ func TestSXP(t *testing.T) {
 		Warnings: []string{
 			"rhel5.sxp:12: unknown setting cpu_weight = 256 kept but not used",
 		},
-		Source: Source{File: "rhel5.sxp", Format: FormatSXP},
+		Source: Source{File: "rhel5.sxp", Format: FormatSXP, NameLine: 9},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
@@ -361,7 +361,7 @@ func TestLibvirtXML(t *testing.T) {
 		MemoryMiB: 512, MaxMemoryMiB: 1024, VCPUs: 1, MaxVCPUs: 2, Bootloader: "/usr/bin/pygrub",
 		Disks:  []Disk{{Backend: "tap:aio", Format: "raw", Source: "/var/lib/xen/images/lv.img", Target: "xvda", Device: "disk", Mode: "w", Bus: "xen"}},
 		NICs:   []NIC{{MAC: "00:16:3e:00:00:02", Bridge: "xenbr0", Script: "vif-bridge"}},
-		Source: Source{File: "lv.xml", Format: FormatLibvirt},
+		Source: Source{File: "lv.xml", Format: FormatLibvirt, NameLine: 2},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)

@@ -260,9 +260,10 @@ var sxpRuntime = map[string]bool{
 
 // sxpDomain maps a parsed (domain ...) or (vm ...) onto a Domain.
 type sxpDomain struct {
-	file string
-	d    *Domain
-	errs []error
+	file      string
+	d         *Domain
+	errs      []error
+	diskLines []int // line of each of d.Disks
 }
 
 func parseSXP(data []byte, file string) (*Domain, error) {
@@ -278,6 +279,9 @@ func parseSXP(data []byte, file string) (*Domain, error) {
 	d := &Domain{Warnings: warns}
 	m := &sxpDomain{file: file, d: d}
 	m.read(root)
+	if err := checkDiskTargets(file, d.Disks, m.diskLines); err != nil {
+		m.errs = append(m.errs, err)
+	}
 	if len(m.errs) > 0 {
 		return nil, errors.Join(m.errs...)
 	}
@@ -346,6 +350,7 @@ func (m *sxpDomain) read(root sxp) {
 		switch key {
 		case "name":
 			d.Name = n.value()
+			d.Source.NameLine = n.line
 		case "uuid":
 			d.UUID = normalizeUUID(n.value(), d)
 		case "memory":
@@ -626,6 +631,7 @@ func (m *sxpDomain) readDisk(n sxp) {
 		return
 	}
 	m.d.Disks = append(m.d.Disks, disk)
+	m.diskLines = append(m.diskLines, n.line)
 }
 
 var sxpVifKeys = map[string]bool{"mac": true, "bridge": true, "script": true, "type": true, "model": true, "ip": true,

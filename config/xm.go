@@ -255,6 +255,9 @@ func (r *xmReader) read() error {
 	}
 
 	setStr(&d.Name, "name")
+	if a := r.vals["name"]; a != nil {
+		d.Source.NameLine = a.line
+	}
 	if u, ok, err := r.str("uuid"); ok {
 		d.UUID = normalizeUUID(u, d)
 	} else {
@@ -391,6 +394,7 @@ func (r *xmReader) read() error {
 
 	// Devices.
 	if vs, _, err := r.strList("disk"); err == nil {
+		var lines []int
 		for i, v := range vs {
 			disk, warns, err := parseDiskSpec(v.str, r.format)
 			if err != nil {
@@ -401,7 +405,9 @@ func (r *xmReader) read() error {
 				d.warnf("%s: disk %d (%q): %s", r.pos(v.line), i+1, v.str, w)
 			}
 			d.Disks = append(d.Disks, disk)
+			lines = append(lines, v.line)
 		}
+		check(checkDiskTargets(r.file, d.Disks, lines))
 	} else {
 		check(err)
 	}

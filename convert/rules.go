@@ -18,7 +18,8 @@ type Rule struct {
 // (Rules, Options.Disable, Edit.Rule) derives from it. To add a rule,
 // write its planner method in the rules_*.go file of its family (boot
 // loader, disks, packages, modules and initrd, console, SELinux, network)
-// and add its line here.
+// and add its line here. The Windows rules (win-*) have no planner:
+// PlanWindows carries them out on a Windows guest's registry.
 var rules = []Rule{
 	{"grub", "grub.conf boots a non-Xen kernel by default, with KVM's disk names and the serial console", (*planner).grub},
 	{"device-map", "grub's device.map and /etc/sysconfig/grub name KVM's disks", (*planner).deviceMapRule},
@@ -33,6 +34,10 @@ var rules = []Rule{
 	{"xenpv", "the Xen PV-on-HVM drivers (kmod-xenpv) are never loaded", (*planner).xenpv},
 	{"selinux", "/.autorelabel, so files written by xen2kvm get their SELinux labels at the first boot", (*planner).selinux},
 	{"network", "warnings for interface configs whose HWADDR no NIC of the config has", (*planner).network},
+	{RuleWinXenPV, "Windows: the Xen PV drivers (GPLPV, Red Hat xenpv-win, Citrix) are disabled (Start=4) in every control set", nil},
+	{RuleWinFilters, "Windows: the Xen PV drivers are taken out of the device classes' UpperFilters/LowerFilters", nil},
+	{RuleWinCPU, "Windows: intelppm and processr are disabled (0x7E when the CPU changes)", nil},
+	{RuleWinIDE, "Windows: atapi, intelide and pciide are boot-start (Start=0) for QEMU's IDE", nil},
 }
 
 // Rules lists the conversion rules in the order they run.

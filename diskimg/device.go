@@ -52,6 +52,10 @@ var (
 	ErrReadOnly = errors.New("device is read-only")
 	// ErrNotSupported is returned for an optional capability a device lacks.
 	ErrNotSupported = errors.New("not supported")
+	// ErrNotImage is returned by Open for a path that is neither a regular
+	// file nor a block device: a FIFO, socket, character device or
+	// folder, which could block a reader forever or never end.
+	ErrNotImage = errors.New("not a disk image file or block device")
 
 	// ErrCorrupt is matched by errors about damaged or truncated images;
 	// the message names the file and the problem.

@@ -87,12 +87,41 @@ type chainError struct{ err error }
 func (e *chainError) Error() string { return e.err.Error() }
 func (e *chainError) Unwrap() error { return e.err }
 
+// CheckImageMode refuses a file mode that is not a regular file or a
+// block device, naming what path is.
+func CheckImageMode(path string, m os.FileMode) error {
+	var what string
+	switch {
+	case m.IsRegular(), m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
+		return nil
+	case m.IsDir():
+		what = "a folder"
+	case m&os.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&os.ModeSocket != 0:
+		what = "a socket"
+	case m&os.ModeCharDevice != 0:
+		what = "a character device"
+	default:
+		what = "of mode " + m.String()
+	}
+	return fmt.Errorf("%s: %w: it is %s", path, ErrNotImage, what)
+}
+
 // open opens path; chain holds the images above it in a backing chain.
 func open(path, wantFormat string, chain []*Image) (*Image, error) {
 	if len(chain) > maxBackingDepth {
 		return nil, &chainError{fmt.Errorf("%s: %w: backing chain deeper than %d images", chain[0].path, ErrCorrupt, maxBackingDepth)}
 	}
-	f, err := os.Open(path) // O_RDONLY: sources are never opened for writing
+	// O_RDONLY: sources are never opened for writing. O_NONBLOCK: opening
+	// a FIFO does not wait for a writer; it is refused below (Fd puts
+	// the descriptor back into blocking mode for the reads).
+	if st, err := os.Stat(path); err == nil {
+		if err := CheckImageMode(path, st.Mode()); err != nil {
+			return nil, err // a socket cannot even be opened
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +131,11 @@ func open(path, wantFormat string, chain []*Image) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := CheckImageMode(path, st.Mode()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Fd()
 	for _, up := range chain {
 		if ust, err := up.f.Stat(); err == nil && os.SameFile(st, ust) {
 			f.Close()

@@ -207,6 +207,14 @@ func (f *FS) desc(g uint32) groupDesc {
 // Label returns the volume label.
 func (f *FS) Label() string { return f.sb.volumeName }
 
+// HasErrors tells whether the superblock records that the kernel found
+// errors in the filesystem (s_state's error bit, or a nonzero
+// s_error_count): e2fsck has not repaired it since.
+func (f *FS) HasErrors() bool {
+	const stateErrors = 0x2
+	return le16(f.sb.raw[:], 0x3A)&stateErrors != 0 || le32(f.sb.raw[:], 0x194) != 0
+}
+
 // UUID returns the filesystem UUID in the usual 8-4-4-4-12 form.
 func (f *FS) UUID() string {
 	u := f.sb.uuid

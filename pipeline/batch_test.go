@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,5 +154,61 @@ func TestBatchSameNameTwice(t *testing.T) {
 	}
 	if ok != 1 || dup != 1 {
 		t.Errorf("%+v", res.Guests)
+	}
+}
+
+// TestBatchRedoesGuestWithMissingOutput: a guest recorded as migrated
+// is skipped only while every file its report lists is still there.
+func TestBatchRedoesGuestWithMissingOutput(t *testing.T) {
+	for _, lost := range []string{"good1-vda.raw", "good1.xml", "good1.sh", "good1.report.json"} {
+		t.Run(lost, func(t *testing.T) {
+			f, m, out := batchFixture(t)
+			m.Guests = m.Guests[:1]
+			if _, err := runBatch(context.Background(), f.parts(), m, BatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(out, "good1", lost))
+			res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{})
+			if err != nil || res.Guests[0].Status != GuestMigrated {
+				t.Fatalf("re-run: %v %+v", err, res.Guests)
+			}
+			if _, err := os.Stat(filepath.Join(out, "good1", lost)); err != nil {
+				t.Errorf("%s not written again: %v", lost, err)
+			}
+			res, err = runBatch(context.Background(), f.parts(), m, BatchOptions{})
+			if err != nil || res.Guests[0].Status != GuestSkipped {
+				t.Errorf("third run: %v %+v", err, res.Guests)
+			}
+		})
+	}
+}
+
+// TestBatchRefusesHostileNames: a guest whose name is not a plain file
+// name fails (naming the config) and nothing is written for it.
+func TestBatchRefusesHostileNames(t *testing.T) {
+	f, m, out := batchFixture(t)
+	g := m.Guests[0]
+	var specs []GuestSpec
+	for i, name := range []string{"../../../../tmp/x/pwn", "..", ".", "--force", "a/b", "a\nb", "a\x00b", "\xff\xfe"} {
+		s := g
+		s.Config = fmt.Sprintf("%s-evil%d", g.Config, i)
+		d := *f.domains[g.Config]
+		d.Name = name
+		d.Source.File = s.Config
+		f.domains[s.Config] = &d
+		specs = append(specs, s)
+	}
+	m.Guests = specs
+	res, err := runBatch(context.Background(), f.parts(), m, BatchOptions{Jobs: 2})
+	if !errors.Is(err, ErrBatchFailed) || res.Failed != len(specs) {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	for _, r := range res.Guests {
+		if !strings.Contains(r.Error, "guest name") || !strings.Contains(r.Error, filepath.Base(r.Config)) || r.OutDir != "" {
+			t.Errorf("%s: %+v", r.Config, r)
+		}
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("output folder holds %d entries", len(ents))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
@@ -25,6 +26,10 @@ func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o 
 	}
 	res, err := firstboot.Check(ctx, k, firstboot.Options{
 		Boot: []kvmrun.Option{
+			// The runtime folder (kernel, initrd, QMP socket, network
+			// capture) is in the staging folder: a killed run leaves it
+			// where the next run removes it, not in $TMPDIR.
+			kvmrun.WithDir(filepath.Join(dir, ".run")),
 			kvmrun.WithAccel(accel),
 			kvmrun.WithTimeout(o.Timeout),
 			kvmrun.WithSerialLog(o.LogPath),

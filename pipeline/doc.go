@@ -1,6 +1,7 @@
 // Package pipeline runs xen2kvm's migrations: one guest (Migrate), many
 // guests from a manifest (RunBatch), or either as a dry run that writes
-// nothing but its report.
+// nothing but its report. Inspect reads configs and looks inside the
+// guests' disks without converting anything.
 //
 // One migration inspects the guest, plans the conversion, applies it into a
 // copy-on-write overlay above the read-only source disks, copies every disk

@@ -19,6 +19,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Result is what a migration did or, for a dry run, would do.
@@ -42,6 +43,18 @@ var (
 	// ErrNoQEMU: a boot check was required but QEMU is not installed.
 	ErrNoQEMU = errors.New("qemu-system-x86_64 not found")
 )
+
+// ErrInterrupted: the migration was cancelled (SIGINT, SIGTERM) before
+// it finished; nothing that looks complete was left.
+var ErrInterrupted = errors.New("interrupted")
+
+// interruptedError says "interrupted" where the cancellation surfaced as
+// "copying disk xvda: context canceled"; it matches ErrInterrupted and
+// context.Canceled.
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string   { return "interrupted" }
+func (e *interruptedError) Unwrap() []error { return []error{ErrInterrupted, e.err} }
 
 // BlockedError lists the blockers that stop a migration.
 type BlockedError struct {
@@ -68,8 +81,15 @@ func (e *DiskError) Unwrap() error { return e.Err }
 // Migrate migrates the Xen guest described by the config file at cfgPath.
 // It returns the Result also on failure when it got far enough to have
 // something to report; its Report then says what went wrong.
+//
+// cfgPath may be ssh://[USER@]HOST[:PORT]/NAME: the guest's config is
+// then read from the Xen toolstack on that host and its disks over SFTP
+// (see package xenhost), and the report records the host and the bytes
+// read.
 func Migrate(ctx context.Context, cfgPath string, opts Options) (*Result, error) {
-	return migrate(ctx, realParts(), cfgPath, opts)
+	p, closeHosts := withHosts(ctx, realParts(), opts.RunOptions)
+	defer closeHosts()
+	return migrate(ctx, p, cfgPath, opts)
 }
 
 func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Result, error) {
@@ -88,10 +108,30 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 		Blockers: []string{},
 	}
 	res := &Result{Report: rep}
+	var remote *guestSource
+	if hs, ok := p.source.(*hostSource); ok && xenhost.IsURL(cfgPath) {
+		gs, err := hs.guest(cfgPath)
+		if err != nil {
+			rep.Status, rep.Error = report.StatusFailed, err.Error()
+			return res, err
+		}
+		p.source, remote = gs, gs
+	}
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
 	err := m.run(ctx, cfgPath)
+	if remote != nil {
+		rep.Host = remote.report()
+		for _, dk := range m.disks {
+			if ri, ok := dk.src.(*remoteImage); ok && dk.rep != nil {
+				dk.rep.BytesRead = ri.BytesRead()
+			}
+		}
+	}
 	m.close()
 	rep.Finished = time.Now().UTC()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = &interruptedError{err}
+	}
 	if err != nil {
 		if errors.Is(err, ErrBlocked) {
 			rep.Status = report.StatusBlocked
@@ -155,6 +195,9 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	}
 	m.dom = d
 	m.rep.Name = d.Name
+	if err := d.CheckName(); err != nil {
+		return err
+	}
 	m.rep.Source = summarize(d)
 	m.rep.Warnings = append(m.rep.Warnings, d.Warnings...)
 	m.log.Info("read config", "guest", d.Name, "file", cfgPath, "type", d.Type, "disks", len(d.Disks))
@@ -171,11 +214,21 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 			return err
 		}
 		m.closers = append(m.closers, func() error { unlock(); return nil })
-		if old, err = guestFiles(outDir, d.Name); err != nil {
+		st, err := readOutput(outDir, d.Name)
+		if err != nil {
 			return fmt.Errorf("reading output folder: %w", err)
 		}
-		if len(old) > 0 && !m.opts.Force {
-			return &ExistsError{OutDir: outDir, Name: d.Name, Files: old, Complete: contains(old, reportName(d.Name))}
+		if !m.opts.Force && (st.Complete || len(st.Foreign) > 0) {
+			files := append(append([]string{}, st.Owned...), st.Foreign...)
+			return &ExistsError{OutDir: outDir, Name: d.Name, Files: files, Complete: st.Complete}
+		}
+		// Only what a migration recorded as its own is removed: an
+		// interrupted commit's files always, a finished one's with
+		// --force. Other files named like outputs are replaced when
+		// this run writes the same name, and otherwise left alone.
+		old = st.Owned
+		if st.Interrupted {
+			m.log.Info("removing what an interrupted migration left", "guest", d.Name, "files", old)
 		}
 	}
 
@@ -281,6 +334,7 @@ func (m *migration) openDisks() error {
 // placeImages names each output image after its KVM target and points the
 // KVM domain's disks at them.
 func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) error {
+	byName := map[string]string{}
 	for _, dk := range m.disks {
 		for i := range k.Disks {
 			kd := &k.Disks[i]
@@ -292,6 +346,13 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 			return fmt.Errorf("the KVM domain has no disk for %s", dk.xen.Target)
 		}
 		dk.outName = fmt.Sprintf("%s-%s.%s", m.dom.Name, dk.kvm.Target, format)
+		if !writes(m.dom.Name, dk.outName) {
+			return fmt.Errorf("%w: image name %q", ErrOutsideOutDir, dk.outName)
+		}
+		if other, dup := byName[dk.outName]; dup {
+			return fmt.Errorf("disks %s and %s would both be written to %s: give each disk its own target", other, dk.xen.Target, dk.outName)
+		}
+		byName[dk.outName] = dk.xen.Target
 		dk.kvm.Path = filepath.Join(outDir, dk.outName)
 		if outDir == "" {
 			dk.kvm.Path = dk.outName
@@ -336,6 +397,9 @@ func (m *migration) estimate(ctx context.Context, format string) {
 // write copies the disks and writes the guest's files into the staging
 // folder, validates and boots the result, then commits it to outDir.
 func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	if m.opts.To != "" {
+		return m.deliver(ctx, k, outDir, format, old)
+	}
 	stage, err := newStaging(outDir, m.dom.Name)
 	if err != nil {
 		return err
@@ -371,12 +435,15 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
-	checks := m.p.checker.Validate(ctx, staged, m.conv)
+	checks := append([]report.Check{m.checkOutputsApart(k)}, m.p.checker.Validate(ctx, staged, m.conv)...)
 	m.rep.Validation = checks
 	var bad []string
 	for _, c := range checks {
 		if !c.OK {
 			bad = append(bad, c.Name+": "+c.Detail)
+		}
+		if c.Warning != "" {
+			m.rep.Warnings = append(m.rep.Warnings, c.Warning)
 		}
 	}
 	if len(bad) > 0 {
@@ -404,6 +471,58 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	return nil
 }
 
+// checkOutputsApart checks that the KVM domain never points a writable
+// disk at a source image (or at another disk's image): every copied disk
+// has its own image in OutDir, and no disk path is a source's path.
+func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
+	c := report.Check{Name: "output disks are the copies, not the sources"}
+	sources := map[string]string{}
+	var srcInfo []os.FileInfo
+	copies := map[string]bool{}
+	for _, dk := range m.disks {
+		p := config.MapPath(dk.xen.Source, m.opts.DiskMap)
+		sources[filepath.Clean(p)] = dk.xen.Target
+		sources[filepath.Clean(dk.xen.Source)] = dk.xen.Target
+		copies[filepath.Clean(filepath.Join(m.rep.OutDir, dk.outName))] = true
+		if fi, err := os.Stat(p); err == nil {
+			srcInfo = append(srcInfo, fi)
+		}
+	}
+	var bad []string
+	used := map[string]string{}
+	n := 0
+	for _, d := range k.Disks {
+		if d.Device == "cdrom" || d.Path == "" {
+			continue
+		}
+		n++
+		p := filepath.Clean(d.Path)
+		if t, ok := sources[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s is the source image of %s", d.Target, t))
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			for _, si := range srcInfo {
+				if os.SameFile(fi, si) {
+					bad = append(bad, fmt.Sprintf("%s (%s) is a source image", d.Target, p))
+				}
+			}
+		}
+		if other, ok := used[p]; ok {
+			bad = append(bad, fmt.Sprintf("%s and %s share %s", other, d.Target, p))
+		} else if !copies[p] {
+			bad = append(bad, fmt.Sprintf("%s is %s, not a copy xen2kvm wrote", d.Target, p))
+		}
+		used[p] = d.Target
+	}
+	if len(bad) > 0 {
+		c.Detail = strings.Join(bad, "; ")
+		return c
+	}
+	c.OK, c.Detail = true, fmt.Sprintf("%d disks, each its own image", n)
+	return c
+}
+
 // copyDisks copies all disks at the same time into the staging folder.
 func (m *migration) copyDisks(ctx context.Context, stage *staging, format string) error {
 	workers := m.opts.Workers
@@ -419,10 +538,14 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			start := time.Now()
 			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
 			var last atomic.Int64
+			network := func() int64 { return 0 }
+			if ri, ok := dk.src.(*remoteImage); ok {
+				network = ri.BytesRead
+			}
 			progress := func(done, total int64) {
 				last.Store(total)
 				if m.opts.Progress != nil {
-					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
+					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
 			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
@@ -435,7 +558,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			}
 			if m.opts.Progress != nil {
 				total := last.Load()
-				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true, Network: network()})
 			}
 			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
 			return nil
@@ -485,6 +608,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	switch {
 	case m.opts.Boot == BootNever:
 		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
+		return nil
+	case m.conv.windows != nil:
+		m.rep.Boot = &report.Boot{Skipped: windowsBootSkip}
 		return nil
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}

@@ -162,11 +162,20 @@ func TestMigrateWritesCompleteGuest(t *testing.T) {
 func TestMigrateRefusesExistingGuest(t *testing.T) {
 	fx := newFixture(t, "db02")
 	out := filepath.Join(fx.dir, "kvm")
+	// The first migration has a third disk: its image is recorded in the
+	// report, and a later --force run without that disk removes it.
+	d := fx.f.domains[fx.cfg]
+	d.Disks = append(d.Disks, config.Disk{Backend: "file", Source: d.Disks[0].Source, Target: "xvdc", Device: "disk", Mode: "w"})
 	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(out, "db02-vdc.raw") // left by an older migration
-	os.WriteFile(stale, []byte("old"), 0o644)
+	d.Disks = d.Disks[:3] // without xvdc
+	// Files named like outputs that no run recorded: a user's, and an
+	// image name this run does not write.
+	mine := map[string]string{"db02-old.qcow2": "user", "db02-vdz.raw": "user", "db02.notes": "user", "db02-x-vda.raw": "other guest"}
+	for f, c := range mine {
+		os.WriteFile(filepath.Join(out, f), []byte(c), 0o644)
+	}
 	_, err := fx.migrate(t, fx.opts(out))
 	var ee *ExistsError
 	if !errors.Is(err, ErrExists) || !errors.As(err, &ee) || !ee.Complete || ee.Hint() == "" {
@@ -177,13 +186,85 @@ func TestMigrateRefusesExistingGuest(t *testing.T) {
 	if _, err := fx.migrate(t, opts); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(out, "db02-vdc.raw")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("--force left the older migration's extra image")
 	}
+	for f, c := range mine {
+		if data, err := os.ReadFile(filepath.Join(out, f)); err != nil || string(data) != c {
+			t.Errorf("--force removed or changed %s, which no migration wrote: %v", f, err)
+		}
+	}
+	want := []string{"db02-old.qcow2", "db02-vda.raw", "db02-vdb.raw", "db02-vdz.raw", "db02-x-vda.raw", "db02.boot.log", "db02.notes", "db02.report.json", "db02.sh", "db02.xml"}
+	if got := listDir(t, out); !equal(got, want) {
+		t.Errorf("output folder holds %v, want %v", got, want)
+	}
 	// Another guest whose name starts the same is not "this guest".
-	os.WriteFile(filepath.Join(out, "db02-x-vda.raw"), nil, 0o644)
-	if files, _ := guestFiles(out, "db02"); contains(files, "db02-x-vda.raw") {
-		t.Error("guestFiles claims another guest's image")
+	if files, _ := guestFiles(out, "db02"); contains(files, "db02-x-vda.raw") || contains(files, "db02-old.qcow2") {
+		t.Errorf("guestFiles claims files that are not the guest's: %v", files)
+	}
+}
+
+// TestForeignFilesNeedForce: files with the names a migration writes
+// that no run recorded are refused without --force and replaced with it.
+func TestForeignFilesNeedForce(t *testing.T) {
+	for _, f := range []string{"g.xml", "g.sh", "g-vda.raw", "g-hdb.qcow2", "g.report.json"} {
+		t.Run(f, func(t *testing.T) {
+			fx := newFixture(t, "g")
+			out := filepath.Join(fx.dir, "kvm")
+			os.MkdirAll(out, 0o755)
+			os.WriteFile(filepath.Join(out, f), []byte("{}"), 0o644)
+			_, err := fx.migrate(t, fx.opts(out))
+			var ee *ExistsError
+			if !errors.As(err, &ee) || !contains(ee.Files, f) {
+				t.Fatalf("err = %v, want ExistsError naming %s", err, f)
+			}
+			opts := fx.opts(out)
+			opts.Force = true
+			if _, err := fx.migrate(t, opts); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestInterruptedCommitRerun: a commit killed half way (its owned list
+// written, some files moved, no report) is xen2kvm's own leftover: the
+// next run removes it and starts afresh without --force, as the help
+// says, while files nobody recorded stay.
+func TestInterruptedCommitRerun(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm")
+	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	// Simulate the kill: the owned list of a new commit is written, the
+	// old report removed, an image of the new run moved in.
+	os.WriteFile(filepath.Join(out, ownedName("g")), []byte(`{"files":["g-vda.raw","g-vdb.raw","g-vdc.raw","g.xml","g.sh","g.boot.log","g.report.json"]}`), 0o644)
+	os.Remove(filepath.Join(out, "g.report.json"))
+	os.WriteFile(filepath.Join(out, "g-vdc.raw"), []byte("half"), 0o644)
+	os.WriteFile(filepath.Join(out, "g-keep.raw"), []byte("user"), 0o644)
+	if _, err := fx.migrate(t, fx.opts(out)); err != nil {
+		t.Fatalf("re-run after an interrupted commit: %v", err)
+	}
+	want := []string{"g-keep.raw", "g-vda.raw", "g-vdb.raw", "g.boot.log", "g.report.json", "g.sh", "g.xml"}
+	if got := listDir(t, out); !equal(got, want) {
+		t.Errorf("output folder holds %v, want %v", got, want)
+	}
+	// A tampered owned list cannot make a run remove other files.
+	os.WriteFile(filepath.Join(out, ownedName("g")), []byte(`{"files":["../victim","g-keep.raw/../../victim","/etc/passwd","other.raw"]}`), 0o644)
+	os.Remove(filepath.Join(out, "g.report.json"))
+	victim := filepath.Join(fx.dir, "victim")
+	os.WriteFile(victim, []byte("v"), 0o644)
+	os.WriteFile(filepath.Join(out, "other.raw"), []byte("v"), 0o644)
+	opts := fx.opts(out)
+	opts.Force = true
+	if _, err := fx.migrate(t, opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{victim, filepath.Join(out, "other.raw")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s removed: %v", f, err)
+		}
 	}
 }
 
@@ -484,5 +565,75 @@ func TestSecondRunOfSameGuestIsRefused(t *testing.T) {
 	}
 	if left := listDir(t, out); contains(left, ".g.xen2kvm-lock") {
 		t.Error("the lock file stayed")
+	}
+}
+
+// TestOutputsNeverNameSources: a Xen target given twice (which
+// config.Parse refuses) reaching the pipeline anyway is refused before
+// anything is copied, and checkOutputsApart fails a KVM domain that
+// points a disk at a source image or two disks at one image.
+func TestOutputsNeverNameSources(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(d *config.Domain)
+	}{
+		{"same target twice", func(d *config.Domain) { d.Disks[1].Target = "xvda" }},
+		{"same target twice, mapped path", func(d *config.Domain) { d.Disks[1].Target = "xvda"; d.Disks[1].Source = d.Disks[0].Source }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, "g")
+			tc.setup(fx.f.domains[fx.cfg])
+			before := fx.hashes(t)
+			out := filepath.Join(fx.dir, "kvm")
+			res, err := fx.migrate(t, fx.opts(out))
+			if err == nil || !strings.Contains(err.Error(), "would both be written to g-vda.raw") || res.Report.Status != report.StatusFailed {
+				t.Fatalf("err = %v, want the two disks named", err)
+			}
+			if left := listDir(t, out); len(left) != 0 {
+				t.Errorf("output folder holds %v", left)
+			}
+			if !equal(before, fx.hashes(t)) {
+				t.Error("source images changed")
+			}
+		})
+	}
+}
+
+func TestCheckOutputsApart(t *testing.T) {
+	fx := newFixture(t, "g")
+	out := filepath.Join(fx.dir, "kvm")
+	res, err := fx.migrate(t, fx.opts(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Report.Validation[0]; !c.OK || !strings.Contains(c.Detail, "2 disks") {
+		t.Fatalf("first check %+v", c)
+	}
+	m := &migration{opts: fx.opts(out), rep: &report.Guest{OutDir: out}}
+	for i, img := range fx.images {
+		m.disks = append(m.disks, &disk{xen: config.Disk{Source: "/var/lib/xen/images/" + filepath.Base(img), Target: []string{"xvda", "xvdb"}[i]}, outName: []string{"g-vda.raw", "g-vdb.raw"}[i]})
+	}
+	link := filepath.Join(fx.dir, "link.img")
+	os.Symlink(fx.images[1], link)
+	for _, tc := range []struct {
+		paths []string
+		want  string
+	}{
+		{[]string{filepath.Join(out, "g-vda.raw"), filepath.Join(out, "g-vdb.raw")}, ""},
+		{[]string{fx.images[0], filepath.Join(out, "g-vdb.raw")}, "vda is the source image of xvda"},
+		{[]string{"/var/lib/xen/images/" + filepath.Base(fx.images[0]), filepath.Join(out, "g-vdb.raw")}, "vda is the source image of xvda"},
+		{[]string{filepath.Join(out, "g-vda.raw"), link}, "vdb (" + link + ") is a source image"},
+		{[]string{filepath.Join(out, "g-vda.raw"), filepath.Join(out, "g-vda.raw")}, "vda and vdb share"},
+		{[]string{filepath.Join(out, "g-vda.raw"), "/srv/elsewhere.raw"}, "vdb is /srv/elsewhere.raw, not a copy"},
+	} {
+		k := &config.KVMDomain{}
+		for i, p := range tc.paths {
+			k.Disks = append(k.Disks, config.KVMDisk{Path: p, Target: []string{"vda", "vdb"}[i], Device: "disk"})
+		}
+		k.Disks = append(k.Disks, config.KVMDisk{Path: fx.images[0], Target: "hdc", Device: "cdrom"})
+		c := m.checkOutputsApart(k)
+		if c.OK != (tc.want == "") || !strings.Contains(c.Detail, tc.want) {
+			t.Errorf("%v: %+v, want %q", tc.paths, c, tc.want)
+		}
 	}
 }

@@ -1,14 +1,16 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 
+	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 )
 
@@ -25,11 +27,10 @@ type ExistsError struct {
 }
 
 func (e *ExistsError) Error() string {
-	what := "an incomplete earlier migration"
 	if e.Complete {
-		what = "a finished migration"
+		return fmt.Sprintf("%s holds a finished migration of %s (%s)", e.OutDir, e.Name, strings.Join(e.Files, ", "))
 	}
-	return fmt.Sprintf("%s holds %s of %s (%s)", e.OutDir, what, e.Name, strings.Join(e.Files, ", "))
+	return fmt.Sprintf("%s holds files named like the output of %s that no xen2kvm run recorded as its own (%s)", e.OutDir, e.Name, strings.Join(e.Files, ", "))
 }
 
 func (e *ExistsError) Unwrap() error { return ErrExists }
@@ -47,10 +48,16 @@ var ErrBusy = errors.New("another xen2kvm is migrating this guest into this fold
 // so two runs never write the same guest at once. A killed run's lock is
 // released by the kernel.
 func lockGuest(outDir, name string) (unlock func(), err error) {
+	if err := config.CheckName(name); err != nil {
+		return nil, err
+	}
+	path, err := outPath(outDir, "."+name+".xen2kvm-lock")
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output folder: %w", err)
 	}
-	path := filepath.Join(outDir, "."+name+".xen2kvm-lock")
 	for {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
@@ -82,31 +89,172 @@ func reportName(name string) string { return name + ".report.json" }
 // stagingName is the folder inside OutDir a migration writes into.
 func stagingName(name string) string { return "." + name + ".xen2kvm-partial" }
 
-// guestFiles lists the files in outDir that belong to the guest name:
-// NAME.report.json, NAME.xml, NAME.sh, NAME.boot.log, NAME-vmlinuz,
-// NAME-initrd.img and NAME-TARGET images.
-func guestFiles(outDir, name string) ([]string, error) {
-	ents, err := os.ReadDir(outDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// ownedName is the record of the files migrations of guest name put
+// into OutDir: written before a commit moves anything, so that whatever
+// a killed commit left is known to be xen2kvm's own, and
+// removed once the report (which lists the same files) is written.
+// --force and a re-run remove only what it or the report lists.
+func ownedName(name string) string { return "." + name + ".xen2kvm-files" }
+
+// ErrOutsideOutDir is a path xen2kvm was about to write that is not a
+// plain file name inside the output folder. Names are checked before
+// any path is built (config.CheckName); this is the second line.
+var ErrOutsideOutDir = errors.New("path outside the output folder")
+
+// outPath joins dir and base, refusing a base that is not one plain file
+// name (so that the result is always directly inside dir).
+func outPath(dir, base string) (string, error) {
+	if base == "" || base == "." || base == ".." || strings.ContainsAny(base, "/\x00") {
+		return "", fmt.Errorf("%w: %q in %s", ErrOutsideOutDir, base, dir)
 	}
+	p := filepath.Join(dir, base)
+	if filepath.Dir(p) != filepath.Clean(dir) {
+		return "", fmt.Errorf("%w: %q in %s", ErrOutsideOutDir, base, dir)
+	}
+	return p, nil
+}
+
+// belongs tells whether base is a file name a migration of guest name
+// may write: the guest's name followed by "." or "-" and no separator.
+// A record (report or owned list) naming anything else is not trusted.
+func belongs(name, base string) bool {
+	if _, err := outPath(".", base); err != nil {
+		return false
+	}
+	return strings.HasPrefix(base, name+".") || strings.HasPrefix(base, name+"-")
+}
+
+// outputState is what OutDir holds of guest name before a migration.
+type outputState struct {
+	// Owned are the existing files an earlier migration recorded as its
+	// own output (in its report or its owned list).
+	Owned []string
+	// Foreign are existing files with names this migration writes that
+	// no migration recorded: they are only replaced with --force.
+	Foreign []string
+	// Complete: NAME.report.json is there.
+	Complete bool
+	// Interrupted: an owned list without a report, what a commit killed
+	// half way leaves; a re-run removes the owned files and starts afresh.
+	Interrupted bool
+}
+
+// readOutput looks at what OutDir holds of guest name.
+func readOutput(outDir, name string) (*outputState, error) {
+	st := &outputState{}
+	recorded := map[string]bool{}
+	exists := func(base string) bool {
+		_, err := os.Lstat(filepath.Join(outDir, base))
+		return err == nil
+	}
+	var list struct {
+		Files []string `json:"files"`
+	}
+	haveList := false
+	if data, err := os.ReadFile(filepath.Join(outDir, ownedName(name))); err == nil {
+		if json.Unmarshal(data, &list) == nil {
+			haveList = true
+			for _, f := range list.Files {
+				recorded[f] = true
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if data, err := os.ReadFile(filepath.Join(outDir, reportName(name))); err == nil {
+		st.Complete = true
+		recorded[reportName(name)] = true
+		var rep struct {
+			Files []string `json:"files"`
+		}
+		if json.Unmarshal(data, &rep) == nil {
+			for _, f := range rep.Files {
+				recorded[f] = true
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	st.Interrupted = haveList && !st.Complete
+	for f := range recorded {
+		if belongs(name, f) && exists(f) {
+			st.Owned = append(st.Owned, f)
+		}
+	}
+	sort.Strings(st.Owned)
+	ents, err := os.ReadDir(outDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !recorded[n] && writes(name, n) {
+			st.Foreign = append(st.Foreign, n)
+		}
+	}
+	return st, nil
+}
+
+// writes tells whether a migration of guest name may write the file
+// base: NAME.report.json, NAME.xml, NAME.sh, NAME.boot.log,
+// NAME-vmlinuz, NAME-initrd.img and NAME-TARGET images, TARGET a KVM
+// disk name (vda, hdb, vdaa).
+func writes(name, base string) bool {
+	switch base {
+	case reportName(name), name + ".xml", name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img":
+		return true
+	}
+	rest, ok := strings.CutPrefix(base, name+"-")
+	if !ok {
+		return false
+	}
+	stem, ext, _ := strings.Cut(rest, ".")
+	if ext != "qcow2" && ext != "raw" {
+		return false
+	}
+	for _, p := range []string{"vd", "hd"} {
+		if l, ok := strings.CutPrefix(stem, p); ok && l != "" && strings.Trim(l, "abcdefghijklmnopqrstuvwxyz") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// missingOutputs lists the files a finished migration of guest name
+// recorded in its report that are no longer in outDir (the report itself
+// when it is gone or unreadable).
+func missingOutputs(outDir, name string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(outDir, reportName(name)))
+	if err != nil {
+		return []string{reportName(name)}, err
+	}
+	var rep struct {
+		Files []string `json:"files"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Files) == 0 {
+		return []string{reportName(name)}, fmt.Errorf("%s: no list of files: %v", reportName(name), err)
+	}
+	var missing []string
+	for _, f := range rep.Files {
+		if _, err := outPath(outDir, f); err != nil {
+			missing = append(missing, f)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(outDir, f)); err != nil {
+			missing = append(missing, f)
+		}
+	}
+	return missing, nil
+}
+
+// guestFiles lists the files in outDir a migration of guest name would
+// replace: those recorded as its output and those it writes.
+func guestFiles(outDir, name string) ([]string, error) {
+	st, err := readOutput(outDir, name)
 	if err != nil {
 		return nil, err
 	}
-	img := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `-[a-z]+\.(qcow2|raw)$`)
-	var out []string
-	for _, e := range ents {
-		n := e.Name()
-		switch n {
-		case reportName(name), name + ".xml", name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img":
-			out = append(out, n)
-		default:
-			if img.MatchString(n) {
-				out = append(out, n)
-			}
-		}
-	}
-	return out, nil
+	return append(append([]string{}, st.Owned...), st.Foreign...), nil
 }
 
 // staging is the folder a migration writes its files into; commit moves
@@ -121,10 +269,16 @@ type staging struct {
 // newStaging creates the staging folder of guest name in outDir, removing
 // one left by an earlier run that was killed.
 func newStaging(outDir, name string) (*staging, error) {
+	if err := config.CheckName(name); err != nil {
+		return nil, err
+	}
+	dir, err := outPath(outDir, stagingName(name))
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output folder: %w", err)
 	}
-	dir := filepath.Join(outDir, stagingName(name))
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("removing stale %s: %w", dir, err)
 	}
@@ -152,18 +306,29 @@ func (s *staging) writeFile(base string, data []byte, perm os.FileMode) error {
 // commit moves the staged files into OutDir and writes the report last.
 // Files of an earlier migration of the guest (old) are removed first,
 // their report before anything else, so that at no point does OutDir hold
-// a report beside files it does not describe.
+// a report beside files it does not describe. Before anything moves, the
+// owned list records every file involved, so that a commit killed half
+// way leaves only files the next run knows to be xen2kvm's (and removes).
 func (s *staging) commit(old []string, reportJSON []byte) error {
+	rep := reportName(s.name)
+	for _, f := range append(append([]string{rep}, old...), s.files...) {
+		if !belongs(s.name, f) {
+			return fmt.Errorf("%w: %q is not a file of guest %s", ErrOutsideOutDir, f, s.name)
+		}
+	}
 	sort := func(list []string) []string { // the old report goes first
 		var out []string
 		for _, f := range list {
-			if f == reportName(s.name) {
+			if f == rep {
 				out = append([]string{f}, out...)
 			} else {
 				out = append(out, f)
 			}
 		}
 		return out
+	}
+	if err := s.writeOwned(append(append(append([]string{}, old...), s.files...), rep)); err != nil {
+		return err
 	}
 	for _, f := range sort(old) {
 		if err := os.Remove(filepath.Join(s.outDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -187,11 +352,37 @@ func (s *staging) commit(old []string, reportJSON []byte) error {
 		s.unmove(moved)
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(s.outDir, reportName(s.name)), reportJSON, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.outDir, rep), reportJSON, 0o644); err != nil {
 		s.unmove(moved)
 		return err
 	}
+	// The report now records the guest's files; the list has done its job.
+	if err := os.Remove(filepath.Join(s.outDir, ownedName(s.name))); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(s.outDir); err != nil {
+		return err
+	}
 	return os.RemoveAll(s.dir)
+}
+
+// writeOwned records files (base names in OutDir) as the guest's own.
+func (s *staging) writeOwned(files []string) error {
+	seen := map[string]bool{}
+	list := struct {
+		Files []string `json:"files"`
+	}{Files: []string{}}
+	for _, f := range files {
+		if !seen[f] {
+			seen[f] = true
+			list.Files = append(list.Files, f)
+		}
+	}
+	data, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(s.outDir, ownedName(s.name)), append(data, '\n'), 0o644)
 }
 
 // unmove removes files a failed commit had already moved into OutDir.

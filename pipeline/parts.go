@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -93,6 +94,10 @@ type conversion struct {
 	apply func() error
 	// close releases what the plan opened.
 	close func() error
+	// windows is what Windows inspection found, for a Windows guest.
+	windows *convert.Windows
+	// windowsSkip are the Windows rules left out.
+	windowsSkip map[string]bool
 }
 
 // planOptions tune the conversion plan.

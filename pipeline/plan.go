@@ -33,6 +33,7 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 	switch {
 	case err == nil:
 		c.close = closeView
+		c.Warnings = append(c.Warnings, view.warnings...)
 		g, err = convert.Inspect(view.root)
 		if err != nil && !(errors.Is(err, convert.ErrNoOS) && d.Type == config.HVM) {
 			return c, err
@@ -42,6 +43,18 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 		// MakePlan leaves it as it is.
 	default:
 		return nil, err
+	}
+	if d.Type == config.HVM && (g == nil || g.OS != "linux") {
+		// Windows: its NTFS system volume and registry are read natively.
+		wc, warnings, err := windowsPlan(named, d, o)
+		if err != nil {
+			return c, err
+		}
+		if wc != nil {
+			wc.close = c.close
+			return wc, nil
+		}
+		c.Warnings = append(c.Warnings, warnings...)
 	}
 	var p *convert.Plan
 	if view != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -33,13 +34,20 @@ type guestView struct {
 	devices map[string]bool
 	// labels and uuids of the filesystems and swap areas.
 	labels, uuids map[string]bool
+	// warnings are what the assembly found wrong but went on past.
+	warnings []string
 }
 
 // validateView runs the checks over a re-opened output: every filesystem
 // walks cleanly, the default grub entry's kernel and initrd are there and
 // the initrd carries the drivers for the new disk bus, and every device
 // /etc/fstab and root= name exists on the KVM side.
-func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check {
+//
+// edited are the guest paths the conversion wrote ("etc/fstab"); damage a
+// filesystem walk finds elsewhere is a warning on the check, not a
+// failure. scratch is a folder for the boot entry's files: the staging
+// folder, so that a killed run leaves nothing outside OUTDIR.
+func validateView(v *guestView, k *config.KVMDomain, virtio bool, edited []string, scratch string) []report.Check {
 	var checks []report.Check
 	names := make([]string, 0, len(v.filesystems))
 	for n := range v.filesystems {
@@ -54,10 +62,24 @@ func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check
 			checks = append(checks, report.Check{Name: "filesystem " + n + " readable", Detail: err.Error()})
 			continue
 		}
-		entries, err := walkFS(v.filesystems[n])
-		c := report.Check{Name: "filesystem " + n + " readable", OK: err == nil, Detail: fmt.Sprintf("%d entries", entries)}
-		if err != nil {
-			c.Detail = err.Error()
+		entries, problems := walkFS(v.filesystems[n])
+		c := report.Check{Name: "filesystem " + n + " readable", OK: true, Detail: fmt.Sprintf("%d entries", entries)}
+		var fatal, damage []string
+		for _, p := range problems {
+			if p.touched(edited) {
+				fatal = append(fatal, p.String())
+			} else {
+				damage = append(damage, p.String())
+			}
+		}
+		if len(fatal) > 0 {
+			c.OK = false
+			c.Detail = strings.Join(fatal, "; ")
+		}
+		if len(damage) > 0 {
+			// The conversion neither read nor wrote there: the blocks were
+			// copied as they are, so the damage is the source's.
+			c.Warning = fmt.Sprintf("the source filesystem %s is damaged where the conversion does not read or write (%s): the copy carries the same damage; run e2fsck -fn on a copy of the source image to see it, and e2fsck -fy on the migrated image to repair it", n, strings.Join(damage, "; "))
 		}
 		checks = append(checks, c)
 	}
@@ -65,7 +87,7 @@ func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check
 		return checks
 	}
 
-	dir, err := os.MkdirTemp("", "xen2kvm-validate-")
+	dir, err := os.MkdirTemp(scratch, ".validate-")
 	if err != nil {
 		return append(checks, report.Check{Name: "default boot entry", Detail: err.Error()})
 	}
@@ -89,20 +111,119 @@ func validateView(v *guestView, k *config.KVMDomain, virtio bool) []report.Check
 	return checks
 }
 
-// walkFS reads every directory of fsys and stats every entry.
-func walkFS(fsys fs.FS) (int, error) {
+// Bounds of walkFS: no real guest has paths this deep or this many
+// entries in one filesystem; a damaged one must not make the walk run
+// (or grow) without end.
+const (
+	maxWalkDepth    = 512
+	maxWalkEntries  = 1 << 26
+	maxWalkProblems = 10
+)
+
+// errDirCycle is a directory reached twice: a hard link to a directory,
+// which only a damaged filesystem has.
+var errDirCycle = errors.New("directory cycle (a hard link to a directory)")
+
+// walkProblem is a place a filesystem walk could not read.
+type walkProblem struct {
+	path string // relative to the filesystem's root
+	err  error
+}
+
+func (p walkProblem) String() string {
+	return "/" + strings.TrimPrefix(p.path, "./") + ": " + p.err.Error()
+}
+
+// touched tells whether the problem is on the way to, or at, a path the
+// conversion wrote. Paths are compared by their trailing components, as
+// a filesystem may be mounted anywhere in the guest (/boot holds
+// grub/grub.conf).
+func (p walkProblem) touched(edited []string) bool {
+	if p.path == "." {
+		return true
+	}
+	dp := "/" + p.path
+	for _, e := range edited {
+		ep := "/" + strings.TrimPrefix(e, "/")
+		if strings.HasSuffix(ep, dp) || strings.Contains(ep, dp+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// walkFS reads every directory of fsys and stats every entry. It goes
+// on past a damaged place, returning up to maxWalkProblems of them; it
+// never enters a directory twice (by inode number, where the filesystem
+// tells it) and stops at maxWalkDepth levels and maxWalkEntries entries.
+func walkFS(fsys fs.FS) (int, []walkProblem) {
+	var problems []walkProblem
+	add := func(p string, err error) bool {
+		problems = append(problems, walkProblem{p, err})
+		return len(problems) < maxWalkProblems
+	}
+	seen := map[uint64]string{}
 	n := 0
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	var walk func(dir string, depth int) bool
+	walk = func(dir string, depth int) bool {
+		if depth > maxWalkDepth {
+			return add(dir, fmt.Errorf("more than %d directory levels", maxWalkDepth))
+		}
+		es, err := fs.ReadDir(fsys, dir)
 		if err != nil {
-			return err
+			if !add(dir, err) {
+				return false
+			}
 		}
-		if _, err := d.Info(); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		for _, e := range es {
+			p := path.Join(dir, e.Name())
+			if n++; n > maxWalkEntries {
+				add(p, fmt.Errorf("more than %d entries", maxWalkEntries))
+				return false
+			}
+			fi, err := e.Info()
+			if err != nil {
+				if !add(p, err) {
+					return false
+				}
+				continue
+			}
+			if !fi.IsDir() {
+				continue
+			}
+			if ino, ok := inodeOf(fi); ok {
+				if first, dup := seen[ino]; dup {
+					if !add(p, fmt.Errorf("%w: the same directory as /%s", errDirCycle, first)) {
+						return false
+					}
+					continue
+				}
+				seen[ino] = p
+			}
+			if !walk(p, depth+1) {
+				return false
+			}
 		}
-		n++
-		return nil
-	})
-	return n, err
+		return true
+	}
+	if fi, err := fs.Stat(fsys, "."); err == nil {
+		if ino, ok := inodeOf(fi); ok {
+			seen[ino] = "."
+		}
+	}
+	walk(".", 0)
+	return n, problems
+}
+
+// inodeOf is fi's inode number, when its filesystem tells it.
+func inodeOf(fi fs.FileInfo) (uint64, bool) {
+	switch st := fi.Sys().(type) {
+	case *guestfs.Stat:
+		return st.Ino, st != nil && st.Ino != 0
+	case guestfs.Stat:
+		return st.Ino, st.Ino != 0
+	}
+	return 0, false
 }
 
 // virtioModules are the initrd files a nash or dracut initrd needs to find

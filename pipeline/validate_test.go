@@ -99,7 +99,7 @@ func TestValidateView(t *testing.T) {
 		{"modules not loaded", goodFstab, "#!/bin/nash\ninsmod /lib/xenblk.ko\n", []string{"virtio_pci.ko", "virtio_blk.ko"}, "initrd loads the virtio drivers", "insmod virtio_blk.ko in init"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checks := validateView(view(guestTree(t, tc.fstab, tc.init, tc.modules...)), k, true)
+			checks := validateView(view(guestTree(t, tc.fstab, tc.init, tc.modules...)), k, true, nil, t.TempDir())
 			if len(checks) != 5 {
 				t.Errorf("%d checks: %+v", len(checks), checks)
 			}
@@ -118,13 +118,13 @@ func TestValidateView(t *testing.T) {
 func TestValidateRootArg(t *testing.T) {
 	dir := guestTree(t, goodFstab, nashInit, "virtio_pci.ko", "virtio_blk.ko")
 	os.WriteFile(filepath.Join(dir, "boot/grub/grub.conf"), []byte("default=0\ntitle x\n\tkernel /vmlinuz-2.6.18-164.el5 ro root=/dev/VolGroup00/LogVol00\n\tinitrd /initrd-2.6.18-164.el5.img\n"), 0o644)
-	for _, c := range validateView(view(dir), &config.KVMDomain{}, true) {
+	for _, c := range validateView(view(dir), &config.KVMDomain{}, true, nil, t.TempDir()) {
 		if c.Name == "root= of the default boot entry resolvable" && (c.OK || !strings.Contains(c.Detail, "VolGroup00")) {
 			t.Errorf("%+v", c)
 		}
 	}
 	os.Remove(filepath.Join(dir, "boot/grub/grub.conf"))
-	for _, c := range validateView(view(dir), &config.KVMDomain{}, true) {
+	for _, c := range validateView(view(dir), &config.KVMDomain{}, true, nil, t.TempDir()) {
 		if strings.HasPrefix(c.Name, "default boot entry") && (c.OK || !strings.Contains(c.Detail, "no grub config")) {
 			t.Errorf("%+v", c)
 		}

@@ -88,7 +88,7 @@ are listed with their line and time.`,
 
   # A guest whose prompt reads differently, result as JSON:
   xen2kvm boot /srv/kvm/db02 --expect 'db02 login:|Password:' --json`,
-		Args: wrapArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBoot(cmd, args[0], f)
 		},
@@ -165,6 +165,14 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	}
 	dom, err := readKVMDomain(xmlPath)
 	if err != nil {
+		return err
+	}
+	// The name makes the serial log's and the runtime folder's names.
+	if err := config.CheckName(dom.Name); err != nil {
+		var ne *config.NameError
+		if errors.As(err, &ne) {
+			ne.File = xmlPath
+		}
 		return err
 	}
 	serialLog := f.serialLog

@@ -232,3 +232,23 @@ func TestBootCommandReal(t *testing.T) {
 		t.Errorf("serial log lacks the kernel banner")
 	}
 }
+
+// TestBootCommandRefusesHostileNames: the domain's name makes the serial
+// log's file name; a name that is not a plain file name is refused
+// before anything is written, and the error names the XML file.
+func TestBootCommandRefusesHostileNames(t *testing.T) {
+	for _, name := range []string{"../../escape", "..", ".hidden", "-x", "a b", "a/b"} {
+		dir := writeOutdir(t)
+		xmlPath := filepath.Join(dir, "testvm.xml")
+		data, _ := os.ReadFile(xmlPath)
+		os.WriteFile(xmlPath, []byte(strings.Replace(string(data), "<name>testvm</name>", "<name>"+name+"</name>", 1)), 0o644)
+		before := testutil.TreeDigest(t, filepath.Dir(dir))
+		code, _, stderr := runCLI(t, "boot", xmlPath, "--qemu", "/nonexistent/qemu", "--accel", "tcg")
+		if code != exitFail || !strings.Contains(stderr, xmlPath+": guest name") {
+			t.Errorf("%q: exit %d, stderr %q", name, code, stderr)
+		}
+		if after := testutil.TreeDigest(t, filepath.Dir(dir)); after != before {
+			t.Errorf("%q: the tree around OUTDIR changed", name)
+		}
+	}
+}

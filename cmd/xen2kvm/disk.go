@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,9 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/probe"
@@ -63,7 +60,7 @@ terminal.`,
 
   # An LV used as phy: disk, to a sparse raw file:
   xen2kvm disk convert -O raw /dev/VolGroup00/web01 web01-vda.raw`,
-		Args: wrapArgs(cobra.ExactArgs(2)),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != diskimg.OutputQCOW2 && format != diskimg.OutputRaw {
 				return usagef("-O %q: the output format is qcow2 or raw", format)
@@ -76,22 +73,27 @@ terminal.`,
 			}
 			src, dst := args[0], args[1]
 			if _, err := os.Lstat(dst); err == nil && !force {
-				return &diskError{fmt.Errorf("%s already exists", dst), "pass --force to replace it (check the argument order: SRC first, then DST)"}
+				return withHint(fmt.Errorf("%s already exists", dst), "pass --force to replace it (check the argument order: SRC first, then DST)")
 			}
 			img, err := diskimg.Open(src)
 			if err != nil {
 				return diskHint(err)
 			}
 			defer img.Close()
-			prog := newDiskProgress(cmd.ErrOrStderr(), src)
+			con := newConsole(cmd.ErrOrStderr())
+			key := "converting " + src
+			var size int64
 			start := time.Now()
 			err = diskimg.Convert(cmd.Context(), img, dst, format,
-				diskimg.WithProgress(prog.update),
+				diskimg.WithProgress(func(done, total int64) { size = total; con.update(key, done, total, false) }),
 				diskimg.WithWorkers(workers),
 				diskimg.WithCompression(compress),
 				diskimg.WithClusterSize(clusterSize),
 				diskimg.WithPreallocation(prealloc))
-			prog.finish(err == nil)
+			if err == nil {
+				con.update(key, size, size, true)
+			}
+			con.done()
 			if err != nil {
 				return diskHint(err)
 			}
@@ -107,84 +109,6 @@ terminal.`,
 	fl.BoolVar(&prealloc, "preallocate", false, "preallocate the output (raw: the whole file; qcow2: its L2 tables)")
 	fl.BoolVar(&force, "force", false, "replace DST if it exists")
 	return cmd
-}
-
-// diskError adds advice to a disk error for the CLI's hint line.
-type diskError struct {
-	err  error
-	hint string
-}
-
-func (e *diskError) Error() string { return e.err.Error() }
-func (e *diskError) Unwrap() error { return e.err }
-func (e *diskError) Hint() string  { return e.hint }
-
-// diskHint adds advice to the errors a user can act on.
-func diskHint(err error) error {
-	switch {
-	case errors.Is(err, diskimg.ErrEncrypted):
-		return &diskError{err, "decrypt the image with the tools that made it (qemu-img convert with its key), then convert the plain copy"}
-	case errors.Is(err, diskimg.ErrUnsupported):
-		return &diskError{err, "convert the image to raw or qcow2 with qemu-img first"}
-	case errors.Is(err, diskimg.ErrCorrupt):
-		return &diskError{err, "check the copy of the image (was it copied completely?) or run qemu-img check on it"}
-	}
-	return err
-}
-
-// diskProgress draws a progress bar on a terminal and a line every 10%
-// otherwise.
-type diskProgress struct {
-	w    io.Writer
-	name string
-	bar  *progressbar.ProgressBar
-	tty  bool
-	step int64
-}
-
-func newDiskProgress(w io.Writer, name string) *diskProgress {
-	p := &diskProgress{w: w, name: name}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.tty = true
-	}
-	return p
-}
-
-func (p *diskProgress) update(done, total int64) {
-	if p.tty {
-		if p.bar == nil {
-			p.bar = progressbar.NewOptions64(total,
-				progressbar.OptionSetWriter(p.w),
-				progressbar.OptionSetDescription("converting"),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionSetPredictTime(true),
-				progressbar.OptionClearOnFinish())
-		}
-		p.bar.Set64(done)
-		return
-	}
-	if total <= 0 {
-		return
-	}
-	if s := done * 10 / total; s > p.step || done == 0 && p.step == 0 {
-		if done > 0 {
-			fmt.Fprintf(p.w, "xen2kvm: converting %s: %d%% (%s of %s)\n", p.name, s*10, humanBytes(done), humanBytes(total))
-		}
-		p.step = s
-	}
-}
-
-func (p *diskProgress) finish(ok bool) {
-	if p.bar != nil {
-		if ok {
-			p.bar.Finish()
-		} else {
-			p.bar.Exit()
-		}
-		fmt.Fprintln(p.w)
-	}
 }
 
 // diskInfo is the output of disk info.
@@ -217,10 +141,11 @@ func newDiskInfoCommand() *cobra.Command {
 		Long: `Show what a disk image or block device is and holds: its format (detected
 from the content), virtual size, how much of it is allocated, its backing
 chain, its partition table, the LVM logical volumes on it and the
-filesystem type of each partition and LV.`,
+filesystem type of each partition and LV. An image whose layout cannot be
+read is shown as far as it can be, and the exit status is 1.`,
 		Example: `  xen2kvm disk info /var/lib/xen/images/rhel5.img
   xen2kvm disk info --json web01.qcow2`,
-		Args: wrapArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := diskimg.Open(args[0])
 			if err != nil {
@@ -236,10 +161,18 @@ filesystem type of each partition and LV.`,
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
-				return err
+				if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b); err != nil {
+					return err
+				}
+			} else {
+				writeDiskInfo(cmd.OutOrStdout(), info)
 			}
-			writeDiskInfo(cmd.OutOrStdout(), info)
+			if info.LayoutError != "" {
+				// What could be read is shown; the exit status says the
+				// rest could not.
+				return withHint(fmt.Errorf("%s: reading its partitions, LVM volumes and filesystems: %s", args[0], info.LayoutError),
+					"the image is damaged or shorter than its partition table says (was it copied completely?)")
+			}
 			return nil
 		},
 	}

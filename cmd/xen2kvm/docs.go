@@ -15,7 +15,7 @@ func newDocsCommand() *cobra.Command {
 		Use:    "gen-docs DIR",
 		Short:  "Write the CLI reference as Markdown into DIR",
 		Hidden: true,
-		Args:   wrapArgs(cobra.ExactArgs(1)),
+		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return err

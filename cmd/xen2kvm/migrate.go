@@ -1,22 +1,15 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
-	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
@@ -34,6 +27,9 @@ type migrateFlags struct {
 	skipRules   []string
 	allowDrift  bool
 	netPort     int
+
+	ssh          sshFlags
+	forceRunning bool
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -51,6 +47,14 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	}
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
+	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	f.ssh.add(cmd)
+}
+
+// remote adds the ssh:// source options to o.
+func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipeline.RunOptions {
+	o.SSH, o.ForceRunning = f.ssh.options(cmd), f.forceRunning
+	return o
 }
 
 // runOptions are the pipeline options the flags give, drawing progress
@@ -94,9 +98,10 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+		dest        destFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "migrate CONFIG -o OUTDIR",
+		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
 		Short: "Migrate one Xen guest to KVM",
 		Long: `Migrate one Xen guest to KVM.
 
@@ -124,6 +129,20 @@ A run that fails or is interrupted leaves nothing in OUTDIR that looks
 complete, and running it again starts afresh. An OUTDIR that already
 holds the guest is refused unless --force.
 
+CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
+with no staging copy. Its config then comes from the Xen toolstack on the
+host (xm list -l, xm create --dryrun, or /etc/xen/NAME over SFTP) and its
+disks (image files and phy: devices alike) are read over SFTP, read-only,
+in concurrent large reads, with zero blocks dropped before they are
+written; nothing is installed, written or run on the host beyond those xm
+queries. A guest the host reports as running is refused
+(--force-running copies it anyway, crash-consistent only). A dropped
+connection is re-established and the copy goes on (--ssh-retries times);
+a host that is gone fails the guest and leaves nothing that looks
+complete. The report records the host, where the config came from and
+the bytes read; progress shows the network throughput. SSH keys, agent,
+password prompt and host key checks are as for xen2kvm inspect.
+
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
@@ -131,6 +150,9 @@ the target libvirt XML, warnings and blockers.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
+
+  # Straight from the Xen host, no staging copy:
+  xen2kvm migrate ssh://root@xen01/web01 -o /srv/kvm/web01
 
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html
@@ -143,7 +165,7 @@ the target libvirt XML, warnings and blockers.`,
 
   # Run the result:
   /srv/kvm/web01/web01.sh -display none      # or: virsh define /srv/kvm/web01/web01.xml`,
-		Args: wrapArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
 				return err
@@ -152,7 +174,13 @@ the target libvirt XML, warnings and blockers.`,
 				return usagef("--format %q: want qcow2 or raw", format)
 			}
 			if out == "" && !f.dryRun {
-				return usagef("missing -o OUTDIR (or use --dry-run)")
+				if dest.to == "" {
+					return usagef("missing -o OUTDIR (or use --dry-run)")
+				}
+				out = "." // --to: the report and XML land here
+			}
+			if err := dest.check(); err != nil {
+				return err
 			}
 			if bootCheck && noBootCheck {
 				return usagef("--boot-check and --no-boot-check exclude each other")
@@ -163,8 +191,9 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
+				To: dest.to, Pool: dest.pool, Start: dest.start,
 			}
 			switch {
 			case bootCheck:
@@ -181,7 +210,7 @@ the target libvirt XML, warnings and blockers.`,
 					err = werr
 				}
 			}
-			return hinted(err)
+			return pipelineHint(err)
 		},
 	}
 	fl := cmd.Flags()
@@ -193,24 +222,9 @@ the target libvirt XML, warnings and blockers.`,
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	dest.add(cmd)
 	f.add(cmd)
 	return cmd
-}
-
-// parseDiskMaps parses --disk-map OLD=NEW values.
-func parseDiskMaps(vals []string) ([]pipeline.PathMap, error) {
-	var maps []pipeline.PathMap
-	for _, v := range vals {
-		m, err := config.ParsePathMap(v)
-		if err != nil {
-			return nil, usagef("--%v (e.g. --disk-map /var/lib/xen/images=/srv/import)", err)
-		}
-		if m.New, err = filepath.Abs(m.New); err != nil {
-			return nil, err
-		}
-		maps = append(maps, m)
-	}
-	return maps, nil
 }
 
 // writeReports prints the report(s) on stdout (text, or JSON with --json)
@@ -253,6 +267,10 @@ func writeReports(stdout io.Writer, f migrateFlags, summary bool, guests ...*rep
 }
 
 func printSummary(w io.Writer, g *report.Guest) {
+	if g.Destination != nil {
+		printDelivered(w, g)
+		return
+	}
 	fmt.Fprintf(w, "Migrated %s to %s in %s\n", g.Name, g.OutDir, report.Seconds(g.Finished.Sub(g.Started).Seconds()))
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))
@@ -271,184 +289,6 @@ func printSummary(w io.Writer, g *report.Guest) {
 	}
 	fmt.Fprintf(w, "  run it: %s\n", filepath.Join(g.OutDir, g.Name+".sh"))
 }
-
-// hintedError adds advice to a pipeline error for the CLI's hint line.
-type hintedError struct {
-	err  error
-	hint string
-}
-
-func (e *hintedError) Error() string { return e.err.Error() }
-func (e *hintedError) Unwrap() error { return e.err }
-func (e *hintedError) Hint() string  { return e.hint }
-
-func hinted(err error) error {
-	var h hinter
-	switch {
-	case err == nil || errors.As(err, &h):
-		return err
-	case errors.Is(err, pipeline.ErrNoQEMU):
-		return &hintedError{err, "install qemu-system-x86 (apt-get install qemu-system-x86) or pass --no-boot-check"}
-	case errors.Is(err, pipeline.ErrBlocked):
-		return &hintedError{err, "the report lists the blockers; --dry-run shows the whole plan without writing anything"}
-	case errors.Is(err, pipeline.ErrBoot):
-		return &hintedError{err, "the serial console of the boot check is in the report; boot it yourself with xen2kvm boot OUTDIR --console"}
-	case errors.As(err, new(*pipeline.DiskError)) && errors.Is(err, os.ErrNotExist):
-		return &hintedError{err, "if the disk images moved off the Xen host, point at them with --disk-map OLD=NEW"}
-	}
-	return err
-}
-
-// console draws per-disk progress bars on a terminal (log lines scroll
-// above them), and plain log lines otherwise.
-type console struct {
-	mu    sync.Mutex
-	w     io.Writer
-	tty   bool
-	bars  []*diskBar
-	index map[string]*diskBar
-}
-
-type diskBar struct {
-	c    *console
-	i    int
-	bar  *progressbar.ProgressBar
-	line string
-	step int64 // last 10% step logged, without a terminal
-}
-
-func newConsole(w io.Writer) *console {
-	c := &console{w: w, index: map[string]*diskBar{}}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		c.tty = true
-	}
-	return c
-}
-
-// logger returns a slog.Logger that prints "xen2kvm: message key=value"
-// lines through the console.
-func (c *console) logger() *slog.Logger {
-	return slog.New(&lineHandler{c: c, level: slog.LevelInfo})
-}
-
-// Write prints log lines above the progress bars.
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.tty || len(c.bars) == 0 {
-		return c.w.Write(p)
-	}
-	fmt.Fprintf(c.w, "\x1b[%dA\r\x1b[J", len(c.bars))
-	c.w.Write(p)
-	for _, b := range c.bars {
-		fmt.Fprintf(c.w, "%s\n", b.line)
-	}
-	return len(p), nil
-}
-
-func (c *console) progress(p pipeline.Progress) {
-	c.mu.Lock()
-	key := p.Guest + "/" + p.Disk
-	b := c.index[key]
-	if b == nil {
-		b = &diskBar{c: c, i: len(c.bars), step: -1}
-		c.index[key] = b
-		if c.tty {
-			c.bars = append(c.bars, b)
-			fmt.Fprintln(c.w)
-			b.bar = progressbar.NewOptions64(p.Total,
-				progressbar.OptionSetWriter(b),
-				progressbar.OptionSetDescription(fmt.Sprintf("%-16s", key)),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionSetPredictTime(true),
-			)
-		}
-	}
-	c.mu.Unlock()
-	if b.bar != nil {
-		b.bar.Set64(p.Done)
-		if p.Finish {
-			b.bar.Finish()
-		}
-		return
-	}
-	if p.Total <= 0 {
-		return
-	}
-	c.mu.Lock()
-	step := p.Done * 10 / p.Total
-	changed := step > b.step
-	if changed {
-		b.step = step
-	}
-	c.mu.Unlock()
-	if changed {
-		c.Write([]byte(fmt.Sprintf("xen2kvm: %s: %d%% (%s of %s)\n", key, step*10, report.Bytes(p.Done), report.Bytes(p.Total))))
-	}
-}
-
-// Write receives the bar's rendering and redraws its line.
-func (b *diskBar) Write(p []byte) (int, error) {
-	s := strings.TrimRight(strings.NewReplacer("\r", "", "\n", "").Replace(string(p)), " ")
-	if s == "" {
-		return len(p), nil
-	}
-	c := b.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b.line = s
-	up := len(c.bars) - b.i
-	fmt.Fprintf(c.w, "\x1b[%dA\r\x1b[2K%s\x1b[%dB\r", up, s, up)
-	return len(p), nil
-}
-
-// done leaves the bars as they are and ends their block.
-func (c *console) done() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.bars = nil
-}
-
-// lineHandler is a slog.Handler for people: "xen2kvm: msg k=v ...".
-type lineHandler struct {
-	c     *console
-	level slog.Level
-	attrs []slog.Attr
-}
-
-func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
-
-func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString("xen2kvm: ")
-	if r.Level >= slog.LevelWarn {
-		b.WriteString(strings.ToLower(r.Level.String()) + ": ")
-	}
-	b.WriteString(r.Message)
-	add := func(a slog.Attr) bool {
-		v := a.Value.String()
-		if strings.ContainsAny(v, " \t\"") {
-			v = fmt.Sprintf("%q", v)
-		}
-		fmt.Fprintf(&b, " %s=%s", a.Key, v)
-		return true
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
-	r.Attrs(add)
-	b.WriteString("\n")
-	_, err := h.c.Write([]byte(b.String()))
-	return err
-}
-
-func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &lineHandler{c: h.c, level: h.level, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
-}
-
-func (h *lineHandler) WithGroup(string) slog.Handler { return h }
 
 // printFirstBoot summarises a passed boot check's first-boot proof.
 func printFirstBoot(w io.Writer, b *report.Boot) {

@@ -20,24 +20,11 @@ const (
 	exitUsage = 2
 )
 
-// usageError marks errors in how the command was called (exit status 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
-
 // commands holds the constructors of the subcommands; each subcommand's
 // file registers its own in an init function.
 var commands []func() *cobra.Command
 
 func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
-
-// hinter is implemented by errors that carry advice for the user.
-type hinter interface{ Hint() string }
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -65,6 +52,27 @@ none of the guest's own binaries are needed.`,
 	return root
 }
 
+// typeUsageErrors makes every argument error of root's commands a
+// usageError, cobra's own help and completion commands included: they are
+// added here rather than by Execute (after SetOut, since the completion
+// command keeps the writer it finds).
+func typeUsageErrors(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	var wrap func(*cobra.Command)
+	wrap = func(c *cobra.Command) {
+		if c.Args != nil {
+			c.Args = wrapArgs(c.Args)
+		}
+		for _, sub := range c.Commands() {
+			wrap(sub)
+		}
+	}
+	for _, c := range root.Commands() {
+		wrap(c)
+	}
+}
+
 // run executes the CLI with args and returns the process exit status.
 func run(ctx context.Context, args []string) int {
 	return runWith(ctx, args, os.Stdout, os.Stderr)
@@ -75,17 +83,30 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	typeUsageErrors(root)
+	// The one error cobra's Find returns is an unknown command.
+	_, _, err := root.Find(args)
+	if err != nil {
+		err = usageError{err}
+	} else {
+		err = root.ExecuteContext(ctx)
+	}
 	if err == nil {
 		return exitOK
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// SIGINT or SIGTERM: the cancellation surfaces from wherever the
+		// work was ("listing extents: context canceled"); say what it is.
+		fmt.Fprintf(stderr, "xen2kvm: error: interrupted\n")
+		fmt.Fprintf(stderr, "xen2kvm: hint: nothing that looks complete was left; run the command again to start afresh\n")
+		return exitFail
 	}
 	fmt.Fprintf(stderr, "xen2kvm: error: %v\n", err)
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(stderr, "xen2kvm: hint: %s\n", h.Hint())
 	}
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
 	return exitFail

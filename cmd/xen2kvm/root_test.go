@@ -32,6 +32,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"no-such-command"},
 		{"--no-such-flag"},
 		{"gen-docs"},
+		{"disk", "convert", "only-src"},
+		{"disk", "info", "--no-such-flag", "x"},
+		{"boot", "a", "b"},
+		{"completion", "bash", "extra"}, // cobra's own command
 	} {
 		code, _, stderr := runCLI(t, args...)
 		if code != exitUsage {

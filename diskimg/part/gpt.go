@@ -95,6 +95,7 @@ func readGPTSectorSize(dev diskimg.Device, ss int64) (*Table, error) {
 			Type:     formatGUID(typ),
 			Start:    start,
 			Size:     length,
+			Cut:      int64(last-first+1)*ss - length,
 			Bootable: attrs&attrLegacyBIOSBootable != 0,
 			Name:     decodeName(e[56:min(len(e), 56+72)]),
 			UUID:     formatGUID(uniq),

@@ -66,6 +66,7 @@ func readMBR(disk diskimg.Device, mbr []byte, entries [4]mbrEntry) (*Table, erro
 			Type:     fmt.Sprintf("%x", e.typ),
 			Start:    start,
 			Size:     length,
+			Cut:      int64(e.len)*sector - length,
 			Bootable: e.boot == 0x80,
 			Extended: ext,
 			disk:     disk,

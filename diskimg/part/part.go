@@ -57,8 +57,10 @@ type Partition struct {
 	// "5") or the GPT partition type GUID in upper case.
 	Type string
 	// Start and Size are in bytes. A partition that runs past the end of
-	// the disk is cut at the end, as Linux does.
+	// the disk is cut at the end, as Linux does; Cut is how many bytes
+	// the table gives it past the end (0 for a whole partition).
 	Start, Size int64
+	Cut         int64
 	// Bootable is the MBR active flag or the GPT legacy BIOS bootable
 	// attribute.
 	Bootable bool

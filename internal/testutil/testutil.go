@@ -4,9 +4,13 @@ package testutil
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -48,4 +52,44 @@ func HashFile(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TreeDigest describes every entry under root (not following symlinks):
+// its path, type and permissions, a regular file's SHA-256 and a
+// symlink's target, one line each, skipping the subtrees in exclude.
+// Two digests differ when anything was created, removed or changed.
+func TreeDigest(t testing.TB, root string, exclude ...string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		for _, x := range exclude {
+			if p == x {
+				return filepath.SkipDir
+			}
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v", p, fi.Mode())
+		switch {
+		case fi.Mode().IsRegular():
+			fmt.Fprintf(&b, " %s", HashFile(t, p))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " -> %s", target)
+		}
+		b.WriteByte('\n')
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("digest of %s: %v", root, err)
+	}
+	return b.String()
 }
