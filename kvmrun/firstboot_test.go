@@ -218,7 +218,8 @@ func TestParsePcapAnswers(t *testing.T) {
 		{"arp reply for another address", [][]byte{arpFrame(guestMAC, 2, net.ParseIP("10.0.2.15"))}, guestAnswers{sent: 1}},
 		{"syn-ack on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, tcpSYN|tcpACK))},
 			guestAnswers{sent: 1, synAck: true, ips: []string{"192.168.122.50"}}},
-		{"rst on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, 0x14))}, guestAnswers{sent: 1, ips: []string{"192.168.122.50"}}},
+		{"rst on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, 0x14))}, guestAnswers{sent: 1, rst: true, ips: []string{"192.168.122.50"}}},
+		{"rst from another port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(80, 0x14))}, guestAnswers{sent: 1, ips: []string{"192.168.122.50"}}},
 		{"echo reply", [][]byte{ipFrame(guestMAC, ip, 1, []byte{0, 0, 0, 0})}, guestAnswers{sent: 1, icmp: true, ips: []string{"192.168.122.50"}}},
 		{"only the host talks", [][]byte{arpFrame(slirpMAC, 1, net.ParseIP("192.168.122.1")), ipFrame(slirpMAC, net.ParseIP("192.168.122.1"), 6, tcpSeg(22, tcpSYN|tcpACK))},
 			guestAnswers{}},
@@ -233,7 +234,7 @@ func TestParsePcapAnswers(t *testing.T) {
 				t.Fatalf("%d frames, want %d", len(frames), len(tc.frames))
 			}
 			got := answers(frames, guestMAC, ip, 22)
-			if got.sent != tc.want.sent || got.arp != tc.want.arp || got.icmp != tc.want.icmp || got.synAck != tc.want.synAck || !slices.Equal(got.ips, tc.want.ips) {
+			if got.sent != tc.want.sent || got.arp != tc.want.arp || got.icmp != tc.want.icmp || got.synAck != tc.want.synAck || got.rst != tc.want.rst || !slices.Equal(got.ips, tc.want.ips) {
 				t.Errorf("answers %+v, want %+v", got, tc.want)
 			}
 			// A capture cut inside its last record keeps the frames before.
