@@ -28,7 +28,9 @@ func TestBootFollowsReboots(t *testing.T) {
 		argv := filepath.Join(dir, "argv")
 		scenario(t, map[string]string{"FAKEQEMU_SERIAL": "testdata/serial/rhel5-relabel-reboot.txt", "FAKEQEMU_AFTER": "run",
 			"FAKEQEMU_LINE_DELAY": "60ms", "FAKEQEMU_ARGV": argv})
-		res, err := Boot(context.Background(), testDomain(), WithQEMU(fakeQEMU), WithAccel(AccelTCG),
+		dom := testDomain()
+		dom.OnReboot = "destroy" // the check follows the reboot all the same
+		res, err := Boot(context.Background(), dom, WithQEMU(fakeQEMU), WithAccel(AccelTCG),
 			WithTimeout(30*time.Second), WithShutdownGrace(300*time.Millisecond), WithMaxReboots(3))
 		if err != nil {
 			t.Fatal(err)
