@@ -50,10 +50,11 @@ type Spec struct {
 	// as after "chkconfig kudzu off" (xen2kvm's conversion has no kudzu
 	// rule yet; the RHEL rules add one).
 	Kudzu bool
-	// NICAlias is the driver modprobe.conf names for eth0 ("xennet" when
-	// empty). A driver the conversion does not know as Xen's (8139too)
-	// survives it, and the converted guest's network does not come up.
-	NICAlias string
+	// IfcfgMAC is the HWADDR ifcfg-eth0 names (the vif's MAC when
+	// empty). Another address (a cloned guest whose vif got a new MAC)
+	// survives the conversion, and the network script ignores the NIC,
+	// as RHEL's does: login works, the network does not.
+	IfcfgMAC string
 	// RelabelLoop leaves a /.autorelabel the relabel cannot remove (a
 	// folder), so the guest relabels and reboots at every boot.
 	RelabelLoop bool
@@ -103,7 +104,6 @@ var ErrInvalidSpec = errors.New("invalid guest spec")
 var (
 	nameRe    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	releaseRe = regexp.MustCompile(`^[0-9][0-9a-zA-Z._-]*$`)
-	moduleRe  = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 )
 
 // IsXen tells whether a kernel release is a Xen kernel (kernel-xen's
@@ -163,8 +163,10 @@ func (s Spec) validate() error {
 	if s.SSHPort < 0 || s.SSHPort > 65535 {
 		errs = append(errs, fmt.Errorf("SSH port %d out of range", s.SSHPort))
 	}
-	if s.NICAlias != "" && !moduleRe.MatchString(s.NICAlias) {
-		errs = append(errs, fmt.Errorf("NIC alias %q is not a module name", s.NICAlias))
+	if s.IfcfgMAC != "" {
+		if _, err := net.ParseMAC(s.IfcfgMAC); err != nil {
+			errs = append(errs, fmt.Errorf("IfcfgMAC %q is not a MAC address", s.IfcfgMAC))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrInvalidSpec, s.Name, err)

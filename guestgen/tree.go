@@ -185,15 +185,15 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/fstab", 0o644, fstab(l))
 	t.file("etc/inittab", 0o644, inittab())
 	t.file("etc/securetty", 0o600, securetty())
-	nic := s.NICAlias
-	if nic == "" {
-		nic = "xennet"
-	}
-	t.file("etc/modprobe.conf", 0o644, "alias eth0 "+nic+"\nalias scsi_hostadapter xenblk\n")
+	t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
 	t.file("etc/sysconfig/kernel", 0o644, sysconfigKernel(s))
 	t.file("etc/sysconfig/grub", 0o644, "boot=/dev/xvda\nforcelba=0\n")
 	t.file("etc/sysconfig/network", 0o644, "NETWORKING=yes\nNETWORKING_IPV6=no\nHOSTNAME="+s.Name+".localdomain\n")
-	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, ifcfgEth0(s, l.mac))
+	ifmac := l.mac
+	if s.IfcfgMAC != "" {
+		ifmac = s.IfcfgMAC
+	}
+	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, ifcfgEth0(s, ifmac))
 	t.file("etc/sysconfig/network-scripts/ifcfg-lo", 0o644,
 		"DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nNETWORK=127.0.0.0\nBROADCAST=127.255.255.255\nONBOOT=yes\nNAME=loopback\n")
 	t.file("etc/selinux/config", 0o644, "SELINUX=enforcing\nSELINUXTYPE=targeted\n")

@@ -115,8 +115,8 @@ func TestE2EFirstBootKudzu(t *testing.T) {
 }
 
 // TestE2EFirstBootFailures: a guest whose converted network is wrong
-// (modprobe.conf names a driver it does not have) reaches its login
-// prompt but fails the network proof; a guest whose relabel cannot
+// (its ifcfg-eth0 names another MAC than its vif's, so the network script
+// ignores the NIC) reaches its login prompt but fails the network proof; a guest whose relabel cannot
 // finish reboots in a loop and fails after the allowed reboots.
 func TestE2EFirstBootFailures(t *testing.T) {
 	needE2E(t)
@@ -124,7 +124,7 @@ func TestE2EFirstBootFailures(t *testing.T) {
 		spec  guestgen.Spec
 		check func(t *testing.T, b *report.Boot, serial string)
 	}{
-		{variant("centos5-badnic", func(s *guestgen.Spec) { s.NICAlias = "8139too" }), func(t *testing.T, b *report.Boot, serial string) {
+		{variant("centos5-badnic", func(s *guestgen.Spec) { s.IfcfgMAC = "00:16:3e:00:00:01" }), func(t *testing.T, b *report.Boot, serial string) {
 			if !strings.Contains(serial, "login:") {
 				t.Errorf("no login prompt in the serial log")
 			}
