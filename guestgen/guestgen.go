@@ -55,8 +55,9 @@ type Spec struct {
 	// survives the conversion, and the network script ignores the NIC,
 	// as RHEL's does: login works, the network does not.
 	IfcfgMAC string
-	// RelabelLoop leaves a /.autorelabel the relabel cannot remove (a
-	// folder), so the guest relabels and reboots at every boot.
+	// RelabelLoop leaves a /.autorelabel the relabel cannot remove
+	// (immutable, chattr +i), so the guest relabels and reboots at every
+	// boot.
 	RelabelLoop bool
 }
 

@@ -172,8 +172,9 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("var/lib/random-seed", 0o600, strings.Repeat("\x5a", 512))
 	t.file("var/log/messages", 0o600, "")
 	if s.RelabelLoop {
-		// A flag the relabel's rm -f cannot remove.
-		t.file(".autorelabel/.keep", 0o644, "")
+		// Made immutable when the filesystem is built: the relabel's
+		// rm -f cannot remove it.
+		t.file(".autorelabel", 0o644, "")
 	}
 	t.link("etc/rc.sysinit", "rc.d/rc.sysinit")
 	t.link("etc/rc", "rc.d/rc")
