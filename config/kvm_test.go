@@ -403,3 +403,47 @@ func TestKVMXMLValidatesForCorpus(t *testing.T) {
 	wg.Wait()
 	t.Logf("validated the KVM XML of %d corpus guests", len(jobs))
 }
+
+// One NIC model: the XML, the QEMU argv and the guest's driver (convert's
+// modprobe rule reads NICModel too) name the same card.
+func TestNICModelOneSource(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		typ    Kind
+		model  string
+		virtio bool
+		want   string
+	}{
+		{"pv-virtio", PV, "", true, "virtio"},
+		{"pv-no-virtio", PV, "", false, "e1000"},
+		{"pv-netfront", PV, "netfront", false, "e1000"},
+		{"hvm-default", HVM, "", false, "rtl8139"},
+		{"hvm-e1000", HVM, "e1000", false, "e1000"},
+		{"hvm-virtio", HVM, "rtl8139", true, "virtio"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Domain{Name: "g", Type: tc.typ, MemoryMiB: 256, Bootloader: "/usr/bin/pygrub", NICs: []NIC{{MAC: "00:16:3e:00:00:01", Model: tc.model}}}
+			if got := NICModel(d, 0, tc.virtio); got != tc.want {
+				t.Fatalf("NICModel = %q, want %q", got, tc.want)
+			}
+			k, err := ToKVM(d, KVMOptions{Virtio: tc.virtio, OS: "linux"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, err := k.LibvirtXML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(x), "<model type=\""+tc.want+"\"") {
+				t.Errorf("libvirt XML does not name model %s:\n%s", tc.want, x)
+			}
+			dev := tc.want
+			if dev == "virtio" {
+				dev = "virtio-net-pci"
+			}
+			if argv := strings.Join(QEMUArgs(k, QEMUOptions{}), " "); !strings.Contains(argv, dev) {
+				t.Errorf("QEMU argv does not name %s: %s", dev, argv)
+			}
+		})
+	}
+}

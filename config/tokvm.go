@@ -90,10 +90,7 @@ func ToKVM(d *Domain, o KVMOptions) (*KVMDomain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: vif %d: %w", d.Name, i+1, err)
 		}
-		nic := KVMNIC{MAC: mac, Bridge: n.Bridge, Model: nicModel(n.Model)}
-		if o.Virtio {
-			nic.Model = "virtio"
-		}
+		nic := KVMNIC{MAC: mac, Bridge: n.Bridge, Model: NICModel(d, i, o.Virtio)}
 		k.NICs = append(k.NICs, nic)
 	}
 	if k.NICs == nil {
@@ -276,6 +273,25 @@ func windowsVideo(version string) string {
 		return "vga"
 	}
 	return "cirrus"
+}
+
+// NICModel is the model the i-th NIC of d gets on KVM: virtio-net for a
+// guest with virtio drivers; for a PV guest without them (its netfront
+// has no emulated twin) an e1000, the card RHEL 4 and 5 carry a driver
+// for; for an HVM guest the model it was installed with. The guest's
+// driver configuration (modprobe.conf aliases) must name the same card.
+func NICModel(d *Domain, i int, virtio bool) string {
+	if virtio {
+		return "virtio"
+	}
+	m := ""
+	if i >= 0 && i < len(d.NICs) {
+		m = d.NICs[i].Model
+	}
+	if d.Type == PV && (m == "" || strings.Contains(strings.ToLower(m), "netfront")) {
+		return "e1000"
+	}
+	return nicModel(m)
 }
 
 // nicModel keeps the emulated NIC model a guest was installed with;

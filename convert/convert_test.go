@@ -84,6 +84,10 @@ func buildInitrds(t *testing.T, rootDir, bootDir string) {
 		switch ext {
 		case ".nash":
 			recs = append(recs, cpio.StaticFile("init", string(body), 0o755))
+			// mkinitrd copies lvm.conf into initrds that start LVM.
+			if conf, err := os.ReadFile(filepath.Join(rootDir, "etc/lvm/lvm.conf")); err == nil && strings.Contains(string(body), "lvm vgscan") {
+				recs = append(recs, cpio.Directory("etc", 0o755), cpio.Directory("etc/lvm", 0o755), cpio.StaticFile("etc/lvm/lvm.conf", string(conf), 0o644))
+			}
 			for _, l := range strings.Split(string(body), "\n") {
 				if m, ok := strings.CutPrefix(l, "insmod /lib/"); ok {
 					m = strings.TrimSpace(m)
@@ -169,6 +173,8 @@ var trees = []struct {
 		NICs: []config.NIC{{MAC: "00:16:3e:4a:00:02"}}}},
 	{"rhel54-lvm", config.Domain{Name: "rhel54lvm", Type: config.PV, Disks: []config.Disk{disk("xvda"), disk("xvdb")},
 		NICs: []config.NIC{{}}}},
+	{"rhel5-real", config.Domain{Name: "rhel5real", Type: config.PV, Disks: []config.Disk{disk("xvda"), disk("xvdb")},
+		NICs: []config.NIC{{MAC: "00:16:3e:4a:00:02"}}}},
 	{"rhel5-hvm-pvhvm", config.Domain{Name: "rhel5hvm", Type: config.HVM,
 		Disks: []config.Disk{disk("hda"), {Backend: "file", Source: "/iso/rhel.iso", Target: "hdc", Device: "cdrom", Mode: "r"}},
 		NICs:  []config.NIC{{MAC: "00:16:3e:4a:00:04", Model: "rtl8139"}}}},

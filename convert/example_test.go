@@ -39,4 +39,6 @@ func ExampleMakePlan() {
 	// modify etc/modprobe.conf (modprobe)
 	// modify etc/inittab (console)
 	// modify etc/securetty (console)
+	// remove etc/rc.d/rc3.d/S05kudzu (kudzu)
+	// remove etc/rc.d/rc5.d/S05kudzu (kudzu)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/grub"
 	"github.com/xen2kvm/xen2kvm/guestfs"
 	"github.com/xen2kvm/xen2kvm/initrd"
+	"github.com/xen2kvm/xen2kvm/selinux"
 )
 
 // ErrNoOS is returned by Inspect when the filesystem holds no operating
@@ -40,6 +41,8 @@ type Guest struct {
 	// SELinux is the mode /etc/selinux/config sets: enforcing,
 	// permissive, disabled, or "" without the file.
 	SELinux string `json:"selinux,omitempty"`
+	// SELinuxType is SELINUXTYPE (targeted, mls, strict).
+	SELinuxType string `json:"selinux_type,omitempty"`
 	// XenPVHVM tells whether Xen PV-on-HVM drivers (kmod-xenpv) are
 	// installed.
 	XenPVHVM bool `json:"xen_pv_on_hvm,omitempty"`
@@ -62,7 +65,9 @@ type Kernel struct {
 	Xen       bool `json:"xen"`
 	VirtioBlk bool `json:"virtio_blk"`
 	VirtioNet bool `json:"virtio_net"`
-	Debug     bool `json:"debug,omitempty"`
+	// Debug tells a debug or kdump flavour (kernel-debug,
+	// kernel-kdump), never chosen to boot.
+	Debug bool `json:"debug,omitempty"`
 	// Entry is the index of the grub entry that boots this kernel, -1
 	// for none.
 	Entry int `json:"grub_entry"`
@@ -129,11 +134,7 @@ func Inspect(root guestfs.FS) (*Guest, error) {
 	}
 	g.Arch = inspectArch(root, g.Kernels)
 	if b, err := root.ReadFile("etc/selinux/config"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "SELINUX="); ok {
-				g.SELinux = strings.ToLower(strings.Trim(strings.TrimSpace(v), `"'`))
-			}
-		}
+		g.SELinux, g.SELinuxType = selinux.Policy(b)
 	}
 	return g, nil
 }
@@ -249,24 +250,31 @@ func (g *Guest) inspectGrub(root guestfs.FS) error {
 	return nil
 }
 
-var packageRe = regexp.MustCompile(`(?:\.el\d+|EL|\.fc\d+)([A-Za-z0-9]*)$`)
+var packageRe = regexp.MustCompile(`(?:\.el\d+|EL|\.fc\d+)([A-Za-z0-9-]*)$`)
 
-// kernelPackage names the package a kernel release belongs to.
-func kernelPackage(rel string) (pkg string, debug bool) {
-	r := rel
+// kernelFlavour splits a kernel release into its version without the
+// flavour ("2.6.18-164.el5") and the flavour ("debug", "xen", "PAE", "").
+func kernelFlavour(rel string) (base, flavour string) {
 	for _, arch := range []string{".x86_64", ".i686", ".i586", ".i386", ".ia64", ".ppc64"} {
-		if i := strings.Index(r, arch); i >= 0 {
-			flavour := strings.TrimPrefix(r[i+len(arch):], ".")
-			if flavour == "" {
-				return "kernel", false
-			}
-			return "kernel-" + flavour, strings.EqualFold(flavour, "debug")
+		if i := strings.Index(rel, arch); i >= 0 {
+			return rel[:i+len(arch)], strings.TrimPrefix(rel[i+len(arch):], ".")
 		}
 	}
-	if m := packageRe.FindStringSubmatch(r); m != nil && m[1] != "" {
-		return "kernel-" + m[1], strings.EqualFold(m[1], "debug")
+	if m := packageRe.FindStringSubmatchIndex(rel); m != nil && m[3] > m[2] {
+		return rel[:m[2]], rel[m[2]:m[3]]
 	}
-	return "kernel", false
+	return rel, ""
+}
+
+// kernelPackage names the package a kernel release belongs to; debug
+// tells a debug or kdump flavour, which is never the kernel to boot.
+func kernelPackage(rel string) (pkg string, debug bool) {
+	_, flavour := kernelFlavour(rel)
+	if flavour == "" {
+		return "kernel", false
+	}
+	f := strings.ToLower(flavour)
+	return "kernel-" + flavour, strings.Contains(f, "debug") || strings.Contains(f, "kdump")
 }
 
 func xenRelease(rel string) bool {

@@ -20,6 +20,9 @@ func TestKernelPackage(t *testing.T) {
 		{"2.6.18-164.el5xen", "kernel-xen", false},
 		{"2.6.18-164.el5PAE", "kernel-PAE", false},
 		{"2.6.18-164.el5debug", "kernel-debug", true},
+		{"2.6.18-164.el5kdump", "kernel-kdump", true},
+		{"2.6.18-164.el5PAE-debug", "kernel-PAE-debug", true},
+		{"2.6.32-71.el6.x86_64.kdump", "kernel-kdump", true},
 		{"2.6.9-89.EL", "kernel", false},
 		{"2.6.9-89.ELsmp", "kernel-smp", false},
 		{"2.6.9-89.ELxenU", "kernel-xenU", false},
@@ -31,6 +34,34 @@ func TestKernelPackage(t *testing.T) {
 		pkg, debug := kernelPackage(tc.rel)
 		if pkg != tc.pkg || debug != tc.debug {
 			t.Errorf("kernelPackage(%q) = %q, %v; want %q, %v", tc.rel, pkg, debug, tc.pkg, tc.debug)
+		}
+	}
+}
+
+func TestChooseKernelNotDebug(t *testing.T) {
+	k := func(rel string, virtio bool) Kernel {
+		pkg, debug := kernelPackage(rel)
+		return Kernel{Release: rel, Package: pkg, Debug: debug, Xen: xenRelease(rel), VirtioBlk: virtio, VirtioNet: virtio}
+	}
+	tests := []struct {
+		name    string
+		kernels []Kernel
+		want    string
+	}{
+		{"debug of the same version", []Kernel{k("2.6.18-164.el5debug", true), k("2.6.18-164.el5", true), k("2.6.18-164.el5xen", false)}, "2.6.18-164.el5"},
+		{"kdump of the same version", []Kernel{k("2.6.18-164.el5kdump", true), k("2.6.18-164.el5", true)}, "2.6.18-164.el5"},
+		{"newer debug", []Kernel{k("2.6.18-194.el5debug", true), k("2.6.18-164.el5", true)}, "2.6.18-164.el5"},
+		{"rhel6 debug", []Kernel{k("2.6.32-71.el6.x86_64.debug", true), k("2.6.32-71.el6.x86_64", true)}, "2.6.32-71.el6.x86_64"},
+		{"newer PAE", []Kernel{k("2.6.18-164.el5PAE", true), k("2.6.18-194.el5PAE", true)}, "2.6.18-194.el5PAE"},
+		{"only debug", []Kernel{k("2.6.18-164.el5debug", true), k("2.6.18-164.el5xen", false)}, "2.6.18-164.el5debug"},
+	}
+	for _, tc := range tests {
+		got, blocker := chooseKernel(&Guest{Kernels: tc.kernels})
+		if blocker != "" || got.Release != tc.want {
+			t.Errorf("%s: chooseKernel = %v %q, want %s", tc.name, got, blocker, tc.want)
+		}
+		if got != nil && tc.want == "2.6.18-164.el5" && got.Package != "kernel" {
+			t.Errorf("%s: package %s: DEFAULTKERNEL would not stay kernel", tc.name, got.Package)
 		}
 	}
 }
@@ -133,5 +164,26 @@ func TestPlannerRecord(t *testing.T) {
 	c.record("g", Remove, nil, nil, 0, "unmade")
 	if e := c.files["g"]; e.Kind != Modify || e.After != nil || e.Rule != "a+b" {
 		t.Errorf("create then remove: %+v", e)
+	}
+}
+
+func TestRewriteLVMFilters(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`filter = [ "a/xvd/", "r/.*/" ]` + "\n", `filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n"},
+		{`  global_filter=["a|^/dev/xvda[0-9]$|","r|.*|"]`, `  global_filter=["a|^/dev/xvda[0-9]$|", "a|^/dev/vda[0-9]$|","r|.*|"]`},
+		// Reject patterns, comments and other settings stay.
+		{`filter = [ "r|/dev/xvdc|", "a|.*|" ]` + "\n", `filter = [ "r|/dev/xvdc|", "a|.*|" ]` + "\n"},
+		{`# filter = [ "a/xvd/", "r/.*/" ]` + "\n", `# filter = [ "a/xvd/", "r/.*/" ]` + "\n"},
+		{`preferred_names = [ "a/xvd/" ]` + "\n", `preferred_names = [ "a/xvd/" ]` + "\n"},
+		// Already rewritten: unchanged.
+		{`filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n", `filter = [ "a/xvd/", "a/vd/", "r/.*/" ]` + "\n"},
+		// A list over several lines.
+		{"filter = [\n  \"a|xvd|\",\n  \"r|.*|\" ]\nscan = [ \"a|xvd|\" ]\n", "filter = [\n  \"a|xvd|\", \"a|vd|\",\n  \"r|.*|\" ]\nscan = [ \"a|xvd|\" ]\n"},
+	}
+	for _, tc := range tests {
+		got, _ := rewriteLVMFilters([]byte(tc.in), "vd")
+		if string(got) != tc.want {
+			t.Errorf("rewriteLVMFilters(%q) =\n%q\nwant\n%q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func kernelRPM(t *testing.T, name string) string {
 }
 
 func TestKernelRPM(t *testing.T) {
-	root, _, bootDir := guestTree(t, "xenonly")
+	root, rootDir, bootDir := guestTree(t, "xenonly")
 	d := &trees[treeIndex(t, "xenonly")].dom
 	g, err := convert.Inspect(root)
 	if err != nil {
@@ -119,6 +119,30 @@ func TestKernelRPM(t *testing.T) {
 	golden(t, "xenonly-kernel-rpm", render(g, p))
 	if err := p.Apply(root); err != nil {
 		t.Fatal(err)
+	}
+
+	// The package is left in the guest for the one-shot script that
+	// registers it in the RPM database, started at the end of runlevels
+	// 2-5.
+	left, err := os.ReadFile(filepath.Join(rootDir, "var/lib/xen2kvm", filepath.Base(rpm)))
+	if want, _ := os.ReadFile(rpm); err != nil || !bytes.Equal(left, want) {
+		t.Errorf("package not left in the guest: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(rootDir, "etc/rc.d/init.d/xen2kvm-rpmdb"))
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("one-shot script: %v %v", fi, err)
+	}
+	script, _ := os.ReadFile(filepath.Join(rootDir, "etc/rc.d/init.d/xen2kvm-rpmdb"))
+	if !strings.Contains(string(script), `rpm -i --justdb --nodeps`) || !strings.Contains(string(script), "PKG=/var/lib/xen2kvm/"+filepath.Base(rpm)) {
+		t.Errorf("script:\n%s", script)
+	}
+	for _, l := range []string{"2", "3", "4", "5"} {
+		if target, err := os.Readlink(filepath.Join(rootDir, "etc/rc.d/rc"+l+".d/S99xen2kvm-rpmdb")); err != nil || target != "../init.d/xen2kvm-rpmdb" {
+			t.Errorf("rc%s.d start link: %q %v", l, target, err)
+		}
+	}
+	if !strings.Contains(strings.Join(p.Notes, "\n"), "rpm -i --justdb --nodeps") {
+		t.Errorf("notes do not say how the RPM database learns of the kernel: %q", p.Notes)
 	}
 
 	// The new initrd: the old one's modules swapped for the new kernel's,
@@ -140,7 +164,7 @@ func TestKernelRPM(t *testing.T) {
 	if slices.Contains(img.Names(), "lib/xenblk.ko") {
 		t.Error("new initrd keeps xenblk.ko")
 	}
-	script, _ := img.ReadFile("init")
+	script, _ = img.ReadFile("init")
 	if !strings.Contains(string(script), "mkrootdev -t ext3 -o defaults,ro /dev/vda2\n") {
 		t.Errorf("init:\n%s", script)
 	}

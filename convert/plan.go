@@ -61,6 +61,12 @@ type Edit struct {
 	Why    string      `json:"why"`
 	// Summary describes a binary file's change (an initrd) for Diff.
 	Summary string `json:"summary,omitempty"`
+	// Link is the target of a symlink the edit creates or removes
+	// (Before and After are nil then).
+	Link string `json:"link,omitempty"`
+	// Label is the SELinux label Apply gives a created file, from the
+	// guest's own file_contexts; "" leaves it unlabelled.
+	Label string `json:"selinux_label,omitempty"`
 }
 
 // Plan is a conversion computed without writing anything.
@@ -85,6 +91,16 @@ type Plan struct {
 	DeviceMap map[string]string `json:"device_map"`
 	// DiskOrder lists DeviceMap's keys in the config's order.
 	DiskOrder []string `json:"disk_order"`
+	// SELinux is the guest's SELinux mode (enforcing, permissive,
+	// disabled, "").
+	SELinux string `json:"selinux,omitempty"`
+	// Labels tells that the guest's SELinux labels are kept by the plan:
+	// created files get Edit.Label and modified ones keep theirs, so
+	// every file the plan writes must carry a label afterwards.
+	Labels bool `json:"selinux_labels,omitempty"`
+	// DirLabels are the SELinux labels of the directories Apply creates
+	// for new files.
+	DirLabels map[string]string `json:"selinux_dir_labels,omitempty"`
 }
 
 // MakePlan decides every change that makes the guest boot on KVM, reading
@@ -128,6 +144,7 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		return p, nil
 	}
 	p.Warnings = append(p.Warnings, g.Warnings...)
+	p.SELinux = g.SELinux
 	c := &planner{g: g, root: root, d: d, plan: p, files: map[string]*Edit{}}
 	k, blocker := chooseKernel(g)
 	if blocker != "" && opts.KernelRPM != "" && len(g.Kernels) > 0 {
@@ -148,17 +165,24 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	}
 	p.Kernel = k
 	p.Virtio = k.Virtio()
+	if p.Virtio {
+		if bin, old := c.oldLVM(); old {
+			p.Virtio = false
+			p.Warnings = append(p.Warnings, fmt.Sprintf("the guest's lvm2 (%s) predates virtio disks (no \"virtblk\" device type) and would not find its volume groups on /dev/vd*: the KVM guest gets IDE disks instead; update lvm2 in the guest and migrate again for virtio", bin))
+		}
+	} else {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s has no virtio drivers: the KVM guest gets IDE disks and an emulated network card", k.Release))
+	}
 	prefix := "vd"
 	if !p.Virtio {
 		prefix = "hd"
 		if g.Major >= 6 {
 			prefix = "sd"
 		}
-		p.Warnings = append(p.Warnings, fmt.Sprintf("kernel %s has no virtio drivers: the KVM guest gets IDE disks and an emulated network card", k.Release))
 	}
 	p.DeviceMap, p.DiskOrder = deviceMap(d, prefix)
 
-	c.k, c.remap = k, newRemapper(p.DeviceMap)
+	c.k, c.remap, c.prefix = k, newRemapper(p.DeviceMap), prefix
 	for _, r := range rules {
 		if disabled[r.Name] {
 			p.Notes = append(p.Notes, "rule "+r.Name+" disabled")
@@ -182,9 +206,10 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	return p, nil
 }
 
-// chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, those
-// with virtio first (virtio_net before virtio_blk only), then the highest
-// release, then non-debug.
+// chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, never a
+// debug or kdump flavour while another one is there, those with virtio
+// first (virtio_net before virtio_blk only), then the highest version
+// compared without the flavour.
 func chooseKernel(g *Guest) (*Kernel, string) {
 	var cands []*Kernel
 	for i := range g.Kernels {
@@ -215,13 +240,20 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
+		if a.Debug != b.Debug {
+			return b.Debug
+		}
 		if sa, sb := score(a), score(b); sa != sb {
 			return sa > sb
 		}
-		if c := compareVersions(a.Release, b.Release); c != 0 {
+		// Versions compare without the flavour: 2.6.18-164.el5debug
+		// is not newer than 2.6.18-164.el5.
+		ba, _ := kernelFlavour(a.Release)
+		bb, _ := kernelFlavour(b.Release)
+		if c := compareVersions(ba, bb); c != 0 {
 			return c > 0
 		}
-		return !a.Debug && b.Debug
+		return compareVersions(a.Release, b.Release) > 0
 	})
 	return cands[0], ""
 }
@@ -250,6 +282,12 @@ type planner struct {
 	order []string
 	// newKernel is set when k comes from Options.KernelRPM.
 	newKernel bool
+	// prefix is the new disks' name prefix: vd, hd or sd.
+	prefix string
+	// initrdEdit rewrites configuration files inside the initrd (the
+	// lvm-filter rule's lvm.conf), initrdEditWhy says why.
+	initrdEdit    map[string]func([]byte) []byte
+	initrdEditWhy []string
 }
 
 // read returns a file's content as the rules so far left it; ok is false
@@ -342,6 +380,16 @@ func (p *Plan) Apply(root guestfs.FS) error {
 		return fmt.Errorf("%w: %s", ErrBlocked, strings.Join(p.Blockers, "; "))
 	}
 	for _, e := range p.Edits {
+		if e.Link != "" {
+			if e.Kind == Create {
+				if _, err := root.Lstat(e.Path); !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
+				}
+			} else if cur, err := root.ReadLink(e.Path); err != nil || cur != e.Link {
+				return fmt.Errorf("/%s: %w", e.Path, ErrConflict)
+			}
+			continue
+		}
 		cur, err := root.ReadFile(e.Path)
 		exists := err == nil
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -357,7 +405,13 @@ func (p *Plan) Apply(root guestfs.FS) error {
 		case Remove:
 			err = root.Remove(e.Path)
 		case Create:
-			if err = mkdirAll(root, path.Dir(e.Path)); err != nil {
+			if err = mkdirAll(root, path.Dir(e.Path), p.DirLabels); err != nil {
+				break
+			}
+			if e.Link != "" {
+				if err = root.Symlink(e.Link, e.Path); err == nil {
+					err = label(root, e.Path, e.Label)
+				}
 				break
 			}
 			fallthrough
@@ -366,7 +420,9 @@ func (p *Plan) Apply(root guestfs.FS) error {
 			if mode == 0 {
 				mode = 0o644
 			}
-			err = root.WriteFile(e.Path, e.After, mode)
+			if err = root.WriteFile(e.Path, e.After, mode); err == nil && e.Kind == Create {
+				err = label(root, e.Path, e.Label)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s /%s: %w", e.Kind, e.Path, err)
@@ -375,8 +431,9 @@ func (p *Plan) Apply(root guestfs.FS) error {
 	return nil
 }
 
-// mkdirAll creates dir and its missing parents (mode 0755, owner root).
-func mkdirAll(root guestfs.FS, dir string) error {
+// mkdirAll creates dir and its missing parents (mode 0755, owner root),
+// labelling them from labels.
+func mkdirAll(root guestfs.FS, dir string, labels map[string]string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
@@ -386,10 +443,13 @@ func mkdirAll(root guestfs.FS, dir string) error {
 		}
 		return nil
 	}
-	if err := mkdirAll(root, path.Dir(dir)); err != nil {
+	if err := mkdirAll(root, path.Dir(dir), labels); err != nil {
 		return err
 	}
-	return root.Mkdir(dir, 0o755)
+	if err := root.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	return label(root, dir, labels[dir])
 }
 
 // Diff renders the plan's edits as unified diffs, each preceded by a
@@ -413,6 +473,9 @@ func (e *Edit) Diff() string {
 		from = "/dev/null"
 	case Remove:
 		to = "/dev/null"
+	}
+	if e.Link != "" {
+		return fmt.Sprintf("Symlink /%s -> %s (%s)\n", e.Path, e.Link, e.Kind)
 	}
 	if isText(e.Before) && isText(e.After) {
 		return unifiedDiff(from, to, e.Before, e.After)

@@ -46,10 +46,6 @@ func (c *planner) modprobe() error {
 	if err != nil {
 		return err
 	}
-	netModule := "virtio_net"
-	if !c.plan.Virtio {
-		netModule = "e1000"
-	}
 	haveBlk := false // a scsi_hostadapter alias for virtio_blk is in place
 	maxAdapter := -1 // highest scsi_hostadapterN seen
 	mainFile := ""   // where a missing alias goes
@@ -76,6 +72,7 @@ func (c *planner) modprobe() error {
 			if d.Cmd == "alias" && len(d.Args) >= 2 {
 				name, mod := d.Args[0], modName(d.Args[1])
 				if strings.HasPrefix(name, "eth") && slices.Contains(xenNetModules, mod) {
+					netModule := c.netDriver(name)
 					out = append(out, strings.Replace(l, d.Args[1], netModule, 1))
 					whys = append(whys, name+" uses "+netModule)
 					continue
@@ -188,7 +185,7 @@ func (c *planner) initrd() error {
 		}
 		made = true
 	}
-	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap}
+	spec := initrd.Spec{Release: k.Release, Drop: xenPVModules, Remap: c.remap.remap, Edit: c.initrdEdit}
 	if c.plan.Virtio && dep != nil {
 		var want []string
 		for _, n := range []string{"virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_net"} {
@@ -245,6 +242,11 @@ func (c *planner) initrd() error {
 		return err
 	}
 	c.files[k.Initrd].Summary = sum
+	if len(res.Edited) > 0 && len(c.initrdEditWhy) > 0 {
+		c.rule = "lvm-filter"
+		c.addRule(c.files[k.Initrd], strings.Join(c.initrdEditWhy, "; "))
+		c.rule = "initrd"
+	}
 	return nil
 }
 
@@ -257,6 +259,9 @@ func initrdSummary(res *initrd.Result) string {
 	}
 	for _, r := range res.Removed {
 		fmt.Fprintf(&sum, "  - %s\n", r)
+	}
+	for _, e := range res.Edited {
+		fmt.Fprintf(&sum, "  ~ %s\n", e)
 	}
 	if d := unifiedDiff("a/"+res.Script, "b/"+res.Script, res.ScriptBefore, res.ScriptAfter); !strings.HasSuffix(d, "+++ b/"+res.Script+"\n") {
 		sum.WriteString(d)
@@ -277,4 +282,39 @@ func (c *planner) xenpv() error {
 		return nil
 	}
 	return c.write("etc/modprobe.d/xen2kvm-xenpv.conf", []byte(xenpvConf), 0o644, "Xen PV-on-HVM drivers disabled on KVM")
+}
+
+var xenInsmodRe = regexp.MustCompile(`\b(insmod|modprobe)\b.*\bxen[-_](vbd|vnif|platform[-_]pci|balloon)\b`)
+
+// rcXenModules comments out rc.local and rc.sysinit lines that load the
+// Xen PV drivers by hand: on KVM they fail (no Xen platform device), and
+// a script that stops on the error stops the boot.
+func (c *planner) rcXenModules() error {
+	for _, f := range []string{"etc/rc.d/rc.local", "etc/rc.d/rc.sysinit", "etc/rc.local", "etc/rc.sysinit"} {
+		if fi, err := c.root.Lstat(f); err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+			continue // etc/rc.local is a link to rc.d/rc.local
+		}
+		data, ok, err := c.read(f)
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		lines, final := splitLines(data)
+		n := 0
+		for i, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), "#") || !xenInsmodRe.MatchString(l) {
+				continue
+			}
+			lines[i] = "# xen2kvm: Xen PV driver, no device on KVM: " + l
+			n++
+		}
+		if n > 0 {
+			if err := c.write(f, joinLines(lines, final), 0o755, fmt.Sprintf("%d line(s) load the Xen PV drivers (xen-vbd, xen-vnif), which find no Xen device on KVM: commented out", n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -127,6 +127,9 @@ func (c *planner) installKernelRPM(file string) (*Kernel, error) {
 	if c.g.Major >= 6 {
 		k.Initrd = "boot/initramfs-" + k.Release + ".img"
 	}
+	if err := c.registerKernelRPM(file, name); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -232,4 +235,71 @@ func (c *planner) sysconfigKernel() error {
 		}
 	}
 	return c.write(f, joinLines(lines, final), 0o644, "kernel updates should follow "+c.k.Package+", the kernel that boots on KVM")
+}
+
+// rpmdbScript is the one-shot init script that registers an installed
+// kernel RPM in the guest's RPM database at the first boot. %s are the
+// package file and the script's name.
+const rpmdbScript = `#!/bin/sh
+#
+# %[2]s  Written by xen2kvm: registers the kernel package xen2kvm
+#        installed (its files are in place) in the RPM database, once.
+#
+# chkconfig: 2345 99 01
+# description: xen2kvm's one-shot RPM database registration
+
+LOG=/var/log/%[2]s.log
+PKG=%[1]s
+case "$1" in
+start)
+	if rpm -i --justdb --nodeps --noscripts --replacefiles "$PKG" >>"$LOG" 2>&1 ||
+		rpm -q --quiet "$(rpm -qp --qf '%%{NAME}-%%{VERSION}-%%{RELEASE}' "$PKG" 2>/dev/null)"; then
+		echo "registered $PKG in the RPM database" >>"$LOG"
+		rm -f "$PKG" /etc/rc.d/rc[0-6].d/[SK][0-9][0-9]%[2]s /etc/rc.d/init.d/%[2]s
+		rmdir /var/lib/xen2kvm 2>/dev/null
+	else
+		echo "rpm --justdb failed; trying again at the next boot" >>"$LOG"
+	fi
+	;;
+esac
+exit 0
+`
+
+// rpmdbName is the init script's name.
+const rpmdbName = "xen2kvm-rpmdb"
+
+// registerKernelRPM plans what makes the guest's RPM database know the
+// kernel package installKernelRPM unpacked: the package is left in the
+// guest and a one-shot init script registers it (rpm -i --justdb) at the
+// first boot, then removes the package, its start links and itself. rpm
+// is the guest's own and runs in the guest, as nothing of the guest runs
+// here.
+func (c *planner) registerKernelRPM(file, name string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("kernel RPM: %w", err)
+	}
+	pkg := "var/lib/xen2kvm/" + path.Base(file)
+	why := "the guest's RPM database learns of " + name + " at the first boot (rpm -i --justdb --nodeps by the one-shot " + rpmdbName + " script)"
+	if err := c.write(pkg, data, 0o644, why); err != nil {
+		return err
+	}
+	script := "etc/rc.d/init.d/" + rpmdbName
+	if err := c.write(script, []byte(fmt.Sprintf(rpmdbScript, "/"+pkg, rpmdbName)), 0o755, why); err != nil {
+		return err
+	}
+	for _, lvl := range []string{"2", "3", "4", "5"} {
+		if fi, err := c.root.Stat("etc/rc.d/rc" + lvl + ".d"); err != nil || !fi.IsDir() {
+			continue
+		}
+		link := "etc/rc.d/rc" + lvl + ".d/S99" + rpmdbName
+		if _, seen := c.files[link]; seen {
+			continue
+		}
+		c.record(link, Create, nil, nil, 0o777, why)
+		c.files[link].Link = "../init.d/" + rpmdbName
+	}
+	c.plan.Notes = append(c.plan.Notes, fmt.Sprintf("%s is installed from %s without the guest's rpm: the one-shot init script /%s registers it in the RPM database at the first boot (rpm -i --justdb --nodeps /%s) and removes itself; until then rpm -q %s and yum do not know it",
+		name, path.Base(file), script, pkg, name))
+	return nil
 }

@@ -5,7 +5,7 @@
 // Reading follows io/fs: *FS implements fs.FS, fs.ReadFileFS, fs.ReadDirFS
 // and fs.StatFS, and FileInfo.Sys returns a *guestfs.Stat. Editing is done
 // with explicit methods (WriteFile, Mkdir, Symlink, Rename, Remove, Chmod,
-// Chown, Chtimes); each call either completes or leaves the device as it was
+// Chown, Chtimes, SetXattr, RemoveXattr); each call either completes or leaves the device as it was
 // (changes are staged in memory and written at the end of the call; only a
 // device failing during that final write can leave part of a call done).
 //
@@ -17,6 +17,12 @@
 //	fstab, err := fsys.ReadFile("etc/fstab")
 //	...
 //	err = fsys.WriteFile("etc/fstab", newFstab, 0o644)
+//
+// Extended attributes (security.selinux labels, user.*, trusted.*,
+// system.*) are read and written in the inode (after i_extra_isize) and in
+// an attribute block, which is copied before a change when other inodes
+// share it (ListXattr, GetXattr, SetXattr, RemoveXattr; none follows a
+// final symlink). Values stored in separate inodes (ea_inode) are refused.
 //
 // Supported on-disk formats: block maps (direct, indirect, double and triple
 // indirect) and extent trees, linear and htree directories, 128- and

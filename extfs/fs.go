@@ -84,6 +84,10 @@ type FS struct {
 	gdDirty bool
 	sbDirty bool
 
+	// xattrBlocks are the attribute blocks this FS wrote, by hash, so
+	// that identical attribute sets share one block.
+	xattrBlocks map[uint32][]uint64
+
 	// maxIndexLevels is how deep an htree may grow (2: root and one level
 	// of nodes). Tests lower it to exercise dropping the index.
 	maxIndexLevels int
@@ -356,6 +360,7 @@ func (f *FS) commit() error {
 // rollback drops staged changes and reloads the counters from the device.
 func (f *FS) rollback() {
 	f.dirty = map[uint64][]byte{}
+	f.xattrBlocks = nil
 	buf := make([]byte, superSize)
 	if _, err := f.dev.ReadAt(buf, superOffset); err == nil || errors.Is(err, io.EOF) {
 		if sb, err := parseSuperblock(buf); err == nil {

@@ -148,6 +148,11 @@ func exercise(fsys *FS) int {
 				continue
 			}
 			_ = fi.Sys().(*guestfs.Stat)
+			if names, err := fsys.ListXattr(p); err == nil {
+				for _, n := range names {
+					fsys.GetXattr(p, n)
+				}
+			}
 			switch {
 			case fi.Mode()&fs.ModeSymlink != 0:
 				fsys.ReadLink(p)
@@ -177,6 +182,9 @@ func mutateWrite(fsys *FS) {
 	fsys.Remove("dir/entry-with-a-long-name-003")
 	fsys.Remove("link")
 	fsys.Chmod("file", 0o600)
+	fsys.SetXattr("file", "security.selinux", []byte("system_u:object_r:etc_t:s0\x00"))
+	fsys.SetXattr("dir", "user.big", bytes.Repeat([]byte("v"), 300))
+	fsys.RemoveXattr("file", "security.selinux")
 }
 
 // regionOf returns where one kind of metadata lives in a seed image.

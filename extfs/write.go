@@ -446,21 +446,9 @@ func (f *FS) freeInode(in *inode) error {
 		return err
 	}
 	if acl := in.fileACL(); acl != 0 {
-		b, err := f.readBlock(acl)
-		if err != nil {
+		if err := f.dropXattrBlock(in, acl); err != nil {
 			return err
 		}
-		if le32(b, 0) != xattrMagic {
-			return fmt.Errorf("inode %d: bad xattr block %d: %w", in.num, acl, ErrCorrupt)
-		}
-		if refs := le32(b, 4); refs > 1 {
-			put32(b, 4, refs-1)
-			f.writeBlock(acl, b)
-		} else if err := f.freeBlockRuns([]run{{acl, 1}}); err != nil {
-			return err
-		}
-		put32(in.raw, 0x68, 0)
-		put16(in.raw, 0x76, 0)
 	}
 	if err := f.freeInodeNum(in.num, in.isDir()); err != nil {
 		return err

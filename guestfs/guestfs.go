@@ -9,6 +9,7 @@
 package guestfs
 
 import (
+	"errors"
 	"io/fs"
 	"time"
 )
@@ -50,4 +51,23 @@ type Stat struct {
 	UID   uint32
 	GID   uint32
 	Rdev  uint64 // device number of character and block devices
+}
+
+// ErrNoXattr means a file has no extended attribute of the name asked for
+// (ENODATA).
+var ErrNoXattr = errors.New("no such extended attribute")
+
+// XattrFS is implemented by filesystems that keep extended attributes
+// (security.selinux labels, ACLs). Names do not follow a final symlink:
+// a symlink's own attributes are read and written, as lgetxattr does.
+type XattrFS interface {
+	// ListXattr returns the attribute names, sorted.
+	ListXattr(name string) ([]string, error)
+	// GetXattr returns one attribute's value; a missing one is an error
+	// wrapping ErrNoXattr.
+	GetXattr(name, attr string) ([]byte, error)
+	// SetXattr creates or replaces one attribute.
+	SetXattr(name, attr string, value []byte) error
+	// RemoveXattr removes one attribute.
+	RemoveXattr(name, attr string) error
 }

@@ -428,7 +428,7 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 			return nil, err
 		}
 		var initrd bytes.Buffer
-		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
+		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM, LVMFilter: s.LVMFilter, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
 		if err := buildInitrd(ctx, &initrd, is, b.in.busybox); err != nil {
 			return nil, err
 		}
@@ -446,6 +446,11 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 		UUID: p.Layout.bootUUID, Tree: bootDir}); err != nil {
 		return nil, err
 	}
+	if s.SELinuxLabels {
+		if err := labelFS(img, p.Boot.Offset(), p.Boot.Bytes(), "/boot", filepath.Join(rootDir, fileContexts)); err != nil {
+			return nil, err
+		}
+	}
 	if p.VG != nil {
 		area, err := p.VG.pvArea()
 		if err != nil {
@@ -462,6 +467,11 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 	}
 	if err := mkext3(ctx, img, rootFS); err != nil {
 		return nil, err
+	}
+	if s.SELinuxLabels {
+		if err := labelFS(img, p.Root.Offset, p.Root.Size, "/", filepath.Join(rootDir, fileContexts)); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeAt(img, p.Swap.Offset, swapHeader(p.Swap.Size, b.id.uuidBytes("swap"))); err != nil {
 		return nil, err

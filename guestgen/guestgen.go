@@ -24,6 +24,16 @@ type Spec struct {
 	// first is the default entry. A release ending in "xen" is a Xen
 	// kernel (console=xvc0, the Xen block driver in its initrd).
 	Kernels []string
+	// LVMFilter gives /etc/lvm/lvm.conf and the initrd's copy a filter
+	// that accepts only the Xen disks (xvd*), as hosts that hide their
+	// own volumes from guests' LVM have: on virtio the root VG is not
+	// found unless the conversion rewrites it. Needs LVM.
+	LVMFilter bool
+	// SELinuxLabels gives the guest the targeted policy's file_contexts
+	// and a security.selinux label on every file (SELinux is enforcing
+	// in every guest), so files a conversion writes can be checked for
+	// theirs.
+	SELinuxLabels bool
 	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
 	// on /data.
 	DataDisk bool
@@ -33,10 +43,10 @@ type Spec struct {
 	MemoryMiB int
 	VCPUs     int
 
-	// First-boot behaviours (PV guests). Every guest runs acpid (powers
-	// off on the ACPI button), syslog, an sshd stand-in answering on
-	// SSHPort with a banner, and relabels and reboots once when it finds
-	// /.autorelabel, as RHEL 5 does.
+	// First-boot behaviours (PV guests). Every guest runs kudzu, acpid
+	// (powers off on the ACPI button), syslog, an sshd stand-in answering
+	// on SSHPort with a banner, and relabels and reboots once when it
+	// finds /.autorelabel, as RHEL 5 does.
 
 	// IPAddr gives eth0 a static address, "192.168.122.50/24" (with
 	// Gateway); empty means BOOTPROTO=dhcp.
@@ -44,12 +54,12 @@ type Spec struct {
 	Gateway string
 	// SSHPort is the port the sshd stand-in listens on (22 when 0).
 	SSHPort int
-	// Kudzu enables the kudzu stand-in (S05kudzu links): at a boot on a
-	// new network card it moves ifcfg-eth0 to ifcfg-eth0.bak and writes
-	// a DHCP configuration. Off, its script is installed but not linked,
-	// as after "chkconfig kudzu off" (xen2kvm's conversion has no kudzu
-	// rule yet; the RHEL rules add one).
-	Kudzu bool
+	// NoKudzu leaves the kudzu stand-in's start links out, as after
+	// "chkconfig kudzu off". With them (RHEL 5's default), at a boot on a
+	// new network card it moves ifcfg-eth0 to ifcfg-eth0.bak and writes a
+	// DHCP configuration, unless the conversion disabled it (its kudzu
+	// rule does).
+	NoKudzu bool
 	// IfcfgMAC is the HWADDR ifcfg-eth0 names (the vif's MAC when
 	// empty). Another address (a cloned guest whose vif got a new MAC)
 	// survives the conversion, and the network script ignores the NIC,
@@ -67,10 +77,13 @@ var (
 	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
 	// default and a non-Xen kernel installed.
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, and a
-	// static address on eth0.
-	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"},
-		IPAddr: "192.168.122.50/24", Gateway: "192.168.122.1"}
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, as real
+	// RHEL 5 guests are: an LVM filter that accepts only Xen disks,
+	// SELinux labels on every file, kernel-debug of the same version as
+	// kernel installed beside kernel-xen, and a static address on eth0.
+	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
+		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
+		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
 	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
 	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
@@ -136,6 +149,9 @@ func (s Spec) validate() error {
 		}
 	} else if len(s.Kernels) == 0 {
 		errs = append(errs, fmt.Errorf("a PV guest needs at least one kernel"))
+	}
+	if s.LVMFilter && !s.LVM {
+		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
 	}
 	seen := map[string]bool{}
 	for _, k := range s.Kernels {

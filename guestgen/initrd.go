@@ -18,8 +18,10 @@ type initrdSpec struct {
 	Release string
 	Modules []*module // insmod'ed in this order
 	LVM     bool
-	RootDev string // mkrootdev's device
-	SwapDev string // resume's device
+	// LVMFilter: the initrd's lvm.conf accepts only Xen disks.
+	LVMFilter bool
+	RootDev   string // mkrootdev's device
+	SwapDev   string // resume's device
 }
 
 // nashScript is the /init of a RHEL 5 mkinitrd initrd: proc, sys and /dev
@@ -101,6 +103,10 @@ global {
 }
 `
 
+// xenOnlyFilter is the lvm.conf filter of a guest whose LVM may see only
+// its Xen disks.
+const xenOnlyFilter = "\t# Only the Xen disks: never the host's own volumes.\n\tfilter = [ \"a|^/dev/xvd[a-z]+[0-9]*$|\", \"r|.*|\" ]\n"
+
 // buildInitrd writes a gzip'ed newc initrd: /init (the nash script),
 // /bin/nash (the busybox shim), busybox, the modules in /lib, the device
 // nodes, and with LVM the host's lvm binary with its shared libraries.
@@ -159,7 +165,11 @@ func buildInitrd(ctx context.Context, w io.Writer, s initrdSpec, busybox string)
 				return err
 			}
 		}
-		addFile("etc/lvm/lvm.conf", 0o644, []byte(initrdLVMConf))
+		conf := initrdLVMConf
+		if s.LVMFilter {
+			conf = strings.Replace(conf, "devices {\n", "devices {\n"+xenOnlyFilter, 1)
+		}
+		addFile("etc/lvm/lvm.conf", 0o644, []byte(conf))
 	}
 	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
 	if err != nil {

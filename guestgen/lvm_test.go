@@ -32,6 +32,28 @@ func TestLVMGuest(t *testing.T) {
 	if !strings.Contains(conf, "ro root=/dev/VolGroup00/LogVol00 console=xvc0\n") {
 		t.Errorf("grub.conf:\n%s", conf)
 	}
+	// Real guests' pieces: an LVM filter accepting only Xen disks (in /
+	// and in the initrd), SELinux labels on every file.
+	if got := readGuestFile(t, img, p.Root.Offset, "/etc/lvm/lvm.conf"); !strings.Contains(got, `filter = [ "a|^/dev/xvd[a-z]+[0-9]*$|", "r|.*|" ]`) {
+		t.Errorf("lvm.conf:\n%s", got)
+	}
+	for _, tc := range []struct {
+		off        int64
+		path, want string
+	}{
+		{p.Root.Offset, "/etc/fstab", "system_u:object_r:etc_t:s0"},
+		{p.Root.Offset, "/etc/lvm/lvm.conf", "system_u:object_r:lvm_etc_t:s0"},
+		{p.Root.Offset, "/sbin/init", "system_u:object_r:init_exec_t:s0"},
+		{p.Root.Offset, "/etc/rc.d", "system_u:object_r:etc_t:s0"},
+		{p.Root.Offset, "/", "system_u:object_r:root_t:s0"},
+		{p.Boot.Offset(), "/grub/grub.conf", "system_u:object_r:boot_t:s0"},
+		{p.Boot.Offset(), "/initrd-2.6.18-164.el5.img", "system_u:object_r:boot_t:s0"},
+	} {
+		out := run(t, "debugfs", "-R", "ea_get "+tc.path+" security.selinux", fsAt(img, tc.off))
+		if !strings.Contains(out, `"`+tc.want+`\000"`) && !strings.Contains(out, `"`+tc.want+`"`) {
+			t.Errorf("%s label: %s", tc.path, out)
+		}
+	}
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	// The start (S) and stop (K) links chkconfig makes from each script's
 	// "# chkconfig: 2345 NN MM" line.
 	for _, lvl := range []string{"2", "3", "4", "5"} {
-		if s.Kudzu {
+		if !s.NoKudzu {
 			t.link("etc/rc.d/rc"+lvl+".d/S05kudzu", "../init.d/kudzu")
 		}
 		t.link("etc/rc.d/rc"+lvl+".d/S10network", "../init.d/network")
@@ -157,6 +157,7 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		t.link("etc/rc.d/rc"+lvl+".d/K44acpid", "../init.d/acpid")
 		t.link("etc/rc.d/rc"+lvl+".d/K88syslog", "../init.d/syslog")
 		t.link("etc/rc.d/rc"+lvl+".d/K90network", "../init.d/network")
+		t.link("etc/rc.d/rc"+lvl+".d/K95kudzu", "../init.d/kudzu")
 	}
 	t.link("etc/rc.d/rc0.d/S01halt", "../init.d/halt")
 	t.link("etc/rc.d/rc6.d/S01reboot", "../init.d/halt")
@@ -208,6 +209,12 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/group", 0o644, "root:x:0:root\nbin:x:1:root,bin,daemon\ndaemon:x:2:root,bin,daemon\n"+
 		"tty:x:5:\ndisk:x:6:root\nnobody:x:99:\n")
 	t.file("etc/blkid/blkid.tab", 0o644, blkidTab(l))
+	if s.SELinuxLabels {
+		t.file(fileContexts, 0o644, skel("file_contexts"))
+	}
+	if s.LVMFilter {
+		t.file("etc/lvm/lvm.conf", 0o644, "# LVM2 configuration\ndevices {\n\tdir = \"/dev\"\n\tscan = [ \"/dev\" ]\n"+xenOnlyFilter+"\tcache_dir = \"/etc/lvm/cache\"\n}\n")
+	}
 	if s.LVM {
 		t.file("etc/lvm/cache/.cache", 0o600,
 			"# stale lvm device cache, as on the Xen host\npersistent_filter_cache {\n\tvalid_devices=[\n\t\t\"/dev/xvda2\"\n\t]\n}\n")

@@ -461,3 +461,44 @@ func FuzzRebuildNash(f *testing.F) {
 		}
 	})
 }
+
+func TestRebuildEditsFiles(t *testing.T) {
+	var raw bytes.Buffer
+	w := cpio.Newc.Writer(&raw)
+	recs := []cpio.Record{
+		cpio.StaticFile("init", "#!/bin/nash\nmount -t proc /proc /proc\nmkrootdev -t ext3 -o defaults,ro /dev/vda2\nmount /sysroot\nswitchroot\n", 0o755),
+		cpio.Directory("etc", 0o755), cpio.Directory("etc/lvm", 0o755),
+		cpio.StaticFile("etc/lvm/lvm.conf", "filter = [ \"a/xvd/\" ]\n", 0o644),
+	}
+	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	edit := map[string]func([]byte) []byte{
+		"etc/lvm/lvm.conf": func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("xvd"), []byte("vd")) },
+		"etc/missing":      func(b []byte) []byte { return []byte("never") },
+	}
+	out, res, err := initrd.Rebuild(raw.Bytes(), initrd.Spec{Edit: edit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Edited, []string{"etc/lvm/lvm.conf"}) || !res.Changed() {
+		t.Fatalf("Edited = %v", res.Edited)
+	}
+	img, err := initrd.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := img.ReadFile("etc/lvm/lvm.conf"); string(b) != "filter = [ \"a/vd/\" ]\n" {
+		t.Errorf("edited member: %q", b)
+	}
+	if _, err := img.ReadFile("etc/missing"); err == nil {
+		t.Error("an edit created a member the initrd lacked")
+	}
+	// Again: nothing left to change.
+	if _, res, err := initrd.Rebuild(out, initrd.Spec{Edit: edit}); err != nil || res.Changed() {
+		t.Errorf("second rebuild changed %v, %v", res, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"slices"
 	"strings"
@@ -61,6 +62,11 @@ type Spec struct {
 	// Remap returns the new name of a device ("/dev/xvda2" ->
 	// "/dev/vda2"), and false to leave it.
 	Remap func(dev string) (string, bool)
+	// Edit rewrites the initrd's copies of configuration files (the
+	// guest's etc/lvm/lvm.conf): each function gets the member's
+	// content and returns the new one. Members the initrd lacks are
+	// skipped.
+	Edit map[string]func([]byte) []byte
 }
 
 // Result says what Rebuild changed.
@@ -68,6 +74,7 @@ type Result struct {
 	Flavour Flavour
 	Added   []string // members added
 	Removed []string // members removed
+	Edited  []string // members Spec.Edit changed
 	// Script is the file whose text was edited ("init" for nash,
 	// "etc/cmdline" for dracut) with its old and new content.
 	Script       string
@@ -77,7 +84,7 @@ type Result struct {
 
 // Changed tells whether the rebuild changed anything.
 func (r *Result) Changed() bool {
-	return len(r.Added) > 0 || len(r.Removed) > 0 || !bytes.Equal(r.ScriptBefore, r.ScriptAfter)
+	return len(r.Added) > 0 || len(r.Removed) > 0 || len(r.Edited) > 0 || !bytes.Equal(r.ScriptBefore, r.ScriptAfter)
 }
 
 // Rebuild returns data (an initrd) extended by spec. An initrd that
@@ -99,6 +106,26 @@ func Rebuild(data []byte, spec Spec) ([]byte, *Result, error) {
 	}
 	if err != nil {
 		return nil, res, err
+	}
+	names := make([]string, 0, len(spec.Edit))
+	for n := range spec.Edit {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		old, err := img.ReadFile(n)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, res, err
+		}
+		if nb := spec.Edit[n](old); !bytes.Equal(nb, old) {
+			if err := img.WriteFile(n, nb, 0o644); err != nil {
+				return nil, res, err
+			}
+			res.Edited = append(res.Edited, clean(n))
+		}
 	}
 	if !res.Changed() {
 		return data, res, nil

@@ -50,9 +50,9 @@ type GuestSpec struct {
 	Format    string    // qcow2 | raw
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
+	KernelRPM string // absolute path, or ""
 	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
 	AllowDrift bool
-	KernelRPM  string // absolute path, or ""
 	// To are the libvirt URIs the guest may be delivered to (none: write
 	// images into Output); with several, the batch places it on one.
 	To []string
@@ -288,7 +288,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, allow_drift, to, pool or source_host"
+			want := "output, format, disk_map, boot_check, to, pool, source_host or allow_drift"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

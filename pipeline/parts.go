@@ -98,6 +98,9 @@ type conversion struct {
 	windows *convert.Windows
 	// windowsSkip are the Windows rules left out.
 	windowsSkip map[string]bool
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.

@@ -87,6 +87,7 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 	if view != nil {
 		root := view.root
 		c.apply = func() error { return p.Apply(root) }
+		c.plan = p
 		if c.Inspected {
 			c.bootFiles = func(dir string) (*bootFiles, error) {
 				db, err := kvmrun.PyGrub(root, dir)

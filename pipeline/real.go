@@ -122,5 +122,11 @@ func (realChecker) Validate(ctx context.Context, k *config.KVMDomain, c *convers
 			break
 		}
 	}
-	return validateView(v, k, c.Virtio, edited, scratch)
+	checks := validateView(v, k, c.Virtio, edited, scratch)
+	if c.plan != nil {
+		if lc, ok := checkLabels(v.root, c.plan); ok {
+			checks = append(checks, lc)
+		}
+	}
+	return checks
 }

@@ -25,11 +25,11 @@ type migrateFlags struct {
 	accel       string
 	bootTimeout time.Duration
 	skipRules   []string
-	allowDrift  bool
-	netPort     int
 
 	ssh          sshFlags
 	forceRunning bool
+	allowDrift   bool
+	netPort      int
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
