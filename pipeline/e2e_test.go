@@ -136,6 +136,7 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // migrates and boots in TestE2EBatchWithBrokenGuests.)
 func TestE2EMigrateBoots(t *testing.T) {
 	needE2E(t)
+	xen2kvm(t) // built before $TMPDIR points into a subtest's folder
 	for _, s := range []guestgen.Spec{guestgen.CentOS5PV, guestgen.CentOS5LVM} {
 		t.Run(s.Name, func(t *testing.T) {
 			g := guest(t, s)
