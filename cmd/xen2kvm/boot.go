@@ -220,7 +220,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	var res *kvmrun.BootResult
 	var fb *report.Boot
 	if f.noSnapshot {
-		res, err = kvmrun.Boot(cmd.Context(), dom, opts...)
+		// The guest writes its own images: no overlay to read back, but
+		// its own reboots (a relabel) are followed all the same.
+		res, err = kvmrun.Boot(cmd.Context(), dom, append(opts, kvmrun.WithMaxReboots(firstboot.DefaultMaxReboots))...)
 	} else {
 		var fr *firstboot.Result
 		fr, err = firstboot.Check(cmd.Context(), dom, firstboot.Options{
