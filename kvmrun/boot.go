@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 )
 
 // Sentinel errors a *BootError wraps.
@@ -186,6 +186,13 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	qo.Accel = verdict.Accel
 	// Without WithMaxReboots a reboot during the check is a failure to see.
 	qo.NoReboot = s.reboots <= 0
+	if s.reboots > 0 && dom.OnReboot == "destroy" {
+		// The check follows the guest's own reboots whatever the domain
+		// does on a reboot later.
+		d := *dom
+		d.OnReboot = "restart"
+		dom = &d
+	}
 	qo.Snapshot = s.snapshot
 	res := &BootResult{Name: dom.Name, Accel: verdict}
 
@@ -195,12 +202,12 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 		if s.dir == "" {
 			tempCapture = true
 			// The capture lives in the runtime folder: make it now.
-			d, err := os.MkdirTemp("", "xen2kvm-run-")
+			d, err := scratch.New("xen2kvm-run-")
 			if err != nil {
 				return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
 			}
-			defer os.RemoveAll(d)
-			s.dir = d
+			defer d.Remove()
+			s.dir = d.Path
 		}
 		np = planNetCheck(*s.netCheck, dom, &qo, s.dir)
 	}

@@ -124,7 +124,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				res.Guests[i] = GuestResult{Config: g.Config, Name: guessName(g.Config), Status: GuestFailed, Error: ctx.Err().Error()}
+				res.Guests[i] = GuestResult{Config: g.Config, Name: guessName(g.Config), Status: GuestFailed, Error: ErrInterrupted.Error()}
 				return
 			}
 			defer func() { <-sem }()
@@ -137,6 +137,10 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 		if g.Status == GuestFailed || g.Status == GuestBlocked {
 			res.Failed++
 		}
+	}
+	if ctx.Err() != nil && res.Failed > 0 {
+		// SIGINT or SIGTERM stopped the guests still running or waiting.
+		return res, fmt.Errorf("%w: %d of %d: %w", ErrBatchFailed, res.Failed, len(res.Guests), &interruptedError{ctx.Err()})
 	}
 	if res.Failed > 0 {
 		return res, fmt.Errorf("%w: %d of %d", ErrBatchFailed, res.Failed, len(res.Guests))
@@ -204,7 +208,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts := Options{
 		RunOptions: opts.RunOptions,
 		OutDir:     r.OutDir, Format: g.Format, DiskMap: g.DiskMap, Force: force,
-		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM,
+		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM, VirtioWin: g.VirtioWin,
 	}
 	// The guest's copy workers come from the batch's shared limit, and
 	// the batch's logger is for the batch's own events.

@@ -29,6 +29,8 @@ import (
 //	    output: /srv/kvm-db
 //	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
+//	  - config: /srv/import/etc-xen/win2k8     # Windows: stage virtio-win
+//	    virtio_win: /srv/iso/virtio-win.iso
 //	  - config: ssh://root@xen01/web02        # read off the Xen host
 //	  - config: ssh://root@xen01/db01         # copied while it runs, then
 //	    warm: true                            # only what changed (WarmOptions)
@@ -56,6 +58,9 @@ type GuestSpec struct {
 	// Warm migrates the guest warm (an ssh:// config only): see
 	// WarmOptions.
 	Warm bool
+	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
+	// guest (absolute path, or "").
+	VirtioWin string
 	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
 	AllowDrift bool
 	// To are the libvirt URIs the guest may be delivered to (none: write
@@ -167,7 +172,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Warm: f.warm, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, VirtioWin: f.virtioWin, To: f.to, Pool: f.pool, Warm: f.warm, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -181,6 +186,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 
 type guestFields struct {
 	config, output, format, kernelRPM string
+	virtioWin                         string
 	sourceHost                        string // an ssh:// host URL
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
@@ -248,6 +254,10 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "virtio_win":
+			if s, ok := p.str(k, v); ok {
+				f.virtioWin = p.path(s)
+			}
 		case "to":
 			// One URI or a list of them.
 			f.to = nil
@@ -305,7 +315,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, to, pool, source_host, allow_drift or warm"
+			want := "output, format, disk_map, boot_check, to, pool, source_host, allow_drift, virtio_win or warm"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

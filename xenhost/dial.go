@@ -81,7 +81,7 @@ func (e *ConnError) Unwrap() []error { return []error{ErrUnreachable, e.Err} }
 // x/crypto/ssh's default set, or are there but insecure. They are offered
 // after the modern ones, so a host that has anything better uses that.
 var (
-	legacyKex      = []string{ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDH1SHA1, ssh.InsecureKeyExchangeDHGEXSHA1}
+	legacyKex = []string{ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDH1SHA1, ssh.InsecureKeyExchangeDHGEXSHA1}
 	//lint:ignore SA1019 a RHEL 5 host may have only its DSA host key
 	legacyHostKeys = []string{ssh.KeyAlgoRSA, ssh.InsecureKeyAlgoDSA}
 	legacyCiphers  = []string{ssh.InsecureCipherAES128CBC, ssh.InsecureCipherTripleDESCBC}

@@ -101,6 +101,10 @@ func TestLegacyHostDiscoverAndRead(t *testing.T) {
 	}
 
 	ctx := context.Background()
+	// Beside the guests' configs: a broken one, a script, an example.
+	os.WriteFile(filepath.Join(srv.ConfigDir, "broken"), []byte("name = \"broken\"\nmemory = lots\n"), 0o644)
+	os.WriteFile(filepath.Join(srv.ConfigDir, "qemu-ifup"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(srv.ConfigDir, "xmexample1"), []byte("name = \"ExampleDomain\"\n"), 0o644)
 	guests, err := h.Discover(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -108,9 +112,12 @@ func TestLegacyHostDiscoverAndRead(t *testing.T) {
 	got := map[string]*xenhost.Guest{}
 	for _, g := range guests {
 		got[g.Name] = g
-		if g.ConfigErr != nil {
+		if g.ConfigErr != nil && g.Name != "broken" {
 			t.Errorf("%s: %v", g.Name, g.ConfigErr)
 		}
+	}
+	if len(guests) != 4 || got["broken"] == nil || got["broken"].ConfigErr == nil || !strings.Contains(got["broken"].ConfigErr.Error(), "broken") {
+		t.Errorf("Discover: %d guests, broken: %+v", len(guests), got["broken"])
 	}
 	for name, from := range map[string]string{"web01": "xm create --dryrun " + filepath.Join(srv.ConfigDir, "web01"), "db02": "xm list -l db02", "app03": "xm list -l app03"} {
 		g := got[name]

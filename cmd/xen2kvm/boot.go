@@ -15,6 +15,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/firstboot"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -175,6 +176,10 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		}
 		return err
 	}
+	if dom.OS == "windows" && !cmd.Flags().Changed("expect") {
+		return withHint(fmt.Errorf("%s: a Windows guest prints no login prompt on its serial console, so booting it cannot prove it works", xmlPath),
+			"start it with its launch script or virsh and look at its display; --expect REGEX boots it anyway and waits for REGEX on COM1")
+	}
 	serialLog := f.serialLog
 	if serialLog == "" {
 		serialLog = filepath.Join(filepath.Dir(xmlPath), dom.Name+".boot.log")
@@ -185,10 +190,13 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	// The runtime folder holds the kernel and initrd a PV guest boots
 	// with and the VNC password file: kept when the boot fails, so the
 	// logged command line can be rerun as it is.
-	runDir, err := os.MkdirTemp("", "xen2kvm-boot-"+dom.Name+"-")
+	// A boot killed before it could clean up leaves its folder; the next
+	// boot of the same guest removes it (scratch).
+	run, err := scratch.New("xen2kvm-boot-" + dom.Name + "-")
 	if err != nil {
 		return err
 	}
+	runDir := run.Path
 	opts := []kvmrun.Option{
 		kvmrun.WithDir(runDir),
 		kvmrun.WithQEMU(f.qemu),
@@ -212,18 +220,22 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	var res *kvmrun.BootResult
 	var fb *report.Boot
 	if f.noSnapshot {
-		res, err = kvmrun.Boot(cmd.Context(), dom, opts...)
+		// The guest writes its own images: no overlay to read back, but
+		// its own reboots (a relabel) are followed all the same.
+		res, err = kvmrun.Boot(cmd.Context(), dom, append(opts, kvmrun.WithMaxReboots(firstboot.DefaultMaxReboots))...)
 	} else {
 		var fr *firstboot.Result
 		fr, err = firstboot.Check(cmd.Context(), dom, firstboot.Options{
 			Boot: opts, QEMU: config.QEMUOptions{Net: f.net, Display: f.display},
 			AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort), Logger: log,
+			Dir: runDir, // the overlays too: a killed boot leaves them where the next one removes them
 		})
 		res, fb = fr.Boot, fr.Report
 	}
 	if err == nil || res == nil {
-		os.RemoveAll(runDir)
+		run.Remove()
 	} else {
+		run.Keep()
 		log.Info("runtime files kept for rerunning the command line", "dir", runDir)
 	}
 	if f.json {

@@ -252,3 +252,55 @@ func TestBootCommandRefusesHostileNames(t *testing.T) {
 		}
 	}
 }
+
+// TestBootRemovesKilledRunsFolders: a boot killed before it could clean
+// up left its runtime folder in $TMPDIR (marker still there, its lock
+// gone with the process); the next boot of the guest removes it, and
+// keeps a folder a failed boot kept on purpose.
+func TestBootRemovesKilledRunsFolders(t *testing.T) {
+	qemu := fakeQEMU(t)
+	dir := writeOutdir(t)
+	setFake(t, "Linux version 2.6.18-419.el5\n\ntestvm login: ", "run")
+	tmp := os.Getenv("TMPDIR")
+	killed := filepath.Join(tmp, "xen2kvm-boot-testvm-111")
+	os.Mkdir(killed, 0o755)
+	os.WriteFile(filepath.Join(killed, ".xen2kvm-in-use"), nil, 0o600)
+	os.WriteFile(filepath.Join(killed, "vmlinuz"), []byte("k"), 0o644)
+	kept := filepath.Join(tmp, "xen2kvm-boot-testvm-222")
+	os.Mkdir(kept, 0o755)
+	os.WriteFile(filepath.Join(kept, "vmlinuz"), []byte("k"), 0o644)
+	if code, _, stderr := runCLI(t, "boot", dir, "--qemu", qemu, "--accel", "tcg", "--net-check-port", "0"); code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(killed); !os.IsNotExist(err) {
+		t.Error("the killed boot's folder is still there")
+	}
+	ents, _ := os.ReadDir(tmp)
+	if len(ents) != 1 || ents[0].Name() != filepath.Base(kept) {
+		t.Errorf("$TMPDIR holds %v, want only the kept folder", ents)
+	}
+}
+
+// TestBootCommandWindows: a Windows guest has no login prompt to wait
+// for, and boot says so instead of timing out.
+func TestBootCommandWindows(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "w2k3-hda.raw")
+	os.WriteFile(img, nil, 0o644)
+	k := &config.KVMDomain{
+		Name: "w2k3", MemoryMiB: 256, MaxMemoryMiB: 256, VCPUs: 1, MaxVCPUs: 1, Machine: "pc", OS: "windows",
+		ACPI: true, APIC: true, Localtime: true, Video: "cirrus",
+		Disks: []config.KVMDisk{{Path: img, Format: "raw", Target: "hda", Bus: "ide", Device: "disk"}},
+	}
+	x, err := k.LibvirtXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w2k3.xml"), x, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "boot", dir, "--qemu", "/nonexistent/qemu")
+	if code != exitFail || !strings.Contains(stderr, "prints no login prompt") || !strings.Contains(stderr, "hint:") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
