@@ -27,11 +27,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/lvm"
@@ -108,10 +110,15 @@ type Option func(*options)
 
 type options struct {
 	readOnly bool
+	now      func() time.Time
 }
 
 // ReadOnly opens every filesystem read-only; writes through Root fail.
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithClock sets the clock for the timestamps written into the guest's
+// filesystems (default time.Now), for output that is the same on every run.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // Open assembles the guest from its disks, given in the guest's order.
 // Partition tables and LVM metadata that are corrupt are errors; a disk
@@ -248,6 +255,9 @@ func (a *assembler) probe(dev diskimg.Device, names []string) {
 		if a.o.readOnly {
 			opts = append(opts, extfs.ReadOnly())
 		}
+		if a.o.now != nil {
+			opts = append(opts, extfs.WithClock(a.o.now))
+		}
 		fsys, err := extfs.Open(dev, opts...)
 		var fe *extfs.FeatureError
 		if errors.As(err, &fe) && fe.Write {
@@ -372,6 +382,11 @@ func (a *assembler) mount() {
 			continue
 		}
 		st, err := f.FS.Stat("etc/fstab")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A damaged etc or root directory: say so, it is likely why
+			// no root is found.
+			a.warnf("%s: looking for etc/fstab: %v", f.Devices[0], err)
+		}
 		if err != nil || !st.Mode().IsRegular() {
 			continue
 		}

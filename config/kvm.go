@@ -36,6 +36,9 @@ type KVMDomain struct {
 	USBTablet bool   `json:"usb_tablet,omitempty"`
 	USBMouse  bool   `json:"usb_mouse,omitempty"`
 	SoundHW   string `json:"soundhw,omitempty"`
+	// Video is the VGA model as libvirt names it (cirrus, vga); "" leaves
+	// it to the OS default (cirrus for Windows, std VGA otherwise).
+	Video string `json:"video,omitempty"`
 
 	Disks    []KVMDisk `json:"disks"`
 	NICs     []KVMNIC  `json:"nics"`

@@ -119,6 +119,11 @@ func (k *KVMDomain) LibvirtXML() ([]byte, error) {
 	case k.Localtime:
 		x.Clock.Offset = "localtime"
 	}
+	if k.OS == "windows" {
+		// Windows counts timer ticks; re-inject the ones it missed
+		// (QEMU's -rtc driftfix=slew).
+		x.Clock.Timer = append(x.Clock.Timer, libvirtxml.DomainTimer{Name: "rtc", TickPolicy: "catchup"})
+	}
 
 	dev := x.Devices
 	for _, d := range k.Disks {
@@ -171,6 +176,9 @@ func (k *KVMDomain) LibvirtXML() ([]byte, error) {
 			Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
 			Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &cport},
 		})
+	}
+	if k.Video != "" {
+		dev.Videos = append(dev.Videos, libvirtxml.DomainVideo{Model: libvirtxml.DomainVideoModel{Type: k.Video}})
 	}
 	if k.USBTablet {
 		dev.Inputs = append(dev.Inputs, libvirtxml.DomainInput{Type: "tablet", Bus: "usb"})
@@ -314,6 +322,11 @@ func ParseKVMXML(data []byte) (*KVMDomain, error) {
 			k.NICs = append(k.NICs, nic)
 		}
 		k.Serial = len(dev.Serials) > 0
+		for _, v := range dev.Videos {
+			if m := v.Model.Type; m == "cirrus" || m == "vga" {
+				k.Video = m
+			}
+		}
 		for _, in := range dev.Inputs {
 			if in.Bus == "usb" {
 				switch in.Type {

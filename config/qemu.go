@@ -406,7 +406,12 @@ func addDisplay(a *args, k *KVMDomain, o QEMUOptions) {
 	// Windows of the RHEL 5 era has a driver for the Cirrus card Xen's
 	// HVM guests had, and only plain VGA modes on std VGA.
 	vga := "std"
-	if k.OS == "windows" {
+	switch {
+	case k.Video == "cirrus":
+		vga = "cirrus"
+	case k.Video == "vga":
+		vga = "std"
+	case k.OS == "windows":
 		vga = "cirrus"
 	}
 	g := k.Graphics

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -35,6 +36,15 @@ type KVMOptions struct {
 	Virtio bool
 	// OS is "linux", "windows" or "" when unknown.
 	OS string
+	// OSVersion is the Windows version inspection found ("5.2" Server
+	// 2003, "6.0" Server 2008; "" when unknown). NT 5 has a driver for
+	// the Cirrus card Xen's HVM guests had and only plain VGA modes on
+	// QEMU's standard VGA, so it keeps Cirrus; NT 6 gets standard VGA.
+	OSVersion string
+	// RTCUTC: the guest keeps its hardware clock in UTC (a Windows
+	// registry with RealTimeIsUniversal). A Windows guest without it
+	// gets its RTC in local time, whatever the Xen config said.
+	RTCUTC bool
 	// Images maps a Xen disk target ("xvda", "hda") to its converted
 	// image. Disks not in Images keep their source path as the config
 	// gives it (CD-ROMs, empty drives, disks not copied); rewrite it with
@@ -121,6 +131,13 @@ func ToKVM(d *Domain, o KVMOptions) (*KVMDomain, error) {
 			}
 		}
 		k.BootOrder = hvmBootOrder(d.Boot)
+		if o.OS == "windows" {
+			k.Video = windowsVideo(o.OSVersion)
+			if o.OSVersion != "" {
+				// Inspection read the registry: it decides the RTC.
+				k.Localtime = !o.RTCUTC
+			}
+		}
 		if d.Kernel != "" {
 			// HVM direct kernel boot (xl).
 			k.Kernel, k.Initrd, k.Cmdline = d.Kernel, d.Ramdisk, d.Cmdline()
@@ -265,6 +282,16 @@ func NICModel(d *Domain, i int, virtio bool) string {
 		return "e1000"
 	}
 	return nicModel(m)
+}
+
+// windowsVideo is the VGA model for a Windows version: Cirrus for NT 5
+// (2003) and unknown versions, standard VGA for NT 6 (2008).
+func windowsVideo(version string) string {
+	major, _, _ := strings.Cut(version, ".")
+	if n, err := strconv.Atoi(major); err == nil && n >= 6 {
+		return "vga"
+	}
+	return "cirrus"
 }
 
 // nicModel keeps the emulated NIC model a guest was installed with;

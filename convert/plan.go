@@ -188,6 +188,9 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 			p.Notes = append(p.Notes, "rule "+r.Name+" disabled")
 			continue
 		}
+		if r.plan == nil { // a Windows rule
+			continue
+		}
 		c.rule = r.Name
 		if err := r.plan(c); err != nil {
 			return nil, fmt.Errorf("rule %s: %w", r.Name, err)

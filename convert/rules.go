@@ -18,7 +18,8 @@ type Rule struct {
 // (Rules, Options.Disable, Edit.Rule) derives from it. To add a rule,
 // write its planner method in the rules_*.go file of its family (boot
 // loader, disks, packages, modules and initrd, console, SELinux, network)
-// and add its line here.
+// and add its line here. The Windows rules (win-*) have no planner:
+// PlanWindows carries them out on a Windows guest's registry.
 var rules = []Rule{
 	{"grub", "grub.conf boots a non-Xen kernel by default, with KVM's disk names and the serial console", (*planner).grub},
 	{"device-map", "grub's device.map and /etc/sysconfig/grub name KVM's disks", (*planner).deviceMapRule},
@@ -38,6 +39,10 @@ var rules = []Rule{
 	{"persistent-net", "udev's persistent names (RHEL 6) for the Xen NICs are freed, so the KVM NIC is eth0", (*planner).persistentNet},
 	{"selinux", "files xen2kvm creates get the SELinux label the guest's file_contexts gives their path (modified files keep theirs); /.autorelabel only when the policy cannot be read", (*planner).selinux},
 	{"network", "warnings for interface configs whose HWADDR no NIC of the config has", (*planner).network},
+	{RuleWinXenPV, "Windows: the Xen PV drivers (GPLPV, Red Hat xenpv-win, Citrix) are disabled (Start=4) in every control set", nil},
+	{RuleWinFilters, "Windows: the Xen PV drivers are taken out of the device classes' UpperFilters/LowerFilters", nil},
+	{RuleWinCPU, "Windows: intelppm and processr are disabled (0x7E when the CPU changes)", nil},
+	{RuleWinIDE, "Windows: atapi, intelide and pciide are boot-start (Start=0) for QEMU's IDE", nil},
 }
 
 // Rules lists the conversion rules in the order they run.

@@ -96,12 +96,9 @@ type output interface {
 // src is only read. The output has mode 0600: guest disks hold secrets
 // (libvirt gives QEMU access to the images it runs).
 func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Option) (err error) {
-	cfg := convertConfig{workers: defaultWorkers, chunk: defaultChunk, clusterSize: qcow2.DefaultClusterSize}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if format != OutputQCOW2 && format != OutputRaw {
-		return fmt.Errorf("output format %q: %w (use %s or %s)", format, ErrUnsupported, OutputQCOW2, OutputRaw)
+	cfg, err := newConfig(format, opts)
+	if err != nil {
+		return err
 	}
 	if err := checkNotSource(src, dstPath); err != nil {
 		return err
@@ -109,19 +106,6 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	if err := checkOutputPath(dstPath); err != nil {
 		return err
 	}
-	size := src.Size()
-
-	var extents []Extent
-	if l, ok := src.(ExtentLister); ok {
-		if extents, err = l.Extents(ctx); err != nil {
-			return fmt.Errorf("listing extents: %w", err)
-		}
-	} else if size > 0 {
-		extents = []Extent{{Offset: 0, Length: size}}
-	}
-
-	defer noReadahead(src)()
-
 	removeStaleParts(dstPath)
 	tmp, err := os.CreateTemp(filepath.Dir(dstPath), partPrefix(dstPath)+"*")
 	if err != nil {
@@ -132,46 +116,107 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	// is in use; a killed process's lock goes with it, and the part file
 	// is then removed by the next Convert to that DST.
 	unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err := convertInto(ctx, src, tmp, dstPath, format, &cfg); err != nil {
+		os.Remove(tmpName)
+		return err
+	}
+	if err := os.Rename(tmpName, dstPath); err != nil {
+		os.Remove(tmpName)
+		return fmt.Errorf("renaming output: %w", err)
+	}
+	if d, derr := os.Open(filepath.Dir(dstPath)); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// File is an output Convert can write into besides a local file: it reads
+// and writes at offsets (a storage volume on another host, written
+// through its management API). An *os.File is one.
+type File = qcow2.File
+
+// ConvertTo copies the device src into dst in the given format, as
+// Convert does, but into an open File instead of a new local file: the
+// image is laid out from offset 0 of dst, only the non-zero data is
+// written (so dst must read as zeros where nothing is written: a new
+// sparse file or volume), and dst is closed once the image is complete.
+// On an error dst is closed and holds a partial image that the caller
+// discards.
+func ConvertTo(ctx context.Context, src Device, dst File, format string, opts ...Option) error {
+	cfg, err := newConfig(format, opts)
+	if err != nil {
+		dst.Close()
+		return err
+	}
+	return convertInto(ctx, src, dst, dst.Name(), format, &cfg)
+}
+
+func newConfig(format string, opts []Option) (convertConfig, error) {
+	cfg := convertConfig{workers: defaultWorkers, chunk: defaultChunk, clusterSize: qcow2.DefaultClusterSize}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if format != OutputQCOW2 && format != OutputRaw {
+		return cfg, fmt.Errorf("output format %q: %w (use %s or %s)", format, ErrUnsupported, OutputQCOW2, OutputRaw)
+	}
+	return cfg, nil
+}
+
+// convertInto writes src into f (named name in errors) and closes f.
+func convertInto(ctx context.Context, src Device, f File, name, format string, cfg *convertConfig) (err error) {
+	size := src.Size()
+	var extents []Extent
+	if l, ok := src.(ExtentLister); ok {
+		if extents, err = l.Extents(ctx); err != nil {
+			f.Close()
+			return fmt.Errorf("listing extents: %w", err)
+		}
+	} else if size > 0 {
+		extents = []Extent{{Offset: 0, Length: size}}
+	}
+
+	defer noReadahead(src)()
+
 	var out output
 	grain := int64(rawGrain)
 	switch format {
 	case OutputQCOW2:
 		qopts := []qcow2.Option{qcow2.WithClusterSize(cfg.clusterSize), qcow2.WithCompression(cfg.compress), qcow2.WithPreallocation(cfg.prealloc)}
-		w, werr := qcow2.NewWriter(tmp, size, qopts...)
+		w, werr := qcow2.NewWriter(f, size, qopts...)
 		if werr != nil {
-			tmp.Close()
-			os.Remove(tmpName)
-			return fmt.Errorf("creating %s: %w", dstPath, werr)
+			f.Close()
+			return fmt.Errorf("creating %s: %w", name, werr)
 		}
 		out, grain = w, w.ClusterSize()
 	case OutputRaw:
-		r, rerr := newRawOutput(tmp, size, cfg.prealloc)
+		r, rerr := newRawOutput(f, size, cfg.prealloc)
 		if rerr != nil {
-			tmp.Close()
-			os.Remove(tmpName)
-			return fmt.Errorf("creating %s: %w", dstPath, rerr)
+			f.Close()
+			return fmt.Errorf("creating %s: %w", name, rerr)
 		}
 		out = r
 	}
 	defer func() {
 		if err != nil {
 			out.Abort()
-			os.Remove(tmpName)
 		}
 	}()
 
 	chunk := max(cfg.chunk, grain) / grain * grain
-	// Start writeback of the output as it is written, so the final fsync
-	// does not have to write everything at once. A goroutine of its own
-	// does it: sync_file_range can block on a busy disk, and the copy
-	// workers should not.
-	fd := int(tmp.Fd())
+	// Start writeback of a local output file as it is written, so the
+	// final fsync does not have to write everything at once. A goroutine
+	// of its own does it: sync_file_range can block on a busy disk, and
+	// the copy workers should not.
 	kick := make(chan struct{}, 1)
 	flusher := make(chan struct{})
+	fdf, local := f.(interface{ Fd() uintptr })
 	go func() {
 		defer close(flusher)
 		for range kick {
-			unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			if local {
+				unix.SyncFileRange(int(fdf.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			}
 		}
 	}()
 	var written atomic.Int64
@@ -183,23 +228,13 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 			}
 		}
 	}
-	err = copyExtents(ctx, src, out, aligned(extents, grain, size), grain, chunk, &cfg, wrote)
+	err = copyExtents(ctx, src, out, aligned(extents, grain, size), grain, chunk, cfg, wrote)
 	close(kick)
 	<-flusher
 	if err != nil {
 		return err
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmpName, dstPath); err != nil {
-		return fmt.Errorf("renaming output: %w", err)
-	}
-	if d, derr := os.Open(filepath.Dir(dstPath)); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return out.Close()
 }
 
 // noReadahead turns the kernel's readahead off for a raw source file for
@@ -430,11 +465,11 @@ func writeNonZero(out io.WriterAt, b []byte, off, grain int64, zero []byte) (int
 
 // rawOutput is a sparse raw file: zeros are holes because they are never
 // written.
-type rawOutput struct{ f *os.File }
+type rawOutput struct{ f File }
 
-func newRawOutput(f *os.File, size int64, prealloc bool) (*rawOutput, error) {
-	if prealloc && size > 0 {
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+func newRawOutput(f File, size int64, prealloc bool) (*rawOutput, error) {
+	if fd, ok := f.(interface{ Fd() uintptr }); ok && prealloc && size > 0 {
+		if err := unix.Fallocate(int(fd.Fd()), 0, 0, size); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("preallocating %s: %w", f.Name(), err)
 		}
 	}

@@ -116,6 +116,11 @@ func open(path, wantFormat string, chain []*Image) (*Image, error) {
 	// O_RDONLY: sources are never opened for writing. O_NONBLOCK: opening
 	// a FIFO does not wait for a writer; it is refused below (Fd puts
 	// the descriptor back into blocking mode for the reads).
+	if st, err := os.Stat(path); err == nil {
+		if err := CheckImageMode(path, st.Mode()); err != nil {
+			return nil, err // a socket cannot even be opened
+		}
+	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err

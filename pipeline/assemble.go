@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -30,6 +33,9 @@ func assembleView(ctx context.Context, disks []namedDisk, readOnly bool) (*guest
 	var opts []assemble.Option
 	if readOnly {
 		opts = append(opts, assemble.ReadOnly())
+	}
+	if now := sourceDateEpoch(); now != nil {
+		opts = append(opts, assemble.WithClock(now))
 	}
 	g, err := assemble.Open(ctx, ad, opts...)
 	if err != nil {
@@ -92,4 +98,21 @@ func (e *NoRootError) Hint() string {
 
 func noRoot(g *assemble.Guest) error {
 	return &NoRootError{Problems: append([]string(nil), g.Warnings...)}
+}
+
+// sourceDateEpoch is a clock stopped at $SOURCE_DATE_EPOCH (seconds since
+// 1970, the reproducible-builds convention) when it is set: the
+// conversion's edits then carry that time, and two migrations of a guest
+// write the same guest data. nil when it is unset or not a number.
+func sourceDateEpoch() func() time.Time {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return nil
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil
+	}
+	t := time.Unix(sec, 0).UTC()
+	return func() time.Time { return t }
 }

@@ -28,6 +28,8 @@ type BatchOptions struct {
 	// LogDir receives one log file per guest, NAME.log; "" means
 	// MANIFEST.logs beside the manifest.
 	LogDir string
+
+	placer *placer // places guests on one of several destinations
 }
 
 // GuestStatus is where one guest of a batch ended.
@@ -65,8 +67,12 @@ var ErrBatchFailed = errors.New("some guests failed")
 // RunBatch migrates the manifest's guests, opts.Jobs at a time. A guest's
 // failure never stops the others; RunBatch returns ErrBatchFailed (with
 // the full result) when any failed.
+//
+// Guests on Xen hosts (ssh:// configs) share one connection per host.
 func RunBatch(ctx context.Context, m *Manifest, opts BatchOptions) (*BatchResult, error) {
-	return runBatch(ctx, realParts(), m, opts)
+	p, closeHosts := withHosts(ctx, realParts(), opts.RunOptions)
+	defer closeHosts()
+	return runBatch(ctx, p, m, opts)
 }
 
 func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*BatchResult, error) {
@@ -105,6 +111,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 	sem := make(chan struct{}, jobs)
 	logNames := logFileNames(m.Guests)
 	claims := &outClaims{by: map[string]GuestSpec{}}
+	opts.placer = &placer{}
 	var wg sync.WaitGroup
 	for i, g := range m.Guests {
 		wg.Add(1)
@@ -194,6 +201,23 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts.Workers, gopts.Logger = lim.Size(), nil
 	if !g.BootCheck {
 		gopts.Boot = BootNever
+	}
+	if len(g.To) > 0 {
+		gopts.To, gopts.Pool = g.To[0], g.Pool
+		if len(g.To) > 1 && !opts.DryRun && opts.placer != nil {
+			uri, why, release, err := opts.placer.place(ctx, g.To, g.Pool, d, g.DiskMap)
+			if err != nil {
+				r.Status, r.Error = GuestFailed, err.Error()
+				log.Error("guest failed", "guest", d.Name, "err", err)
+				if st != nil {
+					setState(st, key, guestState{Name: d.Name, OutDir: r.OutDir, Status: GuestFailed, Error: r.Error}, log)
+				}
+				return r
+			}
+			defer release()
+			gopts.To, gopts.Placement = uri, why
+			log.Info("placed guest", "guest", d.Name, "to", uri, "why", why)
+		}
 	}
 	var logFile *os.File
 	if !opts.DryRun {

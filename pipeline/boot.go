@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,7 +24,11 @@ func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o 
 	if accel == "" {
 		accel = kvmrun.AccelAuto
 	}
+	// The runtime folder (kernel, initrd, QMP socket) is in the staging
+	// folder: a killed run leaves it where the next run removes it, not
+	// in $TMPDIR.
 	res, err := kvmrun.Boot(ctx, k,
+		kvmrun.WithDir(filepath.Join(dir, ".run")),
 		kvmrun.WithAccel(accel),
 		kvmrun.WithTimeout(o.Timeout),
 		kvmrun.WithSerialLog(o.LogPath),

@@ -141,10 +141,17 @@ func TestE2EMigrateBoots(t *testing.T) {
 			g := guest(t, s)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
+			// Nothing of a migration goes to $TMPDIR, where a killed run
+			// would leave it for good.
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
 			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
 				"--boot-check", "--accel", "tcg", "--boot-timeout", "3m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				t.Errorf("migrate used $TMPDIR: %v", ents)
 			}
 			var rep report.Guest
 			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {

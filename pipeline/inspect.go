@@ -10,6 +10,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // InspectOptions tune Inspect.
@@ -21,6 +22,8 @@ type InspectOptions struct {
 	// DiskMap says where the guests' disk images are on this host, as
 	// Options.DiskMap.
 	DiskMap []PathMap
+	// SSH configures the connections for ssh:// paths.
+	SSH *xenhost.Options
 }
 
 // Inspect reads each config and, where the guest's disks exist here,
@@ -29,8 +32,15 @@ type InspectOptions struct {
 // loader). Every disk's Exists is filled in. A config that cannot be read
 // is kept in the results with its error, and the returned error says how
 // many failed; a guest whose disks cannot be read gets a warning.
+//
+// A path may be ssh://[USER@]HOST[:PORT]/NAME, a guest on a Xen host, or
+// ssh://[USER@]HOST[:PORT], every guest on it (one result each, with
+// Host set: the state xm list gives, where the config came from, the
+// disks' sizes).
 func Inspect(ctx context.Context, paths []string, opts InspectOptions) ([]report.Inspection, error) {
-	return inspect(ctx, realParts(), paths, opts)
+	p, closeHosts := withHosts(ctx, realParts(), RunOptions{SSH: opts.SSH})
+	defer closeHosts()
+	return inspect(ctx, p, paths, opts)
 }
 
 func inspect(ctx context.Context, p parts, paths []string, opts InspectOptions) ([]report.Inspection, error) {
@@ -43,6 +53,16 @@ func inspect(ctx context.Context, p parts, paths []string, opts InspectOptions) 
 			d   *config.Domain
 			err error
 		)
+		if hs, ok := p.source.(*hostSource); ok && xenhost.IsURL(path) {
+			rs, err := inspectRemote(ctx, hs, path, opts)
+			if err != nil {
+				errs = append(errs, err)
+				results = append(results, report.Inspection{File: path, Error: err.Error()})
+				continue
+			}
+			results = append(results, rs...)
+			continue
+		}
 		if path == "-" {
 			var data []byte
 			data, err = io.ReadAll(io.LimitReader(opts.Stdin, config.MaxConfigSize+1))
@@ -92,6 +112,22 @@ func inspectGuest(ctx context.Context, src sourceReader, d *config.Domain, maps 
 	}
 	if len(disks) == 0 {
 		return nil, nil
+	}
+	if d.Type == config.HVM {
+		// Windows: its NTFS system volume and registry, read natively.
+		var named []convert.NamedDevice
+		for _, disk := range disks {
+			named = append(named, convert.NamedDevice{Name: disk.Target, Dev: disk.Dev})
+		}
+		wv, warnings, err := convert.FindWindows(named)
+		if err != nil {
+			return nil, err
+		}
+		if wv != nil {
+			r := &report.InspectedGuest{Windows: &report.InspectedWindows{Volume: wv.Name, Windows: wv.Windows, Details: wv.Details()}, Warnings: warnings}
+			r.Warnings = append(r.Warnings, wv.Windows.Blockers()...)
+			return r, nil
+		}
 	}
 	g, err := assemble.Open(ctx, disks, assemble.ReadOnly())
 	if err != nil {

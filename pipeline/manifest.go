@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Manifest is a batch of guests to migrate, read from a YAML file:
@@ -26,9 +29,15 @@ import (
 //	    output: /srv/kvm-db
 //	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
+//	  - config: ssh://root@xen01/web02        # read off the Xen host
+//	  - config: app03                         # with source_host: ssh://root@xen02,
+//	    source_host: ssh://root@xen02         # the same as ssh://root@xen02/app03
 //
 // Relative paths (config, output, the NEW side of disk_map) are relative
 // to the manifest's folder. A guest's disk_map replaces the defaults' one.
+// A config that is an ssh:// URL names a guest on a Xen host; with a
+// source_host (usually in defaults), a config without a / is the name of
+// a guest on that host.
 type Manifest struct {
 	Path   string      // the manifest file
 	Guests []GuestSpec // in manifest order
@@ -42,7 +51,12 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
-	Line      int    // line of the entry in the manifest
+	// To are the libvirt URIs the guest may be delivered to (none: write
+	// images into Output); with several, the batch places it on one.
+	To []string
+	// Pool is the storage pool on the destination ("" means default).
+	Pool string
+	Line int // line of the entry in the manifest
 }
 
 // ManifestError is a problem in a manifest, with the line it is on.
@@ -128,6 +142,9 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 				p.errorf(g, "guest without config")
 				continue
 			}
+			if !p.source(&f) {
+				continue
+			}
 			if f.output == "" {
 				p.errorf(g, "guest %s has no output (set it in defaults or on the guest)", f.config)
 				continue
@@ -139,7 +156,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -153,8 +170,12 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 
 type guestFields struct {
 	config, output, format, kernelRPM string
+	sourceHost                        string // an ssh:// host URL
+	configNode                        *yaml.Node
 	diskMap                           []PathMap
 	bootCheck                         bool
+	to                                []string
+	pool                              string
 }
 
 type manifestParser struct {
@@ -183,7 +204,19 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			if !guest {
 				p.errorf(k, "config belongs on a guest, not in defaults")
 			} else if s, ok := p.str(k, v); ok {
-				f.config = p.path(s)
+				f.config, f.configNode = s, v
+			}
+		case "source_host":
+			if s, ok := p.str(k, v); ok {
+				u, err := xenhost.ParseURL(s)
+				switch {
+				case err != nil:
+					p.errorf(v, "source_host: %v", err)
+				case u.Name != "":
+					p.errorf(v, "source_host %s names a guest: give the host alone, ssh://[USER@]HOST[:PORT]", s)
+				default:
+					f.sourceHost = u.String()
+				}
 			}
 		case "output":
 			if s, ok := p.str(k, v); ok {
@@ -201,6 +234,30 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(k, "kernel_rpm belongs on a guest, not in defaults")
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
+			}
+		case "to":
+			// One URI or a list of them.
+			f.to = nil
+			switch v.Kind {
+			case yaml.ScalarNode:
+				if s, ok := p.str(k, v); ok {
+					f.to = []string{s}
+				}
+			case yaml.SequenceNode:
+				for _, u := range v.Content {
+					if s, ok := p.str(k, u); ok {
+						f.to = append(f.to, s)
+					}
+				}
+				if len(v.Content) == 0 {
+					p.errorf(v, "to must name at least one libvirt URI")
+				}
+			default:
+				p.errorf(v, "to must be a libvirt URI or a list of them")
+			}
+		case "pool":
+			if s, ok := p.str(k, v); ok {
+				f.pool = s
 			}
 		case "boot_check":
 			var b bool
@@ -223,13 +280,42 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map or boot_check"
+			want := "output, format, disk_map, boot_check, to, pool or source_host"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}
 			p.errorf(k, "unknown key %q (want %s)", k.Value, want)
 		}
 	}
+}
+
+// source resolves a guest's config: an ssh:// URL is kept (checked); a
+// bare name (no /) with a source_host is that guest on the host;
+// anything else is a path relative to the manifest.
+func (p *manifestParser) source(f *guestFields) bool {
+	switch {
+	case xenhost.IsURL(f.config):
+		u, err := xenhost.ParseURL(f.config)
+		if err != nil {
+			p.errorf(f.configNode, "config: %v", err)
+			return false
+		}
+		if u.Name == "" {
+			p.errorf(f.configNode, "config %s names a host, not a guest: ssh://HOST/NAME", f.config)
+			return false
+		}
+		f.config = u.String()
+	case f.sourceHost != "" && !strings.Contains(f.config, "/"):
+		u, _ := xenhost.ParseURL(f.sourceHost)
+		if err := config.CheckName(f.config); err != nil {
+			p.errorf(f.configNode, "config %q on %s: %v", f.config, f.sourceHost, err)
+			return false
+		}
+		f.config = u.Guest(f.config).String()
+	default:
+		f.config = p.path(f.config)
+	}
+	return true
 }
 
 func (p *manifestParser) str(k, v *yaml.Node) (string, bool) {

@@ -109,3 +109,38 @@ func TestLoadManifestMissing(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestParseManifestSSH(t *testing.T) {
+	dir := t.TempDir()
+	m, err := ParseManifest([]byte(`defaults:
+  output: kvm
+  source_host: ssh://root@xen01
+guests:
+  - config: web01
+  - config: ssh://admin@xen02:2222/db02
+  - config: etc-xen/app03
+  - config: old04
+    source_host: ssh://xen03
+`), filepath.Join(dir, "m.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ssh://root@xen01/web01", "ssh://admin@xen02:2222/db02", filepath.Join(dir, "etc-xen/app03"), "ssh://xen03/old04"}
+	for i, g := range m.Guests {
+		if g.Config != want[i] {
+			t.Errorf("guest %d: config %q, want %q", i, g.Config, want[i])
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"defaults: {output: o, source_host: ssh://xen01/web01}\nguests:\n  - config: a\n", "m.yaml:1: source_host ssh://xen01/web01 names a guest"},
+		{"defaults: {output: o, source_host: /etc/xen}\nguests:\n  - config: a\n", "m.yaml:1: source_host: bad ssh URL"},
+		{"defaults: {output: o}\nguests:\n  - config: ssh://xen01\n", "m.yaml:3: config ssh://xen01 names a host"},
+		{"defaults: {output: o}\nguests:\n  - config: ssh://xen01:0/a\n", "m.yaml:3: config: bad ssh URL"},
+		{"defaults: {output: o, source_host: ssh://xen01}\nguests:\n  - config: .hidden\n", "m.yaml:3: config \".hidden\" on ssh://xen01"},
+	} {
+		_, err := ParseManifest([]byte(tc.yaml), "m.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

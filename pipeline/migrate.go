@@ -19,6 +19,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Result is what a migration did or, for a dry run, would do.
@@ -80,8 +81,15 @@ func (e *DiskError) Unwrap() error { return e.Err }
 // Migrate migrates the Xen guest described by the config file at cfgPath.
 // It returns the Result also on failure when it got far enough to have
 // something to report; its Report then says what went wrong.
+//
+// cfgPath may be ssh://[USER@]HOST[:PORT]/NAME: the guest's config is
+// then read from the Xen toolstack on that host and its disks over SFTP
+// (see package xenhost), and the report records the host and the bytes
+// read.
 func Migrate(ctx context.Context, cfgPath string, opts Options) (*Result, error) {
-	return migrate(ctx, realParts(), cfgPath, opts)
+	p, closeHosts := withHosts(ctx, realParts(), opts.RunOptions)
+	defer closeHosts()
+	return migrate(ctx, p, cfgPath, opts)
 }
 
 func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Result, error) {
@@ -100,8 +108,25 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 		Blockers: []string{},
 	}
 	res := &Result{Report: rep}
+	var remote *guestSource
+	if hs, ok := p.source.(*hostSource); ok && xenhost.IsURL(cfgPath) {
+		gs, err := hs.guest(cfgPath)
+		if err != nil {
+			rep.Status, rep.Error = report.StatusFailed, err.Error()
+			return res, err
+		}
+		p.source, remote = gs, gs
+	}
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
 	err := m.run(ctx, cfgPath)
+	if remote != nil {
+		rep.Host = remote.report()
+		for _, dk := range m.disks {
+			if ri, ok := dk.src.(*remoteImage); ok && dk.rep != nil {
+				dk.rep.BytesRead = ri.BytesRead()
+			}
+		}
+	}
 	m.close()
 	rep.Finished = time.Now().UTC()
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -372,6 +397,9 @@ func (m *migration) estimate(ctx context.Context, format string) {
 // write copies the disks and writes the guest's files into the staging
 // folder, validates and boots the result, then commits it to outDir.
 func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	if m.opts.To != "" {
+		return m.deliver(ctx, k, outDir, format, old)
+	}
 	stage, err := newStaging(outDir, m.dom.Name)
 	if err != nil {
 		return err
@@ -510,10 +538,14 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			start := time.Now()
 			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
 			var last atomic.Int64
+			network := func() int64 { return 0 }
+			if ri, ok := dk.src.(*remoteImage); ok {
+				network = ri.BytesRead
+			}
 			progress := func(done, total int64) {
 				last.Store(total)
 				if m.opts.Progress != nil {
-					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
+					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
 			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
@@ -526,7 +558,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			}
 			if m.opts.Progress != nil {
 				total := last.Load()
-				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true, Network: network()})
 			}
 			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
 			return nil
@@ -576,6 +608,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	switch {
 	case m.opts.Boot == BootNever:
 		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
+		return nil
+	case m.conv.windows != nil:
+		m.rep.Boot = &report.Boot{Skipped: windowsBootSkip}
 		return nil
 	case !m.conv.Inspected:
 		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}

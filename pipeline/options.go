@@ -7,6 +7,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // BootMode says whether Migrate boots the result.
@@ -40,6 +41,12 @@ type RunOptions struct {
 	SkipRules []string
 	// Progress, when set, is called as the disks are copied.
 	Progress func(Progress)
+	// SSH configures the connections to Xen hosts for ssh:// sources
+	// (keys, known_hosts, retries); nil means xenhost's defaults.
+	SSH *xenhost.Options
+	// ForceRunning migrates a guest its Xen host reports as running: the
+	// copy is only crash-consistent, and the report warns so.
+	ForceRunning bool
 	// Logger receives what Migrate does, step by step, or RunBatch's own
 	// events (guest started, done, skipped; each guest logs to its own
 	// file); nil discards.
@@ -57,8 +64,21 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// Force replaces a guest of the same name already in OutDir.
+	// Force replaces a guest of the same name already in OutDir (and,
+	// with To, a domain and volumes of its name on the destination).
 	Force bool
+
+	// To, when set, is a libvirt URI (qemu:///system,
+	// qemu+ssh://root@kvm01/system) the guest is delivered to: its disks
+	// are streamed into volumes of Pool and the domain is defined there.
+	// OutDir then receives only NAME.xml, NAME.report.json and the boot log.
+	To string
+	// Pool is the storage pool on To; "" means "default".
+	Pool string
+	// Start starts the domain on To once it is defined.
+	Start bool
+	// Placement, when set, is recorded in the report as why To was picked.
+	Placement string
 
 	Boot BootMode
 
@@ -83,6 +103,10 @@ type Progress struct {
 	Done   int64  // bytes copied so far
 	Total  int64  // bytes to copy (the disk's allocated data)
 	Finish bool   // the disk's copy is complete
+	// Network is the bytes read from the Xen host for the disk so far
+	// (ssh:// sources; 0 for local disks): with a hole-aware copy it
+	// differs from Done.
+	Network int64
 }
 
 const defaultCopyRate = 200 << 20

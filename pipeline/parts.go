@@ -4,9 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/xen2kvm/xen2kvm/convert"
-
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -98,6 +97,10 @@ type conversion struct {
 	// plan is the converter's plan, which validation reads the output
 	// back against (SELinux labels of the files it wrote).
 	plan *convert.Plan
+	// windows is what Windows inspection found, for a Windows guest.
+	windows *convert.Windows
+	// windowsSkip are the Windows rules left out.
+	windowsSkip map[string]bool
 }
 
 // planOptions tune the conversion plan.

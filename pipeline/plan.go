@@ -44,6 +44,18 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 	default:
 		return nil, err
 	}
+	if d.Type == config.HVM && (g == nil || g.OS != "linux") {
+		// Windows: its NTFS system volume and registry are read natively.
+		wc, warnings, err := windowsPlan(named, d, o)
+		if err != nil {
+			return c, err
+		}
+		if wc != nil {
+			wc.close = c.close
+			return wc, nil
+		}
+		c.Warnings = append(c.Warnings, warnings...)
+	}
 	var p *convert.Plan
 	if view != nil {
 		p, err = convert.MakePlan(g, view.root, d, convert.Options{Disable: o.Skip, KernelRPM: o.KernelRPM})

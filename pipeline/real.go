@@ -49,7 +49,14 @@ func (realConverter) Overlay(base diskimg.Device) (diskimg.Device, error) {
 type kvmTarget struct{}
 
 func (kvmTarget) Target(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
-	return config.ToKVM(d, config.KVMOptions{Virtio: c.Virtio, OS: c.OSName})
+	o := config.KVMOptions{Virtio: c.Virtio, OS: c.OSName}
+	if w := c.windows; w != nil {
+		o.OSVersion, o.RTCUTC = w.Version, w.RealTimeIsUniversal
+		if o.OSVersion == "" {
+			o.OSVersion = "5.2" // no SOFTWARE hive: the older hardware is the safer guess
+		}
+	}
+	return config.ToKVM(d, o)
 }
 
 func (kvmTarget) XML(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() }
@@ -90,6 +97,9 @@ func (realChecker) Validate(ctx context.Context, k *config.KVMDomain, c *convers
 		}
 		cl = append(cl, img)
 		disks = append(disks, namedDisk{name: d.Target, dev: img})
+	}
+	if c.windows != nil {
+		return validateWindows(disks, c)
 	}
 	if !c.Inspected {
 		return []report.Check{{Name: "output images open", OK: true, Detail: fmt.Sprintf("%d disks", len(disks))}}

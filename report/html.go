@@ -113,7 +113,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{if .Source.Kernel}}<dt>Kernel</dt><dd>{{.Source.Kernel}}</dd>{{end}}
 {{range .Source.NICs}}<dt>NIC</dt><dd>{{.MAC}} on {{or .Bridge "-"}}: {{or .Model "netfront"}} → {{or .NewModel "-"}}</dd>{{end}}
 {{with .OS}}<dt>Guest OS</dt><dd>{{.Distro}} {{.Version}} {{.Arch}}</dd>
-{{if .Kernel}}<dt>KVM kernel</dt><dd>{{.Kernel}} (virtio: {{.Virtio}})</dd>{{end}}{{end}}
+{{if .Kernel}}<dt>KVM kernel</dt><dd>{{.Kernel}} (virtio: {{.Virtio}})</dd>{{end}}{{range .Details}}<dd>{{.}}</dd>{{end}}{{end}}
 </dl>
 {{if .Disks}}
 <h3>Disks</h3>

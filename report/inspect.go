@@ -20,6 +20,27 @@ type Inspection struct {
 	File  string          `json:"file,omitempty"`  // only with Error
 	Error string          `json:"error,omitempty"` // the config could not be read
 	Guest *InspectedGuest `json:"guest,omitempty"` // nil when no disk of the guest exists here
+	// Host is where the guest is, for a guest read off a Xen host over
+	// SSH.
+	Host *HostGuest `json:"host,omitempty"`
+}
+
+// HostGuest is a guest as its Xen host sees it.
+type HostGuest struct {
+	URL        string `json:"url"`                   // ssh://root@xen01/web01
+	Running    bool   `json:"running"`               // xm list shows it with a domain ID
+	State      string `json:"state,omitempty"`       // xm's state flags
+	ConfigFrom string `json:"config_from,omitempty"` // xm list -l NAME | xm create --dryrun FILE | sftp FILE
+	// Disks are the sizes of the guest's disks on the host.
+	Disks []HostDisk `json:"disks,omitempty"`
+}
+
+// HostDisk is one disk of a guest on its Xen host.
+type HostDisk struct {
+	Target string `json:"target"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"` // bytes; 0 when it could not be read
+	Error  string `json:"error,omitempty"`
 }
 
 // InspectedGuest is what inspection found inside a guest whose disks
@@ -27,7 +48,17 @@ type Inspection struct {
 type InspectedGuest struct {
 	Filesystems []InspectedFilesystem `json:"filesystems"`
 	OS          *convert.Guest        `json:"os,omitempty"`
-	Warnings    []string              `json:"warnings,omitempty"`
+	// Windows is what Windows inspection found on an NTFS system volume.
+	Windows  *InspectedWindows `json:"windows,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+}
+
+// InspectedWindows is a Windows system volume and what its registry says.
+type InspectedWindows struct {
+	Volume string `json:"volume"` // hda1
+	*convert.Windows
+	// Details are the findings as lines for people.
+	Details []string `json:"details,omitempty"`
 }
 
 // InspectedFilesystem is one filesystem found on a guest's disks.
@@ -96,6 +127,14 @@ func writeInspection(w io.Writer, r Inspection) {
 	fmt.Fprintf(w, "%s (%s, %s)\n", orDash(d.Name), d.Source.File, d.Source.Format)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
+	if h := r.Host; h != nil {
+		state := "off"
+		if h.Running {
+			state = "running (" + h.State + ")"
+		}
+		row("host", h.URL+", "+state)
+		row("config from", orDash(h.ConfigFrom))
+	}
 	row("uuid", orDash(d.UUID))
 	row("type", typeSummary(d))
 	mem := fmt.Sprintf("%d MiB", d.MemoryMiB)
@@ -138,6 +177,15 @@ func writeInspection(w io.Writer, r Inspection) {
 			src = "(empty drive)"
 		case disk.Exists != nil && !*disk.Exists:
 			src += "  (missing)"
+		}
+		if r.Host != nil {
+			for _, hd := range r.Host.Disks {
+				if hd.Target == disk.Target && hd.Error != "" {
+					src += "  (" + hd.Error + ")"
+				} else if hd.Target == disk.Target {
+					src += fmt.Sprintf("  (%s)", Bytes(hd.Size))
+				}
+			}
 		}
 		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", disk.Target, disk.Device, disk.Mode, orDash(disk.Backend), src)
 	}
@@ -242,6 +290,12 @@ func graphicsSummary(g config.Graphics) string {
 // writeText prints the guest section of an inspection.
 func (r *InspectedGuest) writeText(w io.Writer) {
 	var b strings.Builder
+	if win := r.Windows; win != nil {
+		fmt.Fprintf(&b, "    os:          %s\n", win.Product())
+		for _, d := range win.Details {
+			fmt.Fprintf(&b, "    windows:     %s\n", d)
+		}
+	}
 	if o := r.OS; o != nil {
 		fmt.Fprintf(&b, "    os:          %s (%s %d.%d, %s)\n", o.Product, o.Distro, o.Major, o.Minor, o.Arch)
 		for _, k := range o.Kernels {

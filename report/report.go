@@ -36,9 +36,12 @@ type Guest struct {
 	Error string `json:"error,omitempty"`
 
 	Source Source `json:"source"`
-	OS     *OS    `json:"os,omitempty"`
-	Disks  []Disk `json:"disks"`
-	Edits  []Edit `json:"edits"`
+	// Host is the Xen host the guest was read from over SSH, or nil for
+	// a local config.
+	Host  *SourceHost `json:"host,omitempty"`
+	OS    *OS         `json:"os,omitempty"`
+	Disks []Disk      `json:"disks"`
+	Edits []Edit      `json:"edits"`
 	// TargetXML is the libvirt domain XML of the KVM guest.
 	TargetXML string `json:"target_xml,omitempty"`
 	// OutDir is where the output is (or would be) written.
@@ -53,9 +56,22 @@ type Guest struct {
 
 	Validation []Check `json:"validation,omitempty"`
 	Boot       *Boot   `json:"boot,omitempty"`
+	// Destination is the libvirt host the guest was delivered to (migrate
+	// --to), when it was.
+	Destination *Destination `json:"destination,omitempty"`
 
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
+}
+
+// SourceHost is the Xen host a guest was read from over SSH.
+type SourceHost struct {
+	URL        string `json:"url"`                   // ssh://root@xen01/web01
+	Address    string `json:"address"`               // xen01:22
+	ConfigFrom string `json:"config_from,omitempty"` // xm list -l web01 | xm create --dryrun /etc/xen/web01 | sftp /etc/xen/web01
+	State      string `json:"state,omitempty"`       // xm's state flags when xm listed it
+	BytesRead  int64  `json:"bytes_read"`            // disk data read over the network
+	Reconnects int    `json:"reconnects"`            // dropped connections re-established
 }
 
 // Source summarises the Xen domain config.
@@ -87,6 +103,12 @@ type OS struct {
 	// Kernel is the kernel the KVM guest will boot.
 	Kernel string `json:"kernel,omitempty"`
 	Virtio bool   `json:"virtio"`
+	// Details are further findings, one a line (for Windows: host name,
+	// control set, boot configuration, clock, drivers).
+	Details []string `json:"details,omitempty"`
+	// Windows is what Windows inspection found (convert.Windows), for
+	// readers of the JSON.
+	Windows any `json:"windows,omitempty"`
 }
 
 // Disk is one disk of the guest.
@@ -111,6 +133,8 @@ type Disk struct {
 	CopySeconds float64 `json:"copy_seconds,omitempty"`
 	// OutputSize is the size of the written image, after a real run.
 	OutputSize int64 `json:"output_size,omitempty"`
+	// BytesRead is the data read from the Xen host over SSH.
+	BytesRead int64 `json:"bytes_read,omitempty"`
 }
 
 // Edit is one planned or applied change inside the guest.
@@ -142,6 +166,22 @@ type Boot struct {
 	// Skipped says why the boot check did not run.
 	Skipped string `json:"skipped,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+}
+
+// Destination is where a guest was delivered through libvirt.
+type Destination struct {
+	URI        string   `json:"uri"`
+	Pool       string   `json:"pool"`
+	DomainType string   `json:"domain_type"` // kvm | qemu
+	Volumes    []string `json:"volumes"`
+	// Recovered are volumes an interrupted earlier run left, replaced.
+	Recovered []string `json:"recovered,omitempty"`
+	// Replaced are existing volumes replaced because of --force.
+	Replaced []string `json:"replaced,omitempty"`
+	Defined  bool     `json:"defined"`
+	Started  bool     `json:"started"`
+	// Placement says why this destination was picked (batch with several).
+	Placement string `json:"placement,omitempty"`
 }
 
 // WriteJSON writes the guests as indented JSON: one object for one

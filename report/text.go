@@ -88,6 +88,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 		if g.OS.Kernel != "" {
 			w.printf("  boots kernel %s (virtio: %v)\n", g.OS.Kernel, g.OS.Virtio)
 		}
+		for _, d := range g.OS.Details {
+			w.printf("  %s\n", d)
+		}
 	}
 	if len(g.Disks) > 0 {
 		w.printf("\nDisks:\n")

@@ -5,8 +5,18 @@
 # (virt-xml-validate), e2fsprogs (mke2fs -d, e2fsck, debugfs), lvm2 (real
 # LVM volumes for the disk engine's tests), busybox-static and the Debian
 # kernel (the example guest's userland and kernel), cpio/fdisk (fixtures),
-# chromium (renders the HTML dry-run report in a test).
-XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+# chromium (renders the HTML dry-run report in a test), libvirt-daemon and
+# libvirt-daemon-driver-qemu (libvirtd with its storage and QEMU drivers:
+# the tests start a private one, never the system daemon, to deliver
+# migrate --to into; virsh from libvirt-clients is their oracle).
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+# Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
+# and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
+# hivexget reads them back.
+XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl)
+# openssh-server (internal/testsshd runs its sshd as a stand-in Xen host for
+# the ssh:// source tests) and openssh-client (the fixture's Exec, bench/ssh.sh).
+XEN2KVM_DEBS+=(openssh-server openssh-client)
 
 install_deps() {
 	local missing=()
@@ -25,5 +35,18 @@ install_deps() {
 	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 	echo "xen2kvm: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# openssh-server and libvirt's daemon are installed for the tests, which
+	# start private instances of their own: keep the packages from starting
+	# system services (policy-rc.d 101), unless the machine already has a
+	# policy of its own.
+	local policy=/usr/sbin/policy-rc.d own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		own_policy=1
+	fi
+	local rc=0
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	[ -z "$own_policy" ] || "${sudo[@]}" rm -f "$policy"
+	return $rc
 }

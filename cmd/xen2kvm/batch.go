@@ -45,6 +45,15 @@ line.
       output: /srv/kvm-db
     - config: /srv/import/etc-xen/old01   # only Xen kernels installed:
       kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
+    - config: ssh://root@xen01/app03      # straight off a Xen host
+    - config: app04                       # = ssh://root@xen02/app04
+      source_host: ssh://root@xen02
+
+A config may be ssh://[USER@]HOST[:PORT]/NAME, read off the Xen host as
+xen2kvm migrate does; with source_host (usually in defaults) a config
+without a / is a guest name on that host. The guests of one host share
+one SSH connection. xen2kvm inspect ssh://HOST --manifest FILE writes a
+manifest for every guest of a host.
 
 --jobs guests are migrated at the same time, and --workers bounds the
 disk copy workers of all of them together. One guest's failure never
@@ -77,7 +86,7 @@ any guest failed.
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				Jobs:       jobs, StateFile: stateFile, LogDir: logDr,
 			})
 			con.done()

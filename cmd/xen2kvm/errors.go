@@ -9,6 +9,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // usageError marks errors in how the command was called (exit status 2).
@@ -63,6 +64,10 @@ func pipelineHint(err error) error {
 		return withHint(err, "the report lists the blockers; --dry-run shows the whole plan without writing anything")
 	case errors.Is(err, pipeline.ErrBoot):
 		return withHint(err, "the serial console of the boot check is in the report; boot it yourself with xen2kvm boot OUTDIR --console")
+	case errors.Is(err, xenhost.ErrUnreachable):
+		return withHint(err, "check that the Xen host is up and that ssh reaches it; nothing complete was written, and re-running resumes (a batch skips the guests already done)")
+	case errors.Is(err, xenhost.ErrAuth):
+		return withHint(err, "give a key the host accepts with --identity FILE, load it into ssh-agent, or run from a terminal to type the password")
 	case errors.As(err, new(*pipeline.DiskError)) && errors.Is(err, os.ErrNotExist):
 		return withHint(err, "if the disk images moved off the Xen host, point at them with --disk-map OLD=NEW")
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 func init() { register(newInspectCommand) }
@@ -18,9 +21,12 @@ func newInspectCommand() *cobra.Command {
 		format    string
 		diskMaps  []string
 		passwords bool
+		ssh       sshFlags
+		manifest  string
+		mOutput   string
 	)
 	cmd := &cobra.Command{
-		Use:   "inspect CONFIG...",
+		Use:   "inspect CONFIG|ssh://[USER@]HOST[:PORT][/NAME]...",
 		Short: "Show what Xen guest configs describe",
 		Long: `Show what one or more Xen guest configs describe.
 
@@ -37,7 +43,25 @@ the images sit elsewhere than on the Xen host, --disk-map OLD=NEW says
 where to look.
 
 xm files that compute values with real Python (variables, % formatting,
-if/else) are refused with the file, line and column of the construct.`,
+if/else) are refused with the file, line and column of the construct.
+
+CONFIG may also be ssh://[USER@]HOST[:PORT]/NAME, a guest on a Xen host,
+or ssh://[USER@]HOST[:PORT], every guest on it. The config then comes
+from the Xen toolstack on the host (xm list -l for guests xend manages,
+xm create --dryrun for config files under /etc/xen, which also runs the
+Python of configs that compute their settings; the file itself over
+SFTP when xm cannot help), and the summary adds whether the guest runs,
+where its config came from and its disks' sizes; the inside of guests
+that are not running is inspected over SFTP, read-only. Nothing on the
+host is written, and nothing runs there but those xm queries.
+--manifest FILE writes a batch manifest for the host's guests.
+
+SSH uses the keys --identity names (default ~/.ssh/id_*) and the
+ssh-agent, or asks for a password when run from a terminal. Host keys
+are checked against ~/.ssh/known_hosts: an unknown host is refused with
+its key's fingerprint unless --accept-new-host-key. The old algorithms
+RHEL 5's OpenSSH 4.3 needs are used only with hosts that offer nothing
+newer, with a warning naming them.`,
 		Example: `  # What does this guest look like?
   xen2kvm inspect /etc/xen/web01
 
@@ -47,8 +71,11 @@ if/else) are refused with the file, line and column of the construct.`,
   # A domain as xend stores it:
   xen2kvm inspect --format sxp /var/lib/xend/domains/*/config.sxp
 
-  # A running domain, straight from the Xen host:
-  ssh xenhost xm list -l web01 | xen2kvm inspect -`,
+  # Every guest of a Xen host, and a batch manifest to migrate them:
+  xen2kvm inspect ssh://root@xen01 --manifest xen01.yaml
+
+  # One guest on the host, as JSON:
+  xen2kvm inspect --json ssh://root@xen01/web01`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []config.Option
@@ -63,7 +90,22 @@ if/else) are refused with the file, line and column of the construct.`,
 			if err != nil {
 				return err
 			}
-			results, err := pipeline.Inspect(cmd.Context(), args, pipeline.InspectOptions{Stdin: cmd.InOrStdin(), Parse: opts, DiskMap: maps})
+			if manifest != "" {
+				if len(args) != 1 || !xenhost.IsURL(args[0]) {
+					return usagef("--manifest needs one ssh://[USER@]HOST[:PORT] to list the guests of")
+				}
+			}
+			results, err := pipeline.Inspect(cmd.Context(), args, pipeline.InspectOptions{Stdin: cmd.InOrStdin(), Parse: opts, DiskMap: maps, SSH: ssh.options(cmd)})
+			if manifest != "" && err == nil {
+				data, merr := pipeline.HostManifest(args[0], results, mOutput)
+				if merr == nil {
+					merr = atomicfile.WriteFile(manifest, data, 0o644)
+				}
+				if merr != nil {
+					return fmt.Errorf("writing manifest %s: %w", manifest, merr)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "xen2kvm: wrote %s; migrate the guests with: xen2kvm batch %s\n", manifest, manifest)
+			}
 			if !passwords {
 				for _, r := range results {
 					report.RedactPasswords(r.Domain)
@@ -87,5 +129,8 @@ if/else) are refused with the file, line and column of the construct.`,
 	fl.StringVar(&format, "format", "", "read the configs as `FORMAT`: xm, xl, sxp or libvirt (default: detect)")
 	fl.BoolVar(&passwords, "show-passwords", false, "print VNC passwords instead of "+strconv.Quote(report.Redacted))
 	fl.StringArrayVar(&diskMaps, "disk-map", nil, "look for disk paths starting with `OLD=NEW` prefix OLD under NEW instead (repeatable)")
+	fl.StringVar(&manifest, "manifest", "", "with ssh://HOST: write a batch manifest migrating the host's guests to `FILE`")
+	fl.StringVar(&mOutput, "manifest-output", "kvm", "the manifest's output folder, `DIR` (relative to the manifest)")
+	ssh.add(cmd)
 	return cmd
 }

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/internal/wintest"
 )
 
 // TestInspectLooksInsideDisks builds a one-filesystem guest with mke2fs -d
@@ -72,6 +74,54 @@ func TestInspectLooksInsideDisks(t *testing.T) {
 		t.Errorf("inspect --json guest = %+v", got.Guest)
 	}
 	if after := testutil.HashFile(t, img); after != before {
+		t.Error("inspect changed the disk image")
+	}
+}
+
+// TestInspectWindows checks that inspect reads a Windows guest's NTFS
+// volume and registry (a fixture made by mkntfs, ntfs-3g and hivex) and
+// leaves the image untouched.
+func TestInspectWindows(t *testing.T) {
+	g := wintest.Build(t, guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "redhat", Hostname: "FILES01"})
+	before := testutil.HashFile(t, g.Images[0])
+	dm := g.XenImageDir + "=" + filepath.Dir(g.Images[0])
+	code, out, stderr := runCLI(t, "inspect", g.Config, "--disk-map", dm)
+	if code != exitOK {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"os:          Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)",
+		"host name FILES01",
+		"boot configuration boot.ini",
+		"current control set ControlSet001",
+		"RTC in local time",
+		"rhelscsi (Red Hat, start 0 boot)",
+		"atapi (start 3 on demand)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, stderr = runCLI(t, "inspect", "--json", g.Config, "--disk-map", dm)
+	if code != exitOK {
+		t.Fatalf("inspect --json: exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Guest struct {
+			Windows struct {
+				Volume, Hostname, Version, Arch string
+				PVDrivers                       []struct{ Name string } `json:"pv_drivers"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	w := got.Guest.Windows
+	if w.Volume != "hda1" || w.Hostname != "FILES01" || w.Version != "5.2" || w.Arch != "x86" || len(w.PVDrivers) != 3 {
+		t.Errorf("inspect --json windows = %+v", w)
+	}
+	if testutil.HashFile(t, g.Images[0]) != before {
 		t.Error("inspect changed the disk image")
 	}
 }

@@ -25,6 +25,9 @@ type migrateFlags struct {
 	accel       string
 	bootTimeout time.Duration
 	skipRules   []string
+
+	ssh          sshFlags
+	forceRunning bool
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -40,6 +43,14 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	}
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
+	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	f.ssh.add(cmd)
+}
+
+// remote adds the ssh:// source options to o.
+func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipeline.RunOptions {
+	o.SSH, o.ForceRunning = f.ssh.options(cmd), f.forceRunning
+	return o
 }
 
 // runOptions are the pipeline options the flags give, drawing progress
@@ -70,9 +81,10 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+		dest        destFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "migrate CONFIG -o OUTDIR",
+		Use:   "migrate CONFIG|ssh://[USER@]HOST[:PORT]/NAME -o OUTDIR",
 		Short: "Migrate one Xen guest to KVM",
 		Long: `Migrate one Xen guest to KVM.
 
@@ -100,6 +112,20 @@ A run that fails or is interrupted leaves nothing in OUTDIR that looks
 complete, and running it again starts afresh. An OUTDIR that already
 holds the guest is refused unless --force.
 
+CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
+with no staging copy. Its config then comes from the Xen toolstack on the
+host (xm list -l, xm create --dryrun, or /etc/xen/NAME over SFTP) and its
+disks (image files and phy: devices alike) are read over SFTP, read-only,
+in concurrent large reads, with zero blocks dropped before they are
+written; nothing is installed, written or run on the host beyond those xm
+queries. A guest the host reports as running is refused
+(--force-running copies it anyway, crash-consistent only). A dropped
+connection is re-established and the copy goes on (--ssh-retries times);
+a host that is gone fails the guest and leaves nothing that looks
+complete. The report records the host, where the config came from and
+the bytes read; progress shows the network throughput. SSH keys, agent,
+password prompt and host key checks are as for xen2kvm inspect.
+
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
@@ -107,6 +133,9 @@ the target libvirt XML, warnings and blockers.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
+
+  # Straight from the Xen host, no staging copy:
+  xen2kvm migrate ssh://root@xen01/web01 -o /srv/kvm/web01
 
   # See what would change, as a page to pass around:
   xen2kvm migrate /etc/xen/web01 --dry-run --report web01.html
@@ -128,7 +157,13 @@ the target libvirt XML, warnings and blockers.`,
 				return usagef("--format %q: want qcow2 or raw", format)
 			}
 			if out == "" && !f.dryRun {
-				return usagef("missing -o OUTDIR (or use --dry-run)")
+				if dest.to == "" {
+					return usagef("missing -o OUTDIR (or use --dry-run)")
+				}
+				out = "." // --to: the report and XML land here
+			}
+			if err := dest.check(); err != nil {
+				return err
 			}
 			if bootCheck && noBootCheck {
 				return usagef("--boot-check and --no-boot-check exclude each other")
@@ -139,8 +174,9 @@ the target libvirt XML, warnings and blockers.`,
 			}
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
-				RunOptions: f.runOptions(workers, con),
+				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
+				To: dest.to, Pool: dest.pool, Start: dest.start,
 			}
 			switch {
 			case bootCheck:
@@ -169,6 +205,7 @@ the target libvirt XML, warnings and blockers.`,
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	dest.add(cmd)
 	f.add(cmd)
 	return cmd
 }
@@ -213,6 +250,10 @@ func writeReports(stdout io.Writer, f migrateFlags, summary bool, guests ...*rep
 }
 
 func printSummary(w io.Writer, g *report.Guest) {
+	if g.Destination != nil {
+		printDelivered(w, g)
+		return
+	}
 	fmt.Fprintf(w, "Migrated %s to %s in %s\n", g.Name, g.OutDir, report.Seconds(g.Finished.Sub(g.Started).Seconds()))
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))

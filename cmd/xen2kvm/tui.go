@@ -33,6 +33,10 @@ type diskBar struct {
 	bar  *progressbar.ProgressBar
 	line string
 	step int64 // last 10% step logged, without a terminal
+
+	// Network throughput, for disks read off a Xen host.
+	netStart time.Time
+	net      string // "network 1.2 GiB at 95.0 MiB/s"
 }
 
 func newConsole(w io.Writer) *console {
@@ -66,7 +70,38 @@ func (c *console) Write(p []byte) (int, error) {
 
 // progress shows how far the copy of a migration's disk is.
 func (c *console) progress(p pipeline.Progress) {
-	c.update(p.Guest+"/"+p.Disk, p.Done, p.Total, p.Finish)
+	key := p.Guest + "/" + p.Disk
+	if p.Network > 0 {
+		c.network(key, p.Network)
+	}
+	c.update(key, p.Done, p.Total, p.Finish)
+	if p.Network > 0 && p.Done == 0 {
+		c.network(key, p.Network) // the bar exists now
+	}
+}
+
+// network records how much a disk read off a Xen host has read so far
+// and shows the throughput beside its bar (or in its log lines).
+func (c *console) network(key string, n int64) {
+	c.mu.Lock()
+	b := c.index[key]
+	if b == nil {
+		c.mu.Unlock()
+		return // shown from the next call on
+	}
+	if b.netStart.IsZero() {
+		b.netStart = time.Now()
+	}
+	note := "network " + report.Bytes(n)
+	if secs := time.Since(b.netStart).Seconds(); secs >= 0.5 {
+		note += fmt.Sprintf(" at %s/s", report.Bytes(int64(float64(n)/secs)))
+	}
+	b.net = note
+	bar := b.bar
+	c.mu.Unlock()
+	if bar != nil {
+		bar.Describe(fmt.Sprintf("%-16s %s", key, note))
+	}
 }
 
 // update shows how far the work named key is: done of total bytes;
@@ -110,7 +145,13 @@ func (c *console) update(key string, done, total int64, finish bool) {
 	}
 	c.mu.Unlock()
 	if changed {
-		c.Write([]byte(fmt.Sprintf("xen2kvm: %s: %d%% (%s of %s)\n", key, step*10, report.Bytes(done), report.Bytes(total))))
+		line := fmt.Sprintf("xen2kvm: %s: %d%% (%s of %s", key, step*10, report.Bytes(done), report.Bytes(total))
+		c.mu.Lock()
+		if b.net != "" {
+			line += "; " + b.net
+		}
+		c.mu.Unlock()
+		c.Write([]byte(line + ")\n"))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -66,13 +67,35 @@ func WithPreallocation(on bool) Option {
 	return func(c *config) error { c.prealloc = on; return nil }
 }
 
+// File is what a Writer writes the image into: an *os.File, or a file
+// somewhere else (a storage volume on a remote host) that reads and
+// writes at offsets. When it also has an Fd method (as *os.File does),
+// the Writer reserves file space ahead with fallocate.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	Name() string
+}
+
+// fallocate reserves file space for f when f is an open local file.
+func fallocate(f File, off, n int64) error {
+	fd, ok := f.(interface{ Fd() uintptr })
+	if !ok {
+		return unix.EOPNOTSUPP
+	}
+	return unix.Fallocate(int(fd.Fd()), 0, off, n)
+}
+
 // Writer writes a qcow2 version 3 image in one pass. WriteAt may be called
 // from several goroutines for distinct clusters; data clusters are
 // allocated at the end of the file in the order they arrive, clusters that
 // are entirely zero are not stored, and Close writes the L1 table, the
 // refcounts and the header.
 type Writer struct {
-	f     *os.File
+	f     File
 	name  string
 	size  int64 // virtual size, rounded up to whole sectors
 	given int64 // the size asked for
@@ -132,9 +155,11 @@ func Create(path string, size int64, opts ...Option) (*Writer, error) {
 }
 
 // NewWriter writes a qcow2 image of size virtual bytes into f, which must
-// be empty and opened for reading and writing. The Writer owns f from now
-// on: Close and Abort close it.
-func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
+// be empty (or hold nothing the Writer has to keep: the image is laid
+// out from offset 0, and the file is cut at its end by Close) and opened
+// for reading and writing. The Writer owns f from now on: Close and Abort
+// close it.
+func NewWriter(f File, size int64, opts ...Option) (*Writer, error) {
 	cfg := config{clusterBits: 16}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -189,7 +214,7 @@ func NewWriter(f *os.File, size int64, opts ...Option) (*Writer, error) {
 		for i := range w.l1 {
 			w.l1[i] = uint64(w.alloc(1)) | oflagCopied
 		}
-		if err := unix.Fallocate(int(f.Fd()), 0, start, w.next-start); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		if err := fallocate(f, start, w.next-start); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
 			return nil, fmt.Errorf("preallocating %s: %w", w.name, err)
 		}
 	}
@@ -228,7 +253,7 @@ func (w *Writer) reserve() {
 		return
 	}
 	end := (w.next + reserveAhead) &^ (reserveAhead - 1)
-	if err := unix.Fallocate(int(w.f.Fd()), 0, w.reserved, end-w.reserved); err != nil {
+	if err := fallocate(w.f, w.reserved, end-w.reserved); err != nil {
 		w.noFalloc = true // unsupported or out of space: writes will tell
 		return
 	}

@@ -1,0 +1,311 @@
+package hive_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/hive"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+// mergeReg writes an empty hive, merges reg into it with hivexregedit
+// (the oracle) and returns the file's path.
+func mergeReg(t *testing.T, reg string) string {
+	t.Helper()
+	testutil.NeedTool(t, "hivexregedit")
+	p := filepath.Join(t.TempDir(), "SYSTEM")
+	if err := os.WriteFile(p, hive.New("SYSTEM"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("hivexregedit", "--merge", p)
+	cmd.Stdin = strings.NewReader("Windows Registry Editor Version 5.00\n\n" + reg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hivexregedit --merge: %v\n%s", err, out)
+	}
+	return p
+}
+
+func export(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("hivexregedit", "--export", path, `\`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hivexregedit --export %s: %v\n%s", path, err, out)
+	}
+	return string(out)
+}
+
+var testReg = `[\ControlSet001]
+
+[\ControlSet001\Services]
+
+[\ControlSet001\Services\xenvbd]
+"Start"=dword:00000000
+"ImagePath"="system32\\DRIVERS\\xenvbd.sys"
+@="default"
+
+[\ControlSet001\Control]
+
+[\ControlSet001\Control\Class]
+
+[\ControlSet001\Control\Class\{4D36E967-E325-11CE-BFC1-08002BE10318}]
+"UpperFilters"=hex(7):78,00,65,00,6e,00,66,00,69,00,6c,00,74,00,00,00,50,00,61,00,72,00,74,00,4d,00,67,00,72,00,00,00,00,00
+"Big"=hex:` + strings.Repeat("ab,", 20000) + `cd
+
+[\Select]
+"Current"=dword:00000001
+`
+
+func TestReadHivexHive(t *testing.T) {
+	p := mergeReg(t, testReg)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := h.Open(`controlset001\SERVICES\XenVbd`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := k.Value("start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := v.DWORD(); err != nil || n != 0 {
+		t.Errorf("Start = %d, %v", n, err)
+	}
+	v, _ = k.Value("ImagePath")
+	if s, err := v.String(); err != nil || s != `system32\DRIVERS\xenvbd.sys` {
+		t.Errorf("ImagePath = %q, %v", s, err)
+	}
+	v, _ = k.Value("")
+	if s, err := v.String(); err != nil || s != "default" {
+		t.Errorf("default value = %q, %v", s, err)
+	}
+	if _, err := v.DWORD(); !errors.Is(err, hive.ErrType) {
+		t.Errorf("DWORD of a string: %v", err)
+	}
+	c, err := h.Open(`ControlSet001\Control\Class\{4d36e967-e325-11ce-bfc1-08002be10318}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ = c.Value("UpperFilters")
+	if ss, err := v.Strings(); err != nil || !slices.Equal(ss, []string{"xenfilt", "PartMgr"}) {
+		t.Errorf("UpperFilters = %q, %v", ss, err)
+	}
+	v, _ = c.Value("Big")
+	d, err := v.Data()
+	if err != nil || len(d) != 20001 || d[0] != 0xab || d[20000] != 0xcd {
+		t.Errorf("big value: %d bytes, %v", len(d), err)
+	}
+	if _, err := h.Open(`ControlSet002`); !errors.Is(err, hive.ErrNotFound) {
+		t.Errorf("missing key: %v", err)
+	}
+	if _, err := k.Value("nope"); !errors.Is(err, hive.ErrNotFound) {
+		t.Errorf("missing value: %v", err)
+	}
+}
+
+// TestManySubkeys reads a key whose subkey list hivex splits into an
+// index of lists.
+func TestManySubkeys(t *testing.T) {
+	var reg strings.Builder
+	reg.WriteString("[\\Many]\n\n")
+	for i := range 1200 {
+		fmt.Fprintf(&reg, "[\\Many\\k%04d]\n\"N\"=dword:%08x\n\n", i, i)
+	}
+	p := mergeReg(t, reg.String())
+	b, _ := os.ReadFile(p)
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := h.Open("Many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := m.Subkeys()
+	if err != nil || len(ks) != 1200 {
+		t.Fatalf("%d subkeys, %v", len(ks), err)
+	}
+	k, err := m.Subkey("K0777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := k.Value("N")
+	if n, _ := v.DWORD(); n != 777 {
+		t.Errorf("N = %d", n)
+	}
+}
+
+// TestEditInPlace changes values in place and checks with hivexregedit
+// that exactly those changed, and that the file kept its size.
+func TestEditInPlace(t *testing.T) {
+	p := mergeReg(t, testReg)
+	before := export(t, p)
+	b, _ := os.ReadFile(p)
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := h.Open(`ControlSet001\Services\xenvbd`)
+	v, _ := k.Value("Start")
+	if err := h.SetDWORD(v, 4); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := h.Open(`ControlSet001\Control\Class\{4D36E967-E325-11CE-BFC1-08002BE10318}`)
+	v, _ = c.Value("UpperFilters")
+	if err := h.SetData(v, hive.EncodeMultiSZ([]string{"PartMgr"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetData(v, hive.EncodeMultiSZ([]string{"PartMgr", "a-much-longer-name-than-fits"})); !errors.Is(err, hive.ErrNoRoom) {
+		t.Errorf("growing a value: %v", err)
+	}
+	v, _ = k.Value("ImagePath")
+	if err := h.SetDWORD(v, 1); !errors.Is(err, hive.ErrType) {
+		t.Errorf("SetDWORD on a string: %v", err)
+	}
+	out := h.Bytes()
+	if len(out) != len(b) {
+		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
+	}
+	if seq := out[4]; seq != b[4]+1 || out[8] != seq {
+		t.Errorf("sequence numbers %d/%d, were %d", out[4], out[8], b[4])
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := export(t, p)
+	want := strings.Replace(before, `"Start"=dword:00000000`, `"Start"=dword:00000004`, 1)
+	want = strings.Replace(want,
+		`"UpperFilters"=hex(7):78,00,65,00,6e,00,66,00,69,00,6c,00,74,00,00,00,50,00,61,00,72,00,74,00,4d,00,67,00,72,00,00,00,00,00`,
+		`"UpperFilters"=hex(7):50,00,61,00,72,00,74,00,4d,00,67,00,72,00,00,00,00,00`, 1)
+	if want == before {
+		t.Fatal("test edits matched nothing in the export")
+	}
+	if after != want {
+		t.Errorf("hivexregedit --export after the edit:\n%s\nwant:\n%s", after, want)
+	}
+	// hivexget reads the edited value too.
+	got, err := exec.Command("hivexget", p, `\ControlSet001\Services\xenvbd`, "Start").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "4" {
+		t.Errorf("hivexget Start = %q, %v", got, err)
+	}
+}
+
+func TestDirtyAndCorrupt(t *testing.T) {
+	b := hive.New("SYSTEM")
+	if _, err := hive.Parse(b); err != nil {
+		t.Fatalf("empty hive: %v", err)
+	}
+	dirty := bytes.Clone(b)
+	dirty[4] = 7
+	// Fix the checksum so that the sequence numbers are what is wrong.
+	var x uint32
+	for i := 0; i < 0x1fc; i += 4 {
+		x ^= uint32(dirty[i]) | uint32(dirty[i+1])<<8 | uint32(dirty[i+2])<<16 | uint32(dirty[i+3])<<24
+	}
+	dirty[0x1fc], dirty[0x1fd], dirty[0x1fe], dirty[0x1ff] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
+	if _, err := hive.Parse(dirty); !errors.Is(err, hive.ErrDirty) {
+		t.Errorf("dirty hive: %v", err)
+	}
+	bad := bytes.Clone(b)
+	bad[0x30] ^= 1
+	if _, err := hive.Parse(bad); !errors.Is(err, hive.ErrFormat) {
+		t.Errorf("bad checksum: %v", err)
+	}
+	if _, err := hive.Parse([]byte("regf")); !errors.Is(err, hive.ErrFormat) {
+		t.Errorf("short: %v", err)
+	}
+}
+
+// TestAddValue adds values in the hive's free space and checks with
+// hivexregedit that they are there and nothing else changed.
+func TestAddValue(t *testing.T) {
+	p := mergeReg(t, testReg)
+	before := export(t, p)
+	b, _ := os.ReadFile(p)
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := h.Open(`ControlSet001\Services\xenvbd`)
+	cmd := `cmd.exe /c echo hello`
+	data := hive.EncodeMultiSZ([]string{cmd})[:2*len(cmd)+2] // REG_SZ: the string and one NUL
+	if err := h.AddValue(k, "xen2kvm", hive.SZ, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddValue(k, "Tiny", hive.DWORD, []byte{7, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := h.Open("Select")
+	if err := h.AddValue(sel, "current", hive.DWORD, []byte{1, 0, 0, 0}); !errors.Is(err, hive.ErrExists) {
+		t.Errorf("adding an existing value: %v", err)
+	}
+	if err := h.AddValue(sel, "Huge", hive.Binary, make([]byte, 9000)); !errors.Is(err, hive.ErrNoRoom) {
+		t.Errorf("adding more than the free space: %v", err)
+	}
+	out := h.Bytes()
+	if len(out) != len(b) {
+		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bm, am := exportMap(t, before), exportMap(t, export(t, p))
+	key := `controlset001\services\xenvbd\`
+	if am[key+"tiny"] != "dword:00000007" || !strings.HasPrefix(am[key+"xen2kvm"], "hex(1):63,00,6d,00,64,00") {
+		t.Errorf("added values: tiny %q, xen2kvm %q", am[key+"tiny"], am[key+"xen2kvm"])
+	}
+	delete(am, key+"tiny")
+	delete(am, key+"xen2kvm")
+	if len(am) != len(bm) {
+		t.Errorf("%d keys and values after, %d before", len(am), len(bm))
+	}
+	for k, v := range bm {
+		if am[k] != v {
+			t.Errorf("%s changed", k)
+		}
+	}
+	h2, err := hive.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := h2.Open(`ControlSet001\Services\xenvbd`)
+	v, err := k2.Value("XEN2KVM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := v.String(); s != cmd {
+		t.Errorf("read back %q", s)
+	}
+}
+
+// exportMap reads hivexregedit --export output into "key\value" -> data.
+func exportMap(t *testing.T, out string) map[string]string {
+	t.Helper()
+	out = strings.ReplaceAll(out, "\\\n", "")
+	m := map[string]string{}
+	var key string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
+			m[key] = "(key)"
+		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
+			name, data, _ := strings.Cut(l, "=")
+			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
+		}
+	}
+	return m
+}

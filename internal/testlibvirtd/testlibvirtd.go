@@ -1,0 +1,306 @@
+// Package testlibvirtd starts a private libvirt daemon for tests: not the
+// machine's system daemon, but libvirtd in session mode under a user of
+// its own (xen2kvm-libvirt, created when missing; the current user when
+// the tests do not run as root), with its socket, configuration, state
+// and cache in a temporary folder and its storage pools there too. The
+// daemon and every QEMU it started are stopped when the test ends,
+// whatever happens; the daemon also dies with the test binary.
+//
+//	d := testlibvirtd.Start(t)
+//	d.DirPool(t, "default")
+//	// migrate --to d.URI ...
+//	out := d.Virsh(t, "vol-list", "default")
+//
+// Session mode keeps everything private: the daemon reads and writes
+// only below $HOME and the $XDG_* folders, which point into the
+// temporary folder. Its QEMU runs as the daemon's user, which has no
+// access to /dev/kvm, so guests get domain type qemu (TCG).
+package testlibvirtd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+)
+
+// User is the user the daemon runs as when the tests run as root.
+const User = "xen2kvm-libvirt"
+
+// Daemon is a running private libvirtd.
+type Daemon struct {
+	// URI connects to it: qemu+unix:///session?socket=SOCKET.
+	URI string
+	// Socket is its unix socket.
+	Socket string
+	// Dir holds its folders and pools.
+	Dir string
+	// UID and GID it runs as.
+	UID, GID int
+
+	env    []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    string
+	mounts []string
+}
+
+// Start starts a private daemon for the test.
+func Start(t testing.TB) *Daemon {
+	t.Helper()
+	testutil.NeedTool(t, "libvirtd")
+	testutil.NeedTool(t, "virsh")
+	d := &Daemon{UID: os.Getuid(), GID: os.Getgid()}
+	if os.Geteuid() == 0 {
+		u, err := lookupOrCreate(User)
+		if err != nil {
+			t.Fatalf("testlibvirtd: %v", err)
+		}
+		d.UID, _ = strconv.Atoi(u.Uid)
+		d.GID, _ = strconv.Atoi(u.Gid)
+	}
+	dir, err := os.MkdirTemp("", "xen2kvm-libvirtd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Dir = dir
+	t.Cleanup(func() { d.stop(t) })
+	for _, sub := range []string{"run", "config/libvirt", "cache", "home", "pools"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// QEMU's output goes to a file, not to virtlogd (which the session
+	// daemon would otherwise start and leave running).
+	if err := os.WriteFile(filepath.Join(dir, "config/libvirt/qemu.conf"), []byte("stdio_handler = \"file\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := chownAll(dir, d.UID, d.GID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.Socket = filepath.Join(dir, "run", "libvirt", "libvirt-sock")
+	d.URI = "qemu+unix:///session?socket=" + d.Socket
+	d.log = filepath.Join(dir, "libvirtd.log")
+	d.env = []string{
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + filepath.Join(dir, "home"),
+		"XDG_RUNTIME_DIR=" + filepath.Join(dir, "run"),
+		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
+		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
+		"LIBVIRT_LOG_OUTPUTS=3:stderr",
+	}
+	d.Restart(t)
+	return d
+}
+
+// lookupOrCreate returns the user, creating it as a system user with no
+// home and no login shell when it is missing.
+func lookupOrCreate(name string) (*user.User, error) {
+	if u, err := user.Lookup(name); err == nil {
+		return u, nil
+	}
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if u, lerr := user.Lookup(name); lerr == nil {
+		return u, nil // another test binary created it meanwhile
+	}
+	return nil, fmt.Errorf("useradd %s: %v: %s", name, err, out)
+}
+
+func chownAll(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// Restart starts the daemon (again, after Kill) on the same folders;
+// persistent pools with autostart come back.
+func (d *Daemon) Restart(t testing.TB) {
+	t.Helper()
+	os.Remove(d.Socket)
+	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("libvirtd")
+	cmd.Dir = d.Dir
+	cmd.Env = d.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(d.UID), Gid: uint32(d.GID)}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testlibvirtd: starting libvirtd: %v", err)
+	}
+	d.cmd = cmd
+	d.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(d.exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := d.virsh("version"); err == nil {
+			return
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("testlibvirtd: libvirtd exited at start:\n%s", d.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testlibvirtd: libvirtd did not answer on %s within a minute:\n%s", d.Socket, d.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Kill kills the daemon with SIGKILL (as a crash would), leaving the
+// QEMU processes it started running.
+func (d *Daemon) Kill() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+	d.cmd = nil
+}
+
+// Log is what the daemon logged.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(d.log)
+	return string(b)
+}
+
+func (d *Daemon) virsh(args ...string) (string, error) {
+	cmd := exec.Command("virsh", append([]string{"-q", "-c", d.URI}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("virsh -c %s %s: %v: %s", d.URI, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// Virsh runs virsh against the daemon and returns its output; the test
+// fails when virsh does.
+func (d *Daemon) Virsh(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := d.virsh(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// VirshErr runs virsh against the daemon and returns its output and error.
+func (d *Daemon) VirshErr(args ...string) (string, error) { return d.virsh(args...) }
+
+// DirPool defines, starts and autostarts a persistent directory pool in
+// the daemon's folder, and returns its path.
+func (d *Daemon) DirPool(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(d.Dir, "pools", name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(p, d.UID, d.GID)
+	d.definePool(t, name, p)
+	return p
+}
+
+// TmpfsPool is DirPool on a tmpfs of sizeMiB MiB (root only), for tests
+// that fill the pool.
+func (d *Daemon) TmpfsPool(t testing.TB, name string, sizeMiB int) string {
+	t.Helper()
+	testutil.NeedRoot(t, "mounting a tmpfs for a full storage pool needs root")
+	p := filepath.Join(d.Dir, "pools", name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := fmt.Sprintf("size=%dm,mode=0755,uid=%d,gid=%d", sizeMiB, d.UID, d.GID)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "xen2kvm-test", p).CombinedOutput(); err != nil {
+		t.Fatalf("mount -t tmpfs %s: %v: %s", p, err, out)
+	}
+	d.mounts = append(d.mounts, p)
+	d.definePool(t, name, p)
+	return p
+}
+
+func (d *Daemon) definePool(t testing.TB, name, path string) {
+	t.Helper()
+	d.Virsh(t, "pool-define-as", name, "dir", "--target", path)
+	d.Virsh(t, "pool-start", name)
+	d.Virsh(t, "pool-autostart", name)
+}
+
+// stop destroys the daemon's domains, stops it and the QEMU processes it
+// started, and removes its folder.
+func (d *Daemon) stop(t testing.TB) {
+	if d.cmd != nil {
+		if out, err := d.virsh("list", "--name"); err == nil {
+			for _, n := range strings.Fields(out) {
+				d.virsh("destroy", n)
+			}
+		}
+	}
+	// QEMU processes survive a killed daemon: their pid files say which.
+	pids, _ := filepath.Glob(filepath.Join(d.Dir, "run", "libvirt", "qemu", "run", "*.pid"))
+	more, _ := filepath.Glob(filepath.Join(d.Dir, "config", "libvirt", "qemu", "run", "*.pid"))
+	for _, f := range append(pids, more...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			continue
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.HasPrefix(string(comm), "qemu") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if d.cmd != nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+			<-d.exited
+		}
+		d.cmd = nil
+	}
+	if t.Failed() {
+		t.Logf("testlibvirtd: daemon log:\n%s", tail(d.Log(), 40))
+	}
+	for _, m := range d.mounts {
+		if out, err := exec.Command("umount", m).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", m, err, out)
+		}
+	}
+	if err := os.RemoveAll(d.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("testlibvirtd: %v", err)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,350 @@
+package libvirtdst
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	libvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/xen2kvm/xen2kvm/config"
+)
+
+// VolumeSpec is one volume a delivery writes.
+type VolumeSpec struct {
+	Name     string
+	Format   string // "qcow2" or "raw"
+	Capacity int64  // virtual size in bytes
+}
+
+// Plan is what one delivery writes into one pool.
+type Plan struct {
+	Guest   string // the domain name
+	Pool    string
+	Volumes []VolumeSpec
+	// Need is the space the volumes will take (the guest's allocated
+	// data); Begin refuses a pool with less available.
+	Need int64
+	// Force replaces a domain and volumes of the same names.
+	Force bool
+}
+
+// ExistsError is a domain or volume that is already on the destination.
+type ExistsError struct {
+	URI  string
+	Kind string // "domain" or "volume"
+	Name string
+	Pool string // for a volume
+}
+
+func (e *ExistsError) Error() string {
+	if e.Kind == "volume" {
+		return fmt.Sprintf("volume %s in pool %s %v (%s)", e.Name, e.Pool, ErrExists, e.URI)
+	}
+	return fmt.Sprintf("%s %s %v (%s)", e.Kind, e.Name, ErrExists, e.URI)
+}
+
+func (e *ExistsError) Unwrap() error { return ErrExists }
+
+// Hint says how to replace it.
+func (e *ExistsError) Hint() string {
+	return "add --force to replace it (the old " + e.Kind + " is deleted)"
+}
+
+// state is what the state volume NAME.xen2kvm-state records.
+type state struct {
+	Tool    string    `json:"tool"`
+	Guest   string    `json:"guest"`
+	Volumes []string  `json:"volumes"`
+	Started time.Time `json:"started"`
+}
+
+// StateVolume is the name of the state volume of a guest's delivery.
+func StateVolume(guest string) string { return guest + ".xen2kvm-state" }
+
+// Delivery is one guest being delivered into a pool: Begin starts it,
+// Commit or Abort ends it.
+type Delivery struct {
+	c    *Conn
+	pool PoolInfo
+	plan Plan
+
+	vols    map[string]libvirt.StorageVol
+	files   map[string]*VolumeFile
+	created []string
+
+	oldDomain bool // a domain of the name existed (Force)
+	defined   bool
+	started   bool
+
+	// Recovered lists volumes an interrupted earlier run left (named in
+	// its state volume) that this delivery replaced.
+	Recovered []string
+	// Replaced lists existing volumes replaced because of Force.
+	Replaced []string
+}
+
+// Begin checks the destination, records the delivery in the pool's state
+// volume and creates the plan's volumes, empty.
+func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
+	if plan.Pool == "" {
+		plan.Pool = "default"
+	}
+	if err := config.CheckName(plan.Guest); err != nil {
+		return nil, err
+	}
+	for _, v := range plan.Volumes {
+		if !cleanName(v.Name) {
+			return nil, fmt.Errorf("volume name %q: not a file name", v.Name)
+		}
+	}
+	pool, err := c.Pool(plan.Pool)
+	if err != nil {
+		return nil, err
+	}
+	d = &Delivery{c: c, pool: pool, plan: plan, vols: map[string]libvirt.StorageVol{}, files: map[string]*VolumeFile{}}
+	_, exists, running, err := c.domainState(plan.Guest)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if exists {
+		switch {
+		case !plan.Force:
+			errs = append(errs, &ExistsError{URI: c.uri, Kind: "domain", Name: plan.Guest})
+		case running:
+			errs = append(errs, fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", plan.Guest, c.uri, ErrRunning))
+		}
+		d.oldDomain = true
+	}
+
+	// Volumes of an interrupted run are ours to replace.
+	var prev state
+	sv, svExists, err := c.lookupVolume(plan.Pool, StateVolume(plan.Guest))
+	if err != nil {
+		return nil, err
+	}
+	if svExists {
+		b, err := c.readVolume(sv)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(bytes.TrimRight(b, "\x00 \n"), &prev); err != nil || prev.Guest != plan.Guest {
+			return nil, fmt.Errorf("volume %s in pool %s on %s is not xen2kvm's state of guest %s; delete it with virsh vol-delete if it is no one's", StateVolume(plan.Guest), plan.Pool, c.uri, plan.Guest)
+		}
+	}
+	var replace []string
+	for _, v := range plan.Volumes {
+		_, ok, err := c.lookupVolume(plan.Pool, v.Name)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !ok:
+		case slices.Contains(prev.Volumes, v.Name):
+			d.Recovered = append(d.Recovered, v.Name)
+			replace = append(replace, v.Name)
+		case plan.Force:
+			d.Replaced = append(d.Replaced, v.Name)
+			replace = append(replace, v.Name)
+		default:
+			errs = append(errs, &ExistsError{URI: c.uri, Kind: "volume", Name: v.Name, Pool: plan.Pool})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if plan.Need > 0 && uint64(plan.Need) > pool.Available {
+		return nil, fmt.Errorf("pool %s on %s: %w: the guest needs %d MiB, %d MiB are available", plan.Pool, c.uri, ErrPoolFull, plan.Need>>20, pool.Available>>20)
+	}
+
+	// Record the volumes before creating them: a run killed from here on
+	// leaves a state volume that names them.
+	names := slices.Clone(prev.Volumes)
+	for _, v := range plan.Volumes {
+		if !slices.Contains(names, v.Name) {
+			names = append(names, v.Name)
+		}
+	}
+	if err := d.writeState(names); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			d.Abort()
+			d = nil
+		}
+	}()
+	// Volumes of the earlier run that this plan does not write again.
+	for _, n := range prev.Volumes {
+		if !slices.ContainsFunc(plan.Volumes, func(v VolumeSpec) bool { return v.Name == n }) {
+			if err := c.deleteVolume(plan.Pool, n); err != nil {
+				return d, err
+			}
+		}
+	}
+	for _, n := range replace {
+		if err := c.deleteVolume(plan.Pool, n); err != nil {
+			return d, err
+		}
+	}
+	for _, v := range plan.Volumes {
+		if err := ctx.Err(); err != nil {
+			return d, err
+		}
+		if v.Format != "raw" && v.Format != "qcow2" {
+			return d, fmt.Errorf("volume %s: format %q (want raw or qcow2)", v.Name, v.Format)
+		}
+		vol, err := c.createVolume(plan.Pool, v.Name, v.Format, uint64(v.Capacity), "", "")
+		if err != nil {
+			return d, err
+		}
+		d.created = append(d.created, v.Name)
+		d.vols[v.Name] = vol
+		f := &VolumeFile{c: c, vol: vol, size: v.Capacity, fileBacked: pool.fileBacked(),
+			name: fmt.Sprintf("volume %s in pool %s on %s", v.Name, plan.Pool, c.uri)}
+		// What the new volume holds that the image may not overwrite:
+		// the qcow2 header qemu-img wrote, or anything at all on a
+		// block device.
+		switch {
+		case v.Format == "qcow2":
+			_, _, phys, err := c.l.StorageVolGetInfoFlags(vol, uint32(libvirt.StorageVolGetPhysical))
+			if err != nil {
+				return d, fmt.Errorf("reading volume %s on %s: %w", v.Name, c.uri, err)
+			}
+			f.zeroBelow = min(int64(phys), 4<<20)
+			if pool.fileBacked() {
+				f.size = int64(phys)
+			}
+		case !pool.fileBacked():
+			f.zeroBelow = v.Capacity
+		}
+		d.files[v.Name] = f
+	}
+	return d, nil
+}
+
+// writeState (re)writes the state volume naming the volumes.
+func (d *Delivery) writeState(names []string) error {
+	b, err := json.Marshal(state{Tool: "xen2kvm", Guest: d.plan.Guest, Volumes: names, Started: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	name := StateVolume(d.plan.Guest)
+	if err := d.c.deleteVolume(d.plan.Pool, name); err != nil {
+		return err
+	}
+	v, err := d.c.createVolume(d.plan.Pool, name, "raw", uint64(len(b)), "", "")
+	if err != nil {
+		return err
+	}
+	return d.c.uploadStream(v, bytes.NewReader(b), int64(len(b)), false)
+}
+
+// Pool is the pool the delivery writes into.
+func (d *Delivery) Pool() PoolInfo { return d.pool }
+
+// File is the volume name as a file to write the image into (nil when
+// the plan has no such volume).
+func (d *Delivery) File(name string) *VolumeFile { return d.files[name] }
+
+// Upload writes r, size bytes, into the volume name from its start (for
+// small files such as a kernel).
+func (d *Delivery) Upload(name string, r io.Reader, size int64) error {
+	v, ok := d.vols[name]
+	if !ok {
+		return fmt.Errorf("volume %s is not in the delivery's plan", name)
+	}
+	return d.c.uploadStream(v, r, size, d.pool.fileBacked())
+}
+
+// Path is the path of the volume on the destination host.
+func (d *Delivery) Path(name string) (string, error) {
+	v, ok := d.vols[name]
+	if !ok {
+		return "", fmt.Errorf("volume %s is not in the delivery's plan", name)
+	}
+	return d.c.volumePath(v)
+}
+
+// Define defines the domain from its XML (see DomainXML), replacing the
+// old one of the same name when the plan said Force, and starts it when
+// start is set.
+func (d *Delivery) Define(xml []byte, start bool) error {
+	if d.oldDomain {
+		dom, exists, running, err := d.c.domainState(d.plan.Guest)
+		if err != nil {
+			return err
+		}
+		if running {
+			return fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", d.plan.Guest, d.c.uri, ErrRunning)
+		}
+		if exists {
+			flags := libvirt.DomainUndefineManagedSave | libvirt.DomainUndefineSnapshotsMetadata | libvirt.DomainUndefineCheckpointsMetadata
+			if err := d.c.l.DomainUndefineFlags(dom, flags); err != nil {
+				return fmt.Errorf("undefining the old domain %s on %s: %w", d.plan.Guest, d.c.uri, err)
+			}
+		}
+	}
+	dom, err := d.c.l.DomainDefineXMLFlags(string(xml), libvirt.DomainDefineValidate)
+	if err != nil {
+		return fmt.Errorf("defining domain %s on %s: %w", d.plan.Guest, d.c.uri, err)
+	}
+	d.defined = true
+	if !start {
+		return nil
+	}
+	if err := d.c.l.DomainCreate(dom); err != nil {
+		return fmt.Errorf("starting domain %s on %s: %w", d.plan.Guest, d.c.uri, err)
+	}
+	d.started = true
+	return nil
+}
+
+// Commit ends a delivery that succeeded: the state volume goes.
+func (d *Delivery) Commit() error {
+	return d.c.deleteVolume(d.plan.Pool, StateVolume(d.plan.Guest))
+}
+
+// Abort undoes the delivery: the domain it defined (stopped first if it
+// started it) and the volumes it created are deleted, then the state
+// volume. When the daemon cannot be reached, what is left is reported
+// and the state volume stays, so that a re-run recognises the volumes.
+func (d *Delivery) Abort() error {
+	var errs []error
+	const wait = 30 * time.Second
+	if d.defined {
+		errs = append(errs, deadline(wait, func() error {
+			dom, err := d.c.l.DomainLookupByName(d.plan.Guest)
+			if err != nil {
+				return fmt.Errorf("undefining domain %s on %s: %w", d.plan.Guest, d.c.uri, err)
+			}
+			if d.started {
+				d.c.l.DomainDestroy(dom)
+			}
+			if err := d.c.l.DomainUndefineFlags(dom, libvirt.DomainUndefineManagedSave|libvirt.DomainUndefineSnapshotsMetadata); err != nil {
+				return fmt.Errorf("undefining domain %s on %s: %w", d.plan.Guest, d.c.uri, err)
+			}
+			return nil
+		}))
+	}
+	for _, n := range d.created {
+		errs = append(errs, deadline(wait, func() error { return d.c.deleteVolume(d.plan.Pool, n) }))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cleaning up on %s (a re-run for %s replaces what is left): %w", d.c.uri, d.plan.Guest, err)
+	}
+	return deadline(wait, func() error { return d.c.deleteVolume(d.plan.Pool, StateVolume(d.plan.Guest)) })
+}
+
+// cleanName says whether name is safe as a volume name.
+func cleanName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, "/\x00") && name != "." && name != ".."
+}

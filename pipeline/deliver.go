@@ -1,0 +1,266 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/libvirtdst"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// remoteChunk is how much each copy worker reads and uploads at a time
+// into a libvirt volume: every upload is a round trip.
+const remoteChunk = 4 << 20
+
+// deliver is write for a libvirt destination: the disks are streamed
+// into volumes of the destination's pool (read once, written once, no
+// local image), the guest boots there on throw-away overlays until its
+// login prompt, and the domain is defined from the XML rewritten to name
+// the volumes. OutDir receives NAME.xml (as defined there), the boot log
+// and NAME.report.json. On any failure the volumes this run created and
+// the domain it defined are deleted.
+func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
+	name := m.dom.Name
+	stage, err := newStaging(outDir, name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			stage.discard()
+		}
+	}()
+	pool := m.opts.Pool
+	if pool == "" {
+		pool = "default"
+	}
+	m.log.Info("connecting", "guest", name, "to", m.opts.To)
+	conn, err := libvirtdst.Connect(ctx, m.opts.To)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dest := &report.Destination{URI: m.opts.To, Pool: pool, Placement: m.opts.Placement}
+	m.rep.Destination = dest
+
+	// KVM when the host has it; --accel tcg asks for TCG.
+	typ := "qemu"
+	if m.opts.Accel != "tcg" {
+		if typ, err = conn.DomainType(); err != nil {
+			return err
+		}
+		if typ != "kvm" {
+			if m.opts.Accel == "kvm" {
+				return fmt.Errorf("%s offers no KVM (its capabilities list only TCG) and --accel kvm was given", m.opts.To)
+			}
+			m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf("%s offers no KVM: the domain is defined with type qemu (TCG emulation, much slower); redefine it with type kvm once KVM works there", m.opts.To))
+		}
+	}
+	dest.DomainType = typ
+
+	// A guest that booted through pygrub gets its kernel and initrd as
+	// volumes too: libvirt boots them directly.
+	var kernelVol, initrdVol, kernelFile, initrdFile string
+	if k.BootFromDisk && k.Kernel == "" && m.conv.bootFiles != nil {
+		bf, err := m.conv.bootFiles(stage.dir)
+		if err != nil {
+			return fmt.Errorf("reading the boot entry of the converted guest: %w", err)
+		}
+		kernelVol, kernelFile = name+"-vmlinuz", bf.Kernel
+		k.Kernel, k.Cmdline = kernelFile, bf.Cmdline
+		if bf.Initrd != "" {
+			initrdVol, initrdFile = name+"-initrd.img", bf.Initrd
+			k.Initrd = initrdFile
+		}
+		m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("the guest booted through pygrub: its default grub entry %q's kernel and initrd are the volumes %s and %s, which the domain boots directly; after a kernel update inside the guest, upload the new kernel into them", bf.Title, kernelVol, initrdVol))
+	}
+
+	plan := libvirtdst.Plan{Guest: name, Pool: pool, Force: m.opts.Force}
+	for _, dk := range m.disks {
+		plan.Volumes = append(plan.Volumes, libvirtdst.VolumeSpec{Name: dk.outName, Format: format, Capacity: dk.dev.Size()})
+		plan.Need += dk.rep.EstimatedSize
+	}
+	small := map[string]string{}
+	for _, f := range [][2]string{{kernelVol, kernelFile}, {initrdVol, initrdFile}} {
+		if f[0] == "" {
+			continue
+		}
+		fi, err := os.Stat(f[1])
+		if err != nil {
+			return err
+		}
+		plan.Volumes = append(plan.Volumes, libvirtdst.VolumeSpec{Name: f[0], Format: "raw", Capacity: fi.Size()})
+		plan.Need += fi.Size()
+		small[f[0]] = f[1]
+	}
+	dl, err := conn.Begin(ctx, plan)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if aerr := dl.Abort(); aerr != nil {
+				err = errors.Join(err, aerr)
+			} else {
+				m.log.Info("cleaned up the destination", "guest", name, "to", m.opts.To)
+			}
+		}
+	}()
+	dest.Recovered, dest.Replaced = dl.Recovered, dl.Replaced
+	if len(dl.Recovered) > 0 {
+		m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("replaced volumes an interrupted earlier run left in pool %s: %v", pool, dl.Recovered))
+	}
+	for _, p := range plan.Volumes {
+		dest.Volumes = append(dest.Volumes, p.Name)
+	}
+
+	if err := m.uploadDisks(ctx, dl, format); err != nil {
+		return err
+	}
+	for vol, file := range small {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		fi, _ := f.Stat()
+		err = dl.Upload(vol, f, fi.Size())
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+
+	gen, err := m.p.target.XML(k)
+	if err != nil {
+		return fmt.Errorf("writing libvirt XML: %w", err)
+	}
+	disks := map[string]string{}
+	for _, dk := range m.disks {
+		disks[dk.kvm.Target] = dk.outName
+	}
+	xml, err := dl.DomainXML(gen, libvirtdst.DomainOptions{Type: typ, Disks: disks, Kernel: kernelVol, Initrd: initrdVol})
+	if err != nil {
+		return err
+	}
+	m.rep.TargetXML = string(xml)
+	if err := stage.writeFile(name+".xml", xml, 0o644); err != nil {
+		return err
+	}
+	m.rep.Validation = []report.Check{{Name: "output re-read", OK: true,
+		Detail: "not re-read: the images are volumes on " + m.opts.To + "; the boot check there proves them"}}
+	if err := m.remoteBoot(ctx, dl, xml, stage); err != nil {
+		return err
+	}
+	if err := dl.Define(xml, m.opts.Start); err != nil {
+		return err
+	}
+	dest.Defined, dest.Started = true, m.opts.Start
+	m.log.Info("defined the domain", "guest", name, "to", m.opts.To, "pool", pool, "type", typ, "started", m.opts.Start)
+
+	m.rep.Status = report.StatusMigrated
+	m.rep.Files = append(append([]string{}, stage.files...), reportName(name))
+	m.rep.Finished = time.Now().UTC()
+	js, err := json.MarshalIndent(m.rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := stage.commit(old, append(js, '\n')); err != nil {
+		return err
+	}
+	for _, f := range m.rep.Files {
+		m.res.Files = append(m.res.Files, filepath.Join(outDir, f))
+	}
+	if err := dl.Commit(); err != nil {
+		// Everything is in place; only the state volume is left.
+		m.log.Warn("removing the state volume", "guest", name, "err", err)
+	}
+	m.log.Info("migrated", "guest", name, "to", m.opts.To)
+	return nil
+}
+
+// uploadDisks copies every disk into its volume, all at once.
+func (m *migration) uploadDisks(ctx context.Context, dl *libvirtdst.Delivery, format string) error {
+	workers := m.opts.Workers
+	if workers <= 0 {
+		workers = 4
+		if m.opts.Limit != nil {
+			workers = m.opts.Limit.Size()
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, dk := range m.disks {
+		g.Go(func() error {
+			start := time.Now()
+			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format, "dest", m.opts.To)
+			var last atomic.Int64
+			progress := func(done, total int64) {
+				last.Store(total)
+				if m.opts.Progress != nil {
+					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
+				}
+			}
+			err := diskimg.ConvertTo(gctx, limit(dk.dev, m.opts.Limit), dl.File(dk.outName), format,
+				diskimg.WithWorkers(workers), diskimg.WithProgress(progress), diskimg.WithChunkSize(remoteChunk))
+			if err != nil {
+				return fmt.Errorf("copying disk %s to volume %s: %w", dk.xen.Target, dk.outName, err)
+			}
+			dk.rep.CopySeconds = time.Since(start).Seconds()
+			if m.opts.Progress != nil {
+				total := last.Load()
+				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
+			}
+			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// remoteBoot runs the boot check on the destination.
+func (m *migration) remoteBoot(ctx context.Context, dl *libvirtdst.Delivery, xml []byte, stage *staging) error {
+	switch {
+	case m.opts.Boot == BootNever:
+		m.rep.Boot = &report.Boot{Skipped: "disabled (--no-boot-check)"}
+		return nil
+	case !m.conv.Inspected:
+		m.rep.Boot = &report.Boot{Skipped: "not a Linux guest xen2kvm converted: there is no login prompt to wait for"}
+		return nil
+	}
+	timeout := m.opts.BootTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	logName := m.dom.Name + ".boot.log"
+	logf, err := os.Create(stage.path(logName))
+	if err != nil {
+		return err
+	}
+	stage.add(logName)
+	m.log.Info("boot check on the destination", "guest", m.dom.Name, "to", m.opts.To, "timeout", timeout)
+	res, err := dl.Boot(ctx, xml, libvirtdst.BootOptions{Timeout: timeout, Console: logf})
+	logf.Close()
+	b := &report.Boot{Ran: true}
+	m.rep.Boot = b
+	if err != nil {
+		b.Detail = err.Error()
+		failed := filepath.Join(stage.outDir, m.dom.Name+".boot-failed.log")
+		if os.Rename(stage.path(logName), failed) != nil {
+			failed = ""
+		}
+		return &bootError{err: err, stagedLog: stage.path(logName), log: failed}
+	}
+	b.OK, b.Seconds, b.Accel = true, res.Seconds, map[string]string{"kvm": "kvm", "qemu": "tcg"}[res.Type]
+	b.Detail = "booted on " + m.opts.To + " to " + fmt.Sprintf("%q", res.Match)
+	m.log.Info("boot check passed on the destination", "guest", m.dom.Name, "seconds", b.Seconds)
+	return nil
+}

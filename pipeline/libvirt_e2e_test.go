@@ -1,0 +1,299 @@
+package pipeline_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// noVif copies a guest's Xen config without its network: the private
+// test daemon runs in session mode and cannot attach a guest to the
+// config's bridge, so --start needs a guest without one.
+func noVif(t *testing.T, g *guestgen.Guest) string {
+	t.Helper()
+	b, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "vif") {
+			keep = append(keep, l)
+		}
+	}
+	p := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(p, []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func poolVolumes(t *testing.T, d *testlibvirtd.Daemon, pool string) []string {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "vol-list", pool)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// TestE2EMigrateToLibvirt migrates the example guest --to a private
+// libvirt daemon: the volumes and the domain are there (virsh as the
+// oracle), the boot check ran on the destination through libvirt's
+// console stream, the volume equals a local migration's image (qemu-img
+// compare), a second run without --force is refused without touching
+// anything, and one with --force --start replaces the guest and leaves it
+// running.
+func TestE2EMigrateToLibvirt(t *testing.T) {
+	needE2E(t)
+	qimg := testutil.NeedTool(t, "qemu-img")
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	cfg := noVif(t, g)
+	// Both migrations stamp the guest's edits with the same time, so the
+	// volume and the local image hold the same guest data.
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	out := filepath.Join(t.TempDir(), "report")
+	args := []string{"migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "4m"}
+	code, stdout, stderr := run(t, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("migrate --to: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK || rep.Destination == nil || !rep.Destination.Defined || rep.Destination.Started {
+		t.Fatalf("report: status %s, boot %+v, destination %+v", rep.Status, rep.Boot, rep.Destination)
+	}
+	if rep.Destination.DomainType != "qemu" {
+		t.Errorf("domain type %q, want qemu (the test daemon has no KVM)", rep.Destination.DomainType)
+	}
+	// The report and XML are written locally; no image is.
+	for _, f := range []string{g.Name + ".report.json", g.Name + ".xml", g.Name + ".boot.log"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "*.qcow2")); len(m) > 0 {
+		t.Errorf("images written locally: %v", m)
+	}
+	if serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log")); !regexp.MustCompile(`login:`).Match(serial) {
+		t.Errorf("the destination's console log has no login prompt:\n%s", serial)
+	}
+
+	vols := poolVolumes(t, d, "default")
+	want := []string{g.Name + "-initrd.img", g.Name + "-vda.qcow2", g.Name + "-vmlinuz"}
+	if strings.Join(vols, " ") != strings.Join(want, " ") {
+		t.Errorf("vol-list: %v, want %v (no state volume, no boot overlay)", vols, want)
+	}
+	info := d.Virsh(t, "vol-info", "--pool", "default", g.Name+"-vda.qcow2", "--bytes")
+	if !strings.Contains(info, "file") {
+		t.Errorf("vol-info:\n%s", info)
+	}
+	xml := d.Virsh(t, "dumpxml", g.Name)
+	for _, w := range []string{`<domain type='qemu'`, `<source pool='default' volume='` + g.Name + `-vda.qcow2'`, `<driver name='qemu' type='qcow2'/>`, filepath.Join(poolDir, g.Name+"-vmlinuz")} {
+		if !strings.Contains(xml, w) {
+			t.Errorf("dumpxml has no %s:\n%s", w, xml)
+		}
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "shut off" {
+		t.Errorf("domstate %s without --start", st)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains: %q, want only %s (the boot check's transient copy is gone)", l, g.Name)
+	}
+
+	// The volume holds what a local migration writes.
+	local := filepath.Join(t.TempDir(), "local")
+	if code, _, stderr := run(t, "migrate", cfg, "-o", local, "--disk-map", diskMap(g), "--no-boot-check"); code != 0 {
+		t.Fatalf("local migrate: exit %d\n%s", code, stderr)
+	}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	if b, err := exec.Command(qimg, "compare", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare volume vs local image: %v\n%s", err, b)
+	}
+	if b, err := exec.Command(qimg, "check", vol).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check %s: %v\n%s", vol, err, b)
+	}
+
+	// Again, without --force: refused, nothing changes.
+	code, _, stderr = run(t, append(args, "-o", t.TempDir())...)
+	if code != 1 || !strings.Contains(stderr, "domain "+g.Name+" already exists") {
+		t.Errorf("second run: exit %d, want 1 and an error saying the domain exists:\n%s", code, stderr)
+	}
+	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+		t.Errorf("after the refused run: %v", v)
+	}
+	uuid := d.Virsh(t, "domuuid", g.Name)
+
+	// With --force --start: replaced and running.
+	code, _, stderr = run(t, append(args[:len(args)-3], "-o", t.TempDir(), "--no-boot-check", "--force", "--start")...)
+	if code != 0 {
+		t.Fatalf("--force --start: exit %d\n%s", code, stderr)
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "running" {
+		t.Errorf("domstate %s after --start", st)
+	}
+	if d.Virsh(t, "domuuid", g.Name) != uuid {
+		t.Errorf("the replaced domain has another UUID")
+	}
+	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+		t.Errorf("after --force: %v", v)
+	}
+}
+
+// TestE2EMigrateToFullPool: a pool without room for the guest is refused
+// before anything is written, with an error that says so.
+func TestE2EMigrateToFullPool(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.TmpfsPool(t, "small", 16)
+	code, _, stderr := run(t, "migrate", g.Config, "--to", d.URI, "--pool", "small", "-o", t.TempDir(), "--disk-map", diskMap(g), "--no-boot-check")
+	if code != 1 || !strings.Contains(stderr, "not enough free space in the storage pool") {
+		t.Errorf("exit %d, want 1 and a pool-full error:\n%s", code, stderr)
+	}
+	if v := poolVolumes(t, d, "small"); len(v) != 0 {
+		t.Errorf("the pool has %v", v)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("domains defined: %s", l)
+	}
+}
+
+// TestE2EBatchFleet: a batch with two destinations places the guest on
+// the one whose pool has room (the other's is a 16 MiB tmpfs) and says
+// why in the report; the other destination is left untouched.
+func TestE2EBatchFleet(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	small := testlibvirtd.Start(t)
+	small.TmpfsPool(t, "default", 16)
+	big := testlibvirtd.Start(t)
+	big.DirPool(t, "default")
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "fleet.yaml")
+	yaml := "defaults:\n  output: " + filepath.Join(dir, "out") + "\n  boot_check: false\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: ['" + small.URI + "', '" + big.URI + "']\n" +
+		"guests:\n  - config: " + g.Config + "\n"
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "batch", manifest, "--json")
+	if code != 0 {
+		t.Fatalf("batch: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Guests []struct {
+			Status string
+			Report *report.Guest
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("batch --json: %v\n%s", err, stdout)
+	}
+	if len(res.Guests) != 1 || res.Guests[0].Report == nil || res.Guests[0].Report.Destination == nil {
+		t.Fatalf("batch result: %s", stdout)
+	}
+	dest := res.Guests[0].Report.Destination
+	if dest.URI != big.URI || !strings.Contains(dest.Placement, "pool has 16 MiB available") {
+		t.Errorf("placed on %s (%s), want %s with the small pool left out", dest.URI, dest.Placement, big.URI)
+	}
+	if v := poolVolumes(t, big, "default"); len(v) != 3 {
+		t.Errorf("the chosen destination's pool: %v", v)
+	}
+	if v := poolVolumes(t, small, "default"); len(v) != 0 {
+		t.Errorf("the full destination's pool: %v", v)
+	}
+	if l := strings.TrimSpace(big.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains on the chosen destination: %q", l)
+	}
+}
+
+// TestE2EMigrateToKilled kills xen2kvm with SIGKILL while it uploads: no
+// domain is defined, the state volume names what was left, and a re-run
+// without --force recognises those volumes and replaces them.
+func TestE2EMigrateToKilled(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	args := []string{"migrate", g.Config, "--to", d.URI, "-o", t.TempDir(), "--disk-map", diskMap(g), "--no-boot-check", "--workers", "1"}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	killed := false
+	for attempt := 0; attempt < 5 && !killed; attempt++ {
+		cmd := exec.Command(xen2kvm(t), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+	watch:
+		for {
+			select {
+			case <-exited:
+				break watch
+			default:
+			}
+			// Past the qcow2 header qemu-img wrote: the upload is under way.
+			if fi, err := os.Stat(vol); err == nil && fi.Size() > 4<<20 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				<-exited
+				break watch
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !killed { // too fast: undo and try again
+			d.VirshErr("undefine", g.Name)
+			for _, v := range poolVolumes(t, d, "default") {
+				d.VirshErr("vol-delete", "--pool", "default", v)
+			}
+		}
+	}
+	if !killed {
+		t.Fatal("never caught the upload under way")
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("the killed run left a domain: %s", l)
+	}
+	left := poolVolumes(t, d, "default")
+	if !slices.Contains(left, g.Name+".xen2kvm-state") {
+		t.Fatalf("the killed run left %v, without its state volume", left)
+	}
+	code, stdout, stderr := run(t, append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Destination == nil || !slices.Contains(rep.Destination.Recovered, g.Name+"-vda.qcow2") {
+		t.Errorf("the re-run did not say it replaced the killed run's volume: %+v", rep.Destination)
+	}
+	if v := poolVolumes(t, d, "default"); slices.Contains(v, g.Name+".xen2kvm-state") || len(v) != 3 {
+		t.Errorf("after the re-run: %v", v)
+	}
+	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "check", vol).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v\n%s", err, b)
+	}
+}

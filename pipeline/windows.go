@@ -1,0 +1,146 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+// winDisks names the disks for convert.FindWindows.
+func winDisks(disks []namedDisk) []convert.NamedDevice {
+	var out []convert.NamedDevice
+	for _, d := range disks {
+		out = append(out, convert.NamedDevice{Name: d.name, Dev: d.dev})
+	}
+	return out
+}
+
+// windowsPlan inspects a Windows HVM guest and plans its registry edits.
+// It returns nil when no Windows system volume is found.
+func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversion, []string, error) {
+	wv, warnings, err := convert.FindWindows(winDisks(disks))
+	if err != nil || wv == nil {
+		return nil, warnings, err
+	}
+	disabled := map[string]bool{}
+	var bad []error
+	for _, r := range o.Skip {
+		if !slices.ContainsFunc(convert.Rules(), func(k convert.Rule) bool { return k.Name == r }) {
+			bad = append(bad, fmt.Errorf("%w %q (Windows rules: %s)", convert.ErrUnknownRule, r, strings.Join(convert.WindowsRules(), ", ")))
+		}
+		disabled[r] = true
+	}
+	if err := errors.Join(bad...); err != nil {
+		return nil, warnings, err
+	}
+	w := wv.Windows
+	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsSkip: disabled}
+	c.OS = &report.OS{Distro: "windows", Version: w.Release(), Arch: w.Arch, Details: wv.Details(), Windows: w}
+	c.Blockers = w.Blockers()
+	if d.Type != config.HVM {
+		c.Blockers = append(c.Blockers, fmt.Sprintf("PV guest %s holds Windows: only HVM Windows guests are converted", d.Name))
+	}
+	if len(c.Blockers) > 0 {
+		return c, warnings, nil
+	}
+	edits, err := convert.PlanWindows(w, wv.Volume, disabled)
+	if err != nil {
+		return nil, warnings, fmt.Errorf("planning the registry edits on %s: %w", wv.Name, err)
+	}
+	hivePath := w.HivePath("SYSTEM")
+	byRule := map[string]*report.Edit{}
+	var order []string
+	for _, e := range edits {
+		re := byRule[e.Rule]
+		if re == nil {
+			re = &report.Edit{Path: hivePath, Rule: e.Rule, Why: ruleWhy(e)}
+			byRule[e.Rule] = re
+			order = append(order, e.Rule)
+		}
+		re.Diff += e.String() + "\n"
+	}
+	for _, r := range order {
+		c.Edits = append(c.Edits, *byRule[r])
+	}
+	c.Notes = append(c.Notes,
+		fmt.Sprintf("Windows on %s: %d registry value(s) changed in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
+		"the KVM guest keeps IDE disks and an emulated network card ("+nicModels(d)+"), so Windows boots with the drivers it already has",
+		"next step: install the virtio drivers (virtio-win: viostor, netkvm) in the guest, then switch its disks to virtio (libvirt: <target bus='virtio'/>) and its NIC model to virtio")
+	if len(edits) == 0 {
+		c.Notes = append(c.Notes, "no registry change was needed")
+	}
+	dev, vol := wv.Dev, wv.Volume
+	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, disabled) }
+	return c, warnings, nil
+}
+
+func ruleWhy(e convert.RegEdit) string {
+	switch e.Rule {
+	case convert.RuleWinXenPV:
+		return "disable the Xen PV drivers: on KVM there is no Xen platform device, and a boot-start PV storage driver stops the boot with 0x7B or hangs it"
+	case convert.RuleWinFilters:
+		return "take the Xen PV drivers out of the device class filters, or every device of the class fails to start"
+	case convert.RuleWinCPU:
+		return "disable the processor driver (intelppm/processr): it stops Windows with 0x7E when the CPU changes"
+	case convert.RuleWinIDE:
+		return "make the IDE drivers boot-start: the KVM guest boots from QEMU's PIIX IDE"
+	}
+	return e.Why
+}
+
+func nicModels(d *config.Domain) string {
+	var ms []string
+	for _, n := range d.NICs {
+		m := strings.ToLower(n.Model)
+		if m == "" {
+			m = "rtl8139"
+		}
+		ms = append(ms, m)
+	}
+	if len(ms) == 0 {
+		return "none configured"
+	}
+	return strings.Join(ms, ", ")
+}
+
+// windowsBootSkip is the boot check's word on a Windows guest.
+const windowsBootSkip = "Windows: a login prompt cannot prove it booted (Windows Server 2003/2008 print no login prompt on a serial console, and no Windows can be installed on this machine to test against); checked instead, on the written output: the NTFS volume is clean, the SYSTEM hive parses with equal sequence numbers and a valid checksum, and re-planning finds every registry change in place (see validation)"
+
+// validateWindows re-opens the written images and checks the Windows
+// system volume: NTFS readable and clean, the SYSTEM hive valid, and
+// nothing left to change.
+func validateWindows(disks []namedDisk, c *conversion) []report.Check {
+	wv, _, err := convert.FindWindows(winDisks(disks))
+	if err != nil || wv == nil {
+		detail := "no Windows system volume found on the output"
+		if err != nil {
+			detail = err.Error()
+		}
+		return []report.Check{{Name: "Windows system volume readable", Detail: detail}}
+	}
+	checks := []report.Check{{Name: "Windows system volume readable", OK: true, Detail: fmt.Sprintf("%s: %s", wv.Name, wv.Windows.Product())}}
+	w := wv.Windows
+	checks = append(checks, report.Check{Name: "NTFS volume clean (not dirty, not hibernated)", OK: !w.Dirty && !w.Hibernated,
+		Detail: fmt.Sprintf("dirty %v, hibernated %v", w.Dirty, w.Hibernated)})
+	checks = append(checks, report.Check{Name: "SYSTEM hive valid (checksum, equal sequence numbers)", OK: !w.LogPending && len(w.ControlSets) > 0,
+		Detail: fmt.Sprintf("%s: %d control sets", w.HivePath("SYSTEM"), len(w.ControlSets))})
+	left, err := convert.PlanWindows(w, wv.Volume, c.windowsSkip)
+	ck := report.Check{Name: "registry changes in place", OK: err == nil && len(left) == 0}
+	switch {
+	case err != nil:
+		ck.Detail = err.Error()
+	case len(left) > 0:
+		ck.Detail = fmt.Sprintf("%d change(s) still to make, first %s", len(left), left[0])
+	default:
+		ck.Detail = "re-planning on the output finds nothing left to change"
+		if !c.windowsSkip[convert.RuleWinXenPV] && slices.ContainsFunc(w.PVDrivers, func(s convert.WinService) bool { return s.Start != 4 }) {
+			ck.OK, ck.Detail = false, "a Xen PV driver is still enabled"
+		}
+	}
+	return append(checks, ck)
+}

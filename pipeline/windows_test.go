@@ -1,0 +1,280 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/part"
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/internal/wintest"
+	"github.com/xen2kvm/xen2kvm/ntfs"
+	"github.com/xen2kvm/xen2kvm/pipeline"
+)
+
+// rawVolume returns a raw image's first partition as bytes, with the
+// image, converting a qcow2 image with qemu-img first.
+func rawVolume(t *testing.T, img string) (disk []byte, vol []byte, p *part.Partition) {
+	t.Helper()
+	if strings.HasSuffix(img, ".qcow2") {
+		raw := filepath.Join(t.TempDir(), "out.raw")
+		testutil.Run(t, "qemu-img", "convert", "-O", "raw", img, raw)
+		img = raw
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := part.Read(&testutil.MemDev{B: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = tab.Partitions[0]
+	return b, b[p.Start : p.Start+p.Size], p
+}
+
+func writeTemp(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// regValues reads hivexregedit --export into "key\value" -> data.
+func regValues(t *testing.T, hiveFile string) map[string]string {
+	t.Helper()
+	out := string(testutil.Run(t, "hivexregedit", "--export", hiveFile, `\`))
+	out = strings.ReplaceAll(out, "\\\n", "")
+	m := map[string]string{}
+	var key string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
+			m[key] = "(key)"
+		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
+			name, data, _ := strings.Cut(l, "=")
+			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
+		}
+	}
+	return m
+}
+
+// TestMigrateWindows migrates Windows Server 2003 and 2008 guests with the
+// PV drivers of each vendor and checks the output with real tools: the
+// SYSTEM hive (extracted by ntfscat) differs from the source's by exactly
+// the planned values (hivexregedit --export), only the hive's clusters
+// changed on the disk, ntfsfix -n and ntfsinfo find the volume
+// consistent, and the libvirt XML (virt-xml-validate) and launch script
+// carry the Windows hardware.
+func TestMigrateWindows(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	testutil.NeedTool(t, "virt-xml-validate")
+	for _, tc := range []struct {
+		spec   guestgen.WindowsSpec
+		format string
+		xml    []string
+		argv   []string
+	}{
+		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv", Tablet: true}, "raw",
+			[]string{`<model type="cirrus">`, `<clock offset="localtime">`, `<timer name="rtc" tickpolicy="catchup">`, `<input type="tablet" bus="usb">`, `<target dev="hda" bus="ide">`, `<model type="rtl8139">`},
+			[]string{"-vga cirrus", "-rtc base=localtime,driftfix=slew", "usb-tablet", "rtl8139"}},
+		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix", UTC: true, NIC: "e1000"}, "qcow2",
+			[]string{`<model type="vga">`, `<clock offset="utc">`, `<timer name="rtc" tickpolicy="catchup">`, `<target dev="hda" bus="ide">`, `<model type="e1000">`},
+			[]string{"-vga std", "-rtc base=utc,driftfix=slew", "e1000"}},
+		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x64", PV: "redhat"}, "raw",
+			[]string{`<model type="cirrus">`, `<clock offset="localtime">`},
+			[]string{"-vga cirrus"}},
+	} {
+		t.Run(tc.spec.Name, func(t *testing.T) {
+			g := wintest.Build(t, tc.spec)
+			sourcesUnchanged(t, g)
+			out := t.TempDir()
+			opts := pipeline.Options{OutDir: out, Format: tc.format, DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}}
+
+			// The dry run plans the registry edits and writes nothing.
+			dry := opts
+			dry.DryRun = true
+			res, err := pipeline.Migrate(context.Background(), g.Config, dry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := res.Report
+			if rep.OS == nil || rep.OS.Distro != "windows" || len(rep.OS.Details) == 0 {
+				t.Fatalf("dry run OS: %+v", rep.OS)
+			}
+			planned := map[string][2]string{} // key\value -> old, new
+			for _, e := range rep.Edits {
+				for _, l := range strings.Split(strings.TrimSpace(e.Diff), "\n") {
+					kv, change, ok := strings.Cut(l, ": ")
+					old, nw, ok2 := strings.Cut(change, " -> ")
+					if !ok || !ok2 || !strings.HasPrefix(kv, `HKLM\SYSTEM\`) {
+						t.Fatalf("edit line %q", l)
+					}
+					planned[strings.ToLower(strings.TrimPrefix(kv, `HKLM\SYSTEM\`))] = [2]string{old, nw}
+				}
+			}
+			if len(planned) == 0 {
+				t.Fatal("no registry edits planned")
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("the dry run wrote %d files", len(ents))
+			}
+
+			res, err = pipeline.Migrate(context.Background(), g.Config, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep = res.Report
+			if rep.Boot == nil || rep.Boot.Ran || !strings.Contains(rep.Boot.Skipped, "cannot prove") {
+				t.Errorf("boot check: %+v", rep.Boot)
+			}
+			if len(rep.Validation) < 3 {
+				t.Errorf("validation: %+v", rep.Validation)
+			}
+			for _, c := range rep.Validation {
+				if !c.OK {
+					t.Errorf("validation %s: %s", c.Name, c.Detail)
+				}
+			}
+
+			xmlPath := filepath.Join(out, tc.spec.Name+".xml")
+			x, err := os.ReadFile(xmlPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.xml {
+				if !strings.Contains(string(x), w) {
+					t.Errorf("XML lacks %s", w)
+				}
+			}
+			if o, err := exec.Command("virt-xml-validate", xmlPath, "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate: %v\n%s", err, o)
+			}
+			sh, err := os.ReadFile(filepath.Join(out, tc.spec.Name+".sh"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			argv := strings.Join(strings.Fields(strings.ReplaceAll(string(sh), "\\\n", " ")), " ")
+			for _, w := range tc.argv {
+				if !strings.Contains(argv, w) {
+					t.Errorf("launch script lacks %q:\n%s", w, sh)
+				}
+			}
+
+			// The hives: exactly the planned values changed.
+			srcDisk, srcVol, _ := rawVolume(t, g.Images[0])
+			outDisk, outVol, p := rawVolume(t, filepath.Join(out, tc.spec.Name+"-hda."+tc.format))
+			src, err := ntfs.Open(&testutil.MemDev{B: srcVol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hp, err := src.RealPath("WINDOWS/system32/config/SYSTEM")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcFile := writeTemp(t, "src-vol", srcVol)
+			outFile := writeTemp(t, "out-vol", outVol)
+			before := regValues(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
+			after := regValues(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
+			if len(before) != len(after) {
+				t.Errorf("%d keys and values before, %d after", len(before), len(after))
+			}
+			for k, old := range before {
+				nw := after[k]
+				pl, isPlanned := planned[k]
+				switch {
+				case !isPlanned && nw != old:
+					t.Errorf("unplanned change %s: %s -> %s", k, old, nw)
+				case isPlanned && nw == old:
+					t.Errorf("planned change %s (%s -> %s) not made", k, pl[0], pl[1])
+				case isPlanned && strings.HasPrefix(old, "dword:") && (old != "dword:0000000"+pl[0] || nw != "dword:0000000"+pl[1]):
+					t.Errorf("%s: %s -> %s, planned %s -> %s", k, old, nw, pl[0], pl[1])
+				}
+			}
+			for k := range planned {
+				if _, ok := before[k]; !ok {
+					t.Errorf("planned %s is not in the source hive", k)
+				}
+			}
+			// hivexget agrees on one PV driver.
+			hv := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, hp))
+			for k, pl := range planned {
+				if strings.HasSuffix(k, `\start`) && pl[1] == "4" {
+					key := strings.TrimSuffix(k, `\start`)
+					if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", hv, `\`+key, "Start"))); got != "4" {
+						t.Errorf("hivexget %s Start = %s", key, got)
+					}
+					break
+				}
+			}
+
+			// Only the hive's clusters changed on the disk; the volume is
+			// consistent and the hive kept its size and allocation.
+			f, err := src.File(hp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(srcDisk) != len(outDisk) {
+				t.Fatalf("output disk is %d bytes, source %d", len(outDisk), len(srcDisk))
+			}
+			for i := range srcDisk {
+				if srcDisk[i] == outDisk[i] {
+					continue
+				}
+				off, in := int64(i)-p.Start, false
+				for _, e := range f.Extents {
+					in = in || (off >= e.VolumeOffset && off < e.VolumeOffset+e.Length)
+				}
+				if !in {
+					t.Fatalf("disk byte %d changed outside the SYSTEM hive's clusters", i)
+				}
+			}
+			if o, err := exec.Command("ntfsfix", "-n", outFile).CombinedOutput(); err != nil {
+				t.Errorf("ntfsfix -n: %v\n%s", err, o)
+			}
+			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+hp, srcFile))
+			infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+hp, outFile))
+			if infoBefore != infoAfter || !strings.Contains(infoAfter, "Allocated Size") {
+				t.Errorf("ntfsinfo of the hive changed:\n%s\n----\n%s", infoBefore, infoAfter)
+			}
+		})
+	}
+}
+
+func TestMigrateWindowsRefused(t *testing.T) {
+	for _, spec := range []guestgen.WindowsSpec{
+		{Name: "dirty", Version: "2003", Arch: "x86", PV: "gplpv", Dirty: true},
+		{Name: "hib", Version: "2008", Arch: "x64", PV: "citrix", Hibernated: true},
+		{Name: "logpending", Version: "2003", Arch: "x86", PV: "redhat", LogPending: true},
+	} {
+		t.Run(spec.Name, func(t *testing.T) {
+			g := wintest.Build(t, spec)
+			sourcesUnchanged(t, g)
+			out := t.TempDir()
+			res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{OutDir: out,
+				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+			if !errors.Is(err, pipeline.ErrBlocked) {
+				t.Fatalf("err = %v, want ErrBlocked", err)
+			}
+			if res == nil || len(res.Report.Blockers) == 0 {
+				t.Fatalf("no blockers reported")
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("a refused migration wrote %v", names)
+			}
+		})
+	}
+}
