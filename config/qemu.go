@@ -50,6 +50,13 @@ type QEMUOptions struct {
 	Snapshot bool
 	// NoReboot makes QEMU exit instead of rebooting the guest.
 	NoReboot bool
+	// UserNet holds extra options of each NIC's user-mode netdev, in NIC
+	// order, with Net "user": "net=192.168.122.0/24,host=192.168.122.1",
+	// "hostfwd=tcp:127.0.0.1:2222-:22". Empty strings add nothing.
+	UserNet []string
+	// Extra are arguments appended to the command line as they are
+	// (a boot check's -object filter-dump, for one).
+	Extra []string
 	// Now is the host time used for a domain's RTCOffset (QEMU takes an
 	// RTC start date, not an offset). The zero value means time.Now().
 	Now time.Time
@@ -139,6 +146,7 @@ func QEMUArgs(k *KVMDomain, o QEMUOptions) []string {
 	if o.NoReboot || k.OnReboot == "destroy" {
 		a.add("-no-reboot")
 	}
+	a.add(o.Extra...)
 	return a
 }
 
@@ -360,7 +368,11 @@ func addNICs(a *args, nics []KVMNIC, o QEMUOptions, boot map[string]int) {
 			}
 			a.add("-netdev", nd+",script=no,downscript=no")
 		default:
-			a.add("-netdev", "user,id="+id)
+			nd := "user,id=" + id
+			if i < len(o.UserNet) && o.UserNet[i] != "" {
+				nd += "," + o.UserNet[i]
+			}
+			a.add("-netdev", nd)
 		}
 		dev := []string{nicDevice(n.Model), "netdev=" + id}
 		if n.MAC != "" {

@@ -221,6 +221,17 @@ func TestQEMUArgsProperties(t *testing.T) {
 			t.Errorf("NICs with Net none: %q", argv)
 		}
 	})
+	t.Run("user net options and extra args", func(t *testing.T) {
+		o := QEMUOptions{UserNet: []string{"net=192.168.1.0/24,hostfwd=tcp:127.0.0.1:2222-192.168.1.5:22"},
+			Extra: []string{"-object", "filter-dump,id=d0,netdev=net0,file=/tmp/n.pcap"}}
+		argv := QEMUArgs(&pv.dom, o)
+		if !has(argv, "-netdev", "user,id=net0,net=192.168.1.0/24,hostfwd=tcp:127.0.0.1:2222-192.168.1.5:22") {
+			t.Errorf("user net options missing from %q", argv)
+		}
+		if argv[len(argv)-2] != "-object" || argv[len(argv)-1] != o.Extra[1] {
+			t.Errorf("extra args not at the end of %q", argv)
+		}
+	})
 	t.Run("acpi off", func(t *testing.T) {
 		d := pv.dom
 		d.ACPI = false

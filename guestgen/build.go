@@ -372,9 +372,9 @@ func plan(s Spec, id ids) (*diskPlan, error) {
 // non-Xen kernel's the virtio drivers; both the ext3 (ext4.ko) stack.
 func kernelModules(modDir, rel string) (map[string]*module, error) {
 	if IsXen(rel) {
-		return loadModules(modDir, fsModules, xenModules)
+		return loadModules(modDir, fsModules, acpiModules, xenModules)
 	}
-	return loadModules(modDir, fsModules, virtioModules)
+	return loadModules(modDir, fsModules, acpiModules, virtioModules)
 }
 
 // initrdModules are what mkinitrd put in a kernel's initrd on the Xen

@@ -3,6 +3,7 @@ package guestgen
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strings"
@@ -41,6 +42,30 @@ type Spec struct {
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
 	MemoryMiB int
 	VCPUs     int
+
+	// First-boot behaviours (PV guests). Every guest runs acpid (powers
+	// off on the ACPI button), syslog, an sshd stand-in answering on
+	// SSHPort with a banner, and relabels and reboots once when it finds
+	// /.autorelabel, as RHEL 5 does.
+
+	// IPAddr gives eth0 a static address, "192.168.122.50/24" (with
+	// Gateway); empty means BOOTPROTO=dhcp.
+	IPAddr  string
+	Gateway string
+	// SSHPort is the port the sshd stand-in listens on (22 when 0).
+	SSHPort int
+	// Kudzu enables the kudzu stand-in (S05kudzu links): at a boot on a
+	// new network card it moves ifcfg-eth0 to ifcfg-eth0.bak and writes
+	// a DHCP configuration. Off, its script is installed but not linked,
+	// as after "chkconfig kudzu off" (what xen2kvm's kudzu rule does).
+	Kudzu bool
+	// NICAlias is the driver modprobe.conf names for eth0 ("xennet" when
+	// empty). A driver the conversion does not know as Xen's (8139too)
+	// survives it, and the converted guest's network does not come up.
+	NICAlias string
+	// RelabelLoop leaves a /.autorelabel the relabel cannot remove (a
+	// folder), so the guest relabels and reboots at every boot.
+	RelabelLoop bool
 }
 
 // The presets: the guests xen2kvm's tests and demo use.
@@ -49,12 +74,14 @@ var (
 	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
 	// default and a non-Xen kernel installed.
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, as real
-	// RHEL 5 guests are: an LVM filter that accepts only Xen disks,
-	// SELinux labels on every file, and kernel-debug of the same version
-	// as kernel installed beside kernel-xen.
-	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
-		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"}}
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00 and a static
+	// address on eth0, as real RHEL 5 guests are: kudzu, an LVM filter
+	// that accepts only Xen disks, SELinux labels on every file, and
+	// kernel-debug of the same version as kernel installed beside
+	// kernel-xen.
+	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true, Kudzu: true,
+		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
+		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
 	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
 	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
@@ -89,6 +116,7 @@ var ErrInvalidSpec = errors.New("invalid guest spec")
 var (
 	nameRe    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	releaseRe = regexp.MustCompile(`^[0-9][0-9a-zA-Z._-]*$`)
+	moduleRe  = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 )
 
 // IsXen tells whether a kernel release is a Xen kernel (kernel-xen's
@@ -139,6 +167,20 @@ func (s Spec) validate() error {
 	}
 	if s.MemoryMiB < 0 || s.VCPUs < 0 {
 		errs = append(errs, fmt.Errorf("negative memory or vcpus"))
+	}
+	if s.IPAddr != "" {
+		if ip, _, err := net.ParseCIDR(s.IPAddr); err != nil || ip.To4() == nil {
+			errs = append(errs, fmt.Errorf("IPAddr %q: want an IPv4 address with its prefix, 192.168.122.50/24", s.IPAddr))
+		}
+	}
+	if s.Gateway != "" && net.ParseIP(s.Gateway).To4() == nil {
+		errs = append(errs, fmt.Errorf("gateway %q is not an IPv4 address", s.Gateway))
+	}
+	if s.SSHPort < 0 || s.SSHPort > 65535 {
+		errs = append(errs, fmt.Errorf("SSH port %d out of range", s.SSHPort))
+	}
+	if s.NICAlias != "" && !moduleRe.MatchString(s.NICAlias) {
+		errs = append(errs, fmt.Errorf("NIC alias %q is not a module name", s.NICAlias))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrInvalidSpec, s.Name, err)

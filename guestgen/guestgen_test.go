@@ -278,12 +278,13 @@ func TestPresets(t *testing.T) {
 }
 
 func TestSkelFiles(t *testing.T) {
-	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network"} {
+	all := []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network", "syslog", "acpid", "sshd", "kudzu", "halt", "udhcpc.script"}
+	for _, name := range all {
 		if s := skel(name); strings.Contains(s, "guestgen: missing") || !strings.HasPrefix(s, "#!/") {
 			t.Errorf("skel/%s missing or not a script", name)
 		}
 	}
-	for _, name := range []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network"} {
+	for _, name := range all {
 		if _, err := exec.LookPath("busybox"); err != nil {
 			t.Skip("no busybox to syntax-check the scripts")
 		}

@@ -35,6 +35,11 @@ var (
 		"kernel/fs/ext4/ext4.ko":          "kernel/fs/ext4/ext4.ko",
 		"kernel/drivers/md/dm-mod.ko":     "kernel/drivers/md/dm-mod.ko",
 	}
+	// acpiModules let acpid see the ACPI power button.
+	acpiModules = map[string]string{
+		"kernel/drivers/acpi/button.ko": "kernel/drivers/acpi/button.ko",
+		"kernel/drivers/input/evdev.ko": "kernel/drivers/input/evdev.ko",
+	}
 	xenModules = map[string]string{
 		"kernel/drivers/block/xen-blkfront.ko": "kernel/drivers/xen/blkfront/xenblk.ko",
 		"kernel/drivers/net/xen-netfront.ko":   "kernel/drivers/xen/netfront/xennet.ko",

@@ -3,6 +3,7 @@ package guestgen
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,7 +100,7 @@ var busyboxApplets = map[string][]string{
 		"pwd", "rm", "rmdir", "sed", "sleep", "stty", "su", "sync", "touch", "true", "umount", "uname",
 		"vi", "awk", "cut", "head", "tail", "tr", "wc", "id", "env", "free", "setsid", "usleep", "gzip",
 		"gunzip", "zcat", "cpio", "find", "xargs", "sort", "uniq", "less", "dd", "ip", "ping", "expr",
-		"readlink", "test", "[", "printf", "basename", "dirname", "mountpoint"},
+		"readlink", "test", "[", "printf", "basename", "dirname", "mountpoint", "nc", "killall", "pidof", "logger"},
 	"sbin": {"getty", "sulogin", "findfs", "swapon", "swapoff", "reboot", "halt", "poweroff", "insmod",
 		"rmmod", "lsmod", "modprobe", "ifconfig", "route", "mkswap", "fdisk", "blockdev", "losetup",
 		"switch_root", "udhcpc", "hwclock", "sysctl", "klogd", "syslogd"},
@@ -137,8 +138,42 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/rc.d/rc.sysinit", 0o755, skel("rc.sysinit"))
 	t.file("etc/rc.d/rc", 0o755, skel("rc"))
 	t.file("etc/rc.d/init.d/network", 0o755, skel("network"))
+	for _, svc := range []string{"syslog", "acpid", "sshd", "kudzu", "halt"} {
+		t.file("etc/rc.d/init.d/"+svc, 0o755, skel(svc))
+	}
+	// The start (S) and stop (K) links chkconfig makes from each script's
+	// "# chkconfig: 2345 NN MM" line.
 	for _, lvl := range []string{"2", "3", "4", "5"} {
+		if s.Kudzu {
+			t.link("etc/rc.d/rc"+lvl+".d/S05kudzu", "../init.d/kudzu")
+		}
 		t.link("etc/rc.d/rc"+lvl+".d/S10network", "../init.d/network")
+		t.link("etc/rc.d/rc"+lvl+".d/S12syslog", "../init.d/syslog")
+		t.link("etc/rc.d/rc"+lvl+".d/S26acpid", "../init.d/acpid")
+		t.link("etc/rc.d/rc"+lvl+".d/S55sshd", "../init.d/sshd")
+	}
+	for _, lvl := range []string{"0", "1", "6"} {
+		t.link("etc/rc.d/rc"+lvl+".d/K25sshd", "../init.d/sshd")
+		t.link("etc/rc.d/rc"+lvl+".d/K44acpid", "../init.d/acpid")
+		t.link("etc/rc.d/rc"+lvl+".d/K88syslog", "../init.d/syslog")
+		t.link("etc/rc.d/rc"+lvl+".d/K90network", "../init.d/network")
+	}
+	t.link("etc/rc.d/rc0.d/S01halt", "../init.d/halt")
+	t.link("etc/rc.d/rc6.d/S01reboot", "../init.d/halt")
+	t.file("etc/acpi/PWRF/00000080", 0o755, "#!/bin/sh\n# The ACPI power button: power off, as RHEL 5's acpid power.conf does.\nexec /sbin/poweroff\n")
+	t.file("usr/share/udhcpc/default.script", 0o755, skel("udhcpc.script"))
+	t.file("usr/sbin/sshd-banner", 0o755, "#!/bin/sh\n# What the sshd stand-in says to every connection.\necho \"SSH-2.0-OpenSSH_4.3\"\n")
+	port := s.SSHPort
+	if port == 0 {
+		port = 22
+	}
+	t.file("etc/ssh/sshd_config", 0o600, fmt.Sprintf("Protocol 2\nPort %d\nSyslogFacility AUTHPRIV\nPasswordAuthentication yes\n", port))
+	t.file("etc/sysconfig/hwconf", 0o644, fmt.Sprintf("-\nclass: NETWORK\nbus: XEN\ndetached: 0\ndevice: eth0\ndriver: xennet\ndesc: \"Xen Virtual Ethernet\"\nnetwork.hwaddr: %s\n", l.mac))
+	t.file("var/lib/random-seed", 0o600, strings.Repeat("\x5a", 512))
+	t.file("var/log/messages", 0o600, "")
+	if s.RelabelLoop {
+		// A flag the relabel's rm -f cannot remove.
+		t.file(".autorelabel/.keep", 0o644, "")
 	}
 	t.link("etc/rc.sysinit", "rc.d/rc.sysinit")
 	t.link("etc/rc", "rc.d/rc")
@@ -150,12 +185,15 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/fstab", 0o644, fstab(l))
 	t.file("etc/inittab", 0o644, inittab())
 	t.file("etc/securetty", 0o600, securetty())
-	t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
+	nic := s.NICAlias
+	if nic == "" {
+		nic = "xennet"
+	}
+	t.file("etc/modprobe.conf", 0o644, "alias eth0 "+nic+"\nalias scsi_hostadapter xenblk\n")
 	t.file("etc/sysconfig/kernel", 0o644, sysconfigKernel(s))
 	t.file("etc/sysconfig/grub", 0o644, "boot=/dev/xvda\nforcelba=0\n")
 	t.file("etc/sysconfig/network", 0o644, "NETWORKING=yes\nNETWORKING_IPV6=no\nHOSTNAME="+s.Name+".localdomain\n")
-	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, fmt.Sprintf(
-		"# Xen Virtual Ethernet\nDEVICE=eth0\nBOOTPROTO=dhcp\nHWADDR=%s\nONBOOT=yes\n", strings.ToUpper(l.mac)))
+	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, ifcfgEth0(s, l.mac))
 	t.file("etc/sysconfig/network-scripts/ifcfg-lo", 0o644,
 		"DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nNETWORK=127.0.0.0\nBROADCAST=127.255.255.255\nONBOOT=yes\nNAME=loopback\n")
 	t.file("etc/selinux/config", 0o644, "SELINUX=enforcing\nSELINUXTYPE=targeted\n")
@@ -179,6 +217,21 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		t.file("etc/lvm/cache/.cache", 0o600,
 			"# stale lvm device cache, as on the Xen host\npersistent_filter_cache {\n\tvalid_devices=[\n\t\t\"/dev/xvda2\"\n\t]\n}\n")
 	}
+}
+
+// ifcfgEth0 is the vif's configuration: DHCP, or the spec's static address.
+func ifcfgEth0(s Spec, mac string) string {
+	c := "# Xen Virtual Ethernet\nDEVICE=eth0\n"
+	if s.IPAddr == "" {
+		c += "BOOTPROTO=dhcp\n"
+	} else {
+		ip, ipnet, _ := net.ParseCIDR(s.IPAddr)
+		c += fmt.Sprintf("BOOTPROTO=static\nIPADDR=%s\nNETMASK=%s\n", ip, net.IP(ipnet.Mask))
+		if s.Gateway != "" {
+			c += "GATEWAY=" + s.Gateway + "\n"
+		}
+	}
+	return c + "HWADDR=" + strings.ToUpper(mac) + "\nONBOOT=yes\n"
 }
 
 func fstab(l *guestLayout) string {

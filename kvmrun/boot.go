@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ var (
 	ErrQEMUExited = errors.New("qemu exited")
 	// ErrKernelPanic: the guest kernel panicked before the pattern.
 	ErrKernelPanic = errors.New("guest kernel panic")
+	// ErrRebootLoop: the guest rebooted more often than WithMaxReboots
+	// allows before the pattern.
+	ErrRebootLoop = errors.New("guest reboot loop")
 )
 
 // Boot stages, from the start of QEMU to the guest's own programs, as
@@ -148,6 +152,13 @@ type BootResult struct {
 	Shutdown string `json:"shutdown"`
 	// DirectBoot is the grub entry booted for a BootFromDisk guest.
 	DirectBoot *DirectBoot `json:"direct_boot,omitempty"`
+	// Reboots counts the reboots the guest made on its own before the
+	// pattern (WithMaxReboots).
+	Reboots int `json:"reboots"`
+	// Findings are the problems the guest reported on its serial console.
+	Findings []Finding `json:"findings,omitempty"`
+	// Network is the outcome of WithNetCheck.
+	Network *NetProof `json:"network,omitempty"`
 }
 
 // MarshalJSON adds boot_seconds.
@@ -173,10 +184,26 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	}
 	qo := s.qopts
 	qo.Accel = verdict.Accel
-	qo.NoReboot = true // a reboot during the check is a failure to see
+	// Without WithMaxReboots a reboot during the check is a failure to see.
+	qo.NoReboot = s.reboots <= 0
 	qo.Snapshot = s.snapshot
 	res := &BootResult{Name: dom.Name, Accel: verdict}
 
+	var np *netPlan
+	tempCapture := false
+	if s.netCheck != nil {
+		if s.dir == "" {
+			tempCapture = true
+			// The capture lives in the runtime folder: make it now.
+			d, err := os.MkdirTemp("", "xen2kvm-run-")
+			if err != nil {
+				return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
+			}
+			defer os.RemoveAll(d)
+			s.dir = d
+		}
+		np = planNetCheck(*s.netCheck, dom, &qo, s.dir)
+	}
 	vm, err := start(ctx, dom, s, qo)
 	if err != nil {
 		return nil, err
@@ -187,7 +214,17 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	if s.serialLog != "" {
 		res.SerialLog = vm.SerialLog()
 	}
-	match, err := vm.WaitFor(ctx, s.expect, s.timeout)
+	wctx, cancel := context.WithCancelCause(ctx)
+	counted := make(chan int, 1)
+	if s.reboots > 0 {
+		go vm.countReboots(wctx, s.reboots, cancel, counted)
+	} else {
+		counted <- 0
+	}
+	match, err := vm.WaitFor(wctx, s.expect, s.timeout)
+	cancel(nil)
+	res.Reboots = <-counted
+	res.Findings = vm.Findings()
 	if err != nil {
 		var be *BootError
 		if errors.As(err, &be) {
@@ -197,11 +234,94 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	}
 	res.BootTime = time.Since(vm.Started())
 	res.Match = match
-	s.logger.Info("guest booted", "guest", dom.Name, "seconds", res.BootTime.Seconds(), "match", match)
+	s.logger.Info("guest booted", "guest", dom.Name, "seconds", res.BootTime.Seconds(), "match", match, "reboots", res.Reboots)
+	if np != nil {
+		res.Network = np.prove(ctx, vm)
+		s.logger.Info("network check", "guest", dom.Name, "ok", res.Network.OK, "method", res.Network.Method, "detail", res.Network.Detail)
+		if tempCapture {
+			res.Network.Capture = ""
+		}
+	}
 	res.Shutdown, err = vm.Shutdown(ctx, s.grace)
+	res.Findings = vm.Findings()
 	if err != nil {
 		return res, fmt.Errorf("shutting down %s: %w", dom.Name, err)
 	}
 	s.logger.Info("guest stopped", "guest", dom.Name, "how", res.Shutdown)
 	return res, nil
+}
+
+// countReboots counts the guest's own reboots from QMP RESET events,
+// asking QEMU for its status every half second so the events arrive. More
+// than max cancels ctx with ErrRebootLoop. The count goes to out when ctx
+// is done.
+func (vm *VM) countReboots(ctx context.Context, max int, cancel context.CancelCauseFunc, out chan<- int) {
+	n := 0
+	defer func() { out <- n }()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	poll := func() {
+		qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer qcancel()
+		q, err := vm.QMP(qctx)
+		if err != nil {
+			return
+		}
+		q.Execute(qctx, "query-status", nil)
+		n = countResets(q.Events())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if !vm.exited() {
+				poll() // the events that came with the last output
+			}
+			return
+		case <-vm.done:
+			return
+		case <-tick.C:
+			poll()
+			if n > max {
+				vm.log.Warn("the guest keeps rebooting", "reboots", n, "max", max)
+				cancel(fmt.Errorf("%w: %d reboots (at most %d allowed) before the expected pattern", ErrRebootLoop, n, max))
+				return
+			}
+		}
+	}
+}
+
+// resetBurst is how close RESET events come from one reboot: the
+// firmware resets the machine again as it starts (SeaBIOS makes a second
+// and third reset after a guest's reboot), no guest boots this fast.
+const resetBurst = 3 * time.Second
+
+// countResets counts the guest's reboots in QMP events: its RESET
+// events, those within resetBurst of the one before counted once.
+func countResets(events []QMPEvent) int {
+	n := 0
+	var last time.Time
+	for _, e := range events {
+		if e.Name != "RESET" || !guestReset(e.Data) {
+			continue
+		}
+		if n > 0 && !e.Time.IsZero() && !last.IsZero() && e.Time.Sub(last) < resetBurst {
+			last = e.Time
+			continue
+		}
+		n++
+		last = e.Time
+	}
+	return n
+}
+
+// guestReset tells whether a RESET event's data says the guest asked
+// for it (QEMU 6+: "guest": true; older QEMU sends no data).
+func guestReset(data json.RawMessage) bool {
+	var d struct {
+		Guest *bool `json:"guest"`
+	}
+	if json.Unmarshal(data, &d) != nil || d.Guest == nil {
+		return true
+	}
+	return *d.Guest
 }

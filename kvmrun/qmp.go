@@ -29,6 +29,21 @@ type QMP struct {
 type QMPEvent struct {
 	Name string          `json:"event"`
 	Data json.RawMessage `json:"data,omitempty"`
+	// Time is when QEMU sent the event (zero when it said nothing).
+	Time time.Time `json:"-"`
+}
+
+// qmpTime is an event's timestamp as QEMU writes it.
+type qmpTime struct {
+	Seconds      int64 `json:"seconds"`
+	Microseconds int64 `json:"microseconds"`
+}
+
+func (t *qmpTime) time() time.Time {
+	if t == nil || t.Seconds == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t.Seconds, t.Microseconds*1000)
 }
 
 // QMPError is an error answer to a QMP command.
@@ -120,6 +135,7 @@ func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMe
 			Error  *QMPError       `json:"error"`
 			Event  string          `json:"event"`
 			Data   json.RawMessage `json:"data"`
+			Time   *qmpTime        `json:"timestamp"`
 			ID     *int            `json:"id"`
 		}
 		if err := q.dec.Decode(&msg); err != nil {
@@ -127,7 +143,7 @@ func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMe
 		}
 		switch {
 		case msg.Event != "":
-			q.events = append(q.events, QMPEvent{Name: msg.Event, Data: msg.Data})
+			q.events = append(q.events, QMPEvent{Name: msg.Event, Data: msg.Data, Time: msg.Time.time()})
 		case msg.ID == nil || *msg.ID != id:
 			// an answer to a command abandoned earlier
 		case msg.Error != nil:

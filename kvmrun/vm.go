@@ -36,6 +36,8 @@ type settings struct {
 	grace     time.Duration
 	snapshot  bool
 	bootFS    BootFSOpener
+	netCheck  *NetCheck
+	reboots   int
 }
 
 func newSettings(opts []Option) *settings {
@@ -114,6 +116,14 @@ func WithShutdownGrace(d time.Duration) Option { return func(s *settings) { s.gr
 // WithSnapshot tells whether Boot runs the disks on a throw-away snapshot
 // (the default), leaving the images as they were.
 func WithSnapshot(on bool) Option { return func(s *settings) { s.snapshot = on } }
+
+// WithMaxReboots lets the guest reboot up to n times on its own before
+// Boot sees the expected pattern (an SELinux relabel, a fsck that
+// repaired something): QEMU runs without -no-reboot and the reboots are
+// counted from QMP RESET events. One more fails the boot with
+// ErrRebootLoop. The default, 0, makes a reboot end QEMU and so fail the
+// boot.
+func WithMaxReboots(n int) Option { return func(s *settings) { s.reboots = n } }
 
 // WithBootFS sets how Start and Boot open the boot filesystem of a guest that
 // boots from its disk's grub config (default OpenBootFS).
@@ -245,6 +255,7 @@ func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QE
 		close(vm.done)
 	}()
 	vm.serial = newSerialWatcher(vm.serialLog, s.console)
+	vm.serial.scan.start = vm.started
 	go vm.serial.run(vm.done)
 	return vm, nil
 }
@@ -271,6 +282,14 @@ func (vm *VM) Done() <-chan struct{} { return vm.done }
 
 // Serial returns the serial console output so far.
 func (vm *VM) Serial() string { return vm.serial.text() }
+
+// Findings returns the problems the guest reported on its serial console
+// so far (see Finding).
+func (vm *VM) Findings() []Finding {
+	vm.serial.mu.Lock()
+	defer vm.serial.mu.Unlock()
+	return append([]Finding(nil), vm.serial.scan.findings...)
+}
 
 // Wait waits for QEMU to exit and returns how it exited.
 func (vm *VM) Wait() error {
@@ -338,7 +357,7 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, timeout time.Durat
 		case <-timer.C:
 			return "", vm.bootError(fmt.Errorf("%w: %q not seen on the serial console within %v", ErrBootTimeout, re, timeout))
 		case <-ctx.Done():
-			return "", vm.bootError(ctx.Err())
+			return "", vm.bootError(context.Cause(ctx))
 		}
 	}
 }
@@ -516,6 +535,7 @@ type serialWatcher struct {
 	base    int64         // offset of buf[0] in the whole output
 	changed chan struct{} // closed and replaced when buf grows
 	eof     bool          // QEMU exited and the file is read to its end
+	scan    lineScanner   // line numbers and findings
 }
 
 // maxSocketPath is the longest unix socket path Linux takes (sun_path
@@ -578,6 +598,7 @@ func (w *serialWatcher) add(p []byte) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.scan.add(p, time.Now())
 	w.buf = append(w.buf, p...)
 	if len(w.buf) > maxSerial {
 		drop := len(w.buf) - maxSerial/2

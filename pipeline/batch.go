@@ -199,6 +199,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	// The guest's copy workers come from the batch's shared limit, and
 	// the batch's logger is for the batch's own events.
 	gopts.Workers, gopts.Logger = lim.Size(), nil
+	gopts.AllowDrift = gopts.AllowDrift || g.AllowDrift
 	if !g.BootCheck {
 		gopts.Boot = BootNever
 	}

@@ -160,6 +160,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
 				t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
 			}
+			firstBootProven(t, rep.Boot, s)
 			labelled := false
 			for _, c := range rep.Validation {
 				if !c.OK {
@@ -205,17 +206,67 @@ func TestE2EMigrateBoots(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
 			}
-			var res struct{ Match string }
+			var res struct {
+				Match string
+				Boot  *report.Boot
+			}
 			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 				t.Fatalf("boot --json: %v\n%s", err, stdout)
 			}
 			if !strings.Contains(res.Match, "login:") {
 				t.Errorf("xen2kvm boot matched %q, want the login prompt", res.Match)
 			}
+			// The same first-boot proof: the image still holds the
+			// /.autorelabel the conversion left (the boot check ran on an
+			// overlay), so the guest relabels again.
+			firstBootProven(t, res.Boot, s)
 			if testutil.HashFile(t, img) != before {
 				t.Error("xen2kvm boot wrote to the migrated image (it boots with a snapshot)")
 			}
 		})
+	}
+}
+
+// firstBootProven checks a passed boot check's first-boot proof of a
+// converted guestgen guest: it relabelled and rebooted once (the
+// conversion leaves /.autorelabel), powered off cleanly, its sshd
+// stand-in answered over the network shaped to its own ifcfg, and the
+// drift lists what every boot writes and flags nothing.
+func firstBootProven(t *testing.T, b *report.Boot, s guestgen.Spec) {
+	t.Helper()
+	if b == nil {
+		t.Fatal("no boot result")
+	}
+	// A guest whose policy xen2kvm reads gets its labels from the
+	// conversion and no /.autorelabel: it boots straight through.
+	// Without, /.autorelabel relabels and reboots once.
+	wantReboots := 1
+	if s.SELinuxLabels {
+		wantReboots = 0
+	}
+	if !b.OK || b.Reboots != wantReboots || b.Shutdown != kvmrun.ShutdownPowerdown {
+		t.Errorf("boot: ok %v, %d reboots, shutdown %q; want ok, %d reboot(s) (the relabel), powerdown\n%s", b.OK, b.Reboots, b.Shutdown, wantReboots, b.Detail)
+	}
+	if n := b.Network; n == nil || !n.OK || n.Proof != kvmrun.ProofTCP || !strings.Contains(n.Detail, "SSH-2.0-") {
+		t.Errorf("network proof: %+v", n)
+	} else if s.IPAddr != "" && (n.GuestIP != strings.Split(s.IPAddr, "/")[0] || !strings.HasPrefix(n.Config, "static "+s.IPAddr)) {
+		t.Errorf("network proof of a static guest: %+v", n)
+	}
+	d := b.Drift
+	if d == nil || d.Error != "" || d.Flagged != 0 {
+		t.Fatalf("drift: %+v", d)
+	}
+	changed := map[string]string{}
+	for _, f := range d.Files {
+		changed[f.Path] = f.Change
+	}
+	for p, c := range map[string]string{"etc/mtab": "created", "var/lib/random-seed": "changed", "var/log/messages": "changed", "var/log/dmesg": "created"} {
+		if changed[p] != c {
+			t.Errorf("drift: %s %q, want %s (drift %v)", p, changed[p], c, changed)
+		}
+	}
+	for _, f := range b.Findings {
+		t.Errorf("console finding: %+v", f)
 	}
 }
 

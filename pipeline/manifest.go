@@ -51,6 +51,8 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
+	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
+	AllowDrift bool
 	// To are the libvirt URIs the guest may be delivered to (none: write
 	// images into Output); with several, the batch places it on one.
 	To []string
@@ -156,7 +158,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -173,7 +175,7 @@ type guestFields struct {
 	sourceHost                        string // an ssh:// host URL
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
-	bootCheck                         bool
+	bootCheck, allowDrift             bool
 	to                                []string
 	pool                              string
 }
@@ -265,6 +267,12 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				p.errorf(v, "boot_check must be true or false")
 			}
 			f.bootCheck = b
+		case "allow_drift":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				p.errorf(v, "allow_drift must be true or false")
+			}
+			f.allowDrift = b
 		case "disk_map":
 			f.diskMap = nil
 			if v.Kind != yaml.MappingNode {
@@ -280,7 +288,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, to, pool or source_host"
+			want := "output, format, disk_map, boot_check, to, pool, source_host or allow_drift"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

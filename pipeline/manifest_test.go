@@ -24,6 +24,7 @@ guests:
     format: raw
     output: /srv/kvm-db
     boot_check: false
+    allow_drift: true
     disk_map:
       /var/lib/xen/images: /mnt/db
     kernel_rpm: rpms/kernel.rpm
@@ -35,14 +36,14 @@ guests:
 		t.Fatalf("%d guests", len(m.Guests))
 	}
 	g := m.Guests[0]
-	if g.Config != filepath.Join(dir, "etc-xen/web01") || g.Output != filepath.Join(dir, "kvm") || g.Format != "qcow2" || !g.BootCheck || g.Line != 9 {
+	if g.Config != filepath.Join(dir, "etc-xen/web01") || g.Output != filepath.Join(dir, "kvm") || g.Format != "qcow2" || !g.BootCheck || g.AllowDrift || g.Line != 9 {
 		t.Errorf("guest 0: %+v", g)
 	}
 	if len(g.DiskMap) != 2 || g.DiskMap[0] != (PathMap{Old: "/var/lib/xen/images", New: filepath.Join(dir, "images")}) || g.DiskMap[1].New != "/srv/lvs" {
 		t.Errorf("guest 0 disk map: %+v", g.DiskMap)
 	}
 	g = m.Guests[1]
-	if g.Config != "/srv/etc-xen/db02" || g.Output != "/srv/kvm-db" || g.Format != "raw" || g.BootCheck || len(g.DiskMap) != 1 || g.DiskMap[0].New != "/mnt/db" || g.KernelRPM != filepath.Join(dir, "rpms/kernel.rpm") {
+	if g.Config != "/srv/etc-xen/db02" || g.Output != "/srv/kvm-db" || g.Format != "raw" || g.BootCheck || !g.AllowDrift || len(g.DiskMap) != 1 || g.DiskMap[0].New != "/mnt/db" || g.KernelRPM != filepath.Join(dir, "rpms/kernel.rpm") {
 		t.Errorf("guest 1: %+v", g)
 	}
 }
@@ -60,6 +61,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{"no config", "defaults: {output: o}\nguests:\n  - format: raw\n", []string{"m.yaml:3: guest without config"}},
 		{"duplicate", "defaults: {output: o}\nguests:\n  - config: a\n  - config: a\n", []string{"m.yaml:4:", "already listed on line 3"}},
 		{"bad bool", "defaults: {output: o, boot_check: maybe}\nguests:\n  - config: a\n", []string{"boot_check must be true or false"}},
+		{"bad allow_drift", "defaults: {output: o, allow_drift: 2}\nguests:\n  - config: a\n", []string{"allow_drift must be true or false"}},
 		{"bad disk map", "defaults: {output: o, disk_map: [a, b]}\nguests:\n  - config: a\n", []string{"disk_map must be a mapping"}},
 		{"syntax", "guests:\n  - config: a\n   output: b\n", []string{"m.yaml:1: did not find expected"}},
 		{"tab", "guests:\n\t- config: a\n", []string{"m.yaml:2: found character that cannot start any token"}},

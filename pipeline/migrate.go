@@ -629,7 +629,8 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 	}
 	logName := m.dom.Name + ".boot.log"
 	m.log.Info("boot check", "guest", m.dom.Name, "accel", m.opts.Accel, "timeout", timeout)
-	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName)})
+	b, err := m.p.checker.Boot(ctx, k, stage.dir, bootOptions{Accel: m.opts.Accel, Timeout: timeout, LogPath: stage.path(logName),
+		AllowDrift: m.opts.AllowDrift, NetCheckPort: m.opts.NetCheckPort})
 	if _, serr := os.Stat(stage.path(logName)); serr == nil {
 		stage.add(logName)
 	}
@@ -649,6 +650,9 @@ func (m *migration) bootCheck(ctx context.Context, k *config.KVMDomain, stage *s
 			failed = ""
 		}
 		return &bootError{err: err, stagedLog: stage.path(logName), log: failed}
+	}
+	for _, w := range b.Warnings {
+		m.rep.Warnings = append(m.rep.Warnings, "boot check: "+w)
 	}
 	m.log.Info("boot check passed", "guest", m.dom.Name, "seconds", b.Seconds, "accel", b.Accel)
 	return nil

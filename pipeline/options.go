@@ -33,6 +33,13 @@ type RunOptions struct {
 	Accel string
 	// BootTimeout bounds the boot check; 0 means 5 minutes.
 	BootTimeout time.Duration
+	// AllowDrift makes flagged first-boot drift (the guest rewrote its
+	// network config, fstab, grub.conf, ...) a warning instead of a
+	// failed boot check (a batch guest's allow_drift also allows it).
+	AllowDrift bool
+	// NetCheckPort is the TCP port the boot check's network proof
+	// connects to (22 when 0); negative turns the network proof off.
+	NetCheckPort int
 	// Workers is the number of copy workers: per disk for Migrate, for
 	// all guests together for RunBatch; 0 means 4.
 	Workers int

@@ -110,9 +110,11 @@ type planOptions struct {
 }
 
 type bootOptions struct {
-	Accel   string
-	Timeout time.Duration
-	LogPath string // serial log
+	Accel        string
+	Timeout      time.Duration
+	LogPath      string // serial log
+	AllowDrift   bool
+	NetCheckPort int
 }
 
 // bootFiles are a kernel and initrd copied out of the guest.

@@ -132,7 +132,20 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{if .Notes}}<h3>Notes</h3><ul>{{range .Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Validation}}<h3>Validation of the output</h3><table>
 {{range .Validation}}<tr><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="fail">FAIL</span>{{end}}</td><td>{{.Name}}</td><td>{{.Detail}}</td></tr>{{end}}</table>{{end}}
-{{with .Boot}}<h3>Boot check</h3><p>{{if not .Ran}}Skipped: {{.Skipped}}{{else if .OK}}<span class="ok">Login prompt reached</span> in {{seconds .Seconds}} ({{.Accel}}){{else}}<span class="fail">Failed</span>: {{.Detail}}{{end}}</p>{{end}}
+{{with .Boot}}<h3>Boot check</h3><p>{{if not .Ran}}Skipped: {{.Skipped}}{{else if .OK}}<span class="ok">Login prompt reached</span> in {{seconds .Seconds}} ({{.Accel}}){{else}}<span class="fail">Failed</span>: {{.Detail}}{{end}}</p>
+{{if .Ran}}<dl>
+{{if .Reboots}}<dt>Reboots</dt><dd>{{.Reboots}} on its own before the login prompt</dd>{{end}}
+{{if .Shutdown}}<dt>Power-off</dt><dd>{{if or (eq .Shutdown "powerdown") (eq .Shutdown "exited")}}clean, after the ACPI power button{{else}}<span class="fail">not clean</span>: stopped by {{.Shutdown}}, filesystems not cleanly unmounted{{end}}</dd>{{end}}
+{{with .Network}}<dt>Network</dt><dd>{{if .OK}}<span class="ok">proven by {{.Proof}}</span>{{else}}<span class="fail">not proven</span>{{end}}: {{.Detail}}{{if .Config}} (guest: {{.Config}}){{end}}</dd>{{end}}
+</dl>
+{{if .Findings}}<h3>Console findings ({{len .Findings}})</h3><table><tr><th>Line</th><th>Time</th><th>Kind</th><th>Text</th></tr>
+{{range .Findings}}<tr><td class="num">{{.Line}}</td><td class="num">{{seconds .Seconds}}</td><td>{{.Kind}}</td><td><code>{{.Text}}</code></td></tr>{{end}}</table>{{end}}
+{{if .Warnings}}<ul class="warn">{{range .Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{with .Drift}}<h3>First-boot drift ({{len .Files}} files, {{.Flagged}} flagged{{if .Allowed}}, allowed{{end}})</h3>
+{{if .Error}}<p class="error">{{.Error}}</p>{{end}}
+{{range .Files}}<div class="edit"><span class="path">/{{.Path}}</span> <span class="why">{{.Change}}</span>{{if .Flag}} <span class="fail">{{.Flag}}</span>{{end}}
+{{if .Diff}}<pre class="diff">{{range diff .Diff}}<span class="{{.Class}}">{{.Text}}</span>{{end}}</pre>{{end}}</div>
+{{end}}{{end}}{{end}}{{end}}
 {{if .TargetXML}}<h3>Target KVM domain (libvirt XML)</h3><pre>{{.TargetXML}}</pre>{{end}}
 {{if .Files}}<h3>Output in {{.OutDir}}</h3><ul>{{range .Files}}<li>{{.}}</li>{{end}}</ul>{{end}}
 </section>

@@ -166,6 +166,72 @@ type Boot struct {
 	// Skipped says why the boot check did not run.
 	Skipped string `json:"skipped,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+
+	// Reboots counts the reboots the guest made on its own during its
+	// first boot (an SELinux relabel, a repairing fsck).
+	Reboots int `json:"reboots"`
+	// Shutdown is how the guest was stopped: "powerdown" (it powered off
+	// after the ACPI power button), "quit" or "kill" (it did not: its
+	// filesystems were not cleanly unmounted).
+	Shutdown string `json:"shutdown,omitempty"`
+	// Findings are the problems the guest printed on its serial console.
+	Findings []Finding `json:"findings,omitempty"`
+	// Network is the proof that the guest's network answers.
+	Network *NetworkProof `json:"network,omitempty"`
+	// Drift is what the first boot changed on the guest's own disk.
+	Drift *Drift `json:"drift,omitempty"`
+	// Warnings are problems that did not fail the check.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Finding is a line of the guest's serial console reporting a problem.
+type Finding struct {
+	Kind    string  `json:"kind"` // failed, panic, root, fsck, read-only, oops, respawn
+	Line    int     `json:"line"` // in the serial log, from 1
+	Seconds float64 `json:"seconds"`
+	Text    string  `json:"text"`
+}
+
+// NetworkProof tells whether, and how, the guest's network answered.
+type NetworkProof struct {
+	OK bool `json:"ok"`
+	// Proof is the one that held: "tcp" (an answer on the port), "arp"
+	// or "icmp" (an answer in the packet capture).
+	Proof   string `json:"proof,omitempty"`
+	Detail  string `json:"detail"`
+	MAC     string `json:"mac,omitempty"`
+	GuestIP string `json:"guest_ip,omitempty"`
+	Port    int    `json:"port,omitempty"`
+	// Config is where the guest's address came from ("static
+	// 192.168.122.50/24 from etc/sysconfig/network-scripts/ifcfg-eth0",
+	// "dhcp").
+	Config string `json:"config,omitempty"`
+}
+
+// Drift is what the guest's first boot changed in its /etc and /boot
+// (and which logs it wrote), read back from the boot's overlay.
+type Drift struct {
+	// Dirs are the folders compared file by file.
+	Dirs  []string    `json:"dirs"`
+	Files []DriftFile `json:"files"`
+	// Flagged counts the files whose change means a broken conversion.
+	Flagged int `json:"flagged"`
+	// Allowed: flagged drift was only a warning (--allow-drift).
+	Allowed bool `json:"allowed,omitempty"`
+	// Error says why the drift could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// DriftFile is one file the first boot created, changed or removed.
+type DriftFile struct {
+	Path   string `json:"path"`
+	Change string `json:"change"` // created, changed, removed
+	// Flag says why this change means a broken conversion ("" when it
+	// does not).
+	Flag string `json:"flag,omitempty"`
+	// Diff is a unified diff for text files under the compared folders,
+	// a one-line summary otherwise.
+	Diff string `json:"diff,omitempty"`
 }
 
 // Destination is where a guest was delivered through libvirt.

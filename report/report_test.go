@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,66 @@ func TestBytes(t *testing.T) {
 	}{{0, "0 B"}, {1023, "1023 B"}, {1536, "1.5 KiB"}, {8 << 30, "8.0 GiB"}, {3 << 40, "3.0 TiB"}} {
 		if got := Bytes(tc.n); got != tc.want {
 			t.Errorf("Bytes(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+// booted is sample after a real run whose first boot drifted.
+func booted() *Guest {
+	g := sample()
+	g.Status, g.DryRun = StatusFailed, false
+	g.Error = "boot check failed: the first boot changed the guest's configuration"
+	g.Boot = &Boot{Ran: true, Accel: "tcg", Seconds: 74.2, Reboots: 1, Shutdown: "quit",
+		Detail:   "the first boot changed the guest's configuration: interface config ifcfg-eth0 rewritten during the first boot",
+		Findings: []Finding{{Kind: "failed", Line: 41, Seconds: 52.5, Text: "Bringing up interface eth1:  [FAILED]"}},
+		Network: &NetworkProof{OK: true, Proof: "arp", Detail: "no TCP answer on port 22, but the guest answered ARP for 10.0.2.15",
+			MAC: "00:16:3e:12:34:56", GuestIP: "10.0.2.15", Port: 22, Config: "dhcp from /etc/sysconfig/network-scripts/ifcfg-eth0"},
+		Warnings: []string{"the guest did not power off after the ACPI power button (stopped by quit)"},
+		Drift: &Drift{Dirs: []string{"etc", "boot", "var/log"}, Flagged: 1, Files: []DriftFile{
+			{Path: "etc/mtab", Change: "created", Diff: "--- /dev/null\n+++ b/etc/mtab\n@@ -0,0 +1 @@\n+/dev/vda2 / ext3 rw 0 0\n"},
+			{Path: "etc/sysconfig/network-scripts/ifcfg-eth0", Change: "changed", Flag: "interface config ifcfg-eth0 rewritten during the first boot",
+				Diff: "--- a/etc/sysconfig/network-scripts/ifcfg-eth0\n+++ b/etc/sysconfig/network-scripts/ifcfg-eth0\n@@ -1,2 +1,2 @@\n DEVICE=eth0\n-BOOTPROTO=static\n+BOOTPROTO=dhcp\n"},
+			{Path: "var/log/messages", Change: "changed", Diff: "changed: 812 bytes -> 1604 bytes"},
+		}},
+	}
+	return g
+}
+
+// TestBootDriftRendering: the first boot's drift, findings and network
+// proof appear in all three forms, the drift as unified diffs.
+func TestBootDriftRendering(t *testing.T) {
+	g := booted()
+	var txt bytes.Buffer
+	if err := WriteText(&txt, g); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report-boot.txt", txt.Bytes())
+
+	var js bytes.Buffer
+	if err := WriteJSON(&js, g); err != nil {
+		t.Fatal(err)
+	}
+	var back Guest
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Boot, g.Boot) {
+		t.Errorf("boot after a JSON round trip:\n%+v\nwant\n%+v", back.Boot, g.Boot)
+	}
+	for _, key := range []string{`"reboots": 1`, `"proof": "arp"`, `"flagged": 1`, `"change": "changed"`, `"kind": "failed"`} {
+		if !strings.Contains(js.String(), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+
+	var html bytes.Buffer
+	if err := WriteHTML(&html, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`class="del">-BOOTPROTO=static`, `class="add">&#43;BOOTPROTO=dhcp`, "First-boot drift (3 files, 1 flagged)",
+		"interface config ifcfg-eth0 rewritten during the first boot", "proven by arp", "Bringing up interface eth1:  [FAILED]", "not clean"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("page lacks %q", want)
 		}
 	}
 }

@@ -163,6 +163,7 @@ func writeGuestText(w *errWriter, g *Guest) {
 		default:
 			w.printf("\nBoot check: FAILED: %s\n", b.Detail)
 		}
+		writeBootText(w, b)
 	}
 	if len(g.Files) > 0 {
 		w.printf("\nWritten to %s:\n", g.OutDir)
@@ -177,4 +178,81 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writeBootText writes the first-boot details of a boot check.
+func writeBootText(w *errWriter, b *Boot) {
+	if !b.Ran {
+		return
+	}
+	if b.Reboots > 0 {
+		w.printf("  rebooted %s on its own before the login prompt\n", times(b.Reboots))
+	}
+	switch b.Shutdown {
+	case "":
+	case "powerdown", "exited":
+		w.printf("  powered off cleanly after the ACPI power button\n")
+	default:
+		w.printf("  did NOT power off after the ACPI power button (stopped by %s): filesystems not cleanly unmounted\n", b.Shutdown)
+	}
+	if n := b.Network; n != nil {
+		if n.OK {
+			w.printf("  network: proven by %s: %s\n", n.Proof, n.Detail)
+		} else {
+			w.printf("  network: NOT proven: %s\n", n.Detail)
+		}
+		if n.Config != "" {
+			w.printf("    guest configuration: %s\n", n.Config)
+		}
+	}
+	if len(b.Findings) > 0 {
+		w.printf("  console findings:\n")
+		for _, f := range b.Findings {
+			w.printf("    line %d at %s [%s]: %s\n", f.Line, Seconds(f.Seconds), f.Kind, f.Text)
+		}
+	}
+	for _, warn := range b.Warnings {
+		w.printf("  warning: %s\n", warn)
+	}
+	d := b.Drift
+	if d == nil {
+		return
+	}
+	w.printf("\nFirst-boot drift (/%s): %d files changed, %d flagged", strings.Join(d.Dirs, ", /"), len(d.Files), d.Flagged)
+	if d.Allowed {
+		w.printf(" (allowed)")
+	}
+	w.printf("\n")
+	if d.Error != "" {
+		w.printf("  error reading the drift: %s\n", d.Error)
+	}
+	for _, f := range d.Files {
+		w.printf("\n* /%s (%s)", f.Path, f.Change)
+		if f.Flag != "" {
+			w.printf(" FLAGGED: %s", f.Flag)
+		}
+		w.printf("\n")
+		if f.Diff != "" {
+			w.printf("%s", f.Diff)
+			if !strings.HasSuffix(f.Diff, "\n") {
+				w.printf("\n")
+			}
+		}
+	}
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// WriteBoot writes a boot check's first-boot details as text: reboots,
+// power-off, network proof, console findings, warnings and the drift as
+// unified diffs (what WriteText shows under "Boot check").
+func WriteBoot(w io.Writer, b *Boot) error {
+	ew := &errWriter{w: w}
+	writeBootText(ew, b)
+	return ew.err
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/firstboot"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
+	"github.com/xen2kvm/xen2kvm/report"
 )
 
 func init() { register(newBootCommand) }
@@ -31,6 +33,8 @@ type bootFlags struct {
 	net        string
 	display    string
 	grace      time.Duration
+	allowDrift bool
+	netPort    int
 }
 
 func newBootCommand() *cobra.Command {
@@ -62,7 +66,20 @@ The serial console is written to NAME.boot.log next to the XML (or
 --serial-log FILE); --console also copies it to the terminal. If the
 guest does not get there, boot exits 1 naming the stage it reached
 (firmware, bootloader, kernel, initrd, userspace) with the last lines of
-its serial console.`,
+its serial console.
+
+Unless --no-snapshot, boot also proves the guest's first boot as migrate's
+boot check does: the guest runs on throw-away qcow2 overlays above its
+images and may reboot on its own a few times (an SELinux relabel); its
+first NIC gets a user-mode network shaped to its own ifcfg-eth0, and a
+TCP connection to --net-check-port (forwarded from the host), or an ARP
+or ICMP answer in a capture of that network, proves its network stack;
+after the power-off the overlays are read back and every file the boot
+changed under /etc and /boot is shown as a diff. A rewritten or moved
+ifcfg file, a new udev interface name, a changed fstab, grub.conf or
+modprobe.conf and a /.autorelabel left behind fail the check unless
+--allow-drift; the guest's own failure lines ([FAILED], panics, fsck)
+are listed with their line and time.`,
 		Example: `  # Prove the migrated web01 boots:
   xen2kvm boot /srv/kvm/web01
 
@@ -88,13 +105,15 @@ its serial console.`,
 	fl.StringVar(&f.net, "net", "user", "networking: user (no privileges needed), bridge (each NIC on its bridge, via qemu-bridge-helper), tap or none")
 	fl.StringVar(&f.display, "display", "", "graphics: none, or a QEMU -display value such as vnc=:5 or gtk (default: the guest's own VNC settings)")
 	fl.DurationVar(&f.grace, "shutdown-grace", kvmrun.DefaultShutdownGrace, "how long the guest gets to power off after the ACPI power button")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "pass even when the first boot changed the guest's network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the network proof connects to on the guest (0: no network proof)")
 	return cmd
 }
 
 // bootJSON is boot's --json output: the result's own JSON (see
 // kvmrun.BootResult) with "ok" and, on failure, "error", "stage" and
 // "serial_tail".
-func bootJSON(res *kvmrun.BootResult, err error) ([]byte, error) {
+func bootJSON(res *kvmrun.BootResult, fb *report.Boot, err error) ([]byte, error) {
 	m := map[string]any{}
 	if res != nil {
 		raw, err := json.Marshal(res)
@@ -106,6 +125,9 @@ func bootJSON(res *kvmrun.BootResult, err error) ([]byte, error) {
 		}
 	}
 	m["ok"] = err == nil
+	if fb != nil {
+		m["boot"] = fb
+	}
 	if err != nil {
 		m["error"] = err.Error()
 		var be *kvmrun.BootError
@@ -133,6 +155,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	}
 	if f.timeout <= 0 {
 		return usagef("--timeout must be positive")
+	}
+	if f.netPort < 0 || f.netPort > 65535 {
+		return usagef("--net-check-port %d: want a TCP port, or 0 for no network proof", f.netPort)
 	}
 	xmlPath, err := findDomainXML(arg)
 	if err != nil {
@@ -184,14 +209,25 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		}
 		opts = append(opts, kvmrun.WithConsole(w))
 	}
-	res, err := kvmrun.Boot(cmd.Context(), dom, opts...)
+	var res *kvmrun.BootResult
+	var fb *report.Boot
+	if f.noSnapshot {
+		res, err = kvmrun.Boot(cmd.Context(), dom, opts...)
+	} else {
+		var fr *firstboot.Result
+		fr, err = firstboot.Check(cmd.Context(), dom, firstboot.Options{
+			Boot: opts, QEMU: config.QEMUOptions{Net: f.net, Display: f.display},
+			AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort), Logger: log,
+		})
+		res, fb = fr.Boot, fr.Report
+	}
 	if err == nil || res == nil {
 		os.RemoveAll(runDir)
 	} else {
 		log.Info("runtime files kept for rerunning the command line", "dir", runDir)
 	}
 	if f.json {
-		b, jerr := bootJSON(res, err)
+		b, jerr := bootJSON(res, fb, err)
 		if jerr != nil {
 			return jerr
 		}
@@ -199,6 +235,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		return err
 	}
 	if err != nil {
+		if fb != nil && res != nil && res.Match != "" {
+			report.WriteBoot(stderr, fb)
+		}
 		var be *kvmrun.BootError
 		if errors.As(err, &be) && len(be.SerialTail) > 0 {
 			fmt.Fprintf(stderr, "xen2kvm: last lines of the serial console (%s):\n", serialLog)
@@ -216,6 +255,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	}
 	fmt.Fprintf(stdout, "%s booted under %s in %.1fs (%q seen on the serial console); stopped by %s\n",
 		dom.Name, strings.ToUpper(res.Accel.Accel), res.BootTime.Seconds(), res.Match, res.Shutdown)
+	if fb != nil {
+		return report.WriteBoot(stdout, fb)
+	}
 	return nil
 }
 

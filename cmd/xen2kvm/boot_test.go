@@ -79,7 +79,7 @@ func TestBootCommand(t *testing.T) {
 	qemu := fakeQEMU(t)
 	dir := writeOutdir(t)
 	setFake(t, "Linux version 2.6.18-419.el5\nINIT: version 2.86 booting\n\ntestvm login: ", "run")
-	code, stdout, stderr := runCLI(t, "boot", dir, "--qemu", qemu, "--accel", "tcg", "--console")
+	code, stdout, stderr := runCLI(t, "boot", dir, "--qemu", qemu, "--accel", "tcg", "--console", "--net-check-port", "0")
 	if code != exitOK {
 		t.Fatalf("exit %d\nstderr: %s", code, stderr)
 	}
@@ -101,7 +101,7 @@ func TestBootCommandJSONFailure(t *testing.T) {
 	qemu := fakeQEMU(t)
 	dir := writeOutdir(t)
 	setFake(t, "Linux version 2.6.18-419.el5\nRed Hat nash version 5.1.19.6 starting\nKernel panic - not syncing: Attempted to kill init!\n", "exit:0")
-	code, stdout, stderr := runCLI(t, "boot", filepath.Join(dir, "testvm.xml"), "--qemu", qemu, "--accel", "tcg", "--json")
+	code, stdout, stderr := runCLI(t, "boot", filepath.Join(dir, "testvm.xml"), "--qemu", qemu, "--accel", "tcg", "--json", "--net-check-port", "0")
 	if code != exitFail {
 		t.Fatalf("exit %d, want %d\nstderr: %s", code, exitFail, stderr)
 	}
@@ -135,6 +135,7 @@ func TestBootCommandUsage(t *testing.T) {
 		{"boot", dir, "--expect", "("},
 		{"boot", dir, "--net", "vde"},
 		{"boot", dir, "--timeout", "0s"},
+		{"boot", dir, "--net-check-port", "70000"},
 		{"boot", t.TempDir()},
 		{"boot", two},
 	} {

@@ -28,6 +28,8 @@ type migrateFlags struct {
 
 	ssh          sshFlags
 	forceRunning bool
+	allowDrift   bool
+	netPort      int
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -37,6 +39,8 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "also write the report to `FILE`: .html gives a self-contained page, .json JSON, anything else text")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator of the boot check: kvm, tcg or auto (KVM when it really works, else TCG)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 5*time.Minute, "how long the boot check waits for the login prompt")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the boot check's network proof connects to on the guest (0 turns the network proof off)")
 	var rules []string
 	for _, r := range convert.Rules() {
 		rules = append(rules, r.Name)
@@ -58,6 +62,7 @@ func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipelin
 func (f *migrateFlags) runOptions(workers int, con *console) pipeline.RunOptions {
 	return pipeline.RunOptions{
 		DryRun: f.dryRun, Accel: f.accel, BootTimeout: f.bootTimeout, Workers: workers, SkipRules: f.skipRules,
+		AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort),
 		Progress: con.progress, Logger: con.logger(),
 	}
 }
@@ -68,7 +73,19 @@ func (f *migrateFlags) check() error {
 	default:
 		return usagef("--accel %q: want kvm, tcg or auto", f.accel)
 	}
+	if f.netPort < 0 || f.netPort > 65535 {
+		return usagef("--net-check-port %d: want a TCP port, or 0 for no network proof", f.netPort)
+	}
 	return nil
+}
+
+// netCheckPort is --net-check-port as pipeline.Options and
+// firstboot.Options take it (negative: no proof).
+func netCheckPort(port int) int {
+	if port == 0 {
+		return -1
+	}
+	return port
 }
 
 func newMigrateCommand() *cobra.Command {
@@ -264,10 +281,28 @@ func printSummary(w io.Writer, g *report.Guest) {
 			fmt.Fprintf(w, "  boot check skipped: %s\n", b.Skipped)
 		case b.OK:
 			fmt.Fprintf(w, "  boot check: login prompt reached in %s (%s)\n", report.Seconds(b.Seconds), b.Accel)
+			printFirstBoot(w, b)
 		}
 	}
 	for _, warn := range g.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
 	fmt.Fprintf(w, "  run it: %s\n", filepath.Join(g.OutDir, g.Name+".sh"))
+}
+
+// printFirstBoot summarises a passed boot check's first-boot proof.
+func printFirstBoot(w io.Writer, b *report.Boot) {
+	if b.Reboots > 0 {
+		fmt.Fprintf(w, "  the guest rebooted %d time(s) on its own first\n", b.Reboots)
+	}
+	if n := b.Network; n != nil && n.OK {
+		fmt.Fprintf(w, "  network: proven by %s (%s)\n", n.Proof, n.Detail)
+	}
+	if d := b.Drift; d != nil {
+		var names []string
+		for _, f := range d.Files {
+			names = append(names, "/"+f.Path)
+		}
+		fmt.Fprintf(w, "  first boot changed %d files, %d flagged: %s\n", len(d.Files), d.Flagged, strings.Join(names, " "))
+	}
 }

@@ -38,6 +38,23 @@ type config struct {
 	clusterBits uint
 	compress    bool
 	prealloc    bool
+	backing     string
+	backingFmt  string
+}
+
+// WithBacking makes the image an overlay of the backing file name (an
+// absolute path, or one relative to the image's folder) in format fmt
+// ("raw", "qcow2"; "" leaves it to the reader to probe): clusters the
+// image does not hold read from the backing file. Written without data
+// it is an empty copy-on-write overlay, as qemu-img create -b makes.
+func WithBacking(name, fmt string) Option {
+	return func(c *config) error {
+		if name == "" || len(name) > maxBackName {
+			return errors.New("backing file name: want 1 to 1023 bytes")
+		}
+		c.backing, c.backingFmt = name, fmt
+		return nil
+	}
 }
 
 // WithClusterSize sets the cluster size: a power of two from 512 bytes to
@@ -100,12 +117,14 @@ type Writer struct {
 	size  int64 // virtual size, rounded up to whole sectors
 	given int64 // the size asked for
 
-	cbits     uint
-	cs        int64
-	l2Entries int64
-	compress  bool
-	zero      []byte
-	flatePool sync.Pool
+	cbits      uint
+	cs         int64
+	l2Entries  int64
+	backing    string
+	backingFmt string
+	compress   bool
+	zero       []byte
+	flatePool  sync.Pool
 
 	mu      sync.Mutex
 	next    int64 // next free byte of the file
@@ -176,6 +195,7 @@ func NewWriter(f File, size int64, opts ...Option) (*Writer, error) {
 		f: f, name: f.Name(), size: (size + 511) &^ 511, given: size,
 		cbits: cfg.clusterBits, cs: cs, l2Entries: cs / 8,
 		compress: cfg.compress,
+		backing:  cfg.backing, backingFmt: cfg.backingFmt,
 		zero:     make([]byte, cs),
 		blocks:   make(map[int64]*rcBlock),
 		l2Cache:  make(map[int64]*l2Table),
@@ -567,7 +587,7 @@ func (w *Writer) finish() error {
 	for i, v := range w.l1 {
 		be.PutUint64(l1[i*8:], v)
 	}
-	hdr := make([]byte, v3HeaderLen+8) // header, then the end-of-extensions marker
+	hdr := w.headerExtensions()
 	be.PutUint32(hdr[0:], magic)
 	be.PutUint32(hdr[4:], 3)
 	be.PutUint32(hdr[20:], uint32(w.cbits))
@@ -578,6 +598,13 @@ func (w *Writer) finish() error {
 	be.PutUint32(hdr[56:], uint32(int64(len(tbl))/w.cs))
 	be.PutUint32(hdr[96:], 4) // refcount_order: 16-bit
 	be.PutUint32(hdr[100:], v3HeaderLen)
+	if w.backing != "" {
+		be.PutUint64(hdr[8:], uint64(len(hdr)-len(w.backing)))
+		be.PutUint32(hdr[16:], uint32(len(w.backing)))
+	}
+	if int64(len(hdr)) > w.cs {
+		return fmt.Errorf("writing %s: the header and backing file name do not fit in a %d-byte cluster", w.name, w.cs)
+	}
 	for _, wr := range []struct {
 		b   []byte
 		off int64
@@ -593,4 +620,21 @@ func (w *Writer) finish() error {
 		return fmt.Errorf("syncing %s: %w", w.name, err)
 	}
 	return nil
+}
+
+// headerExtensions returns the header cluster's bytes up to the end of
+// the extensions (a backing format extension when the format is known,
+// then the end marker) followed by the backing file name, if any. The
+// header fields themselves are left zero.
+func (w *Writer) headerExtensions() []byte {
+	hdr := make([]byte, v3HeaderLen, v3HeaderLen+32+len(w.backing))
+	if w.backing != "" && w.backingFmt != "" {
+		ext := make([]byte, 8+(len(w.backingFmt)+7)&^7)
+		binary.BigEndian.PutUint32(ext[0:], extBackingFormat)
+		binary.BigEndian.PutUint32(ext[4:], uint32(len(w.backingFmt)))
+		copy(ext[8:], w.backingFmt)
+		hdr = append(hdr, ext...)
+	}
+	hdr = append(hdr, make([]byte, 8)...) // end of extensions
+	return append(hdr, w.backing...)
 }

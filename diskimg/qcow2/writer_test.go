@@ -2,6 +2,7 @@ package qcow2_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -280,5 +281,68 @@ func TestWriterL2TablesEvictedAndReadBack(t *testing.T) {
 	}
 	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img compare: %v\n%s", err, o)
+	}
+}
+
+// TestWriterBackingOverlay writes an empty overlay over a raw and over a
+// qcow2 image: qemu-img checks it, names its backing file and format, and
+// finds it equal to its backing image; QEMU's own writes through it land
+// in the overlay and leave the backing file as it was.
+func TestWriterBackingOverlay(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	const mib = 1 << 20
+	raw := filepath.Join(dir, "base.raw")
+	writeRaw(t, raw, 8*mib+512, []span{{0, mib, 0, true}, {5 * mib, 4096, 0x42, false}})
+	base2 := filepath.Join(dir, "base.qcow2")
+	if o, err := exec.Command(qemuImg, "convert", "-O", "qcow2", raw, base2).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, o)
+	}
+	for _, tc := range []struct{ name, base, format string }{
+		{"raw", raw, "raw"},
+		{"qcow2", base2, "qcow2"},
+		{"relative-unknown-format", "base.raw", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ov := filepath.Join(dir, tc.name+".overlay.qcow2")
+			w, err := qcow2.Create(ov, 8*mib+512, qcow2.WithBacking(tc.base, tc.format))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if o, err := exec.Command(qemuImg, "check", ov).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img check: %v\n%s", err, o)
+			}
+			info, err := exec.Command(qemuImg, "info", "--output=json", ov).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var js struct {
+				Backing string `json:"backing-filename"`
+				Format  string `json:"backing-filename-format"`
+			}
+			json.Unmarshal(info, &js)
+			if js.Backing != tc.base || js.Format != tc.format {
+				t.Errorf("qemu-img info: backing %q format %q, want %q %q", js.Backing, js.Format, tc.base, tc.format)
+			}
+			if o, err := exec.Command(qemuImg, "compare", "-f", "raw", raw, ov).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img compare: %v\n%s", err, o)
+			}
+			before := testutil.HashFile(t, raw)
+			if o, err := exec.Command(testutil.NeedTool(t, "qemu-io"), "-c", "write -P 0x77 0 64k", ov).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-io: %v\n%s", err, o)
+			}
+			if testutil.HashFile(t, raw) != before {
+				t.Error("a write through the overlay changed the backing file")
+			}
+			if o, err := exec.Command(qemuImg, "check", ov).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img check after a write: %v\n%s", err, o)
+			}
+		})
+	}
+	if _, err := qcow2.Create(filepath.Join(dir, "x.qcow2"), mib, qcow2.WithBacking("", "raw")); err == nil {
+		t.Error("an empty backing file name was accepted")
 	}
 }

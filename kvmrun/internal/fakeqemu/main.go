@@ -12,6 +12,10 @@
 //	FAKEQEMU_ARGV=FILE             write the argv there, one argument per line
 //	FAKEQEMU_QMP_LOG=FILE          append each QMP command executed
 //
+// A serial line "@reset" is not written: it stands for a guest reboot,
+// reported as a QMP RESET event (guest-reset) before the answer to the
+// next command.
+//
 // Probe mode (-bios given) prints the probe firmware's marker and exits
 // with the isa-debug-exit status the real firmware produces.
 package main
@@ -28,6 +32,12 @@ import (
 	"sync"
 	"time"
 )
+
+// resets are the times of the "@reset" lines played so far.
+var resets struct {
+	sync.Mutex
+	at []time.Time
+}
 
 func main() {
 	argv := os.Args[1:]
@@ -106,6 +116,12 @@ func main() {
 				delay = d
 			}
 			for _, line := range strings.SplitAfter(string(data), "\n") {
+				if strings.TrimSpace(line) == "@reset" {
+					resets.Lock()
+					resets.at = append(resets.at, time.Now())
+					resets.Unlock()
+					continue
+				}
 				io.WriteString(serial, line)
 				time.Sleep(delay)
 			}
@@ -184,6 +200,7 @@ func handleQMP(c net.Conn, exit chan<- int) {
 		"capabilities": []string{"oob"},
 	}})
 	negotiated := false
+	sent := 0 // RESET events sent on this connection
 	r := bufio.NewReader(c)
 	dec := json.NewDecoder(r)
 	for {
@@ -214,6 +231,14 @@ func handleQMP(c net.Conn, exit chan<- int) {
 		if !negotiated && cmd.Execute != "qmp_capabilities" {
 			reply(map[string]any{"error": map[string]string{"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}})
 			continue
+		}
+		resets.Lock()
+		pending := resets.at[min(sent, len(resets.at)):]
+		sent = len(resets.at)
+		resets.Unlock()
+		for _, at := range pending {
+			enc.Encode(map[string]any{"event": "RESET", "data": map[string]any{"guest": true, "reason": "guest-reset"},
+				"timestamp": map[string]int64{"seconds": at.Unix(), "microseconds": int64(at.Nanosecond() / 1000)}})
 		}
 		switch cmd.Execute {
 		case "qmp_capabilities":
