@@ -590,3 +590,31 @@ func TestE2ERuleLeftOut(t *testing.T) {
 		})
 	}
 }
+
+// TestE2ETwoDisksMountsData migrates the two-disk guest: its data disk
+// (xvdb1 on /data from fstab) becomes vdb1 and the first boot mounts it;
+// rc.sysinit would print [FAILED] (a console finding) and stop at the
+// maintenance prompt otherwise.
+func TestE2ETwoDisksMountsData(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.TwoDisks)
+	sourcesUnchanged(t, g)
+	out := filepath.Join(t.TempDir(), "kvm")
+	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	firstBootProven(t, rep.Boot, guestgen.TwoDisks)
+	if _, err := os.Stat(filepath.Join(out, g.Name+"-vdb.qcow2")); err != nil {
+		t.Errorf("no image for the data disk: %v", err)
+	}
+	serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
+	if !bytes.Contains(serial, []byte("Mounting local filesystems:  [  OK  ]")) || !bytes.Contains(serial, []byte("/data: clean, checked")) {
+		t.Errorf("the boot did not check and mount /data:\n%s", serial)
+	}
+}
