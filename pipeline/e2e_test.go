@@ -143,10 +143,12 @@ func TestE2EMigrateBoots(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "kvm")
 			// Nothing of a migration goes to $TMPDIR, where a killed run
 			// would leave it for good.
+			// (The binary is built first: it is built once, into $TMPDIR.)
+			xen2kvm(t)
 			tmp := t.TempDir()
 			t.Setenv("TMPDIR", tmp)
 			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
-				"--boot-check", "--accel", "tcg", "--boot-timeout", "3m", "--json")
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
 			}
@@ -202,7 +204,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			// And xen2kvm boot OUTDIR boots the result again on its own.
 			before := testutil.HashFile(t, img)
-			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "3m", "--json")
+			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
 			}
