@@ -265,6 +265,16 @@ func imageFormat(x Disk) string {
 	return x.Format
 }
 
+// windowsVideo is the VGA model for a Windows version: Cirrus for NT 5
+// (2003) and unknown versions, standard VGA for NT 6 (2008).
+func windowsVideo(version string) string {
+	major, _, _ := strings.Cut(version, ".")
+	if n, err := strconv.Atoi(major); err == nil && n >= 6 {
+		return "vga"
+	}
+	return "cirrus"
+}
+
 // NICModel is the model the i-th NIC of d gets on KVM: virtio-net for a
 // guest with virtio drivers; for a PV guest without them (its netfront
 // has no emulated twin) an e1000, the card RHEL 4 and 5 carry a driver
@@ -282,16 +292,6 @@ func NICModel(d *Domain, i int, virtio bool) string {
 		return "e1000"
 	}
 	return nicModel(m)
-}
-
-// windowsVideo is the VGA model for a Windows version: Cirrus for NT 5
-// (2003) and unknown versions, standard VGA for NT 6 (2008).
-func windowsVideo(version string) string {
-	major, _, _ := strings.Cut(version, ".")
-	if n, err := strconv.Atoi(major); err == nil && n >= 6 {
-		return "vga"
-	}
-	return "cirrus"
 }
 
 // nicModel keeps the emulated NIC model a guest was installed with;

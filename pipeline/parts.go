@@ -94,13 +94,13 @@ type conversion struct {
 	apply func() error
 	// close releases what the plan opened.
 	close func() error
-	// plan is the converter's plan, which validation reads the output
-	// back against (SELinux labels of the files it wrote).
-	plan *convert.Plan
 	// windows is what Windows inspection found, for a Windows guest.
 	windows *convert.Windows
 	// windowsSkip are the Windows rules left out.
 	windowsSkip map[string]bool
+	// plan is the converter's plan, which validation reads the output
+	// back against (SELinux labels of the files it wrote).
+	plan *convert.Plan
 }
 
 // planOptions tune the conversion plan.
