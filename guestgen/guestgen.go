@@ -37,6 +37,10 @@ type Spec struct {
 	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
 	// on /data.
 	DataDisk bool
+	// DataVG puts the data disk's /data on a logical volume, DataVG/data,
+	// whose PV is xvdb1 (the initrd activates it beside the root VG).
+	// Needs DataDisk.
+	DataVG bool
 	// DiskMiB is the size of the system disk (default 256).
 	DiskMiB int
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
@@ -82,8 +86,9 @@ var (
 	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true, Kudzu: true,
 		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
 		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
-	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
-	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// TwoDisks is CentOS5PV with a second disk whose volume group
+	// DataVG (PV xvdb1) holds /data.
+	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, DataVG: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
 	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
@@ -151,6 +156,9 @@ func (s Spec) validate() error {
 	}
 	if s.LVMFilter && !s.LVM {
 		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
+	}
+	if s.DataVG && !s.DataDisk {
+		errs = append(errs, fmt.Errorf("a data volume group needs the data disk"))
 	}
 	seen := map[string]bool{}
 	for _, k := range s.Kernels {

@@ -594,7 +594,8 @@ func TestE2ERuleLeftOut(t *testing.T) {
 }
 
 // TestE2ETwoDisksMountsData migrates the two-disk guest: its data disk
-// (xvdb1 on /data from fstab) becomes vdb1 and the first boot mounts it;
+// (volume group DataVG on xvdb1, DataVG/data on /data from fstab) becomes
+// vdb, the initrd activates DataVG there and the first boot mounts it;
 // rc.sysinit would print [FAILED] (a console finding) and stop at the
 // maintenance prompt otherwise.
 func TestE2ETwoDisksMountsData(t *testing.T) {
@@ -615,8 +616,16 @@ func TestE2ETwoDisksMountsData(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, g.Name+"-vdb.qcow2")); err != nil {
 		t.Errorf("no image for the data disk: %v", err)
 	}
+	readable := false
+	for _, c := range rep.Validation {
+		readable = readable || c.Name == "filesystem DataVG/data readable" && c.OK
+	}
+	if !readable {
+		t.Errorf("validation did not read DataVG/data: %+v", rep.Validation)
+	}
 	serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
-	if !bytes.Contains(serial, []byte("Mounting local filesystems:  [  OK  ]")) || !bytes.Contains(serial, []byte("/data: clean, checked")) {
+	if !bytes.Contains(serial, []byte(`1 logical volume(s) in volume group "DataVG" now active`)) ||
+		!bytes.Contains(serial, []byte("Mounting local filesystems:  [  OK  ]")) || !bytes.Contains(serial, []byte("/data: clean, checked")) {
 		t.Errorf("the boot did not check and mount /data:\n%s", serial)
 	}
 }
