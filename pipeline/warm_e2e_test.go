@@ -247,8 +247,18 @@ func TestWarmResumeBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(filepath.Dir(g.Images[0])))
+	// The host's copy of the image, apart from the shared guest cache.
+	hostDir := t.TempDir()
+	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
+	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	before := testutil.HashFile(t, img)
+	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
 	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	t.Cleanup(func() {
+		if testutil.HashFile(t, img) != before {
+			t.Error("the warm migration wrote the host's image")
+		}
+	})
 	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
 	outRoot := t.TempDir()
 	out := filepath.Join(outRoot, g.Name)
