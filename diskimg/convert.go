@@ -103,7 +103,7 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 	if err := checkNotSource(src, dstPath); err != nil {
 		return err
 	}
-	if err := checkOutputPath(dstPath); err != nil {
+	if err := CheckOutputPath(dstPath); err != nil {
 		return err
 	}
 	removeStaleParts(dstPath)
@@ -269,9 +269,9 @@ func noReadahead(src Device) func() {
 // device.
 var ErrOutputNotFile = errors.New("output exists and is not a regular file")
 
-// checkOutputPath refuses an existing DST that is a device, FIFO, socket
+// CheckOutputPath refuses an existing DST that is a device, FIFO, socket
 // or folder (following symlinks: a link to /dev/sdb is /dev/sdb).
-func checkOutputPath(dst string) error {
+func CheckOutputPath(dst string) error {
 	st, err := os.Stat(dst)
 	if err != nil {
 		return nil // absent (or unreadable: creating it will say why)

@@ -22,8 +22,8 @@ type initrdSpec struct {
 	LVMFilter bool
 	// ExtraVGs are volume groups activated after the root's.
 	ExtraVGs []string
-	RootDev   string // mkrootdev's device
-	SwapDev   string // resume's device
+	RootDev  string // mkrootdev's device
+	SwapDev  string // resume's device
 }
 
 // nashScript is the /init of a RHEL 5 mkinitrd initrd: proc, sys and /dev

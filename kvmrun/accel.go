@@ -16,6 +16,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 )
 
 // Accelerator modes for ChooseAccel and the --accel flag.
@@ -147,11 +148,17 @@ func runProbe(ctx context.Context, qemu, accel string, timeout time.Duration) er
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
-	f, err := os.CreateTemp("", "xen2kvm-probe-*.bin")
+	// In a scratch folder: a probe killed before removing its firmware
+	// leaves it where the next probe removes it.
+	dir, err := scratch.New("xen2kvm-probe-")
 	if err != nil {
 		return fmt.Errorf("writing probe firmware: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer dir.Remove()
+	f, err := os.Create(filepath.Join(dir.Path, "probe.bin"))
+	if err != nil {
+		return fmt.Errorf("writing probe firmware: %w", err)
+	}
 	_, err = f.Write(probeBIOS())
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 )
 
 // Sentinel errors a *BootError wraps.
@@ -195,12 +195,12 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 		if s.dir == "" {
 			tempCapture = true
 			// The capture lives in the runtime folder: make it now.
-			d, err := os.MkdirTemp("", "xen2kvm-run-")
+			d, err := scratch.New("xen2kvm-run-")
 			if err != nil {
 				return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
 			}
-			defer os.RemoveAll(d)
-			s.dir = d
+			defer d.Remove()
+			s.dir = d.Path
 		}
 		np = planNetCheck(*s.netCheck, dom, &qo, s.dir)
 	}

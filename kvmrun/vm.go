@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 )
 
 // Option configures Start and Boot.
@@ -133,7 +134,7 @@ func WithBootFS(open BootFSOpener) Option { return func(s *settings) { s.bootFS 
 type VM struct {
 	argv       []string
 	dir        string
-	ownDir     bool
+	ownDir     *scratch.Dir // the runtime folder when the VM made it
 	serialLog  string
 	qmpPath    string
 	started    time.Time
@@ -188,11 +189,13 @@ func (s *settings) probeOptions() ProbeOptions {
 func start(ctx context.Context, dom *config.KVMDomain, s *settings, qo config.QEMUOptions) (*VM, error) {
 	vm := &VM{dir: s.dir, log: s.logger, done: make(chan struct{})}
 	if vm.dir == "" {
-		d, err := os.MkdirTemp("", "xen2kvm-run-")
+		// scratch: a run killed before removing it leaves a folder that
+		// the next run removes.
+		d, err := scratch.New("xen2kvm-run-")
 		if err != nil {
 			return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
 		}
-		vm.dir, vm.ownDir = d, true
+		vm.dir, vm.ownDir = d.Path, d
 	} else if err := os.MkdirAll(vm.dir, 0o755); err != nil {
 		return nil, &BootError{Stage: StageQEMUStart, Err: fmt.Errorf("making runtime folder: %w", err)}
 	}
@@ -519,8 +522,8 @@ func (vm *VM) Close() error {
 }
 
 func (vm *VM) removeDir() {
-	if vm.ownDir {
-		os.RemoveAll(vm.dir)
+	if vm.ownDir != nil {
+		vm.ownDir.Remove()
 	}
 }
 

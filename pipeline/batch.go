@@ -120,7 +120,7 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				res.Guests[i] = GuestResult{Config: g.Config, Name: guessName(g.Config), Status: GuestFailed, Error: ctx.Err().Error()}
+				res.Guests[i] = GuestResult{Config: g.Config, Name: guessName(g.Config), Status: GuestFailed, Error: ErrInterrupted.Error()}
 				return
 			}
 			defer func() { <-sem }()
@@ -133,6 +133,10 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 		if g.Status == GuestFailed || g.Status == GuestBlocked {
 			res.Failed++
 		}
+	}
+	if ctx.Err() != nil && res.Failed > 0 {
+		// SIGINT or SIGTERM stopped the guests still running or waiting.
+		return res, fmt.Errorf("%w: %d of %d: %w", ErrBatchFailed, res.Failed, len(res.Guests), &interruptedError{ctx.Err()})
 	}
 	if res.Failed > 0 {
 		return res, fmt.Errorf("%w: %d of %d", ErrBatchFailed, res.Failed, len(res.Guests))

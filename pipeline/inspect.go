@@ -57,8 +57,9 @@ func inspect(ctx context.Context, p parts, paths []string, opts InspectOptions) 
 			rs, err := inspectRemote(ctx, hs, path, opts)
 			if err != nil {
 				errs = append(errs, err)
-				results = append(results, report.Inspection{File: path, Error: err.Error()})
-				continue
+			}
+			if len(rs) == 0 && err != nil {
+				rs = []report.Inspection{{File: path, Error: err.Error()}}
 			}
 			results = append(results, rs...)
 			continue
@@ -78,6 +79,9 @@ func inspect(ctx context.Context, p parts, paths []string, opts InspectOptions) 
 			continue
 		}
 		d.CheckDisks(opts.DiskMap)
+		if err := d.CheckName(); err != nil && d.Name != "" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%v: migrate and batch refuse this guest", err))
+		}
 		g, err := inspectGuest(ctx, p.source, d, opts.DiskMap)
 		if err != nil {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("guest inspection: %v", err))

@@ -543,7 +543,10 @@ func TestPygrubGuestGetsItsKernel(t *testing.T) {
 func TestSecondRunOfSameGuestIsRefused(t *testing.T) {
 	fx := newFixture(t, "g")
 	out := filepath.Join(fx.dir, "kvm")
-	started := make(chan struct{})
+	// Buffered: a copy that starts before the test waits on started must
+	// not skip the signal (both copies would then wait on release, and
+	// the test on started, for ever).
+	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	fx.f.copyGate = func(string) {
 		select {

@@ -71,8 +71,7 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// Force replaces a guest of the same name already in OutDir (and,
-	// with To, a domain and volumes of its name on the destination).
+	// Force replaces a guest of the same name already in OutDir.
 	Force bool
 
 	// To, when set, is a libvirt URI (qemu:///system,
@@ -84,6 +83,10 @@ type Options struct {
 	Pool string
 	// Start starts the domain on To once it is defined.
 	Start bool
+	// Replace replaces a domain and volumes of the guest's name on To
+	// (--force). What an interrupted earlier run left there is replaced
+	// without it: the run's state volume names it.
+	Replace bool
 	// Placement, when set, is recorded in the report as why To was picked.
 	Placement string
 

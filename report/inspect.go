@@ -124,7 +124,11 @@ func writeInspection(w io.Writer, r Inspection) {
 		return
 	}
 	d := r.Domain
-	fmt.Fprintf(w, "%s (%s, %s)\n", orDash(d.Name), d.Source.File, d.Source.Format)
+	name := orDash(d.Name)
+	if config.CheckName(d.Name) != nil && d.Name != "" {
+		name = strconv.QuoteToASCII(d.Name) // no control bytes to the terminal
+	}
+	fmt.Fprintf(w, "%s (%s, %s)\n", name, d.Source.File, d.Source.Format)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
 	if h := r.Host; h != nil {

@@ -59,8 +59,8 @@ manifest for every guest of a host.
 disk copy workers of all of them together. One guest's failure never
 stops the others. Each guest logs to LOGDIR/NAME.log, and a state file
 records how far each got: run the same batch again and the guests that
-were migrated are skipped, while the failed or interrupted ones start
-again. A table of the results ends the run; the exit status is 1 when
+were migrated are skipped (as long as every file their report lists is
+still there), while the failed or interrupted ones start again. A table of the results ends the run; the exit status is 1 when
 any guest failed.
 
 --dry-run plans every guest and writes nothing but the report.`,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/firstboot"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -185,10 +186,13 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	// The runtime folder holds the kernel and initrd a PV guest boots
 	// with and the VNC password file: kept when the boot fails, so the
 	// logged command line can be rerun as it is.
-	runDir, err := os.MkdirTemp("", "xen2kvm-boot-"+dom.Name+"-")
+	// A boot killed before it could clean up leaves its folder; the next
+	// boot of the same guest removes it (scratch).
+	run, err := scratch.New("xen2kvm-boot-" + dom.Name + "-")
 	if err != nil {
 		return err
 	}
+	runDir := run.Path
 	opts := []kvmrun.Option{
 		kvmrun.WithDir(runDir),
 		kvmrun.WithQEMU(f.qemu),
@@ -218,12 +222,14 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		fr, err = firstboot.Check(cmd.Context(), dom, firstboot.Options{
 			Boot: opts, QEMU: config.QEMUOptions{Net: f.net, Display: f.display},
 			AllowDrift: f.allowDrift, NetCheckPort: netCheckPort(f.netPort), Logger: log,
+			Dir: runDir, // the overlays too: a killed boot leaves them where the next one removes them
 		})
 		res, fb = fr.Boot, fr.Report
 	}
 	if err == nil || res == nil {
-		os.RemoveAll(runDir)
+		run.Remove()
 	} else {
+		run.Keep()
 		log.Info("runtime files kept for rerunning the command line", "dir", runDir)
 	}
 	if f.json {

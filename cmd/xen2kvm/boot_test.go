@@ -252,3 +252,31 @@ func TestBootCommandRefusesHostileNames(t *testing.T) {
 		}
 	}
 }
+
+// TestBootRemovesKilledRunsFolders: a boot killed before it could clean
+// up left its runtime folder in $TMPDIR (marker still there, its lock
+// gone with the process); the next boot of the guest removes it, and
+// keeps a folder a failed boot kept on purpose.
+func TestBootRemovesKilledRunsFolders(t *testing.T) {
+	qemu := fakeQEMU(t)
+	dir := writeOutdir(t)
+	setFake(t, "Linux version 2.6.18-419.el5\n\ntestvm login: ", "run")
+	tmp := os.Getenv("TMPDIR")
+	killed := filepath.Join(tmp, "xen2kvm-boot-testvm-111")
+	os.Mkdir(killed, 0o755)
+	os.WriteFile(filepath.Join(killed, ".xen2kvm-in-use"), nil, 0o600)
+	os.WriteFile(filepath.Join(killed, "vmlinuz"), []byte("k"), 0o644)
+	kept := filepath.Join(tmp, "xen2kvm-boot-testvm-222")
+	os.Mkdir(kept, 0o755)
+	os.WriteFile(filepath.Join(kept, "vmlinuz"), []byte("k"), 0o644)
+	if code, _, stderr := runCLI(t, "boot", dir, "--qemu", qemu, "--accel", "tcg", "--net-check-port", "0"); code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(killed); !os.IsNotExist(err) {
+		t.Error("the killed boot's folder is still there")
+	}
+	ents, _ := os.ReadDir(tmp)
+	if len(ents) != 1 || ents[0].Name() != filepath.Base(kept) {
+		t.Errorf("$TMPDIR holds %v, want only the kept folder", ents)
+	}
+}

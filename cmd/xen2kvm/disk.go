@@ -72,6 +72,9 @@ terminal.`,
 				return usagef("--cluster-size %d: a power of two from 512 to 2097152", clusterSize)
 			}
 			src, dst := args[0], args[1]
+			if err := diskimg.CheckOutputPath(dst); err != nil {
+				return err // a device or FIFO: --force would not help
+			}
 			if _, err := os.Lstat(dst); err == nil && !force {
 				return withHint(fmt.Errorf("%s already exists", dst), "pass --force to replace it (check the argument order: SRC first, then DST)")
 			}
@@ -244,6 +247,9 @@ func writeDiskInfo(w io.Writer, in *diskInfo) {
 			}
 			if p.Bootable {
 				c += " (boot)"
+			}
+			if p.Missing > 0 {
+				c += fmt.Sprintf(" (cut short: the image ends %s before the partition does)", humanBytes(p.Missing))
 			}
 			fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\n", p.Number, p.Type, p.Start, humanBytes(p.Size), c)
 		}

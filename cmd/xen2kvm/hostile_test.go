@@ -125,10 +125,10 @@ func TestConvertOntoDevicesRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, format := range []string{"raw", "qcow2"} {
-			code, _, stderr := runCLIWithin(t, 30*time.Second, "disk", "convert", "--force", "-O", format, src, dst)
+		for _, args := range [][]string{{"--force", "-O", "raw"}, {"--force", "-O", "qcow2"}, {"-O", "raw"}} {
+			code, _, stderr := runCLIWithin(t, 30*time.Second, append(append([]string{"disk", "convert"}, args...), src, dst)...)
 			if code != exitFail || !strings.Contains(stderr, dst+": output exists and is not a regular file: it is "+what) {
-				t.Errorf("%s (%s): exit %d, stderr %q", dst, format, code, stderr)
+				t.Errorf("%s (%v): exit %d, stderr %q", dst, args, code, stderr)
 			}
 		}
 		after, err := os.Lstat(dst)
@@ -218,9 +218,12 @@ func TestInterruptedSaysSo(t *testing.T) {
 	os.WriteFile(cfg, []byte("name = 'guest'\nmemory = 256\ndisk = [ 'file:"+src+",xvda,w' ]\n"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	mf := filepath.Join(t.TempDir(), "guests.yaml")
+	os.WriteFile(mf, []byte("defaults:\n  output: "+filepath.Join(dir, "out")+"\n  boot_check: false\nguests:\n  - config: "+cfg+"\n"), 0o644)
 	for _, args := range [][]string{
 		{"disk", "convert", src, filepath.Join(dir, "o.qcow2")},
 		{"migrate", cfg, "-o", filepath.Join(dir, "out"), "--no-boot-check"},
+		{"batch", mf},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runWith(ctx, args, &stdout, &stderr)
@@ -231,9 +234,13 @@ func TestInterruptedSaysSo(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
 		t.Errorf("the interrupted commands left files: %v", ents)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 0 {
-		t.Errorf("the interrupted migration left files in OUTDIR: %v", ents)
-	}
+	// The batch made the guest's folder, OUTPUT/NAME; nothing is in it.
+	filepath.WalkDir(filepath.Join(dir, "out"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("the interrupted runs left %s", p)
+		}
+		return nil
+	})
 }
 
 // hostileNames are guest names that must never name a file: each would
@@ -367,5 +374,34 @@ func TestHostileNamesWriteNothing(t *testing.T) {
 	}
 	if testutil.HashFile(t, img) != imgHash {
 		t.Error("the source image changed")
+	}
+}
+
+// TestInspectWarnsAboutHostileNames: inspect still shows a guest whose
+// name migrate refuses, quoted, with a warning that names the line.
+func TestInspectWarnsAboutHostileNames(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(cfg, []byte("memory = 256\nname = \"\\x1b[2Jweb/../01\"\n"), 0o644)
+	code, stdout, stderr := runCLI(t, "inspect", cfg)
+	if code != exitOK || strings.Contains(stdout, "\x1b") || !strings.Contains(stdout, `"\x1b[2Jweb/../01"`) ||
+		!strings.Contains(stdout, cfg+":2: guest name") || !strings.Contains(stdout, "migrate and batch refuse this guest") {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+}
+
+// TestDiskInfoCutPartition: an image shorter than its partition table
+// says shows which partition is cut and by how much.
+func TestDiskInfoCutPartition(t *testing.T) {
+	src := testDisk(t)
+	img := filepath.Join(t.TempDir(), "cut.img")
+	data, _ := os.ReadFile(src)
+	os.WriteFile(img, data[:20<<20], 0o644)
+	code, stdout, stderr := runCLI(t, "disk", "info", img)
+	if code != exitOK || !strings.Contains(stdout, "(cut short: the image ends 4.0 MiB before the partition does)") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "disk", "info", "--json", img)
+	if code != exitOK || !strings.Contains(stdout, `"missing_bytes": 4194304`) {
+		t.Errorf("exit %d\n%s", code, stdout)
 	}
 }

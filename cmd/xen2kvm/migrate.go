@@ -125,9 +125,18 @@ The disk paths in the config are those of the Xen host; when the images
 now sit elsewhere, --disk-map OLD=NEW rewrites the path prefix OLD (whole
 path components) to NEW. Give it once per prefix.
 
+NAME is the guest's name from its config, and only names of letters,
+digits and _ . - + (up to 64, not starting with . or -) are accepted: a
+name that could leave OUTDIR, hide a file or read as an option is refused
+with the config line it is on.
+
 A run that fails or is interrupted leaves nothing in OUTDIR that looks
-complete, and running it again starts afresh. An OUTDIR that already
-holds the guest is refused unless --force.
+complete, and running it again starts afresh (removing what a run killed
+while moving its files into OUTDIR left). An OUTDIR that already holds a
+finished migration of the guest, or files with the names it writes that
+no xen2kvm run recorded, is refused unless --force. --force removes only
+the files an earlier migration recorded as its own (in its report), so
+other files in OUTDIR, such as NAME-old.qcow2, stay.
 
 CONFIG may be ssh://[USER@]HOST[:PORT]/NAME: the guest on a Xen host,
 with no staging copy. Its config then comes from the Xen toolstack on the
@@ -146,7 +155,18 @@ password prompt and host key checks are as for xen2kvm inspect.
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
-the target libvirt XML, warnings and blockers.`,
+the target libvirt XML, warnings and blockers.
+
+--to URI delivers the guest into libvirt on a KVM host instead
+(qemu:///system, qemu+ssh://root@kvm01/system, qemu+tcp://HOST/system):
+each disk is streamed from the copy engine into a new volume of --pool
+(no local image), a throw-away copy of the guest boots there on overlays
+until its console shows the login prompt, and the domain is defined with
+its disks as the pool's volumes (type kvm, or qemu when the host has no
+KVM); --start starts it. OUTDIR (default .) gets NAME.xml and the report.
+A domain or volume of the guest's name there is refused unless --force;
+on a failure the volumes and domain the run made are deleted, and after a
+killed run the next one replaces what it left.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
@@ -162,6 +182,9 @@ the target libvirt XML, warnings and blockers.`,
 
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
+
+  # Deliver straight into the default pool of a KVM host and start it:
+  xen2kvm migrate /etc/xen/web01 --to qemu+ssh://root@kvm01/system --start
 
   # Run the result:
   /srv/kvm/web01/web01.sh -display none      # or: virsh define /srv/kvm/web01/web01.xml`,
@@ -193,7 +216,7 @@ the target libvirt XML, warnings and blockers.`,
 			opts := pipeline.Options{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
 				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
-				To: dest.to, Pool: dest.pool, Start: dest.start,
+				To: dest.to, Pool: dest.pool, Start: dest.start, Replace: force,
 			}
 			switch {
 			case bootCheck:
@@ -219,7 +242,7 @@ the target libvirt XML, warnings and blockers.`,
 	fl.StringArrayVar(&diskMaps, "disk-map", nil, "rewrite disk paths starting with `OLD=NEW` prefix OLD to start with NEW (repeatable)")
 	fl.BoolVar(&bootCheck, "boot-check", false, "boot the result and wait for its login prompt; fail when QEMU is missing")
 	fl.BoolVar(&noBootCheck, "no-boot-check", false, "do not boot the result (default: boot it when QEMU is installed)")
-	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
+	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it (with --to: a domain and volumes of its name there, unless the domain runs)")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	dest.add(cmd)
@@ -272,6 +295,9 @@ func printSummary(w io.Writer, g *report.Guest) {
 		return
 	}
 	fmt.Fprintf(w, "Migrated %s to %s in %s\n", g.Name, g.OutDir, report.Seconds(g.Finished.Sub(g.Started).Seconds()))
+	if h := g.Host; h != nil {
+		fmt.Fprintf(w, "  read from %s: %s over the network\n", h.URL, report.Bytes(h.BytesRead))
+	}
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))
 	}

@@ -31,13 +31,16 @@ type Content struct {
 
 // Partition is one partition and what it holds.
 type Partition struct {
-	Number   int     `json:"number"`
-	Type     string  `json:"type"`
-	Start    int64   `json:"start"`
-	Size     int64   `json:"size"`
-	Bootable bool    `json:"bootable,omitempty"`
-	Extended bool    `json:"extended,omitempty"`
-	Content  Content `json:"content"`
+	Number   int    `json:"number"`
+	Type     string `json:"type"`
+	Start    int64  `json:"start"`
+	Size     int64  `json:"size"`
+	Bootable bool   `json:"bootable,omitempty"`
+	Extended bool   `json:"extended,omitempty"`
+	// Missing is how many bytes of the partition, as its table gives
+	// it, lie past the end of the image (a copy cut short); 0 normally.
+	Missing int64   `json:"missing_bytes,omitempty"`
+	Content Content `json:"content"`
 }
 
 // LV is one logical volume and what it holds.
@@ -81,7 +84,7 @@ func Disk(disk diskimg.Device) (*Layout, error) {
 	default:
 		l.Scheme = tab.Scheme
 		for _, p := range tab.Partitions {
-			pp := Partition{Number: p.Number, Type: p.Type, Start: p.Start, Size: p.Size, Bootable: p.Bootable, Extended: p.Extended}
+			pp := Partition{Number: p.Number, Type: p.Type, Start: p.Start, Size: p.Size, Bootable: p.Bootable, Extended: p.Extended, Missing: p.Cut}
 			if !p.Extended {
 				dev := p.Device()
 				pp.Content = Probe(dev)
