@@ -37,6 +37,10 @@ type Spec struct {
 	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
 	// on /data.
 	DataDisk bool
+	// DataVG puts the data disk's /data on a logical volume, DataVG/data,
+	// whose PV is xvdb1 (the initrd activates it beside the root VG).
+	// Needs DataDisk.
+	DataVG bool
 	// DiskMiB is the size of the system disk (default 256).
 	DiskMiB int
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
@@ -77,15 +81,17 @@ var (
 	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
 	// default and a non-Xen kernel installed.
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, as real
-	// RHEL 5 guests are: an LVM filter that accepts only Xen disks,
-	// SELinux labels on every file, kernel-debug of the same version as
-	// kernel installed beside kernel-xen, and a static address on eth0.
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00 and a static
+	// address on eth0, as real RHEL 5 guests are: kudzu, an LVM filter
+	// that accepts only Xen disks, SELinux labels on every file, and
+	// kernel-debug of the same version as kernel installed beside
+	// kernel-xen.
 	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
 		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
 		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
-	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
-	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// TwoDisks is CentOS5PV with a second disk whose volume group
+	// DataVG (PV xvdb1) holds /data.
+	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, DataVG: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
 	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
@@ -152,6 +158,9 @@ func (s Spec) validate() error {
 	}
 	if s.LVMFilter && !s.LVM {
 		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
+	}
+	if s.DataVG && !s.DataDisk {
+		errs = append(errs, fmt.Errorf("a data volume group needs the data disk"))
 	}
 	seen := map[string]bool{}
 	for _, k := range s.Kernels {

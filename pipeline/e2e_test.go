@@ -150,7 +150,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			tmp := t.TempDir()
 			t.Setenv("TMPDIR", tmp)
 			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
-				"--boot-check", "--accel", "tcg", "--boot-timeout", "5m", "--json")
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
 			}
@@ -166,12 +166,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			// The guest relabels and reboots once when the conversion left
 			// /.autorelabel (a guest whose files it could label gets none).
-			relabels := 0
-			for _, e := range rep.Edits {
-				if e.Path == ".autorelabel" {
-					relabels = 1
-				}
-			}
+			relabels := relabelsPlanned(&rep)
 			if s.Name == guestgen.CentOS5PV.Name && relabels != 1 {
 				t.Errorf("the plain guest's conversion left no /.autorelabel: nothing proves a relabel reboot is followed")
 			}
@@ -217,7 +212,7 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			// And xen2kvm boot OUTDIR boots the result again on its own.
 			before := testutil.HashFile(t, img)
-			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "5m", "--json")
+			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
 			}
@@ -240,6 +235,18 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 		})
 	}
+}
+
+// relabelsPlanned is how often a converted guest relabels and reboots at
+// its first boot: once when the conversion left /.autorelabel (a guest
+// whose files it could label gets none).
+func relabelsPlanned(rep *report.Guest) int {
+	for _, e := range rep.Edits {
+		if e.Path == ".autorelabel" {
+			return 1
+		}
+	}
+	return 0
 }
 
 // firstBootProven checks a passed boot check's first-boot proof of a
@@ -596,5 +603,42 @@ func TestE2ERuleLeftOut(t *testing.T) {
 				t.Error("a report marks the failed guest as finished")
 			}
 		})
+	}
+}
+
+// TestE2ETwoDisksMountsData migrates the two-disk guest: its data disk
+// (volume group DataVG on xvdb1, DataVG/data on /data from fstab) becomes
+// vdb, the initrd activates DataVG there and the first boot mounts it;
+// rc.sysinit would print [FAILED] (a console finding) and stop at the
+// maintenance prompt otherwise.
+func TestE2ETwoDisksMountsData(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.TwoDisks)
+	sourcesUnchanged(t, g)
+	out := filepath.Join(t.TempDir(), "kvm")
+	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	firstBootProven(t, rep.Boot, guestgen.TwoDisks, relabelsPlanned(&rep))
+	if _, err := os.Stat(filepath.Join(out, g.Name+"-vdb.qcow2")); err != nil {
+		t.Errorf("no image for the data disk: %v", err)
+	}
+	readable := false
+	for _, c := range rep.Validation {
+		readable = readable || c.Name == "filesystem DataVG/data readable" && c.OK
+	}
+	if !readable {
+		t.Errorf("validation did not read DataVG/data: %+v", rep.Validation)
+	}
+	serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
+	if !bytes.Contains(serial, []byte(`1 logical volume(s) in volume group "DataVG" now active`)) ||
+		!bytes.Contains(serial, []byte("Mounting local filesystems:  [  OK  ]")) || !bytes.Contains(serial, []byte("/data: clean, checked")) {
+		t.Errorf("the boot did not check and mount /data:\n%s", serial)
 	}
 }
