@@ -466,8 +466,12 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 			return nil, err
 		}
 	}
-	if err := mkext3(ctx, img, ext3{Offset: p.Root.Offset, Size: p.Root.Size, Label: "/",
-		UUID: p.Layout.rootUUID, BlockSize: 4096, Tree: rootDir}); err != nil {
+	rootFS := ext3{Offset: p.Root.Offset, Size: p.Root.Size, Label: "/",
+		UUID: p.Layout.rootUUID, BlockSize: 4096, Tree: rootDir}
+	if s.RelabelLoop {
+		rootFS.Immutable = []string{".autorelabel"}
+	}
+	if err := mkext3(ctx, img, rootFS); err != nil {
 		return nil, err
 	}
 	if s.SELinuxLabels {

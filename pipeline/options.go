@@ -98,6 +98,11 @@ type Options struct {
 	// KernelRPM is a kernel RPM (kernel, kernel-PAE) to install into a
 	// guest that has only Xen kernels, so it can boot on KVM.
 	KernelRPM string
+	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
+	// guest (--virtio-win): the ISO is attached as a CD-ROM and a small
+	// FAT disk with a first-boot script that installs viostor and netkvm
+	// is added, the script registered in the guest's RunOnce key.
+	VirtioWin string
 	// CopyRate is the throughput in bytes per second that dry-run copy
 	// time estimates assume; 0 means 200 MiB/s.
 	CopyRate float64

@@ -98,6 +98,7 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+		virtioWin   string
 		dest        destFlags
 	)
 	cmd := &cobra.Command{
@@ -180,6 +181,9 @@ killed run the next one replaces what it left.`,
   # A guest with only Xen kernels: give it a kernel that boots on KVM:
   xen2kvm migrate /etc/xen/old01 -o /srv/kvm/old01 --kernel-rpm kernel-2.6.18-419.el5.x86_64.rpm
 
+  # A Windows guest, with the virtio drivers staged for after the move:
+  xen2kvm migrate /etc/xen/win2k8 -o /srv/kvm/win2k8 --virtio-win /srv/iso/virtio-win.iso
+
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
 
@@ -215,7 +219,7 @@ killed run the next one replaces what it left.`,
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
-				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
+				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM, VirtioWin: virtioWin,
 				To: dest.to, Pool: dest.pool, Start: dest.start, Replace: force,
 			}
 			switch {
@@ -245,6 +249,7 @@ killed run the next one replaces what it left.`,
 	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it (with --to: a domain and volumes of its name there, unless the domain runs)")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH` (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm, run once through RunOnce)")
 	dest.add(cmd)
 	f.add(cmd)
 	return cmd
