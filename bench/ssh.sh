@@ -17,7 +17,10 @@
 #      conv=sparse), then qemu-img convert -W -m 16 (qemu-img cannot
 #      read a pipe: "requires /dev/stdin to be a regular file")
 #   D  qemu-img convert -W -m 16 from qemu's own ssh block driver (libssh,
-#      SFTP; authenticates through an ssh-agent started for the run)
+#      SFTP; authenticates through an ssh-agent started for the run; needs
+#      Debian's qemu-block-extra; with LEGACY=1 it cannot connect: Debian
+#      12's libssh offers no SHA-1 key exchange, and qemu gives no way to
+#      enable one)
 # Each run ends with sync and is timed to then; the first round's outputs
 # are checked with qemu-img compare against the source.
 #

@@ -142,7 +142,9 @@ func TestE2EMigrateBoots(t *testing.T) {
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			// Nothing of a migration goes to $TMPDIR, where a killed run
-			// would leave it for good. (The binary is built before.)
+			// would leave it for good. (The binary is built first, into
+			// the real $TMPDIR: built under the test's, it would count as
+			// the migration's and go away with it.)
 			xen2kvm(t)
 			tmp := t.TempDir()
 			t.Setenv("TMPDIR", tmp)

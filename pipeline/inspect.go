@@ -57,8 +57,9 @@ func inspect(ctx context.Context, p parts, paths []string, opts InspectOptions) 
 			rs, err := inspectRemote(ctx, hs, path, opts)
 			if err != nil {
 				errs = append(errs, err)
-				results = append(results, report.Inspection{File: path, Error: err.Error()})
-				continue
+			}
+			if len(rs) == 0 && err != nil {
+				rs = []report.Inspection{{File: path, Error: err.Error()}}
 			}
 			results = append(results, rs...)
 			continue

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ func inspectRemote(ctx context.Context, hs *hostSource, path string, opts Inspec
 		return nil, err
 	}
 	var out []report.Inspection
+	var bad []error
 	for _, g := range guests {
 		gu := u.Guest(g.Name)
 		hg := &report.HostGuest{URL: gu.String(), Running: g.Running(), ConfigFrom: g.ConfigFrom}
@@ -42,6 +44,7 @@ func inspectRemote(ctx context.Context, hs *hostSource, path string, opts Inspec
 		}
 		if g.Domain == nil {
 			out = append(out, report.Inspection{File: gu.String(), Error: g.ConfigErr.Error(), Host: hg})
+			bad = append(bad, g.ConfigErr)
 			continue
 		}
 		d := g.Domain
@@ -74,6 +77,9 @@ func inspectRemote(ctx context.Context, hs *hostSource, path string, opts Inspec
 			}
 		}
 		out = append(out, report.Inspection{Domain: d, Guest: ig, Host: hg})
+	}
+	if len(bad) > 0 {
+		return out, fmt.Errorf("%d of %d guests on %s: the config could not be read: %w", len(bad), len(guests), u.Addr(), errors.Join(bad...))
 	}
 	return out, nil
 }

@@ -190,3 +190,28 @@ func TestBootDriftRendering(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceHostRendering: a guest read off a Xen host says where from
+// and how much came over the network, in the text and the JSON.
+func TestSourceHostRendering(t *testing.T) {
+	g := sample()
+	g.Host = &SourceHost{URL: "ssh://root@xen01/centos5", Address: "xen01:22", ConfigFrom: "xm list -l centos5", BytesRead: 1536 << 20, Reconnects: 1}
+	var text bytes.Buffer
+	if err := WriteText(&text, g); err != nil {
+		t.Fatal(err)
+	}
+	if want := "  read from ssh://root@xen01/centos5 (config: xm list -l centos5), 1.5 GiB of disk data over the network, 1 reconnects\n"; !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, g); err != nil {
+		t.Fatal(err)
+	}
+	var back Guest
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Host == nil || *back.Host != *g.Host {
+		t.Errorf("JSON round trip: %+v", back.Host)
+	}
+}

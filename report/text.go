@@ -80,6 +80,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 	if s.Kernel != "" {
 		w.printf("  kernel %s\n", s.Kernel)
 	}
+	if h := g.Host; h != nil {
+		w.printf("  read from %s (config: %s), %s of disk data over the network, %d reconnects\n", h.URL, orDash(h.ConfigFrom), Bytes(h.BytesRead), h.Reconnects)
+	}
 	for _, n := range s.NICs {
 		w.printf("  nic %s bridge %s model %s -> %s\n", n.MAC, orDash(n.Bridge), orDash(n.Model), orDash(n.NewModel))
 	}

@@ -27,7 +27,7 @@ var (
 	ErrAuth = errors.New("SSH authentication failed")
 	// ErrUnreachable: the host could not be reached, or the connection
 	// could not be re-established after it dropped (see ConnError).
-	ErrUnreachable = errors.New("Xen host unreachable")
+	ErrUnreachable = errors.New("host unreachable")
 )
 
 // HostKeyError is a host key that known_hosts does not vouch for.
@@ -56,7 +56,7 @@ func (e *HostKeyError) Unwrap() error {
 // Hint says what to do about the error.
 func (e *HostKeyError) Hint() string {
 	if e.Changed {
-		return fmt.Sprintf("check the host's key on its console (ssh-keygen -lf /etc/ssh/ssh_host_rsa_key.pub), then remove the old entry with ssh-keygen -R and retry")
+		return "check the host's key on its console (ssh-keygen -lf /etc/ssh/ssh_host_rsa_key.pub), then remove the old entry with ssh-keygen -R and retry"
 	}
 	return fmt.Sprintf("check the fingerprint on the host's console (ssh-keygen -lf /etc/ssh/ssh_host_rsa_key.pub), then retry with --accept-new-host-key to add it to %s", e.KnownHosts)
 }
@@ -81,7 +81,8 @@ func (e *ConnError) Unwrap() []error { return []error{ErrUnreachable, e.Err} }
 // x/crypto/ssh's default set, or are there but insecure. They are offered
 // after the modern ones, so a host that has anything better uses that.
 var (
-	legacyKex      = []string{ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDH1SHA1, ssh.InsecureKeyExchangeDHGEXSHA1}
+	legacyKex = []string{ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDH1SHA1, ssh.InsecureKeyExchangeDHGEXSHA1}
+	//lint:ignore SA1019 a RHEL 5 host may have only its DSA host key
 	legacyHostKeys = []string{ssh.KeyAlgoRSA, ssh.InsecureKeyAlgoDSA}
 	legacyCiphers  = []string{ssh.InsecureCipherAES128CBC, ssh.InsecureCipherTripleDESCBC}
 	legacyMACs     = []string{ssh.InsecureHMACSHA196}

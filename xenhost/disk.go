@@ -125,7 +125,10 @@ func (d *Disk) probeSize() (int64, error) {
 	b := make([]byte, 1)
 	has := func(sector int64) (bool, error) {
 		n, err := d.readRemote(b, sector*512)
-		if err == io.EOF || (err == nil && n == 0) {
+		// Past the end of a block device, pread gives 0 bytes or
+		// EINVAL (which sftp-server reports as a bad message).
+		var se *sftp.StatusError
+		if err == io.EOF || (err == nil && n == 0) || (sector > 0 && errors.As(err, &se)) {
 			return false, nil
 		}
 		return err == nil, err

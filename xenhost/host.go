@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -299,16 +301,20 @@ func connLost(c *conn, err error) bool {
 		return true
 	default:
 	}
-	if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
 	var se *sftp.StatusError
 	var ee *ssh.ExitError
-	if errors.As(err, &se) || errors.As(err, &ee) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) || errors.Is(err, io.EOF) {
-		return false
+	if err == io.EOF || errors.As(err, &se) || errors.As(err, &ee) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return false // the operation's own answer
 	}
+	var oe *net.OpError
 	var ome *ssh.OpenChannelError
-	return errors.As(err, &ome) || strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
+	if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &oe) || errors.As(err, &ome) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection") || strings.Contains(msg, "EOF") ||
+		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "failed to send packet")
 }
 
 // Close closes the connection.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
@@ -99,6 +101,10 @@ func TestLegacyHostDiscoverAndRead(t *testing.T) {
 	}
 
 	ctx := context.Background()
+	// Beside the guests' configs: a broken one, a script, an example.
+	os.WriteFile(filepath.Join(srv.ConfigDir, "broken"), []byte("name = \"broken\"\nmemory = lots\n"), 0o644)
+	os.WriteFile(filepath.Join(srv.ConfigDir, "qemu-ifup"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(srv.ConfigDir, "xmexample1"), []byte("name = \"ExampleDomain\"\n"), 0o644)
 	guests, err := h.Discover(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -106,9 +112,12 @@ func TestLegacyHostDiscoverAndRead(t *testing.T) {
 	got := map[string]*xenhost.Guest{}
 	for _, g := range guests {
 		got[g.Name] = g
-		if g.ConfigErr != nil {
+		if g.ConfigErr != nil && g.Name != "broken" {
 			t.Errorf("%s: %v", g.Name, g.ConfigErr)
 		}
+	}
+	if len(guests) != 4 || got["broken"] == nil || got["broken"].ConfigErr == nil || !strings.Contains(got["broken"].ConfigErr.Error(), "broken") {
+		t.Errorf("Discover: %d guests, broken: %+v", len(guests), got["broken"])
 	}
 	for name, from := range map[string]string{"web01": "xm create --dryrun " + filepath.Join(srv.ConfigDir, "web01"), "db02": "xm list -l db02", "app03": "xm list -l app03"} {
 		g := got[name]
@@ -269,5 +278,84 @@ func TestHostGoneMidCopy(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("the failed copy left %v", ents)
+	}
+}
+
+// TestBlockDeviceAndFileFallback reads a phy: disk (a loop device) over
+// SFTP, whose size SFTP does not give, and reads a guest's config from
+// its file when the host has no xm.
+func TestBlockDeviceAndFileFallback(t *testing.T) {
+	testutil.NeedRoot(t, "loop devices need root")
+	img, _ := sparseImage(t, 40<<20+512*3) // not a power of two
+	loop := testutil.Loop(t, img, "--read-only")
+	srv := testsshd.Start(t, testsshd.Options{NoXM: true, Guests: []testsshd.Guest{{Name: "web01", Config: guestCfg("web01", loop)}}})
+	h, _ := dial(t, srv, nil)
+	ctx := context.Background()
+	g, err := h.Guest(ctx, "web01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ConfigFrom != "sftp "+filepath.Join(srv.ConfigDir, "web01") || g.Running() || len(g.Warnings) == 0 || !strings.Contains(g.Warnings[0], "xm list") {
+		t.Errorf("without xm: config from %q, warnings %q", g.ConfigFrom, g.Warnings)
+	}
+	d, err := h.OpenDisk(ctx, g.Domain.Disks[0].Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if !d.BlockDevice() || d.Size() != 40<<20+512*3 {
+		t.Fatalf("block device: %v, size %d, want %d", d.BlockDevice(), d.Size(), 40<<20+512*3)
+	}
+	want, _ := os.ReadFile(img)
+	got := make([]byte, len(want))
+	if _, err := d.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the block device read over SFTP differs from its file")
+	}
+}
+
+// TestAgentAuth authenticates with a key held only by an ssh-agent.
+func TestAgentAuth(t *testing.T) {
+	srv := testsshd.Start(t, testsshd.Options{})
+	data, err := os.ReadFile(srv.KeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go agent.ServeAgent(keyring, c)
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("HOME", t.TempDir()) // no ~/.ssh/id_*
+	u, _ := xenhost.ParseURL(srv.URL(""))
+	h, err := xenhost.Dial(context.Background(), u, xenhost.Options{KnownHosts: srv.KnownHostsPath, Warn: func(string) {}})
+	if err != nil {
+		t.Fatalf("with the key in the agent only: %v", err)
+	}
+	h.Close()
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, err := xenhost.Dial(context.Background(), u, xenhost.Options{KnownHosts: srv.KnownHostsPath, Warn: func(string) {}}); !errors.Is(err, xenhost.ErrAuth) {
+		t.Errorf("without any key: %v, want ErrAuth", err)
 	}
 }

@@ -280,7 +280,8 @@ func (g *Guest) checkDomainName() error {
 }
 
 // configFiles lists the domain config files in the host's Xen config
-// folder: regular files, leaving out xend's own and the examples.
+// folder: regular files, leaving out xend's own, the examples, scripts
+// (executable files such as qemu-ifup) and backups.
 func (h *Host) configFiles(ctx context.Context) ([]string, error) {
 	fis, err := h.ReadDir(ctx, h.opts.configDir())
 	if err != nil {
@@ -292,7 +293,7 @@ func (h *Host) configFiles(ctx context.Context) ([]string, error) {
 		if !fi.Mode().IsRegular() || strings.HasPrefix(n, "xend-") || strings.HasPrefix(n, "xmexample") ||
 			strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") || strings.HasSuffix(n, ".sxp") ||
 			strings.HasSuffix(n, ".rpmnew") || strings.HasSuffix(n, ".rpmsave") || strings.HasSuffix(n, ".orig") ||
-			n == "README" || n == "README.incompatibilities" || fi.Size() > 1<<20 || checkName(n) != nil {
+			strings.HasPrefix(n, "README") || n == "qemu-ifup" || fi.Mode()&0o111 != 0 || fi.Size() > 1<<20 || checkName(n) != nil {
 			continue
 		}
 		names = append(names, n)
@@ -328,26 +329,12 @@ func (h *Host) Discover(ctx context.Context) ([]*Guest, error) {
 	}
 	for _, g := range guests {
 		if err := h.readConfig(ctx, g, xmErr == nil); err != nil {
-			if g.State == nil && !errors.Is(err, ErrNoGuest) {
-				// A file in the config folder that is not a domain
-				// config (a script, a note) is not a guest.
-				var se *config.SyntaxError
-				if errors.As(err, &se) {
-					continue
-				}
-			}
 			g.ConfigErr = err
 		}
 		if xmErr != nil {
 			g.Warnings = append(g.Warnings, fmt.Sprintf("xm list failed, so whether the guest runs is unknown: %v", xmErr))
 		}
 	}
-	out := guests[:0]
-	for _, g := range guests {
-		if g.Domain != nil || g.ConfigErr != nil {
-			out = append(out, g)
-		}
-	}
-	slices.SortFunc(out, func(a, b *Guest) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	slices.SortFunc(guests, func(a, b *Guest) int { return strings.Compare(a.Name, b.Name) })
+	return guests, nil
 }

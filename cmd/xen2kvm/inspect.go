@@ -96,23 +96,26 @@ newer, with a warning naming them.`,
 				}
 			}
 			results, err := pipeline.Inspect(cmd.Context(), args, pipeline.InspectOptions{Stdin: cmd.InOrStdin(), Parse: opts, DiskMap: maps, SSH: ssh.options(cmd)})
-			if manifest != "" && err == nil {
+			if manifest != "" {
+				// The guests whose config was read go into the manifest,
+				// even when others could not be read.
 				data, merr := pipeline.HostManifest(args[0], results, mOutput)
 				if merr == nil {
 					merr = atomicfile.WriteFile(manifest, data, 0o644)
 				}
-				if merr != nil {
-					return fmt.Errorf("writing manifest %s: %w", manifest, merr)
+				if merr == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "xen2kvm: wrote %s; migrate the guests with: xen2kvm batch %s\n", manifest, manifest)
+				} else if err == nil {
+					err = fmt.Errorf("writing manifest %s: %w", manifest, merr)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "xen2kvm: wrote %s; migrate the guests with: xen2kvm batch %s\n", manifest, manifest)
 			}
 			if !passwords {
 				for _, r := range results {
 					report.RedactPasswords(r.Domain)
 				}
 			}
-			if len(args) == 1 && err != nil {
-				return err
+			if len(results) == 1 && results[0].Domain == nil && err != nil {
+				return err // nothing else to show
 			}
 			if asJSON {
 				if werr := report.WriteInspectionsJSON(cmd.OutOrStdout(), results...); werr != nil {

@@ -281,6 +281,9 @@ func printSummary(w io.Writer, g *report.Guest) {
 		return
 	}
 	fmt.Fprintf(w, "Migrated %s to %s in %s\n", g.Name, g.OutDir, report.Seconds(g.Finished.Sub(g.Started).Seconds()))
+	if h := g.Host; h != nil {
+		fmt.Fprintf(w, "  read from %s: %s over the network\n", h.URL, report.Bytes(h.BytesRead))
+	}
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))
 	}

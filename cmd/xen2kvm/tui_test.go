@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/pipeline"
 )
@@ -48,5 +49,29 @@ func TestConsoleBars(t *testing.T) {
 	i := strings.Index(out, "\x1b[2A\r\x1b[Jxen2kvm: copied disk target=vdb\n")
 	if i < 0 || !strings.Contains(out[i:], "g/vda") || !strings.Contains(out[i:], "g/vdb") {
 		t.Errorf("log line not printed above the bars: %q", out)
+	}
+}
+
+// TestConsoleNetwork: a disk read off a Xen host shows how much came over
+// the network and how fast, on its bar and in its log lines.
+func TestConsoleNetwork(t *testing.T) {
+	var buf bytes.Buffer
+	c := newConsole(&buf)
+	c.progress(pipeline.Progress{Guest: "web01", Disk: "vda", Done: 0, Total: 1000, Network: 100})
+	c.index["web01/vda"].netStart = c.index["web01/vda"].netStart.Add(-2 * time.Second)
+	c.progress(pipeline.Progress{Guest: "web01", Disk: "vda", Done: 500, Total: 1000, Network: 4 << 20})
+	c.done()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || lines[1] != "xen2kvm: web01/vda: 50% (500 B of 1000 B; network 4.0 MiB at 2.0 MiB/s)" {
+		t.Errorf("output:\n%s", buf.String())
+	}
+	var tty bytes.Buffer
+	c = newConsole(&tty)
+	c.tty = true
+	c.progress(pipeline.Progress{Guest: "g", Disk: "vda", Done: 0, Total: 1 << 20, Network: 1 << 20})
+	c.progress(pipeline.Progress{Guest: "g", Disk: "vda", Done: 1 << 20, Total: 1 << 20, Finish: true, Network: 3 << 20})
+	c.done()
+	if !strings.Contains(tty.String(), "network 3.0 MiB") {
+		t.Errorf("the bar does not show the network bytes:\n%q", tty.String())
 	}
 }

@@ -77,6 +77,9 @@ type Options struct {
 	Modern bool
 	// NoXM leaves xm off the PATH (xend not installed or not running).
 	NoXM bool
+	// Programs are more stand-in programs (name: script) put on the
+	// sessions' PATH, before the system's.
+	Programs map[string]string
 }
 
 // Server is a running sshd.
@@ -91,7 +94,9 @@ type Server struct {
 	ConfigDir string
 	// XMLog collects the argv of every xm call, one per line.
 	XMLog string
-	Dir   string
+	// BinDir is first on the sessions' PATH (xm and Options.Programs).
+	BinDir string
+	Dir    string
 
 	t      testing.TB
 	cmd    *exec.Cmd
@@ -111,7 +116,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, User: u.Username, Dir: dir, ConfigDir: filepath.Join(dir, "etc-xen"), XMLog: filepath.Join(dir, "xm.log"),
+	s := &Server{t: t, User: u.Username, Dir: dir, ConfigDir: filepath.Join(dir, "etc-xen"), XMLog: filepath.Join(dir, "xm.log"), BinDir: filepath.Join(dir, "bin"),
 		KeyPath: filepath.Join(dir, "id_rsa"), KnownHostsPath: filepath.Join(dir, "known_hosts"),
 		doms: map[string]*config.Domain{}, ids: map[string]int{}}
 	for _, d := range []string{s.ConfigDir, filepath.Join(dir, "bin"), filepath.Join(dir, "xm", "list-l"), filepath.Join(dir, "xm", "dryrun")} {
@@ -126,6 +131,9 @@ func Start(t testing.TB, opts Options) *Server {
 	s.SetGuests(opts.Guests)
 	if !opts.NoXM {
 		write(t, filepath.Join(dir, "bin", "xm"), []byte(strings.ReplaceAll(xmScript, "@DIR@", dir)), 0o755)
+	}
+	for name, script := range opts.Programs {
+		write(t, filepath.Join(dir, "bin", name), []byte(script), 0o755)
 	}
 	// sshd refuses to start without its privilege separation folder.
 	if _, err := os.Stat("/run/sshd"); os.IsNotExist(err) && os.Geteuid() == 0 {
