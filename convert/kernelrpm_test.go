@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/initrd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 // writeRPM writes a minimal RPM (v3 lead, empty signature header, a
@@ -204,5 +206,82 @@ func TestKernelRPMRefused(t *testing.T) {
 	os.WriteFile(bad, []byte("not an rpm"), 0o644)
 	if _, err := convert.MakePlan(g, root, d, convert.Options{KernelRPM: bad}); err == nil {
 		t.Error("a file that is not an RPM: no error")
+	}
+}
+
+// TestRPMDBScriptRuns runs the one-shot script the kernel-rpm rule leaves
+// in the guest, in a chroot with busybox and a stand-in rpm that records
+// its arguments: it registers the package with --justdb --nodeps, then
+// removes the package, its start links and itself. A failing rpm leaves
+// everything for the next boot.
+func TestRPMDBScriptRuns(t *testing.T) {
+	testutil.NeedRoot(t, "chroot needs root")
+	bb := testutil.NeedTool(t, "busybox")
+	for _, tc := range []struct {
+		name   string
+		rpmOK  bool
+		remove bool
+	}{{"registered", true, true}, {"rpm fails", false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, rootDir, _ := guestTree(t, "xenonly")
+			g, err := convert.Inspect(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rpm := kernelRPM(t, "kernel-PAE")
+			p, err := convert.MakePlan(g, root, &trees[treeIndex(t, "xenonly")].dom, convert.Options{KernelRPM: rpm})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Apply(root); err != nil {
+				t.Fatal(err)
+			}
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.MkdirAll(filepath.Join(rootDir, "bin"), 0o755))
+			must(os.MkdirAll(filepath.Join(rootDir, "var/log"), 0o755))
+			data, err := os.ReadFile(bb)
+			must(err)
+			must(os.WriteFile(filepath.Join(rootDir, "bin/busybox"), data, 0o755))
+			for _, a := range []string{"sh", "rm", "rmdir", "echo", "cat"} {
+				must(os.Symlink("busybox", filepath.Join(rootDir, "bin", a)))
+			}
+			status := "0"
+			if !tc.rpmOK {
+				status = "1"
+			}
+			// The stand-in rpm: -i records its arguments; -q and -qp
+			// answer as a database without the package would.
+			must(os.WriteFile(filepath.Join(rootDir, "bin/rpm"), []byte("#!/bin/sh\ncase \"$1\" in -i) echo \"$@\" >>/var/log/rpm-args; exit "+status+" ;; esac\nexit 1\n"), 0o755))
+			out, err := exec.Command("chroot", rootDir, "/bin/sh", "/etc/rc.d/init.d/xen2kvm-rpmdb", "start").CombinedOutput()
+			if err != nil {
+				t.Fatalf("script: %v\n%s", err, out)
+			}
+			args, _ := os.ReadFile(filepath.Join(rootDir, "var/log/rpm-args"))
+			if want := "-i --justdb --nodeps --noscripts --replacefiles /var/lib/xen2kvm/" + filepath.Base(rpm); strings.TrimSpace(string(args)) != want {
+				t.Errorf("rpm ran with %q, want %q", args, want)
+			}
+			left := []string{"var/lib/xen2kvm/" + filepath.Base(rpm), "etc/rc.d/init.d/xen2kvm-rpmdb", "etc/rc.d/rc3.d/S99xen2kvm-rpmdb"}
+			for _, f := range left {
+				_, err := os.Lstat(filepath.Join(rootDir, f))
+				if tc.remove && err == nil {
+					t.Errorf("/%s left after the registration", f)
+				}
+				if !tc.remove && err != nil {
+					t.Errorf("/%s removed although rpm failed: %v", f, err)
+				}
+			}
+			if _, err := os.Lstat(filepath.Join(rootDir, "etc/rc.d/rc3.d/S10network")); err != nil {
+				t.Errorf("another service's link went: %v", err)
+			}
+			log, _ := os.ReadFile(filepath.Join(rootDir, "var/log/xen2kvm-rpmdb.log"))
+			if tc.remove != strings.Contains(string(log), "registered") {
+				t.Errorf("log: %s", log)
+			}
+		})
 	}
 }

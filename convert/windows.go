@@ -51,6 +51,9 @@ type Windows struct {
 	Dirty      bool `json:"volume_dirty,omitempty"`
 	Hibernated bool `json:"hibernated,omitempty"`
 	LogPending bool `json:"hive_log_pending,omitempty"`
+	// SoftwareLogPending: the same for the SOFTWARE hive (product
+	// information unread).
+	SoftwareLogPending bool `json:"software_hive_log_pending,omitempty"`
 
 	configDir string // WINDOWS/system32/config, as spelt on the volume
 }
@@ -184,9 +187,12 @@ func InspectWindows(v *ntfs.Volume) (*Windows, error) {
 	if err := w.inspectSystem(sys); err != nil {
 		return nil, fmt.Errorf("reading the SYSTEM hive: %w", err)
 	}
-	if soft, err := w.readHive(v, "SOFTWARE"); err == nil {
+	switch soft, err := w.readHive(v, "SOFTWARE"); {
+	case err == nil:
 		w.inspectSoftware(soft)
-	} else if !errors.Is(err, ntfs.ErrNotFound) {
+	case errors.Is(err, hive.ErrDirty):
+		w.SoftwareLogPending = true
+	case !errors.Is(err, ntfs.ErrNotFound):
 		return nil, err
 	}
 	return w, nil
@@ -425,8 +431,12 @@ func (w *Windows) Blockers() []string {
 	if w.Dirty {
 		b = append(b, "the NTFS volume is dirty (Windows did not shut down cleanly): boot it on Xen and shut it down cleanly, or run chkdsk, first")
 	}
-	if w.LogPending {
-		b = append(b, "the SYSTEM hive's transaction log has not been applied (sequence numbers differ): boot Windows on Xen once and shut it down cleanly first")
+	if w.LogPending || w.SoftwareLogPending {
+		which := "SYSTEM"
+		if !w.LogPending {
+			which = "SOFTWARE"
+		}
+		b = append(b, "the "+which+" hive's transaction log has not been applied (sequence numbers differ): boot Windows on Xen once and shut it down cleanly first")
 	}
 	return b
 }
@@ -590,9 +600,14 @@ func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, d
 			return fmt.Errorf("%s changed since the plan: %s, planned %s", path, got[i], want[i])
 		}
 	}
-	after := h.Bytes()
+	return writeHive(f, dev, before, h.Bytes())
+}
+
+// writeHive writes the sectors of an edited hive that differ from before
+// into the hive file's own clusters.
+func writeHive(f *ntfs.File, dev io.WriterAt, before, after []byte) error {
 	if len(after) != len(before) {
-		return fmt.Errorf("%s: the edited hive is %d bytes, was %d", path, len(after), len(before))
+		return fmt.Errorf("%s: the edited hive is %d bytes, was %d", f.Path, len(after), len(before))
 	}
 	const sector = 512
 	for off := 0; off < len(after); off += sector {
@@ -605,6 +620,71 @@ func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, d
 		}
 	}
 	return nil
+}
+
+// RunOnceKey is the SOFTWARE key whose values Windows runs once, at the
+// next administrator logon.
+const RunOnceKey = `Microsoft\Windows\CurrentVersion\RunOnce`
+
+// ErrNoRunOnce: the SOFTWARE hive has no RunOnce key (xen2kvm adds values
+// but does not create keys).
+var ErrNoRunOnce = errors.New("the SOFTWARE hive has no RunOnce key")
+
+func encodeSZ(s string) []byte {
+	b := hive.EncodeMultiSZ([]string{s})
+	return b[:len(b)-2] // one NUL, not the list's two
+}
+
+// addRunOnce adds the RunOnce value to a parsed SOFTWARE hive.
+func addRunOnce(h *hive.Hive, name, command string) error {
+	k, err := h.Open(RunOnceKey)
+	if errors.Is(err, hive.ErrNotFound) {
+		return ErrNoRunOnce
+	}
+	if err != nil {
+		return err
+	}
+	return h.AddValue(k, name, hive.SZ, encodeSZ(command))
+}
+
+// PlanRunOnce checks that a RunOnce value name = command can be added to
+// the SOFTWARE hive in its free space, and returns the edit. It writes
+// nothing.
+func PlanRunOnce(w *Windows, v *ntfs.Volume, name, command string) (RegEdit, error) {
+	h, err := w.readHive(v, "SOFTWARE")
+	if err != nil {
+		return RegEdit{}, err
+	}
+	if err := addRunOnce(h, name, command); err != nil {
+		return RegEdit{}, fmt.Errorf("%s: %w", w.HivePath("SOFTWARE"), err)
+	}
+	return RegEdit{Hive: "SOFTWARE", Key: RunOnceKey, Value: name, Old: "(none)", New: command, Rule: "virtio-win",
+		Why: "runs the first-boot script that installs the virtio drivers, once, at the next administrator logon"}, nil
+}
+
+// ApplyRunOnce adds the RunOnce value to the SOFTWARE hive on the volume,
+// in place, writing only the hive file's changed sectors to dev.
+func ApplyRunOnce(w *Windows, v *ntfs.Volume, dev io.WriterAt, name, command string) error {
+	if b := w.Blockers(); len(b) > 0 {
+		return fmt.Errorf("windows: %s", strings.Join(b, "; "))
+	}
+	path := w.HivePath("SOFTWARE")
+	f, err := v.File(path)
+	if err != nil {
+		return fmt.Errorf("mapping %s: %w", path, err)
+	}
+	before, err := v.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	h, err := hive.Parse(before)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := addRunOnce(h, name, command); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return writeHive(f, dev, before, h.Bytes())
 }
 
 // Details are the inspection findings, one a line, for reports.

@@ -21,8 +21,9 @@ import (
 	"github.com/xen2kvm/xen2kvm/pipeline"
 )
 
-// TestCheckUncleanStop boots the converted example guest and gives it no
-// time to power off: QEMU is told to quit, the report says the guest was
+// TestCheckUncleanStop boots the converted example guest, proves its
+// network on a port nothing listens on (the guest's TCP reset, read from
+// QEMU's real packet capture), and gives it no time to power off: QEMU is told to quit, the report says the guest was
 // not cleanly stopped, and the drift is still read from the overlay, whose
 // root filesystem was left mounted (its journal replayed in memory). Reading
 // the drift again from the kept overlay gives the same files and writes
@@ -60,7 +61,7 @@ func TestCheckUncleanStop(t *testing.T) {
 	res, err := firstboot.Check(ctx, dom, firstboot.Options{
 		Boot: []kvmrun.Option{kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(8 * time.Minute),
 			kvmrun.WithShutdownGrace(time.Millisecond), kvmrun.WithSerialLog(filepath.Join(out, "serial.log"))},
-		NetCheckPort: -1, KeepOverlays: true, Dir: filepath.Join(out, "overlays"),
+		NetCheckPort: 2222, NetCheckTimeout: 20 * time.Second, KeepOverlays: true, Dir: filepath.Join(out, "overlays"),
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res.Report.Detail)
@@ -69,8 +70,8 @@ func TestCheckUncleanStop(t *testing.T) {
 	if b.Shutdown != kvmrun.ShutdownQuit || len(b.Warnings) == 0 || !strings.Contains(b.Warnings[0], "not cleanly unmounted") {
 		t.Errorf("shutdown %q, warnings %q: want quit and a warning", b.Shutdown, b.Warnings)
 	}
-	if b.Network != nil {
-		t.Errorf("network proof with --net-check-port 0: %+v", b.Network)
+	if n := b.Network; n == nil || !n.OK || n.Proof != kvmrun.ProofTCPReset || n.Port != 2222 || n.GuestIP != kvmrun.DefaultGuestIP {
+		t.Errorf("network proof on a closed port: %+v", n)
 	}
 	if b.Drift == nil || b.Drift.Error != "" || b.Drift.Flagged != 0 {
 		t.Fatalf("drift %+v", b.Drift)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/config"
@@ -46,6 +47,9 @@ type Options struct {
 	// NetCheckPort is the TCP port the guest listens on (22 when 0); a
 	// negative port turns the network proof off.
 	NetCheckPort int
+	// NetCheckTimeout bounds the network proof after the login prompt
+	// (kvmrun.DefaultNetCheckTimeout when 0).
+	NetCheckTimeout time.Duration
 	// MaxReboots bounds the guest's own reboots (DefaultMaxReboots when 0).
 	MaxReboots int
 	// Dir holds the overlays; a temporary folder when "". The overlays
@@ -147,7 +151,7 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 	opts := append([]kvmrun.Option{}, o.Boot...)
 	opts = append(opts, kvmrun.WithQEMUOptions(o.QEMU), kvmrun.WithSnapshot(snapshot), kvmrun.WithMaxReboots(maxReboots))
 	if o.NetCheckPort >= 0 {
-		nc := kvmrun.NetCheck{Port: o.NetCheckPort}
+		nc := kvmrun.NetCheck{Port: o.NetCheckPort, Timeout: o.NetCheckTimeout}
 		if !res.Net.DHCP {
 			nc.GuestIP, nc.Prefix, nc.Gateway = res.Net.IP, res.Net.Prefix, res.Net.Gateway
 		}

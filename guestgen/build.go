@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/4"
+const formatVersion = "guestgen/5"
 
 const stampName = ".guestgen-complete.json"
 
@@ -363,6 +363,9 @@ func plan(s Spec, id ids) (*diskPlan, error) {
 	p.Boot = p.Parts[0]
 	if s.DataDisk {
 		l.dataDev = "/dev/xvdb1"
+		if s.DataVG {
+			l.dataDev = "/dev/DataVG/data"
+		}
 	}
 	p.Layout = l
 	return p, nil
@@ -423,12 +426,15 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 		if err := installModules(rootDir, rel, mods); err != nil {
 			return nil, err
 		}
-		order, err := initrdModules(mods, rel, s.LVM)
+		order, err := initrdModules(mods, rel, s.LVM || s.DataVG)
 		if err != nil {
 			return nil, err
 		}
 		var initrd bytes.Buffer
-		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM, LVMFilter: s.LVMFilter, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
+		is := initrdSpec{Release: rel, Modules: order, LVM: s.LVM || s.DataVG, LVMFilter: s.LVMFilter, RootDev: p.Layout.rootDev, SwapDev: p.Layout.swapDev}
+		if s.DataVG {
+			is.ExtraVGs = []string{"DataVG"}
+		}
 		if err := buildInitrd(ctx, &initrd, is, b.in.busybox); err != nil {
 			return nil, err
 		}
@@ -460,8 +466,12 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 			return nil, err
 		}
 	}
-	if err := mkext3(ctx, img, ext3{Offset: p.Root.Offset, Size: p.Root.Size, Label: "/",
-		UUID: p.Layout.rootUUID, BlockSize: 4096, Tree: rootDir}); err != nil {
+	rootFS := ext3{Offset: p.Root.Offset, Size: p.Root.Size, Label: "/",
+		UUID: p.Layout.rootUUID, BlockSize: 4096, Tree: rootDir}
+	if s.RelabelLoop {
+		rootFS.Immutable = []string{".autorelabel"}
+	}
+	if err := mkext3(ctx, img, rootFS); err != nil {
 		return nil, err
 	}
 	if s.SELinuxLabels {
@@ -476,8 +486,12 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 
 	if s.DataDisk {
 		data := b.image(g, s.Name+"-data.img")
-		const size = 64 << 20
-		parts, err := cylinderPartitions(size, []int{0}, []byte{0x83})
+		size := int64(64 << 20)
+		typ := byte(0x83)
+		if s.DataVG {
+			size, typ = 100<<20, 0x8e // two 32 MiB extents
+		}
+		parts, err := cylinderPartitions(size, []int{0}, []byte{typ})
 		if err != nil {
 			return nil, err
 		}
@@ -490,7 +504,23 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 		if dt.err != nil {
 			return nil, dt.err
 		}
-		if err := mkext3(ctx, data, ext3{Offset: parts[0].Offset(), Size: parts[0].Bytes(), Label: "/data",
+		fsOff, fsSize := parts[0].Offset(), parts[0].Bytes()
+		if s.DataVG {
+			vg := dataVG(s, b.id, parts[0].Size)
+			area, err := vg.pvArea()
+			if err != nil {
+				return nil, err
+			}
+			if err := writeAt(data, parts[0].Offset(), area); err != nil {
+				return nil, err
+			}
+			off, sz, err := vg.lvOffset("data")
+			if err != nil {
+				return nil, err
+			}
+			fsOff, fsSize = parts[0].Offset()+off, sz
+		}
+		if err := mkext3(ctx, data, ext3{Offset: fsOff, Size: fsSize, Label: "/data",
 			UUID: b.id.uuid("data"), BlockSize: 4096, Tree: dt.root}); err != nil {
 			return nil, err
 		}
@@ -500,6 +530,15 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 }
 
 // buildHVM makes a Windows-style disk: one bootable NTFS partition.
+// dataVG is the data disk's volume group: one PV (xvdb1) of pvSectors,
+// one LV "data" over all its extents.
+func dataVG(s Spec, id ids, pvSectors uint64) *volumeGroup {
+	vg := &volumeGroup{Name: "DataVG", UUID: id.lvm("datavg"), PVUUID: id.lvm("datapv"), PVDevice: "/dev/xvdb1",
+		PVSectors: pvSectors, CreateHost: s.Name + ".localdomain", CreateTime: 1257000000}
+	vg.LVs = []logicalVolume{{"data", vg.peCount(), id.lvm("datalv")}}
+	return vg
+}
+
 func (b *builder) buildHVM(g *Guest) ([]xmDisk, error) {
 	s := b.spec
 	size := int64(s.DiskMiB) << 20

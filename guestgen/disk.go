@@ -121,6 +121,9 @@ type ext3 struct {
 	Label, UUID  string
 	BlockSize    int    // 0: mke2fs's choice
 	Tree         string // contents (mke2fs -d)
+	// Immutable files get the immutable flag (chattr +i): not even root
+	// can remove them.
+	Immutable []string
 }
 
 // mke2fsConf gives mke2fs the defaults of RHEL 5's e2fsprogs whatever the
@@ -161,8 +164,31 @@ func mkext3(ctx context.Context, img string, fs ext3) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("mke2fs %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
 	}
+	var script strings.Builder
+	for _, f := range fs.Immutable {
+		fmt.Fprintf(&script, "sif \"/%s\" flags 0x10\n", f) // EXT2_IMMUTABLE_FL
+	}
+	if script.Len() > 0 {
+		if err := debugfs(ctx, img, fs, "flags.debugfs", script.String()); err != nil {
+			return err
+		}
+	}
 	if os.Geteuid() != 0 {
 		return chownRoot(ctx, img, fs)
+	}
+	return nil
+}
+
+// debugfs runs a debugfs -w script on the filesystem fs in img.
+func debugfs(ctx context.Context, img string, fs ext3, name, script string) error {
+	cmdFile := filepath.Join(filepath.Dir(fs.Tree), name)
+	if err := os.WriteFile(cmdFile, []byte(script), 0o644); err != nil {
+		return err
+	}
+	target := fmt.Sprintf("%s?offset=%d", img, fs.Offset)
+	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", cmdFile, target)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("debugfs -w -f %s %s: %w: %s", cmdFile, target, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -185,16 +211,7 @@ func chownRoot(ctx context.Context, img string, fs ext3) error {
 	if err != nil {
 		return err
 	}
-	cmdFile := filepath.Join(filepath.Dir(fs.Tree), "chown.debugfs")
-	if err := os.WriteFile(cmdFile, []byte(script.String()), 0o644); err != nil {
-		return err
-	}
-	target := fmt.Sprintf("%s?offset=%d", img, fs.Offset)
-	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", cmdFile, target)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("debugfs -w -f %s %s: %w: %s", cmdFile, target, err, bytes.TrimSpace(out))
-	}
-	return nil
+	return debugfs(ctx, img, fs, "chown.debugfs", script.String())
 }
 
 // swapHeader is a version 1 Linux swap signature for a swap area of the

@@ -27,6 +27,17 @@
 // unconverted guest never reaches login: under KVM and a converted one
 // does.
 //
+// Their first boot behaves as a RHEL 5 guest's does, so the boot check's
+// first-boot proof has something to see: rc.sysinit rebuilds /etc/mtab,
+// saves the random seed and, finding /.autorelabel, relabels and reboots
+// once; kudzu (unless the conversion disabled it) moves ifcfg-eth0 aside
+// on the new network card; syslog writes /var/log/messages; the network script configures
+// ifcfg-eth0's static address or a DHCP lease; an sshd stand-in answers
+// on port 22 with a banner; acpid powers the guest off on the ACPI
+// button and init's runlevel 0 unmounts the filesystems cleanly. Spec
+// options add what goes wrong on real migrations: an ifcfg-eth0 naming
+// another MAC, a relabel that reboots forever.
+//
 // Build caches: a second call with the same spec finds the completion
 // stamp it writes last and returns at once. cmd/mkguest builds presets
 // from the command line.

@@ -37,16 +37,20 @@ type Spec struct {
 	// DataDisk adds a second disk, xvdb, with an ext3 filesystem mounted
 	// on /data.
 	DataDisk bool
+	// DataVG puts the data disk's /data on a logical volume, DataVG/data,
+	// whose PV is xvdb1 (the initrd activates it beside the root VG).
+	// Needs DataDisk.
+	DataVG bool
 	// DiskMiB is the size of the system disk (default 256).
 	DiskMiB int
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
 	MemoryMiB int
 	VCPUs     int
 
-	// First-boot behaviours (PV guests). Every guest runs acpid (powers
-	// off on the ACPI button), syslog, an sshd stand-in answering on
-	// SSHPort with a banner, and relabels and reboots once when it finds
-	// /.autorelabel, as RHEL 5 does.
+	// First-boot behaviours (PV guests). Every guest runs kudzu, acpid
+	// (powers off on the ACPI button), syslog, an sshd stand-in answering
+	// on SSHPort with a banner, and relabels and reboots once when it
+	// finds /.autorelabel, as RHEL 5 does.
 
 	// IPAddr gives eth0 a static address, "192.168.122.50/24" (with
 	// Gateway); empty means BOOTPROTO=dhcp.
@@ -54,18 +58,20 @@ type Spec struct {
 	Gateway string
 	// SSHPort is the port the sshd stand-in listens on (22 when 0).
 	SSHPort int
-	// Kudzu enables the kudzu stand-in (S05kudzu links): at a boot on a
-	// new network card it moves ifcfg-eth0 to ifcfg-eth0.bak and writes
-	// a DHCP configuration. Off, its script is installed but not linked,
-	// as after "chkconfig kudzu off" (xen2kvm's conversion has no kudzu
-	// rule yet; the RHEL rules add one).
-	Kudzu bool
-	// NICAlias is the driver modprobe.conf names for eth0 ("xennet" when
-	// empty). A driver the conversion does not know as Xen's (8139too)
-	// survives it, and the converted guest's network does not come up.
-	NICAlias string
-	// RelabelLoop leaves a /.autorelabel the relabel cannot remove (a
-	// folder), so the guest relabels and reboots at every boot.
+	// NoKudzu leaves the kudzu stand-in's start links out, as after
+	// "chkconfig kudzu off". With them (RHEL 5's default), at a boot on a
+	// new network card it moves ifcfg-eth0 to ifcfg-eth0.bak and writes a
+	// DHCP configuration, unless the conversion disabled it (its kudzu
+	// rule does).
+	NoKudzu bool
+	// IfcfgMAC is the HWADDR ifcfg-eth0 names (the vif's MAC when
+	// empty). Another address (a cloned guest whose vif got a new MAC)
+	// survives the conversion, and the network script ignores the NIC,
+	// as RHEL's does: login works, the network does not.
+	IfcfgMAC string
+	// RelabelLoop leaves a /.autorelabel the relabel cannot remove
+	// (immutable, chattr +i), so the guest relabels and reboots at every
+	// boot.
 	RelabelLoop bool
 }
 
@@ -75,15 +81,17 @@ var (
 	// xvda1, / on xvda2, swap on xvda3) with the kernel-xen entry as
 	// default and a non-Xen kernel installed.
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00, as real
-	// RHEL 5 guests are: an LVM filter that accepts only Xen disks,
-	// SELinux labels on every file, kernel-debug of the same version as
-	// kernel installed beside kernel-xen, and a static address on eth0.
+	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00 and a static
+	// address on eth0, as real RHEL 5 guests are: kudzu, an LVM filter
+	// that accepts only Xen disks, SELinux labels on every file, and
+	// kernel-debug of the same version as kernel installed beside
+	// kernel-xen.
 	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
 		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
 		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
-	// TwoDisks is CentOS5PV with a second disk (xvdb1 on /data).
-	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
+	// TwoDisks is CentOS5PV with a second disk whose volume group
+	// DataVG (PV xvdb1) holds /data.
+	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, DataVG: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// XenOnly has two Xen kernels and no other.
 	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
@@ -116,7 +124,6 @@ var ErrInvalidSpec = errors.New("invalid guest spec")
 var (
 	nameRe    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	releaseRe = regexp.MustCompile(`^[0-9][0-9a-zA-Z._-]*$`)
-	moduleRe  = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 )
 
 // IsXen tells whether a kernel release is a Xen kernel (kernel-xen's
@@ -152,6 +159,9 @@ func (s Spec) validate() error {
 	if s.LVMFilter && !s.LVM {
 		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
 	}
+	if s.DataVG && !s.DataDisk {
+		errs = append(errs, fmt.Errorf("a data volume group needs the data disk"))
+	}
 	seen := map[string]bool{}
 	for _, k := range s.Kernels {
 		if !releaseRe.MatchString(k) {
@@ -179,8 +189,10 @@ func (s Spec) validate() error {
 	if s.SSHPort < 0 || s.SSHPort > 65535 {
 		errs = append(errs, fmt.Errorf("SSH port %d out of range", s.SSHPort))
 	}
-	if s.NICAlias != "" && !moduleRe.MatchString(s.NICAlias) {
-		errs = append(errs, fmt.Errorf("NIC alias %q is not a module name", s.NICAlias))
+	if s.IfcfgMAC != "" {
+		if _, err := net.ParseMAC(s.IfcfgMAC); err != nil {
+			errs = append(errs, fmt.Errorf("IfcfgMAC %q is not a MAC address", s.IfcfgMAC))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrInvalidSpec, s.Name, err)

@@ -231,6 +231,10 @@ func TestBuildInvalid(t *testing.T) {
 		{Name: "hvmkernel", HVM: true, Kernels: []string{"2.6.18-164.el5"}},
 		{Name: "dup", Kernels: []string{"2.6.18-164.el5", "2.6.18-164.el5"}},
 		{Name: "tiny", DiskMiB: 10, Kernels: []string{"2.6.18-164.el5"}},
+		{Name: "badip", IPAddr: "192.168.1.5", Kernels: []string{"2.6.18-164.el5"}},
+		{Name: "badgw", IPAddr: "192.168.1.5/24", Gateway: "gw", Kernels: []string{"2.6.18-164.el5"}},
+		{Name: "badmac", IfcfgMAC: "00:16", Kernels: []string{"2.6.18-164.el5"}},
+		{Name: "badport", SSHPort: 70000, Kernels: []string{"2.6.18-164.el5"}},
 	} {
 		_, err := Build(context.Background(), t.TempDir(), s)
 		if !errors.Is(err, ErrInvalidSpec) {

@@ -20,8 +20,10 @@ type initrdSpec struct {
 	LVM     bool
 	// LVMFilter: the initrd's lvm.conf accepts only Xen disks.
 	LVMFilter bool
-	RootDev   string // mkrootdev's device
-	SwapDev   string // resume's device
+	// ExtraVGs are volume groups activated after the root's.
+	ExtraVGs []string
+	RootDev  string // mkrootdev's device
+	SwapDev  string // resume's device
 }
 
 // nashScript is the /init of a RHEL 5 mkinitrd initrd: proc, sys and /dev
@@ -44,9 +46,15 @@ func nashScript(s initrdSpec) string {
 	}
 	b.WriteString("echo Waiting for driver initialization.\nstabilized --hash --interval 250 /proc/scsi/scsi\nmkblkdevs\n")
 	if s.LVM {
-		vg := strings.Split(strings.TrimPrefix(s.RootDev, "/dev/"), "/")[0]
-		fmt.Fprintf(&b, "echo Scanning logical volumes\nlvm vgscan --ignorelockingfailure\n"+
-			"echo Activating logical volumes\nlvm vgchange -ay --ignorelockingfailure  %s\n", vg)
+		var vgs []string
+		if strings.Count(s.RootDev, "/") == 3 {
+			vgs = append(vgs, strings.Split(strings.TrimPrefix(s.RootDev, "/dev/"), "/")[0])
+		}
+		vgs = append(vgs, s.ExtraVGs...)
+		b.WriteString("echo Scanning logical volumes\nlvm vgscan --ignorelockingfailure\n")
+		for _, vg := range vgs {
+			fmt.Fprintf(&b, "echo Activating logical volumes\nlvm vgchange -ay --ignorelockingfailure  %s\n", vg)
+		}
 	}
 	fmt.Fprintf(&b, "resume %s\necho Creating root device.\nmkrootdev -t ext3 -o defaults,ro %s\n", s.SwapDev, s.RootDev)
 	b.WriteString("echo Mounting root filesystem.\nmount /sysroot\necho Setting up other filesystems.\nsetuproot\n" +

@@ -46,18 +46,46 @@ func TestTwoDisks(t *testing.T) {
 	if len(g.Images) != 2 || !strings.HasSuffix(g.Images[1], "centos5-2disks-data.img") {
 		t.Fatalf("images: %v", g.Images)
 	}
-	if out, err := exec.Command("e2fsck", "-fn", fsAt(g.Images[1], 63*512)).CombinedOutput(); err != nil {
-		t.Errorf("data disk: %v\n%s", err, out)
+	// /data is DataVG/data: its filesystem starts at the PV's first
+	// extent, after the LVM label and metadata.
+	vg := dataVG(TwoDisks, ids{TwoDisks.Name}, 0)
+	parts, err := cylinderPartitions(100<<20, []int{0}, []byte{0x8e})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := readGuestFile(t, g.Images[1], 63*512, "/README"); !strings.Contains(got, "xvdb1") {
+	vg.PVSectors = parts[0].Size
+	vg.LVs[0].Extents = vg.peCount()
+	lvOff, _, err := vg.lvOffset("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := parts[0].Offset() + lvOff
+	if out, err := exec.Command("e2fsck", "-fn", fsAt(g.Images[1], off)).CombinedOutput(); err != nil {
+		t.Errorf("data LV: %v\n%s", err, out)
+	}
+	if got := readGuestFile(t, g.Images[1], off, "/README"); !strings.Contains(got, "xvdb1") {
 		t.Errorf("data disk README: %q", got)
+	}
+	f, err := os.Open(g.Images[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	label := make([]byte, 32)
+	if _, err := f.ReadAt(label, parts[0].Offset()+512); err != nil || string(label[:8]) != "LABELONE" || string(label[24:32]) != "LVM2 001" {
+		t.Errorf("xvdb1 is no LVM2 PV: %q %v", label, err)
 	}
 	p, err := plan(TwoDisks.withDefaults(), ids{TwoDisks.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readGuestFile(t, g.Images[0], p.Root.Offset, "/etc/fstab"); !strings.Contains(got, "/dev/xvdb1              /data") {
-		t.Errorf("fstab does not mount xvdb1 on /data:\n%s", got)
+	if got := readGuestFile(t, g.Images[0], p.Root.Offset, "/etc/fstab"); !strings.Contains(got, "/dev/DataVG/data        /data") {
+		t.Errorf("fstab does not mount DataVG/data on /data:\n%s", got)
+	}
+	// The initrd activates DataVG as well as (here no) root VG.
+	initrd := dumpGuestFile(t, g.Images[0], p.Boot.Offset(), "/initrd-2.6.18-164.el5.img")
+	if init := run(t, "sh", "-c", "zcat "+initrd+" | cpio -i --quiet --to-stdout init"); !strings.Contains(init, "lvm vgchange -ay --ignorelockingfailure  DataVG") {
+		t.Errorf("the initrd does not activate DataVG:\n%s", init)
 	}
 }
 

@@ -144,7 +144,7 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	// The start (S) and stop (K) links chkconfig makes from each script's
 	// "# chkconfig: 2345 NN MM" line.
 	for _, lvl := range []string{"2", "3", "4", "5"} {
-		if s.Kudzu {
+		if !s.NoKudzu {
 			t.link("etc/rc.d/rc"+lvl+".d/S05kudzu", "../init.d/kudzu")
 		}
 		t.link("etc/rc.d/rc"+lvl+".d/S10network", "../init.d/network")
@@ -157,6 +157,7 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		t.link("etc/rc.d/rc"+lvl+".d/K44acpid", "../init.d/acpid")
 		t.link("etc/rc.d/rc"+lvl+".d/K88syslog", "../init.d/syslog")
 		t.link("etc/rc.d/rc"+lvl+".d/K90network", "../init.d/network")
+		t.link("etc/rc.d/rc"+lvl+".d/K95kudzu", "../init.d/kudzu")
 	}
 	t.link("etc/rc.d/rc0.d/S01halt", "../init.d/halt")
 	t.link("etc/rc.d/rc6.d/S01reboot", "../init.d/halt")
@@ -172,8 +173,9 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("var/lib/random-seed", 0o600, strings.Repeat("\x5a", 512))
 	t.file("var/log/messages", 0o600, "")
 	if s.RelabelLoop {
-		// A flag the relabel's rm -f cannot remove.
-		t.file(".autorelabel/.keep", 0o644, "")
+		// Made immutable when the filesystem is built: the relabel's
+		// rm -f cannot remove it.
+		t.file(".autorelabel", 0o644, "")
 	}
 	t.link("etc/rc.sysinit", "rc.d/rc.sysinit")
 	t.link("etc/rc", "rc.d/rc")
@@ -185,15 +187,15 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/fstab", 0o644, fstab(l))
 	t.file("etc/inittab", 0o644, inittab())
 	t.file("etc/securetty", 0o600, securetty())
-	nic := s.NICAlias
-	if nic == "" {
-		nic = "xennet"
-	}
-	t.file("etc/modprobe.conf", 0o644, "alias eth0 "+nic+"\nalias scsi_hostadapter xenblk\n")
+	t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
 	t.file("etc/sysconfig/kernel", 0o644, sysconfigKernel(s))
 	t.file("etc/sysconfig/grub", 0o644, "boot=/dev/xvda\nforcelba=0\n")
 	t.file("etc/sysconfig/network", 0o644, "NETWORKING=yes\nNETWORKING_IPV6=no\nHOSTNAME="+s.Name+".localdomain\n")
-	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, ifcfgEth0(s, l.mac))
+	ifmac := l.mac
+	if s.IfcfgMAC != "" {
+		ifmac = s.IfcfgMAC
+	}
+	t.file("etc/sysconfig/network-scripts/ifcfg-eth0", 0o644, ifcfgEth0(s, ifmac))
 	t.file("etc/sysconfig/network-scripts/ifcfg-lo", 0o644,
 		"DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nNETWORK=127.0.0.0\nBROADCAST=127.255.255.255\nONBOOT=yes\nNAME=loopback\n")
 	t.file("etc/selinux/config", 0o644, "SELINUX=enforcing\nSELINUXTYPE=targeted\n")

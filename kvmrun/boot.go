@@ -186,6 +186,13 @@ func Boot(ctx context.Context, dom *config.KVMDomain, opts ...Option) (*BootResu
 	qo.Accel = verdict.Accel
 	// Without WithMaxReboots a reboot during the check is a failure to see.
 	qo.NoReboot = s.reboots <= 0
+	if s.reboots > 0 && dom.OnReboot == "destroy" {
+		// The check follows the guest's own reboots whatever the domain
+		// does on a reboot later.
+		d := *dom
+		d.OnReboot = "restart"
+		dom = &d
+	}
 	qo.Snapshot = s.snapshot
 	res := &BootResult{Name: dom.Name, Accel: verdict}
 

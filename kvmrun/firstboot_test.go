@@ -28,7 +28,9 @@ func TestBootFollowsReboots(t *testing.T) {
 		argv := filepath.Join(dir, "argv")
 		scenario(t, map[string]string{"FAKEQEMU_SERIAL": "testdata/serial/rhel5-relabel-reboot.txt", "FAKEQEMU_AFTER": "run",
 			"FAKEQEMU_LINE_DELAY": "60ms", "FAKEQEMU_ARGV": argv})
-		res, err := Boot(context.Background(), testDomain(), WithQEMU(fakeQEMU), WithAccel(AccelTCG),
+		dom := testDomain()
+		dom.OnReboot = "destroy" // the check follows the reboot all the same
+		res, err := Boot(context.Background(), dom, WithQEMU(fakeQEMU), WithAccel(AccelTCG),
 			WithTimeout(30*time.Second), WithShutdownGrace(300*time.Millisecond), WithMaxReboots(3))
 		if err != nil {
 			t.Fatal(err)
@@ -218,7 +220,8 @@ func TestParsePcapAnswers(t *testing.T) {
 		{"arp reply for another address", [][]byte{arpFrame(guestMAC, 2, net.ParseIP("10.0.2.15"))}, guestAnswers{sent: 1}},
 		{"syn-ack on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, tcpSYN|tcpACK))},
 			guestAnswers{sent: 1, synAck: true, ips: []string{"192.168.122.50"}}},
-		{"rst on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, 0x14))}, guestAnswers{sent: 1, ips: []string{"192.168.122.50"}}},
+		{"rst on the port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(22, 0x14))}, guestAnswers{sent: 1, rst: true, ips: []string{"192.168.122.50"}}},
+		{"rst from another port", [][]byte{ipFrame(guestMAC, ip, 6, tcpSeg(80, 0x14))}, guestAnswers{sent: 1, ips: []string{"192.168.122.50"}}},
 		{"echo reply", [][]byte{ipFrame(guestMAC, ip, 1, []byte{0, 0, 0, 0})}, guestAnswers{sent: 1, icmp: true, ips: []string{"192.168.122.50"}}},
 		{"only the host talks", [][]byte{arpFrame(slirpMAC, 1, net.ParseIP("192.168.122.1")), ipFrame(slirpMAC, net.ParseIP("192.168.122.1"), 6, tcpSeg(22, tcpSYN|tcpACK))},
 			guestAnswers{}},
@@ -233,7 +236,7 @@ func TestParsePcapAnswers(t *testing.T) {
 				t.Fatalf("%d frames, want %d", len(frames), len(tc.frames))
 			}
 			got := answers(frames, guestMAC, ip, 22)
-			if got.sent != tc.want.sent || got.arp != tc.want.arp || got.icmp != tc.want.icmp || got.synAck != tc.want.synAck || !slices.Equal(got.ips, tc.want.ips) {
+			if got.sent != tc.want.sent || got.arp != tc.want.arp || got.icmp != tc.want.icmp || got.synAck != tc.want.synAck || got.rst != tc.want.rst || !slices.Equal(got.ips, tc.want.ips) {
 				t.Errorf("answers %+v, want %+v", got, tc.want)
 			}
 			// A capture cut inside its last record keeps the frames before.

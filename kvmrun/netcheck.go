@@ -45,9 +45,10 @@ const (
 
 // Network proofs, as NetProof.Method names them.
 const (
-	ProofTCP  = "tcp"  // the guest answered on the TCP port
-	ProofARP  = "arp"  // the guest answered ARP for its address
-	ProofICMP = "icmp" // the guest answered an ICMP echo
+	ProofTCP      = "tcp"     // the guest answered on the TCP port
+	ProofTCPReset = "tcp-rst" // nothing listens on the port, but the guest's stack reset the connection
+	ProofARP      = "arp"     // the guest answered ARP for its address
+	ProofICMP     = "icmp"    // the guest answered an ICMP echo
 )
 
 // NetProof is the outcome of a NetCheck.
@@ -192,6 +193,7 @@ func (p *netPlan) prove(ctx context.Context, vm *VM) *NetProof {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.hostPort))
 	deadline := time.Now().Add(p.check.Timeout)
 	var lastTCP string
+tries:
 	for attempt := 1; ; attempt++ {
 		banner, accepted, err := tryTCP(ctx, addr)
 		switch {
@@ -202,17 +204,23 @@ func (p *netPlan) prove(ctx context.Context, vm *VM) *NetProof {
 		case accepted:
 			// The user network accepts the host side at once; whether the
 			// guest accepted shows in the capture.
-			if a := p.captured(); a.synAck {
+			a := p.captured()
+			if a.synAck {
 				res.OK, res.Method = true, ProofTCP
 				res.Detail = fmt.Sprintf("TCP port %d of %s accepted the connection (SYN-ACK from the guest in the capture), sending nothing", p.check.Port, res.GuestIP)
 				return res
 			}
 			lastTCP = "closed without an answer"
+			if a.rst && attempt >= 3 {
+				// Nothing listens (yet): give a service still starting
+				// a few tries before settling for the reset.
+				break tries
+			}
 		case err != nil:
 			lastTCP = err.Error()
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || vm.exited() {
-			break
+			break tries
 		}
 		select {
 		case <-time.After(2 * time.Second):
@@ -222,6 +230,9 @@ func (p *netPlan) prove(ctx context.Context, vm *VM) *NetProof {
 	}
 	a := p.captured()
 	switch {
+	case a.rst:
+		res.OK, res.Method = true, ProofTCPReset
+		res.Detail = fmt.Sprintf("nothing listens on TCP port %d of %s, but the guest's network stack answered the connection with a reset (in the capture, %d frames from %s)", p.check.Port, res.GuestIP, a.sent, res.MAC)
 	case a.arp:
 		res.OK, res.Method = true, ProofARP
 		res.Detail = fmt.Sprintf("no TCP answer on port %d (%s), but the guest answered ARP for %s (%d frames from %s in the capture)", p.check.Port, lastTCP, res.GuestIP, a.sent, res.MAC)

@@ -32,6 +32,7 @@ type Frame struct {
 // TCP flags.
 const (
 	tcpSYN = 0x02
+	tcpRST = 0x04
 	tcpACK = 0x10
 )
 
@@ -116,6 +117,7 @@ type guestAnswers struct {
 	arp    bool
 	icmp   bool
 	synAck bool
+	rst    bool     // the guest reset a connection to the port: closed, but its stack answered
 	ips    []string // source addresses the guest used
 }
 
@@ -139,6 +141,8 @@ func answers(frames []Frame, mac net.HardwareAddr, ip net.IP, port int) guestAns
 			a.icmp = true
 		case f.Proto == 6 && fromIP && int(f.SrcPort) == port && f.TCPFlags&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
 			a.synAck = true
+		case f.Proto == 6 && fromIP && int(f.SrcPort) == port && f.TCPFlags&tcpRST != 0:
+			a.rst = true
 		}
 	}
 	return a

@@ -63,7 +63,7 @@ func Connect(ctx context.Context, uri string) (*Conn, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("connecting to %s: %w", uri, r.err)
+			return nil, &ConnectError{URI: uri, Err: r.err}
 		}
 		return &Conn{uri: uri, l: r.l}, nil
 	case <-ctx.Done():
@@ -74,6 +74,33 @@ func Connect(ctx context.Context, uri string) (*Conn, error) {
 		}()
 		return nil, fmt.Errorf("connecting to %s: %w", uri, ctx.Err())
 	}
+}
+
+// ConnectError is a destination that could not be reached.
+type ConnectError struct {
+	URI string
+	Err error
+}
+
+func (e *ConnectError) Error() string { return fmt.Sprintf("connecting to %s: %v", e.URI, e.Err) }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// Hint says what usually fixes it.
+func (e *ConnectError) Hint() string {
+	msg := e.Err.Error()
+	switch {
+	case strings.Contains(msg, "knownhosts: key is unknown"):
+		return "the host's SSH key is not in ~/.ssh/known_hosts: connect once with ssh to check and add it, or use qemu+libssh://...?known_hosts=FILE"
+	case strings.Contains(msg, "knownhosts: key mismatch"):
+		return "the host's SSH key is not the one ~/.ssh/known_hosts has for it: find out why before going on"
+	case strings.Contains(msg, "unable to authenticate"):
+		return "no SSH key was accepted: give one with ?keyfile=PATH, or load it into ssh-agent"
+	case strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "connection refused"):
+		return "is libvirtd (or virtqemud) running there? A socket elsewhere is given with ?socket=PATH"
+	case strings.Contains(msg, "permission denied"):
+		return "this user may not use that libvirt socket: run as root or as a member of the libvirt group"
+	}
+	return ""
 }
 
 // parseURI checks uri and fills in the local socket go-libvirt does not

@@ -59,9 +59,11 @@ func (e *ExistsError) Hint() string {
 
 // state is what the state volume NAME.xen2kvm-state records.
 type state struct {
-	Tool    string    `json:"tool"`
-	Guest   string    `json:"guest"`
-	Volumes []string  `json:"volumes"`
+	Tool    string   `json:"tool"`
+	Guest   string   `json:"guest"`
+	Volumes []string `json:"volumes"`
+	// Domain: the run was defining the domain (it may exist).
+	Domain  bool      `json:"domain,omitempty"`
 	Started time.Time `json:"started"`
 }
 
@@ -78,6 +80,7 @@ type Delivery struct {
 	vols    map[string]libvirt.StorageVol
 	files   map[string]*VolumeFile
 	created []string
+	names   []string // in the state volume
 
 	oldDomain bool // a domain of the name existed (Force)
 	defined   bool
@@ -113,18 +116,7 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	if exists {
-		switch {
-		case !plan.Force:
-			errs = append(errs, &ExistsError{URI: c.uri, Kind: "domain", Name: plan.Guest})
-		case running:
-			errs = append(errs, fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", plan.Guest, c.uri, ErrRunning))
-		}
-		d.oldDomain = true
-	}
-
-	// Volumes of an interrupted run are ours to replace.
+	// Volumes (and a domain) of an interrupted run are ours to replace.
 	var prev state
 	sv, svExists, err := c.lookupVolume(plan.Pool, StateVolume(plan.Guest))
 	if err != nil {
@@ -139,11 +131,31 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 			return nil, fmt.Errorf("volume %s in pool %s on %s is not xen2kvm's state of guest %s; delete it with virsh vol-delete if it is no one's", StateVolume(plan.Guest), plan.Pool, c.uri, plan.Guest)
 		}
 	}
+	var errs []error
+	if exists {
+		switch {
+		case running:
+			if plan.Force || prev.Domain {
+				errs = append(errs, fmt.Errorf("domain %s on %s: %w (shut it down before replacing it)", plan.Guest, c.uri, ErrRunning))
+			} else {
+				errs = append(errs, &ExistsError{URI: c.uri, Kind: "domain", Name: plan.Guest})
+			}
+		case !plan.Force && !prev.Domain:
+			errs = append(errs, &ExistsError{URI: c.uri, Kind: "domain", Name: plan.Guest})
+		}
+		d.oldDomain = true
+	}
 	var replace []string
+	var freed uint64 // what the volumes to replace give back
 	for _, v := range plan.Volumes {
-		_, ok, err := c.lookupVolume(plan.Pool, v.Name)
+		vol, ok, err := c.lookupVolume(plan.Pool, v.Name)
 		if err != nil {
 			return nil, err
+		}
+		if ok && (plan.Force || slices.Contains(prev.Volumes, v.Name)) {
+			if _, _, alloc, err := c.l.StorageVolGetInfo(vol); err == nil {
+				freed += alloc
+			}
 		}
 		switch {
 		case !ok:
@@ -160,8 +172,15 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if plan.Need > 0 && uint64(plan.Need) > pool.Available {
-		return nil, fmt.Errorf("pool %s on %s: %w: the guest needs %d MiB, %d MiB are available", plan.Pool, c.uri, ErrPoolFull, plan.Need>>20, pool.Available>>20)
+	if svExists {
+		// A run killed during its boot check also left the transient
+		// copy running and its overlays.
+		if err := c.removeBootLeftovers(plan.Pool, plan.Guest); err != nil {
+			return nil, err
+		}
+	}
+	if avail := pool.Available + freed; plan.Need > 0 && uint64(plan.Need) > avail {
+		return nil, fmt.Errorf("pool %s on %s: %w: the guest needs %d MiB, %d MiB are available", plan.Pool, c.uri, ErrPoolFull, plan.Need>>20, avail>>20)
 	}
 
 	// Record the volumes before creating them: a run killed from here on
@@ -172,7 +191,8 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 			names = append(names, v.Name)
 		}
 	}
-	if err := d.writeState(names); err != nil {
+	d.names = names
+	if err := d.writeState(false); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -230,9 +250,34 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 	return d, nil
 }
 
-// writeState (re)writes the state volume naming the volumes.
-func (d *Delivery) writeState(names []string) error {
-	b, err := json.Marshal(state{Tool: "xen2kvm", Guest: d.plan.Guest, Volumes: names, Started: time.Now().UTC()})
+// removeBootLeftovers destroys the boot check's transient copy of guest
+// and deletes its overlay volumes, when an interrupted run left them.
+func (c *Conn) removeBootLeftovers(pool, guest string) error {
+	if dom, err := c.l.DomainLookupByName(bootName(guest)); err == nil {
+		c.l.DomainDestroy(dom)
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return fmt.Errorf("storage pool %q on %s: %w", pool, c.uri, c.lost(err))
+	}
+	vols, _, err := c.l.StoragePoolListAllVolumes(p, 1, 0)
+	if err != nil {
+		return fmt.Errorf("listing pool %s on %s: %w", pool, c.uri, c.lost(err))
+	}
+	for _, v := range vols {
+		if strings.HasPrefix(v.Name, guest+"-") && strings.HasSuffix(v.Name, overlaySuffix) {
+			if err := c.deleteVolume(pool, v.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeState (re)writes the state volume naming the volumes, and
+// whether the domain is being defined.
+func (d *Delivery) writeState(domain bool) error {
+	b, err := json.Marshal(state{Tool: "xen2kvm", Guest: d.plan.Guest, Volumes: d.names, Domain: domain, Started: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -278,6 +323,11 @@ func (d *Delivery) Path(name string) (string, error) {
 // old one of the same name when the plan said Force, and starts it when
 // start is set.
 func (d *Delivery) Define(xml []byte, start bool) error {
+	// From here a killed run may leave a domain: the state says so, and
+	// the next run replaces it.
+	if err := d.writeState(true); err != nil {
+		return err
+	}
 	if d.oldDomain {
 		dom, exists, running, err := d.c.domainState(d.plan.Guest)
 		if err != nil {

@@ -93,6 +93,12 @@ func (d *Delivery) spec(name string) (VolumeSpec, bool) {
 	return VolumeSpec{}, false
 }
 
+// overlaySuffix ends the names of the boot check's overlay volumes.
+const overlaySuffix = ".xen2kvm-boot.qcow2"
+
+// bootName is the name of the boot check's transient copy of guest.
+func bootName(guest string) string { return guest + "-xen2kvm-boot" }
+
 // BootOptions configure Boot.
 type BootOptions struct {
 	// Expect is what the console must show; nil means a login prompt.
@@ -118,7 +124,7 @@ type BootError struct {
 }
 
 func (e *BootError) Error() string {
-	msg := fmt.Sprintf("%v on %s: %v", ErrBoot, e.URI, e.Err)
+	msg := fmt.Sprintf("the guest did not boot on %s: %v", e.URI, e.Err)
 	if e.Tail != "" {
 		msg += "\nlast console lines:\n" + e.Tail
 	}
@@ -127,13 +133,14 @@ func (e *BootError) Error() string {
 
 func (e *BootError) Unwrap() []error { return []error{ErrBoot, e.Err} }
 
-var loginPrompt = regexp.MustCompile(`(?m)login: *$|login:`)
+var loginPrompt = regexp.MustCompile(`login:`)
 
 // Boot proves the guest boots on the destination: a transient copy of
 // the domain (xml as DomainXML made it), named NAME-xen2kvm-boot, runs on
 // throw-away qcow2 overlays above the delivered volumes, without network
 // devices (the Xen guest may still be on the network with the same MAC),
-// until its serial console shows the expected text. The copy is then
+// until its serial console shows the expected text (across reboots of
+// the guest, such as an SELinux relabel's). The copy is then
 // destroyed and its overlays deleted; the delivered volumes are not
 // written.
 func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootResult, error) {
@@ -147,9 +154,12 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 	if err := x.Unmarshal(string(xml)); err != nil {
 		return nil, fmt.Errorf("reading the domain XML: %w", err)
 	}
-	x.Name = d.plan.Guest + "-xen2kvm-boot"
+	x.Name = bootName(d.plan.Guest)
 	x.UUID = ""
-	x.OnReboot, x.OnCrash = "destroy", "destroy"
+	// A first boot may reboot the guest (an SELinux relabel does): QEMU
+	// then resets it in place and the console stream goes on. A crash
+	// ends the proof.
+	x.OnReboot, x.OnCrash = "restart", "destroy"
 	var overlays []string
 	defer func() {
 		for _, n := range overlays {
@@ -172,7 +182,7 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 			if err != nil {
 				return nil, err
 			}
-			ov := d.plan.Guest + "-" + disk.Target.Dev + ".xen2kvm-boot.qcow2"
+			ov := d.plan.Guest + "-" + disk.Target.Dev + overlaySuffix
 			if err := d.c.deleteVolume(d.plan.Pool, ov); err != nil {
 				return nil, err
 			}
@@ -226,9 +236,9 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 		if err == nil {
 			err = errors.New("the console closed (the guest stopped)")
 		}
-		bootErr = fmt.Errorf("no %q on the console: %w", o.Expect, err)
+		bootErr = fmt.Errorf("no %s on the console: %w", what(o.Expect), err)
 	case <-timer.C:
-		bootErr = fmt.Errorf("no %q on the console within %s", o.Expect, o.Timeout)
+		bootErr = fmt.Errorf("no %s on the console within %s", what(o.Expect), o.Timeout)
 	case <-ctx.Done():
 		bootErr = ctx.Err()
 	}
@@ -241,6 +251,14 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 		return nil, &BootError{URI: d.c.uri, Err: bootErr, Tail: con.tail()}
 	}
 	return &BootResult{Seconds: time.Since(start).Seconds(), Match: match, Type: x.Type}, nil
+}
+
+// what names what the console should show.
+func what(re *regexp.Regexp) string {
+	if re == loginPrompt {
+		return "login prompt"
+	}
+	return fmt.Sprintf("match for %q", re)
 }
 
 // consoleWatch collects console output and reports the first match.

@@ -295,3 +295,62 @@ func TestDaemonKilled(t *testing.T) {
 		t.Errorf("qemu-img compare after the re-run: %v\n%s", err, out)
 	}
 }
+
+// minimalDomain is a domain XML with one disk, for Define.
+func minimalDomain(name string) []byte {
+	return []byte(`<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>` +
+		`<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/nonexistent'/><target dev='vda' bus='virtio'/></disk></devices></domain>`)
+}
+
+// TestRerunAfterDefine: a run killed after it defined the domain (before
+// it committed) left a domain and volumes that the next run, without
+// Force, recognises from the state volume and replaces; a domain that is
+// not xen2kvm's is still refused.
+func TestRerunAfterDefine(t *testing.T) {
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	src := sparseImage(t, 4, []int{0, 2})
+	img, err := diskimg.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	plan := libvirtdst.Plan{Guest: "r", Volumes: []libvirtdst.VolumeSpec{{Name: "r-vda.raw", Format: "raw", Capacity: img.Size()}}}
+	define := func(c *libvirtdst.Conn) *libvirtdst.Delivery {
+		t.Helper()
+		dl, err := deliver(t, c, img, plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := dl.DomainXML(minimalDomain("r"), libvirtdst.DomainOptions{Type: "qemu", Disks: map[string]string{"vda": "r-vda.raw"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dl.Define(x, false); err != nil {
+			t.Fatal(err)
+		}
+		return dl
+	}
+	c1, err := libvirtdst.Connect(context.Background(), d.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	define(c1)
+	c1.Close() // killed: neither Commit nor Abort
+
+	c2 := connect(t, d)
+	dl := define(c2)
+	if err := dl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "r" {
+		t.Errorf("domains: %q", l)
+	}
+	if vols := volumes(t, d, "default"); len(vols) != 1 {
+		t.Errorf("volumes: %v", vols)
+	}
+	// Committed: the domain is now a finished guest, refused without Force.
+	if _, err := c2.Begin(context.Background(), plan); !errors.Is(err, libvirtdst.ErrExists) {
+		t.Errorf("Begin over a finished guest: %v, want ErrExists", err)
+	}
+}

@@ -198,7 +198,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 	gopts := Options{
 		RunOptions: opts.RunOptions,
 		OutDir:     r.OutDir, Format: g.Format, DiskMap: g.DiskMap, Force: force,
-		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM,
+		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM, VirtioWin: g.VirtioWin,
 	}
 	// The guest's copy workers come from the batch's shared limit, and
 	// the batch's logger is for the batch's own events.

@@ -24,25 +24,32 @@ func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o 
 	if accel == "" {
 		accel = kvmrun.AccelAuto
 	}
+	var run []kvmrun.Option
+	// The runtime folder (kernel, initrd, QMP socket, network capture) is
+	// in the staging folder: a killed run leaves it where the next run
+	// removes it, not in $TMPDIR. Unless the QMP socket's path would be
+	// too long for a unix socket there: then kvmrun makes its own.
+	if rd := filepath.Join(dir, ".run"); len(filepath.Join(rd, "qmp.sock")) <= maxSocketPath {
+		run = append(run, kvmrun.WithDir(rd))
+	}
 	res, err := firstboot.Check(ctx, k, firstboot.Options{
-		Boot: []kvmrun.Option{
-			// The runtime folder (kernel, initrd, QMP socket) is in the
-			// staging folder: a killed run leaves it where the next run
-			// removes it, not in $TMPDIR.
-			kvmrun.WithDir(filepath.Join(dir, ".run")),
+		Boot: append(run,
 			kvmrun.WithAccel(accel),
 			kvmrun.WithTimeout(o.Timeout),
 			kvmrun.WithSerialLog(o.LogPath),
 			// The guest gets time to power off cleanly, so that what it
 			// wrote is on its disk when the drift is read.
-			kvmrun.WithShutdownGrace(60 * time.Second),
-		},
+			kvmrun.WithShutdownGrace(60*time.Second),
+		),
 		AllowDrift:   o.AllowDrift,
 		NetCheckPort: o.NetCheckPort,
 		Dir:          dir,
 	})
 	return res.Report, err
 }
+
+// maxSocketPath is the longest unix socket path Linux takes.
+const maxSocketPath = 107
 
 // closers closes several things in order.
 type closers []io.Closer

@@ -297,3 +297,115 @@ func TestE2EMigrateToKilled(t *testing.T) {
 		t.Errorf("qemu-img check: %v\n%s", err, b)
 	}
 }
+
+// TestE2EMigrateToBootFails: a boot check on the destination that fails
+// (here: it cannot reach the login prompt in 15 seconds) fails the
+// migration and leaves nothing there: no domain, no volume, no overlay.
+func TestE2EMigrateToBootFails(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	out := t.TempDir()
+	code, _, stderr := run(t, "migrate", g.Config, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "15s")
+	if code != 1 || !strings.Contains(stderr, "the guest did not boot on "+d.URI+": no login prompt on the console within 15s") {
+		t.Fatalf("exit %d, want 1 and the boot failure:\n%s", code, stderr)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
+		t.Errorf("domains left: %s", l)
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+		t.Errorf("volumes left: %v", v)
+	}
+	if _, err := os.Stat(filepath.Join(out, g.Name+".boot-failed.log")); err != nil {
+		t.Errorf("no console log kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err == nil {
+		t.Error("a report marks the failed guest as done")
+	}
+}
+
+// TestE2EMigrateToKilledDuringBoot kills xen2kvm while the boot check
+// runs on the destination: the re-run stops the transient copy the killed
+// run left, deletes its overlays and finishes the guest.
+func TestE2EMigrateToKilledDuringBoot(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	args := []string{"migrate", g.Config, "--to", d.URI, "-o", t.TempDir(), "--disk-map", diskMap(g)}
+	cmd := exec.Command(xen2kvm(t), append(args, "--boot-check", "--boot-timeout", "5m")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	boot := g.Name + "-xen2kvm-boot"
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		out, _ := d.VirshErr("list", "--name")
+		if strings.Contains(out, boot) {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatal("xen2kvm ended before its boot check started")
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the boot check's transient domain never appeared")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	if out := d.Virsh(t, "list", "--name"); !strings.Contains(out, boot) {
+		t.Fatalf("the transient copy died with xen2kvm (%q): nothing for the re-run to clean", out)
+	}
+	code, _, stderr := run(t, append(args, "--no-boot-check")...)
+	if code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", code, stderr)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
+		t.Errorf("domains after the re-run: %q, want only %s", l, g.Name)
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 3 {
+		t.Errorf("volumes after the re-run: %v", v)
+	}
+}
+
+// TestE2EBatchRerunKeepsForeignDomain: a batch guest refused because the
+// destination has a domain of its name is refused again when the batch
+// is re-run (a re-run replaces only what xen2kvm's own interrupted runs
+// left), and the domain that was there is untouched.
+func TestE2EBatchRerunKeepsForeignDomain(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "foreign.xml")
+	os.WriteFile(foreign, []byte(`<domain type='qemu'><name>`+g.Name+`</name><memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os></domain>`), 0o644)
+	d.Virsh(t, "define", foreign)
+	uuid := d.Virsh(t, "domuuid", g.Name)
+	manifest := filepath.Join(dir, "m.yaml")
+	yaml := "defaults:\n  output: " + filepath.Join(dir, "out") + "\n  boot_check: false\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: '" + d.URI + "'\nguests:\n  - config: " + g.Config + "\n"
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		code, stdout, _ := run(t, "batch", manifest, "--json")
+		if code != 1 || !strings.Contains(stdout, "domain "+g.Name+" already exists") {
+			t.Errorf("run %d: exit %d, want 1 and the guest refused:\n%s", i, code, stdout)
+		}
+	}
+	if d.Virsh(t, "domuuid", g.Name) != uuid {
+		t.Error("the batch re-run replaced the domain that was there")
+	}
+	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+		t.Errorf("volumes: %v", v)
+	}
+}

@@ -29,6 +29,8 @@ import (
 //	    output: /srv/kvm-db
 //	  - config: /srv/import/etc-xen/old01     # only Xen kernels installed:
 //	    kernel_rpm: rpms/kernel-2.6.18-419.el5.x86_64.rpm
+//	  - config: /srv/import/etc-xen/win2k8     # Windows: stage virtio-win
+//	    virtio_win: /srv/iso/virtio-win.iso
 //	  - config: ssh://root@xen01/web02        # read off the Xen host
 //	  - config: app03                         # with source_host: ssh://root@xen02,
 //	    source_host: ssh://root@xen02         # the same as ssh://root@xen02/app03
@@ -51,6 +53,9 @@ type GuestSpec struct {
 	DiskMap   []PathMap // in manifest order
 	BootCheck bool
 	KernelRPM string // absolute path, or ""
+	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
+	// guest (absolute path, or "").
+	VirtioWin string
 	// AllowDrift: flagged first-boot drift is a warning (allow_drift).
 	AllowDrift bool
 	// To are the libvirt URIs the guest may be delivered to (none: write
@@ -158,7 +163,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 			}
 			seen[key] = g.Line
 			m.Guests = append(m.Guests, GuestSpec{Config: f.config, Output: f.output, Format: f.format,
-				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, To: f.to, Pool: f.pool, Line: g.Line})
+				DiskMap: f.diskMap, BootCheck: f.bootCheck, AllowDrift: f.allowDrift, KernelRPM: f.kernelRPM, VirtioWin: f.virtioWin, To: f.to, Pool: f.pool, Line: g.Line})
 		}
 		if len(guests.Content) == 0 {
 			p.errorf(guests, "the guests list is empty")
@@ -172,6 +177,7 @@ func ParseManifest(data []byte, path string) (*Manifest, error) {
 
 type guestFields struct {
 	config, output, format, kernelRPM string
+	virtioWin                         string
 	sourceHost                        string // an ssh:// host URL
 	configNode                        *yaml.Node
 	diskMap                           []PathMap
@@ -237,6 +243,10 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 			} else if s, ok := p.str(k, v); ok {
 				f.kernelRPM = p.path(s)
 			}
+		case "virtio_win":
+			if s, ok := p.str(k, v); ok {
+				f.virtioWin = p.path(s)
+			}
 		case "to":
 			// One URI or a list of them.
 			f.to = nil
@@ -288,7 +298,7 @@ func (p *manifestParser) fields(n *yaml.Node, f *guestFields, guest bool) {
 				f.diskMap = append(f.diskMap, PathMap{Old: filepath.Clean(o.Value), New: p.path(nw.Value)})
 			}
 		default:
-			want := "output, format, disk_map, boot_check, to, pool, source_host or allow_drift"
+			want := "output, format, disk_map, boot_check, to, pool, source_host, allow_drift or virtio_win"
 			if guest {
 				want = "config, kernel_rpm, " + want
 			}

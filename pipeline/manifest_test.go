@@ -28,6 +28,7 @@ guests:
     disk_map:
       /var/lib/xen/images: /mnt/db
     kernel_rpm: rpms/kernel.rpm
+    virtio_win: iso/virtio-win.iso
 `), path)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +46,9 @@ guests:
 	g = m.Guests[1]
 	if g.Config != "/srv/etc-xen/db02" || g.Output != "/srv/kvm-db" || g.Format != "raw" || g.BootCheck || !g.AllowDrift || len(g.DiskMap) != 1 || g.DiskMap[0].New != "/mnt/db" || g.KernelRPM != filepath.Join(dir, "rpms/kernel.rpm") {
 		t.Errorf("guest 1: %+v", g)
+	}
+	if g.VirtioWin != filepath.Join(dir, "iso/virtio-win.iso") || m.Guests[0].VirtioWin != "" {
+		t.Errorf("virtio_win: %q, %q", m.Guests[0].VirtioWin, g.VirtioWin)
 	}
 }
 

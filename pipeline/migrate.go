@@ -240,7 +240,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	for i, dk := range m.disks {
 		devs[i] = dk.dev
 	}
-	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM})
+	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM, VirtioWin: m.opts.VirtioWin})
 	if err != nil {
 		return fmt.Errorf("inspecting %s: %w", d.Name, err)
 	}
@@ -363,9 +363,16 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 		dk.rep.Format = format
 		dk.rep.Output = dk.outName
 	}
+	// Disks xen2kvm adds (the virtio-win first-boot disk) are written
+	// into outDir under their own names.
+	for i := range k.Disks {
+		if kd := &k.Disks[i]; kd.Source == nil && kd.Device != "cdrom" && kd.Path != "" && !filepath.IsAbs(kd.Path) && outDir != "" {
+			kd.Path = filepath.Join(outDir, kd.Path)
+		}
+	}
 	// CD-ROM images are not copied; they move like the disks did.
 	for i := range k.Disks {
-		if kd := &k.Disks[i]; kd.Device == "cdrom" && kd.Path != "" {
+		if kd := &k.Disks[i]; kd.Device == "cdrom" && kd.Path != "" && kd.Source != nil {
 			kd.Path = config.MapPath(kd.Path, m.opts.DiskMap)
 		}
 	}
@@ -410,6 +417,9 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		}
 	}()
 	if err := m.copyDisks(ctx, stage, format); err != nil {
+		return err
+	}
+	if err := m.writeExtraImages(stage); err != nil {
 		return err
 	}
 
@@ -487,6 +497,9 @@ func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
 		if fi, err := os.Stat(p); err == nil {
 			srcInfo = append(srcInfo, fi)
 		}
+	}
+	for _, name := range m.conv.extraImageNames() {
+		copies[filepath.Clean(filepath.Join(m.rep.OutDir, name))] = true
 	}
 	var bad []string
 	used := map[string]string{}

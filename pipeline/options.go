@@ -71,8 +71,7 @@ type Options struct {
 	// DiskMap rewrites disk source paths that start with Old (whole path
 	// components) to start with New.
 	DiskMap []PathMap
-	// Force replaces a guest of the same name already in OutDir (and,
-	// with To, a domain and volumes of its name on the destination).
+	// Force replaces a guest of the same name already in OutDir.
 	Force bool
 
 	// To, when set, is a libvirt URI (qemu:///system,
@@ -84,6 +83,10 @@ type Options struct {
 	Pool string
 	// Start starts the domain on To once it is defined.
 	Start bool
+	// Replace replaces a domain and volumes of the guest's name on To
+	// (--force). What an interrupted earlier run left there is replaced
+	// without it: the run's state volume names it.
+	Replace bool
 	// Placement, when set, is recorded in the report as why To was picked.
 	Placement string
 
@@ -95,6 +98,11 @@ type Options struct {
 	// KernelRPM is a kernel RPM (kernel, kernel-PAE) to install into a
 	// guest that has only Xen kernels, so it can boot on KVM.
 	KernelRPM string
+	// VirtioWin is the virtio-win ISO or folder to stage for a Windows
+	// guest (--virtio-win): the ISO is attached as a CD-ROM and a small
+	// FAT disk with a first-boot script that installs viostor and netkvm
+	// is added, the script registered in the guest's RunOnce key.
+	VirtioWin string
 	// CopyRate is the throughput in bytes per second that dry-run copy
 	// time estimates assume; 0 means 200 MiB/s.
 	CopyRate float64

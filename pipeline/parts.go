@@ -98,6 +98,9 @@ type conversion struct {
 	windows *convert.Windows
 	// windowsSkip are the Windows rules left out.
 	windowsSkip map[string]bool
+	// virtioWin, when set, is the virtio-win driver set to stage: its ISO
+	// becomes a CD-ROM and a first-boot disk is written (extraImages).
+	virtioWin *virtioWinPlan
 	// plan is the converter's plan, which validation reads the output
 	// back against (SELinux labels of the files it wrote).
 	plan *convert.Plan
@@ -107,6 +110,7 @@ type conversion struct {
 type planOptions struct {
 	Skip      []string // rules left out
 	KernelRPM string   // a kernel RPM to install into a Xen-only guest
+	VirtioWin string   // the virtio-win ISO or folder to stage for a Windows guest
 }
 
 type bootOptions struct {

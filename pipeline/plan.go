@@ -55,6 +55,15 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 			return wc, nil
 		}
 		c.Warnings = append(c.Warnings, warnings...)
+		if len(warnings) > 0 && g == nil {
+			// An NTFS volume xen2kvm cannot read: most likely Windows
+			// all the same, which gets Windows' virtual hardware.
+			c.OSName = "windows"
+			c.Notes = append(c.Notes, "an NTFS volume was found but could not be read: the guest is taken for Windows (Cirrus VGA, RTC tick catch-up) without reading its registry")
+		}
+	}
+	if o.VirtioWin != "" {
+		c.Warnings = append(c.Warnings, "--virtio-win ignored: no Windows system volume found on the guest's disks")
 	}
 	var p *convert.Plan
 	if view != nil {

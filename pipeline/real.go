@@ -56,7 +56,14 @@ func (kvmTarget) Target(d *config.Domain, c *conversion) (*config.KVMDomain, err
 			o.OSVersion = "5.2" // no SOFTWARE hive: the older hardware is the safer guess
 		}
 	}
-	return config.ToKVM(d, o)
+	k, err := config.ToKVM(d, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := attachVirtioWin(k, c); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 func (kvmTarget) XML(k *config.KVMDomain) ([]byte, error) { return k.LibvirtXML() }

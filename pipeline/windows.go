@@ -3,12 +3,14 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/virtiowin"
 )
 
 // winDisks names the disks for convert.FindWindows.
@@ -76,7 +78,142 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	}
 	dev, vol := wv.Dev, wv.Volume
 	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, disabled) }
+	if o.VirtioWin != "" {
+		if err := planVirtioWin(c, wv, o.VirtioWin); err != nil {
+			return nil, warnings, err
+		}
+	}
 	return c, warnings, nil
+}
+
+// virtioWinPlan is the virtio-win staging of a Windows guest.
+type virtioWinPlan struct {
+	src     *virtiowin.Source
+	drivers *virtiowin.Drivers
+	// disk is the first-boot disk's file name in OUTDIR, set with the
+	// KVM domain.
+	disk string
+}
+
+// planVirtioWin checks the virtio-win set has the guest's drivers and
+// plans the RunOnce value that starts the first-boot script.
+func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error {
+	w := wv.Windows
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	src, err := virtiowin.Open(path)
+	if err != nil {
+		return err
+	}
+	drivers, err := src.Drivers(w.Version, w.Arch)
+	if err != nil {
+		src.Close()
+		return err
+	}
+	c.virtioWin = &virtioWinPlan{src: src, drivers: drivers}
+	prev := c.close
+	c.close = func() error {
+		err := src.Close()
+		if prev != nil {
+			err = errors.Join(prev(), err)
+		}
+		return err
+	}
+	e, err := convert.PlanRunOnce(w, wv.Volume, virtiowin.RunOnceName, virtiowin.RunOnceCommand)
+	if err != nil {
+		return fmt.Errorf("registering the virtio-win first-boot script: %w", err)
+	}
+	c.Edits = append(c.Edits, report.Edit{Path: w.HivePath("SOFTWARE"), Rule: e.Rule, Why: e.Why, Diff: e.String() + "\n"})
+	how := "the virtio-win ISO is attached as a CD-ROM"
+	if !src.ISO {
+		how = "the drivers are copied onto the first-boot disk"
+	}
+	c.Notes = append(c.Notes,
+		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s (%s) at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
+			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM, map[bool]string{true: "copied to %SystemRoot%\\xen2kvm and added to DevicePath, as Windows 2003 has no pnputil", false: "pnputil"}[w.Is2003()]),
+		"the guest keeps IDE for that first boot; afterwards shut it down, boot it once with a small extra virtio disk so that Windows binds viostor, then switch the system disk to virtio (libvirt <target bus='virtio'/>, QEMU if=virtio) and the NIC model to virtio, and remove the CD-ROM and the first-boot disk")
+	dev, vol, apply := wv.Dev, wv.Volume, c.apply
+	c.apply = func() error {
+		if err := apply(); err != nil {
+			return err
+		}
+		return convert.ApplyRunOnce(w, vol, dev, virtiowin.RunOnceName, virtiowin.RunOnceCommand)
+	}
+	return nil
+}
+
+// attachVirtioWin adds the virtio-win CD-ROM (an ISO) and the first-boot
+// disk to the KVM domain, on free IDE slots (an empty CD-ROM drive is
+// reused for the ISO).
+func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
+	vw := c.virtioWin
+	if vw == nil {
+		return nil
+	}
+	used := map[string]bool{}
+	for _, d := range k.Disks {
+		if d.Bus == "ide" {
+			used[d.Target] = true
+		}
+	}
+	free := func() string {
+		for _, t := range []string{"hdb", "hdc", "hdd", "hda"} {
+			if !used[t] {
+				used[t] = true
+				return t
+			}
+		}
+		return ""
+	}
+	if vw.src.ISO {
+		reused := false
+		for i := range k.Disks {
+			if d := &k.Disks[i]; d.Device == "cdrom" && d.Path == "" && d.Bus == "ide" {
+				d.Path, d.Format, d.ReadOnly, d.Source = vw.src.Path, "raw", true, nil
+				reused = true
+				break
+			}
+		}
+		if !reused {
+			t := free()
+			if t == "" {
+				return fmt.Errorf("%w: no IDE slot left for the virtio-win CD-ROM", config.ErrTooManyIDE)
+			}
+			k.Disks = append(k.Disks, config.KVMDisk{Path: vw.src.Path, Format: "raw", Target: t, Bus: "ide", Device: "cdrom", ReadOnly: true})
+		}
+	}
+	t := free()
+	if t == "" {
+		return fmt.Errorf("%w: no IDE slot left for the virtio-win first-boot disk", config.ErrTooManyIDE)
+	}
+	vw.disk = fmt.Sprintf("%s-%s.raw", k.Name, t)
+	k.Disks = append(k.Disks, config.KVMDisk{Path: vw.disk, Format: "raw", Target: t, Bus: "ide", Device: "disk"})
+	return nil
+}
+
+// extraImageNames are the files in OUTDIR that xen2kvm writes as disks
+// besides the copies of the guest's disks.
+func (c *conversion) extraImageNames() []string {
+	if c == nil || c.virtioWin == nil || c.virtioWin.disk == "" {
+		return nil
+	}
+	return []string{c.virtioWin.disk}
+}
+
+// writeExtraImages writes the virtio-win first-boot disk into the staging
+// folder.
+func (m *migration) writeExtraImages(stage *staging) error {
+	vw := m.conv.virtioWin
+	if vw == nil || vw.disk == "" {
+		return nil
+	}
+	if err := virtiowin.WriteDisk(stage.path(vw.disk), vw.src, vw.drivers); err != nil {
+		return fmt.Errorf("writing the virtio-win first-boot disk: %w", err)
+	}
+	stage.add(vw.disk)
+	m.log.Info("wrote the virtio-win first-boot disk", "guest", m.dom.Name, "file", vw.disk)
+	return nil
 }
 
 func ruleWhy(e convert.RegEdit) string {

@@ -278,3 +278,158 @@ func TestMigrateWindowsRefused(t *testing.T) {
 		})
 	}
 }
+
+// virtioWinTree writes a virtio-win-like folder for 2003 and 2008.
+func virtioWinTree(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "virtio-win")
+	for _, drv := range []string{"viostor", "NetKVM"} {
+		for _, o := range []string{"2k3", "2k8"} {
+			for _, a := range []string{"x86", "amd64"} {
+				d := filepath.Join(dir, drv, o, a)
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, strings.ToLower(drv)+".inf"), []byte("; "+drv+"\r\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return dir
+}
+
+// TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008) and a
+// folder (2003): the XML carries the CD-ROM and the first-boot disk, the
+// disk reads back with mtools and fsck.fat, and the SOFTWARE hive gained
+// exactly the RunOnce value (hivexregedit --export, hivexget).
+func TestMigrateWindowsVirtioWin(t *testing.T) {
+	for _, tc := range []struct {
+		spec guestgen.WindowsSpec
+		iso  bool
+	}{
+		{guestgen.WindowsSpec{Name: "w2k8v", Version: "2008", Arch: "x64", PV: "citrix"}, true},
+		{guestgen.WindowsSpec{Name: "w2k3v", Version: "2003", Arch: "x86", PV: "gplpv"}, false},
+	} {
+		t.Run(tc.spec.Name, func(t *testing.T) {
+			testutil.NeedTool(t, "mtype")
+			testutil.NeedTool(t, "fsck.fat")
+			g := wintest.Build(t, tc.spec)
+			sourcesUnchanged(t, g)
+			vw := virtioWinTree(t)
+			if tc.iso {
+				iso := filepath.Join(t.TempDir(), "virtio-win.iso")
+				testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, vw)
+				vw = iso
+			}
+			out := t.TempDir()
+			res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
+				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := strings.Join(res.Report.Notes, "\n")
+			if !strings.Contains(notes, "switch the system disk to virtio") || !strings.Contains(notes, "RunOnce") {
+				t.Errorf("notes:\n%s", notes)
+			}
+			name := tc.spec.Name
+			x, err := os.ReadFile(filepath.Join(out, name+".xml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fat := filepath.Join(out, name+"-hdb.raw")
+			for _, want := range []string{`<source file="` + fat + `">`, `<target dev="hdb" bus="ide">`} {
+				if !strings.Contains(string(x), want) {
+					t.Errorf("XML lacks %s:\n%s", want, x)
+				}
+			}
+			if tc.iso != strings.Contains(string(x), `<source file="`+vw+`">`) {
+				t.Errorf("ISO attached: want %v:\n%s", tc.iso, x)
+			}
+			if o, err := exec.Command("virt-xml-validate", filepath.Join(out, name+".xml"), "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate: %v\n%s", err, o)
+			}
+			sh, _ := os.ReadFile(filepath.Join(out, name+".sh"))
+			if !strings.Contains(string(sh), name+"-hdb.raw") {
+				t.Errorf("launch script does not attach the first-boot disk:\n%s", sh)
+			}
+			cmd := exec.Command("mtype", "-i", fat+"@@1048576", "::XEN2KVM/FIRSTBOOT.CMD")
+			cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+			script, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("mtype: %v\n%s", err, script)
+			}
+			want := "pnputil -i -a"
+			if tc.spec.Version == "2003" {
+				want = "DevicePath"
+			}
+			if !strings.Contains(string(script), want) {
+				t.Errorf("FIRSTBOOT.CMD lacks %q:\n%s", want, script)
+			}
+			fatImg, _ := os.ReadFile(fat)
+			part := writeTemp(t, "fat", fatImg[1<<20:])
+			if o, err := exec.Command("fsck.fat", "-n", part).CombinedOutput(); err != nil {
+				t.Errorf("fsck.fat -n: %v\n%s", err, o)
+			}
+
+			// SOFTWARE: exactly one value more, the RunOnce command.
+			_, srcVol, _ := rawVolume(t, g.Images[0])
+			_, outVol, _ := rawVolume(t, filepath.Join(out, name+"-hda.raw"))
+			src, err := ntfs.Open(&testutil.MemDev{B: srcVol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hp, err := src.RealPath("WINDOWS/system32/config/SOFTWARE")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := regValues(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
+			hv := writeTemp(t, "SOFTWARE", testutil.Run(t, "ntfscat", writeTemp(t, "out", outVol), hp))
+			after := regValues(t, hv)
+			key := `microsoft\windows\currentversion\runonce\xen2kvm-virtio-win`
+			if _, ok := after[key]; !ok {
+				t.Fatalf("no RunOnce value in the output's SOFTWARE hive")
+			}
+			delete(after, key)
+			if len(after) != len(before) {
+				t.Errorf("%d values after (besides RunOnce), %d before", len(after), len(before))
+			}
+			for k, v := range before {
+				if after[k] != v {
+					t.Errorf("SOFTWARE %s changed: %s -> %s", k, v, after[k])
+				}
+			}
+			got := strings.TrimSpace(string(testutil.Run(t, "hivexget", hv, `\Microsoft\Windows\CurrentVersion\RunOnce`, "xen2kvm-virtio-win")))
+			if !strings.HasPrefix(got, `cmd.exe /c for %d in (C D E`) || !strings.HasSuffix(got, `call %d:\XEN2KVM\FIRSTBOOT.CMD`) {
+				t.Errorf("RunOnce = %q", got)
+			}
+		})
+	}
+}
+
+// TestUnreadableNTFSTakenForWindows: guestgen's opaque HVM guest has an
+// NTFS boot sector and nothing behind it; the dry run warns that it cannot
+// read it and still gives the guest Windows' hardware.
+func TestUnreadableNTFSTakenForWindows(t *testing.T) {
+	g, err := guestgen.Build(context.Background(), t.TempDir(), guestgen.Windows2003HVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{RunOptions: pipeline.RunOptions{DryRun: true},
+		DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if !strings.Contains(strings.Join(r.Warnings, "\n"), "NTFS volume xen2kvm cannot read") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	for _, want := range []string{`<model type="cirrus">`, `<timer name="rtc" tickpolicy="catchup">`} {
+		if !strings.Contains(r.TargetXML, want) {
+			t.Errorf("XML lacks %s", want)
+		}
+	}
+	if len(r.Edits) != 0 {
+		t.Errorf("edits planned on an unreadable volume: %+v", r.Edits)
+	}
+}

@@ -215,3 +215,24 @@ func TestSourceHostRendering(t *testing.T) {
 		t.Errorf("JSON round trip: %+v", back.Host)
 	}
 }
+
+func TestWriteTextDestination(t *testing.T) {
+	g := sample()
+	g.Destination = &Destination{URI: "qemu+ssh://root@kvm01/system", Pool: "images", DomainType: "kvm",
+		Volumes: []string{"web01-vda.qcow2"}, Recovered: []string{"web01-vda.qcow2"}, Defined: true,
+		Placement: "placed on qemu+ssh://root@kvm01/system: most free memory"}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Delivered to qemu+ssh://root@kvm01/system, pool images (domain type kvm), defined\n",
+		"  volumes: web01-vda.qcow2\n",
+		"  replaced what an interrupted run left: web01-vda.qcow2\n",
+		"  placed on qemu+ssh://root@kvm01/system: most free memory\n",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -168,6 +168,27 @@ func writeGuestText(w *errWriter, g *Guest) {
 		}
 		writeBootText(w, b)
 	}
+	if d := g.Destination; d != nil {
+		w.printf("\nDelivered to %s, pool %s (domain type %s)", d.URI, d.Pool, orDash(d.DomainType))
+		switch {
+		case d.Started:
+			w.printf(", defined and started\n")
+		case d.Defined:
+			w.printf(", defined\n")
+		default:
+			w.printf(", not defined\n")
+		}
+		w.printf("  volumes: %s\n", strings.Join(d.Volumes, ", "))
+		if len(d.Recovered) > 0 {
+			w.printf("  replaced what an interrupted run left: %s\n", strings.Join(d.Recovered, ", "))
+		}
+		if len(d.Replaced) > 0 {
+			w.printf("  replaced (--force): %s\n", strings.Join(d.Replaced, ", "))
+		}
+		if d.Placement != "" {
+			w.printf("  %s\n", d.Placement)
+		}
+	}
 	if len(g.Files) > 0 {
 		w.printf("\nWritten to %s:\n", g.OutDir)
 		for _, f := range g.Files {

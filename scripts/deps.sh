@@ -13,7 +13,9 @@ XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-
 # Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
 # and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
 # hivexget reads them back.
-XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl)
+# virtio-win staging: mtools and dosfstools (fsck.fat) read back the FAT
+# first-boot disk, genisoimage makes a virtio-win-like ISO.
+XEN2KVM_DEBS+=(ntfs-3g libhivex-bin libwin-hivex-perl mtools dosfstools genisoimage)
 # openssh-server (internal/testsshd runs its sshd as a stand-in Xen host for
 # the ssh:// source tests) and openssh-client (the fixture's Exec, bench/ssh.sh).
 XEN2KVM_DEBS+=(openssh-server openssh-client)

@@ -176,6 +176,10 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 		}
 		return err
 	}
+	if dom.OS == "windows" && !cmd.Flags().Changed("expect") {
+		return withHint(fmt.Errorf("%s: a Windows guest prints no login prompt on its serial console, so booting it cannot prove it works", xmlPath),
+			"start it with its launch script or virsh and look at its display; --expect REGEX boots it anyway and waits for REGEX on COM1")
+	}
 	serialLog := f.serialLog
 	if serialLog == "" {
 		serialLog = filepath.Join(filepath.Dir(xmlPath), dom.Name+".boot.log")
@@ -216,7 +220,9 @@ func runBoot(cmd *cobra.Command, arg string, f bootFlags) error {
 	var res *kvmrun.BootResult
 	var fb *report.Boot
 	if f.noSnapshot {
-		res, err = kvmrun.Boot(cmd.Context(), dom, opts...)
+		// The guest writes its own images: no overlay to read back, but
+		// its own reboots (a relabel) are followed all the same.
+		res, err = kvmrun.Boot(cmd.Context(), dom, append(opts, kvmrun.WithMaxReboots(firstboot.DefaultMaxReboots))...)
 	} else {
 		var fr *firstboot.Result
 		fr, err = firstboot.Check(cmd.Context(), dom, firstboot.Options{

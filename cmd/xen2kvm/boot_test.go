@@ -280,3 +280,27 @@ func TestBootRemovesKilledRunsFolders(t *testing.T) {
 		t.Errorf("$TMPDIR holds %v, want only the kept folder", ents)
 	}
 }
+
+// TestBootCommandWindows: a Windows guest has no login prompt to wait
+// for, and boot says so instead of timing out.
+func TestBootCommandWindows(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "w2k3-hda.raw")
+	os.WriteFile(img, nil, 0o644)
+	k := &config.KVMDomain{
+		Name: "w2k3", MemoryMiB: 256, MaxMemoryMiB: 256, VCPUs: 1, MaxVCPUs: 1, Machine: "pc", OS: "windows",
+		ACPI: true, APIC: true, Localtime: true, Video: "cirrus",
+		Disks: []config.KVMDisk{{Path: img, Format: "raw", Target: "hda", Bus: "ide", Device: "disk"}},
+	}
+	x, err := k.LibvirtXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w2k3.xml"), x, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "boot", dir, "--qemu", "/nonexistent/qemu")
+	if code != exitFail || !strings.Contains(stderr, "prints no login prompt") || !strings.Contains(stderr, "hint:") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}

@@ -98,6 +98,7 @@ func newMigrateCommand() *cobra.Command {
 		force       bool
 		workers     int
 		kernelRPM   string
+		virtioWin   string
 		dest        destFlags
 	)
 	cmd := &cobra.Command{
@@ -155,7 +156,18 @@ password prompt and host key checks are as for xen2kvm inspect.
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
-the target libvirt XML, warnings and blockers.`,
+the target libvirt XML, warnings and blockers.
+
+--to URI delivers the guest into libvirt on a KVM host instead
+(qemu:///system, qemu+ssh://root@kvm01/system, qemu+tcp://HOST/system):
+each disk is streamed from the copy engine into a new volume of --pool
+(no local image), a throw-away copy of the guest boots there on overlays
+until its console shows the login prompt, and the domain is defined with
+its disks as the pool's volumes (type kvm, or qemu when the host has no
+KVM); --start starts it. OUTDIR (default .) gets NAME.xml and the report.
+A domain or volume of the guest's name there is refused unless --force;
+on a failure the volumes and domain the run made are deleted, and after a
+killed run the next one replaces what it left.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
@@ -169,8 +181,14 @@ the target libvirt XML, warnings and blockers.`,
   # A guest with only Xen kernels: give it a kernel that boots on KVM:
   xen2kvm migrate /etc/xen/old01 -o /srv/kvm/old01 --kernel-rpm kernel-2.6.18-419.el5.x86_64.rpm
 
+  # A Windows guest, with the virtio drivers staged for after the move:
+  xen2kvm migrate /etc/xen/win2k8 -o /srv/kvm/win2k8 --virtio-win /srv/iso/virtio-win.iso
+
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
+
+  # Deliver straight into the default pool of a KVM host and start it:
+  xen2kvm migrate /etc/xen/web01 --to qemu+ssh://root@kvm01/system --start
 
   # Run the result:
   /srv/kvm/web01/web01.sh -display none      # or: virsh define /srv/kvm/web01/web01.xml`,
@@ -201,8 +219,8 @@ the target libvirt XML, warnings and blockers.`,
 			con := newConsole(cmd.ErrOrStderr())
 			opts := pipeline.Options{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
-				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM,
-				To: dest.to, Pool: dest.pool, Start: dest.start,
+				OutDir:     out, Format: format, DiskMap: maps, Force: force, KernelRPM: kernelRPM, VirtioWin: virtioWin,
+				To: dest.to, Pool: dest.pool, Start: dest.start, Replace: force,
 			}
 			switch {
 			case bootCheck:
@@ -228,9 +246,10 @@ the target libvirt XML, warnings and blockers.`,
 	fl.StringArrayVar(&diskMaps, "disk-map", nil, "rewrite disk paths starting with `OLD=NEW` prefix OLD to start with NEW (repeatable)")
 	fl.BoolVar(&bootCheck, "boot-check", false, "boot the result and wait for its login prompt; fail when QEMU is missing")
 	fl.BoolVar(&noBootCheck, "no-boot-check", false, "do not boot the result (default: boot it when QEMU is installed)")
-	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it")
+	fl.BoolVar(&force, "force", false, "replace the guest if OUTDIR already holds it (with --to: a domain and volumes of its name there, unless the domain runs)")
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
+	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH` (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm, run once through RunOnce)")
 	dest.add(cmd)
 	f.add(cmd)
 	return cmd

@@ -4,7 +4,9 @@
 // the tests do not run as root), with its socket, configuration, state
 // and cache in a temporary folder and its storage pools there too. The
 // daemon and every QEMU it started are stopped when the test ends,
-// whatever happens; the daemon also dies with the test binary.
+// whatever happens; the daemon also dies with the test binary, and when
+// the binary dies without running its cleanups (go test's timeout panics)
+// the next Start reaps the QEMUs and folder it left.
 //
 //	d := testlibvirtd.Start(t)
 //	d.DirPool(t, "default")
@@ -69,11 +71,17 @@ func Start(t testing.TB) *Daemon {
 		d.UID, _ = strconv.Atoi(u.Uid)
 		d.GID, _ = strconv.Atoi(u.Gid)
 	}
-	dir, err := os.MkdirTemp("", "xen2kvm-libvirtd-")
+	reapOrphans()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.Dir = dir
+	// Who owns the folder: a test binary that dies without its cleanups
+	// (a test timeout panics) leaves it to the next Start to reap.
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { d.stop(t) })
 	for _, sub := range []string{"run", "config/libvirt", "cache", "home", "pools"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -104,6 +112,61 @@ func Start(t testing.TB) *Daemon {
 	}
 	d.Restart(t)
 	return d
+}
+
+const dirPrefix = "xen2kvm-libvirtd-"
+
+// reapOrphans stops what daemons of test binaries that died without
+// their cleanups left behind (libvirtd itself dies with its test binary;
+// the QEMUs it started do not), unmounts their pools and removes their
+// folders.
+func reapOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 || syscall.Kill(pid, 0) == nil {
+			continue // its test binary still runs
+		}
+		for _, p := range pidFiles(dir) {
+			killIf(p, "qemu")
+		}
+		killIf(filepath.Join(dir, "run", "libvirt", "libvirtd.pid"), "libvirtd")
+		if mounts, err := os.ReadFile("/proc/mounts"); err == nil {
+			for _, l := range strings.Split(string(mounts), "\n") {
+				if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+					exec.Command("umount", f[1]).Run()
+				}
+			}
+		}
+		os.RemoveAll(dir)
+	}
+}
+
+// pidFiles are the pid files of the QEMUs a daemon in dir started.
+func pidFiles(dir string) []string {
+	a, _ := filepath.Glob(filepath.Join(dir, "run", "libvirt", "qemu", "run", "*.pid"))
+	b, _ := filepath.Glob(filepath.Join(dir, "config", "libvirt", "qemu", "run", "*.pid"))
+	return append(a, b...)
+}
+
+// killIf kills the process a pid file names when its command starts
+// with comm (a pid file can outlive its process, and the pid be reused).
+func killIf(pidFile, comm string) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.HasPrefix(string(c), comm) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // lookupOrCreate returns the user, creating it as a system user with no
@@ -259,20 +322,8 @@ func (d *Daemon) stop(t testing.TB) {
 		}
 	}
 	// QEMU processes survive a killed daemon: their pid files say which.
-	pids, _ := filepath.Glob(filepath.Join(d.Dir, "run", "libvirt", "qemu", "run", "*.pid"))
-	more, _ := filepath.Glob(filepath.Join(d.Dir, "config", "libvirt", "qemu", "run", "*.pid"))
-	for _, f := range append(pids, more...) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 1 {
-			continue
-		}
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.HasPrefix(string(comm), "qemu") {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+	for _, f := range pidFiles(d.Dir) {
+		killIf(f, "qemu")
 	}
 	if d.cmd != nil {
 		d.cmd.Process.Signal(syscall.SIGTERM)

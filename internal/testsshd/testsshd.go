@@ -169,7 +169,9 @@ func Start(t testing.TB, opts Options) *Server {
 		s.log = &syncBuffer{}
 		s.cmd = exec.Command(sshd, "-D", "-e", "-f", cfgPath)
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Pdeathsig: a test binary killed by its -timeout panic runs no
+		// Cleanup; sshd must not outlive it.
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := s.cmd.Start(); err != nil {
 			t.Fatalf("starting sshd: %v", err)
 		}

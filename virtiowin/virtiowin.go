@@ -1,0 +1,417 @@
+// Package virtiowin stages the virtio drivers for a migrated Windows guest
+// without a helper VM: it reads the virtio-win driver set (the ISO or a
+// folder), finds the viostor and NetKVM drivers for the guest's Windows
+// version and architecture, and writes a small FAT32 disk (with
+// github.com/diskfs/go-diskfs) holding a first-boot script that installs
+// them. The script is meant to be registered in the guest's RunOnce key.
+//
+//	src, err := virtiowin.Open("/srv/iso/virtio-win.iso")
+//	drv, err := src.Drivers("6.0", "AMD64")
+//	err = virtiowin.WriteDisk("/srv/kvm/w2k8-hdd.raw", src, drv)
+package virtiowin
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotVirtioWin: the path is neither an ISO nor a folder holding
+	// viostor and NetKVM.
+	ErrNotVirtioWin = errors.New("not a virtio-win driver set")
+	// ErrNoDrivers: the set has no driver for the guest's Windows.
+	ErrNoDrivers = errors.New("no virtio driver for this Windows")
+)
+
+// Source is an opened virtio-win driver set.
+type Source struct {
+	Path string
+	// ISO tells an ISO image (attached to the guest as a CD-ROM); a
+	// folder's drivers are copied onto the first-boot disk instead.
+	ISO  bool
+	fsys fs.FS
+	f    *os.File
+}
+
+// Open opens a virtio-win ISO or folder and checks that it has the
+// viostor and NetKVM folders.
+func Open(p string) (*Source, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("virtio-win %s: %w", p, err)
+	}
+	s := &Source{Path: p}
+	if fi.IsDir() {
+		s.fsys = os.DirFS(p)
+	} else {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("virtio-win %s: %w", p, err)
+		}
+		iso, err := iso9660.Read(file.New(f, true), fi.Size(), 0, 2048)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("virtio-win %s: %w: not an ISO 9660 image (%v)", p, ErrNotVirtioWin, err)
+		}
+		s.ISO, s.fsys, s.f = true, iso, f
+	}
+	for _, d := range []string{"viostor", "NetKVM"} {
+		if _, err := s.find(".", d); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("virtio-win %s: %w: no %s folder", p, ErrNotVirtioWin, d)
+		}
+	}
+	return s, nil
+}
+
+// Close releases the ISO.
+func (s *Source) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// find returns the entry of dir whose name equals name, ignoring case
+// (ISO 9660 names may be upper case).
+func (s *Source) find(dir, name string) (string, error) {
+	ents, err := fs.ReadDir(s.fsys, dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if strings.EqualFold(e.Name(), name) && e.IsDir() {
+			return path.Join(dir, e.Name()), nil
+		}
+	}
+	return "", fs.ErrNotExist
+}
+
+// Drivers are the folders (in the driver set, slash-separated) of the
+// drivers for one Windows.
+type Drivers struct {
+	Version string // the guest's CurrentVersion: 5.2, 6.0
+	Viostor string // viostor/2k8/amd64
+	NetKVM  string // NetKVM/2k8/amd64
+}
+
+// Drivers finds viostor and NetKVM for a Windows version (CurrentVersion
+// "5.2" is Server 2003, "6.0" Server 2008) and architecture ("x86",
+// "AMD64"). The OS folders are named as virtio-win has named them over
+// time (2k3 or wnet, 2k8 or wlh).
+func (s *Source) Drivers(version, arch string) (*Drivers, error) {
+	var oses []string
+	switch version {
+	case "5.2":
+		oses = []string{"2k3", "wnet"}
+	case "6.0":
+		oses = []string{"2k8", "wlh"}
+	default:
+		return nil, fmt.Errorf("%w: Windows version %q", ErrNoDrivers, version)
+	}
+	arches := []string{"x86", "i386"}
+	if strings.EqualFold(arch, "AMD64") {
+		arches = []string{"amd64", "x64"}
+	}
+	d := &Drivers{Version: version}
+	for _, drv := range []struct {
+		name string
+		to   *string
+	}{{"viostor", &d.Viostor}, {"NetKVM", &d.NetKVM}} {
+		top, err := s.find(".", drv.name)
+		if err != nil {
+			return nil, err
+		}
+	search:
+		for _, o := range oses {
+			od, err := s.find(top, o)
+			if err != nil {
+				continue
+			}
+			for _, a := range arches {
+				ad, err := s.find(od, a)
+				if err != nil {
+					continue
+				}
+				if s.hasINF(ad) {
+					*drv.to = ad
+					break search
+				}
+			}
+		}
+		if *drv.to == "" {
+			return nil, fmt.Errorf("virtio-win %s: %w: no %s for Windows %s %s (looked for %s/{%s}/{%s} with an .inf)",
+				s.Path, ErrNoDrivers, drv.name, version, arch, top, strings.Join(oses, ","), strings.Join(arches, ","))
+		}
+	}
+	return d, nil
+}
+
+func (s *Source) hasINF(dir string) bool {
+	ents, err := fs.ReadDir(s.fsys, dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(strings.ToLower(e.Name()), ".inf") {
+			return true
+		}
+	}
+	return false
+}
+
+// Label is the first-boot disk's volume label; ScriptPath the script on
+// it.
+const (
+	Label      = "XEN2KVM"
+	ScriptPath = `XEN2KVM\FIRSTBOOT.CMD`
+)
+
+// RunOnceName and RunOnceCommand are the RunOnce value that starts the
+// script at the next administrator logon, wherever Windows mounted the
+// disk.
+const (
+	RunOnceName    = "xen2kvm-virtio-win"
+	RunOnceCommand = `cmd.exe /c for %d in (C D E F G H I J K L M N O P Q R S T U V W X Y Z) do @if exist %d:\` + ScriptPath + ` call %d:\` + ScriptPath
+)
+
+func win(p string) string { return strings.ReplaceAll(p, "/", `\`) }
+
+// Script is the first-boot script for the drivers. It finds the drivers
+// on the virtio-win CD-ROM or, for a folder, on the first-boot disk, and
+// logs to %SystemRoot%\xen2kvm-virtio.log. Windows 2008 installs them
+// with pnputil; Windows 2003, which has no pnputil, gets them copied to
+// %SystemRoot%\xen2kvm and added to DevicePath, where Plug and Play finds
+// them when the virtio devices appear.
+func Script(d *Drivers, onDisk bool) string {
+	viostor, netkvm := win(d.Viostor), win(d.NetKVM)
+	prefix := ""
+	if onDisk {
+		prefix = `XEN2KVM\DRIVERS\`
+	}
+	l := []string{
+		"@echo off",
+		"rem xen2kvm first boot: install the virtio drivers viostor and netkvm,",
+		"rem so that the disks and network can be switched to virtio afterwards.",
+		`set LOG=%SystemRoot%\xen2kvm-virtio.log`,
+		"set SRC=",
+		`for %%d in (C D E F G H I J K L M N O P Q R S T U V W X Y Z) do if exist %%d:\` + prefix + viostor + ` set SRC=%%d:\` + prefix,
+		`if "%SRC%"=="" (echo virtio-win drivers not found on any drive >> "%LOG%" & exit /b 1)`,
+		`echo xen2kvm: installing virtio drivers from %SRC% >> "%LOG%"`,
+	}
+	if strings.HasPrefix(d.Version, "5.") {
+		l = append(l,
+			`xcopy /e /i /y "%SRC%`+viostor+`" "%SystemRoot%\xen2kvm\viostor" >> "%LOG%" 2>&1`,
+			`xcopy /e /i /y "%SRC%`+netkvm+`" "%SystemRoot%\xen2kvm\netkvm" >> "%LOG%" 2>&1`,
+			`reg add "HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion" /v DevicePath /t REG_EXPAND_SZ /d "%%SystemRoot%%\inf;%%SystemRoot%%\xen2kvm\viostor;%%SystemRoot%%\xen2kvm\netkvm" /f >> "%LOG%" 2>&1`,
+		)
+	} else {
+		l = append(l,
+			`pnputil -i -a "%SRC%`+viostor+`\*.inf" >> "%LOG%" 2>&1`,
+			`pnputil -i -a "%SRC%`+netkvm+`\*.inf" >> "%LOG%" 2>&1`,
+		)
+	}
+	l = append(l, `echo xen2kvm: done >> "%LOG%"`)
+	return strings.Join(l, "\r\n") + "\r\n"
+}
+
+// Readme is the README.TXT on the first-boot disk.
+func Readme(d *Drivers) string {
+	return strings.Join([]string{
+		"This disk was written by xen2kvm when the guest moved from Xen to KVM.",
+		"FIRSTBOOT.CMD installs the virtio drivers (viostor, netkvm); it runs once",
+		"at the first administrator logon (RunOnce value " + RunOnceName + ") and logs",
+		"to %SystemRoot%\\xen2kvm-virtio.log.",
+		"Then shut the guest down, give it a small extra virtio disk for one boot so",
+		"that Windows binds viostor, and switch the system disk and the NIC to",
+		"virtio. This disk can then be removed.",
+	}, "\r\n") + "\r\n"
+}
+
+// DiskSize is the first-boot disk's size: FAT32 needs at least 65525
+// clusters for Windows to take it as FAT32, which with go-diskfs's
+// 512-byte clusters on small volumes is about 33 MiB.
+const DiskSize = 64 << 20
+
+// WriteDisk writes the first-boot disk to p (raw, sparse): an MBR with
+// one FAT32 partition (type 0x0c) labelled XEN2KVM holding XEN2KVM\
+// FIRSTBOOT.CMD, README.TXT and, for a folder source, the drivers under
+// XEN2KVM\DRIVERS. p must not exist.
+func WriteDisk(p string, s *Source, d *Drivers) error {
+	dk, err := diskfs.Create(p, DiskSize, diskfs.SectorSizeDefault)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", p, err)
+	}
+	const start = 2048
+	err = fill(dk, p, start, s, d)
+	if cerr := dk.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing %s: %w", p, cerr)
+	}
+	if err == nil {
+		err = fixDotDot(p, start*512)
+	}
+	if err != nil {
+		os.Remove(p)
+	}
+	return err
+}
+
+func fill(dk *disk.Disk, p string, start uint32, s *Source, d *Drivers) error {
+	tab := &mbr.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, Partitions: []*mbr.Partition{
+		{Index: 1, Type: mbr.Fat32LBA, Start: start, Size: uint32(DiskSize/512) - start},
+	}}
+	if err := dk.Partition(tab); err != nil {
+		return fmt.Errorf("partitioning %s: %w", p, err)
+	}
+	fsys, err := dk.CreateFilesystem(disk.FilesystemSpec{Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: Label, Reproducible: true})
+	if err != nil {
+		return fmt.Errorf("making FAT32 on %s: %w", p, err)
+	}
+	if err := fsys.Mkdir("/XEN2KVM"); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	files := map[string][]byte{
+		"/XEN2KVM/FIRSTBOOT.CMD": []byte(Script(d, !s.ISO)),
+		"/XEN2KVM/README.TXT":    []byte(Readme(d)),
+	}
+	for name, b := range files {
+		if err := writeFile(fsys, name, b); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	if !s.ISO {
+		for _, dir := range []string{d.Viostor, d.NetKVM} {
+			if err := copyTree(s.fsys, dir, fsys, "/XEN2KVM/DRIVERS/"+dir); err != nil {
+				return fmt.Errorf("copying %s to %s: %w", dir, p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fixDotDot points the ".." entry of the root directory's subfolders at
+// cluster 0, as FAT requires for the root (go-diskfs writes the root's
+// cluster number, which fsck.fat and chkdsk report as an error).
+func fixDotDot(p string, off int64) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bs := make([]byte, 512)
+	if _, err := f.ReadAt(bs, off); err != nil {
+		return err
+	}
+	le := func(b []byte) uint32 {
+		var v uint32
+		for i := len(b) - 1; i >= 0; i-- {
+			v = v<<8 | uint32(b[i])
+		}
+		return v
+	}
+	bps, spc := int64(le(bs[11:13])), int64(bs[13])
+	reserved, fats, fatSize := int64(le(bs[14:16])), int64(bs[16]), int64(le(bs[36:40]))
+	root := le(bs[44:48])
+	if bps == 0 || spc == 0 || fatSize == 0 {
+		return fmt.Errorf("%s: not a FAT32 boot sector", p)
+	}
+	csize := bps * spc
+	data := off + (reserved+fats*fatSize)*bps
+	clusterAt := func(c uint32) int64 { return data + int64(c-2)*csize }
+	next := func(c uint32) (uint32, error) {
+		var b [4]byte
+		if _, err := f.ReadAt(b[:], off+reserved*bps+int64(c)*4); err != nil {
+			return 0, err
+		}
+		return le(b[:]) & 0x0fffffff, nil
+	}
+	for c, n := root, 0; c >= 2 && c < 0x0ffffff7 && n < 1<<16; n++ {
+		buf := make([]byte, csize)
+		if _, err := f.ReadAt(buf, clusterAt(c)); err != nil {
+			return err
+		}
+		for e := 0; e+32 <= len(buf); e += 32 {
+			ent := buf[e : e+32]
+			if ent[0] == 0 || ent[0] == 0xe5 || ent[11] == 0x0f || ent[11]&0x10 == 0 || ent[0] == '.' {
+				continue
+			}
+			sub := le(ent[20:22])<<16 | le(ent[26:28])
+			if sub < 2 {
+				continue
+			}
+			dot := make([]byte, 64)
+			if _, err := f.ReadAt(dot, clusterAt(sub)); err != nil {
+				return err
+			}
+			if string(dot[32:34]) == ".." && (le(dot[32+20:32+22])<<16|le(dot[32+26:32+28])) == root {
+				if _, err := f.WriteAt(make([]byte, 2), clusterAt(sub)+32+20); err != nil {
+					return err
+				}
+				if _, err := f.WriteAt(make([]byte, 2), clusterAt(sub)+32+26); err != nil {
+					return err
+				}
+			}
+		}
+		if c, err = next(c); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+func writeFile(fsys filesystem.FileSystem, name string, b []byte) error {
+	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", name, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return f.Close()
+}
+
+func copyTree(src fs.FS, dir string, dst filesystem.FileSystem, to string) error {
+	if err := dst.Mkdir(to); err != nil {
+		return err
+	}
+	ents, err := fs.ReadDir(src, dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		from, target := path.Join(dir, e.Name()), path.Join(to, e.Name())
+		if e.IsDir() {
+			if err := copyTree(src, from, dst, target); err != nil {
+				return err
+			}
+			continue
+		}
+		r, err := src.Open(from)
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dst, target, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
