@@ -14,6 +14,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
+	"github.com/xen2kvm/xen2kvm/internal/scratch"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -112,11 +113,17 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 	if base != nil {
 		dir := o.Dir
 		if dir == "" {
-			if dir, err = os.MkdirTemp("", "xen2kvm-firstboot-"); err != nil {
-				return res, err
+			// A scratch folder: a check killed before removing it leaves it
+			// where the next one removes it.
+			sd, serr := scratch.New("xen2kvm-firstboot-")
+			if serr != nil {
+				return res, serr
 			}
-			if !o.KeepOverlays {
-				defer os.RemoveAll(dir)
+			dir = sd.Path
+			if o.KeepOverlays {
+				defer sd.Keep()
+			} else {
+				defer sd.Remove()
 			}
 		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return res, err
