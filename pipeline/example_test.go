@@ -29,6 +29,6 @@ guests:
 	// Output:
 	// /srv/import/etc-xen/web01 /srv/kvm qcow2 true /srv/import/images
 	// /srv/import/etc-xen/db02 /srv/kvm raw false /srv/import/images
-	// /srv/import/guests.yaml:3: unknown key "ouput" (want config, kernel_rpm, output, format, disk_map, boot_check, to, pool, source_host, allow_drift or virtio_win)
+	// /srv/import/guests.yaml:3: unknown key "ouput" (want config, kernel_rpm, output, format, disk_map, boot_check, to, pool, source_host, allow_drift, virtio_win or warm)
 	// /srv/import/guests.yaml:2: guest /srv/import/web01 has no output (set it in defaults or on the guest)
 }
