@@ -183,7 +183,7 @@ func (d *dialer) dial(ctx context.Context) (*ssh.Client, error) {
 	conn.SetDeadline(time.Now().Add(d.opts.dialTimeout()))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	c, chans, reqs, err := ssh.NewClientConn(conn, d.u.Addr(), d.cfg)
+	c, chans, reqs, err := ssh.NewClientConn(newBufferedConn(conn), d.u.Addr(), d.cfg)
 	if err != nil {
 		conn.Close()
 		var hke *HostKeyError

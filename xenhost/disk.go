@@ -109,6 +109,18 @@ func (d *Disk) readRemote(p []byte, off int64) (int, error) {
 			return err
 		}
 		n, err = f.ReadAt(p, off)
+		// pkg/sftp takes a short answer to one request for the end of
+		// the file; a server that answers reads of less than the
+		// request size (an older sftp-server) gives those before the
+		// disk's end: read on from there.
+		for err == io.EOF && n > 0 && n < len(p) && off+int64(n) < d.size {
+			var m int
+			m, err = f.ReadAt(p[n:], off+int64(n))
+			n += m
+			if m == 0 {
+				break
+			}
+		}
 		if err == io.EOF && n > 0 {
 			err = nil
 		}

@@ -156,7 +156,7 @@ func (h *Host) connect(ctx context.Context, gen int) (*conn, error) {
 	if used := legacyUsed(cl.Conn.(ssh.AlgorithmsConnMetadata).Algorithms()); len(used) > 0 {
 		h.opts.Warn(fmt.Sprintf("%s speaks only legacy SSH algorithms, enabled for it: %s", h.URL.Addr(), strings.Join(used, ", ")))
 	}
-	sc, err := sftp.NewClient(cl, sftp.UseConcurrentReads(true), sftp.MaxConcurrentRequestsPerFile(64))
+	sc, err := startSFTP(cl)
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("starting SFTP on %s: %w", h.URL.Addr(), err)
