@@ -132,9 +132,10 @@ func legacyUsed(a ssh.NegotiatedAlgorithms) []string {
 
 // dialer holds what every (re)connection to one host needs.
 type dialer struct {
-	u    *URL
-	opts *Options
-	cfg  *ssh.ClientConfig
+	u          *URL
+	opts       *Options
+	cfg        *ssh.ClientConfig
+	knownHosts string
 }
 
 func newDialer(u *URL, opts *Options) (*dialer, error) {
@@ -168,7 +169,7 @@ func newDialer(u *URL, opts *Options) (*dialer, error) {
 		ClientVersion:     "SSH-2.0-xen2kvm",
 		Config:            ssh.Config{KeyExchanges: kex, Ciphers: ciphers, MACs: macs},
 	}
-	return &dialer{u: u, opts: opts, cfg: cfg}, nil
+	return &dialer{u: u, opts: opts, cfg: cfg, knownHosts: known}, nil
 }
 
 // dial opens one SSH connection.

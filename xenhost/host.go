@@ -50,7 +50,22 @@ type Options struct {
 	Warn func(string)
 	// Logger receives connection events; nil discards.
 	Logger *slog.Logger
+	// OpenSSH reads files and disks through the system's ssh client
+	// (ssh -s HOST sftp) instead of in-process SFTP; the xm queries
+	// still go over the in-process connection, which checks the host
+	// key first. ssh gets the same known_hosts, identities (or the
+	// agent) and legacy algorithms, and BatchMode: it never prompts,
+	// so a host that takes only a password cannot be read this way.
+	OpenSSH bool
+	// Compression turns on SSH compression (ssh -C); it implies OpenSSH,
+	// since x/crypto/ssh has no compression.
+	Compression bool
+	// SSHConfig is the ssh_config file ssh reads (-F); "" is ssh's
+	// default (~/.ssh/config, then the system's).
+	SSHConfig string
 }
+
+func (o *Options) openSSH() bool { return o.OpenSSH || o.Compression }
 
 func (o *Options) dialTimeout() time.Duration {
 	if o.DialTimeout > 0 {
@@ -103,14 +118,18 @@ type Host struct {
 
 // conn is one generation of the connection.
 type conn struct {
-	ssh  *ssh.Client
-	sftp *sftp.Client
-	gen  int
-	dead chan struct{} // closed when the connection is gone
+	ssh     *ssh.Client
+	sftp    *sftp.Client
+	openssh *openSSHConn // the ssh process sftp runs over (Options.OpenSSH)
+	gen     int
+	dead    chan struct{} // closed when the connection is gone
 }
 
 func (c *conn) close() {
 	c.sftp.Close()
+	if c.openssh != nil {
+		c.openssh.kill()
+	}
 	c.ssh.Close()
 }
 
@@ -153,15 +172,28 @@ func (h *Host) connect(ctx context.Context, gen int) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if used := legacyUsed(cl.Conn.(ssh.AlgorithmsConnMetadata).Algorithms()); len(used) > 0 {
+	used := legacyUsed(cl.Conn.(ssh.AlgorithmsConnMetadata).Algorithms())
+	if len(used) > 0 {
 		h.opts.Warn(fmt.Sprintf("%s speaks only legacy SSH algorithms, enabled for it: %s", h.URL.Addr(), strings.Join(used, ", ")))
 	}
-	sc, err := startSFTP(cl)
+	c := &conn{ssh: cl, gen: gen, dead: make(chan struct{})}
+	if h.opts.openSSH() {
+		c.openssh, c.sftp, err = h.d.startOpenSSH(ctx, len(used) > 0)
+		if err == nil {
+			// ssh going away ends this generation as the Go
+			// connection's end does: readers reconnect.
+			go func() {
+				<-c.openssh.exited
+				cl.Close()
+			}()
+		}
+	} else {
+		c.sftp, err = startSFTP(cl)
+	}
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("starting SFTP on %s: %w", h.URL.Addr(), err)
 	}
-	c := &conn{ssh: cl, sftp: sc, gen: gen, dead: make(chan struct{})}
 	go func() {
 		cl.Wait()
 		close(c.dead)

@@ -86,6 +86,9 @@ newer, with a warning naming them.`,
 				}
 				opts = append(opts, config.WithFormat(f))
 			}
+			if err := ssh.check(); err != nil {
+				return err
+			}
 			maps, err := parseDiskMaps(diskMaps)
 			if err != nil {
 				return err

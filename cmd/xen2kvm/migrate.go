@@ -87,6 +87,9 @@ func (f *migrateFlags) runOptions(workers int, con *console) pipeline.RunOptions
 }
 
 func (f *migrateFlags) check() error {
+	if err := f.ssh.check(); err != nil {
+		return err
+	}
 	switch f.accel {
 	case "kvm", "tcg", "auto":
 	default:
