@@ -36,6 +36,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"disk", "info", "--no-such-flag", "x"},
 		{"boot", "a", "b"},
 		{"completion", "bash", "extra"}, // cobra's own command
+		{"migrate", "ssh://root@xen01/web01", "-o", "out", "--ssh-client", "putty"},
+		{"migrate", "ssh://root@xen01/web01", "-o", "out", "--ssh-client", "go", "--ssh-compression"},
+		{"inspect", "ssh://root@xen01", "--ssh-client", "go", "--ssh-compression"},
 	} {
 		code, _, stderr := runCLI(t, args...)
 		if code != exitUsage {
