@@ -16,6 +16,8 @@
 #   C  streaming: ssh HOST cat IMAGE into a sparse local file (dd
 #      conv=sparse), then qemu-img convert -W -m 16 (qemu-img cannot
 #      read a pipe: "requires /dev/stdin to be a regular file")
+#   E  as A with --ssh-client openssh (the system's ssh -s HOST sftp)
+#   F  as A with --ssh-compression (ssh -C)
 #   D  qemu-img convert -W -m 16 from qemu's own ssh block driver (libssh,
 #      SFTP; authenticates through an ssh-agent started for the run; needs
 #      Debian's qemu-block-extra; with LEGACY=1 it cannot connect: Debian
@@ -24,14 +26,16 @@
 # Each run ends with sync and is timed to then; the first round's outputs
 # are checked with qemu-img compare against the source.
 #
-# Environment: SIZE (8G), DATA (2G), ROUNDS (3), LEGACY (1), WORK (a new
-# directory under /var/tmp, removed at the end unless KEEP=1).
+# Environment: SIZE (8G), DATA (2G), ROUNDS (3), LEGACY (1), ROUTES (the
+# routes to run, by number: 0 A, 1 B, 2 C, 3 D, 4 E, 5 F; default all), WORK
+# (a new directory under /var/tmp, removed at the end unless KEEP=1).
 set -euo pipefail
 
 SIZE=${SIZE:-8G}
 DATA=${DATA:-2G}
 ROUNDS=${ROUNDS:-3}
 LEGACY=${LEGACY:-1}
+read -r -a routes <<<"${ROUTES:-0 1 2 3 4 5}"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 WORK=${WORK:-$(mktemp -d /var/tmp/xen2kvm-bench-ssh.XXXXXX)}
@@ -122,15 +126,18 @@ ciphers="sshd defaults"
 echo "bench: commit $commit, $(nproc) CPUs, load average at start: $load0; SSH: $ciphers" >&2
 
 qemu_json="json:{\"driver\":\"raw\",\"file\":{\"driver\":\"ssh\",\"server\":{\"host\":\"127.0.0.1\",\"port\":\"$port\"},\"user\":\"$user\",\"path\":\"$src\",\"host-key-check\":{\"mode\":\"none\"}}}"
-names=("xen2kvm migrate ssh://" "scp + qemu-img -W -m 16" "ssh cat + qemu-img -W" "qemu-img ssh driver")
+names=("xen2kvm migrate ssh://" "scp + qemu-img -W -m 16" "ssh cat + qemu-img -W" "qemu-img ssh driver" "xen2kvm --ssh-client openssh" "xen2kvm --ssh-compression")
+xen2kvm_migrate() {
+	"$WORK/xen2kvm" migrate "ssh://$user@127.0.0.1:$port/benchvm" -o "$WORK/out" --no-boot-check --force \
+		--identity "$WORK/id_rsa" --known-hosts "$WORK/known_hosts" --host-config-dir "$WORK/host/etc-xen" "$@" >/dev/null
+	mv "$WORK/out/benchvm-hda.qcow2" "$WORK/out.qcow2" 2>/dev/null || mv "$WORK"/out/benchvm-*.qcow2 "$WORK/out.qcow2"
+}
 run_tool() {
 	local out=$WORK/out.qcow2
 	case $1 in
-	0)
-		"$WORK/xen2kvm" migrate "ssh://$user@127.0.0.1:$port/benchvm" -o "$WORK/out" --no-boot-check --force \
-			--identity "$WORK/id_rsa" --known-hosts "$WORK/known_hosts" --host-config-dir "$WORK/host/etc-xen" >/dev/null
-		mv "$WORK/out/benchvm-hda.qcow2" "$out" 2>/dev/null || mv "$WORK"/out/benchvm-*.qcow2 "$out"
-		;;
+	0) xen2kvm_migrate ;;
+	4) xen2kvm_migrate --ssh-client openssh ;;
+	5) xen2kvm_migrate --ssh-compression ;;
 	1)
 		scp -q "${sshopts[@]}" -P "$port" "$user@127.0.0.1:$src" "$WORK/stage.raw"
 		qemu-img convert -W -m 16 -f raw -O qcow2 "$WORK/stage.raw" "$out"
@@ -146,8 +153,9 @@ run_tool() {
 }
 declare -A times
 for round in $(seq 1 "$ROUNDS"); do
-	for k in 0 1 2 3; do
-		i=$(((k + round - 1) % 4))
+	n=${#routes[@]}
+	for k in $(seq 0 $((n - 1))); do
+		i=${routes[$(((k + round - 1) % n))]}
 		rm -rf "$WORK/out.qcow2" "$WORK/out" "$WORK/stage.raw"
 		sync
 		start=$(date +%s.%N)
@@ -173,10 +181,10 @@ median() { tr ' ' '\n' | sed '/^$/d;/failed/d' | sort -g | awk '{a[NR]=$1} END {
 echo
 echo "commit $commit; load average (1, 5, 15 min) at start: $load0, at end: $(load); SSH: $ciphers"
 echo "source: $SIZE virtual, $allocated bytes allocated ($zeros of them zeros), $ROUNDS rounds, medians, each until its output is synced"
-ref=$(echo "${times[1]}" | median)
+ref=$(echo "${times[1]:-}" | median)
 printf '%-26s %10s %14s %12s\n' route "time (s)" "MiB/s (alloc)" "vs manual"
-for i in 0 1 2 3; do
-	t=$(echo "${times[$i]}" | median)
+for i in "${routes[@]}"; do
+	t=$(echo "${times[$i]:-}" | median)
 	if [ "$t" = nan ]; then
 		printf '%-26s %10s\n' "${names[$i]}" failed
 		continue
