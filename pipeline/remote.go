@@ -102,7 +102,20 @@ func (s *hostSource) ParseConfig(path string) (*config.Domain, error) {
 	d := g.Domain
 	d.Warnings = append(d.Warnings, h.Warnings()...)
 	d.Warnings = append(d.Warnings, g.Warnings...)
-	if err := g.CheckNotRunning(h.URL.Addr()); err != nil {
+	err = g.CheckNotRunning(h.URL.Addr())
+	if err == nil {
+		// Not running by xm; but a process on the host may still
+		// write into a disk (a device model or tapdisk xm does not
+		// know of, another guest sharing it, a dd into it).
+		var warns []string
+		warns, err = h.CheckDisksIdle(s.ctx, g)
+		d.Warnings = append(d.Warnings, warns...)
+		var ue *xenhost.DiskInUseError
+		if err != nil && !errors.As(err, &ue) {
+			return nil, err
+		}
+	}
+	if err != nil {
 		if !s.force {
 			return nil, err
 		}

@@ -52,7 +52,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	}
 	fl.StringSliceVar(&f.skipRules, "skip-rule", nil, "leave the conversion rule `NAME` out, one of "+strings.Join(rules, ", ")+
 		" (for finding which rule a guest trips on; the result may not boot)")
-	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running (only crash-consistent; the report warns)")
+	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running, or whose disk a process there has open for writing (only crash-consistent; the report warns)")
 	fl.BoolVar(&f.shutdownSource, "shutdown-source", false, "warm migrations: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "warm migrations, with --shutdown-source: how long to wait for the guest to shut down")
 	fl.StringVar(&f.warmHash, "warm-hash", "auto", "warm migrations: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
@@ -174,8 +174,10 @@ host (xm list -l, xm create --dryrun, or /etc/xen/NAME over SFTP) and its
 disks (image files and phy: devices alike) are read over SFTP, read-only,
 in concurrent large reads, with zero blocks dropped before they are
 written; nothing is installed, written or run on the host beyond those xm
-queries. A guest the host reports as running is refused
-(--force-running copies it anyway, crash-consistent only). A dropped
+queries. A guest the host reports as running (xm list), or whose disk a
+process on the host has open for writing (its /proc/PID/fd, read over
+SFTP), is refused with the process named (--force-running copies it
+anyway, crash-consistent only). A dropped
 connection is re-established and the copy goes on (--ssh-retries times);
 a host that is gone fails the guest and leaves nothing that looks
 complete. The report records the host, where the config came from and

@@ -1,0 +1,77 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// TestSSHDiskOpenForWriting: a guest that xm lists as off but whose disk
+// a process on the host holds open read-write is refused, naming guest,
+// host, disk and pid; --force-running goes on and says so in the report.
+func TestSSHDiskOpenForWriting(t *testing.T) {
+	testutil.NeedTool(t, "/usr/sbin/sshd")
+	img := filepath.Join(t.TempDir(), "web01.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.HashFile(t, img)
+	cfg := "name = \"web01\"\nmemory = 256\nbootloader = \"/usr/bin/pygrub\"\ndisk = [ \"tap:aio:" + img + ",xvda,w\" ]\n"
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "web01", Config: []byte(cfg)}}})
+
+	cmd := exec.Command("sh", "-c", "exec 3<>\"$1\"; exec sleep 600", "sh", img)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+	}
+
+	ctx := context.Background()
+	opts := pipeline.Options{OutDir: filepath.Join(t.TempDir(), "kvm"), Boot: pipeline.BootNever}
+	opts.DryRun = true
+	opts.SSH = sshOptions(srv)
+	_, err := pipeline.Migrate(ctx, srv.URL("web01"), opts)
+	var ue *xenhost.DiskInUseError
+	if !errors.As(err, &ue) || !errors.Is(err, xenhost.ErrRunning) {
+		t.Fatalf("disk open for writing: %v, want a DiskInUseError", err)
+	}
+	for _, s := range []string{"web01", srv.Addr, img, "process " + strconv.Itoa(cmd.Process.Pid) + " (sleep)"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+
+	opts.ForceRunning = true
+	res, err := pipeline.Migrate(ctx, srv.URL("web01"), opts)
+	if res == nil {
+		t.Fatalf("--force-running: no result: %v", err)
+	}
+	warned := false
+	for _, w := range res.Report.Warnings {
+		warned = warned || strings.Contains(w, "open for writing") && strings.Contains(w, "--force-running")
+	}
+	if !warned {
+		t.Errorf("--force-running: the report does not warn that the disk was open for writing: %q (err %v)", res.Report.Warnings, err)
+	}
+	if testutil.HashFile(t, img) != before {
+		t.Error("the source changed")
+	}
+}

@@ -1,0 +1,98 @@
+package xenhost_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/xenhost"
+)
+
+// holdOpen starts a process (sleep, its descriptor 3 opened by the shell
+// with redirect, e.g. "3<>" read-write) that keeps path open until the
+// test ends, and returns its pid.
+func holdOpen(t *testing.T, redirect, path string) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "exec 3"+redirect+"\"$1\"; exec sleep 600", "sh", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Wait until the shell has opened it and become sleep.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+			return cmd.Process.Pid
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the process holding %s did not start", path)
+	return 0
+}
+
+// TestDiskOpenForWriting: a guest whose disk some process on the host has
+// open for writing (O_RDWR, or O_WRONLY through a symbolic link the
+// config names) is refused, naming guest, host, disk and process, found
+// by reading /proc over SFTP; readers do not count.
+func TestDiskOpenForWriting(t *testing.T) {
+	img, _ := sparseImage(t, 8<<20)
+	img2, _ := sparseImage(t, 8<<20)
+	link := filepath.Join(t.TempDir(), "disk-link.img")
+	if err := os.Symlink(img2, link); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := []byte(strings.NewReplacer("NAME", "db02", "IMG", link).Replace(cfgTmpl))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "web01", Config: guestCfg("web01", img)},
+		{Name: "db02", Config: cfg2},
+	}})
+	h, _ := dial(t, srv, nil)
+	ctx := context.Background()
+	check := func(name string) error {
+		t.Helper()
+		g, err := h.Guest(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		warns, err := h.CheckDisksIdle(ctx, g)
+		if len(warns) != 0 {
+			t.Errorf("%s: warnings %q (the test runs as root: every process is readable)", name, warns)
+		}
+		return err
+	}
+
+	holdOpen(t, "<", img) // a reader, as xen2kvm's own sftp-server is
+	if err := check("web01"); err != nil {
+		t.Fatalf("disk open read-only only: %v", err)
+	}
+	writer := holdOpen(t, "<>", img)
+	err := check("web01")
+	var ue *xenhost.DiskInUseError
+	if !errors.As(err, &ue) || !errors.Is(err, xenhost.ErrDiskInUse) || !errors.Is(err, xenhost.ErrRunning) {
+		t.Fatalf("disk open read-write: %v, want a DiskInUseError", err)
+	}
+	if ue.PID != writer || ue.Command != "sleep" || ue.Disk != img || ue.Guest != "web01" || ue.Host != srv.Addr {
+		t.Errorf("DiskInUseError %+v, want pid %d (sleep), disk %s, guest web01, host %s", ue, writer, img, srv.Addr)
+	}
+	for _, s := range []string{"web01", srv.Addr, img, strconv.Itoa(writer)} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+
+	// Through the symbolic link the config names, write-only (>>).
+	if err := check("db02"); err != nil {
+		t.Fatalf("db02 before: %v", err)
+	}
+	appender := holdOpen(t, ">>", img2)
+	if err := check("db02"); !errors.As(err, &ue) || ue.PID != appender || ue.Disk != link {
+		t.Errorf("disk open write-only behind a symlink: %v, want pid %d, disk %s", err, appender, link)
+	}
+}
