@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -357,5 +358,38 @@ func TestAgentAuth(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	if _, err := xenhost.Dial(context.Background(), u, xenhost.Options{KnownHosts: srv.KnownHostsPath, Warn: func(string) {}}); !errors.Is(err, xenhost.ErrAuth) {
 		t.Errorf("without any key: %v, want ErrAuth", err)
+	}
+}
+
+// TestSparseCopyStaysSparse: SFTP cannot tell where a file's holes are,
+// so the copy reads them as zeros; the zero blocks are dropped before
+// they are written, and the output (raw or qcow2) allocates about what
+// the source has data for, not its size.
+func TestSparseCopyStaysSparse(t *testing.T) {
+	const size = 256 << 20
+	img, _ := sparseImage(t, size) // 3 pieces of 3 MiB of data
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, nil)
+	for _, format := range []string{diskimg.OutputRaw, diskimg.OutputQCOW2} {
+		out := filepath.Join(t.TempDir(), "out."+format)
+		d, err := h.OpenDisk(context.Background(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = diskimg.Convert(context.Background(), d, out, format)
+		d.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(out, &st); err != nil {
+			t.Fatal(err)
+		}
+		if alloc := st.Blocks * 512; alloc > 16<<20 {
+			t.Errorf("%s: %d bytes allocated for 9 MiB of data in a %d byte disk", format, alloc, size)
+		}
+	}
+	if h.BytesRead() < 2*size {
+		t.Errorf("read %d bytes, want the whole disk twice (holes included)", h.BytesRead())
 	}
 }
