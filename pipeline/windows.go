@@ -130,8 +130,9 @@ func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error 
 		how = "the drivers are copied onto the first-boot disk"
 	}
 	c.Notes = append(c.Notes,
-		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s (%s) at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
-			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM, map[bool]string{true: "copied to %SystemRoot%\\xen2kvm and added to DevicePath, as Windows 2003 has no pnputil", false: "pnputil"}[w.Is2003()]),
+		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
+			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM),
+		"virtio-win install method: "+drivers.Method(),
 		"the guest keeps IDE for that first boot; afterwards shut it down, boot it once with a small extra virtio disk so that Windows binds viostor, then switch the system disk to virtio (libvirt <target bus='virtio'/>, QEMU if=virtio) and the NIC model to virtio, and remove the CD-ROM and the first-boot disk")
 	dev, vol, apply := wv.Dev, wv.Volume, c.apply
 	c.apply = func() error {

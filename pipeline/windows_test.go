@@ -279,26 +279,6 @@ func TestMigrateWindowsRefused(t *testing.T) {
 	}
 }
 
-// virtioWinTree writes a virtio-win-like folder for 2003 and 2008.
-func virtioWinTree(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "virtio-win")
-	for _, drv := range []string{"viostor", "NetKVM"} {
-		for _, o := range []string{"2k3", "2k8"} {
-			for _, a := range []string{"x86", "amd64"} {
-				d := filepath.Join(dir, drv, o, a)
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(d, strings.ToLower(drv)+".inf"), []byte("; "+drv+"\r\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	return dir
-}
-
 // TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008) and a
 // folder (2003): the XML carries the CD-ROM and the first-boot disk, the
 // disk reads back with mtools and fsck.fat, and the SOFTWARE hive gained
@@ -316,7 +296,7 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			testutil.NeedTool(t, "fsck.fat")
 			g := wintest.Build(t, tc.spec)
 			sourcesUnchanged(t, g)
-			vw := virtioWinTree(t)
+			vw := wintest.VirtioWinTree(t)
 			if tc.iso {
 				iso := filepath.Join(t.TempDir(), "virtio-win.iso")
 				testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, vw)
@@ -331,6 +311,13 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			notes := strings.Join(res.Report.Notes, "\n")
 			if !strings.Contains(notes, "switch the system disk to virtio") || !strings.Contains(notes, "RunOnce") {
 				t.Errorf("notes:\n%s", notes)
+			}
+			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64 and NetKVM/2k8/amd64"
+			if tc.spec.Version == "2003" {
+				method = "virtio-win install method: Windows 2003 has no pnputil and virtio-win has no installer for it"
+			}
+			if !strings.Contains(notes, method) || !strings.Contains(notes, "not used: virtio-win-gt-x64.msi") {
+				t.Errorf("notes lack %q:\n%s", method, notes)
 			}
 			name := tc.spec.Name
 			x, err := os.ReadFile(filepath.Join(out, name+".xml"))
