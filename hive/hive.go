@@ -1,7 +1,8 @@
 // Package hive reads and edits Windows registry hive files (the regf
 // format of SYSTEM, SOFTWARE, ...) in memory, without growing them: values
-// are changed inside the cells they already have, so the file keeps its
-// size and the NTFS clusters it sits in.
+// are changed inside the cells they already have, and new keys and values
+// (AddKey, AddValue) take cells from the hive's existing free space, so
+// the file keeps its size and the NTFS clusters it sits in.
 //
 //	h, err := hive.Parse(b)
 //	k, err := h.Open(`ControlSet001\Services\xenvbd`)
