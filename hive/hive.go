@@ -41,8 +41,9 @@ var (
 	ErrDirty = errors.New("hive sequence numbers differ: its transaction log has not been applied")
 	// ErrNotFound: no such key or value.
 	ErrNotFound = errors.New("not found")
-	// ErrNoRoom: the new data does not fit in the value's existing cell.
-	ErrNoRoom = errors.New("new data does not fit in the existing cell")
+	// ErrNoRoom: new data, a key or a value does not fit in the cell it
+	// replaces or in the hive's free cells (hives are never grown).
+	ErrNoRoom = errors.New("does not fit in the hive's existing cells")
 	// ErrType: the value is not of the type asked for.
 	ErrType = errors.New("wrong value type")
 )

@@ -41,7 +41,8 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 		return nil, warnings, err
 	}
 	w := wv.Windows
-	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsSkip: disabled}
+	opts := convert.WindowsOptions{Disabled: disabled, Viostor: o.VirtioWin != ""}
+	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsOpts: opts}
 	c.OS = &report.OS{Distro: "windows", Version: w.Release(), Arch: w.Arch, Details: wv.Details(), Windows: w}
 	c.Blockers = w.Blockers()
 	if d.Type != config.HVM {
@@ -50,7 +51,7 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	if len(c.Blockers) > 0 {
 		return c, warnings, nil
 	}
-	edits, err := convert.PlanWindows(w, wv.Volume, disabled)
+	edits, err := convert.PlanWindows(w, wv.Volume, opts)
 	if err != nil {
 		return nil, warnings, fmt.Errorf("planning the registry edits on %s: %w", wv.Name, err)
 	}
@@ -70,14 +71,14 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 		c.Edits = append(c.Edits, *byRule[r])
 	}
 	c.Notes = append(c.Notes,
-		fmt.Sprintf("Windows on %s: %d registry value(s) changed in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
+		fmt.Sprintf("Windows on %s: %d registry value(s) changed or added in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
 		"the KVM guest keeps IDE disks and an emulated network card ("+nicModels(d)+"), so Windows boots with the drivers it already has",
 		"next step: install the virtio drivers (virtio-win: viostor, netkvm) in the guest, then switch its disks to virtio (libvirt: <target bus='virtio'/>) and its NIC model to virtio")
 	if len(edits) == 0 {
 		c.Notes = append(c.Notes, "no registry change was needed")
 	}
 	dev, vol := wv.Dev, wv.Volume
-	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, disabled) }
+	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, opts) }
 	if o.VirtioWin != "" {
 		if err := planVirtioWin(c, wv, o.VirtioWin); err != nil {
 			return nil, warnings, err
@@ -227,6 +228,8 @@ func ruleWhy(e convert.RegEdit) string {
 		return "disable the processor driver (intelppm/processr): it stops Windows with 0x7E when the CPU changes"
 	case convert.RuleWinIDE:
 		return "make the IDE drivers boot-start: the KVM guest boots from QEMU's PIIX IDE"
+	case convert.RuleWinViostor:
+		return "prepare viostor to start the system disk once it is on virtio: CriticalDeviceDatabase entries for the virtio block device's PCI IDs and a viostor service, created in the hive's free space; the service stays disabled (Start=4) until the first-boot script has copied viostor.sys to system32\\drivers and set Start=0"
 	}
 	return e.Why
 }
@@ -267,7 +270,7 @@ func validateWindows(disks []namedDisk, c *conversion) []report.Check {
 		Detail: fmt.Sprintf("dirty %v, hibernated %v", w.Dirty, w.Hibernated)})
 	checks = append(checks, report.Check{Name: "SYSTEM hive valid (checksum, equal sequence numbers)", OK: !w.LogPending && len(w.ControlSets) > 0,
 		Detail: fmt.Sprintf("%s: %d control sets", w.HivePath("SYSTEM"), len(w.ControlSets))})
-	left, err := convert.PlanWindows(w, wv.Volume, c.windowsSkip)
+	left, err := convert.PlanWindows(w, wv.Volume, c.windowsOpts)
 	ck := report.Check{Name: "registry changes in place", OK: err == nil && len(left) == 0}
 	switch {
 	case err != nil:
@@ -276,7 +279,7 @@ func validateWindows(disks []namedDisk, c *conversion) []report.Check {
 		ck.Detail = fmt.Sprintf("%d change(s) still to make, first %s", len(left), left[0])
 	default:
 		ck.Detail = "re-planning on the output finds nothing left to change"
-		if !c.windowsSkip[convert.RuleWinXenPV] && slices.ContainsFunc(w.PVDrivers, func(s convert.WinService) bool { return s.Start != 4 }) {
+		if !c.windowsOpts.Disabled[convert.RuleWinXenPV] && slices.ContainsFunc(w.PVDrivers, func(s convert.WinService) bool { return s.Start != 4 }) {
 			ck.OK, ck.Detail = false, "a Xen PV driver is still enabled"
 		}
 	}

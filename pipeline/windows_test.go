@@ -390,6 +390,48 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if !strings.HasPrefix(got, `cmd.exe /c for %d in (C D E`) || !strings.HasSuffix(got, `call %d:\XEN2KVM\FIRSTBOOT.CMD`) {
 				t.Errorf("RunOnce = %q", got)
 			}
+
+			// SYSTEM: the viostor boot entries the report plans are in the
+			// output's hive (hivexget), which kept its size and clusters.
+			sysPath, err := src.RealPath("WINDOWS/system32/config/SYSTEM")
+			if err != nil {
+				t.Fatal(err)
+			}
+			outFile := writeTemp(t, "outvol", outVol)
+			sysOut := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, sysPath))
+			sysBefore := regValues(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", writeTemp(t, "srcvol", srcVol), sysPath)))
+			sysAfter := regValues(t, sysOut)
+			var viostor int
+			for _, e := range res.Report.Edits {
+				if e.Rule != "win-viostor-boot" {
+					continue
+				}
+				for _, l := range strings.Split(strings.TrimSpace(e.Diff), "\n") {
+					kv, change, _ := strings.Cut(strings.TrimPrefix(l, `HKLM\SYSTEM\`), ": ")
+					_, nw, _ := strings.Cut(change, " -> ")
+					key, val := kv[:strings.LastIndexByte(kv, '\\')], kv[strings.LastIndexByte(kv, '\\')+1:]
+					if _, ok := sysBefore[strings.ToLower(kv)]; ok {
+						t.Errorf("planned addition %s exists in the source", kv)
+					}
+					if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", sysOut, `\`+key, val))); got != nw {
+						t.Errorf("hivexget %s %s = %q, planned %q", key, val, got, nw)
+					}
+					viostor++
+				}
+			}
+			if viostor != 2*(4*2+5) {
+				t.Errorf("%d viostor values planned, want 26", viostor)
+			}
+			if len(sysAfter) != len(sysBefore)+viostor+2*5 { // the values and their 5 keys a control set
+				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 10 keys added", len(sysAfter), len(sysBefore), viostor)
+			}
+			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, writeTemp(t, "srcvol2", srcVol)))
+			if infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, outFile)); infoAfter != infoBefore {
+				t.Errorf("ntfsinfo of the SYSTEM hive changed:\n%s\n----\n%s", infoBefore, infoAfter)
+			}
+			if o, err := exec.Command("ntfsfix", "-n", outFile).CombinedOutput(); err != nil {
+				t.Errorf("ntfsfix -n: %v\n%s", err, o)
+			}
 		})
 	}
 }
