@@ -73,16 +73,18 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	c.Notes = append(c.Notes,
 		fmt.Sprintf("Windows on %s: %d registry value(s) changed or added in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
 		"the KVM guest keeps IDE disks and an emulated network card ("+nicModels(d)+"), so Windows boots with the drivers it already has",
-		"next step: install the virtio drivers (virtio-win: viostor, netkvm) in the guest, then switch its disks to virtio (libvirt: <target bus='virtio'/>) and its NIC model to virtio")
+	)
 	if len(edits) == 0 {
 		c.Notes = append(c.Notes, "no registry change was needed")
 	}
 	dev, vol := wv.Dev, wv.Volume
 	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, opts) }
 	if o.VirtioWin != "" {
-		if err := planVirtioWin(c, wv, o.VirtioWin); err != nil {
+		if err := planVirtioWin(c, wv, o.VirtioWin, d.Name); err != nil {
 			return nil, warnings, err
 		}
+	} else {
+		c.Notes = append(c.Notes, "next step, to move to virtio: migrate with --virtio-win PATH, which stages the drivers and prepares the registry for viostor (then follow its notes); by hand instead, install viostor and netkvm in the guest, boot it once with a small extra virtio disk so that Windows binds viostor, and only then switch the system disk to virtio (libvirt <target dev='vda' bus='virtio'/>) and the NIC model to virtio")
 	}
 	return c, warnings, nil
 }
@@ -94,11 +96,15 @@ type virtioWinPlan struct {
 	// disk is the first-boot disk's file name in OUTDIR, set with the
 	// KVM domain.
 	disk string
+	// cd is the target of the CD-ROM drive holding the ISO; cdReused: it
+	// was the Xen config's empty drive.
+	cd       string
+	cdReused bool
 }
 
 // planVirtioWin checks the virtio-win set has the guest's drivers and
 // plans the RunOnce value that starts the first-boot script.
-func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error {
+func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name string) error {
 	w := wv.Windows
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
@@ -134,7 +140,8 @@ func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error 
 		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
 			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM),
 		"virtio-win install method: "+drivers.Method(),
-		"the guest keeps IDE for that first boot; afterwards shut it down, boot it once with a small extra virtio disk so that Windows binds viostor, then switch the system disk to virtio (libvirt <target bus='virtio'/>, QEMU if=virtio) and the NIC model to virtio, and remove the CD-ROM and the first-boot disk")
+		"the first-boot script runs at the next interactive logon of an administrator (console or Remote Desktop; RunOnce runs at logon, not at boot); xen2kvm sets no autologon (it would need an administrator's password in the registry in clear text), so until someone logs on nothing is installed and the guest stays on IDE",
+		fmt.Sprintf("switching to virtio: when %%SystemRoot%%\\xen2kvm-virtio.log says \"viostor is boot-start: the system disk can be switched to virtio\", shut Windows down and define %s-virtio.xml (written beside %s.xml: the same domain with its disks on virtio, vda..., its NICs virtio, without the virtio-win CD-ROM and the first-boot disk): virsh define %s-virtio.xml, then virsh start %s; by hand, in %s.xml change each guest disk's <target dev='hdX' bus='ide'/> to <target dev='vdX' bus='virtio'/> (dropping its <address type='drive'/>), set <model type='virtio'/> on each interface, and remove the two disks xen2kvm added. If the log says ERROR instead, keep IDE. Windows sees the virtio NIC as a new adapter: a static IP configuration must be entered again", name, name, name, name, name))
 	dev, vol, apply := wv.Dev, wv.Volume, c.apply
 	c.apply = func() error {
 		if err := apply(); err != nil {
@@ -174,6 +181,7 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 			if d := &k.Disks[i]; d.Device == "cdrom" && d.Path == "" && d.Bus == "ide" {
 				d.Path, d.Format, d.ReadOnly, d.Source = vw.src.Path, "raw", true, nil
 				reused = true
+				vw.cd, vw.cdReused = d.Target, true
 				break
 			}
 		}
@@ -183,6 +191,7 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 				return fmt.Errorf("%w: no IDE slot left for the virtio-win CD-ROM", config.ErrTooManyIDE)
 			}
 			k.Disks = append(k.Disks, config.KVMDisk{Path: vw.src.Path, Format: "raw", Target: t, Bus: "ide", Device: "cdrom", ReadOnly: true})
+			vw.cd = t
 		}
 	}
 	t := free()
@@ -193,6 +202,48 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 	k.Disks = append(k.Disks, config.KVMDisk{Path: vw.disk, Format: "raw", Target: t, Bus: "ide", Device: "disk"})
 	return nil
 }
+
+// virtioDomain is k as it is to run once the first-boot script has made
+// viostor boot-start: the guest's IDE disks on virtio (vda, vdb, ... in
+// their order), its NICs virtio, without the first-boot disk and the
+// virtio-win ISO (a reused drive of the Xen config is left empty), and
+// the guest disks' new targets by their old. nil without virtio-win.
+func (c *conversion) virtioDomain(k *config.KVMDomain) (*config.KVMDomain, map[string]string) {
+	if c == nil || c.virtioWin == nil {
+		return nil, nil
+	}
+	vw := c.virtioWin
+	renamed := map[string]string{}
+	v := *k
+	v.Disks, v.NICs = nil, nil
+	n := 0
+	for _, d := range k.Disks {
+		switch {
+		case d.Device == "cdrom" && d.Target == vw.cd:
+			if !vw.cdReused {
+				continue
+			}
+			d.Path, d.Format, d.ReadOnly = "", "", true
+		case d.Device == "cdrom":
+		case d.Source == nil: // the first-boot disk
+			continue
+		case d.Bus == "ide":
+			t := "vd" + string(rune('a'+n))
+			renamed[d.Target] = t
+			d.Bus, d.Target = "virtio", t
+			n++
+		}
+		v.Disks = append(v.Disks, d)
+	}
+	for _, nic := range k.NICs {
+		nic.Model = "virtio"
+		v.NICs = append(v.NICs, nic)
+	}
+	return &v, renamed
+}
+
+// virtioXMLName is the file in OUTDIR holding virtioDomain's libvirt XML.
+func virtioXMLName(name string) string { return name + "-virtio.xml" }
 
 // extraImageNames are the files in OUTDIR that xen2kvm writes as disks
 // besides the copies of the guest's disks.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -159,6 +160,9 @@ func TestMigrateWindows(t *testing.T) {
 			if o, err := exec.Command("virt-xml-validate", xmlPath, "domain").CombinedOutput(); err != nil {
 				t.Errorf("virt-xml-validate: %v\n%s", err, o)
 			}
+			if _, err := os.Stat(filepath.Join(out, tc.spec.Name+"-virtio.xml")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a virtio XML without --virtio-win: %v", err)
+			}
 			sh, err := os.ReadFile(filepath.Join(out, tc.spec.Name+".sh"))
 			if err != nil {
 				t.Fatal(err)
@@ -309,7 +313,7 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 				t.Fatal(err)
 			}
 			notes := strings.Join(res.Report.Notes, "\n")
-			if !strings.Contains(notes, "switch the system disk to virtio") || !strings.Contains(notes, "RunOnce") {
+			if !strings.Contains(notes, "switching to virtio: when") || !strings.Contains(notes, "RunOnce") {
 				t.Errorf("notes:\n%s", notes)
 			}
 			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64 and NetKVM/2k8/amd64"
@@ -332,6 +336,33 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			}
 			if tc.iso != strings.Contains(string(x), `<source file="`+vw+`">`) {
 				t.Errorf("ISO attached: want %v:\n%s", tc.iso, x)
+			}
+			// NAME-virtio.xml: the same guest on virtio, without the
+			// first-boot disk and the ISO; the notes say when to define it.
+			vx, err := os.ReadFile(filepath.Join(out, name+"-virtio.xml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`<source file="` + filepath.Join(out, name+"-hda.raw") + `">`, `<target dev="vda" bus="virtio">`, `<model type="virtio">`, "<uuid>"} {
+				if !strings.Contains(string(vx), want) {
+					t.Errorf("virtio XML lacks %s:\n%s", want, vx)
+				}
+			}
+			for _, bad := range []string{fat, vw, `<target dev="hda"`, `<target dev="hdb"`, `<model type="rtl8139">`} {
+				if strings.Contains(string(vx), bad) {
+					t.Errorf("virtio XML has %s:\n%s", bad, vx)
+				}
+			}
+			if o, err := exec.Command("virt-xml-validate", filepath.Join(out, name+"-virtio.xml"), "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate virtio XML: %v\n%s", err, o)
+			}
+			if !slices.Contains(res.Report.Files, name+"-virtio.xml") {
+				t.Errorf("report files %v lack the virtio XML", res.Report.Files)
+			}
+			for _, want := range []string{"virsh define " + name + "-virtio.xml", "next interactive logon of an administrator", "sets no autologon", `"viostor is boot-start: the system disk can be switched to virtio"`} {
+				if !strings.Contains(notes, want) {
+					t.Errorf("notes lack %q:\n%s", want, notes)
+				}
 			}
 			if o, err := exec.Command("virt-xml-validate", filepath.Join(out, name+".xml"), "domain").CombinedOutput(); err != nil {
 				t.Errorf("virt-xml-validate: %v\n%s", err, o)

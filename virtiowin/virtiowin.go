@@ -318,12 +318,20 @@ func Script(d *Drivers, onDisk bool) string {
 func Readme(d *Drivers) string {
 	return strings.Join([]string{
 		"This disk was written by xen2kvm when the guest moved from Xen to KVM.",
-		"FIRSTBOOT.CMD installs the virtio drivers (viostor, netkvm); it runs once",
-		"at the first administrator logon (RunOnce value " + RunOnceName + ") and logs",
-		"to %SystemRoot%\\xen2kvm-virtio.log.",
-		"Then shut the guest down, give it a small extra virtio disk for one boot so",
-		"that Windows binds viostor, and switch the system disk and the NIC to",
-		"virtio. This disk can then be removed.",
+		"FIRSTBOOT.CMD installs the virtio drivers (viostor, netkvm). It runs once,",
+		"at the next logon of an administrator (console or Remote Desktop), from",
+		"the RunOnce value " + RunOnceName + ", and logs to",
+		"%SystemRoot%\\xen2kvm-virtio.log. It copies viostor.sys to",
+		"%SystemRoot%\\system32\\drivers and makes the viostor service, which xen2kvm",
+		"prepared disabled in the registry, boot-start.",
+		"",
+		"When the log says \"viostor is boot-start: the system disk can be switched",
+		"to virtio\", shut Windows down and define NAME-virtio.xml, which xen2kvm",
+		"wrote beside the guest's NAME.xml (virsh define NAME-virtio.xml): the same",
+		"guest with its disks and NICs on virtio, without this disk and the",
+		"virtio-win CD-ROM. If the log says ERROR, keep the disks on IDE.",
+		"Windows sees the virtio NIC as a new network adapter: enter a static IP",
+		"configuration again.",
 	}, "\r\n") + "\r\n"
 }
 
