@@ -68,20 +68,19 @@ func (d *winDisk) volFile(t *testing.T) string {
 // its exported data.
 func regExport(t *testing.T, hiveFile string) map[string]map[string]string {
 	t.Helper()
-	out := string(testutil.Run(t, "hivexregedit", "--export", hiveFile, `\`))
-	out = strings.ReplaceAll(out, "\\\n", "")
 	m := map[string]map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = map[string]string{}
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key][strings.ToLower(strings.Trim(name, `"`))] = data
+	for k, v := range testutil.RegExport(t, hiveFile) {
+		if v == "(key)" {
+			if m[k] == nil {
+				m[k] = map[string]string{}
+			}
+			continue
 		}
+		i := strings.LastIndexByte(k, '\\')
+		if m[k[:i]] == nil {
+			m[k[:i]] = map[string]string{}
+		}
+		m[k[:i]][k[i+1:]] = v
 	}
 	return m
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,21 +14,11 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
-// mergeReg writes an empty hive, merges reg into it with hivexregedit
-// (the oracle) and returns the file's path.
+// mergeReg merges reg into an empty hive with hivexregedit (the oracle)
+// and returns the file's path.
 func mergeReg(t *testing.T, reg string) string {
 	t.Helper()
-	testutil.NeedTool(t, "hivexregedit")
-	p := filepath.Join(t.TempDir(), "SYSTEM")
-	if err := os.WriteFile(p, hive.New("SYSTEM"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("hivexregedit", "--merge", p)
-	cmd.Stdin = strings.NewReader("Windows Registry Editor Version 5.00\n\n" + reg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("hivexregedit --merge: %v\n%s", err, out)
-	}
-	return p
+	return testutil.MergeReg(t, hive.New("SYSTEM"), reg)
 }
 
 func export(t *testing.T, path string) string {
@@ -261,7 +250,7 @@ func TestAddValue(t *testing.T) {
 	if err := os.WriteFile(p, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bm, am := exportMap(t, before), exportMap(t, export(t, p))
+	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
 	key := `controlset001\services\xenvbd\`
 	if am[key+"tiny"] != "dword:00000007" || !strings.HasPrefix(am[key+"xen2kvm"], "hex(1):63,00,6d,00,64,00") {
 		t.Errorf("added values: tiny %q, xen2kvm %q", am[key+"tiny"], am[key+"xen2kvm"])
@@ -288,26 +277,6 @@ func TestAddValue(t *testing.T) {
 	if s, _ := v.String(); s != cmd {
 		t.Errorf("read back %q", s)
 	}
-}
-
-// exportMap reads hivexregedit --export output into "key\value" -> data.
-func exportMap(t *testing.T, out string) map[string]string {
-	t.Helper()
-	out = strings.ReplaceAll(out, "\\\n", "")
-	m := map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = "(key)"
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
-		}
-	}
-	return m
 }
 
 // TestAddKey adds keys (first, middle and last in their lists, a key
@@ -363,7 +332,7 @@ func TestAddKey(t *testing.T) {
 	if err := os.WriteFile(p, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bm, am := exportMap(t, before), exportMap(t, export(t, p))
+	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
 	added := map[string]string{
 		`controlset001\services\viostor`:                                                                    "(key)",
 		`controlset001\services\viostor\start`:                                                              "dword:00000004",

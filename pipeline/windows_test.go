@@ -48,27 +48,6 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 	return p
 }
 
-// regValues reads hivexregedit --export into "key\value" -> data.
-func regValues(t *testing.T, hiveFile string) map[string]string {
-	t.Helper()
-	out := string(testutil.Run(t, "hivexregedit", "--export", hiveFile, `\`))
-	out = strings.ReplaceAll(out, "\\\n", "")
-	m := map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = "(key)"
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
-		}
-	}
-	return m
-}
-
 // TestMigrateWindows migrates Windows Server 2003 and 2008 guests with the
 // PV drivers of each vendor and checks the output with real tools: the
 // SYSTEM hive (extracted by ntfscat) differs from the source's by exactly
@@ -187,8 +166,8 @@ func TestMigrateWindows(t *testing.T) {
 			}
 			srcFile := writeTemp(t, "src-vol", srcVol)
 			outFile := writeTemp(t, "out-vol", outVol)
-			before := regValues(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
-			after := regValues(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
+			before := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
+			after := testutil.RegExport(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
 			if len(before) != len(after) {
 				t.Errorf("%d keys and values before, %d after", len(before), len(after))
 			}
@@ -401,9 +380,9 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := regValues(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
+			before := testutil.RegExport(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
 			hv := writeTemp(t, "SOFTWARE", testutil.Run(t, "ntfscat", writeTemp(t, "out", outVol), hp))
-			after := regValues(t, hv)
+			after := testutil.RegExport(t, hv)
 			key := `microsoft\windows\currentversion\runonce\xen2kvm-virtio-win`
 			if _, ok := after[key]; !ok {
 				t.Fatalf("no RunOnce value in the output's SOFTWARE hive")
@@ -430,8 +409,8 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			}
 			outFile := writeTemp(t, "outvol", outVol)
 			sysOut := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, sysPath))
-			sysBefore := regValues(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", writeTemp(t, "srcvol", srcVol), sysPath)))
-			sysAfter := regValues(t, sysOut)
+			sysBefore := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", writeTemp(t, "srcvol", srcVol), sysPath)))
+			sysAfter := testutil.RegExport(t, sysOut)
 			var viostor int
 			for _, e := range res.Report.Edits {
 				if e.Rule != "win-viostor-boot" {
