@@ -1,6 +1,9 @@
 package convert
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/xen2kvm/xen2kvm/hive"
@@ -61,6 +64,18 @@ func Rules() []Rule {
 		out[i] = Rule{Name: r.Name, Reason: r.Reason}
 	}
 	return out
+}
+
+// CheckRuleNames returns an error wrapping ErrUnknownRule, listing the
+// known rules, for every name in names that is not a rule's.
+func CheckRuleNames(names []string) error {
+	var bad []error
+	for _, r := range names {
+		if !slices.Contains(ruleNames(), r) {
+			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(ruleNames(), ", ")))
+		}
+	}
+	return errors.Join(bad...)
 }
 
 // ruleNames lists the rules' names in the order they run.
