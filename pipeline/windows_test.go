@@ -16,6 +16,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/wintest"
 	"github.com/xen2kvm/xen2kvm/ntfs"
 	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/report"
 )
 
 // rawVolume returns a raw image's first partition as bytes, with the
@@ -286,8 +287,24 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 				vw = iso
 			}
 			out := t.TempDir()
-			res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
-				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+			opts := pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
+				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}}
+			// The dry run shows the install method and the viostor entries
+			// and writes nothing.
+			dry := opts
+			dry.DryRun = true
+			dres, err := pipeline.Migrate(context.Background(), g.Config, dry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(dres.Report.Notes, "\n"), "virtio-win install method: ") ||
+				!slices.ContainsFunc(dres.Report.Edits, func(e report.Edit) bool { return e.Rule == "win-viostor-boot" }) {
+				t.Errorf("dry run: notes %v, edits %v", dres.Report.Notes, dres.Report.Edits)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("the dry run wrote %d files", len(ents))
+			}
+			res, err := pipeline.Migrate(context.Background(), g.Config, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
