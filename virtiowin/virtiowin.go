@@ -144,7 +144,9 @@ func (d *Drivers) Method() string {
 // "AMD64"), in the layout of the virtio-win ISO and folder since build
 // 0.1.100: DRIVER/OS/ARCH, the OS folder named 2k3 or 2k8 (wnet and wlh,
 // the build names, are accepted too), each holding the driver's .inf,
-// .sys, .cat and .pdb. viostor's folder must hold viostor.sys.
+// .sys, .cat and .pdb (the 2003 and 2008 drivers were last built for
+// 0.1.173; later sets carry those builds). viostor's folder must hold
+// viostor.sys.
 func (s *Source) Drivers(version, arch string) (*Drivers, error) {
 	var oses []string
 	switch version {
