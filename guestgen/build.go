@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/5"
+const formatVersion = "guestgen/6-windows"
 
 const stampName = ".guestgen-complete.json"
 
