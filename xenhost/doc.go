@@ -13,6 +13,9 @@
 //	if err := g.CheckNotRunning(u.Host); err != nil {
 //		return err // *xenhost.RunningError
 //	}
+//	if _, err := h.CheckDisksIdle(ctx, g); err != nil {
+//		return err // *xenhost.DiskInUseError: a process on the host writes a disk
+//	}
 //	disk, err := h.OpenDisk(ctx, g.Domain.Disks[0].Source) // a read-only block device
 //
 // Authentication uses the keys an admin's ssh would: --identity files (or
@@ -22,6 +25,13 @@
 // exchange, ssh-rsa and ssh-dss host keys, aes128-cbc and 3des-cbc) are
 // offered after the modern ones, so only hosts that have nothing better
 // use them, and a warning names them.
+//
+// Disks are read in concurrent SFTP requests (255 KiB each where the
+// server announces limits@openssh.com, else 32 KiB) over the in-process
+// client, or, with Options.OpenSSH, over the system's ssh -s HOST sftp,
+// which also gives SSH compression (Options.Compression). SFTP cannot say
+// where a file's holes are, so they are read as zeros; the copy drops
+// zero blocks before writing.
 //
 // A dropped connection is re-established and the reads that failed are
 // retried (reads are idempotent), a bounded number of times; a host that
