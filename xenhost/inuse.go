@@ -82,7 +82,12 @@ func (h *Host) CheckDisksIdle(ctx context.Context, g *Guest) (warnings []string,
 		procs, err = c.sftp.ReadDir("/proc")
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("listing /proc on %s to see who has the disks open: %w", h.URL.Addr(), err)
+		if fatal(ctx, err) {
+			return nil, err
+		}
+		// A chrooted SFTP server, a host without /proc: say so and go
+		// on, xm list having had its say.
+		return []string{fmt.Sprintf("could not list /proc on %s to see whether a process writes the guest's disks: %v", h.URL.Addr(), err)}, nil
 	}
 
 	var (
@@ -108,13 +113,13 @@ func (h *Host) CheckDisksIdle(ctx context.Context, g *Guest) (warnings []string,
 			switch {
 			case errors.Is(err, os.ErrNotExist):
 				return nil // the process ended
-			case errors.Is(err, os.ErrPermission):
+			case err != nil && fatal(ectx, err):
+				return err
+			case err != nil: // permission denied, mostly
 				mu.Lock()
 				denied++
 				mu.Unlock()
 				return nil
-			case err != nil:
-				return fmt.Errorf("reading %s on %s: %w", fdDir, h.URL.Addr(), err)
 			}
 			for _, fd := range fds {
 				if fd.Mode().Perm()&0o200 == 0 {
@@ -163,6 +168,12 @@ func (h *Host) CheckDisksIdle(ctx context.Context, g *Guest) (warnings []string,
 		}
 	}
 	return warnings, errors.Join(errs...)
+}
+
+// fatal tells whether err ends the check: the connection is gone for
+// good or ctx was cancelled, rather than one path being unreadable.
+func fatal(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ErrUnreachable) || errors.Is(err, errClosed)
 }
 
 // procName is the command name of process pid, from /proc/PID/stat
