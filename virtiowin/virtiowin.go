@@ -1,7 +1,9 @@
 // Package virtiowin stages the virtio drivers for a migrated Windows guest
 // without a helper VM: it reads the virtio-win driver set (the ISO or a
-// folder), finds the viostor and NetKVM drivers for the guest's Windows
-// version and architecture, and writes a small FAT32 disk (with
+// folder, in the layout since 0.1.100 or before it, or the virtio-win
+// RPM's /usr/share/virtio-win with its ISO or drivers/ tree), finds the
+// viostor and NetKVM drivers for the guest's Windows version and
+// architecture, and writes a small FAT32 disk (with
 // github.com/diskfs/go-diskfs) holding a first-boot script that installs
 // them. The script is meant to be registered in the guest's RunOnce key.
 //
