@@ -252,6 +252,20 @@ func TestOldISOLayout(t *testing.T) {
 		}
 	}
 
+	// Plain ISO 9660 names (upper case, no Joliet or Rock Ridge).
+	plain := filepath.Join(t.TempDir(), "plain.iso")
+	if out, err := exec.Command(testutil.NeedTool(t, "genisoimage"), "-quiet", "-o", plain, tree).CombinedOutput(); err != nil {
+		t.Fatalf("genisoimage: %v\n%s", err, out)
+	}
+	psrc, err := virtiowin.Open(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer psrc.Close()
+	if d, err := psrc.Drivers("6.0", "AMD64"); err != nil || d.Viostor != "WLH/AMD64" || d.NetKVM != "VISTA/AMD64" || d.ViostorSys != "WLH/AMD64/VIOSTOR.SYS" {
+		t.Errorf("plain ISO 9660: %+v, %v", d, err)
+	}
+
 	// The same layout as a folder: only viostor's and netkvm's files go
 	// onto the disk.
 	fsrc, err := virtiowin.Open(tree)

@@ -332,17 +332,18 @@ func (s *Source) candidates(base, version, arch string) ([]string, error) {
 	return c, nil
 }
 
-// resolve returns the folder dir names, matched ignoring case.
-func (s *Source) resolve(dir string) (string, bool) {
+// resolve returns the folder dir names, matched ignoring case; an error
+// other than fs.ErrNotExist is one reading the set.
+func (s *Source) resolve(dir string) (string, error) {
 	cur := "."
 	for _, el := range strings.Split(dir, "/") {
 		next, err := s.find(cur, el)
 		if err != nil {
-			return "", false
+			return "", err
 		}
 		cur = next
 	}
-	return cur, true
+	return cur, nil
 }
 
 // Drivers finds viostor and NetKVM for a Windows version (CurrentVersion
@@ -378,18 +379,28 @@ func (s *Source) drivers(version, arch string) (*Drivers, error) {
 			return nil, err
 		}
 		var looked []string
+		var readErr error
 		for _, c := range cands {
 			looked = append(looked, c+"/"+drv.base+".inf")
-			if dir, ok := s.resolve(c); ok {
-				if _, err := s.findFile(dir, drv.base+".inf"); err == nil {
-					*drv.to = dir
-					break
-				}
+			dir, err := s.resolve(c)
+			if err == nil {
+				_, err = s.findFile(dir, drv.base+".inf")
+			}
+			if err == nil {
+				*drv.to = dir
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) && readErr == nil {
+				readErr = err
 			}
 		}
 		if *drv.to == "" {
-			return nil, fmt.Errorf("virtio-win %s: %w: no %s for Windows %s %s (layout %s; looked for %s)",
-				s.Path, ErrNoDrivers, drv.base, version, arch, s.Layout, strings.Join(looked, ", "))
+			msg := ""
+			if readErr != nil {
+				msg = "; reading it failed: " + readErr.Error()
+			}
+			return nil, fmt.Errorf("virtio-win %s: %w: no %s for Windows %s %s (layout %s; looked for %s%s)",
+				s.Path, ErrNoDrivers, drv.base, version, arch, s.Layout, strings.Join(looked, ", "), msg)
 		}
 	}
 	sys, err := s.findFile(d.Viostor, "viostor.sys")
