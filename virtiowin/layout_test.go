@@ -311,3 +311,22 @@ func TestOpenNamesLayouts(t *testing.T) {
 		}
 	}
 }
+
+func TestEarliestISOFolders(t *testing.T) {
+	src, err := virtiowin.Open(wintest.VirtioWinEarly(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Layout != virtiowin.OldISO {
+		t.Errorf("layout %v", src.Layout)
+	}
+	for _, c := range []struct{ version, arch, want string }{
+		{"5.2", "x86", "XP/X86"}, {"5.2", "AMD64", "XP/AMD64"}, {"6.0", "x86", "WIN7/X86"}, {"6.0", "AMD64", "WIN7/AMD64"},
+	} {
+		d, err := src.Drivers(c.version, c.arch)
+		if err != nil || d.Viostor != c.want || d.NetKVM != c.want {
+			t.Errorf("%s %s: %+v, %v; want %s", c.version, c.arch, d, err, c.want)
+		}
+	}
+}

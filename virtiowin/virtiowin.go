@@ -282,7 +282,9 @@ func (d *Drivers) Method() string {
 // source's layout. The folder names are those of virtio-win's ISOs and
 // RPMs: 2k3/2k8/2k8R2 (and the build names wnet, wlh, w7) since 0.1.100;
 // the RPM's drivers/ARCH/Win2003, Win2008, Win2008R2 (or Win7); before
-// 0.1.100 viostor in WNET, WLH, WIN7 and NetKVM in XP, VISTA, WIN7.
+// 0.1.100 viostor in WNET, WLH, WIN7 and NetKVM in XP, VISTA, WIN7, and
+// in the earliest ISOs, which have no WNET or WLH, both in XP (2003) and
+// WIN7 (2008).
 func (s *Source) candidates(base, version, arch string) ([]string, error) {
 	amd64 := strings.EqualFold(arch, "AMD64") || strings.EqualFold(arch, "x86_64")
 	arches := []string{"x86", "i386"}
@@ -299,9 +301,17 @@ func (s *Source) candidates(base, version, arch string) ([]string, error) {
 			arches = []string{"i386", "x86"}
 		}
 	case OldISO:
-		if base == "viostor" {
+		// The earliest ISOs had no per-build folders (WNET, WLH), only XP
+		// (for XP and 2003) and WIN7 (for Vista, 2008 and 7), which the
+		// RPMs of the time packed as Win2003 and Win2008.
+		_, errWNET := s.find(".", "WNET")
+		_, errWLH := s.find(".", "WLH")
+		switch {
+		case errWNET != nil && errWLH != nil:
+			oses = map[string][]string{"5.2": {"XP"}, "6.0": {"WIN7"}, "6.1": {"WIN7"}}[version]
+		case base == "viostor":
 			oses = map[string][]string{"5.2": {"WNET"}, "6.0": {"WLH"}, "6.1": {"WIN7"}}[version]
-		} else {
+		default:
 			oses = map[string][]string{"5.2": {"XP", "WNET"}, "6.0": {"VISTA", "WLH"}, "6.1": {"WIN7"}}[version]
 		}
 		arches = []string{"X86"}

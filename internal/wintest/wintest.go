@@ -154,6 +154,22 @@ func VirtioWinOld(t testing.TB) string {
 	return writeTree(t, "virtio-win-0.1-81", files)
 }
 
+// VirtioWinEarly writes a folder shaped like the earliest virtio-win ISOs
+// (0.1-22 and about), as the RPM specs that repacked them into
+// drivers/ARCH/Win2003 and Win2008 show: only XP (XP and 2003) and WIN7
+// (Vista, 2008 and 7), each with X86 and AMD64 holding viostor and netkvm
+// flat.
+func VirtioWinEarly(t testing.TB) string {
+	t.Helper()
+	files := map[string]string{}
+	for _, o := range []string{"XP", "WIN7"} {
+		for _, a := range []string{"X86", "AMD64"} {
+			flatDrivers(files, o+"/"+a, o+" "+a, strings.ToLower(a), "viostor", "netkvm")
+		}
+	}
+	return writeTree(t, "virtio-win-0.1-22", files)
+}
+
 // virtioINF is a short .inf naming the driver's service and the PCI IDs
 // of its device, as virtio-win's own do.
 func virtioINF(base, osName, arch string) string {
