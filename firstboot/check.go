@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,8 +83,8 @@ type Result struct {
 // written). The guest's images are only read.
 //
 // The error is a *kvmrun.BootError when the guest did not reach its
-// prompt, wraps ErrDrift or ErrNoNetwork when it did but the proof
-// failed; Result.Report says what was seen either way.
+// prompt, wraps ErrDrift, ErrLeftover or ErrNoNetwork when it did but the
+// proof failed; Result.Report says what was seen either way.
 func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, error) {
 	log := o.Logger
 	if log == nil {
@@ -222,6 +223,23 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 			}
 		} else {
 			errs = append(errs, fmt.Errorf("%w: %s (--allow-drift to accept)", ErrDrift, strings.Join(flagged, "; ")))
+		}
+	}
+	var root fs.FS
+	if base != nil {
+		root = base.g.Root
+	}
+	booted := ""
+	if br.DirectBoot != nil {
+		booted = br.DirectBoot.KernelPath
+	}
+	if left := Leftovers(rb.Findings, booted, root); len(left) > 0 {
+		if o.AllowDrift {
+			for _, l := range left {
+				rb.Warnings = append(rb.Warnings, "conversion left undone (allowed): "+l)
+			}
+		} else {
+			errs = append(errs, fmt.Errorf("%w: %s (--allow-drift to accept)", ErrLeftover, strings.Join(left, "; ")))
 		}
 	}
 	if n := rb.Network; n != nil && !n.OK && !strings.HasPrefix(n.Detail, "not tried") {

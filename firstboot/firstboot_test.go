@@ -208,3 +208,42 @@ func TestDriftReaderOnRealOverlay(t *testing.T) {
 		t.Error("reading the drift wrote to the image or its overlay")
 	}
 }
+
+// TestLeftovers: console lines naming Xen's drivers or disks, and a debug
+// kernel booted while a production one is installed, are named; a
+// production kernel, or a debug one that is all there is, is not.
+func TestLeftovers(t *testing.T) {
+	root := fstest.MapFS{
+		"boot/vmlinuz-2.6.18-164.el5":      file("k"),
+		"boot/vmlinuz-2.6.18-164.el5debug": file("k"),
+		"boot/vmlinuz-2.6.18-164.el5xen":   file("k"),
+	}
+	onlyDebug := fstest.MapFS{
+		"boot/vmlinuz-2.6.18-164.el5debug": file("k"),
+		"boot/vmlinuz-2.6.18-164.el5xen":   file("k"),
+	}
+	findings := []report.Finding{
+		{Kind: "failed", Line: 40, Text: "Starting kdump:  [FAILED]"},
+		{Kind: "xen", Line: 39, Text: "mkdumprd: dump target /dev/xvda1 (ext3) is not a block device"},
+	}
+	for _, tc := range []struct {
+		name     string
+		findings []report.Finding
+		booted   string
+		root     fstest.MapFS
+		want     []string
+	}{
+		{"clean", findings[:1], "vmlinuz-2.6.18-164.el5", root, nil},
+		{"xen on the console", findings, "vmlinuz-2.6.18-164.el5", root, []string{"console line 39 names a Xen PV driver or disk, which KVM has not: \"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device\""}},
+		{"debug kernel", nil, "vmlinuz-2.6.18-164.el5debug", root, []string{"the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour that runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
+		{"debug kernel alone", nil, "vmlinuz-2.6.18-164.el5debug", onlyDebug, nil},
+		{"boot loader unknown", nil, "", root, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Leftovers(tc.findings, tc.booted, tc.root)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}

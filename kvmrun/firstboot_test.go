@@ -103,6 +103,11 @@ func TestClassify(t *testing.T) {
 		"INIT: Id \"co\" respawning too fast: disabled for 5 minutes":               FindingRespawn,
 		"BUG: unable to handle kernel NULL pointer dereference at 0000000000000000": FindingOops,
 		"Checking filesystems": "",
+		"insmod: can't insert '/lib/modules/2.6.18-164.el5/extra/xenpv/xen-vbd.ko': No such device": FindingXen,
+		"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device":                             FindingXen,
+		"Loading xenblk.ko module":              FindingXen,
+		"Bringing up interface eth0:  [  OK  ]": "",
+		"Starting xen2kvm-rpmdb:  [  OK  ]":     "",
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)
