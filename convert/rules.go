@@ -19,8 +19,10 @@ type Rule struct {
 // write its planner method in the rules_*.go file of its family (boot
 // loader, disks, packages, modules and initrd, console, SELinux, network)
 // and add its line here. The Windows rules (win-*) have no planner:
-// PlanWindows carries them out on a Windows guest's registry.
+// PlanWindows carries them out on a Windows guest's registry; nor has
+// kernel-choice, which MakePlan applies when it picks the kernel.
 var rules = []Rule{
+	{RuleKernelChoice, "the kernel chosen to boot is never a debug or kdump flavour while another is installed, and versions compare without the flavour", nil},
 	{"grub", "grub.conf boots a non-Xen kernel by default, with KVM's disk names and the serial console", (*planner).grub},
 	{"device-map", "grub's device.map and /etc/sysconfig/grub name KVM's disks", (*planner).deviceMapRule},
 	{"sysconfig-kernel", "DEFAULTKERNEL in /etc/sysconfig/kernel follows the kernel that boots on KVM", (*planner).sysconfigKernel},
