@@ -52,6 +52,10 @@ type Spec struct {
 	// to /dev/xvda1: at boot the service fails, naming the device, when
 	// the target is not there.
 	Kdump bool
+	// RPMDB gives the guest an rpm stand-in and its database,
+	// /var/lib/rpm/Packages, listing the installed kernels: rpm -q, and
+	// rpm -i --justdb recording a package file (see KernelRPM).
+	RPMDB bool
 	// DiskMiB is the size of the system disk (default 256).
 	DiskMiB int
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
@@ -104,8 +108,9 @@ var (
 	// TwoDisks is CentOS5PV with a second disk whose volume group
 	// DataVG (PV xvdb1) holds /data.
 	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, DataVG: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// XenOnly has two Xen kernels and no other.
-	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
+	// XenOnly has two Xen kernels and no other, as the installer leaves
+	// a PV guest, and an RPM database that knows them.
+	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}, RPMDB: true}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
 	Windows2003HVM = Spec{Name: "win2003", HVM: true, MemoryMiB: 1024}
 )

@@ -6,6 +6,7 @@ package guestgen
 
 import (
 	"path/filepath"
+	"strings"
 )
 
 // rcLocal is RHEL 5's /etc/rc.d/rc.local, with the lines that load
@@ -71,6 +72,10 @@ func rhel5Pieces(t *tree, s Spec, modDir string) {
 			t.link("etc/rc.d/rc"+lvl+".d/S99local", "../rc.local")
 		}
 	}
+	if s.RPMDB {
+		t.file("bin/rpm", 0o755, skel("rpm"))
+		t.file("var/lib/rpm/Packages", 0o644, rpmPackages(s))
+	}
 	if s.Kdump {
 		t.file("etc/kdump.conf", 0o644, kdumpConf)
 		t.file("etc/rc.d/init.d/kdump", 0o755, skel("kdump"))
@@ -81,4 +86,37 @@ func rhel5Pieces(t *tree, s Spec, modDir string) {
 			t.link("etc/rc.d/rc"+lvl+".d/K88kdump", "../init.d/kdump")
 		}
 	}
+}
+
+// rpmPackages is the rpm stand-in's database: a few base packages and
+// one entry per installed kernel (kernel-xen-2.6.18-164.el5 for
+// 2.6.18-164.el5xen).
+func rpmPackages(s Spec) string {
+	var b strings.Builder
+	b.WriteString("centos-release-5-4.el5.centos.1\nbash-3.2-24.el5\ninitscripts-8.45.30-2.el5.centos\nkudzu-1.2.57.1.21-1.el5.centos\n")
+	for _, k := range s.Kernels {
+		pkg, rel := "kernel", k
+		for _, f := range []string{"xen", "debug", "PAE"} {
+			if r, ok := strings.CutSuffix(k, f); ok {
+				pkg, rel = "kernel-"+f, r
+				break
+			}
+		}
+		b.WriteString(pkg + "-" + rel + "\n")
+	}
+	return b.String()
+}
+
+// debugBanner is what a debug kernel (kernel-debug, a release ending in
+// "debug") prints early in its boot and a production one does not: its
+// lock dependency validator. The guests' kernels are all the test kernel,
+// so a debug release's initrd prints it in the kernel's place (nash
+// echo lines, kept when the initrd is rebuilt).
+func debugBanner(release string) string {
+	if !strings.HasSuffix(release, "debug") {
+		return ""
+	}
+	return "echo \"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\"\n" +
+		"echo \"... MAX_LOCKDEP_SUBCLASSES:    8\"\necho \"... MAX_LOCK_DEPTH:          30\"\n" +
+		"echo \" memory used by lock dependency info: 1120 kB\"\n"
 }
