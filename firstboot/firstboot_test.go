@@ -2,6 +2,7 @@ package firstboot
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -226,17 +227,20 @@ func TestLeftovers(t *testing.T) {
 		{Kind: "failed", Line: 40, Text: "Starting kdump:  [FAILED]"},
 		{Kind: "xen", Line: 39, Text: "mkdumprd: dump target /dev/xvda1 (ext3) is not a block device"},
 	}
+	lockdep := []report.Finding{{Kind: "debug-kernel", Line: 12, Text: "Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar"}}
 	for _, tc := range []struct {
 		name     string
 		findings []report.Finding
 		booted   string
-		root     fstest.MapFS
+		root     fs.FS
 		want     []string
 	}{
 		{"clean", findings[:1], "vmlinuz-2.6.18-164.el5", root, nil},
 		{"xen on the console", findings, "vmlinuz-2.6.18-164.el5", root, []string{"console line 39 names a Xen PV driver or disk, which KVM has not: \"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device\""}},
-		{"debug kernel", nil, "vmlinuz-2.6.18-164.el5debug", root, []string{"the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour that runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
-		{"debug kernel alone", nil, "vmlinuz-2.6.18-164.el5debug", onlyDebug, nil},
+		{"debug kernel", nil, "vmlinuz-2.6.18-164.el5debug", root, []string{"the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour, which runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
+		{"debug kernel on the console", lockdep, "", root, []string{"the guest booted a debug kernel (console line 12: \"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\"), which runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
+		{"debug kernel alone", lockdep, "vmlinuz-2.6.18-164.el5debug", onlyDebug, nil},
+		{"root unknown", lockdep, "vmlinuz-2.6.18-164.el5debug", nil, nil},
 		{"boot loader unknown", nil, "", root, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,9 @@ const (
 	// FindingXen: a line naming a Xen PV driver module or a Xen disk
 	// (/dev/xvd*): on KVM, something in the guest still expects Xen.
 	FindingXen = "xen"
+	// FindingDebugKernel: the kernel announced the lock dependency
+	// validator, which only debug kernels (kernel-debug) carry.
+	FindingDebugKernel = "debug-kernel"
 )
 
 // findingPatterns recognise the findings, most specific first.
@@ -44,6 +47,7 @@ var findingPatterns = []struct {
 	{FindingRoot, regexp.MustCompile(`VFS: Cannot open root device|VFS: Unable to mount root|Unable to mount root|No root device|Gave up waiting for root`)},
 	{FindingFsck, regexp.MustCompile(`(?i)fsck\S*: .*(error|fail|No such file)|An error occurred during the file system check|UNEXPECTED INCONSISTENCY|Give root password for maintenance|FILE SYSTEM WAS MODIFIED`)},
 	{FindingXen, xenLeftoverRe},
+	{FindingDebugKernel, regexp.MustCompile(`Lock dependency validator: Copyright`)},
 	{FindingReadOnly, regexp.MustCompile(`Read-only file system`)},
 	{FindingOops, regexp.MustCompile(`\bOops\b|\bBUG: |general protection fault|Segmentation fault`)},
 	{FindingRespawn, regexp.MustCompile(`respawning too fast`)},

@@ -105,9 +105,10 @@ func TestClassify(t *testing.T) {
 		"Checking filesystems": "",
 		"insmod: can't insert '/lib/modules/2.6.18-164.el5/extra/xenpv/xen-vbd.ko': No such device": FindingXen,
 		"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device":                             FindingXen,
-		"Loading xenblk.ko module":              FindingXen,
-		"Bringing up interface eth0:  [  OK  ]": "",
-		"Starting xen2kvm-rpmdb:  [  OK  ]":     "",
+		"Loading xenblk.ko module": FindingXen,
+		"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar": FindingDebugKernel,
+		"Bringing up interface eth0:  [  OK  ]":                                    "",
+		"Starting xen2kvm-rpmdb:  [  OK  ]":                                        "",
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
@@ -571,9 +572,11 @@ func TestE2EDryRunReport(t *testing.T) {
 
 // TestE2ERuleLeftOut shows the conversion rules matter: without the
 // initrd rebuild the output fails validation (its initrd has no virtio
-// driver), and without the console rule the guest boots but never shows
-// a login prompt on the serial console, so the boot check fails. Neither
-// leaves a finished guest behind.
+// driver), without the console rule the guest boots but never shows a
+// login prompt on the serial console, and without the rules for RHEL 5's
+// Xen leftovers the guest logs in but the first-boot check names what its
+// boot showed. None leaves a finished guest behind. (With every rule,
+// TestE2EMigrateBoots boots the same guests and passes.)
 func TestE2ERuleLeftOut(t *testing.T) {
 	needE2E(t)
 	for _, tc := range []struct {
@@ -589,13 +592,22 @@ func TestE2ERuleLeftOut(t *testing.T) {
 		// Its LVM filter accepts only Xen disks: without the rule the
 		// initrd's LVM does not see the root VG on virtio.
 		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`},
+		// The guest reaches its login prompt in these; what breaks is
+		// on its console or in what it booted. Its rc.local insmods
+		// kmod-xenpv's xen-vbd.ko, which finds no Xen device on KVM.
+		{guestgen.CentOS5LVM, "rc-xen-modules", "names a Xen PV driver or disk, which KVM has not: \"insmod: can't insert '/lib/modules/2.6.18-164.el5/extra/xenpv/xen-vbd.ko'"},
+		// Its kdump service dumps to /dev/xvda1, which is not there.
+		{guestgen.CentOS5LVM, "kdump", "mkdumprd: dump target /dev/xvda1 (ext3) is not a block device"},
+		// kernel-debug of the same version as kernel becomes grub's
+		// default.
+		{guestgen.CentOS5LVM, convert.RuleKernelChoice, "the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour"},
 	} {
 		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
 			g := guest(t, tc.spec)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			code, _, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
-				"--boot-check", "--accel", "tcg", "--boot-timeout", "120s")
+				"--boot-check", "--accel", "tcg", "--boot-timeout", "4m")
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, want 1 with %q in\n%s", code, tc.want, stderr)
 			}
