@@ -243,7 +243,7 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 		}
 	}
 	if n := rb.Network; n != nil && !n.OK && !strings.HasPrefix(n.Detail, "not tried") {
-		errs = append(errs, fmt.Errorf("%w: %s", ErrNoNetwork, n.Detail))
+		errs = append(errs, fmt.Errorf("%w: %s%s", ErrNoNetwork, n.Detail, consoleSays(rb.Findings, kvmrun.FindingFailed, 4)))
 	} else if n != nil && !n.OK {
 		rb.Warnings = append(rb.Warnings, "network "+n.Detail)
 	}
@@ -358,4 +358,20 @@ func diffAfter(ctx context.Context, base *guest, after []config.KVMDisk) ([]repo
 	}
 	defer a.close()
 	return Diff(base.g.Root, a.g.Root)
+}
+
+// consoleSays quotes up to max console findings of kind, as "; the
+// console says: line N: "TEXT", ..." ("" when there are none): what the
+// guest itself reported about a failure.
+func consoleSays(findings []report.Finding, kind string, max int) string {
+	var q []string
+	for _, f := range findings {
+		if f.Kind == kind && len(q) < max {
+			q = append(q, fmt.Sprintf("line %d: %q", f.Line, f.Text))
+		}
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "; the console says: " + strings.Join(q, ", ")
 }

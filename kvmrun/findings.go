@@ -23,7 +23,7 @@ type Finding struct {
 
 // Kinds of Finding.
 const (
-	FindingFailed   = "failed"    // an init script printed [FAILED]
+	FindingFailed   = "failed"    // an init script printed [FAILED], or a device it wants is not there
 	FindingPanic    = "panic"     // Kernel panic
 	FindingRoot     = "root"      // the root device was not found
 	FindingFsck     = "fsck"      // a filesystem check failed
@@ -51,7 +51,7 @@ var findingPatterns = []struct {
 	{FindingReadOnly, regexp.MustCompile(`Read-only file system`)},
 	{FindingOops, regexp.MustCompile(`\bOops\b|\bBUG: |general protection fault|Segmentation fault`)},
 	{FindingRespawn, regexp.MustCompile(`respawning too fast`)},
-	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]`)},
+	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]|does not seem to be present`)},
 }
 
 // xenLeftoverRe matches what names Xen's PV devices: their disks

@@ -109,6 +109,7 @@ func TestClassify(t *testing.T) {
 		"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar": FindingDebugKernel,
 		"Bringing up interface eth0:  [  OK  ]":                                    "",
 		"Starting xen2kvm-rpmdb:  [  OK  ]":                                        "",
+		"xennet device eth0 does not seem to be present, delaying initialization.": FindingFailed,
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)
