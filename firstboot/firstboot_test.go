@@ -255,17 +255,17 @@ func TestLeftovers(t *testing.T) {
 // TestConsoleSays: a failed network proof quotes the guest's own failure
 // lines, at most max of them.
 func TestConsoleSays(t *testing.T) {
-	fs := []report.Finding{
+	found := []report.Finding{
 		{Kind: "failed", Line: 401, Text: "xennet device eth0 does not seem to be present, delaying initialization."},
 		{Kind: "fsck", Line: 300, Text: "fsck.ext3: No such file or directory while trying to open /dev/xvdb1"},
 		{Kind: "failed", Line: 402, Text: "Bringing up interface eth0:  [FAILED]"},
 		{Kind: "failed", Line: 500, Text: "Starting kdump:  [FAILED]"},
 	}
 	want := `; the console says: line 401: "xennet device eth0 does not seem to be present, delaying initialization.", line 402: "Bringing up interface eth0:  [FAILED]"`
-	if got := consoleSays(fs, "failed", 2); got != want {
+	if got := consoleSays(found, "failed", 2); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	if got := consoleSays(fs[1:2], "failed", 2); got != "" {
+	if got := consoleSays(found[1:2], "failed", 2); got != "" {
 		t.Errorf("no failed lines: %q", got)
 	}
 }
