@@ -160,6 +160,18 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		return p, nil
 	}
 	p.Kernel = k
+	if !disabled[RuleKernelChoice] {
+		var passed []string
+		for _, o := range g.Kernels {
+			if o.Debug && !o.Xen && o.Release != k.Release {
+				passed = append(passed, o.Release+" ("+o.Package+")")
+			}
+		}
+		if len(passed) > 0 && !k.Debug {
+			p.Notes = append(p.Notes, fmt.Sprintf("rule %s: the guest boots %s, not %s: debug and kdump flavours run slowly and are meant for diagnosing",
+				RuleKernelChoice, k.Release, strings.Join(passed, ", ")))
+		}
+	}
 	p.Virtio = k.Virtio()
 	if p.Virtio {
 		if bin, old := c.oldLVM(); old {
