@@ -64,10 +64,10 @@ func TestE2EKernelRPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	res, err := firstboot.Check(ctx, dom, firstboot.Options{
-		Boot: []kvmrun.Option{kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(4 * time.Minute),
+		Boot: []kvmrun.Option{kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(6 * time.Minute),
 			kvmrun.WithSerialLog(filepath.Join(dir, "serial.log")), kvmrun.WithShutdownGrace(60 * time.Second)},
 		Dir: dir, KeepOverlays: true,
 	})
