@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/6-rhelskip"
+const formatVersion = "guestgen/7-rhelskip"
 
 const stampName = ".guestgen-complete.json"
 
