@@ -51,7 +51,7 @@ var findingPatterns = []struct {
 	{FindingReadOnly, regexp.MustCompile(`Read-only file system`)},
 	{FindingOops, regexp.MustCompile(`\bOops\b|\bBUG: |general protection fault|Segmentation fault`)},
 	{FindingRespawn, regexp.MustCompile(`respawning too fast`)},
-	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]|does not seem to be present`)},
+	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]|does not seem to be present|has different MAC address than expected`)},
 }
 
 // xenLeftoverRe matches what names Xen's PV devices: their disks

@@ -110,6 +110,7 @@ func TestClassify(t *testing.T) {
 		"Bringing up interface eth0:  [  OK  ]":                                    "",
 		"Starting xen2kvm-rpmdb:  [  OK  ]":                                        "",
 		"xennet device eth0 does not seem to be present, delaying initialization.": FindingFailed,
+		"Device eth0 has different MAC address than expected, ignoring.":           FindingFailed,
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)
