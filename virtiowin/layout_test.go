@@ -330,3 +330,33 @@ func TestEarliestISOFolders(t *testing.T) {
 		}
 	}
 }
+
+// The later RPMs: drivers/by-driver is taken from the RPM's folder;
+// drivers/by-os can be given.
+func TestRPMByDriverByOS(t *testing.T) {
+	dir := wintest.VirtioWinRPMNew(t)
+	src, err := virtiowin.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.ISO || src.Layout != virtiowin.PerDriver || src.Path != filepath.Join(dir, "drivers", "by-driver") {
+		t.Errorf("RPM folder: ISO %v, layout %v, path %s", src.ISO, src.Layout, src.Path)
+	}
+	if d, err := src.Drivers("6.0", "AMD64"); err != nil || d.Viostor != "viostor/2k8/amd64" || d.NetKVM != "NetKVM/2k8/amd64" || d.Shared {
+		t.Errorf("by-driver 2008: %+v, %v", d, err)
+	}
+	byOS, err := virtiowin.Open(filepath.Join(dir, "drivers", "by-os"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byOS.Close()
+	for _, c := range []struct{ version, arch, want string }{
+		{"5.2", "x86", "i386/2k3"}, {"6.0", "AMD64", "amd64/2k8"}, {"6.1", "AMD64", "amd64/2k8R2"},
+	} {
+		d, err := byOS.Drivers(c.version, c.arch)
+		if err != nil || d.Viostor != c.want || d.NetKVM != c.want || !d.Shared {
+			t.Errorf("by-os %s %s: %+v, %v; want %s", c.version, c.arch, d, err, c.want)
+		}
+	}
+}

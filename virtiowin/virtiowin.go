@@ -50,7 +50,8 @@ const (
 	PerDriver Layout = iota
 	// RPMTree: ARCH/WinOS (amd64/Win2008), every driver of one Windows
 	// flat in one folder, the drivers/ tree that the RHEL 6 and 7
-	// virtio-win RPMs install in /usr/share/virtio-win.
+	// virtio-win RPMs install in /usr/share/virtio-win (and, as ARCH/OS,
+	// amd64/2k8, the later RPMs' drivers/by-os).
 	RPMTree
 	// OldISO: OS/ARCH (WLH/AMD64), folders named after the Windows
 	// build (WNET 2003, WLH Vista/2008, XP, VISTA, WIN7), several drivers
@@ -85,7 +86,8 @@ var oldOSFolders = []string{"WNET", "WLH", "WXP", "XP", "VISTA", "WIN7", "WIN8"}
 // Open opens a virtio-win driver set: an ISO, or a folder in one of the
 // Layouts, or the virtio-win RPM's folder (/usr/share/virtio-win), where
 // it takes virtio-win.iso (or the only virtio-win*.iso) and keeps the
-// drivers/ tree beside it for the Windows releases the ISO lacks.
+// drivers tree beside it (drivers/by-driver, drivers/by-os or drivers) for
+// the Windows releases the ISO lacks.
 func Open(p string) (*Source, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -106,12 +108,17 @@ func Open(p string) (*Source, error) {
 	if s.detect() == nil {
 		return s, nil
 	}
-	// The virtio-win RPM's folder.
+	// The virtio-win RPM's folder: its drivers tree is drivers/by-driver
+	// (viostor/2k8/amd64) and drivers/by-os (amd64/2k8) in the later
+	// RPMs, drivers (amd64/Win2008) in those of RHEL 6 and 7.
 	var tree *Source
-	if d, err := s.find(".", "drivers"); err == nil {
-		tree = &Source{Path: filepath.Join(p, filepath.FromSlash(d)), fsys: os.DirFS(filepath.Join(p, filepath.FromSlash(d)))}
-		if tree.detect() != nil {
-			tree = nil
+	for _, sub := range []string{"drivers/by-driver", "drivers/by-os", "drivers"} {
+		if d, err := s.resolve(sub); err == nil {
+			dir := filepath.Join(p, filepath.FromSlash(d))
+			if ts := (&Source{Path: dir, fsys: os.DirFS(dir)}); ts.detect() == nil {
+				tree = ts
+				break
+			}
 		}
 	}
 	iso, err := s.rpmISO()
@@ -139,7 +146,7 @@ func Open(p string) (*Source, error) {
 	if tree != nil {
 		return tree, nil
 	}
-	return nil, fmt.Errorf("virtio-win %s: %w: found neither viostor and NetKVM folders (virtio-win 0.1.100 and later), nor %s folders (older ISOs), nor virtio-win.iso or drivers/i386 and drivers/amd64 (the virtio-win RPM's /usr/share/virtio-win)",
+	return nil, fmt.Errorf("virtio-win %s: %w: found neither viostor and NetKVM folders (virtio-win 0.1.100 and later), nor %s folders (older ISOs), nor virtio-win.iso or drivers/by-driver, drivers/by-os or drivers/i386 and drivers/amd64 (the virtio-win RPM's /usr/share/virtio-win)",
 		p, ErrNotVirtioWin, strings.Join(oldOSFolders, ", "))
 }
 
@@ -296,7 +303,9 @@ func (s *Source) candidates(base, version, arch string) ([]string, error) {
 	case PerDriver:
 		oses = map[string][]string{"5.2": {"2k3", "wnet"}, "6.0": {"2k8", "wlh"}, "6.1": {"2k8R2", "w7"}}[version]
 	case RPMTree:
-		oses = map[string][]string{"5.2": {"Win2003"}, "6.0": {"Win2008"}, "6.1": {"Win2008R2", "Win7"}}[version]
+		// drivers/by-os of the later RPMs names the folders as the ISO
+		// does (2k8, 2k8R2).
+		oses = map[string][]string{"5.2": {"Win2003", "2k3"}, "6.0": {"Win2008", "2k8"}, "6.1": {"Win2008R2", "2k8R2", "Win7", "w7"}}[version]
 		if !amd64 {
 			arches = []string{"i386", "x86"}
 		}

@@ -38,16 +38,13 @@ func Build(t testing.TB, w guestgen.WindowsSpec) *guestgen.Guest {
 // the .inf files the hardware IDs and service of the real ones.
 func VirtioWinTree(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "virtio-win")
-	write := func(p, content string) {
-		p = filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return writeTree(t, "virtio-win", perDriverFiles(""))
+}
+
+// perDriverFiles are VirtioWinTree's files, their paths under prefix.
+func perDriverFiles(prefix string) map[string]string {
+	files := map[string]string{}
+	write := func(p, content string) { files[prefix+p] = content }
 	type drv struct{ folder, base string }
 	for _, d := range []drv{{"viostor", "viostor"}, {"NetKVM", "netkvm"}, {"Balloon", "balloon"}, {"vioscsi", "vioscsi"}} {
 		for _, o := range []string{"2k3", "2k8", "w10"} {
@@ -66,11 +63,32 @@ func VirtioWinTree(t testing.TB) string {
 			}
 		}
 	}
-	write("guest-agent/qemu-ga-x86_64.msi", "msi\r\n")
-	write("virtio-win-gt-x64.msi", "msi\r\n")
-	write("virtio-win-guest-tools.exe", "exe\r\n")
-	write("virtio-win_license.txt", "license\r\n")
-	return dir
+	if prefix == "" {
+		write("guest-agent/qemu-ga-x86_64.msi", "msi\r\n")
+		write("virtio-win-gt-x64.msi", "msi\r\n")
+		write("virtio-win-guest-tools.exe", "exe\r\n")
+		write("virtio-win_license.txt", "license\r\n")
+	}
+	return files
+}
+
+// VirtioWinRPMNew writes a folder shaped like /usr/share/virtio-win of
+// the later virtio-win RPMs (Fedora, RHEL 8 and later) without their ISO:
+// drivers/by-driver in VirtioWinTree's layout (viostor/2k8/amd64) and
+// drivers/by-os/ARCH/OS (amd64/2k8, i386/2k3) holding each Windows's
+// drivers flat.
+func VirtioWinRPMNew(t testing.TB) string {
+	t.Helper()
+	files := perDriverFiles("drivers/by-driver/")
+	for _, a := range []string{"i386", "amd64"} {
+		for _, o := range []string{"2k3", "2k8", "2k8R2", "w10"} {
+			if o == "2k8R2" && a == "i386" {
+				continue
+			}
+			flatDrivers(files, "drivers/by-os/"+a+"/"+o, "by-os "+o+" "+a, map[string]string{"i386": "x86", "amd64": "amd64"}[a], "viostor", "netkvm", "balloon")
+		}
+	}
+	return writeTree(t, "virtio-win", files)
 }
 
 // writeTree writes files (slash-separated path to content) under a new
