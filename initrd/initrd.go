@@ -171,6 +171,34 @@ func clean(name string) string {
 	return cpio.Normalize(name)
 }
 
+// resolveDir follows the symlinks among the parent directories of name
+// (lib -> usr/lib in a merged-/usr initramfs), not its last component.
+func (im *Image) resolveDir(name string) string {
+	name = clean(name)
+	for hops := 0; hops < 40; hops++ {
+		parts := strings.Split(name, "/")
+		moved := false
+		for i := 1; i < len(parts); i++ {
+			dir := strings.Join(parts[:i], "/")
+			j := im.find(dir)
+			if j < 0 || im.entries[j].info.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+				continue
+			}
+			t := string(im.entries[j].data)
+			if !strings.HasPrefix(t, "/") {
+				t = path.Join(path.Dir(dir), t)
+			}
+			name = clean(path.Join(clean(t), strings.Join(parts[i:], "/")))
+			moved = true
+			break
+		}
+		if !moved {
+			return name
+		}
+	}
+	return name
+}
+
 func (im *Image) find(name string) int {
 	name = clean(name)
 	for i := len(im.entries) - 1; i >= 0; i-- {
@@ -205,7 +233,7 @@ type Member struct {
 
 // Stat describes a member without following symlinks.
 func (im *Image) Stat(name string) (Member, error) {
-	i := im.find(name)
+	i := im.find(im.resolveDir(name))
 	if i < 0 {
 		return Member{}, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 	}
@@ -226,6 +254,7 @@ func unixMode(m uint64) fs.FileMode { return guestfs.FileMode(uint32(m)) }
 func (im *Image) ReadFile(name string) ([]byte, error) {
 	name = clean(name)
 	for hops := 0; hops < 40; hops++ {
+		name = im.resolveDir(name)
 		i := im.find(name)
 		if i < 0 {
 			return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
@@ -261,7 +290,7 @@ func (im *Image) ReadFile(name string) ([]byte, error) {
 // or adds a new one (owner root, mode perm) after creating any missing
 // parent directories.
 func (im *Image) WriteFile(name string, data []byte, perm fs.FileMode) error {
-	name = clean(name)
+	name = im.resolveDir(name)
 	if i := im.find(name); i >= 0 {
 		e := &im.entries[i]
 		if e.info.Mode&cpio.S_IFMT != cpio.S_IFREG {
@@ -290,7 +319,7 @@ func (im *Image) WriteFile(name string, data []byte, perm fs.FileMode) error {
 
 // Remove removes a member (a directory only when nothing below it is left).
 func (im *Image) Remove(name string) error {
-	name = clean(name)
+	name = im.resolveDir(name)
 	i := im.find(name)
 	if i < 0 {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
@@ -327,6 +356,7 @@ func (im *Image) mkdirAll(dir string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
+	dir = im.resolveDir(dir)
 	if i := im.find(dir); i >= 0 {
 		if im.entries[i].info.Mode&cpio.S_IFMT != cpio.S_IFDIR {
 			// A symlinked directory (lib -> usr/lib) is fine too.
