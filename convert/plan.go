@@ -111,16 +111,12 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	if d == nil {
 		return nil, errors.New("no domain config")
 	}
-	disabled := map[string]bool{}
-	var bad []error
-	for _, r := range opts.Disable {
-		if !slices.Contains(ruleNames(), r) {
-			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(ruleNames(), ", ")))
-		}
-		disabled[r] = true
-	}
-	if err := errors.Join(bad...); err != nil {
+	if err := CheckRuleNames(opts.Disable); err != nil {
 		return nil, err
+	}
+	disabled := map[string]bool{}
+	for _, r := range opts.Disable {
+		disabled[r] = true
 	}
 	p := &Plan{}
 	if g == nil || g.OS != "linux" {

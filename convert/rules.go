@@ -1,6 +1,11 @@
 package convert
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // A Rule is one step of the conversion. Rules lists them; Options.Disable
 // leaves some out by Name.
@@ -52,6 +57,18 @@ func Rules() []Rule {
 		out[i] = Rule{Name: r.Name, Reason: r.Reason}
 	}
 	return out
+}
+
+// CheckRuleNames returns an error wrapping ErrUnknownRule, listing the
+// known rules, for every name in names that is not a rule's.
+func CheckRuleNames(names []string) error {
+	var bad []error
+	for _, r := range names {
+		if !slices.Contains(ruleNames(), r) {
+			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(ruleNames(), ", ")))
+		}
+	}
+	return errors.Join(bad...)
 }
 
 // ruleNames lists the rules' names in the order they run.

@@ -31,11 +31,15 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
+// needE2E marks an end-to-end test: skipped with -short, and run in
+// parallel with the other end-to-end tests (each boot keeps one core
+// busy: go test -parallel bounds how many run at once).
 func needE2E(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: builds guests and boots VMs; skipped with -short")
 	}
+	t.Parallel()
 	testutil.NeedTool(t, "mke2fs")
 	testutil.NeedTool(t, "busybox")
 	testutil.NeedTool(t, "qemu-system-x86_64")
@@ -115,7 +119,18 @@ func xen2kvm(t *testing.T) string {
 // run runs the xen2kvm binary and returns its exit code, stdout, stderr.
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runEnv(t, nil, args...)
+}
+
+// runEnv is run with env (NAME=VALUE) added to the binary's environment;
+// the end-to-end tests run in parallel, so none of them changes the test
+// process's own.
+func runEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(xen2kvm(t), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -136,20 +151,16 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // migrates and boots in TestE2EBatchWithBrokenGuests.)
 func TestE2EMigrateBoots(t *testing.T) {
 	needE2E(t)
-	xen2kvm(t) // built before $TMPDIR points into a subtest's folder
 	for _, s := range []guestgen.Spec{guestgen.CentOS5PV, guestgen.CentOS5LVM} {
 		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
 			g := guest(t, s)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			// Nothing of a migration goes to $TMPDIR, where a killed run
-			// would leave it for good. (The binary is built first, into
-			// the real $TMPDIR: built under the test's, it would count as
-			// the migration's and go away with it.)
-			xen2kvm(t)
+			// would leave it for good.
 			tmp := t.TempDir()
-			t.Setenv("TMPDIR", tmp)
-			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+			code, stdout, stderr := runEnv(t, []string{"TMPDIR=" + tmp}, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
 				"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
@@ -591,6 +602,7 @@ func TestE2ERuleLeftOut(t *testing.T) {
 		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`},
 	} {
 		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
+			t.Parallel()
 			g := guest(t, tc.spec)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")

@@ -97,6 +97,9 @@ func (f *migrateFlags) check() error {
 	default:
 		return usagef("--warm-hash %q: want auto, python or dd", f.warmHash)
 	}
+	if err := convert.CheckRuleNames(f.skipRules); err != nil {
+		return usagef("--skip-rule: %v", err)
+	}
 	if f.netPort < 0 || f.netPort > 65535 {
 		return usagef("--net-check-port %d: want a TCP port, or 0 for no network proof", f.netPort)
 	}
