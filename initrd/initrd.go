@@ -1,7 +1,9 @@
 // Package initrd reads, edits and writes Linux initial ramdisks (newc cpio
-// archives, gzip-compressed or not) and rebuilds the initrds of RHEL 4/5
-// (mkinitrd's nash script) and RHEL 6 (dracut) so that they load extra
-// kernel modules, such as the virtio drivers a guest needs on KVM.
+// archives, plain or compressed with gzip, zstd, xz, lzma or bzip2, one
+// after the other, an early microcode cpio first) and rebuilds the
+// initrds of RHEL 4/5 (mkinitrd's nash script) and RHEL 6 (dracut) so
+// that they load extra kernel modules, such as the virtio drivers a guest
+// needs on KVM.
 //
 // Everything in an archive that is not edited (device nodes, symlinks,
 // hard links, owners, modes, times) is written back as it was.
