@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 )
@@ -220,4 +221,99 @@ func aliasIndex(aliases []byte, order map[string]uint32) ([]byte, error) {
 		return nil, fmt.Errorf("modules.alias: %w", err)
 	}
 	return x.bytes()
+}
+
+// indexLookup returns the first value of key in a module index (the
+// exact-match search modprobe makes for a module name), and false when
+// the index has no such key.
+func indexLookup(idx []byte, key string) (string, bool, error) {
+	if len(idx) < 12 || binary.BigEndian.Uint32(idx) != indexMagic || binary.BigEndian.Uint32(idx[4:])>>16 != indexVersion>>16 {
+		return "", false, fmt.Errorf("not a version 2 module index")
+	}
+	bad := fmt.Errorf("module index: node out of bounds")
+	off := binary.BigEndian.Uint32(idx[8:])
+	cstr := func(p int) (string, int, error) {
+		e := bytes.IndexByte(idx[p:], 0)
+		if e < 0 {
+			return "", 0, bad
+		}
+		return string(idx[p : p+e]), p + e + 1, nil
+	}
+	i := 0
+	for steps := 0; steps < len(idx); steps++ {
+		p := int(off & indexNodeMask)
+		if p == 0 || p >= len(idx) {
+			return "", false, nil
+		}
+		if off&indexNodePrefix != 0 {
+			pre, next, err := cstr(p)
+			if err != nil {
+				return "", false, err
+			}
+			if !strings.HasPrefix(key[i:], pre) {
+				return "", false, nil
+			}
+			i += len(pre)
+			p = next
+		}
+		var first, last int
+		var children int
+		if off&indexNodeChilds != 0 {
+			if p+2 > len(idx) {
+				return "", false, bad
+			}
+			first, last = int(idx[p]), int(idx[p+1])
+			children = p + 2
+			p = children + 4*(last-first+1)
+			if last < first || p > len(idx) {
+				return "", false, bad
+			}
+		}
+		if i == len(key) {
+			if off&indexNodeValues == 0 || p+8 > len(idx) || binary.BigEndian.Uint32(idx[p:]) == 0 {
+				return "", false, nil
+			}
+			v, _, err := cstr(p + 8)
+			return v, err == nil, err
+		}
+		c := int(key[i])
+		if off&indexNodeChilds == 0 || c < first || c > last {
+			return "", false, nil
+		}
+		off = binary.BigEndian.Uint32(idx[children+4*(c-first):])
+		i++
+	}
+	return "", false, bad
+}
+
+// FindModule returns the modules.dep line ("path: deps") the initrd's
+// module tree for release gives the named module, read as modprobe reads
+// it: from modules.dep.bin when the image has one, else modules.dep. It
+// returns fs.ErrNotExist (wrapped) for a module the tree does not list.
+func FindModule(img *Image, release, name string) (string, error) {
+	base := "lib/modules/" + release
+	name = strings.ReplaceAll(name, "-", "_")
+	if idx, err := img.ReadFile(base + "/modules.dep.bin"); err == nil {
+		v, ok, err := indexLookup(idx, name)
+		if err != nil {
+			return "", fmt.Errorf("%s/modules.dep.bin: %w", base, err)
+		}
+		if !ok {
+			return "", fmt.Errorf("module %s: not in %s/modules.dep.bin: %w", name, base, fs.ErrNotExist)
+		}
+		return v, nil
+	}
+	data, err := img.ReadFile(base + "/modules.dep")
+	if err != nil {
+		return "", err
+	}
+	dep, err := ParseModulesDep(data)
+	if err != nil {
+		return "", err
+	}
+	p, ok := dep.Path(name)
+	if !ok {
+		return "", fmt.Errorf("module %s: not in %s/modules.dep: %w", name, base, fs.ErrNotExist)
+	}
+	return p + ": " + strings.Join(dep.Deps(p), " "), nil
 }

@@ -88,6 +88,17 @@ func TestIndexesAsKmodReadsThem(t *testing.T) {
 			t.Errorf("modprobe %v: depmod's index gives\n%s\nours gives\n%s", q, want, got)
 		}
 	}
+	// indexLookup reads depmod's index as modprobe does.
+	theirBin, _ := os.ReadFile(filepath.Join(theirs, "lib/modules", rel, "modules.dep.bin"))
+	for _, p := range dep.Paths() {
+		v, ok, err := indexLookup(theirBin, ModuleName(p))
+		if err != nil || !ok || !strings.HasPrefix(v, p+":") {
+			t.Errorf("indexLookup(%s) in depmod's index = %q, %v, %v", ModuleName(p), v, ok, err)
+		}
+	}
+	if v, ok, err := indexLookup(theirBin, "virtio_bl"); ok || err != nil {
+		t.Errorf("indexLookup of a prefix: %q %v %v", v, ok, err)
+	}
 	if got := ask(ours, "-R", "virtio:d00000002v00001AF4"); got != "virtio_blk\n" {
 		t.Errorf("virtio disk alias resolves to %q", got)
 	}
