@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/6-rhel6"
+const formatVersion = "guestgen/7-rhel6"
 
 const stampName = ".guestgen-complete.json"
 
