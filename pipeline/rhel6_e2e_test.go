@@ -121,7 +121,7 @@ func TestE2ERHEL6(t *testing.T) {
 // TestE2ERHEL6UnconvertedDoesNotBoot boots the RHEL 6 guest as it is on
 // the hardware a migration gives it (virtio disk and NIC), with only its
 // console moved to ttyS0 so the failure shows, and dracut told to give up
-// after 20 s instead of 180 s: its kernel, its own initramfs (xen-blkfront
+// after 10 s instead of 180 s: its kernel, its own initramfs (xen-blkfront
 // only) and root=UUID=. dracut never sees the root and gives up.
 func TestE2ERHEL6UnconvertedDoesNotBoot(t *testing.T) {
 	needRHEL6(t)
@@ -168,7 +168,7 @@ func TestE2ERHEL6UnconvertedDoesNotBoot(t *testing.T) {
 	if !strings.Contains(args, "console=hvc0") {
 		t.Fatalf("grub.conf's kernel line %q has no console=hvc0", args)
 	}
-	args = strings.Replace(args, "console=hvc0", "console=ttyS0", 1) + " rd.retry=20 rd.shell=0 panic=1"
+	args = strings.Replace(args, "console=hvc0", "console=ttyS0", 1) + " rd.retry=10 rd.shell=0 panic=1"
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	_, err = kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
