@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -42,6 +43,9 @@ func decompress(b []byte) (Compression, []byte, error) {
 			return "", nil, fmt.Errorf("%w: lz4-compressed initrds are not supported (recompress it with gzip, zstd or xz)", ErrFormat)
 		}
 		return "", nil, fmt.Errorf("%w: neither a newc archive nor gzip, zstd, xz, lzma or bzip2 data (starts % x)", ErrFormat, b[:n])
+	}
+	if err := checkDict(c, b); err != nil {
+		return c, nil, fmt.Errorf("%w: %s: %w", ErrFormat, c, err)
 	}
 	raw, err := decode(c, b)
 	if err != nil && c != Gzip {
@@ -156,6 +160,67 @@ func compress(out *bytes.Buffer, c Compression, raw []byte) error {
 	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("%s: %w", c, err)
+	}
+	return nil
+}
+
+// maxDict bounds the dictionary an lzma or xz initrd may ask the decoder
+// to allocate (lzma -9 and xz -9 use 64 MiB; the header can ask for 4 GiB).
+const maxDict = 64 << 20
+
+// checkDict refuses an lzma header, or the first xz block's LZMA2
+// filter, whose dictionary is larger than maxDict.
+func checkDict(c Compression, b []byte) error {
+	switch c {
+	case LZMA:
+		if len(b) < 13 {
+			return fmt.Errorf("truncated header")
+		}
+		if d := binary.LittleEndian.Uint32(b[1:5]); d > maxDict {
+			return fmt.Errorf("dictionary of %d bytes, more than %d", d, maxDict)
+		}
+	case XZ:
+		// Stream header (12 bytes), then the first block header: its size,
+		// flags (filter count, which sizes follow), the sizes as varints,
+		// then each filter's ID, property size and properties.
+		p := 12
+		if len(b) < p+2 || b[p] == 0 {
+			return nil // no block: nothing to allocate
+		}
+		end := min(p+(int(b[p])+1)*4, len(b))
+		flags := b[p+1]
+		q := p + 2
+		varint := func() uint64 {
+			var v uint64
+			for i := 0; q < end && i < 9; i++ {
+				x := b[q]
+				q++
+				v |= uint64(x&0x7f) << (7 * i)
+				if x&0x80 == 0 {
+					break
+				}
+			}
+			return v
+		}
+		if flags&0x40 != 0 {
+			varint()
+		}
+		if flags&0x80 != 0 {
+			varint()
+		}
+		for f := 0; f <= int(flags&3) && q < end; f++ {
+			id, n := varint(), varint()
+			if id == 0x21 && n == 1 && q < end {
+				code := b[q]
+				if code > 40 {
+					return fmt.Errorf("LZMA2 dictionary code %d", code)
+				}
+				if d := uint64(2|code&1) << (code/2 + 11); d > maxDict {
+					return fmt.Errorf("dictionary of %d bytes, more than %d", d, maxDict)
+				}
+			}
+			q += int(n)
+		}
 	}
 	return nil
 }

@@ -123,3 +123,19 @@ func TestCompressionsAndEarlyCpio(t *testing.T) {
 		})
 	}
 }
+
+// TestHugeDictionaryRefused: an lzma or xz initrd whose header asks for a
+// 2 GiB dictionary is refused before the decoder allocates it.
+func TestHugeDictionaryRefused(t *testing.T) {
+	lzmaHdr := []byte{0x5d, 0, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0}
+	// xz: stream header (magic, flags CRC32, CRC of the flags), a block
+	// header of 12 bytes with one filter, LZMA2 with dictionary code 39.
+	xzHdr := []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 1, 0x69, 0x22, 0xde, 0x36,
+		2, 0, 0x21, 1, 39, 0, 0, 0, 0, 0, 0, 0}
+	for name, b := range map[string][]byte{"lzma": lzmaHdr, "xz": xzHdr} {
+		_, err := initrd.Read(b)
+		if !errors.Is(err, initrd.ErrFormat) || !strings.Contains(err.Error(), "dictionary") {
+			t.Errorf("%s: %v, want a format error about the dictionary", name, err)
+		}
+	}
+}

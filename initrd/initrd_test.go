@@ -385,6 +385,13 @@ func FuzzRead(f *testing.F) {
 	zw.Write(raw.Bytes())
 	zw.Close()
 	f.Add(gz.Bytes())
+	// The other compressions' headers, an lzma one asking for a 2 GiB
+	// dictionary, an early cpio before gzip data.
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0})
+	f.Add([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 1, 0x69, 0x22, 0xde, 0x36, 2, 0, 0x21, 1, 16, 0, 0, 0})
+	f.Add([]byte{0x5d, 0, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0})
+	f.Add([]byte("BZh91AY&SY"))
+	f.Add(append(raw.Bytes(), gz.Bytes()...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := initrd.Read(data)
 		if err != nil {
