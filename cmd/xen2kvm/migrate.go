@@ -44,7 +44,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "also write the report to `FILE`: .html gives a self-contained page, .json JSON, anything else text")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator of the boot check: kvm, tcg or auto (KVM when it really works, else TCG)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 5*time.Minute, "how long the boot check waits for the login prompt")
-	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf, or its console named Xen drivers or disks or a debug kernel (a warning instead)")
 	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the boot check's network proof connects to on the guest (0 turns the network proof off)")
 	var rules []string
 	for _, r := range convert.Rules() {
