@@ -30,8 +30,10 @@ type Rule struct {
 // loader, disks, packages, modules and initrd, console, SELinux, network)
 // and add its line here. The Windows rules (win-*) have a win function
 // instead (windows.go): PlanWindows runs them on every control set of a
-// Windows guest's SYSTEM hive.
+// Windows guest's SYSTEM hive. kernel-choice has neither: MakePlan
+// applies it when it picks the kernel.
 var rules = []Rule{
+	{RuleKernelChoice, "the kernel chosen to boot is never a debug or kdump flavour while another is installed, and versions compare without the flavour", nil, nil},
 	{"grub", "grub.conf boots a non-Xen kernel by default, with KVM's disk names and the serial console", (*planner).grub, nil},
 	{"device-map", "grub's device.map and /etc/sysconfig/grub name KVM's disks", (*planner).deviceMapRule, nil},
 	{"sysconfig-kernel", "DEFAULTKERNEL in /etc/sysconfig/kernel follows the kernel that boots on KVM", (*planner).sysconfigKernel, nil},
