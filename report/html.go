@@ -50,6 +50,12 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bytes":   Bytes,
 	"seconds": Seconds,
 	"diff":    diffLines,
+	"utc": func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	},
 	"title": func(gs []*Guest) string {
 		if len(gs) == 1 {
 			return gs[0].Name
@@ -121,6 +127,18 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 <tr><th>Xen</th><th>KVM</th><th>Source</th><th>Virtual size</th><th>Allocated</th><th>Format</th><th>Est. output</th><th>Est. copy time</th></tr>
 {{range .Disks}}<tr><td>{{.Target}}</td><td>{{.NewTarget}} ({{.Bus}})</td><td>{{.Path}}</td><td class="num">{{bytes .VirtualSize}}</td><td class="num">{{bytes .Allocated}}</td><td>{{.Format}}</td><td class="num">{{bytes .EstimatedSize}}</td><td class="num">{{seconds .EstimatedCopySeconds}}</td></tr>
 {{end}}</table>
+{{end}}
+{{with .Warm}}<h3>Warm migration</h3>
+<p>Blocks of {{bytes .BlockSize}}, hashed on the host by {{.HashMethod}}{{if .Resumed}}; pass 1 was done by an earlier run{{end}}.</p>
+<table class="warm">
+<tr><th>Pass</th><th>Guest</th><th>Started</th><th>Time</th><th>Moved over the network</th><th>Blocks</th><th>Changed blocks</th><th>Now zero</th></tr>
+<tr><td>pass 1</td><td>running</td><td>{{utc .Pass1.Started}}</td><td class="num">{{seconds .Pass1.Seconds}}</td><td class="num">{{bytes .Pass1.BytesRead}}</td><td class="num">{{.Pass1.Blocks}}</td><td class="num">-</td><td class="num">-</td></tr>
+<tr><td>pass 2</td><td>stopped</td><td>{{utc .Pass2.Started}}</td><td class="num">{{seconds .Pass2.Seconds}}</td><td class="num">{{bytes .Pass2.BytesRead}}</td><td class="num">{{.Pass2.Blocks}}</td><td class="num">{{.Pass2.ChangedBlocks}}</td><td class="num">{{.Pass2.ZeroBlocks}}</td></tr>
+</table>
+<dl>
+<dt>Stopped</dt><dd>{{if eq .ShutdownBy "xen2kvm"}}by xen2kvm (xm shutdown -w){{else if eq .ShutdownBy "user"}}by the user (xen2kvm waited){{else}}already stopped{{end}}{{if not .Stopped.IsZero}} at {{utc .Stopped}}{{end}}</dd>
+<dt>Downtime</dt><dd class="downtime">{{seconds .DowntimeSeconds}} (guest stopped to converted guest ready)</dd>
+</dl>
 {{end}}
 {{if .Edits}}
 <h3>Edits inside the guest ({{len .Edits}})</h3>

@@ -255,3 +255,51 @@ func TestWriteTextWarm(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteHTMLWarm: the HTML page gives a warm migration's two passes
+// (bytes, times, blocks) and its downtime, and leaves the section out of
+// a cold migration's page.
+func TestWriteHTMLWarm(t *testing.T) {
+	stopped := time.Date(2026, 12, 5, 8, 30, 0, 0, time.UTC)
+	g := sample()
+	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Resumed: true,
+		Pass1:      WarmPass{Started: stopped.Add(-20 * time.Minute), Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
+		Pass2:      WarmPass{Started: stopped.Add(2 * time.Second), Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
+		ShutdownBy: "xen2kvm", Stopped: stopped, DowntimeSeconds: 130}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		"<h3>Warm migration</h3>",
+		"Blocks of 1.0 MiB, hashed on the host by python; pass 1 was done by an earlier run.",
+		`<tr><td>pass 1</td><td>running</td><td>2026-12-05 08:10:00 UTC</td><td class="num">10m00s</td><td class="num">200.0 GiB</td><td class="num">204800</td><td class="num">-</td><td class="num">-</td></tr>`,
+		`<tr><td>pass 2</td><td>stopped</td><td>2026-12-05 08:30:02 UTC</td><td class="num">95 s</td><td class="num">4.0 GiB</td><td class="num">204800</td><td class="num">4200</td><td class="num">104</td></tr>`,
+		"<dt>Stopped</dt><dd>by xen2kvm (xm shutdown -w) at 2026-12-05 08:30:00 UTC</dd>",
+		`<dt>Downtime</dt><dd class="downtime">2m10s (guest stopped to converted guest ready)</dd>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Who stopped the guest, as the text report says it.
+	for by, want := range map[string]string{"user": "by the user (xen2kvm waited)", "": "already stopped at"} {
+		g.Warm.ShutdownBy = by
+		buf.Reset()
+		if err := WriteHTML(&buf, g); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "<dt>Stopped</dt><dd>"+want) {
+			t.Errorf("shutdown by %q: page lacks %q", by, want)
+		}
+	}
+	g.Warm = nil
+	buf.Reset()
+	if err := WriteHTML(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "Warm migration") || strings.Contains(buf.String(), "Downtime") {
+		t.Error("a cold migration's page has a warm section")
+	}
+}
