@@ -65,6 +65,11 @@ type Options struct {
 	Workers int
 	// Method is how the host hashes blocks in pass 2.
 	Method xenhost.HashMethod
+	// Streams is how many helpers hash the disk on the host at once,
+	// each over its own contiguous part (DefaultStreams when 0): MD5
+	// runs on one core, so one helper leaves a dom0's other cores idle
+	// while the guest is down.
+	Streams int
 	// Progress, when set, is called with bytes done and bytes in all.
 	Progress func(done, total int64)
 }
@@ -74,6 +79,17 @@ func (o Options) blockSize() int64 {
 		return o.BlockSize
 	}
 	return DefaultBlockSize
+}
+
+// DefaultStreams is how many block-hash helpers run on the host at once
+// when Options.Streams is 0.
+const DefaultStreams = 2
+
+func (o Options) streams() int {
+	if o.Streams > 0 {
+		return o.Streams
+	}
+	return DefaultStreams
 }
 
 func (o Options) workers() int {
@@ -300,28 +316,38 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 			return nil
 		})
 	}
-	g.Go(func() error {
-		defer close(jobs)
-		return h.HashBlocks(gctx, remotePath, bs, 0, n, opts.Method, func(i int64, sum xenhost.BlockHash) error {
-			hashed.Add(1)
-			mu.Lock()
-			same := sums[i] == sum
-			mu.Unlock()
-			if same {
-				if opts.Progress != nil {
-					opts.Progress(done.Add(min(bs, size-i*bs)), size)
+	// The host hashes the disk in Streams contiguous ranges at once, each
+	// its own helper; a hash is compared as it arrives and a differing
+	// block is fetched while the hashing goes on.
+	k := min(int64(opts.streams()), n)
+	var hashers sync.WaitGroup
+	for r := int64(0); r < k; r++ {
+		first, last := r*n/k, (r+1)*n/k
+		hashers.Add(1)
+		g.Go(func() error {
+			defer hashers.Done()
+			return h.HashBlocks(gctx, remotePath, bs, first, last-first, opts.Method, func(i int64, sum xenhost.BlockHash) error {
+				hashed.Add(1)
+				mu.Lock()
+				same := sums[i] == sum
+				mu.Unlock()
+				if same {
+					if opts.Progress != nil {
+						opts.Progress(done.Add(min(bs, size-i*bs)), size)
+					}
+					return nil
 				}
-				return nil
-			}
-			changed.Add(1)
-			select {
-			case jobs <- job{i, sum}:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
+				changed.Add(1)
+				select {
+				case jobs <- job{i, sum}:
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			})
 		})
-	})
+	}
+	go func() { hashers.Wait(); close(jobs) }()
 	err := g.Wait()
 	st.BytesRead, st.Written, st.Changed, st.Zeroed, st.Hashed = read.Load(), written.Load(), changed.Load(), zeroed.Load(), hashed.Load()
 	st.Duration = Dur(time.Since(start))
