@@ -72,6 +72,11 @@ type Options struct {
 	Streams int
 	// Progress, when set, is called with bytes done and bytes in all.
 	Progress func(done, total int64)
+	// Mirror, when set, is given every block written into the local
+	// copy, at the same offset, and zeros for every block punched out of
+	// it, so that it ends up holding the same data: the output image,
+	// written while the guest runs (see Session.OutputQCOW2).
+	Mirror io.WriterAt
 }
 
 func (o Options) blockSize() int64 {
@@ -162,6 +167,9 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 				} else {
 					if _, err := dst.WriteAt(p, off); err != nil {
 						return fmt.Errorf("writing %s: %w", dst.Name(), err)
+					}
+					if err := toMirror(opts, p, off); err != nil {
+						return err
 					}
 					written.Add(int64(len(p)))
 				}
@@ -284,6 +292,10 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 						if err := punch(dst, off, int64(len(p))); err != nil {
 							return err
 						}
+						clear(p)
+						if err := toMirror(opts, p, off); err != nil {
+							return err
+						}
 					}
 					zeroed.Add(1)
 				} else {
@@ -303,6 +315,9 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					}
 					if _, err := dst.WriteAt(p, off); err != nil {
 						return fmt.Errorf("writing %s: %w", dst.Name(), err)
+					}
+					if err := toMirror(opts, p, off); err != nil {
+						return err
 					}
 					written.Add(int64(len(p)))
 				}
@@ -361,6 +376,16 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 		return sums, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
 	}
 	return sums, st, nil
+}
+
+func toMirror(opts Options, p []byte, off int64) error {
+	if opts.Mirror == nil {
+		return nil
+	}
+	if _, err := opts.Mirror.WriteAt(p, off); err != nil {
+		return fmt.Errorf("writing the output image: %w", err)
+	}
+	return nil
 }
 
 // ErrSourceChanging: a block read in pass 2 is not the block the host

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
@@ -81,10 +82,90 @@ type Session struct {
 	// network.
 	Progress func(pass int, target string, done, total, moved int64)
 
+	// OutputQCOW2 makes pass 1 also write each disk as a qcow2 image
+	// beside its copy, and pass 2 patch it with the blocks that changed,
+	// so that the migration takes it as its output (Output) instead of
+	// copying the whole disk again while the guest is down. The image
+	// lives only as long as the Session: a resumed session has none.
+	OutputQCOW2 bool
+
 	State   State
 	Resumed bool // pass 1 was done by an earlier run
 
-	lock *os.File
+	lock    *os.File
+	mu      sync.Mutex
+	outputs map[string]*Output // by target
+}
+
+// Output is a disk's output image written by the passes: it holds what
+// the disk's copy holds, and is still open (Writer) for the migration to
+// patch with its own changes and close.
+type Output struct {
+	Writer *qcow2.Writer
+	Path   string // in the session folder
+}
+
+// mirror is what the block engine writes an Output through.
+type mirror struct{ w *qcow2.Writer }
+
+func (m mirror) WriteAt(p []byte, off int64) (int, error) { return m.w.Rewrite(p, off) }
+
+// newOutput starts the output image of disk d (OutputQCOW2).
+func (s *Session) newOutput(d *DiskState) (*Output, error) {
+	if !s.OutputQCOW2 || s.State.BlockSize%qcow2.DefaultClusterSize != 0 {
+		return nil, nil
+	}
+	path := filepath.Join(s.Dir, d.Target+".out.qcow2")
+	w, err := qcow2.Create(path, d.Size)
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: output image: %w", d.Target, err)
+	}
+	o := &Output{Writer: w, Path: path}
+	s.mu.Lock()
+	if s.outputs == nil {
+		s.outputs = map[string]*Output{}
+	}
+	s.outputs[d.Target] = o
+	s.mu.Unlock()
+	return o, nil
+}
+
+// dropOutput abandons the output image of target, if any.
+func (s *Session) dropOutput(target string) {
+	s.mu.Lock()
+	o := s.outputs[target]
+	delete(s.outputs, target)
+	s.mu.Unlock()
+	if o != nil {
+		o.Writer.Abort()
+		os.Remove(o.Path)
+	}
+}
+
+func (s *Session) output(target string) *Output {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outputs[target]
+}
+
+// Output hands the output image of the disk at source over to the
+// caller (who closes or aborts its Writer), if the passes wrote one: with
+// OutputQCOW2, when pass 1 ran in this Session and pass 2 is done.
+func (s *Session) Output(source string) (*Output, bool) {
+	if s.State.Pass2 == nil {
+		return nil, false
+	}
+	for _, d := range s.State.Disks {
+		if d.Source != source {
+			continue
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		o, ok := s.outputs[d.Target]
+		delete(s.outputs, d.Target)
+		return o, ok
+	}
+	return nil, false
 }
 
 // ErrStillRunning: pass 2 was asked for while the guest still runs.
@@ -189,8 +270,12 @@ func (s *Session) usable(old, fresh *State) string {
 	return ""
 }
 
-// Close unlocks the session folder.
+// Close unlocks the session folder and abandons the output images not
+// handed over.
 func (s *Session) Close() error {
+	for _, d := range s.State.Disks {
+		s.dropOutput(d.Target)
+	}
 	if s.lock != nil {
 		s.lock.Close()
 		s.lock = nil
@@ -298,15 +383,38 @@ func (s *Session) Pass1(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 1: copying", "disk", d.Target, "source", d.Source, "size", d.Size)
+			s.dropOutput(d.Target)
+			out, err := s.newOutput(d)
+			if err != nil {
+				return err
+			}
+			opts := s.opts(1, d, disk)
+			if out != nil {
+				opts.Mirror = mirror{out.Writer}
+			}
 			// Zero blocks are found by the host's hashes and not moved;
 			// a host that cannot hash gets a plain copy.
-			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, s.opts(1, d, disk))
+			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, opts)
 			var ee *xenhost.ExecError
 			if err != nil && errors.As(err, &ee) && gctx.Err() == nil {
 				s.log().Warn("pass 1: the host cannot hash blocks; copying every block", "disk", d.Target, "err", err)
-				sums, st, err = Copy(gctx, disk, d.Size, f, s.opts(1, d, disk))
+				s.dropOutput(d.Target)
+				if out, err = s.newOutput(d); err != nil {
+					return err
+				}
+				opts.Mirror = nil
+				if out != nil {
+					opts.Mirror = mirror{out.Writer}
+				}
+				sums, st, err = Copy(gctx, disk, d.Size, f, opts)
+			}
+			if err == nil && out != nil {
+				// Written back now, while the guest runs, not when the
+				// image is closed while it is down.
+				err = out.Writer.Sync()
 			}
 			if err != nil {
+				s.dropOutput(d.Target)
 				return fmt.Errorf("pass 1, disk %s: %w", d.Target, err)
 			}
 			if err := s.writeSums(*d, sums); err != nil {
@@ -423,7 +531,13 @@ func (s *Session) Pass2(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
-			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, s.opts(2, d, disk))
+			opts := s.opts(2, d, disk)
+			if out := s.output(d.Target); out != nil && disk.Size() == d.Size {
+				opts.Mirror = mirror{out.Writer}
+			} else {
+				s.dropOutput(d.Target) // the disk changed size: no longer its image
+			}
+			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, opts)
 			mu.Lock()
 			d.Size = disk.Size()
 			mu.Unlock()
@@ -433,6 +547,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 				err = werr
 			}
 			if err != nil {
+				s.dropOutput(d.Target)
 				return fmt.Errorf("pass 2, disk %s: %w", d.Target, err)
 			}
 			mu.Lock()

@@ -28,7 +28,8 @@ vif = [ "mac=00:16:3e:11:22:33,bridge=xenbr0" ]
 // xm shutdown -w stops the guest (the stand-in host tells the test,
 // which stops its writer); pass 2 makes both copies equal the final
 // images; a second session resumes from pass 2 and moves nothing; with a
-// copy gone, pass 1 runs again. Waiting for a guest the user stops, and
+// copy gone, pass 1 runs again. The output images pass 1 writes beside
+// the copies and pass 2 patches equal the final images. Waiting for a guest the user stops, and
 // giving up waiting, are checked too.
 func TestSession(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
@@ -45,7 +46,7 @@ func TestSession(t *testing.T) {
 	var said []string
 	var mu sync.Mutex
 	newSession := func() *warm.Session {
-		s := &warm.Session{Host: h, Guest: "db01", Dir: dir, Opts: warm.Options{BlockSize: bs}, Poll: 100 * time.Millisecond,
+		s := &warm.Session{Host: h, Guest: "db01", Dir: dir, Opts: warm.Options{BlockSize: bs}, Poll: 100 * time.Millisecond, OutputQCOW2: true,
 			Say: func(m string) { mu.Lock(); said = append(said, m); mu.Unlock() }}
 		if err := s.Open(disks); err != nil {
 			t.Fatal(err)
@@ -105,6 +106,26 @@ func TestSession(t *testing.T) {
 		}
 	}
 	check()
+	// The output images pass 1 wrote and pass 2 patched (OutputQCOW2)
+	// are the final images too, and sound qcow2.
+	for _, d := range disks {
+		out, ok := s.Output(d.Source)
+		if !ok {
+			t.Fatalf("%s: no output image", d.Target)
+		}
+		if err := out.Writer.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out.Path).CombinedOutput(); err != nil {
+			t.Errorf("%s: qemu-img check: %v\n%s", d.Target, err, o)
+		}
+		if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", d.Source, out.Path).CombinedOutput(); err != nil {
+			t.Errorf("%s: the output image differs from the final image: %v\n%s", d.Target, err, o)
+		}
+		if _, again := s.Output(d.Source); again {
+			t.Errorf("%s: the output image was handed over twice", d.Target)
+		}
+	}
 	p2 := s.State.Pass2
 	if p2.Disks["xvdb"].Changed != 0 || p2.Disks["xvda"].Changed == 0 || p2.BytesRead() > p2.Disks["xvda"].Changed*bs {
 		t.Errorf("pass 2: %+v", p2.Disks)
@@ -133,6 +154,9 @@ func TestSession(t *testing.T) {
 	}
 	if n := h.BytesRead() - before; n != 0 {
 		t.Errorf("resumed session read %d bytes", n)
+	}
+	if _, ok := s.Output(img1); ok {
+		t.Error("a resumed session has an output image (pass 1 did not write one in it)")
 	}
 	check()
 	s.Close()
