@@ -195,6 +195,9 @@ type disk struct {
 	rep     *report.Disk
 	kvm     *config.KVMDisk
 	outName string
+	// warmPatched: the output image is the one the warm passes wrote,
+	// patched with this many bytes of the conversion's changes.
+	warmPatched *int64
 }
 
 func (m *migration) close() {
@@ -592,7 +595,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
-			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			patched, err := m.patchWarmOutput(gctx, dk, stage.path(dk.outName), format)
+			if err == nil && !patched {
+				err = m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			}
 			if err != nil {
 				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
 			}
@@ -613,6 +619,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 	}
 	for _, dk := range m.disks {
 		stage.add(dk.outName)
+		if w := m.rep.Warm; w != nil && dk.warmPatched != nil {
+			w.OutputFromPasses++
+			w.PatchedBytes += *dk.warmPatched
+		}
 	}
 	return nil
 }

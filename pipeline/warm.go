@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 	"github.com/xen2kvm/xen2kvm/warm"
 	"github.com/xen2kvm/xen2kvm/xenhost"
@@ -133,6 +136,10 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 				Finish: done >= total, Network: moved})
 		}
 	}
+	// Pass 1 writes the output image too, and pass 2 patches it, so
+	// that the guest is not down for a copy of the whole disk; only for
+	// a qcow2 written into OutDir (not for raw, nor for --to).
+	sess.OutputQCOW2 = (opts.Format == "" || opts.Format == "qcow2") && opts.To == ""
 	if err := sess.Open(disks); err != nil {
 		return nil, nil, err
 	}
@@ -177,4 +184,69 @@ func warmPass(p *warm.Pass) report.WarmPass {
 		r.ZeroBlocks += s.Zeroed
 	}
 	return r
+}
+
+// patchWarmOutput writes disk dk's output image to dst from the image
+// the warm passes wrote (warm.Session.OutputQCOW2): that image holds the
+// disk as the host has it; the conversion's changes (the overlay's dirty
+// ranges, widened to whole clusters) are written over it, it is closed
+// and moved to dst. It tells whether it did; when the passes left no
+// image for the disk, the caller copies the disk as for a cold migration.
+func (m *migration) patchWarmOutput(ctx context.Context, dk *disk, dst, format string) (bool, error) {
+	ws, ok := m.p.source.(*warmSource)
+	if !ok || format != "qcow2" {
+		return false, nil
+	}
+	out, ok := ws.sess.Output(config.MapPath(dk.xen.Source, m.opts.DiskMap))
+	if !ok {
+		return false, nil
+	}
+	w := out.Writer
+	// The passes mirrored the disk's bytes as they are on the host: its
+	// content only when it is raw (not a tap:qcow image file).
+	ov, ok := dk.dev.(interface{ Dirty() []diskimg.Extent })
+	if !ok || dk.src.Format() != "raw" || (dk.dev.Size()+511)&^511 != w.Size() {
+		m.log.Info("the warm passes' output image does not fit the disk: copying it", "target", dk.xen.Target, "format", dk.src.Format())
+		w.Abort()
+		os.Remove(out.Path)
+		return false, nil
+	}
+	fail := func(err error) (bool, error) {
+		w.Abort()
+		os.Remove(out.Path)
+		return false, fmt.Errorf("patching the output image %s: %w", filepath.Base(dst), err)
+	}
+	cs := w.ClusterSize()
+	size := dk.dev.Size()
+	buf := make([]byte, 1<<20)
+	var patched int64
+	for _, e := range ov.Dirty() {
+		start := e.Offset / cs * cs
+		end := min((e.Offset+e.Length+cs-1)/cs*cs, size)
+		for off := start; off < end; {
+			if err := ctx.Err(); err != nil {
+				return fail(err)
+			}
+			p := buf[:min(int64(len(buf)), end-off)]
+			if _, err := dk.dev.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+				return fail(err)
+			}
+			if _, err := w.Rewrite(p, off); err != nil {
+				return fail(err)
+			}
+			off += int64(len(p))
+			patched += int64(len(p))
+		}
+	}
+	if err := w.Close(); err != nil {
+		os.Remove(out.Path)
+		return false, fmt.Errorf("closing the output image %s: %w", filepath.Base(dst), err)
+	}
+	if err := os.Rename(out.Path, dst); err != nil {
+		os.Remove(out.Path)
+		return false, fmt.Errorf("moving the output image into place: %w", err)
+	}
+	dk.warmPatched = &patched
+	m.log.Info("output image written by the warm passes, patched with the conversion", "guest", m.dom.Name, "target", dk.xen.Target, "bytes", patched)
+	return true, nil
 }

@@ -94,7 +94,8 @@ func withPart(t *testing.T, img string, n int, write bool, fn func(part string))
 // so pass 1's copy is inconsistent; --shutdown-source asks the host to
 // stop it, it finishes its writes and stops; pass 2 moves only the
 // changed blocks; the result converts and boots, holds the new file, and
-// the report records both passes and the downtime.
+// the report records both passes and the downtime. The output image is
+// the one the passes wrote, patched with the conversion's edits.
 func TestE2EWarmMigration(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -217,6 +218,11 @@ func TestE2EWarmMigration(t *testing.T) {
 	if wr.ShutdownBy != "xen2kvm" || wr.Stopped.IsZero() || wr.DowntimeSeconds <= 0 || wr.DowntimeSeconds > total.Seconds() {
 		t.Errorf("shutdown by %q at %s, downtime %.1fs of %s", wr.ShutdownBy, wr.Stopped, wr.DowntimeSeconds, total)
 	}
+	// The output image is the one the passes wrote, patched with the
+	// conversion's edits (it booted: the edits are in it).
+	if wr.OutputFromPasses != 1 || wr.PatchedBytes == 0 {
+		t.Errorf("output images from the passes: %d, patched with %d bytes", wr.OutputFromPasses, wr.PatchedBytes)
+	}
 	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
 		t.Errorf("the warm copies were left: %v", err)
 	}
@@ -238,7 +244,8 @@ func TestE2EWarmMigration(t *testing.T) {
 // TestWarmResumeBatch: a warm migration whose guest is not stopped in
 // time fails after pass 1 and keeps its copy (and says why); a batch with
 // warm: true then resumes it from pass 2 (moving nothing: the guest did
-// not write), shuts the guest down itself and converts it.
+// not write), shuts the guest down itself and converts it (copying the
+// disk: an output image written by pass 1 lives only in that run).
 func TestWarmResumeBatch(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -296,7 +303,7 @@ func TestWarmResumeBatch(t *testing.T) {
 		t.Fatalf("batch result %+v", r)
 	}
 	w := r.Report.Warm
-	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 {
+	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 0 {
 		t.Errorf("warm report %+v", *w)
 	}
 	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {

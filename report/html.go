@@ -138,6 +138,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 <dl>
 <dt>Stopped</dt><dd>{{if eq .ShutdownBy "xen2kvm"}}by xen2kvm (xm shutdown -w){{else if eq .ShutdownBy "user"}}by the user (xen2kvm waited){{else}}already stopped{{end}}{{if not .Stopped.IsZero}} at {{utc .Stopped}}{{end}}</dd>
 <dt>Downtime</dt><dd class="downtime">{{seconds .DowntimeSeconds}} (guest stopped to converted guest ready)</dd>
+{{if .OutputFromPasses}}<dt>Output images</dt><dd>of {{.OutputFromPasses}} disks written by the passes, patched with {{bytes .PatchedBytes}} of the conversion's changes</dd>{{end}}
 </dl>
 {{end}}
 {{if .Edits}}

@@ -90,6 +90,12 @@ type Warm struct {
 	// --shutdown-source), "user" (xen2kvm waited) or "" (it was off).
 	ShutdownBy string    `json:"shutdown_by,omitempty"`
 	Stopped    time.Time `json:"stopped"` // when the guest was seen stopped
+	// OutputFromPasses counts the disks whose output image the passes
+	// wrote (pass 1 wrote it, pass 2 patched it) and the conversion only
+	// patched, with PatchedBytes of its changes: those disks were not
+	// copied again while the guest was down.
+	OutputFromPasses int   `json:"output_from_passes"`
+	PatchedBytes     int64 `json:"patched_bytes"`
 	// DowntimeSeconds runs from Stopped to the converted guest being
 	// ready (checked, booted, written).
 	DowntimeSeconds float64 `json:"downtime_seconds"`

@@ -243,13 +243,14 @@ func TestWriteTextWarm(t *testing.T) {
 	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python",
 		Pass1:      WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
-		ShutdownBy: "xen2kvm", DowntimeSeconds: 130}}
+		ShutdownBy: "xen2kvm", DowntimeSeconds: 130, OutputFromPasses: 1, PatchedBytes: 1 << 20}}
 	var b strings.Builder
 	if err := WriteText(&b, g); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
-		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s"} {
+		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s",
+		"output images of 1 disks written by the passes, patched with 1.0 MiB of the conversion's changes"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, b.String())
 		}
@@ -265,7 +266,7 @@ func TestWriteHTMLWarm(t *testing.T) {
 	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Resumed: true,
 		Pass1:      WarmPass{Started: stopped.Add(-20 * time.Minute), Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Started: stopped.Add(2 * time.Second), Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
-		ShutdownBy: "xen2kvm", Stopped: stopped, DowntimeSeconds: 130}
+		ShutdownBy: "xen2kvm", Stopped: stopped, DowntimeSeconds: 130, OutputFromPasses: 2, PatchedBytes: 3 << 20}
 	var buf bytes.Buffer
 	if err := WriteHTML(&buf, g); err != nil {
 		t.Fatal(err)
@@ -278,6 +279,7 @@ func TestWriteHTMLWarm(t *testing.T) {
 		`<tr><td>pass 2</td><td>stopped</td><td>2026-12-05 08:30:02 UTC</td><td class="num">95 s</td><td class="num">4.0 GiB</td><td class="num">204800</td><td class="num">4200</td><td class="num">104</td></tr>`,
 		"<dt>Stopped</dt><dd>by xen2kvm (xm shutdown -w) at 2026-12-05 08:30:00 UTC</dd>",
 		`<dt>Downtime</dt><dd class="downtime">2m10s (guest stopped to converted guest ready)</dd>`,
+		"<dt>Output images</dt><dd>of 2 disks written by the passes, patched with 3.0 MiB of the conversion's changes</dd>",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)

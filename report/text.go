@@ -175,6 +175,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 			w.printf("  already stopped")
 		}
 		w.printf("; downtime %s (guest stopped to converted guest ready)\n", Seconds(wm.DowntimeSeconds))
+		if wm.OutputFromPasses > 0 {
+			w.printf("  output images of %d disks written by the passes, patched with %s of the conversion's changes\n", wm.OutputFromPasses, Bytes(wm.PatchedBytes))
+		}
 	}
 	if b := g.Boot; b != nil {
 		switch {
