@@ -2,6 +2,7 @@ package warm_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -202,5 +203,87 @@ func TestSession(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("session folder left: %v", err)
+	}
+}
+
+// TestSessionBlockDevice: a phy: disk (a loop device on the stand-in
+// host) migrates warm: pass 1 finds its size from the device (SFTP gives
+// a device none), the host's helper hashes the device itself, and after
+// the "guest" wrote through the device and stopped, pass 2 moves only
+// the changed blocks; the copy and the output image equal the device
+// (qemu-img compare), whose size is not a multiple of the block size.
+func TestSessionBlockDevice(t *testing.T) {
+	testutil.NeedRoot(t, "loop devices need root")
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 1 << 20
+	const size = 24<<20 + 512*3
+	loop := testutil.Loop(t, mkImage(t, size, bs))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "db01", Config: []byte("name = \"db01\"\nmemory = 256\nbootloader = \"/usr/bin/pygrub\"\ndisk = [ \"phy:" + loop + ",xvda,w\" ]\n"), Running: true, Managed: true},
+	}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	s := &warm.Session{Host: h, Guest: "db01", Dir: filepath.Join(t.TempDir(), ".db01.warm"), Opts: warm.Options{BlockSize: bs}, OutputQCOW2: true}
+	if err := s.Open([]warm.Disk{{Source: loop, Target: "xvda"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.State.Disks[0].Size; got != size {
+		t.Fatalf("pass 1 sized the device %d bytes, want %d", got, size)
+	}
+	st1 := s.State.Pass1.Disks["xvda"]
+	if st1.Blocks != 25 || st1.Zeroed == 0 || st1.BytesRead != (st1.Blocks-st1.Zeroed)*bs {
+		t.Errorf("pass 1: %+v", st1)
+	}
+
+	// The guest writes through the device: random data into four
+	// blocks (the last 8 KiB span the short last block and the one
+	// before), zeros over a block of data, then stops.
+	dev, err := os.OpenFile(loop, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 8192)
+	rand.Read(p)
+	for _, off := range []int64{3*bs + 4096, 17 * bs, size - 8192} {
+		if _, err := dev.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dev.WriteAt(make([]byte, bs), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	srv.SetRunning("db01", false)
+
+	if err := s.Stop(ctx, false, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st2 := s.State.Pass2.Disks["xvda"]
+	if st2.Hashed != 25 || st2.Changed != 5 || st2.Zeroed != 1 || st2.BytesRead != 3*bs+(size-24*bs) {
+		t.Errorf("pass 2: %+v, want 5 changed blocks (one now zeros) and 4 moved, the short last one included", st2)
+	}
+	local, _ := s.Local(loop)
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", loop, local).CombinedOutput(); err != nil {
+		t.Errorf("the copy differs from the device: %v\n%s", err, o)
+	}
+	out, ok := s.Output(loop)
+	if !ok {
+		t.Fatal("no output image")
+	}
+	if err := out.Writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", loop, out.Path).CombinedOutput(); err != nil {
+		t.Errorf("the output image differs from the device: %v\n%s", err, o)
 	}
 }
