@@ -51,6 +51,23 @@ func warmDir(outDir, name string) string { return filepath.Join(outDir, "."+name
 type warmSource struct {
 	*guestSource
 	sess *warm.Session
+	// guest is what the host said of the guest before pass 1: its config
+	// is the one whose disks the passes copied, so it is not read again
+	// while the guest is down.
+	guest *xenhost.Guest
+	host  *xenhost.Host
+}
+
+func (s *warmSource) ParseConfig(path string) (*config.Domain, error) {
+	if !xenhost.IsURL(path) || s.guest == nil {
+		return s.guestSource.ParseConfig(path)
+	}
+	d := *s.guest.Domain
+	d.Warnings = append(append(append([]string{}, d.Warnings...), s.host.Warnings()...), s.guest.Warnings...)
+	s.hostSource.mu.Lock()
+	s.hostSource.guests[s.u.String()] = s.guest
+	s.hostSource.mu.Unlock()
+	return &d, nil
 }
 
 func (s *warmSource) Open(path, format string) (source, error) {
@@ -170,7 +187,7 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 		rw.ShutdownBy = "user"
 	}
 	rep.Warm = rw
-	return &warmSource{guestSource: gs, sess: sess}, sess, nil
+	return &warmSource{guestSource: gs, sess: sess, guest: g, host: h}, sess, nil
 }
 
 func warmPass(p *warm.Pass) report.WarmPass {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/pipeline"
@@ -95,7 +97,8 @@ func withPart(t *testing.T, img string, n int, write bool, fn func(part string))
 // stop it, it finishes its writes and stops; pass 2 moves only the
 // changed blocks; the result converts and boots, holds the new file, and
 // the report records both passes and the downtime. The output image is
-// the one the passes wrote, patched with the conversion's edits.
+// the one the passes wrote, patched with the conversion's edits, and
+// equals a cold migration's of the final image (qemu-img compare).
 func TestE2EWarmMigration(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -179,6 +182,9 @@ func TestE2EWarmMigration(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
 
+	// The cold migration at the end stamps the guest's edits with the
+	// same time.
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	out := filepath.Join(t.TempDir(), "kvm")
 	start := time.Now()
 	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
@@ -238,6 +244,19 @@ func TestE2EWarmMigration(t *testing.T) {
 	log, _ := os.ReadFile(srv.XMLog)
 	if !strings.Contains(string(log), "shutdown -w "+g.Name) {
 		t.Errorf("xm log:\n%s", log)
+	}
+	// The patched image holds what a cold migration of the final image
+	// writes.
+	hostCfg := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cold := filepath.Join(t.TempDir(), "cold")
+	if code, _, stderr := run(t, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
+		t.Fatalf("cold migrate: exit %d\n%s", code, stderr)
+	}
+	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "compare", filepath.Join(out, g.Name+"-vda.qcow2"), filepath.Join(cold, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare warm vs cold image: %v\n%s", err, b)
 	}
 }
 
@@ -311,5 +330,69 @@ func TestWarmResumeBatch(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestE2EWarmMigrateToLibvirt: --warm with --to: pass 1 copies the
+// running guest off the stand-in Xen host, xen2kvm shuts it down, pass 2
+// runs, and the converted guest is delivered to a private libvirt
+// daemon (no output image is written locally; the warm copies are gone
+// afterwards); the volume equals what a cold local migration of the same
+// image writes (qemu-img compare).
+func TestE2EWarmMigrateToLibvirt(t *testing.T) {
+	needE2E(t)
+	qimg := testutil.NeedTool(t, "qemu-img")
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	hostDir := t.TempDir()
+	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
+	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	cfg, err := os.ReadFile(noVif(t, g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	// Both migrations stamp the guest's edits with the same time.
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+	out := filepath.Join(t.TempDir(), "report")
+	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
+		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json")
+	if code != 0 {
+		t.Fatalf("migrate --warm --to: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined || rep.Warm == nil {
+		t.Fatalf("report: status %s, destination %+v, warm %+v", rep.Status, rep.Destination, rep.Warm)
+	}
+	if w := rep.Warm; w.ShutdownBy != "xen2kvm" || w.Pass1.BytesRead == 0 || w.Pass2.Blocks == 0 || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 0 {
+		t.Errorf("warm report %+v", *w)
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "*.qcow2")); len(m) > 0 {
+		t.Errorf("images written locally: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
+		t.Errorf("the warm copies were left: %v", err)
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "shut off" {
+		t.Errorf("domstate %q, want the guest defined and shut off", st)
+	}
+	local := filepath.Join(t.TempDir(), "local")
+	hostCfg := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "migrate", hostCfg, "-o", local, "--no-boot-check"); code != 0 {
+		t.Fatalf("cold local migrate: exit %d\n%s", code, stderr)
+	}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	if b, err := exec.Command(qimg, "compare", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare volume vs cold local image: %v\n%s", err, b)
 	}
 }

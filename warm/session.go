@@ -95,6 +95,12 @@ type Session struct {
 	lock    *os.File
 	mu      sync.Mutex
 	outputs map[string]*Output // by target
+	// seenStopped: Stop saw the guest stopped; Pass2 does not ask the
+	// host again while the guest is down.
+	seenStopped bool
+	// saved is the state file being written in the background by Stop,
+	// off the downtime's path; later saves wait for it.
+	saved chan error
 }
 
 // Output is a disk's output image written by the passes: it holds what
@@ -273,6 +279,10 @@ func (s *Session) usable(old, fresh *State) string {
 // Close unlocks the session folder and abandons the output images not
 // handed over.
 func (s *Session) Close() error {
+	if s.saved != nil {
+		<-s.saved
+		s.saved = nil
+	}
 	for _, d := range s.State.Disks {
 		s.dropOutput(d.Target)
 	}
@@ -300,11 +310,31 @@ func (s *Session) Local(source string) (string, bool) {
 }
 
 func (s *Session) save() error {
+	if s.saved != nil {
+		<-s.saved
+		s.saved = nil
+	}
 	data, err := json.MarshalIndent(&s.State, "", "  ")
 	if err != nil {
 		return err
 	}
 	return writeAtomic(s.statePath(), data)
+}
+
+// saveLater writes the state as it is now in the background (the guest
+// is down: the fsync can wait); the next save waits for it.
+func (s *Session) saveLater() {
+	data, err := json.MarshalIndent(&s.State, "", "  ")
+	if s.saved != nil {
+		<-s.saved
+	}
+	done := make(chan error, 1)
+	s.saved = done
+	if err != nil {
+		done <- err
+		return
+	}
+	go func() { done <- writeAtomic(s.statePath(), data) }()
 }
 
 func writeAtomic(path string, data []byte) error {
@@ -456,8 +486,11 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 		if s.State.Stopped.IsZero() {
 			s.State.Stopped = time.Now().UTC()
 		}
-		return s.save()
+		s.seenStopped = true
+		s.saveLater()
+		return nil
 	}
+	s.seenStopped = false
 	s.State.Stopped = time.Time{}
 	if shutdown {
 		s.say(fmt.Sprintf("shutting %s down on %s (xm shutdown -w %s)", s.Guest, s.Host.URL.Addr(), s.Guest))
@@ -493,8 +526,10 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 		return fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
 	}
 	s.State.Stopped = time.Now().UTC()
+	s.seenStopped = true
 	s.say(fmt.Sprintf("%s is stopped: pass 2 moves what changed since pass 1", s.Guest))
-	return s.save()
+	s.saveLater()
+	return nil
 }
 
 // Pass2 moves the blocks that changed since pass 1, every disk at once.
@@ -504,11 +539,18 @@ func (s *Session) Pass2(ctx context.Context) error {
 	if s.State.Pass1 == nil {
 		return errors.New("pass 2 before pass 1")
 	}
-	if run, err := s.running(ctx); err != nil {
-		return err
-	} else if run {
-		return fmt.Errorf("pass 2 of %s on %s: %w", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+	// Right after Stop saw the guest stopped the host is not asked again
+	// (a round trip while the guest is down): no check closes the race
+	// with a guest started just after it, and such a guest's writes to
+	// blocks pass 2 fetches fail it (ErrSourceChanging).
+	if !s.seenStopped {
+		if run, err := s.running(ctx); err != nil {
+			return err
+		} else if run {
+			return fmt.Errorf("pass 2 of %s on %s: %w", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+		}
 	}
+	s.seenStopped = false
 	s.State.Pass2 = nil
 	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
 	var mu sync.Mutex

@@ -3,6 +3,7 @@
 package warm
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
@@ -85,13 +86,40 @@ func TestWarmDowntime(t *testing.T) {
 		srv.SetRunning("benchvm", false)
 	}()
 
-	migrate := func(out string, extra ...string) (*report.Guest, time.Duration) {
+	// Each line xen2kvm logs, with when it arrived: the timeline of the
+	// warm downtime.
+	type logLine struct {
+		at   time.Time
+		text string
+	}
+	migrate := func(out string, extra ...string) (*report.Guest, time.Duration, []logLine) {
 		args := append([]string{"migrate", srv.URL("benchvm"), "-o", out}, append(extra, common...)...)
 		cmd := exec.Command(bin, args...)
 		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Stdout = &stdout
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = pw
+		var lines []logLine
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines = append(lines, logLine{time.Now(), sc.Text()})
+				stderr.WriteString(sc.Text() + "\n")
+			}
+		}()
 		start := time.Now()
-		err := cmd.Run()
+		err = cmd.Start()
+		pw.Close()
+		if err == nil {
+			err = cmd.Wait()
+		}
+		<-read
+		pr.Close()
 		exec.Command("sync").Run()
 		took := time.Since(start)
 		if err != nil {
@@ -101,13 +129,13 @@ func TestWarmDowntime(t *testing.T) {
 		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 			t.Fatalf("report: %v", err)
 		}
-		return &rep, took
+		return &rep, took, lines
 	}
-	wrep, wtotal := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
+	wrep, wtotal, wlog := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
 	w := wrep.Warm
 	// The cold migration of the same final image: the guest is down for
 	// all of it.
-	_, cold := migrate(filepath.Join(work, "cold"))
+	_, cold, _ := migrate(filepath.Join(work, "cold"))
 	if out, err := exec.Command("qemu-img", "compare", filepath.Join(work, "warm", "benchvm-hda.qcow2"), filepath.Join(work, "cold", "benchvm-hda.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("warm and cold results differ: %v\n%s", err, out)
 	}
@@ -123,4 +151,13 @@ func TestWarmDowntime(t *testing.T) {
 	fmt.Printf("%-32s %12.1f\n", "warm total (xen2kvm run)", wtotal.Seconds())
 	fmt.Printf("%-32s %12.1f\n", "cold downtime (whole migration)", cold.Seconds())
 	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%)\n", "warm / cold downtime", 100*w.DowntimeSeconds/cold.Seconds())
+	if os.Getenv("TIMELINE") != "" {
+		fmt.Printf("\nThe warm run's log from the stop on (seconds after the guest was seen stopped):\n")
+		for _, l := range wlog {
+			if d := l.at.Sub(w.Stopped); d > -time.Second {
+				fmt.Printf("%8.2f  %s\n", d.Seconds(), l.text)
+			}
+		}
+		fmt.Printf("%8.2f  (report: converted guest ready)\n", w.DowntimeSeconds)
+	}
 }
