@@ -120,10 +120,15 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	}
 	var sess *warm.Session
 	var err error
-	if opts.Warm != nil && !opts.DryRun {
-		if remote == nil {
+	if opts.Warm != nil {
+		switch {
+		case remote == nil:
 			err = fmt.Errorf("%s: %w", cfgPath, ErrWarmLocal)
-		} else {
+		case opts.DryRun:
+			// Plan from the guest as it is, running or not; report what
+			// pass 1 would copy (m.planWarm).
+			p.source = &warmPlanSource{guestSource: remote}
+		default:
 			var ws *warmSource
 			if ws, sess, err = runWarm(ctx, remote, opts, rep); err == nil {
 				p.source = ws
@@ -133,6 +138,9 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
 	if err == nil {
 		err = m.run(ctx, cfgPath)
+	}
+	if opts.Warm != nil && opts.DryRun && remote != nil && m.dom != nil {
+		m.planWarm(opts.Warm)
 	}
 	if remote != nil {
 		rep.Host = remote.report()

@@ -267,3 +267,62 @@ func (m *migration) patchWarmOutput(ctx context.Context, dk *disk, dst, format s
 	m.log.Info("output image written by the warm passes, patched with the conversion", "guest", m.dom.Name, "target", dk.xen.Target, "bytes", patched)
 	return true, nil
 }
+
+// warmPlanSource is the source of a warm dry run: it reads the ssh://
+// guest's config and disks off its host as a cold migration does, but
+// accepts a running guest (a warm migration copies it running), saying
+// that the plan saw its disks as they are now.
+type warmPlanSource struct {
+	*guestSource
+}
+
+func (s *warmPlanSource) ParseConfig(path string) (*config.Domain, error) {
+	if !xenhost.IsURL(path) {
+		return s.guestSource.ParseConfig(path)
+	}
+	h, err := s.host(s.u)
+	if err != nil {
+		return nil, err
+	}
+	g, err := h.Guest(s.ctx, s.u.Name)
+	if err != nil {
+		return nil, err
+	}
+	d := *g.Domain
+	d.Warnings = append(append(append([]string{}, d.Warnings...), h.Warnings()...), g.Warnings...)
+	if g.Running() {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("%s runs on %s: this plan read its disks as they are now (crash-consistent); the warm migration copies them while it runs, then stops it and moves what changed", s.u.Name, s.u.Addr()))
+	}
+	s.hostSource.mu.Lock()
+	s.hostSource.guests[s.u.String()] = g
+	s.hostSource.mu.Unlock()
+	return &d, nil
+}
+
+// planWarm fills the report of a warm dry run: what pass 1 would copy
+// and where. Nothing runs on the host for it beyond the reads of the
+// plan (no block hashing, no shutdown), and nothing is written.
+func (m *migration) planWarm(w *WarmOptions) {
+	bs := w.BlockSize
+	if bs <= 0 {
+		bs = warm.DefaultBlockSize
+	}
+	rw := &report.Warm{BlockSize: bs, HashMethod: string(w.HashMethod)}
+	if rw.HashMethod == "" {
+		rw.HashMethod = "auto"
+	}
+	for _, dk := range m.disks {
+		size := dk.src.Size()
+		rw.PlannedBytes += size
+		rw.Pass1.Blocks += (size + bs - 1) / bs
+	}
+	if m.opts.OutDir != "" && m.dom != nil {
+		if out, err := filepath.Abs(m.opts.OutDir); err == nil {
+			rw.Folder = warmDir(out, m.dom.Name)
+		}
+	}
+	if w.ShutdownSource {
+		rw.ShutdownBy = "xen2kvm"
+	}
+	m.rep.Warm = rw
+}

@@ -396,3 +396,62 @@ func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 		t.Errorf("qemu-img compare volume vs cold local image: %v\n%s", err, b)
 	}
 }
+
+// TestWarmDryRun: --warm --dry-run plans the migration of a running
+// guest off its host without stopping it or writing anything: the report
+// says what pass 1 would copy (the disk's size, in 1 MiB blocks) and
+// where; xm was only asked to list the guest (no shutdown), the guest
+// still runs, the output folder is not created and the host's image is
+// unchanged. --warm with a local config is refused, dry run or not.
+func TestWarmDryRun(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	cfg, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(filepath.Dir(g.Images[0]))), Running: true, Managed: true, StopsOnShutdown: true}}})
+	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
+	out := filepath.Join(t.TempDir(), "kvm")
+	res, err := pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
+		RunOptions: pipeline.RunOptions{SSH: ssh, DryRun: true}, OutDir: out,
+		Warm: &pipeline.WarmOptions{ShutdownSource: true},
+	})
+	if err != nil {
+		t.Fatalf("warm dry run: %v", err)
+	}
+	rep := res.Report
+	fi, err := os.Stat(g.Images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rep.Warm
+	if rep.Status != report.StatusPlanned || w == nil {
+		t.Fatalf("report: status %s, warm %+v", rep.Status, w)
+	}
+	if w.PlannedBytes != fi.Size() || w.Pass1.Blocks != (fi.Size()+1<<20-1)>>20 || w.BlockSize != 1<<20 ||
+		w.Folder != filepath.Join(out, "."+g.Name+".warm") || w.ShutdownBy != "xen2kvm" || w.Pass1.BytesRead != 0 || !w.Stopped.IsZero() {
+		t.Errorf("warm plan %+v, want %d bytes in 1 MiB blocks", *w, fi.Size())
+	}
+	if len(rep.Edits) == 0 || !strings.Contains(strings.Join(rep.Warnings, "\n"), g.Name+" runs on") {
+		t.Errorf("the plan has %d edits, warnings %q", len(rep.Edits), rep.Warnings)
+	}
+	if srv.ShutdownRequested(g.Name) {
+		t.Error("the dry run asked the host to shut the guest down")
+	}
+	log, _ := os.ReadFile(srv.XMLog)
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if f := strings.Fields(l); len(f) == 0 || f[0] != "list" {
+			t.Errorf("the dry run ran xm %q (only listing is read-only)", l)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the dry run created the output folder: %v", err)
+	}
+
+	_, err = pipeline.Migrate(context.Background(), g.Config, pipeline.Options{RunOptions: pipeline.RunOptions{DryRun: true}, OutDir: out, Warm: &pipeline.WarmOptions{}})
+	if !errors.Is(err, pipeline.ErrWarmLocal) {
+		t.Errorf("--warm --dry-run of a local config: %v, want ErrWarmLocal", err)
+	}
+}

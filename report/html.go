@@ -128,7 +128,9 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{range .Disks}}<tr><td>{{.Target}}</td><td>{{.NewTarget}} ({{.Bus}})</td><td>{{.Path}}</td><td class="num">{{bytes .VirtualSize}}</td><td class="num">{{bytes .Allocated}}</td><td>{{.Format}}</td><td class="num">{{bytes .EstimatedSize}}</td><td class="num">{{seconds .EstimatedCopySeconds}}</td></tr>
 {{end}}</table>
 {{end}}
-{{with .Warm}}<h3>Warm migration</h3>
+{{if and .Warm .DryRun}}{{with .Warm}}<h3>Warm migration planned</h3>
+<p class="warm-plan">Pass 1, while the guest runs, would copy at most {{bytes .PlannedBytes}} ({{.Pass1.Blocks}} blocks of {{bytes .BlockSize}}; blocks of zeros are not moved){{if .Folder}} into {{.Folder}}{{end}}; then {{if eq .ShutdownBy "xen2kvm"}}xen2kvm would stop the guest (xm shutdown -w){{else}}xen2kvm would wait for the guest to stop{{end}} and pass 2 move the blocks that changed, hashed on the host by {{.HashMethod}}.</p>
+{{end}}{{else}}{{with .Warm}}<h3>Warm migration</h3>
 <p>Blocks of {{bytes .BlockSize}}, hashed on the host by {{.HashMethod}}{{if .Resumed}}; pass 1 was done by an earlier run{{end}}.</p>
 <table class="warm">
 <tr><th>Pass</th><th>Guest</th><th>Started</th><th>Time</th><th>Moved over the network</th><th>Blocks</th><th>Changed blocks</th><th>Now zero</th></tr>
@@ -140,7 +142,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 <dt>Downtime</dt><dd class="downtime">{{seconds .DowntimeSeconds}} (guest stopped to converted guest ready)</dd>
 {{if .OutputFromPasses}}<dt>Output images</dt><dd>of {{.OutputFromPasses}} disks written by the passes, patched with {{bytes .PatchedBytes}} of the conversion's changes</dd>{{end}}
 </dl>
-{{end}}
+{{end}}{{end}}
 {{if .Edits}}
 <h3>Edits inside the guest ({{len .Edits}})</h3>
 {{range .Edits}}<div class="edit"><span class="path">/{{.Path}}</span>{{if .Rule}} <span class="why">[{{.Rule}}]</span>{{end}}{{if .Why}} <span class="why">{{.Why}}</span>{{end}}

@@ -96,6 +96,11 @@ type Warm struct {
 	// copied again while the guest was down.
 	OutputFromPasses int   `json:"output_from_passes"`
 	PatchedBytes     int64 `json:"patched_bytes"`
+	// PlannedBytes (a dry run) is what pass 1 would read at most: the
+	// disks' sizes (blocks the host hashes as zeros are not moved), in
+	// Pass1.Blocks blocks, into Folder.
+	PlannedBytes int64  `json:"planned_bytes,omitempty"`
+	Folder       string `json:"folder,omitempty"`
 	// DowntimeSeconds runs from Stopped to the converted guest being
 	// ready (checked, booted, written).
 	DowntimeSeconds float64 `json:"downtime_seconds"`

@@ -263,6 +263,7 @@ func TestWriteTextWarm(t *testing.T) {
 func TestWriteHTMLWarm(t *testing.T) {
 	stopped := time.Date(2026, 12, 5, 8, 30, 0, 0, time.UTC)
 	g := sample()
+	g.DryRun, g.Status = false, StatusMigrated
 	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Resumed: true,
 		Pass1:      WarmPass{Started: stopped.Add(-20 * time.Minute), Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Started: stopped.Add(2 * time.Second), Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
@@ -303,5 +304,35 @@ func TestWriteHTMLWarm(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "Warm migration") || strings.Contains(buf.String(), "Downtime") {
 		t.Error("a cold migration's page has a warm section")
+	}
+}
+
+// TestWarmDryRunRendering: a warm dry run's report says what pass 1
+// would copy and where, in the text and the HTML, and claims no passes.
+func TestWarmDryRunRendering(t *testing.T) {
+	g := sample()
+	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "auto", PlannedBytes: 8 << 30, Pass1: WarmPass{Blocks: 8192}, Folder: "/srv/kvm/.centos5.warm", ShutdownBy: "xen2kvm"}
+	var text strings.Builder
+	if err := WriteText(&text, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Warm migration planned (blocks of 1.0 MiB, hashed by auto):\n",
+		"  pass 1, guest running: would copy at most 8.0 GiB (8192 blocks; blocks of zeros are not moved) into /srv/kvm/.centos5.warm\n",
+		"  then xen2kvm would stop the guest (xm shutdown -w) and pass 2 move the blocks that changed\n"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	var html bytes.Buffer
+	if err := WriteHTML(&html, g); err != nil {
+		t.Fatal(err)
+	}
+	if want := "<h3>Warm migration planned</h3>\n<p class=\"warm-plan\">Pass 1, while the guest runs, would copy at most 8.0 GiB (8192 blocks of 1.0 MiB; blocks of zeros are not moved) into /srv/kvm/.centos5.warm; then xen2kvm would stop the guest (xm shutdown -w) and pass 2 move the blocks that changed, hashed on the host by auto.</p>"; !strings.Contains(html.String(), want) {
+		t.Errorf("page lacks %q", want)
+	}
+	for _, out := range []string{text.String(), html.String()} {
+		if strings.Contains(out, "downtime") || strings.Contains(out, "Downtime") || strings.Contains(out, "moved in") {
+			t.Error("a dry run's report claims passes that did not run")
+		}
 	}
 }
