@@ -98,6 +98,9 @@ type Session struct {
 	// seenStopped: Stop saw the guest stopped; Pass2 does not ask the
 	// host again while the guest is down.
 	seenStopped bool
+	// prepared are pass 2's hash helpers, started on the host by Stop
+	// before the guest stops, by target.
+	prepared map[string][]*xenhost.PreparedHash
 	// saved is the state file being written in the background by Stop,
 	// off the downtime's path; later saves wait for it.
 	saved chan error
@@ -279,6 +282,7 @@ func (s *Session) usable(old, fresh *State) string {
 // Close unlocks the session folder and abandons the output images not
 // handed over.
 func (s *Session) Close() error {
+	s.closePrepared()
 	if s.saved != nil {
 		<-s.saved
 		s.saved = nil
@@ -464,6 +468,34 @@ func (s *Session) Pass1(ctx context.Context) error {
 	return s.save()
 }
 
+// prepare starts pass 2's hash helpers on the host while the guest still
+// runs; they wait, opening nothing, until pass 2 has them go, so that
+// starting them (a session and an interpreter each) is not downtime. A
+// helper that cannot be started now is started by pass 2.
+func (s *Session) prepare(ctx context.Context) {
+	s.closePrepared()
+	s.prepared = map[string][]*xenhost.PreparedHash{}
+	for _, d := range s.State.Disks {
+		o := s.Opts
+		o.BlockSize = s.State.BlockSize
+		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, o)
+		if err != nil {
+			s.log().Warn("pass 2's hash helpers could not be started ahead", "disk", d.Target, "err", err)
+			continue
+		}
+		s.prepared[d.Target] = ps
+	}
+}
+
+func (s *Session) closePrepared() {
+	for _, ps := range s.prepared {
+		for _, p := range ps {
+			p.Close()
+		}
+	}
+	s.prepared = nil
+}
+
 // running tells whether the host runs the guest.
 func (s *Session) running(ctx context.Context) (bool, error) {
 	g, err := s.Host.Guest(ctx, s.Guest)
@@ -492,6 +524,7 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 	}
 	s.seenStopped = false
 	s.State.Stopped = time.Time{}
+	s.prepare(ctx)
 	if shutdown {
 		s.say(fmt.Sprintf("shutting %s down on %s (xm shutdown -w %s)", s.Guest, s.Host.URL.Addr(), s.Guest))
 		if err := s.Host.Shutdown(ctx, s.Guest, timeout); err != nil {
@@ -551,6 +584,8 @@ func (s *Session) Pass2(ctx context.Context) error {
 		}
 	}
 	s.seenStopped = false
+	prepared := s.prepared
+	s.prepared = nil // Sync runs or closes them
 	s.State.Pass2 = nil
 	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
 	var mu sync.Mutex
@@ -574,6 +609,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 			defer f.Close()
 			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
 			opts := s.opts(2, d, disk)
+			opts.Prepared = prepared[d.Target]
 			if out := s.output(d.Target); out != nil && disk.Size() == d.Size {
 				opts.Mirror = mirror{out.Writer}
 			} else {
@@ -599,6 +635,11 @@ func (s *Session) Pass2(ctx context.Context) error {
 		})
 	}
 	err := g.Wait()
+	for _, ps := range prepared {
+		for _, hp := range ps {
+			hp.Close() // those of a disk that failed before its Sync
+		}
+	}
 	if err != nil {
 		s.save()
 		return err

@@ -128,6 +128,11 @@ func TestSession(t *testing.T) {
 		}
 	}
 	p2 := s.State.Pass2
+	// Stop started pass 2's helpers on the host before the guest
+	// stopped, two per disk, and pass 2 ran them.
+	if a, b := p2.Disks["xvda"].Prepared, p2.Disks["xvdb"].Prepared; a != 2 || b != 2 {
+		t.Errorf("pass 2 used %d and %d helpers started ahead, want 2 each", a, b)
+	}
 	if p2.Disks["xvdb"].Changed != 0 || p2.Disks["xvda"].Changed == 0 || p2.BytesRead() > p2.Disks["xvda"].Changed*bs {
 		t.Errorf("pass 2: %+v", p2.Disks)
 	}
