@@ -209,7 +209,7 @@ func TestE2EWarmMigration(t *testing.T) {
 	if wr == nil {
 		t.Fatal("the report has no warm section")
 	}
-	t.Logf("warm: %+v (total %s)", *wr, total)
+	t.Logf("warm: %+v (total %s); the boot check took %.1f s of the downtime", *wr, total, rep.Boot.Seconds)
 	size := int64(len(a))
 	// Pass 1 moves the blocks the host did not hash as zeros, whole.
 	if wr.Pass1.Blocks != (size+1<<20-1)>>20 || wr.Pass1.ZeroBlocks == 0 || wr.Pass1.BytesRead != (wr.Pass1.Blocks-wr.Pass1.ZeroBlocks)<<20 {

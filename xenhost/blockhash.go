@@ -32,9 +32,9 @@ const DefaultHashBlock = 1 << 20
 
 // hashScript is the block-hash helper: a POSIX shell script (RHEL 5's
 // bash, Debian's dash) run as `sh -c SCRIPT xen2kvm-blockhash [wait]
-// METHOD PATH BLOCK FIRST COUNT`. With wait it first waits for a line
-// "go" on its standard input (PrepareHashBlocks) and opens nothing
-// before; any other line, or none, ends it. It only opens PATH for reading and prints, for
+// METHOD PATH BLOCK FIRST COUNT`. With wait it starts its interpreter,
+// then waits for a line "go" on its standard input (PrepareHashBlocks)
+// and opens nothing before; any other line, or none, ends it. It only opens PATH for reading and prints, for
 // blocks FIRST..FIRST+COUNT-1 of BLOCK bytes, one line each: the MD5 of
 // the block in hex (a block past the end hashes the empty string, the
 // last block hashes what there is). The Python runs on 2.4 (no with, no
@@ -44,6 +44,10 @@ const DefaultHashBlock = 1 << 20
 // zero-filled parts of a disk cost the host only their read.
 const hashScript = `PY='
 import sys
+if sys.argv[1] == "wait":
+    if sys.stdin.readline().strip() != "go":
+        sys.exit(0)
+    del sys.argv[1]
 try:
     from hashlib import md5
 except ImportError:
@@ -75,21 +79,21 @@ while i < count:
             h.update(d)
         out.write(h.hexdigest() + "\n")
     i = i + 1
-    if i % 64 == 0:
+    if i % 16 == 0:
         out.flush()
 out.flush()
 f.close()
 '
+wait=
 if [ "$1" = wait ]; then
+	wait=wait
 	shift
-	read go || exit 0
-	[ "$go" = go ] || exit 0
 fi
 method=$1; shift
 if [ "$method" != dd ]; then
 	for py in python python2 python3; do
 		if command -v $py >/dev/null 2>&1; then
-			exec $py -c "$PY" "$@"
+			exec $py -c "$PY" $wait "$@"
 		fi
 	done
 	if [ "$method" = python ]; then
@@ -98,6 +102,10 @@ if [ "$method" != dd ]; then
 	fi
 fi
 command -v md5sum >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor md5sum on this host" >&2; exit 3; }
+if [ -n "$wait" ]; then
+	read go || exit 0
+	[ "$go" = go ] || exit 0
+fi
 [ -r "$1" ] || { echo "xen2kvm-blockhash: cannot read $1" >&2; exit 2; }
 i=$3
 end=$(($3 + $4))
