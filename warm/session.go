@@ -553,12 +553,15 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 			}
 		}
 	}
+	// The downtime starts when xm shutdown -w returned (or a poll found
+	// the guest stopped), not after the round trip that confirms it.
+	stoppedAt := time.Now().UTC()
 	if run, err = s.running(ctx); err != nil {
 		return err
 	} else if run {
 		return fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
 	}
-	s.State.Stopped = time.Now().UTC()
+	s.State.Stopped = stoppedAt
 	s.seenStopped = true
 	s.say(fmt.Sprintf("%s is stopped: pass 2 moves what changed since pass 1", s.Guest))
 	s.saveLater()

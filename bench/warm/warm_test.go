@@ -64,7 +64,10 @@ func TestWarmDowntime(t *testing.T) {
 	// The guest's last writes, after pass 1 and before it stops:
 	// random data over CHANGE of the disk's 1 MiB blocks.
 	var changed int
+	var stoppedAt time.Time // when the stand-in guest stopped
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		for !srv.ShutdownRequested("benchvm") {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -84,6 +87,7 @@ func TestWarmDowntime(t *testing.T) {
 		f.Sync()
 		f.Close()
 		srv.SetRunning("benchvm", false)
+		stoppedAt = time.Now()
 	}()
 
 	// Each line xen2kvm logs, with when it arrived: the timeline of the
@@ -133,6 +137,10 @@ func TestWarmDowntime(t *testing.T) {
 	}
 	wrep, wtotal, wlog := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
 	w := wrep.Warm
+	<-stopped
+	// The downtime from the guest's actual stop: xen2kvm sees it stopped
+	// only once xm shutdown -w returned and xm list said so.
+	sinceStop := w.Stopped.Sub(stoppedAt).Seconds() + w.DowntimeSeconds
 	// The cold migration of the same final image: the guest is down for
 	// all of it.
 	_, cold, _ := migrate(filepath.Join(work, "cold"))
@@ -147,10 +155,12 @@ func TestWarmDowntime(t *testing.T) {
 	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed)
 	fmt.Printf("%-32s %12.1f\n", "  stopped -> pass 2 done", w.Pass2.Finished.Sub(w.Stopped).Seconds())
 	fmt.Printf("%-32s %12.1f\n", "  pass 2 done -> ready (convert)", w.DowntimeSeconds-w.Pass2.Finished.Sub(w.Stopped).Seconds())
-	fmt.Printf("%-32s %12.1f\n", "warm downtime (stopped->ready)", w.DowntimeSeconds)
+	fmt.Printf("%-32s %12.1f\n", "warm downtime (seen stopped->ready)", w.DowntimeSeconds)
+	fmt.Printf("%-32s %12.1f   (%.1f s until xen2kvm saw it stopped)\n", "warm downtime (stopped->ready)", sinceStop, sinceStop-w.DowntimeSeconds)
 	fmt.Printf("%-32s %12.1f\n", "warm total (xen2kvm run)", wtotal.Seconds())
 	fmt.Printf("%-32s %12.1f\n", "cold downtime (whole migration)", cold.Seconds())
-	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%)\n", "warm / cold downtime", 100*w.DowntimeSeconds/cold.Seconds())
+	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%; from the actual stop)\n", "warm / cold downtime", 100*sinceStop/cold.Seconds())
+	fmt.Printf("%-32s %12.1f%%   (from when xen2kvm saw it stopped, as the report counts)\n", "", 100*w.DowntimeSeconds/cold.Seconds())
 	if os.Getenv("TIMELINE") != "" {
 		fmt.Printf("\nThe warm run's log from the stop on (seconds after the guest was seen stopped):\n")
 		for _, l := range wlog {
