@@ -506,9 +506,7 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	m.rep.Status = report.StatusMigrated
 	m.rep.Files = append(append([]string{}, stage.files...), reportName(m.dom.Name))
 	m.rep.Finished = time.Now().UTC()
-	if w := m.rep.Warm; w != nil && !w.Stopped.IsZero() {
-		w.DowntimeSeconds = m.rep.Finished.Sub(w.Stopped).Seconds()
-	}
+	m.setDowntime()
 	js, err := json.MarshalIndent(m.rep, "", "  ")
 	if err != nil {
 		return err

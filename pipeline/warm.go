@@ -326,3 +326,11 @@ func (m *migration) planWarm(w *WarmOptions) {
 	}
 	m.rep.Warm = rw
 }
+
+// setDowntime records a warm migration's downtime once the converted
+// guest is ready (written or delivered, validated, booted).
+func (m *migration) setDowntime() {
+	if w := m.rep.Warm; w != nil && !w.Stopped.IsZero() {
+		w.DowntimeSeconds = m.rep.Finished.Sub(w.Stopped).Seconds()
+	}
+}
