@@ -266,6 +266,15 @@ func kernelFlavour(rel string) (base, flavour string) {
 	return rel, ""
 }
 
+// KernelPackage names the package a kernel release belongs to
+// ("kernel-debug" for 2.6.18-164.el5debug); debug tells a debug or kdump
+// flavour.
+func KernelPackage(release string) (pkg string, debug bool) { return kernelPackage(release) }
+
+// XenRelease tells whether a kernel release is a Xen kernel's
+// (2.6.18-164.el5xen).
+func XenRelease(release string) bool { return xenRelease(release) }
+
 // kernelPackage names the package a kernel release belongs to; debug
 // tells a debug or kdump flavour, which is never the kernel to boot.
 func kernelPackage(rel string) (pkg string, debug bool) {

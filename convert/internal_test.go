@@ -56,13 +56,28 @@ func TestChooseKernelNotDebug(t *testing.T) {
 		{"only debug", []Kernel{k("2.6.18-164.el5debug", true), k("2.6.18-164.el5xen", false)}, "2.6.18-164.el5debug"},
 	}
 	for _, tc := range tests {
-		got, blocker := chooseKernel(&Guest{Kernels: tc.kernels})
+		got, blocker := chooseKernel(&Guest{Kernels: tc.kernels}, true)
 		if blocker != "" || got.Release != tc.want {
 			t.Errorf("%s: chooseKernel = %v %q, want %s", tc.name, got, blocker, tc.want)
 		}
 		if got != nil && tc.want == "2.6.18-164.el5" && got.Package != "kernel" {
 			t.Errorf("%s: package %s: DEFAULTKERNEL would not stay kernel", tc.name, got.Package)
 		}
+	}
+}
+
+// TestChooseKernelRuleDisabled: without the kernel-choice rule the
+// highest release wins, flavour and all: kernel-debug of the same version
+// is chosen, as before the rule.
+func TestChooseKernelRuleDisabled(t *testing.T) {
+	ks := []Kernel{{Release: "2.6.18-164.el5", Package: "kernel", VirtioBlk: true, VirtioNet: true},
+		{Release: "2.6.18-164.el5debug", Package: "kernel-debug", Debug: true, VirtioBlk: true, VirtioNet: true},
+		{Release: "2.6.18-164.el5xen", Package: "kernel-xen", Xen: true}}
+	if got, _ := chooseKernel(&Guest{Kernels: ks}, false); got == nil || got.Release != "2.6.18-164.el5debug" {
+		t.Errorf("without the rule: %+v, want the debug kernel", got)
+	}
+	if got, _ := chooseKernel(&Guest{Kernels: ks}, true); got == nil || got.Release != "2.6.18-164.el5" {
+		t.Errorf("with the rule: %+v, want the plain kernel", got)
 	}
 }
 

@@ -111,16 +111,12 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	if d == nil {
 		return nil, errors.New("no domain config")
 	}
-	disabled := map[string]bool{}
-	var bad []error
-	for _, r := range opts.Disable {
-		if !slices.Contains(ruleNames(), r) {
-			bad = append(bad, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, r, strings.Join(ruleNames(), ", ")))
-		}
-		disabled[r] = true
-	}
-	if err := errors.Join(bad...); err != nil {
+	if err := CheckRuleNames(opts.Disable); err != nil {
 		return nil, err
+	}
+	disabled := map[string]bool{}
+	for _, r := range opts.Disable {
+		disabled[r] = true
 	}
 	p := &Plan{}
 	if g == nil || g.OS != "linux" {
@@ -146,7 +142,7 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	p.Warnings = append(p.Warnings, g.Warnings...)
 	p.SELinux = g.SELinux
 	c := &planner{g: g, root: root, d: d, plan: p, files: map[string]*Edit{}}
-	k, blocker := chooseKernel(g)
+	k, blocker := chooseKernel(g, !disabled[RuleKernelChoice])
 	if blocker != "" && opts.KernelRPM != "" && len(g.Kernels) > 0 {
 		c.rule = RuleKernelRPM
 		nk, err := c.installKernelRPM(opts.KernelRPM)
@@ -164,6 +160,18 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 		return p, nil
 	}
 	p.Kernel = k
+	if !disabled[RuleKernelChoice] {
+		var passed []string
+		for _, o := range g.Kernels {
+			if o.Debug && !o.Xen && o.Release != k.Release {
+				passed = append(passed, o.Release+" ("+o.Package+")")
+			}
+		}
+		if len(passed) > 0 && !k.Debug {
+			p.Notes = append(p.Notes, fmt.Sprintf("rule %s: the guest boots %s, not %s: debug and kdump flavours run slowly and are meant for diagnosing",
+				RuleKernelChoice, k.Release, strings.Join(passed, ", ")))
+		}
+	}
 	p.Virtio = k.Virtio()
 	if p.Virtio {
 		if bin, old := c.oldLVM(); old {
@@ -188,7 +196,7 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 			p.Notes = append(p.Notes, "rule "+r.Name+" disabled")
 			continue
 		}
-		if r.plan == nil { // a Windows rule
+		if r.plan == nil { // a Windows rule, or kernel-choice (chooseKernel above)
 			continue
 		}
 		c.rule = r.Name
@@ -206,11 +214,18 @@ func MakePlan(g *Guest, root guestfs.FS, d *config.Domain, opts Options) (*Plan,
 	return p, nil
 }
 
+// RuleKernelChoice names the part of the kernel choice that keeps debug
+// and kdump flavours out; disabled, the highest release wins, flavour and
+// all (2.6.18-164.el5debug over 2.6.18-164.el5).
+const RuleKernelChoice = "kernel-choice"
+
 // chooseKernel picks the kernel to boot on KVM: a non-Xen kernel, never a
 // debug or kdump flavour while another one is there, those with virtio
 // first (virtio_net before virtio_blk only), then the highest version
-// compared without the flavour.
-func chooseKernel(g *Guest) (*Kernel, string) {
+// compared without the flavour. Without flavours (the kernel-choice rule
+// disabled) the debug and kdump flavours count as any other and versions
+// compare with their flavour.
+func chooseKernel(g *Guest, flavours bool) (*Kernel, string) {
 	var cands []*Kernel
 	for i := range g.Kernels {
 		if !g.Kernels[i].Xen {
@@ -240,6 +255,12 @@ func chooseKernel(g *Guest) (*Kernel, string) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
+		if !flavours {
+			if sa, sb := score(a), score(b); sa != sb {
+				return sa > sb
+			}
+			return compareVersions(a.Release, b.Release) > 0
+		}
 		if a.Debug != b.Debug {
 			return b.Debug
 		}

@@ -239,7 +239,9 @@ func (c *planner) sysconfigKernel() error {
 
 // rpmdbScript is the one-shot init script that registers an installed
 // kernel RPM in the guest's RPM database at the first boot. %s are the
-// package file and the script's name.
+// package file and the script's name. rpm is called by its path, where
+// RHEL 4 to 6 have it: an init script's PATH is not the user's, and a
+// shell with an rpm of its own (busybox) would run that.
 const rpmdbScript = `#!/bin/sh
 #
 # %[2]s  Written by xen2kvm: registers the kernel package xen2kvm
@@ -252,8 +254,8 @@ LOG=/var/log/%[2]s.log
 PKG=%[1]s
 case "$1" in
 start)
-	if rpm -i --justdb --nodeps --noscripts --replacefiles "$PKG" >>"$LOG" 2>&1 ||
-		rpm -q --quiet "$(rpm -qp --qf '%%{NAME}-%%{VERSION}-%%{RELEASE}' "$PKG" 2>/dev/null)"; then
+	if /bin/rpm -i --justdb --nodeps --noscripts --replacefiles "$PKG" >>"$LOG" 2>&1 ||
+		/bin/rpm -q --quiet "$(/bin/rpm -qp --qf '%%{NAME}-%%{VERSION}-%%{RELEASE}' "$PKG" 2>/dev/null)"; then
 		echo "registered $PKG in the RPM database" >>"$LOG"
 		rm -f "$PKG" /etc/rc.d/rc[0-6].d/[SK][0-9][0-9]%[2]s /etc/rc.d/init.d/%[2]s
 		rmdir /var/lib/xen2kvm 2>/dev/null

@@ -408,14 +408,14 @@ const (
 	RuleWinCPU     = "win-intelppm"
 	RuleWinIDE     = "win-ide-boot"
 	RuleWinFilters = "win-xen-filters"
+	RuleWinViostor = "win-viostor-boot"
 )
 
-// WindowsRules are the names of the rules of a Windows conversion (those
-// of Rules without a Linux planner).
+// WindowsRules are the names of the rules of a Windows conversion.
 func WindowsRules() []string {
 	var out []string
 	for _, r := range rules {
-		if r.plan == nil {
+		if r.win != nil {
 			out = append(out, r.Name)
 		}
 	}
@@ -441,13 +441,20 @@ func (w *Windows) Blockers() []string {
 	return b
 }
 
+// WindowsOptions choose the registry edits of a Windows conversion.
+type WindowsOptions struct {
+	// Disabled names the rules left out (--skip-rule).
+	Disabled map[string]bool
+	// Viostor runs the win-viostor-boot rule: the virtio drivers are
+	// staged (--virtio-win), so the registry is prepared for viostor.
+	Viostor bool
+}
+
 // PlanWindows decides the registry edits that let the guest boot on
-// KVM's IDE and emulated hardware: in every control set, the Xen PV
-// drivers and intelppm/processr disabled, the PV drivers taken out of the
-// class UpperFilters/LowerFilters, and atapi/intelide/pciide made
-// boot-start. It reads the volume and writes nothing. disabled names the
-// rules left out.
-func PlanWindows(w *Windows, v *ntfs.Volume, disabled map[string]bool) ([]RegEdit, error) {
+// KVM's IDE and emulated hardware, running every Windows rule of the
+// rules table on every control set of the SYSTEM hive. It reads the
+// volume and writes nothing.
+func PlanWindows(w *Windows, v *ntfs.Volume, o WindowsOptions) ([]RegEdit, error) {
 	if len(w.Blockers()) > 0 {
 		return nil, nil
 	}
@@ -455,22 +462,66 @@ func PlanWindows(w *Windows, v *ntfs.Volume, disabled map[string]bool) ([]RegEdi
 	if err != nil {
 		return nil, err
 	}
-	edits, _, err := planSystem(h, disabled)
-	return edits, err
+	edits, err := planSystem(h, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", w.HivePath("SYSTEM"), err)
+	}
+	return edits, nil
 }
 
-// planSystem plans the edits on a SYSTEM hive and makes them in h.
-func planSystem(h *hive.Hive, disabled map[string]bool) ([]RegEdit, []hive.Value, error) {
+// winPlanner plans and makes the edits of the Windows rules in a parsed
+// SYSTEM hive.
+type winPlanner struct {
+	h     *hive.Hive
+	o     WindowsOptions
+	edits []RegEdit
+}
+
+// planSystem runs the Windows rules on every control set of h, making
+// their edits in h, and returns them.
+func planSystem(h *hive.Hive, o WindowsOptions) ([]RegEdit, error) {
 	sets, ns, err := controlSets(h)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var edits []RegEdit
-	var vals []hive.Value
-	setStart := func(k hive.Key, path string, start uint32, rule, why string) error {
+	p := &winPlanner{h: h, o: o}
+	for _, n := range ns {
+		for _, r := range rules {
+			if r.win == nil || o.Disabled[r.Name] {
+				continue
+			}
+			if err := r.win(p, sets[n]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p.edits, nil
+}
+
+func (p *winPlanner) add(key, value, old, new, rule, why string) {
+	p.edits = append(p.edits, RegEdit{Hive: "SYSTEM", Key: key, Value: value, Old: old, New: new, Rule: rule, Why: why})
+}
+
+// setStarts sets the Start of the services of control set cs for which
+// match returns a reason, where it is not start already.
+func (p *winPlanner) setStarts(cs hive.Key, start uint32, rule string, match func(name string) (why string)) error {
+	svcs, err := cs.Subkey("Services")
+	if err != nil {
+		return nil
+	}
+	ks, err := svcs.Subkeys()
+	if err != nil {
+		return err
+	}
+	for _, k := range ks {
+		why := match(strings.ToLower(k.Name()))
+		if why == "" {
+			continue
+		}
+		path := cs.Name() + `\Services\` + k.Name()
 		v, err := k.Value("Start")
 		if errors.Is(err, hive.ErrNotFound) {
-			return nil
+			continue
 		}
 		if err != nil {
 			return err
@@ -480,81 +531,204 @@ func planSystem(h *hive.Hive, disabled map[string]bool) ([]RegEdit, []hive.Value
 			return fmt.Errorf("%s\\Start: %w", path, err)
 		}
 		if old == start {
-			return nil
+			continue
 		}
-		if err := h.SetDWORD(v, start); err != nil {
+		if err := p.h.SetDWORD(v, start); err != nil {
 			return fmt.Errorf("%s\\Start: %w", path, err)
 		}
-		edits = append(edits, RegEdit{Hive: "SYSTEM", Key: path, Value: "Start", Old: strconv.Itoa(int(old)), New: strconv.Itoa(int(start)), Rule: rule, Why: why})
-		vals = append(vals, v)
+		p.add(path, "Start", strconv.Itoa(int(old)), strconv.Itoa(int(start)), rule, why)
+	}
+	return nil
+}
+
+// xenPV disables the Xen PV drivers.
+func (p *winPlanner) xenPV(cs hive.Key) error {
+	return p.setStarts(cs, 4, RuleWinXenPV, func(name string) string {
+		if vendor := xenPVServices[name]; vendor != "" {
+			return "Xen PV driver (" + vendor + "): on KVM it finds no Xen platform device and a boot-start one stops the boot (0x7B) or hangs it"
+		}
+		return ""
+	})
+}
+
+// cpu disables intelppm and processr.
+func (p *winPlanner) cpu(cs hive.Key) error {
+	return p.setStarts(cs, 4, RuleWinCPU, func(name string) string {
+		if slices.Contains(cpuDrivers, name) {
+			return "processor driver: crashes with 0x7E when the CPU vendor or model changes"
+		}
+		return ""
+	})
+}
+
+// ideBoot makes the IDE drivers boot-start.
+func (p *winPlanner) ideBoot(cs hive.Key) error {
+	return p.setStarts(cs, 0, RuleWinIDE, func(name string) string {
+		if slices.Contains(ideDrivers, name) {
+			return "IDE driver: the KVM guest boots from QEMU's PIIX IDE, so it must load at boot"
+		}
+		return ""
+	})
+}
+
+// xenFilters takes the Xen PV drivers out of the device classes'
+// UpperFilters and LowerFilters.
+func (p *winPlanner) xenFilters(cs hive.Key) error {
+	class, err := cs.Subkey(`Control`)
+	if err == nil {
+		class, err = class.Subkey("Class")
+	}
+	if err != nil {
 		return nil
 	}
-	for _, n := range ns {
-		cs := sets[n]
-		svcs, err := cs.Subkey("Services")
-		if err != nil {
-			continue
-		}
-		ks, err := svcs.Subkeys()
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, k := range ks {
-			name := strings.ToLower(k.Name())
-			path := cs.Name() + `\Services\` + k.Name()
-			var err error
-			switch {
-			case xenPVServices[name] != "" && !disabled[RuleWinXenPV]:
-				err = setStart(k, path, 4, RuleWinXenPV, "Xen PV driver ("+xenPVServices[name]+"): on KVM it finds no Xen platform device and a boot-start one stops the boot (0x7B) or hangs it")
-			case slices.Contains(cpuDrivers, name) && !disabled[RuleWinCPU]:
-				err = setStart(k, path, 4, RuleWinCPU, "processor driver: crashes with 0x7E when the CPU vendor or model changes")
-			case slices.Contains(ideDrivers, name) && !disabled[RuleWinIDE]:
-				err = setStart(k, path, 0, RuleWinIDE, "IDE driver: the KVM guest boots from QEMU's PIIX IDE, so it must load at boot")
-			}
+	cks, err := class.Subkeys()
+	if err != nil {
+		return err
+	}
+	for _, ck := range cks {
+		for _, f := range []string{"UpperFilters", "LowerFilters"} {
+			v, err := ck.Value(f)
 			if err != nil {
-				return nil, nil, err
+				continue
 			}
-		}
-		if disabled[RuleWinFilters] {
-			continue
-		}
-		class, err := cs.Subkey(`Control`)
-		if err == nil {
-			class, err = class.Subkey("Class")
-		}
-		if err != nil {
-			continue
-		}
-		cks, err := class.Subkeys()
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, ck := range cks {
-			for _, f := range []string{"UpperFilters", "LowerFilters"} {
-				v, err := ck.Value(f)
-				if err != nil {
-					continue
-				}
-				old, err := v.Strings()
-				if err != nil {
-					continue
-				}
-				keep := slices.DeleteFunc(slices.Clone(old), func(s string) bool { return xenPVServices[strings.ToLower(s)] != "" })
-				if len(keep) == len(old) {
-					continue
-				}
-				data := hive.EncodeMultiSZ(keep)
-				path := cs.Name() + `\Control\Class\` + ck.Name()
-				if err := h.SetData(v, data); err != nil {
-					return nil, nil, fmt.Errorf("%s\\%s: %w", path, f, err)
-				}
-				edits = append(edits, RegEdit{Hive: "SYSTEM", Key: path, Value: f, Old: multiString(old), New: multiString(keep), Rule: RuleWinFilters,
-					Why: "a class filter naming a disabled Xen PV driver stops every device of the class from starting"})
-				vals = append(vals, v)
+			old, err := v.Strings()
+			if err != nil {
+				continue
 			}
+			keep := slices.DeleteFunc(slices.Clone(old), func(s string) bool { return xenPVServices[strings.ToLower(s)] != "" })
+			if len(keep) == len(old) {
+				continue
+			}
+			path := cs.Name() + `\Control\Class\` + ck.Name()
+			if err := p.h.SetData(v, hive.EncodeMultiSZ(keep)); err != nil {
+				return fmt.Errorf("%s\\%s: %w", path, f, err)
+			}
+			p.add(path, f, multiString(old), multiString(keep), RuleWinFilters,
+				"a class filter naming a disabled Xen PV driver stops every device of the class from starting")
 		}
 	}
-	return edits, vals, nil
+	return nil
+}
+
+// The viostor boot entries, as the virt-v2v family of tools make them for
+// Windows up to 7 / 2008 R2: the CriticalDeviceDatabase maps the virtio
+// block device's PCI IDs (those the virtio-win viostor.inf of 2003 and
+// 2008 lists; QEMU's transitional virtio-blk-pci is
+// VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00) to the viostor service in the
+// SCSI adapter class (viostor.inf's Class=SCSIAdapter), so that Windows
+// can start viostor for a boot disk it has never seen; the service key
+// is what viostor.inf's AddService creates.
+//
+// The service is created disabled (Start=4): viostor.sys cannot be put in
+// system32\drivers offline (xen2kvm creates no NTFS files), and a
+// disabled service is never loaded, so the entry is harmless until the
+// first-boot script has copied viostor.sys and set Start=0. (Start=0 with
+// a missing file and ErrorControl=1, SERVICE_ERROR_NORMAL, is documented
+// to let startup go on with a logged error, but that could not be tried
+// here against a real NTLDR or winload, and Start=4 needs no such trust.)
+// ErrorControl=1 is viostor.inf's own.
+const (
+	scsiAdapterClass = "{4D36E97B-E325-11CE-BFC1-08002BE10318}"
+	viostorService   = "viostor"
+)
+
+var viostorPCIIDs = []string{
+	"pci#ven_1af4&dev_1001&subsys_00000000",
+	"pci#ven_1af4&dev_1001&subsys_00020000",
+	"pci#ven_1af4&dev_1001&subsys_00021af4",
+	"pci#ven_1af4&dev_1001&subsys_00021af4&rev_00",
+}
+
+// regValue is a value to create.
+type regValue struct {
+	name string
+	typ  uint32
+	data []byte
+	show string // as the plan shows it
+}
+
+func szValue(name string, typ uint32, s string) regValue {
+	return regValue{name, typ, hive.EncodeSZ(s), s}
+}
+
+func dwordValue(name string, n uint32) regValue {
+	var b [4]byte
+	b[0], b[1], b[2], b[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	return regValue{name, hive.DWORD, b[:], strconv.Itoa(int(n))}
+}
+
+// viostorBoot creates the CriticalDeviceDatabase entries and the viostor
+// service key in control set cs, in the hive's free space. Entries that
+// exist already are left as they are.
+func (p *winPlanner) viostorBoot(cs hive.Key) error {
+	if !p.o.Viostor {
+		return nil
+	}
+	const why = "lets viostor start the system disk once it is on virtio; the service stays disabled until the first-boot script has copied viostor.sys to system32\\drivers"
+	ctl, err := cs.Subkey("Control")
+	if err != nil {
+		return fmt.Errorf("%s has no Control key: %w", cs.Name(), err)
+	}
+	cdd, err := p.subkey(ctl, "CriticalDeviceDatabase")
+	if err != nil {
+		return err
+	}
+	for _, id := range viostorPCIIDs {
+		if _, err := cdd.Subkey(id); err == nil {
+			continue
+		}
+		err := p.createKey(cdd, cs.Name()+`\Control\CriticalDeviceDatabase\`+id, why,
+			szValue("Service", hive.SZ, viostorService), szValue("ClassGUID", hive.SZ, scsiAdapterClass))
+		if err != nil {
+			return err
+		}
+	}
+	svcs, err := cs.Subkey("Services")
+	if err != nil {
+		return fmt.Errorf("%s has no Services key: %w", cs.Name(), err)
+	}
+	if _, err := svcs.Subkey(viostorService); err == nil {
+		return nil
+	}
+	return p.createKey(svcs, cs.Name()+`\Services\`+viostorService, why,
+		dwordValue("Type", 1), dwordValue("Start", 4), dwordValue("ErrorControl", 1),
+		szValue("Group", hive.SZ, "SCSI miniport"), szValue("ImagePath", hive.ExpandSZ, `system32\drivers\viostor.sys`))
+}
+
+// subkey opens parent's subkey name, creating it when it is missing.
+func (p *winPlanner) subkey(parent hive.Key, name string) (hive.Key, error) {
+	k, err := parent.Subkey(name)
+	if errors.Is(err, hive.ErrNotFound) {
+		k, err = p.h.AddKey(parent, name)
+	}
+	return k, p.roomErr(err)
+}
+
+// createKey adds the key path's last element under parent with vals.
+func (p *winPlanner) createKey(parent hive.Key, path, why string, vals ...regValue) error {
+	k, err := p.h.AddKey(parent, path[strings.LastIndexByte(path, '\\')+1:])
+	if err != nil {
+		return p.roomErr(err)
+	}
+	for _, v := range vals {
+		if err := p.h.AddValue(k, v.name, v.typ, v.data); err != nil {
+			return p.roomErr(err)
+		}
+		p.add(path, v.name, "(none)", v.show, RuleWinViostor, why)
+	}
+	return nil
+}
+
+// ErrHiveFull: the hive's free space does not hold the keys to add
+// (xen2kvm does not grow hive files).
+var ErrHiveFull = errors.New("not enough free space in the hive")
+
+func (p *winPlanner) roomErr(err error) error {
+	if errors.Is(err, hive.ErrNoRoom) {
+		return fmt.Errorf("%w for the viostor boot entries (%d bytes free in its cells; xen2kvm does not grow hive files): %w; --skip-rule %s leaves them out, and the first-boot script then keeps the disk on IDE",
+			ErrHiveFull, p.h.Free(), err, RuleWinViostor)
+	}
+	return err
 }
 
 func multiString(ss []string) string {
@@ -564,18 +738,14 @@ func multiString(ss []string) string {
 	return strings.Join(ss, ",")
 }
 
-// ApplyWindows makes the planned registry edits in the SYSTEM hive on the
-// volume, in place: it re-reads the hive, makes the same edits (the hive
-// keeps its size), and writes only the changed sectors of the hive file's
-// own clusters to dev, the device the volume was opened on (an overlay).
-func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, disabled map[string]bool) error {
+// editHive re-reads a hive from the volume, lets edit change it, and
+// writes only the hive file's changed sectors to dev, the device the
+// volume was opened on (an overlay), in the file's own clusters.
+func (w *Windows) editHive(v *ntfs.Volume, dev io.WriterAt, name string, edit func(*hive.Hive) error) error {
 	if b := w.Blockers(); len(b) > 0 {
 		return fmt.Errorf("windows: %s", strings.Join(b, "; "))
 	}
-	if len(want) == 0 {
-		return nil
-	}
-	path := w.HivePath("SYSTEM")
+	path := w.HivePath(name)
 	f, err := v.File(path)
 	if err != nil {
 		return fmt.Errorf("mapping %s: %w", path, err)
@@ -588,19 +758,35 @@ func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, d
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	got, _, err := planSystem(h, disabled)
-	if err != nil {
+	if err := edit(h); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if len(got) != len(want) {
-		return fmt.Errorf("%s changed since the plan: %d edits, planned %d", path, len(got), len(want))
-	}
-	for i := range got {
-		if got[i].String() != want[i].String() {
-			return fmt.Errorf("%s changed since the plan: %s, planned %s", path, got[i], want[i])
-		}
-	}
 	return writeHive(f, dev, before, h.Bytes())
+}
+
+// ApplyWindows makes the planned registry edits in the SYSTEM hive on the
+// volume, in place: it re-reads the hive, makes the same edits (the hive
+// keeps its size), and writes only the changed sectors of the hive file's
+// own clusters to dev, the device the volume was opened on (an overlay).
+func ApplyWindows(w *Windows, v *ntfs.Volume, dev io.WriterAt, want []RegEdit, o WindowsOptions) error {
+	if len(want) == 0 && len(w.Blockers()) == 0 {
+		return nil
+	}
+	return w.editHive(v, dev, "SYSTEM", func(h *hive.Hive) error {
+		got, err := planSystem(h, o)
+		if err != nil {
+			return err
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("changed since the plan: %d edits, planned %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i].String() != want[i].String() {
+				return fmt.Errorf("changed since the plan: %s, planned %s", got[i], want[i])
+			}
+		}
+		return nil
+	})
 }
 
 // writeHive writes the sectors of an edited hive that differ from before
@@ -626,14 +812,9 @@ func writeHive(f *ntfs.File, dev io.WriterAt, before, after []byte) error {
 // next administrator logon.
 const RunOnceKey = `Microsoft\Windows\CurrentVersion\RunOnce`
 
-// ErrNoRunOnce: the SOFTWARE hive has no RunOnce key (xen2kvm adds values
-// but does not create keys).
+// ErrNoRunOnce: the SOFTWARE hive has no RunOnce key (every Windows has
+// one; xen2kvm adds its value there).
 var ErrNoRunOnce = errors.New("the SOFTWARE hive has no RunOnce key")
-
-func encodeSZ(s string) []byte {
-	b := hive.EncodeMultiSZ([]string{s})
-	return b[:len(b)-2] // one NUL, not the list's two
-}
 
 // addRunOnce adds the RunOnce value to a parsed SOFTWARE hive.
 func addRunOnce(h *hive.Hive, name, command string) error {
@@ -644,7 +825,7 @@ func addRunOnce(h *hive.Hive, name, command string) error {
 	if err != nil {
 		return err
 	}
-	return h.AddValue(k, name, hive.SZ, encodeSZ(command))
+	return h.AddValue(k, name, hive.SZ, hive.EncodeSZ(command))
 }
 
 // PlanRunOnce checks that a RunOnce value name = command can be added to
@@ -665,26 +846,7 @@ func PlanRunOnce(w *Windows, v *ntfs.Volume, name, command string) (RegEdit, err
 // ApplyRunOnce adds the RunOnce value to the SOFTWARE hive on the volume,
 // in place, writing only the hive file's changed sectors to dev.
 func ApplyRunOnce(w *Windows, v *ntfs.Volume, dev io.WriterAt, name, command string) error {
-	if b := w.Blockers(); len(b) > 0 {
-		return fmt.Errorf("windows: %s", strings.Join(b, "; "))
-	}
-	path := w.HivePath("SOFTWARE")
-	f, err := v.File(path)
-	if err != nil {
-		return fmt.Errorf("mapping %s: %w", path, err)
-	}
-	before, err := v.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	h, err := hive.Parse(before)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := addRunOnce(h, name, command); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return writeHive(f, dev, before, h.Bytes())
+	return w.editHive(v, dev, "SOFTWARE", func(h *hive.Hive) error { return addRunOnce(h, name, command) })
 }
 
 // Details are the inspection findings, one a line, for reports.

@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,20 +68,19 @@ func (d *winDisk) volFile(t *testing.T) string {
 // its exported data.
 func regExport(t *testing.T, hiveFile string) map[string]map[string]string {
 	t.Helper()
-	out := string(testutil.Run(t, "hivexregedit", "--export", hiveFile, `\`))
-	out = strings.ReplaceAll(out, "\\\n", "")
 	m := map[string]map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = map[string]string{}
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key][strings.ToLower(strings.Trim(name, `"`))] = data
+	for k, v := range testutil.RegExport(t, hiveFile) {
+		if v == "(key)" {
+			if m[k] == nil {
+				m[k] = map[string]string{}
+			}
+			continue
 		}
+		i := strings.LastIndexByte(k, '\\')
+		if m[k[:i]] == nil {
+			m[k[:i]] = map[string]string{}
+		}
+		m[k[:i]][k[i+1:]] = v
 	}
 	return m
 }
@@ -140,11 +140,16 @@ func TestInspectWindows(t *testing.T) {
 // planned values changed, that the hive and its clusters did not move or
 // grow, and that ntfsfix -n finds the volume consistent.
 func TestApplyWindows(t *testing.T) {
-	for _, spec := range []guestgen.WindowsSpec{
-		{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"},
-		{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix"},
-		{Name: "w2k3rh", Version: "2003", Arch: "x86", PV: "redhat"},
+	for _, tc := range []struct {
+		spec    guestgen.WindowsSpec
+		viostor bool
+	}{
+		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, true},
+		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix"}, true},
+		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x86", PV: "redhat"}, false},
 	} {
+		spec := tc.spec
+		opts := convert.WindowsOptions{Viostor: tc.viostor}
 		t.Run(spec.Name, func(t *testing.T) {
 			g := wintest.Build(t, spec)
 			d := openWin(t, g.Images[0])
@@ -158,22 +163,34 @@ func TestApplyWindows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			edits, err := convert.PlanWindows(w, d.vol, nil)
+			edits, err := convert.PlanWindows(w, d.vol, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(edits) == 0 {
 				t.Fatal("no edits planned")
 			}
-			want := map[string]string{} // "key\value" -> new export data
+			want := map[string]string{}             // "key\value" -> new export data
+			added := map[string]map[string]string{} // new key -> value -> planned data
 			for _, e := range edits {
 				key := strings.ToLower(e.Key)
 				old := before[key][strings.ToLower(e.Value)]
+				if e.Old == "(none)" {
+					if old != "" || e.Rule != convert.RuleWinViostor {
+						t.Fatalf("planned addition %s: value exists (%q) or rule %s", e, old, e.Rule)
+					}
+					if added[key] == nil {
+						added[key] = map[string]string{}
+					}
+					added[key][strings.ToLower(e.Value)] = e.New
+					continue
+				}
 				if old == "" {
 					t.Fatalf("planned edit %s: no such value in the hive", e)
 				}
 				want[key+`\`+strings.ToLower(e.Value)] = e.New
 			}
+			checkViostorPlan(t, added, tc.viostor)
 			// Every control set's PV drivers are disabled, both control sets.
 			for _, cs := range []string{"controlset001", "controlset002"} {
 				for _, s := range w.PVDrivers {
@@ -186,7 +203,7 @@ func TestApplyWindows(t *testing.T) {
 				}
 			}
 			before1 := slices.Clone(d.dev.B)
-			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), edits, nil); err != nil {
+			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), edits, opts); err != nil {
 				t.Fatal(err)
 			}
 			// Only bytes inside the hive file's clusters changed.
@@ -225,8 +242,34 @@ func TestApplyWindows(t *testing.T) {
 					}
 				}
 			}
-			if len(after) != len(before) {
-				t.Errorf("%d keys after, %d before", len(after), len(before))
+			// The added keys hold exactly the planned values (hivexget reads
+			// one of each); no other key appeared.
+			for key, vals := range added {
+				got, ok := after[key]
+				if !ok {
+					t.Errorf("key %s not added", key)
+					continue
+				}
+				if len(got) != len(vals) {
+					t.Errorf("%s has %d values, planned %d: %v", key, len(got), len(vals), got)
+				}
+				for name, data := range vals {
+					if _, ok := got[name]; !ok {
+						t.Errorf(`%s\%s not added`, key, name)
+						continue
+					}
+					if out := strings.TrimSpace(string(testutil.Run(t, "hivexget", hf, `\`+key, name))); out != data {
+						t.Errorf(`hivexget %s\%s = %q, planned %q`, key, name, out, data)
+					}
+				}
+			}
+			for key := range after {
+				if _, ok := before[key]; !ok && added[key] == nil {
+					t.Errorf("unplanned key %s", key)
+				}
+			}
+			if len(after) != len(before)+len(added) {
+				t.Errorf("%d keys after, %d before and %d added", len(after), len(before), len(added))
 			}
 			// hivexget reads a planned filter change.
 			for _, e := range edits {
@@ -259,7 +302,7 @@ func TestApplyWindows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := convert.PlanWindows(w2, d2.vol, nil)
+			again, err := convert.PlanWindows(w2, d2.vol, opts)
 			if err != nil || len(again) != 0 {
 				t.Errorf("second plan: %v, %v", again, err)
 			}
@@ -288,12 +331,40 @@ func TestWindowsBlockers(t *testing.T) {
 				t.Errorf("blockers %q, want %q", b, tc.want)
 			}
 			before := slices.Clone(d.dev.B)
-			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), []convert.RegEdit{{Hive: "SYSTEM"}}, nil); err == nil {
+			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), []convert.RegEdit{{Hive: "SYSTEM"}}, convert.WindowsOptions{}); err == nil {
 				t.Error("ApplyWindows wrote to a blocked volume")
 			}
 			if !slices.Equal(before, d.dev.B) {
 				t.Error("the disk changed")
 			}
 		})
+	}
+}
+
+// checkViostorPlan checks the planned viostor boot entries: in both
+// control sets, the CriticalDeviceDatabase entries for the virtio block
+// device and the viostor service, created disabled.
+func checkViostorPlan(t *testing.T, added map[string]map[string]string, viostor bool) {
+	t.Helper()
+	if !viostor {
+		if len(added) != 0 {
+			t.Errorf("keys added without virtio-win: %v", added)
+		}
+		return
+	}
+	for _, cs := range []string{"controlset001", "controlset002"} {
+		for _, id := range []string{"pci#ven_1af4&dev_1001&subsys_00021af4&rev_00", "pci#ven_1af4&dev_1001&subsys_00021af4", "pci#ven_1af4&dev_1001&subsys_00000000", "pci#ven_1af4&dev_1001&subsys_00020000"} {
+			got := added[cs+`\control\criticaldevicedatabase\`+id]
+			if got["service"] != "viostor" || got["classguid"] != "{4D36E97B-E325-11CE-BFC1-08002BE10318}" || len(got) != 2 {
+				t.Errorf("%s %s: %v", cs, id, got)
+			}
+		}
+		want := map[string]string{"type": "1", "start": "4", "errorcontrol": "1", "group": "SCSI miniport", "imagepath": `system32\drivers\viostor.sys`}
+		if got := added[cs+`\services\viostor`]; !maps.Equal(got, want) {
+			t.Errorf("%s viostor service %v, want %v", cs, got, want)
+		}
+	}
+	if len(added) != 2*5 {
+		t.Errorf("%d keys added, want 10", len(added))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
+	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 )
 
 // Output formats Convert writes.
@@ -124,11 +125,7 @@ func Convert(ctx context.Context, src Device, dstPath, format string, opts ...Op
 		os.Remove(tmpName)
 		return fmt.Errorf("renaming output: %w", err)
 	}
-	if d, derr := os.Open(filepath.Dir(dstPath)); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(dstPath))
 }
 
 // File is an output Convert can write into besides a local file: it reads

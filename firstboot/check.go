@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,8 +83,8 @@ type Result struct {
 // written). The guest's images are only read.
 //
 // The error is a *kvmrun.BootError when the guest did not reach its
-// prompt, wraps ErrDrift or ErrNoNetwork when it did but the proof
-// failed; Result.Report says what was seen either way.
+// prompt, wraps ErrDrift, ErrLeftover or ErrNoNetwork when it did but the
+// proof failed; Result.Report says what was seen either way.
 func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, error) {
 	log := o.Logger
 	if log == nil {
@@ -224,8 +225,25 @@ func Check(ctx context.Context, dom *config.KVMDomain, o Options) (*Result, erro
 			errs = append(errs, fmt.Errorf("%w: %s (--allow-drift to accept)", ErrDrift, strings.Join(flagged, "; ")))
 		}
 	}
+	var root fs.FS
+	if base != nil {
+		root = base.g.Root
+	}
+	booted := ""
+	if br.DirectBoot != nil {
+		booted = br.DirectBoot.KernelPath
+	}
+	if left := Leftovers(rb.Findings, booted, root); len(left) > 0 {
+		if o.AllowDrift {
+			for _, l := range left {
+				rb.Warnings = append(rb.Warnings, "conversion left undone (allowed): "+l)
+			}
+		} else {
+			errs = append(errs, fmt.Errorf("%w: %s (--allow-drift to accept)", ErrLeftover, strings.Join(left, "; ")))
+		}
+	}
 	if n := rb.Network; n != nil && !n.OK && !strings.HasPrefix(n.Detail, "not tried") {
-		errs = append(errs, fmt.Errorf("%w: %s", ErrNoNetwork, n.Detail))
+		errs = append(errs, fmt.Errorf("%w: %s%s", ErrNoNetwork, n.Detail, consoleSays(rb.Findings, kvmrun.FindingFailed, 4)))
 	} else if n != nil && !n.OK {
 		rb.Warnings = append(rb.Warnings, "network "+n.Detail)
 	}
@@ -340,4 +358,20 @@ func diffAfter(ctx context.Context, base *guest, after []config.KVMDisk) ([]repo
 	}
 	defer a.close()
 	return Diff(base.g.Root, a.g.Root)
+}
+
+// consoleSays quotes up to max console findings of kind, as "; the
+// console says: line N: "TEXT", ..." ("" when there are none): what the
+// guest itself reported about a failure.
+func consoleSays(findings []report.Finding, kind string, max int) string {
+	var q []string
+	for _, f := range findings {
+		if f.Kind == kind && len(q) < max {
+			q = append(q, fmt.Sprintf("line %d: %q", f.Line, f.Text))
+		}
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "; the console says: " + strings.Join(q, ", ")
 }

@@ -19,8 +19,10 @@ import (
 var DiffDirs = []string{"etc", "boot"}
 
 // ListDirs are the folders (or single files) whose changes Diff only
-// lists: logs and state a first boot writes.
-var ListDirs = []string{"var/log", "var/lib/random-seed"}
+// lists: logs and state a first boot writes, and the RPM database (which
+// a first-boot registration of a kernel installed with --kernel-rpm
+// writes).
+var ListDirs = []string{"var/log", "var/lib/random-seed", "var/lib/rpm"}
 
 // maxDiffBytes bounds the files Diff renders as unified diffs.
 const maxDiffBytes = 1 << 20

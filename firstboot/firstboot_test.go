@@ -2,6 +2,7 @@ package firstboot
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +207,65 @@ func TestDriftReaderOnRealOverlay(t *testing.T) {
 	}
 	if hashes() != start {
 		t.Error("reading the drift wrote to the image or its overlay")
+	}
+}
+
+// TestLeftovers: console lines naming Xen's drivers or disks, and a debug
+// kernel booted while a production one is installed, are named; a
+// production kernel, or a debug one that is all there is, is not.
+func TestLeftovers(t *testing.T) {
+	root := fstest.MapFS{
+		"boot/vmlinuz-2.6.18-164.el5":      file("k"),
+		"boot/vmlinuz-2.6.18-164.el5debug": file("k"),
+		"boot/vmlinuz-2.6.18-164.el5xen":   file("k"),
+	}
+	onlyDebug := fstest.MapFS{
+		"boot/vmlinuz-2.6.18-164.el5debug": file("k"),
+		"boot/vmlinuz-2.6.18-164.el5xen":   file("k"),
+	}
+	findings := []report.Finding{
+		{Kind: "failed", Line: 40, Text: "Starting kdump:  [FAILED]"},
+		{Kind: "xen", Line: 39, Text: "mkdumprd: dump target /dev/xvda1 (ext3) is not a block device"},
+	}
+	lockdep := []report.Finding{{Kind: "debug-kernel", Line: 12, Text: "Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar"}}
+	for _, tc := range []struct {
+		name     string
+		findings []report.Finding
+		booted   string
+		root     fs.FS
+		want     []string
+	}{
+		{"clean", findings[:1], "vmlinuz-2.6.18-164.el5", root, nil},
+		{"xen on the console", findings, "vmlinuz-2.6.18-164.el5", root, []string{"console line 39 names a Xen PV driver or disk, which KVM has not: \"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device\""}},
+		{"debug kernel", nil, "vmlinuz-2.6.18-164.el5debug", root, []string{"the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour, which runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
+		{"debug kernel on the console", lockdep, "", root, []string{"the guest booted a debug kernel (console line 12: \"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\"), which runs slowly and is meant for diagnosing, while 2.6.18-164.el5 is installed: grub's default entry should boot that"}},
+		{"debug kernel alone", lockdep, "vmlinuz-2.6.18-164.el5debug", onlyDebug, nil},
+		{"root unknown", lockdep, "vmlinuz-2.6.18-164.el5debug", nil, nil},
+		{"boot loader unknown", nil, "", root, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Leftovers(tc.findings, tc.booted, tc.root)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConsoleSays: a failed network proof quotes the guest's own failure
+// lines, at most max of them.
+func TestConsoleSays(t *testing.T) {
+	found := []report.Finding{
+		{Kind: "failed", Line: 401, Text: "xennet device eth0 does not seem to be present, delaying initialization."},
+		{Kind: "fsck", Line: 300, Text: "fsck.ext3: No such file or directory while trying to open /dev/xvdb1"},
+		{Kind: "failed", Line: 402, Text: "Bringing up interface eth0:  [FAILED]"},
+		{Kind: "failed", Line: 500, Text: "Starting kdump:  [FAILED]"},
+	}
+	want := `; the console says: line 401: "xennet device eth0 does not seem to be present, delaying initialization.", line 402: "Bringing up interface eth0:  [FAILED]"`
+	if got := consoleSays(found, "failed", 2); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := consoleSays(found[1:2], "failed", 2); got != "" {
+		t.Errorf("no failed lines: %q", got)
 	}
 }

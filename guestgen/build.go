@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/5"
+const formatVersion = "guestgen/7-rhelskip"
 
 const stampName = ".guestgen-complete.json"
 
@@ -405,6 +405,7 @@ func (b *builder) buildPV(ctx context.Context, g *Guest) ([]xmDisk, error) {
 	bootDir := filepath.Join(b.staging, "boot")
 	rt := &tree{root: rootDir}
 	rootTree(rt, &p.Layout, b.in.busybox)
+	rhel5Pieces(rt, s, k.ModulesDir)
 	bt := &tree{root: bootDir}
 	bt.file("grub/grub.conf", 0o600, grubConf(&p.Layout))
 	bt.link("grub/menu.lst", "./grub.conf")

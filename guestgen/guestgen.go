@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -41,6 +42,20 @@ type Spec struct {
 	// whose PV is xvdb1 (the initrd activates it beside the root VG).
 	// Needs DataDisk.
 	DataVG bool
+	// XenPVModules gives the guest kmod-xenpv's drivers for its first
+	// non-Xen kernel and an rc.local that insmods them by path
+	// (xen-vbd.ko, xen-vnif.ko): on KVM the insmod fails, naming the
+	// driver on the console, unless the conversion comments the lines out.
+	// Needs a non-Xen kernel.
+	XenPVModules bool
+	// Kdump enables a kdump service stand-in whose /etc/kdump.conf dumps
+	// to /dev/xvda1: at boot the service fails, naming the device, when
+	// the target is not there.
+	Kdump bool
+	// RPMDB gives the guest an rpm stand-in and its database,
+	// /var/lib/rpm/Packages, listing the installed kernels: rpm -q, and
+	// rpm -i --justdb recording a package file (see KernelRPM).
+	RPMDB bool
 	// DiskMiB is the size of the system disk (default 256).
 	DiskMiB int
 	// MemoryMiB and VCPUs go into the config (defaults 512 and 1).
@@ -83,17 +98,19 @@ var (
 	CentOS5PV = Spec{Name: "centos5", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
 	// CentOS5LVM is CentOS5PV with / and swap on VolGroup00 and a static
 	// address on eth0, as real RHEL 5 guests are: kudzu, an LVM filter
-	// that accepts only Xen disks, SELinux labels on every file, and
+	// that accepts only Xen disks, SELinux labels on every file,
 	// kernel-debug of the same version as kernel installed beside
-	// kernel-xen.
-	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true,
+	// kernel-xen, an rc.local that insmods kmod-xenpv's drivers and kdump
+	// dumping to /dev/xvda1.
+	CentOS5LVM = Spec{Name: "centos5-lvm", LVM: true, LVMFilter: true, SELinuxLabels: true, XenPVModules: true, Kdump: true,
 		Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5", "2.6.18-164.el5debug"},
 		IPAddr:  "192.168.122.50/24", Gateway: "192.168.122.1"}
 	// TwoDisks is CentOS5PV with a second disk whose volume group
 	// DataVG (PV xvdb1) holds /data.
 	TwoDisks = Spec{Name: "centos5-2disks", DataDisk: true, DataVG: true, Kernels: []string{"2.6.18-164.el5xen", "2.6.18-164.el5"}}
-	// XenOnly has two Xen kernels and no other.
-	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}}
+	// XenOnly has two Xen kernels and no other, as the installer leaves
+	// a PV guest, and an RPM database that knows them.
+	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}, RPMDB: true}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
 	Windows2003HVM = Spec{Name: "win2003", HVM: true, MemoryMiB: 1024}
 )
@@ -158,6 +175,9 @@ func (s Spec) validate() error {
 	}
 	if s.LVMFilter && !s.LVM {
 		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
+	}
+	if s.XenPVModules && !slices.ContainsFunc(s.Kernels, func(k string) bool { return !IsXen(k) }) {
+		errs = append(errs, fmt.Errorf("kmod-xenpv's drivers need a non-Xen kernel"))
 	}
 	if s.DataVG && !s.DataDisk {
 		errs = append(errs, fmt.Errorf("a data volume group needs the data disk"))

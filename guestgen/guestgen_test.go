@@ -282,7 +282,7 @@ func TestPresets(t *testing.T) {
 }
 
 func TestSkelFiles(t *testing.T) {
-	all := []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network", "syslog", "acpid", "sshd", "kudzu", "halt", "udhcpc.script"}
+	all := []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network", "syslog", "acpid", "sshd", "kudzu", "halt", "udhcpc.script", "kdump", "rpm"}
 	for _, name := range all {
 		if s := skel(name); strings.Contains(s, "guestgen: missing") || !strings.HasPrefix(s, "#!/") {
 			t.Errorf("skel/%s missing or not a script", name)

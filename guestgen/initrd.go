@@ -31,7 +31,9 @@ type initrdSpec struct {
 // switched to.
 func nashScript(s initrdSpec) string {
 	var b strings.Builder
-	b.WriteString("#!/bin/nash\n\nmount -t proc /proc /proc\nsetquiet\necho Mounting proc filesystem\n" +
+	b.WriteString("#!/bin/nash\n\n")
+	b.WriteString(debugBanner(s.Release))
+	b.WriteString("mount -t proc /proc /proc\nsetquiet\necho Mounting proc filesystem\n" +
 		"echo Mounting sysfs filesystem\nmount -t sysfs /sys /sys\necho Creating /dev\n" +
 		"mount -o mode=0755 -t tmpfs /dev /dev\nmkdir /dev/pts\n" +
 		"mount -t devpts -o gid=5,mode=620 /dev/pts /dev/pts\nmkdir /dev/shm\nmkdir /dev/mapper\n" +

@@ -108,6 +108,16 @@ func TestXenOnly(t *testing.T) {
 	if !strings.Contains(ls, "2.6.18-128.el5xen") || strings.Contains(ls, "el5 ") {
 		t.Errorf("/lib/modules: %s", ls)
 	}
+	// The RPM database knows the two kernel-xen packages, and no kernel.
+	db := readGuestFile(t, g.Images[0], p.Root.Offset, "/var/lib/rpm/Packages")
+	for _, want := range []string{"\nkernel-xen-2.6.18-164.el5\n", "\nkernel-xen-2.6.18-128.el5\n"} {
+		if !strings.Contains(db, want) || strings.Contains(db, "\nkernel-2") {
+			t.Errorf("rpm database:\n%s", db)
+		}
+	}
+	if rpm := readGuestFile(t, g.Images[0], p.Root.Offset, "/bin/rpm"); rpm != skel("rpm") {
+		t.Errorf("/bin/rpm is not the rpm stand-in")
+	}
 }
 
 // TestWindowsDisk checks the HVM guest's disk: one bootable NTFS

@@ -183,6 +183,14 @@ func (w WindowsSpec) systemHive() regFile {
 			r.sz(svc+s, "Group", "SCSI miniport")
 			r.sz(svc+s, "ImagePath", `system32\DRIVERS\`+s+".sys")
 		}
+		// The CriticalDeviceDatabase binds boot devices to their drivers
+		// before Plug and Play runs; a Windows installed on a PIIX IDE
+		// machine has these entries among its others.
+		cdd := cs + `\Control\CriticalDeviceDatabase\`
+		for id, service := range map[string]string{"primary_ide_channel": "atapi", "secondary_ide_channel": "atapi", "pci#ven_8086&dev_7010": "intelide", "pci#cc_0101": "pciide"} {
+			r.sz(cdd+id, "Service", service)
+			r.sz(cdd+id, "ClassGUID", classHDC)
+		}
 		r.dword(svc+"intelppm", "Start", 1)
 		r.dword(svc+"intelppm", "Type", 1)
 		r.sz(svc+"intelppm", "ImagePath", `system32\DRIVERS\intelppm.sys`)

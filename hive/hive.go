@@ -1,7 +1,8 @@
 // Package hive reads and edits Windows registry hive files (the regf
 // format of SYSTEM, SOFTWARE, ...) in memory, without growing them: values
-// are changed inside the cells they already have, so the file keeps its
-// size and the NTFS clusters it sits in.
+// are changed inside the cells they already have, and new keys and values
+// (AddKey, AddValue) take cells from the hive's existing free space, so
+// the file keeps its size and the NTFS clusters it sits in.
 //
 //	h, err := hive.Parse(b)
 //	k, err := h.Open(`ControlSet001\Services\xenvbd`)
@@ -40,8 +41,9 @@ var (
 	ErrDirty = errors.New("hive sequence numbers differ: its transaction log has not been applied")
 	// ErrNotFound: no such key or value.
 	ErrNotFound = errors.New("not found")
-	// ErrNoRoom: the new data does not fit in the value's existing cell.
-	ErrNoRoom = errors.New("new data does not fit in the existing cell")
+	// ErrNoRoom: new data, a key or a value does not fit in the cell it
+	// replaces or in the hive's free cells (hives are never grown).
+	ErrNoRoom = errors.New("does not fit in the hive's existing cells")
 	// ErrType: the value is not of the type asked for.
 	ErrType = errors.New("wrong value type")
 )

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,21 +14,11 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
-// mergeReg writes an empty hive, merges reg into it with hivexregedit
-// (the oracle) and returns the file's path.
+// mergeReg merges reg into an empty hive with hivexregedit (the oracle)
+// and returns the file's path.
 func mergeReg(t *testing.T, reg string) string {
 	t.Helper()
-	testutil.NeedTool(t, "hivexregedit")
-	p := filepath.Join(t.TempDir(), "SYSTEM")
-	if err := os.WriteFile(p, hive.New("SYSTEM"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("hivexregedit", "--merge", p)
-	cmd.Stdin = strings.NewReader("Windows Registry Editor Version 5.00\n\n" + reg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("hivexregedit --merge: %v\n%s", err, out)
-	}
-	return p
+	return testutil.MergeReg(t, hive.New("SYSTEM"), reg)
 }
 
 func export(t *testing.T, path string) string {
@@ -261,7 +250,7 @@ func TestAddValue(t *testing.T) {
 	if err := os.WriteFile(p, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bm, am := exportMap(t, before), exportMap(t, export(t, p))
+	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
 	key := `controlset001\services\xenvbd\`
 	if am[key+"tiny"] != "dword:00000007" || !strings.HasPrefix(am[key+"xen2kvm"], "hex(1):63,00,6d,00,64,00") {
 		t.Errorf("added values: tiny %q, xen2kvm %q", am[key+"tiny"], am[key+"xen2kvm"])
@@ -290,22 +279,152 @@ func TestAddValue(t *testing.T) {
 	}
 }
 
-// exportMap reads hivexregedit --export output into "key\value" -> data.
-func exportMap(t *testing.T, out string) map[string]string {
-	t.Helper()
-	out = strings.ReplaceAll(out, "\\\n", "")
-	m := map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = "(key)"
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
+// TestAddKey adds keys (first, middle and last in their lists, a key
+// under a new key, a key under a key without subkeys) with values, and
+// checks with hivexregedit and hivexget that exactly those appeared, that
+// the lists stay in Windows' order and that the file kept its size.
+func TestAddKey(t *testing.T) {
+	p := mergeReg(t, testReg)
+	before := export(t, p)
+	b, _ := os.ReadFile(p)
+	h, err := hive.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := h.Free()
+	svcs, _ := h.Open(`ControlSet001\Services`)
+	ctl, _ := h.Open(`ControlSet001\Control`)
+	xenvbd, _ := h.Open(`ControlSet001\Services\xenvbd`)
+	add := func(k hive.Key, name string) hive.Key {
+		t.Helper()
+		n, err := h.AddKey(k, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	viostor := add(svcs, "viostor")
+	add(svcs, "zzlast")
+	add(svcs, "Aafirst")
+	cdd := add(ctl, "CriticalDeviceDatabase")
+	dev := add(cdd, `pci#ven_1af4&dev_1001&subsys_00021af4&rev_00`)
+	add(cdd, `pci#ven_1af4&dev_1001&subsys_00000000`)
+	add(xenvbd, "Parameters")
+	if err := h.AddValue(viostor, "Start", hive.DWORD, []byte{4, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddValue(viostor, "ImagePath", hive.ExpandSZ, hive.EncodeSZ(`system32\drivers\viostor.sys`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddValue(dev, "Service", hive.SZ, hive.EncodeSZ("viostor")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.AddKey(svcs, "VIOSTOR"); !errors.Is(err, hive.ErrExists) {
+		t.Errorf("adding an existing key: %v", err)
+	}
+	if got := h.Free(); got >= free {
+		t.Errorf("free space %d, was %d", got, free)
+	}
+	out := h.Bytes()
+	if len(out) != len(b) {
+		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
+	added := map[string]string{
+		`controlset001\services\viostor`:                                                                    "(key)",
+		`controlset001\services\viostor\start`:                                                              "dword:00000004",
+		`controlset001\services\viostor\imagepath`:                                                          regHex(2, hive.EncodeSZ(`system32\drivers\viostor.sys`)),
+		`controlset001\services\zzlast`:                                                                     "(key)",
+		`controlset001\services\aafirst`:                                                                    "(key)",
+		`controlset001\services\xenvbd\parameters`:                                                          "(key)",
+		`controlset001\control\criticaldevicedatabase`:                                                      "(key)",
+		`controlset001\control\criticaldevicedatabase\pci#ven_1af4&dev_1001&subsys_00000000`:                "(key)",
+		`controlset001\control\criticaldevicedatabase\pci#ven_1af4&dev_1001&subsys_00021af4&rev_00`:         "(key)",
+		`controlset001\control\criticaldevicedatabase\pci#ven_1af4&dev_1001&subsys_00021af4&rev_00\service`: regHex(1, hive.EncodeSZ("viostor")),
+	}
+	for k, v := range added {
+		if am[k] != v {
+			t.Errorf("%s = %q, want %q", k, am[k], v)
+		}
+		delete(am, k)
+	}
+	if len(am) != len(bm) {
+		t.Errorf("%d keys and values after besides the added, %d before", len(am), len(bm))
+	}
+	for k, v := range bm {
+		if am[k] != v {
+			t.Errorf("%s changed: %q -> %q", k, v, am[k])
 		}
 	}
-	return m
+	if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", p, `\ControlSet001\Services\viostor`, "Start"))); got != "4" {
+		t.Errorf("hivexget viostor Start = %q", got)
+	}
+	// Read back: the lists are in Windows' order (upper-case names).
+	h2, err := hive.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{`ControlSet001\Services`, `ControlSet001\Control`, `ControlSet001\Control\CriticalDeviceDatabase`} {
+		k, _ := h2.Open(path)
+		ks, err := k.Subkeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range ks {
+			names = append(names, strings.ToUpper(s.Name()))
+		}
+		if !slices.IsSorted(names) {
+			t.Errorf("%s subkeys out of order: %v", path, names)
+		}
+	}
+	if _, err := h2.Open(`ControlSet001\Services\xenvbd\Parameters`); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestAddKeyNoRoom fills a small hive's free space: the call that does
+// not fit returns ErrNoRoom and leaves the hive as it was.
+func TestAddKeyNoRoom(t *testing.T) {
+	h, err := hive.Parse(hive.New("SYSTEM"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := h.Root()
+	var i int
+	for i = 0; i < 1000; i++ {
+		before := h.Bytes()
+		_, err := h.AddKey(root, fmt.Sprintf("pci#ven_1af4&dev_1001&subsys_%08x", i))
+		if errors.Is(err, hive.ErrNoRoom) {
+			if !bytes.Equal(h.Bytes(), before) {
+				t.Error("a failed AddKey changed the hive")
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i == 0 || i == 1000 {
+		t.Fatalf("%d keys added before ErrNoRoom", i)
+	}
+	ks, err := h.Root().Subkeys()
+	if err != nil || len(ks) != i {
+		t.Errorf("%d subkeys after %d added: %v", len(ks), i, err)
+	}
+	if len(h.Bytes()) != 8192 {
+		t.Errorf("hive is %d bytes", len(h.Bytes()))
+	}
+}
+
+// regHex is data as hivexregedit --export writes it: hex(TYPE):bytes.
+func regHex(typ int, b []byte) string {
+	var hx []string
+	for _, c := range b {
+		hx = append(hx, fmt.Sprintf("%02x", c))
+	}
+	return fmt.Sprintf("hex(%d):%s", typ, strings.Join(hx, ","))
 }

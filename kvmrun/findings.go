@@ -23,13 +23,19 @@ type Finding struct {
 
 // Kinds of Finding.
 const (
-	FindingFailed   = "failed"    // an init script printed [FAILED]
+	FindingFailed   = "failed"    // an init script printed [FAILED], or a device it wants is not there
 	FindingPanic    = "panic"     // Kernel panic
 	FindingRoot     = "root"      // the root device was not found
 	FindingFsck     = "fsck"      // a filesystem check failed
 	FindingReadOnly = "read-only" // a write hit a read-only filesystem
 	FindingOops     = "oops"      // a kernel oops or BUG
 	FindingRespawn  = "respawn"   // init gave up on a respawning program
+	// FindingXen: a line naming a Xen PV driver module or a Xen disk
+	// (/dev/xvd*): on KVM, something in the guest still expects Xen.
+	FindingXen = "xen"
+	// FindingDebugKernel: the kernel announced the lock dependency
+	// validator, which only debug kernels (kernel-debug) carry.
+	FindingDebugKernel = "debug-kernel"
 )
 
 // findingPatterns recognise the findings, most specific first.
@@ -40,11 +46,19 @@ var findingPatterns = []struct {
 	{FindingPanic, regexp.MustCompile(`Kernel panic`)},
 	{FindingRoot, regexp.MustCompile(`VFS: Cannot open root device|VFS: Unable to mount root|Unable to mount root|No root device|Gave up waiting for root`)},
 	{FindingFsck, regexp.MustCompile(`(?i)fsck\S*: .*(error|fail|No such file)|An error occurred during the file system check|UNEXPECTED INCONSISTENCY|Give root password for maintenance|FILE SYSTEM WAS MODIFIED`)},
+	{FindingXen, xenLeftoverRe},
+	{FindingDebugKernel, regexp.MustCompile(`Lock dependency validator: Copyright`)},
 	{FindingReadOnly, regexp.MustCompile(`Read-only file system`)},
 	{FindingOops, regexp.MustCompile(`\bOops\b|\bBUG: |general protection fault|Segmentation fault`)},
 	{FindingRespawn, regexp.MustCompile(`respawning too fast`)},
-	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]`)},
+	{FindingFailed, regexp.MustCompile(`\[ *FAILED *\]|does not seem to be present|has different MAC address than expected`)},
 }
+
+// xenLeftoverRe matches what names Xen's PV devices: their disks
+// (/dev/xvda1) and their drivers' modules as RHEL ships them (xenblk,
+// xennet, kmod-xenpv's xen-vbd, xen-vnif, xen-platform-pci, xen-balloon)
+// and as mainline names them (xen-blkfront, xen-netfront).
+var xenLeftoverRe = regexp.MustCompile(`/dev/xvd[a-z]|\bxen[-_](vbd|vnif|platform[-_]pci|balloon|blkfront|netfront)\b|\bxen(blk|net)\.ko\b`)
 
 // maxFindings bounds the findings kept: a guest in a loop repeats them.
 const maxFindings = 200

@@ -103,6 +103,14 @@ func TestClassify(t *testing.T) {
 		"INIT: Id \"co\" respawning too fast: disabled for 5 minutes":               FindingRespawn,
 		"BUG: unable to handle kernel NULL pointer dereference at 0000000000000000": FindingOops,
 		"Checking filesystems": "",
+		"insmod: can't insert '/lib/modules/2.6.18-164.el5/extra/xenpv/xen-vbd.ko': No such device": FindingXen,
+		"mkdumprd: dump target /dev/xvda1 (ext3) is not a block device":                             FindingXen,
+		"Loading xenblk.ko module": FindingXen,
+		"Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar": FindingDebugKernel,
+		"Bringing up interface eth0:  [  OK  ]":                                    "",
+		"Starting xen2kvm-rpmdb:  [  OK  ]":                                        "",
+		"xennet device eth0 does not seem to be present, delaying initialization.": FindingFailed,
+		"Device eth0 has different MAC address than expected, ignoring.":           FindingFailed,
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)

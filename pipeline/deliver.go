@@ -156,6 +156,23 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	if err := stage.writeFile(name+".xml", xml, 0o644); err != nil {
 		return err
 	}
+	if v, renamed := m.conv.virtioDomain(k); v != nil {
+		gv, err := m.p.target.XML(v)
+		if err != nil {
+			return fmt.Errorf("writing the virtio libvirt XML: %w", err)
+		}
+		vdisks := map[string]string{}
+		for old, nw := range renamed {
+			vdisks[nw] = disks[old]
+		}
+		vx, err := dl.DomainXML(gv, libvirtdst.DomainOptions{Type: typ, Disks: vdisks, Kernel: kernelVol, Initrd: initrdVol})
+		if err != nil {
+			return err
+		}
+		if err := stage.writeFile(virtioXMLName(name), vx, 0o644); err != nil {
+			return err
+		}
+	}
 	m.rep.Notes = append(m.rep.Notes, "the written images were not re-read and checked here: they are volumes on "+m.opts.To+"; the boot check there is their proof")
 	if err := m.remoteBoot(ctx, dl, xml, stage); err != nil {
 		return err

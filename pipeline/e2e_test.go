@@ -22,6 +22,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
@@ -31,11 +32,15 @@ import (
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
+// needE2E marks an end-to-end test: skipped with -short, and run in
+// parallel with the other end-to-end tests (each boot keeps one core
+// busy: go test -parallel bounds how many run at once).
 func needE2E(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: builds guests and boots VMs; skipped with -short")
 	}
+	t.Parallel()
 	testutil.NeedTool(t, "mke2fs")
 	testutil.NeedTool(t, "busybox")
 	testutil.NeedTool(t, "qemu-system-x86_64")
@@ -115,7 +120,18 @@ func xen2kvm(t *testing.T) string {
 // run runs the xen2kvm binary and returns its exit code, stdout, stderr.
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runEnv(t, nil, args...)
+}
+
+// runEnv is run with env (NAME=VALUE) added to the binary's environment;
+// the end-to-end tests run in parallel, so none of them changes the test
+// process's own.
+func runEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(xen2kvm(t), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -136,20 +152,16 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // migrates and boots in TestE2EBatchWithBrokenGuests.)
 func TestE2EMigrateBoots(t *testing.T) {
 	needE2E(t)
-	xen2kvm(t) // built before $TMPDIR points into a subtest's folder
 	for _, s := range []guestgen.Spec{guestgen.CentOS5PV, guestgen.CentOS5LVM} {
 		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
 			g := guest(t, s)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			// Nothing of a migration goes to $TMPDIR, where a killed run
-			// would leave it for good. (The binary is built first, into
-			// the real $TMPDIR: built under the test's, it would count as
-			// the migration's and go away with it.)
-			xen2kvm(t)
+			// would leave it for good.
 			tmp := t.TempDir()
-			t.Setenv("TMPDIR", tmp)
-			code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+			code, stdout, stderr := runEnv(t, []string{"TMPDIR=" + tmp}, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
 				"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 			if code != 0 {
 				t.Fatalf("migrate: exit %d\n%s", code, stderr)
@@ -188,6 +200,11 @@ func TestE2EMigrateBoots(t *testing.T) {
 			serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
 			if !bytes.Contains(serial, []byte("login:")) {
 				t.Errorf("the serial log has no login prompt:\n%s", serial)
+			}
+			// The guest's kdump found its renamed dump target (without
+			// the kdump rule it fails: TestE2ERuleLeftOut).
+			if s.Kdump && !bytes.Contains(serial, []byte("Starting kdump:  [  OK  ]")) {
+				t.Errorf("kdump did not start at the first boot:\n%s", serial)
 			}
 			img := filepath.Join(out, g.Name+"-vda.qcow2")
 			if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "check", img).CombinedOutput(); err != nil {
@@ -571,31 +588,46 @@ func TestE2EDryRunReport(t *testing.T) {
 
 // TestE2ERuleLeftOut shows the conversion rules matter: without the
 // initrd rebuild the output fails validation (its initrd has no virtio
-// driver), and without the console rule the guest boots but never shows
-// a login prompt on the serial console, so the boot check fails. Neither
-// leaves a finished guest behind.
+// driver), without the console rule the guest boots but never shows a
+// login prompt on the serial console, and without the rules for RHEL 5's
+// Xen leftovers the guest logs in but the first-boot check names what its
+// boot showed. None leaves a finished guest behind. (With every rule,
+// TestE2EMigrateBoots boots the same guests and passes.)
 func TestE2ERuleLeftOut(t *testing.T) {
 	needE2E(t)
 	for _, tc := range []struct {
 		spec       guestgen.Spec
 		rule, want string
+		// timeout is the boot's: 120s where no login prompt comes,
+		// longer where the guest logs in and is checked after.
+		timeout string
 	}{
-		{guestgen.CentOS5PV, "initrd", "initrd loads the virtio drivers"},
-		{guestgen.CentOS5PV, "console", "boot check failed"},
+		{guestgen.CentOS5PV, "initrd", "initrd loads the virtio drivers", "120s"},
+		{guestgen.CentOS5PV, "console", "boot check failed", "120s"},
 		// The LVM guest's files carry SELinux labels: without the rule,
 		// the files xen2kvm creates have none, and reading the output
 		// back names them.
-		{guestgen.CentOS5LVM, "selinux", "have no security.selinux label"},
+		{guestgen.CentOS5LVM, "selinux", "have no security.selinux label", "120s"},
 		// Its LVM filter accepts only Xen disks: without the rule the
 		// initrd's LVM does not see the root VG on virtio.
-		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`},
+		{guestgen.CentOS5LVM, "lvm-filter", `Volume group \"VolGroup00\" not found`, "120s"},
+		// The guest reaches its login prompt in these; what breaks is
+		// on its console or in what it booted. Its rc.local insmods
+		// kmod-xenpv's xen-vbd.ko, which finds no Xen device on KVM.
+		{guestgen.CentOS5LVM, "rc-xen-modules", "names a Xen PV driver or disk, which KVM has not: \"insmod: can't insert '/lib/modules/2.6.18-164.el5/extra/xenpv/xen-vbd.ko'", "6m"},
+		// Its kdump service dumps to /dev/xvda1, which is not there.
+		{guestgen.CentOS5LVM, "kdump", "mkdumprd: dump target /dev/xvda1 (ext3) is not a block device", "6m"},
+		// kernel-debug of the same version as kernel becomes grub's
+		// default.
+		{guestgen.CentOS5LVM, convert.RuleKernelChoice, "the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour", "6m"},
 	} {
 		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
+			t.Parallel()
 			g := guest(t, tc.spec)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")
 			code, _, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
-				"--boot-check", "--accel", "tcg", "--boot-timeout", "120s")
+				"--boot-check", "--accel", "tcg", "--boot-timeout", tc.timeout)
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, want 1 with %q in\n%s", code, tc.want, stderr)
 			}

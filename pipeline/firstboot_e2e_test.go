@@ -156,6 +156,7 @@ func TestE2EFirstBootFailures(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
+			t.Parallel()
 			g := guest(t, tc.spec)
 			sourcesUnchanged(t, g)
 			out := filepath.Join(t.TempDir(), "kvm")

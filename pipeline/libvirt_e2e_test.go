@@ -68,10 +68,10 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	cfg := noVif(t, g)
 	// Both migrations stamp the guest's edits with the same time, so the
 	// volume and the local image hold the same guest data.
-	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "report")
 	args := []string{"migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "4m"}
-	code, stdout, stderr := run(t, append(args, "--json")...)
+	code, stdout, stderr := runEnv(t, epoch, append(args, "--json")...)
 	if code != 0 {
 		t.Fatalf("migrate --to: exit %d\n%s", code, stderr)
 	}
@@ -122,7 +122,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 
 	// The volume holds what a local migration writes.
 	local := filepath.Join(t.TempDir(), "local")
-	if code, _, stderr := run(t, "migrate", cfg, "-o", local, "--disk-map", diskMap(g), "--no-boot-check"); code != 0 {
+	if code, _, stderr := runEnv(t, epoch, "migrate", cfg, "-o", local, "--disk-map", diskMap(g), "--no-boot-check"); code != 0 {
 		t.Fatalf("local migrate: exit %d\n%s", code, stderr)
 	}
 	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
@@ -134,7 +134,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	}
 
 	// Again, without --force: refused, nothing changes.
-	code, _, stderr = run(t, append(args, "-o", t.TempDir())...)
+	code, _, stderr = runEnv(t, epoch, append(args, "-o", t.TempDir())...)
 	if code != 1 || !strings.Contains(stderr, "domain "+g.Name+" already exists") {
 		t.Errorf("second run: exit %d, want 1 and an error saying the domain exists:\n%s", code, stderr)
 	}
@@ -144,7 +144,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	uuid := d.Virsh(t, "domuuid", g.Name)
 
 	// With --force --start: replaced and running.
-	code, _, stderr = run(t, append(args[:len(args)-3], "-o", t.TempDir(), "--no-boot-check", "--force", "--start")...)
+	code, _, stderr = runEnv(t, epoch, append(args[:len(args)-3], "-o", t.TempDir(), "--no-boot-check", "--force", "--start")...)
 	if code != 0 {
 		t.Fatalf("--force --start: exit %d\n%s", code, stderr)
 	}

@@ -476,6 +476,15 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	if err := stage.writeFile(m.dom.Name+".xml", xml, 0o644); err != nil {
 		return err
 	}
+	if v, _ := m.conv.virtioDomain(k); v != nil {
+		vx, err := m.p.target.XML(v)
+		if err != nil {
+			return fmt.Errorf("writing the virtio libvirt XML: %w", err)
+		}
+		if err := stage.writeFile(virtioXMLName(m.dom.Name), vx, 0o644); err != nil {
+			return err
+		}
+	}
 	script, err := m.p.target.Script(k, outDir)
 	if err != nil {
 		return fmt.Errorf("writing the launch script: %w", err)

@@ -56,7 +56,7 @@ func FuzzOutputNames(f *testing.F) {
 				t.Fatalf("name %q: output %q is not a file in OUTDIR (%q, %v)", name, base, p, err)
 			}
 		}
-		fixed := []string{reportName(name), name + ".xml", name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img"}
+		fixed := []string{reportName(name), name + ".xml", virtioXMLName(name), name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img"}
 		for _, b := range fixed {
 			inside(b)
 			if !writes(name, b) || !belongs(name, b) {

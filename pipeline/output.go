@@ -196,12 +196,12 @@ func readOutput(outDir, name string) (*outputState, error) {
 }
 
 // writes tells whether a migration of guest name may write the file
-// base: NAME.report.json, NAME.xml, NAME.sh, NAME.boot.log,
+// base: NAME.report.json, NAME.xml, NAME-virtio.xml, NAME.sh, NAME.boot.log,
 // NAME-vmlinuz, NAME-initrd.img and NAME-TARGET images, TARGET a KVM
 // disk name (vda, hdb, vdaa).
 func writes(name, base string) bool {
 	switch base {
-	case reportName(name), name + ".xml", name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img":
+	case reportName(name), name + ".xml", virtioXMLName(name), name + ".sh", name + ".boot.log", name + "-vmlinuz", name + "-initrd.img":
 		return true
 	}
 	rest, ok := strings.CutPrefix(base, name+"-")

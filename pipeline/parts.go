@@ -96,8 +96,8 @@ type conversion struct {
 	close func() error
 	// windows is what Windows inspection found, for a Windows guest.
 	windows *convert.Windows
-	// windowsSkip are the Windows rules left out.
-	windowsSkip map[string]bool
+	// windowsOpts choose the Windows rules (those left out, viostor).
+	windowsOpts convert.WindowsOptions
 	// virtioWin, when set, is the virtio-win driver set to stage: its ISO
 	// becomes a CD-ROM and a first-boot disk is written (extraImages).
 	virtioWin *virtioWinPlan

@@ -41,7 +41,8 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 		return nil, warnings, err
 	}
 	w := wv.Windows
-	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsSkip: disabled}
+	opts := convert.WindowsOptions{Disabled: disabled, Viostor: o.VirtioWin != ""}
+	c := &conversion{OSName: "windows", Warnings: warnings, windows: w, windowsOpts: opts}
 	c.OS = &report.OS{Distro: "windows", Version: w.Release(), Arch: w.Arch, Details: wv.Details(), Windows: w}
 	c.Blockers = w.Blockers()
 	if d.Type != config.HVM {
@@ -50,7 +51,7 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	if len(c.Blockers) > 0 {
 		return c, warnings, nil
 	}
-	edits, err := convert.PlanWindows(w, wv.Volume, disabled)
+	edits, err := convert.PlanWindows(w, wv.Volume, opts)
 	if err != nil {
 		return nil, warnings, fmt.Errorf("planning the registry edits on %s: %w", wv.Name, err)
 	}
@@ -70,18 +71,20 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 		c.Edits = append(c.Edits, *byRule[r])
 	}
 	c.Notes = append(c.Notes,
-		fmt.Sprintf("Windows on %s: %d registry value(s) changed in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
+		fmt.Sprintf("Windows on %s: %d registry value(s) changed or added in place in the SYSTEM hive (same size, same clusters; NTFS metadata untouched)", wv.Name, len(edits)),
 		"the KVM guest keeps IDE disks and an emulated network card ("+nicModels(d)+"), so Windows boots with the drivers it already has",
-		"next step: install the virtio drivers (virtio-win: viostor, netkvm) in the guest, then switch its disks to virtio (libvirt: <target bus='virtio'/>) and its NIC model to virtio")
+	)
 	if len(edits) == 0 {
 		c.Notes = append(c.Notes, "no registry change was needed")
 	}
 	dev, vol := wv.Dev, wv.Volume
-	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, disabled) }
+	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, opts) }
 	if o.VirtioWin != "" {
-		if err := planVirtioWin(c, wv, o.VirtioWin); err != nil {
+		if err := planVirtioWin(c, wv, o.VirtioWin, d.Name); err != nil {
 			return nil, warnings, err
 		}
+	} else {
+		c.Notes = append(c.Notes, "next step, to move to virtio: migrate with --virtio-win PATH, which stages the drivers and prepares the registry for viostor (then follow its notes); by hand instead, install viostor and netkvm in the guest, boot it once with a small extra virtio disk so that Windows binds viostor, and only then switch the system disk to virtio (libvirt <target dev='vda' bus='virtio'/>) and the NIC model to virtio")
 	}
 	return c, warnings, nil
 }
@@ -93,11 +96,15 @@ type virtioWinPlan struct {
 	// disk is the first-boot disk's file name in OUTDIR, set with the
 	// KVM domain.
 	disk string
+	// cd is the target of the CD-ROM drive holding the ISO; cdReused: it
+	// was the Xen config's empty drive.
+	cd       string
+	cdReused bool
 }
 
 // planVirtioWin checks the virtio-win set has the guest's drivers and
 // plans the RunOnce value that starts the first-boot script.
-func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error {
+func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name string) error {
 	w := wv.Windows
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
@@ -130,9 +137,11 @@ func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path string) error 
 		how = "the drivers are copied onto the first-boot disk"
 	}
 	c.Notes = append(c.Notes,
-		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s (%s) at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
-			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM, map[bool]string{true: "copied to %SystemRoot%\\xen2kvm and added to DevicePath, as Windows 2003 has no pnputil", false: "pnputil"}[w.Is2003()]),
-		"the guest keeps IDE for that first boot; afterwards shut it down, boot it once with a small extra virtio disk so that Windows binds viostor, then switch the system disk to virtio (libvirt <target bus='virtio'/>, QEMU if=virtio) and the NIC model to virtio, and remove the CD-ROM and the first-boot disk")
+		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
+			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM),
+		"virtio-win install method: "+drivers.Method(),
+		"the first-boot script runs at the next interactive logon of an administrator (console or Remote Desktop; RunOnce runs at logon, not at boot); xen2kvm sets no autologon (it would need an administrator's password in the registry in clear text), so until someone logs on nothing is installed and the guest stays on IDE",
+		fmt.Sprintf("switching to virtio: when %%SystemRoot%%\\xen2kvm-virtio.log says \"viostor is boot-start: the system disk can be switched to virtio\", shut Windows down and define %s-virtio.xml (written beside %s.xml: the same domain with its disks on virtio, vda..., its NICs virtio, without the virtio-win CD-ROM and the first-boot disk): virsh define %s-virtio.xml, then virsh start %s; by hand, in %s.xml change each guest disk's <target dev='hdX' bus='ide'/> to <target dev='vdX' bus='virtio'/> (dropping its <address type='drive'/>), set <model type='virtio'/> on each interface, and remove the two disks xen2kvm added. If the log says ERROR instead, keep IDE. Windows sees the virtio NIC as a new adapter: a static IP configuration must be entered again", name, name, name, name, name))
 	dev, vol, apply := wv.Dev, wv.Volume, c.apply
 	c.apply = func() error {
 		if err := apply(); err != nil {
@@ -172,6 +181,7 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 			if d := &k.Disks[i]; d.Device == "cdrom" && d.Path == "" && d.Bus == "ide" {
 				d.Path, d.Format, d.ReadOnly, d.Source = vw.src.Path, "raw", true, nil
 				reused = true
+				vw.cd, vw.cdReused = d.Target, true
 				break
 			}
 		}
@@ -181,6 +191,7 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 				return fmt.Errorf("%w: no IDE slot left for the virtio-win CD-ROM", config.ErrTooManyIDE)
 			}
 			k.Disks = append(k.Disks, config.KVMDisk{Path: vw.src.Path, Format: "raw", Target: t, Bus: "ide", Device: "cdrom", ReadOnly: true})
+			vw.cd = t
 		}
 	}
 	t := free()
@@ -191,6 +202,48 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 	k.Disks = append(k.Disks, config.KVMDisk{Path: vw.disk, Format: "raw", Target: t, Bus: "ide", Device: "disk"})
 	return nil
 }
+
+// virtioDomain is k as it is to run once the first-boot script has made
+// viostor boot-start: the guest's IDE disks on virtio (vda, vdb, ... in
+// their order), its NICs virtio, without the first-boot disk and the
+// virtio-win ISO (a reused drive of the Xen config is left empty), and
+// the guest disks' new targets by their old. nil without virtio-win.
+func (c *conversion) virtioDomain(k *config.KVMDomain) (*config.KVMDomain, map[string]string) {
+	if c == nil || c.virtioWin == nil {
+		return nil, nil
+	}
+	vw := c.virtioWin
+	renamed := map[string]string{}
+	v := *k
+	v.Disks, v.NICs = nil, nil
+	n := 0
+	for _, d := range k.Disks {
+		switch {
+		case d.Device == "cdrom" && d.Target == vw.cd:
+			if !vw.cdReused {
+				continue
+			}
+			d.Path, d.Format, d.ReadOnly = "", "", true
+		case d.Device == "cdrom":
+		case d.Source == nil: // the first-boot disk
+			continue
+		case d.Bus == "ide":
+			t := "vd" + string(rune('a'+n))
+			renamed[d.Target] = t
+			d.Bus, d.Target = "virtio", t
+			n++
+		}
+		v.Disks = append(v.Disks, d)
+	}
+	for _, nic := range k.NICs {
+		nic.Model = "virtio"
+		v.NICs = append(v.NICs, nic)
+	}
+	return &v, renamed
+}
+
+// virtioXMLName is the file in OUTDIR holding virtioDomain's libvirt XML.
+func virtioXMLName(name string) string { return name + "-virtio.xml" }
 
 // extraImageNames are the files in OUTDIR that xen2kvm writes as disks
 // besides the copies of the guest's disks.
@@ -226,6 +279,8 @@ func ruleWhy(e convert.RegEdit) string {
 		return "disable the processor driver (intelppm/processr): it stops Windows with 0x7E when the CPU changes"
 	case convert.RuleWinIDE:
 		return "make the IDE drivers boot-start: the KVM guest boots from QEMU's PIIX IDE"
+	case convert.RuleWinViostor:
+		return "prepare viostor to start the system disk once it is on virtio: CriticalDeviceDatabase entries for the virtio block device's PCI IDs and a viostor service, created in the hive's free space; the service stays disabled (Start=4) until the first-boot script has copied viostor.sys to system32\\drivers and set Start=0"
 	}
 	return e.Why
 }
@@ -266,7 +321,7 @@ func validateWindows(disks []namedDisk, c *conversion) []report.Check {
 		Detail: fmt.Sprintf("dirty %v, hibernated %v", w.Dirty, w.Hibernated)})
 	checks = append(checks, report.Check{Name: "SYSTEM hive valid (checksum, equal sequence numbers)", OK: !w.LogPending && len(w.ControlSets) > 0,
 		Detail: fmt.Sprintf("%s: %d control sets", w.HivePath("SYSTEM"), len(w.ControlSets))})
-	left, err := convert.PlanWindows(w, wv.Volume, c.windowsSkip)
+	left, err := convert.PlanWindows(w, wv.Volume, c.windowsOpts)
 	ck := report.Check{Name: "registry changes in place", OK: err == nil && len(left) == 0}
 	switch {
 	case err != nil:
@@ -275,7 +330,7 @@ func validateWindows(disks []namedDisk, c *conversion) []report.Check {
 		ck.Detail = fmt.Sprintf("%d change(s) still to make, first %s", len(left), left[0])
 	default:
 		ck.Detail = "re-planning on the output finds nothing left to change"
-		if !c.windowsSkip[convert.RuleWinXenPV] && slices.ContainsFunc(w.PVDrivers, func(s convert.WinService) bool { return s.Start != 4 }) {
+		if !c.windowsOpts.Disabled[convert.RuleWinXenPV] && slices.ContainsFunc(w.PVDrivers, func(s convert.WinService) bool { return s.Start != 4 }) {
 			ck.OK, ck.Detail = false, "a Xen PV driver is still enabled"
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/wintest"
 	"github.com/xen2kvm/xen2kvm/ntfs"
 	"github.com/xen2kvm/xen2kvm/pipeline"
+	"github.com/xen2kvm/xen2kvm/report"
 )
 
 // rawVolume returns a raw image's first partition as bytes, with the
@@ -45,27 +47,6 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// regValues reads hivexregedit --export into "key\value" -> data.
-func regValues(t *testing.T, hiveFile string) map[string]string {
-	t.Helper()
-	out := string(testutil.Run(t, "hivexregedit", "--export", hiveFile, `\`))
-	out = strings.ReplaceAll(out, "\\\n", "")
-	m := map[string]string{}
-	var key string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
-			key = strings.ToLower(strings.TrimPrefix(l[1:len(l)-1], `\`))
-			m[key] = "(key)"
-		case strings.HasPrefix(l, `"`) || strings.HasPrefix(l, "@="):
-			name, data, _ := strings.Cut(l, "=")
-			m[key+`\`+strings.ToLower(strings.Trim(name, `"`))] = data
-		}
-	}
-	return m
 }
 
 // TestMigrateWindows migrates Windows Server 2003 and 2008 guests with the
@@ -159,6 +140,9 @@ func TestMigrateWindows(t *testing.T) {
 			if o, err := exec.Command("virt-xml-validate", xmlPath, "domain").CombinedOutput(); err != nil {
 				t.Errorf("virt-xml-validate: %v\n%s", err, o)
 			}
+			if _, err := os.Stat(filepath.Join(out, tc.spec.Name+"-virtio.xml")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a virtio XML without --virtio-win: %v", err)
+			}
 			sh, err := os.ReadFile(filepath.Join(out, tc.spec.Name+".sh"))
 			if err != nil {
 				t.Fatal(err)
@@ -183,8 +167,8 @@ func TestMigrateWindows(t *testing.T) {
 			}
 			srcFile := writeTemp(t, "src-vol", srcVol)
 			outFile := writeTemp(t, "out-vol", outVol)
-			before := regValues(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
-			after := regValues(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
+			before := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
+			after := testutil.RegExport(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
 			if len(before) != len(after) {
 				t.Errorf("%d keys and values before, %d after", len(before), len(after))
 			}
@@ -279,26 +263,6 @@ func TestMigrateWindowsRefused(t *testing.T) {
 	}
 }
 
-// virtioWinTree writes a virtio-win-like folder for 2003 and 2008.
-func virtioWinTree(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "virtio-win")
-	for _, drv := range []string{"viostor", "NetKVM"} {
-		for _, o := range []string{"2k3", "2k8"} {
-			for _, a := range []string{"x86", "amd64"} {
-				d := filepath.Join(dir, drv, o, a)
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(d, strings.ToLower(drv)+".inf"), []byte("; "+drv+"\r\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	return dir
-}
-
 // TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008) and a
 // folder (2003): the XML carries the CD-ROM and the first-boot disk, the
 // disk reads back with mtools and fsck.fat, and the SOFTWARE hive gained
@@ -316,21 +280,44 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			testutil.NeedTool(t, "fsck.fat")
 			g := wintest.Build(t, tc.spec)
 			sourcesUnchanged(t, g)
-			vw := virtioWinTree(t)
+			vw := wintest.VirtioWinTree(t)
 			if tc.iso {
 				iso := filepath.Join(t.TempDir(), "virtio-win.iso")
 				testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, vw)
 				vw = iso
 			}
 			out := t.TempDir()
-			res, err := pipeline.Migrate(context.Background(), g.Config, pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
-				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}})
+			opts := pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
+				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}}
+			// The dry run shows the install method and the viostor entries
+			// and writes nothing.
+			dry := opts
+			dry.DryRun = true
+			dres, err := pipeline.Migrate(context.Background(), g.Config, dry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(dres.Report.Notes, "\n"), "virtio-win install method: ") ||
+				!slices.ContainsFunc(dres.Report.Edits, func(e report.Edit) bool { return e.Rule == "win-viostor-boot" }) {
+				t.Errorf("dry run: notes %v, edits %v", dres.Report.Notes, dres.Report.Edits)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("the dry run wrote %d files", len(ents))
+			}
+			res, err := pipeline.Migrate(context.Background(), g.Config, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			notes := strings.Join(res.Report.Notes, "\n")
-			if !strings.Contains(notes, "switch the system disk to virtio") || !strings.Contains(notes, "RunOnce") {
+			if !strings.Contains(notes, "switching to virtio: when") || !strings.Contains(notes, "RunOnce") {
 				t.Errorf("notes:\n%s", notes)
+			}
+			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64 and NetKVM/2k8/amd64"
+			if tc.spec.Version == "2003" {
+				method = "virtio-win install method: Windows 2003 has no pnputil and virtio-win has no installer for it"
+			}
+			if !strings.Contains(notes, method) || !strings.Contains(notes, "not used: virtio-win-gt-x64.msi") {
+				t.Errorf("notes lack %q:\n%s", method, notes)
 			}
 			name := tc.spec.Name
 			x, err := os.ReadFile(filepath.Join(out, name+".xml"))
@@ -345,6 +332,33 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			}
 			if tc.iso != strings.Contains(string(x), `<source file="`+vw+`">`) {
 				t.Errorf("ISO attached: want %v:\n%s", tc.iso, x)
+			}
+			// NAME-virtio.xml: the same guest on virtio, without the
+			// first-boot disk and the ISO; the notes say when to define it.
+			vx, err := os.ReadFile(filepath.Join(out, name+"-virtio.xml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`<source file="` + filepath.Join(out, name+"-hda.raw") + `">`, `<target dev="vda" bus="virtio">`, `<model type="virtio">`, "<uuid>"} {
+				if !strings.Contains(string(vx), want) {
+					t.Errorf("virtio XML lacks %s:\n%s", want, vx)
+				}
+			}
+			for _, bad := range []string{fat, vw, `<target dev="hda"`, `<target dev="hdb"`, `<model type="rtl8139">`} {
+				if strings.Contains(string(vx), bad) {
+					t.Errorf("virtio XML has %s:\n%s", bad, vx)
+				}
+			}
+			if o, err := exec.Command("virt-xml-validate", filepath.Join(out, name+"-virtio.xml"), "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate virtio XML: %v\n%s", err, o)
+			}
+			if !slices.Contains(res.Report.Files, name+"-virtio.xml") {
+				t.Errorf("report files %v lack the virtio XML", res.Report.Files)
+			}
+			for _, want := range []string{"virsh define " + name + "-virtio.xml", "next interactive logon of an administrator", "sets no autologon", `"viostor is boot-start: the system disk can be switched to virtio"`} {
+				if !strings.Contains(notes, want) {
+					t.Errorf("notes lack %q:\n%s", want, notes)
+				}
 			}
 			if o, err := exec.Command("virt-xml-validate", filepath.Join(out, name+".xml"), "domain").CombinedOutput(); err != nil {
 				t.Errorf("virt-xml-validate: %v\n%s", err, o)
@@ -383,9 +397,9 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := regValues(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
+			before := testutil.RegExport(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
 			hv := writeTemp(t, "SOFTWARE", testutil.Run(t, "ntfscat", writeTemp(t, "out", outVol), hp))
-			after := regValues(t, hv)
+			after := testutil.RegExport(t, hv)
 			key := `microsoft\windows\currentversion\runonce\xen2kvm-virtio-win`
 			if _, ok := after[key]; !ok {
 				t.Fatalf("no RunOnce value in the output's SOFTWARE hive")
@@ -402,6 +416,48 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			got := strings.TrimSpace(string(testutil.Run(t, "hivexget", hv, `\Microsoft\Windows\CurrentVersion\RunOnce`, "xen2kvm-virtio-win")))
 			if !strings.HasPrefix(got, `cmd.exe /c for %d in (C D E`) || !strings.HasSuffix(got, `call %d:\XEN2KVM\FIRSTBOOT.CMD`) {
 				t.Errorf("RunOnce = %q", got)
+			}
+
+			// SYSTEM: the viostor boot entries the report plans are in the
+			// output's hive (hivexget), which kept its size and clusters.
+			sysPath, err := src.RealPath("WINDOWS/system32/config/SYSTEM")
+			if err != nil {
+				t.Fatal(err)
+			}
+			outFile := writeTemp(t, "outvol", outVol)
+			sysOut := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, sysPath))
+			sysBefore := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", writeTemp(t, "srcvol", srcVol), sysPath)))
+			sysAfter := testutil.RegExport(t, sysOut)
+			var viostor int
+			for _, e := range res.Report.Edits {
+				if e.Rule != "win-viostor-boot" {
+					continue
+				}
+				for _, l := range strings.Split(strings.TrimSpace(e.Diff), "\n") {
+					kv, change, _ := strings.Cut(strings.TrimPrefix(l, `HKLM\SYSTEM\`), ": ")
+					_, nw, _ := strings.Cut(change, " -> ")
+					key, val := kv[:strings.LastIndexByte(kv, '\\')], kv[strings.LastIndexByte(kv, '\\')+1:]
+					if _, ok := sysBefore[strings.ToLower(kv)]; ok {
+						t.Errorf("planned addition %s exists in the source", kv)
+					}
+					if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", sysOut, `\`+key, val))); got != nw {
+						t.Errorf("hivexget %s %s = %q, planned %q", key, val, got, nw)
+					}
+					viostor++
+				}
+			}
+			if viostor != 2*(4*2+5) {
+				t.Errorf("%d viostor values planned, want 26", viostor)
+			}
+			if len(sysAfter) != len(sysBefore)+viostor+2*5 { // the values and their 5 keys a control set
+				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 10 keys added", len(sysAfter), len(sysBefore), viostor)
+			}
+			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, writeTemp(t, "srcvol2", srcVol)))
+			if infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, outFile)); infoAfter != infoBefore {
+				t.Errorf("ntfsinfo of the SYSTEM hive changed:\n%s\n----\n%s", infoBefore, infoAfter)
+			}
+			if o, err := exec.Command("ntfsfix", "-n", outFile).CombinedOutput(); err != nil {
+				t.Errorf("ntfsfix -n: %v\n%s", err, o)
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -106,12 +107,46 @@ type Drivers struct {
 	Version string // the guest's CurrentVersion: 5.2, 6.0
 	Viostor string // viostor/2k8/amd64
 	NetKVM  string // NetKVM/2k8/amd64
+	// ViostorSys is viostor's driver file (viostor/2k8/amd64/viostor.sys),
+	// which the script copies to system32\drivers.
+	ViostorSys string
+	// Installers are the installers at the top of the set
+	// (virtio-win-gt-x64.msi, virtio-win-guest-tools.exe). None serves
+	// Windows 2003 or 2008: virtio-win's installers need Windows 8 or
+	// Server 2012 and later, so they are listed only to say why they are
+	// not used.
+	Installers []string
+}
+
+// Is2003 tells the NT 5 drivers (Windows 2003), which have no pnputil.
+func (d *Drivers) Is2003() bool { return strings.HasPrefix(d.Version, "5.") }
+
+// Method says, in one line for the report, how the first-boot script
+// installs the drivers.
+func (d *Drivers) Method() string {
+	var s string
+	if d.Is2003() {
+		s = "Windows 2003 has no pnputil and virtio-win has no installer for it (its folders hold only the .inf, .sys, .cat and .pdb files), " +
+			"so the script copies " + d.Viostor + " and " + d.NetKVM + ` to %SystemRoot%\xen2kvm and adds both folders to DevicePath, ` +
+			"where Plug and Play finds the signed drivers when the virtio devices appear"
+	} else {
+		s = "pnputil -i -a adds " + d.Viostor + " and " + d.NetKVM + " to the driver store"
+	}
+	s += `; it also copies viostor.sys to %SystemRoot%\system32\drivers and makes the viostor service boot-start (Start=0), which the registry prepared disabled`
+	if len(d.Installers) > 0 {
+		s += "; not used: " + strings.Join(d.Installers, ", ") + " (virtio-win's installers need Windows 8 or Server 2012 and later)"
+	}
+	return s
 }
 
 // Drivers finds viostor and NetKVM for a Windows version (CurrentVersion
 // "5.2" is Server 2003, "6.0" Server 2008) and architecture ("x86",
-// "AMD64"). The OS folders are named as virtio-win has named them over
-// time (2k3 or wnet, 2k8 or wlh).
+// "AMD64"), in the layout of the virtio-win ISO and folder since build
+// 0.1.100: DRIVER/OS/ARCH, the OS folder named 2k3 or 2k8 (wnet and wlh,
+// the build names, are accepted too), each holding the driver's .inf,
+// .sys, .cat and .pdb (the 2003 and 2008 drivers were last built for
+// 0.1.173; later sets carry those builds). viostor's folder must hold
+// viostor.sys.
 func (s *Source) Drivers(version, arch string) (*Drivers, error) {
 	var oses []string
 	switch version {
@@ -157,7 +192,37 @@ func (s *Source) Drivers(version, arch string) (*Drivers, error) {
 				s.Path, ErrNoDrivers, drv.name, version, arch, top, strings.Join(oses, ","), strings.Join(arches, ","))
 		}
 	}
+	sys, err := s.findFile(d.Viostor, "viostor.sys")
+	if err != nil {
+		return nil, fmt.Errorf("virtio-win %s: %w: no viostor.sys in %s", s.Path, ErrNoDrivers, d.Viostor)
+	}
+	d.ViostorSys = sys
+	ents, err := fs.ReadDir(s.fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		n := strings.ToLower(e.Name())
+		if !e.IsDir() && strings.HasPrefix(n, "virtio-win") && (strings.HasSuffix(n, ".msi") || strings.HasSuffix(n, ".exe")) {
+			d.Installers = append(d.Installers, e.Name())
+		}
+	}
+	slices.Sort(d.Installers) // an ISO lists its names in its own order
 	return d, nil
+}
+
+// findFile returns the file of dir whose name equals name, ignoring case.
+func (s *Source) findFile(dir, name string) (string, error) {
+	ents, err := fs.ReadDir(s.fsys, dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if strings.EqualFold(e.Name(), name) && !e.IsDir() {
+			return path.Join(dir, e.Name()), nil
+		}
+	}
+	return "", fs.ErrNotExist
 }
 
 func (s *Source) hasINF(dir string) bool {
@@ -193,11 +258,15 @@ func win(p string) string { return strings.ReplaceAll(p, "/", `\`) }
 // Script is the first-boot script for the drivers. It finds the drivers
 // on the virtio-win CD-ROM or, for a folder, on the first-boot disk, and
 // logs to %SystemRoot%\xen2kvm-virtio.log. Windows 2008 installs them
-// with pnputil; Windows 2003, which has no pnputil, gets them copied to
-// %SystemRoot%\xen2kvm and added to DevicePath, where Plug and Play finds
-// them when the virtio devices appear.
+// with pnputil; Windows 2003, which has no pnputil (and for which
+// virtio-win has no installer), gets them copied to %SystemRoot%\xen2kvm
+// and added to DevicePath, where Plug and Play finds them when the virtio
+// devices appear. On both, viostor.sys is copied to system32\drivers and
+// only then is the viostor service, which xen2kvm created disabled in the
+// registry with the CriticalDeviceDatabase entries, made boot-start: from
+// then on the system disk can move to virtio.
 func Script(d *Drivers, onDisk bool) string {
-	viostor, netkvm := win(d.Viostor), win(d.NetKVM)
+	viostor, netkvm, sys := win(d.Viostor), win(d.NetKVM), win(d.ViostorSys)
 	prefix := ""
 	if onDisk {
 		prefix = `XEN2KVM\DRIVERS\`
@@ -212,11 +281,15 @@ func Script(d *Drivers, onDisk bool) string {
 		`if "%SRC%"=="" (echo virtio-win drivers not found on any drive >> "%LOG%" & exit /b 1)`,
 		`echo xen2kvm: installing virtio drivers from %SRC% >> "%LOG%"`,
 	}
-	if strings.HasPrefix(d.Version, "5.") {
+	if d.Is2003() {
+		const cv = `"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion"`
 		l = append(l,
 			`xcopy /e /i /y "%SRC%`+viostor+`" "%SystemRoot%\xen2kvm\viostor" >> "%LOG%" 2>&1`,
 			`xcopy /e /i /y "%SRC%`+netkvm+`" "%SystemRoot%\xen2kvm\netkvm" >> "%LOG%" 2>&1`,
-			`reg add "HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion" /v DevicePath /t REG_EXPAND_SZ /d "%%SystemRoot%%\inf;%%SystemRoot%%\xen2kvm\viostor;%%SystemRoot%%\xen2kvm\netkvm" /f >> "%LOG%" 2>&1`,
+			"rem DevicePath keeps what it had and gains the two folders.",
+			`set "DP=%%SystemRoot%%\inf"`,
+			`for /f "tokens=2,*" %%a in ('reg query `+cv+` /v DevicePath ^| find "REG_EXPAND_SZ"') do set "DP=%%b"`,
+			`reg add `+cv+` /v DevicePath /t REG_EXPAND_SZ /d "%DP%;%%SystemRoot%%\xen2kvm\viostor;%%SystemRoot%%\xen2kvm\netkvm" /f >> "%LOG%" 2>&1`,
 		)
 	} else {
 		l = append(l,
@@ -224,7 +297,22 @@ func Script(d *Drivers, onDisk bool) string {
 			`pnputil -i -a "%SRC%`+netkvm+`\*.inf" >> "%LOG%" 2>&1`,
 		)
 	}
-	l = append(l, `echo xen2kvm: done >> "%LOG%"`)
+	l = append(l,
+		"rem viostor boot-start only once its driver file is in place, and only",
+		"rem in the service key xen2kvm prepared (with its Type and ImagePath).",
+		`reg query "HKLM\SYSTEM\CurrentControlSet\Services\viostor" /v ImagePath >nul 2>&1`,
+		"if errorlevel 1 goto novio",
+		`copy /y "%SRC%`+sys+`" "%SystemRoot%\system32\drivers\viostor.sys" >> "%LOG%" 2>&1`,
+		"if errorlevel 1 goto novio",
+		`reg add "HKLM\SYSTEM\CurrentControlSet\Services\viostor" /v Start /t REG_DWORD /d 0 /f >> "%LOG%" 2>&1`,
+		"if errorlevel 1 goto novio",
+		`echo xen2kvm: viostor is boot-start: the system disk can be switched to virtio >> "%LOG%"`,
+		"goto done",
+		":novio",
+		`echo xen2kvm: ERROR: viostor.sys not in place or viostor not boot-start: keep the system disk on IDE >> "%LOG%"`,
+		":done",
+		`echo xen2kvm: done >> "%LOG%"`,
+	)
 	return strings.Join(l, "\r\n") + "\r\n"
 }
 
@@ -232,12 +320,20 @@ func Script(d *Drivers, onDisk bool) string {
 func Readme(d *Drivers) string {
 	return strings.Join([]string{
 		"This disk was written by xen2kvm when the guest moved from Xen to KVM.",
-		"FIRSTBOOT.CMD installs the virtio drivers (viostor, netkvm); it runs once",
-		"at the first administrator logon (RunOnce value " + RunOnceName + ") and logs",
-		"to %SystemRoot%\\xen2kvm-virtio.log.",
-		"Then shut the guest down, give it a small extra virtio disk for one boot so",
-		"that Windows binds viostor, and switch the system disk and the NIC to",
-		"virtio. This disk can then be removed.",
+		"FIRSTBOOT.CMD installs the virtio drivers (viostor, netkvm). It runs once,",
+		"at the next logon of an administrator (console or Remote Desktop), from",
+		"the RunOnce value " + RunOnceName + ", and logs to",
+		"%SystemRoot%\\xen2kvm-virtio.log. It copies viostor.sys to",
+		"%SystemRoot%\\system32\\drivers and makes the viostor service, which xen2kvm",
+		"prepared disabled in the registry, boot-start.",
+		"",
+		"When the log says \"viostor is boot-start: the system disk can be switched",
+		"to virtio\", shut Windows down and define NAME-virtio.xml, which xen2kvm",
+		"wrote beside the guest's NAME.xml (virsh define NAME-virtio.xml): the same",
+		"guest with its disks and NICs on virtio, without this disk and the",
+		"virtio-win CD-ROM. If the log says ERROR, keep the disks on IDE.",
+		"Windows sees the virtio NIC as a new network adapter: enter a static IP",
+		"configuration again.",
 	}, "\r\n") + "\r\n"
 }
 

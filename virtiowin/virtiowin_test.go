@@ -9,33 +9,9 @@ import (
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/internal/wintest"
 	"github.com/xen2kvm/xen2kvm/virtiowin"
 )
-
-// fakeTree writes a virtio-win-like folder: viostor and NetKVM for 2k3
-// and 2k8, x86 and amd64 (files with the drivers' names; the test never
-// runs them).
-func fakeTree(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "virtio-win")
-	for _, drv := range []string{"viostor", "NetKVM"} {
-		for _, o := range []string{"2k3", "2k8"} {
-			for _, a := range []string{"x86", "amd64"} {
-				d := filepath.Join(dir, drv, o, a)
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				base := strings.ToLower(drv)
-				for _, ext := range []string{".inf", ".sys", ".cat"} {
-					if err := os.WriteFile(filepath.Join(d, base+ext), []byte(drv+" "+o+" "+a+ext+"\r\n"), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		}
-	}
-	return dir
-}
 
 // mtools reads the FAT disk back (the oracle): the partition starts at 1 MiB.
 func mtools(t *testing.T, tool, img string, args ...string) string {
@@ -51,7 +27,7 @@ func mtools(t *testing.T, tool, img string, args ...string) string {
 }
 
 func TestFolderDisk(t *testing.T) {
-	src, err := virtiowin.Open(fakeTree(t))
+	src, err := virtiowin.Open(wintest.VirtioWinTree(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +36,14 @@ func TestFolderDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Viostor != "viostor/2k8/amd64" || d.NetKVM != "NetKVM/2k8/amd64" {
+	if d.Viostor != "viostor/2k8/amd64" || d.NetKVM != "NetKVM/2k8/amd64" || d.ViostorSys != "viostor/2k8/amd64/viostor.sys" {
 		t.Errorf("drivers %+v", d)
+	}
+	if strings.Join(d.Installers, ",") != "virtio-win-gt-x64.msi,virtio-win-guest-tools.exe" {
+		t.Errorf("installers %q", d.Installers)
+	}
+	if m := d.Method(); !strings.Contains(m, "pnputil -i -a") || !strings.Contains(m, "not used: virtio-win-gt-x64.msi, virtio-win-guest-tools.exe") {
+		t.Errorf("method: %s", m)
 	}
 	img := filepath.Join(t.TempDir(), "setup.raw")
 	if err := virtiowin.WriteDisk(img, src, d); err != nil {
@@ -79,16 +61,21 @@ func TestFolderDisk(t *testing.T) {
 	}
 	fsck(t, img)
 	script := mtools(t, "mtype", img, "::XEN2KVM/FIRSTBOOT.CMD")
-	for _, want := range []string{`pnputil -i -a "%SRC%viostor\2k8\amd64\*.inf"`, `pnputil -i -a "%SRC%NetKVM\2k8\amd64\*.inf"`, `\XEN2KVM\DRIVERS\viostor\2k8\amd64 set SRC=`, "\r\n"} {
+	for _, want := range []string{`pnputil -i -a "%SRC%viostor\2k8\amd64\*.inf"`, `pnputil -i -a "%SRC%NetKVM\2k8\amd64\*.inf"`, `\XEN2KVM\DRIVERS\viostor\2k8\amd64 set SRC=`, "\r\n",
+		`copy /y "%SRC%viostor\2k8\amd64\viostor.sys" "%SystemRoot%\system32\drivers\viostor.sys"`,
+		"if errorlevel 1 goto novio\r\n" + `reg add "HKLM\SYSTEM\CurrentControlSet\Services\viostor" /v Start /t REG_DWORD /d 0 /f`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("FIRSTBOOT.CMD lacks %q:\n%s", want, script)
 		}
 	}
-	if got := mtools(t, "mtype", img, "::XEN2KVM/DRIVERS/viostor/2k8/amd64/viostor.inf"); got != "viostor 2k8 amd64.inf\r\n" {
-		t.Errorf("copied viostor.inf = %q", got)
+	if got := mtools(t, "mtype", img, "::XEN2KVM/DRIVERS/viostor/2k8/amd64/viostor.sys"); got != "viostor 2k8 amd64.sys\r\n" {
+		t.Errorf("copied viostor.sys = %q", got)
 	}
-	if out := mtools(t, "mdir", img, "-/", "::XEN2KVM/DRIVERS"); strings.Contains(out, "2k3") {
-		t.Errorf("drivers for other Windows copied:\n%s", out)
+	if got := mtools(t, "mtype", img, "::XEN2KVM/DRIVERS/NetKVM/2k8/amd64/netkvmco.dll"); got != "netkvmco\r\n" {
+		t.Errorf("copied netkvmco.dll = %q", got)
+	}
+	if out := mtools(t, "mdir", img, "-/", "::XEN2KVM/DRIVERS"); strings.Contains(out, "2k3") || strings.Contains(out, "w10") || strings.Contains(strings.ToLower(out), "balloon") {
+		t.Errorf("drivers for other Windows or other devices copied:\n%s", out)
 	}
 	if p := filepath.Join(t.TempDir(), "x"); virtiowin.WriteDisk(img, src, d) == nil {
 		t.Errorf("WriteDisk over an existing file succeeded (%s)", p)
@@ -98,7 +85,7 @@ func TestFolderDisk(t *testing.T) {
 func TestISO(t *testing.T) {
 	geniso := testutil.NeedTool(t, "genisoimage")
 	iso := filepath.Join(t.TempDir(), "virtio-win.iso")
-	if out, err := exec.Command(geniso, "-quiet", "-J", "-R", "-V", "virtio-win", "-o", iso, fakeTree(t)).CombinedOutput(); err != nil {
+	if out, err := exec.Command(geniso, "-quiet", "-J", "-R", "-V", "virtio-win", "-o", iso, wintest.VirtioWinTree(t)).CombinedOutput(); err != nil {
 		t.Fatalf("genisoimage: %v\n%s", err, out)
 	}
 	src, err := virtiowin.Open(iso)
@@ -113,8 +100,11 @@ func TestISO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.EqualFold(d.Viostor, "viostor/2k3/x86") {
-		t.Errorf("viostor %q", d.Viostor)
+	if !strings.EqualFold(d.Viostor, "viostor/2k3/x86") || !strings.EqualFold(d.ViostorSys, "viostor/2k3/x86/viostor.sys") {
+		t.Errorf("viostor %q, %q", d.Viostor, d.ViostorSys)
+	}
+	if m := d.Method(); !strings.Contains(m, "no pnputil") || !strings.Contains(m, "DevicePath") || !strings.Contains(m, "not used") {
+		t.Errorf("2003 method: %s", m)
 	}
 	img := filepath.Join(t.TempDir(), "setup.raw")
 	if err := virtiowin.WriteDisk(img, src, d); err != nil {
@@ -122,7 +112,10 @@ func TestISO(t *testing.T) {
 	}
 	fsck(t, img)
 	script := mtools(t, "mtype", img, "::XEN2KVM/FIRSTBOOT.CMD")
-	for _, want := range []string{"xcopy /e /i /y", "DevicePath", `%%SystemRoot%%\xen2kvm\viostor`} {
+	for _, want := range []string{`xcopy /e /i /y "%SRC%viostor\2k3\x86" "%SystemRoot%\xen2kvm\viostor"`,
+		`('reg query "HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion" /v DevicePath ^| find "REG_EXPAND_SZ"') do set "DP=%%b"`,
+		`/v DevicePath /t REG_EXPAND_SZ /d "%DP%;%%SystemRoot%%\xen2kvm\viostor;%%SystemRoot%%\xen2kvm\netkvm" /f`,
+		`copy /y "%SRC%viostor\2k3\x86\viostor.sys" "%SystemRoot%\system32\drivers\viostor.sys"`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("2003 FIRSTBOOT.CMD lacks %q:\n%s", want, script)
 		}
@@ -150,7 +143,7 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := virtiowin.Open(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: %v", err)
 	}
-	tree := fakeTree(t)
+	tree := wintest.VirtioWinTree(t)
 	if err := os.RemoveAll(filepath.Join(tree, "NetKVM", "2k3")); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +153,12 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := src.Drivers("5.2", "x86"); !errors.Is(err, virtiowin.ErrNoDrivers) {
 		t.Errorf("no 2003 NetKVM: %v", err)
+	}
+	if err := os.Remove(filepath.Join(tree, "viostor", "2k8", "x86", "viostor.sys")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Drivers("6.0", "x86"); !errors.Is(err, virtiowin.ErrNoDrivers) || !strings.Contains(err.Error(), "viostor.sys") {
+		t.Errorf("no viostor.sys: %v", err)
 	}
 	if _, err := src.Drivers("6.1", "x86"); !errors.Is(err, virtiowin.ErrNoDrivers) {
 		t.Errorf("2008 R2: %v", err)

@@ -78,8 +78,10 @@ or ICMP answer in a capture of that network, proves its network stack;
 after the power-off the overlays are read back and every file the boot
 changed under /etc and /boot is shown as a diff. A rewritten or moved
 ifcfg file, a new udev interface name, a changed fstab, grub.conf or
-modprobe.conf and a /.autorelabel left behind fail the check unless
---allow-drift; the guest's own failure lines ([FAILED], panics, fsck)
+modprobe.conf, a /.autorelabel left behind, and console lines that name
+a Xen PV driver or disk or show a debug kernel booted while a production
+one is installed fail the check unless --allow-drift; the guest's own
+failure lines ([FAILED], panics, fsck)
 are listed with their line and time.`,
 		Example: `  # Prove the migrated web01 boots:
   xen2kvm boot /srv/kvm/web01
@@ -106,7 +108,7 @@ are listed with their line and time.`,
 	fl.StringVar(&f.net, "net", "user", "networking: user (no privileges needed), bridge (each NIC on its bridge, via qemu-bridge-helper), tap or none")
 	fl.StringVar(&f.display, "display", "", "graphics: none, or a QEMU -display value such as vnc=:5 or gtk (default: the guest's own VNC settings)")
 	fl.DurationVar(&f.grace, "shutdown-grace", kvmrun.DefaultShutdownGrace, "how long the guest gets to power off after the ACPI power button")
-	fl.BoolVar(&f.allowDrift, "allow-drift", false, "pass even when the first boot changed the guest's network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "pass even when the first boot changed the guest's network config, fstab, grub.conf or modprobe.conf, or its console named Xen drivers or disks or a debug kernel (a warning instead)")
 	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the network proof connects to on the guest (0: no network proof)")
 	return cmd
 }

@@ -44,7 +44,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "also write the report to `FILE`: .html gives a self-contained page, .json JSON, anything else text")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator of the boot check: kvm, tcg or auto (KVM when it really works, else TCG)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 5*time.Minute, "how long the boot check waits for the login prompt")
-	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf (a warning instead)")
+	fl.BoolVar(&f.allowDrift, "allow-drift", false, "let the boot check pass when the guest's first boot changed its network config, fstab, grub.conf or modprobe.conf, or its console named Xen drivers or disks or a debug kernel (a warning instead)")
 	fl.IntVar(&f.netPort, "net-check-port", 22, "TCP `PORT` the boot check's network proof connects to on the guest (0 turns the network proof off)")
 	var rules []string
 	for _, r := range convert.Rules() {
@@ -96,6 +96,9 @@ func (f *migrateFlags) check() error {
 	case "auto", "python", "dd":
 	default:
 		return usagef("--warm-hash %q: want auto, python or dd", f.warmHash)
+	}
+	if err := convert.CheckRuleNames(f.skipRules); err != nil {
+		return usagef("--skip-rule: %v", err)
 	}
 	if f.netPort < 0 || f.netPort > 65535 {
 		return usagef("--net-check-port %d: want a TCP port, or 0 for no network proof", f.netPort)
@@ -206,6 +209,18 @@ writes nothing but its report: the source config, each disk with its
 size and copy estimate, every edit inside the guest as a unified diff,
 the target libvirt XML, warnings and blockers.
 
+--virtio-win PATH (Windows guests) stages the virtio drivers from the
+virtio-win ISO or folder: the ISO becomes a CD-ROM, a small FAT disk holds
+a script that Windows runs once through RunOnce, at the next logon of an
+administrator (console or Remote Desktop; no autologon is set), and the
+SYSTEM hive gets viostor's CriticalDeviceDatabase entries and a viostor
+service, disabled until the script has copied viostor.sys. The guest
+keeps IDE and its emulated NIC for that boot. When the script's log,
+%SystemRoot%\xen2kvm-virtio.log, says viostor is boot-start, shut
+Windows down and run virsh define OUTDIR/NAME-virtio.xml (written with
+NAME.xml: the disks on virtio as vda..., the NICs virtio, without the
+CD-ROM and the first-boot disk), then start it.
+
 --to URI delivers the guest into libvirt on a KVM host instead
 (qemu:///system, qemu+ssh://root@kvm01/system, qemu+tcp://HOST/system):
 each disk is streamed from the copy engine into a new volume of --pool
@@ -234,6 +249,9 @@ killed run the next one replaces what it left.`,
 
   # A Windows guest, with the virtio drivers staged for after the move:
   xen2kvm migrate /etc/xen/win2k8 -o /srv/kvm/win2k8 --virtio-win /srv/iso/virtio-win.iso
+  # ... an administrator logs on once, the log says viostor is boot-start,
+  # Windows is shut down; then, to run it on virtio:
+  virsh define /srv/kvm/win2k8/win2k8-virtio.xml && virsh start win2k8
 
   # Raw images, no boot check, replacing an earlier result:
   xen2kvm migrate /etc/xen/db02 -o /srv/kvm/db02 --format raw --no-boot-check --force
@@ -308,7 +326,7 @@ killed run the next one replaces what it left.`,
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	fl.BoolVar(&warmOn, "warm", false, "ssh:// sources: copy the disks while the guest runs, then, once it is stopped, only the blocks that changed (the host hashes its disks with a read-only helper sent over SSH)")
-	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH` (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm, run once through RunOnce)")
+	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH` (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm at the next administrator logon, through RunOnce; then switch with virsh define OUTDIR/NAME-virtio.xml)")
 	dest.add(cmd)
 	f.add(cmd)
 	return cmd

@@ -25,6 +25,10 @@ func TestMigrateUsageErrors(t *testing.T) {
 		{[]string{"migrate", cfg, "-o", "x", "--boot-check", "--no-boot-check"}, "exclude each other"},
 		{[]string{"migrate", cfg, "-o", "x", "--accel", "hvf"}, `--accel "hvf"`},
 		{[]string{"batch", "m.yaml", "--jobs", "0"}, "at least 1"},
+		// Caught before the config or its disks are read (web01 has
+		// none): a typo in a rule name is a usage error.
+		{[]string{"migrate", cfg, "-o", "x", "--skip-rule", "kudzu,initrdd"}, `unknown conversion rule "initrdd"`},
+		{[]string{"batch", "m.yaml", "--skip-rule", "nosuch"}, `unknown conversion rule "nosuch"`},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
