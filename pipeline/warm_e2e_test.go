@@ -184,10 +184,10 @@ func TestE2EWarmMigration(t *testing.T) {
 
 	// The cold migration at the end stamps the guest's edits with the
 	// same time.
-	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "kvm")
 	start := time.Now()
-	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
+	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
 		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir,
 		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json")
 	total := time.Since(start)
@@ -252,7 +252,7 @@ func TestE2EWarmMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	cold := filepath.Join(t.TempDir(), "cold")
-	if code, _, stderr := run(t, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
+	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
 		t.Fatalf("cold migrate: exit %d\n%s", code, stderr)
 	}
 	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "compare", filepath.Join(out, g.Name+"-vda.qcow2"), filepath.Join(cold, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
@@ -356,10 +356,10 @@ func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
 	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
 	// Both migrations stamp the guest's edits with the same time.
-	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 
 	out := filepath.Join(t.TempDir(), "report")
-	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
+	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
 		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json")
 	if code != 0 {
 		t.Fatalf("migrate --warm --to: exit %d\n%s", code, stderr)
@@ -388,7 +388,7 @@ func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := run(t, "migrate", hostCfg, "-o", local, "--no-boot-check"); code != 0 {
+	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", local, "--no-boot-check"); code != 0 {
 		t.Fatalf("cold local migrate: exit %d\n%s", code, stderr)
 	}
 	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
