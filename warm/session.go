@@ -98,6 +98,9 @@ type Session struct {
 	// seenStopped: Stop saw the guest stopped; Pass2 does not ask the
 	// host again while the guest is down.
 	seenStopped bool
+	// confirm is the answer of the host, asked by Stop after xm shutdown
+	// -w, whether the guest is off: nil, or why pass 2 must fail.
+	confirm chan error
 	// prepared are pass 2's hash helpers, started on the host by Stop
 	// before the guest stops, by target.
 	prepared map[string][]*xenhost.PreparedHash
@@ -554,14 +557,21 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 		}
 	}
 	// The downtime starts when xm shutdown -w returned (or a poll found
-	// the guest stopped), not after the round trip that confirms it.
-	stoppedAt := time.Now().UTC()
-	if run, err = s.running(ctx); err != nil {
-		return err
-	} else if run {
-		return fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+	// the guest stopped). After xm shutdown -w the host is asked once
+	// more whether the guest is off, while pass 2 already runs: pass 2
+	// fails if it is not (see Pass2).
+	s.State.Stopped = time.Now().UTC()
+	if shutdown {
+		confirm := make(chan error, 1)
+		go func() {
+			run, err := s.running(ctx)
+			if err == nil && run {
+				err = fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+			}
+			confirm <- err
+		}()
+		s.confirm = confirm
 	}
-	s.State.Stopped = stoppedAt
 	s.seenStopped = true
 	s.say(fmt.Sprintf("%s is stopped: pass 2 moves what changed since pass 1", s.Guest))
 	s.saveLater()
@@ -593,6 +603,17 @@ func (s *Session) Pass2(ctx context.Context) error {
 	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
+	if confirm := s.confirm; confirm != nil {
+		s.confirm = nil
+		g.Go(func() error {
+			select {
+			case err := <-confirm:
+				return err // a guest still running stops pass 2
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
 	for i := range s.State.Disks {
 		d := &s.State.Disks[i]
 		g.Go(func() error {
