@@ -48,7 +48,14 @@ func (c *planner) console() error {
 		return nil
 	}
 	lines = append(lines, "ttyS0")
-	return c.write(securetty, joinLines(lines, true), 0o600, "root may log in on the serial console ttyS0, as on xvc0 before")
+	xen := "the Xen console"
+	for _, name := range []string{"hvc0", "xvc0"} {
+		if slices.Contains(lines, name) {
+			xen = name
+			break
+		}
+	}
+	return c.write(securetty, joinLines(lines, true), 0o600, "root may log in on the serial console ttyS0, as on "+xen+" before")
 }
 
 var xorgDriverRe = regexp.MustCompile(`(?m)^(\s*Driver\s+")(xenfb|fbdev)(")`)

@@ -263,6 +263,9 @@ func initrdSummary(res *initrd.Result) string {
 	for _, e := range res.Edited {
 		fmt.Fprintf(&sum, "  ~ %s\n", e)
 	}
+	for _, x := range res.Indexes {
+		fmt.Fprintf(&sum, "  ~ %s (binary module index, rewritten to list the added drivers)\n", x)
+	}
 	if d := unifiedDiff("a/"+res.Script, "b/"+res.Script, res.ScriptBefore, res.ScriptAfter); !strings.HasSuffix(d, "+++ b/"+res.Script+"\n") {
 		sum.WriteString(d)
 	}

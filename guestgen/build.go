@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/7-rhelskip"
+const formatVersion = "guestgen/8-rhel6"
 
 const stampName = ".guestgen-complete.json"
 
@@ -164,6 +164,13 @@ func gatherInputs(ctx context.Context, s Spec) (*inputs, error) {
 		return nil, err
 	}
 	in.busybox = bb
+	if s.RHEL6 {
+		for _, tool := range []string{"dracut", "depmod"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return nil, fmt.Errorf("%w: %s (install dracut-core and kmod)", ErrMissingTool, tool)
+			}
+		}
+	}
 	k, err := testkernel.Get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("getting the test kernel: %w", err)
@@ -283,6 +290,8 @@ func (b *builder) build(ctx context.Context) (*Guest, error) {
 	var err error
 	if s.HVM {
 		disks, err = b.buildHVM(g)
+	} else if s.RHEL6 {
+		disks, err = b.buildRHEL6(ctx, g)
 	} else {
 		disks, err = b.buildPV(ctx, g)
 	}

@@ -124,6 +124,11 @@ type ext3 struct {
 	// Immutable files get the immutable flag (chattr +i): not even root
 	// can remove them.
 	Immutable []string
+	// Type is ext3 (when empty) or ext4; Conf is the mke2fs.conf to use
+	// (RHEL 5's defaults when empty); InodeSize is 128 when 0.
+	Type      string
+	Conf      string
+	InodeSize int
 }
 
 // mke2fsConf gives mke2fs the defaults of RHEL 5's e2fsprogs whatever the
@@ -146,7 +151,17 @@ const mke2fsConf = `[defaults]
 // mkext3 runs mke2fs to make an ext3 filesystem, as RHEL 5 made them
 // (128-byte inodes), at an offset inside an existing image file.
 func mkext3(ctx context.Context, img string, fs ext3) error {
-	args := []string{"-F", "-q", "-t", "ext3", "-I", "128", "-L", fs.Label, "-U", fs.UUID,
+	typ, conf, isize := fs.Type, fs.Conf, fs.InodeSize
+	if typ == "" {
+		typ = "ext3"
+	}
+	if conf == "" {
+		conf = mke2fsConf
+	}
+	if isize == 0 {
+		isize = 128
+	}
+	args := []string{"-F", "-q", "-t", typ, "-I", strconv.Itoa(isize), "-L", fs.Label, "-U", fs.UUID,
 		"-E", fmt.Sprintf("offset=%d,nodiscard,root_owner=0:0,hash_seed=%s", fs.Offset, fs.UUID),
 		"-d", fs.Tree}
 	if fs.BlockSize != 0 {
@@ -154,11 +169,11 @@ func mkext3(ctx context.Context, img string, fs ext3) error {
 	}
 	args = append(args, img, strconv.FormatInt(fs.Size/1024, 10)+"k")
 	cmd := exec.CommandContext(ctx, "mke2fs", args...)
-	conf := filepath.Join(filepath.Dir(fs.Tree), "mke2fs.conf")
-	if err := os.WriteFile(conf, []byte(mke2fsConf), 0o644); err != nil {
+	confFile := filepath.Join(filepath.Dir(fs.Tree), "mke2fs.conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	cmd.Env = append(os.Environ(), "MKE2FS_CONFIG="+conf, "E2FSPROGS_FAKE_TIME=1257000000")
+	cmd.Env = append(os.Environ(), "MKE2FS_CONFIG="+confFile, "E2FSPROGS_FAKE_TIME=1257000000")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

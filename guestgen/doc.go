@@ -38,6 +38,21 @@
 // options add what goes wrong on real migrations: an ifcfg-eth0 naming
 // another MAC, a relabel that reboots forever.
 //
+// The RHEL 6 guest (RHEL6) is built as RHEL 6's tools left it: ext4 /
+// and /boot made with e2fsprogs 1.41's features (extents, flex_bg,
+// uninit_bg, huge_file, dir_nlink, extra_isize; no metadata_csum or
+// 64bit), filesystems and grub's root= by UUID, grub legacy booting the
+// one pvops kernel with console=hvc0, its module tree indexed by the
+// host's depmod, and an initramfs made by the host's dracut (hostonly
+// style: xen-blkfront and ext4 its only drivers, gzip, no systemd), with
+// one stand-in link: lib/modules/<Debian release> -> the RHEL release,
+// since the running kernel's uname -r is Debian's. Its init follows
+// RHEL 6's upstart jobs (a getty on the serial console the kernel's
+// console= names), rc.sysinit runs a start_udev stand-in that loads the
+// drivers matching each device's modalias and keeps
+// 70-persistent-net.rules as udev's generator does, and /.autorelabel
+// makes it relabel and reboot as RHEL 6's rc.sysinit does.
+//
 // Build caches: a second call with the same spec finds the completion
 // stamp it writes last and returns at once. cmd/mkguest builds presets
 // from the command line.

@@ -21,5 +21,5 @@ func ExampleBuild() {
 
 func ExamplePresetNames() {
 	fmt.Println(guestgen.PresetNames())
-	// Output: [centos5 centos5-2disks centos5-lvm centos5-xenonly win2003]
+	// Output: [centos5 centos5-2disks centos5-lvm centos5-xenonly rhel6 win2003]
 }

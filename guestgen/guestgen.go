@@ -88,6 +88,16 @@ type Spec struct {
 	// (immutable, chattr +i), so the guest relabels and reboots at every
 	// boot.
 	RelabelLoop bool
+
+	// RHEL6 builds a RHEL 6-style guest on plain partitions: ext4 for /
+	// and /boot as RHEL 6's e2fsprogs 1.41 made them, filesystems named
+	// by UUID, one pvops kernel (it runs on Xen and carries the virtio
+	// modules) whose dracut initramfs holds xen-blkfront as its only
+	// disk driver, console=hvc0, an upstart-style init (the serial getty
+	// follows the kernel's console), udev's coldplug and
+	// 70-persistent-net.rules naming the vif eth0. Needs dracut and
+	// depmod on the host.
+	RHEL6 bool
 }
 
 // The presets: the guests xen2kvm's tests and demo use.
@@ -111,6 +121,8 @@ var (
 	// XenOnly has two Xen kernels and no other, as the installer leaves
 	// a PV guest, and an RPM database that knows them.
 	XenOnly = Spec{Name: "centos5-xenonly", Kernels: []string{"2.6.18-164.el5xen", "2.6.18-128.el5xen"}, RPMDB: true}
+	// RHEL6 is a RHEL 6.5 PV guest (see Spec.RHEL6).
+	RHEL6 = Spec{Name: "rhel6", RHEL6: true, Kernels: []string{"2.6.32-431.el6.x86_64"}}
 	// Windows2003HVM is an HVM guest whose disk holds one NTFS partition.
 	Windows2003HVM = Spec{Name: "win2003", HVM: true, MemoryMiB: 1024}
 )
@@ -119,7 +131,7 @@ var (
 // preset's Name).
 func Presets() map[string]Spec {
 	m := map[string]Spec{}
-	for _, s := range []Spec{CentOS5PV, CentOS5LVM, TwoDisks, XenOnly, Windows2003HVM} {
+	for _, s := range []Spec{CentOS5PV, CentOS5LVM, TwoDisks, XenOnly, RHEL6, Windows2003HVM} {
 		m[s.Name] = s
 	}
 	return m
@@ -175,6 +187,16 @@ func (s Spec) validate() error {
 	}
 	if s.LVMFilter && !s.LVM {
 		errs = append(errs, fmt.Errorf("an LVM filter needs LVM"))
+	}
+	if s.RHEL6 {
+		if s.HVM || s.LVM || s.DataDisk || s.SELinuxLabels || s.RelabelLoop {
+			errs = append(errs, fmt.Errorf("a RHEL 6 guest takes no HVM, LVM, data disk, SELinux labels or relabel loop"))
+		}
+		for _, k := range s.Kernels {
+			if IsXen(k) {
+				errs = append(errs, fmt.Errorf("RHEL 6 has no kernel-xen (%s): its one kernel runs on Xen", k))
+			}
+		}
 	}
 	if s.XenPVModules && !slices.ContainsFunc(s.Kernels, func(k string) bool { return !IsXen(k) }) {
 		errs = append(errs, fmt.Errorf("kmod-xenpv's drivers need a non-Xen kernel"))

@@ -276,13 +276,13 @@ func TestPresets(t *testing.T) {
 			t.Errorf("preset %s named %s", name, s.Name)
 		}
 	}
-	if len(PresetNames()) != 5 {
+	if len(PresetNames()) != 6 {
 		t.Errorf("presets: %v", PresetNames())
 	}
 }
 
 func TestSkelFiles(t *testing.T) {
-	all := []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network", "syslog", "acpid", "sshd", "kudzu", "halt", "udhcpc.script", "kdump", "rpm"}
+	all := []string{"nash", "init", "agetty", "mingetty", "rc.sysinit", "rc", "network", "syslog", "acpid", "sshd", "kudzu", "halt", "udhcpc.script", "kdump", "rpm", "start_udev"}
 	for _, name := range all {
 		if s := skel(name); strings.Contains(s, "guestgen: missing") || !strings.HasPrefix(s, "#!/") {
 			t.Errorf("skel/%s missing or not a script", name)

@@ -89,9 +89,13 @@ type guestLayout struct {
 	dataDev  string // /dev/xvdb1 with DataDisk
 	bootUUID string
 	rootUUID string
+	fsType   string // of / and /boot: ext3, or ext4 on RHEL 6
 }
 
-const release = "CentOS release 5.4 (Final)"
+const (
+	release      = "CentOS release 5.4 (Final)"
+	releaseRHEL6 = "Red Hat Enterprise Linux Server release 6.5 (Santiago)"
+)
 
 // busyboxApplets get a link to /bin/busybox in the root's /bin or /sbin.
 var busyboxApplets = map[string][]string{
@@ -139,12 +143,15 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.file("etc/rc.d/rc", 0o755, skel("rc"))
 	t.file("etc/rc.d/init.d/network", 0o755, skel("network"))
 	for _, svc := range []string{"syslog", "acpid", "sshd", "kudzu", "halt"} {
+		if svc == "kudzu" && s.RHEL6 {
+			continue // RHEL 6 has no kudzu
+		}
 		t.file("etc/rc.d/init.d/"+svc, 0o755, skel(svc))
 	}
 	// The start (S) and stop (K) links chkconfig makes from each script's
 	// "# chkconfig: 2345 NN MM" line.
 	for _, lvl := range []string{"2", "3", "4", "5"} {
-		if !s.NoKudzu {
+		if !s.NoKudzu && !s.RHEL6 {
 			t.link("etc/rc.d/rc"+lvl+".d/S05kudzu", "../init.d/kudzu")
 		}
 		t.link("etc/rc.d/rc"+lvl+".d/S10network", "../init.d/network")
@@ -157,7 +164,9 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		t.link("etc/rc.d/rc"+lvl+".d/K44acpid", "../init.d/acpid")
 		t.link("etc/rc.d/rc"+lvl+".d/K88syslog", "../init.d/syslog")
 		t.link("etc/rc.d/rc"+lvl+".d/K90network", "../init.d/network")
-		t.link("etc/rc.d/rc"+lvl+".d/K95kudzu", "../init.d/kudzu")
+		if !s.RHEL6 {
+			t.link("etc/rc.d/rc"+lvl+".d/K95kudzu", "../init.d/kudzu")
+		}
 	}
 	t.link("etc/rc.d/rc0.d/S01halt", "../init.d/halt")
 	t.link("etc/rc.d/rc6.d/S01reboot", "../init.d/halt")
@@ -169,7 +178,9 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		port = 22
 	}
 	t.file("etc/ssh/sshd_config", 0o600, fmt.Sprintf("Protocol 2\nPort %d\nSyslogFacility AUTHPRIV\nPasswordAuthentication yes\n", port))
-	t.file("etc/sysconfig/hwconf", 0o644, fmt.Sprintf("-\nclass: NETWORK\nbus: XEN\ndetached: 0\ndevice: eth0\ndriver: xennet\ndesc: \"Xen Virtual Ethernet\"\nnetwork.hwaddr: %s\n", l.mac))
+	if !s.RHEL6 {
+		t.file("etc/sysconfig/hwconf", 0o644, fmt.Sprintf("-\nclass: NETWORK\nbus: XEN\ndetached: 0\ndevice: eth0\ndriver: xennet\ndesc: \"Xen Virtual Ethernet\"\nnetwork.hwaddr: %s\n", l.mac))
+	}
 	t.file("var/lib/random-seed", 0o600, strings.Repeat("\x5a", 512))
 	t.file("var/log/messages", 0o600, "")
 	if s.RelabelLoop {
@@ -182,12 +193,20 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 	t.link("etc/init.d", "rc.d/init.d")
 	t.link("etc/grub.conf", "../boot/grub/grub.conf")
 
-	t.file("etc/redhat-release", 0o644, release+"\n")
-	t.file("etc/issue", 0o644, release+"\nKernel \\r on an \\m\n\n")
+	rel := release
+	if s.RHEL6 {
+		rel = releaseRHEL6
+	}
+	t.file("etc/redhat-release", 0o644, rel+"\n")
+	t.file("etc/issue", 0o644, rel+"\nKernel \\r on an \\m\n\n")
 	t.file("etc/fstab", 0o644, fstab(l))
-	t.file("etc/inittab", 0o644, inittab())
-	t.file("etc/securetty", 0o600, securetty())
-	t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
+	if s.RHEL6 {
+		rhel6Tree(t, l)
+	} else {
+		t.file("etc/inittab", 0o644, inittab())
+		t.file("etc/securetty", 0o600, securetty())
+		t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
+	}
 	t.file("etc/sysconfig/kernel", 0o644, sysconfigKernel(s))
 	t.file("etc/sysconfig/grub", 0o644, "boot=/dev/xvda\nforcelba=0\n")
 	t.file("etc/sysconfig/network", 0o644, "NETWORKING=yes\nNETWORKING_IPV6=no\nHOSTNAME="+s.Name+".localdomain\n")
@@ -208,7 +227,9 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		"daemon:*:14500:0:99999:7:::\nnobody:*:14500:0:99999:7:::\n")
 	t.file("etc/group", 0o644, "root:x:0:root\nbin:x:1:root,bin,daemon\ndaemon:x:2:root,bin,daemon\n"+
 		"tty:x:5:\ndisk:x:6:root\nnobody:x:99:\n")
-	t.file("etc/blkid/blkid.tab", 0o644, blkidTab(l))
+	if !s.RHEL6 {
+		t.file("etc/blkid/blkid.tab", 0o644, blkidTab(l))
+	}
 	if s.SELinuxLabels {
 		t.file(fileContexts, 0o644, skel("file_contexts"))
 	}
@@ -241,8 +262,12 @@ func fstab(l *guestLayout) string {
 		return fmt.Sprintf("%-23s %-23s %-7s %-15s %d %d\n", dev, mnt, typ, opts, freq, pass)
 	}
 	var b strings.Builder
-	b.WriteString(row(l.rootDev, "/", "ext3", "defaults", 1, 1))
-	b.WriteString(row(l.bootDev, "/boot", "ext3", "defaults", 1, 2))
+	typ := l.fsType
+	if typ == "" {
+		typ = "ext3"
+	}
+	b.WriteString(row(l.rootDev, "/", typ, "defaults", 1, 1))
+	b.WriteString(row(l.bootDev, "/boot", typ, "defaults", 1, 2))
 	if l.dataDev != "" {
 		b.WriteString(row(l.dataDev, "/data", "ext3", "defaults", 1, 2))
 	}

@@ -1,7 +1,9 @@
 // Package initrd reads, edits and writes Linux initial ramdisks (newc cpio
-// archives, gzip-compressed or not) and rebuilds the initrds of RHEL 4/5
-// (mkinitrd's nash script) and RHEL 6 (dracut) so that they load extra
-// kernel modules, such as the virtio drivers a guest needs on KVM.
+// archives, plain or compressed with gzip, zstd, xz, lzma or bzip2, one
+// after the other, an early microcode cpio first) and rebuilds the
+// initrds of RHEL 4/5 (mkinitrd's nash script) and RHEL 6 (dracut) so
+// that they load extra kernel modules, such as the virtio drivers a guest
+// needs on KVM.
 //
 // Everything in an archive that is not edited (device nodes, symlinks,
 // hard links, owners, modes, times) is written back as it was.
@@ -16,7 +18,6 @@ package initrd
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -42,15 +43,24 @@ const maxSize = 256 << 20
 type Compression string
 
 const (
-	Gzip Compression = "gzip"
-	None Compression = "none"
+	Gzip  Compression = "gzip"
+	Zstd  Compression = "zstd"
+	XZ    Compression = "xz"
+	LZMA  Compression = "lzma"
+	Bzip2 Compression = "bzip2"
+	None  Compression = "none"
 )
 
 // Image is an initrd held in memory.
 type Image struct {
+	// Compression is how the main archive is compressed.
 	Compression Compression
-	entries     []entry
-	nextIno     uint64
+	// prefix holds the uncompressed archives before a compressed one
+	// (the early microcode cpio dracut puts first), written back byte
+	// for byte.
+	prefix  []byte
+	entries []entry
+	nextIno uint64
 }
 
 type entry struct {
@@ -58,53 +68,55 @@ type entry struct {
 	data []byte
 }
 
-// Read parses an initrd.
+// Read parses an initrd: one or more newc archives, each plain or
+// compressed (gzip, zstd, xz, lzma, bzip2), as the kernel unpacks them
+// one after the other, a later member replacing an earlier one of its
+// name. Plain archives before a compressed one are kept as they are and
+// not listed.
 func Read(data []byte) (*Image, error) {
 	im := &Image{Compression: None}
-	raw := data
-	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("gunzip: %w", err)
-		}
-		raw, err = io.ReadAll(io.LimitReader(zr, maxSize+1))
-		if err != nil {
-			return nil, fmt.Errorf("gunzip: %w", err)
-		}
-		if len(raw) > maxSize {
-			return nil, fmt.Errorf("%w: more than %d bytes uncompressed", ErrFormat, maxSize)
-		}
-		im.Compression = Gzip
-	}
-	if !bytes.HasPrefix(raw, []byte("070701")) && !bytes.HasPrefix(raw, []byte("070702")) {
-		return nil, ErrFormat
-	}
-	if err := checkNewc(raw); err != nil {
-		return nil, err
-	}
-	rr := cpio.Newc.Reader(bytes.NewReader(raw))
+	pos := 0
+	var raws [][]byte
 	for {
-		r, err := rr.ReadRecord()
-		if err == io.EOF {
+		pos = skipZeros(data, pos)
+		if pos >= len(data) || !isNewc(data[pos:]) {
 			break
 		}
+		n, err := checkNewc(data[pos:])
 		if err != nil {
-			return nil, fmt.Errorf("reading cpio: %w", err)
+			return nil, err
 		}
-		if r.Info.Name == cpio.Trailer {
-			break
+		raws = append(raws, data[pos:pos+n])
+		pos += n
+	}
+	if pos < len(data) {
+		c, raw, err := decompress(data[pos:])
+		if err != nil {
+			return nil, err
 		}
-		if r.Info.FileSize > uint64(len(raw)) {
-			return nil, fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, r.Info.Name, r.Info.FileSize)
-		}
-		b := make([]byte, r.Info.FileSize)
-		if r.Info.FileSize > 0 {
-			if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
-				return nil, fmt.Errorf("reading cpio member %s: %w", r.Info.Name, err)
+		im.Compression = c
+		im.prefix = data[:pos]
+		raws = nil
+		for p := 0; ; {
+			p = skipZeros(raw, p)
+			if p >= len(raw) {
+				break
 			}
+			if !isNewc(raw[p:]) {
+				return nil, fmt.Errorf("%w: %s data at offset %d is not a newc archive", ErrFormat, c, p)
+			}
+			n, err := checkNewc(raw[p:])
+			if err != nil {
+				return nil, err
+			}
+			raws = append(raws, raw[p:p+n])
+			p += n
 		}
-		im.entries = append(im.entries, entry{info: r.Info, data: b})
-		im.nextIno = max(im.nextIno, r.Info.Ino+1)
+	}
+	for _, raw := range raws {
+		if err := im.readArchive(raw); err != nil {
+			return nil, err
+		}
 	}
 	if len(im.entries) == 0 {
 		return nil, fmt.Errorf("%w: empty archive", ErrFormat)
@@ -127,19 +139,62 @@ func Read(data []byte) (*Image, error) {
 	return im, nil
 }
 
+func isNewc(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("070701")) || bytes.HasPrefix(b, []byte("070702"))
+}
+
+// skipZeros skips the NUL padding the kernel allows between archives.
+func skipZeros(b []byte, pos int) int {
+	for pos < len(b) && b[pos] == 0 {
+		pos++
+	}
+	return pos
+}
+
+// readArchive adds the members of one newc archive (checked by
+// checkNewc) to the image.
+func (im *Image) readArchive(raw []byte) error {
+	rr := cpio.Newc.Reader(bytes.NewReader(raw))
+	for {
+		r, err := rr.ReadRecord()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading cpio: %w", err)
+		}
+		if r.Info.Name == cpio.Trailer {
+			break
+		}
+		if r.Info.FileSize > uint64(len(raw)) {
+			return fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, r.Info.Name, r.Info.FileSize)
+		}
+		b := make([]byte, r.Info.FileSize)
+		if r.Info.FileSize > 0 {
+			if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
+				return fmt.Errorf("reading cpio member %s: %w", r.Info.Name, err)
+			}
+		}
+		im.entries = append(im.entries, entry{info: r.Info, data: b})
+		im.nextIno = max(im.nextIno, r.Info.Ino+1)
+	}
+	return nil
+}
+
 // checkNewc walks the newc headers and checks that every name and file
 // fits in the archive, so that a damaged header cannot make the reader
-// allocate more than the archive holds.
-func checkNewc(raw []byte) error {
+// allocate more than the archive holds. It returns the archive's length,
+// through its trailer (all of raw when it has none).
+func checkNewc(raw []byte) (int, error) {
 	const hdrLen = 110
 	pos := 0
 	for pos < len(raw) {
 		if len(raw)-pos < hdrLen {
-			return fmt.Errorf("%w: truncated header at offset %d", ErrFormat, pos)
+			return 0, fmt.Errorf("%w: truncated header at offset %d", ErrFormat, pos)
 		}
 		h := raw[pos : pos+hdrLen]
 		if string(h[:6]) != "070701" && string(h[:6]) != "070702" {
-			return fmt.Errorf("%w: bad magic at offset %d", ErrFormat, pos)
+			return 0, fmt.Errorf("%w: bad magic at offset %d", ErrFormat, pos)
 		}
 		field := func(i int) (int, error) {
 			v, err := strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
@@ -148,27 +203,55 @@ func checkNewc(raw []byte) error {
 		size, err1 := field(6)
 		nameLen, err2 := field(11)
 		if err := errors.Join(err1, err2); err != nil {
-			return fmt.Errorf("%w: bad header at offset %d: %w", ErrFormat, pos, err)
+			return 0, fmt.Errorf("%w: bad header at offset %d: %w", ErrFormat, pos, err)
 		}
 		nameEnd := pos + hdrLen + nameLen
 		if nameLen == 0 || nameEnd > len(raw) {
-			return fmt.Errorf("%w: name of %d bytes at offset %d does not fit", ErrFormat, nameLen, pos)
+			return 0, fmt.Errorf("%w: name of %d bytes at offset %d does not fit", ErrFormat, nameLen, pos)
 		}
 		name := string(raw[pos+hdrLen : nameEnd-1])
 		data := (nameEnd + 3) &^ 3
 		if size > len(raw)-min(data, len(raw)) {
-			return fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, name, size)
+			return 0, fmt.Errorf("%w: member %s claims %d bytes, more than the archive", ErrFormat, name, size)
 		}
 		if name == cpio.Trailer {
-			return nil
+			return min((data+size+3)&^3, len(raw)), nil
 		}
 		pos = (data + size + 3) &^ 3
 	}
-	return nil
+	return len(raw), nil
 }
 
 func clean(name string) string {
 	return cpio.Normalize(name)
+}
+
+// resolveDir follows the symlinks among the parent directories of name
+// (lib -> usr/lib in a merged-/usr initramfs), not its last component.
+func (im *Image) resolveDir(name string) string {
+	name = clean(name)
+	for hops := 0; hops < 40; hops++ {
+		parts := strings.Split(name, "/")
+		moved := false
+		for i := 1; i < len(parts); i++ {
+			dir := strings.Join(parts[:i], "/")
+			j := im.find(dir)
+			if j < 0 || im.entries[j].info.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+				continue
+			}
+			t := string(im.entries[j].data)
+			if !strings.HasPrefix(t, "/") {
+				t = path.Join(path.Dir(dir), t)
+			}
+			name = clean(path.Join(clean(t), strings.Join(parts[i:], "/")))
+			moved = true
+			break
+		}
+		if !moved {
+			return name
+		}
+	}
+	return name
 }
 
 func (im *Image) find(name string) int {
@@ -205,7 +288,7 @@ type Member struct {
 
 // Stat describes a member without following symlinks.
 func (im *Image) Stat(name string) (Member, error) {
-	i := im.find(name)
+	i := im.find(im.resolveDir(name))
 	if i < 0 {
 		return Member{}, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 	}
@@ -226,6 +309,7 @@ func unixMode(m uint64) fs.FileMode { return guestfs.FileMode(uint32(m)) }
 func (im *Image) ReadFile(name string) ([]byte, error) {
 	name = clean(name)
 	for hops := 0; hops < 40; hops++ {
+		name = im.resolveDir(name)
 		i := im.find(name)
 		if i < 0 {
 			return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
@@ -261,7 +345,7 @@ func (im *Image) ReadFile(name string) ([]byte, error) {
 // or adds a new one (owner root, mode perm) after creating any missing
 // parent directories.
 func (im *Image) WriteFile(name string, data []byte, perm fs.FileMode) error {
-	name = clean(name)
+	name = im.resolveDir(name)
 	if i := im.find(name); i >= 0 {
 		e := &im.entries[i]
 		if e.info.Mode&cpio.S_IFMT != cpio.S_IFREG {
@@ -290,7 +374,7 @@ func (im *Image) WriteFile(name string, data []byte, perm fs.FileMode) error {
 
 // Remove removes a member (a directory only when nothing below it is left).
 func (im *Image) Remove(name string) error {
-	name = clean(name)
+	name = im.resolveDir(name)
 	i := im.find(name)
 	if i < 0 {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
@@ -327,6 +411,7 @@ func (im *Image) mkdirAll(dir string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
+	dir = im.resolveDir(dir)
 	if i := im.find(dir); i >= 0 {
 		if im.entries[i].info.Mode&cpio.S_IFMT != cpio.S_IFDIR {
 			// A symlinked directory (lib -> usr/lib) is fine too.
@@ -345,7 +430,9 @@ func (im *Image) mkdirAll(dir string) error {
 	return nil
 }
 
-// Bytes writes the archive (compressed as it was read).
+// Bytes writes the image: any plain archives that came before the
+// compressed one as they were, then all members in one archive,
+// compressed as it was read.
 func (im *Image) Bytes() ([]byte, error) {
 	var raw bytes.Buffer
 	w := cpio.Newc.Writer(&raw)
@@ -361,19 +448,9 @@ func (im *Image) Bytes() ([]byte, error) {
 	if err := cpio.WriteTrailer(w); err != nil {
 		return nil, fmt.Errorf("writing cpio trailer: %w", err)
 	}
-	if im.Compression != Gzip {
-		return raw.Bytes(), nil
-	}
-	var out bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
-	if err != nil {
+	out := bytes.NewBuffer(slices.Clone(im.prefix))
+	if err := compress(out, im.Compression, raw.Bytes()); err != nil {
 		return nil, err
-	}
-	if _, err := zw.Write(raw.Bytes()); err != nil {
-		return nil, fmt.Errorf("gzip: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("gzip: %w", err)
 	}
 	return out.Bytes(), nil
 }

@@ -274,8 +274,20 @@ func TestRebuildDracut(t *testing.T) {
 	if !strings.HasSuffix(string(dep), "kernel/drivers/virtio/virtio.ko:\nkernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko\n") {
 		t.Errorf("modules.dep:\n%s", dep)
 	}
-	if _, err := os.Stat(filepath.Join(x, "lib/modules", rel, "modules.dep.bin")); err == nil {
+	// The binary index lists the added modules: kmod's modprobe (which
+	// reads nothing else) resolves virtio_blk and its dependency.
+	if b, _ := os.ReadFile(filepath.Join(x, "lib/modules", rel, "modules.dep.bin")); string(b) == "binary" {
 		t.Error("stale modules.dep.bin kept")
+	}
+	if !slices.Equal(res.Indexes, []string{"lib/modules/" + rel + "/modules.dep.bin"}) {
+		t.Errorf("indexes rewritten: %v", res.Indexes)
+	}
+	if mp, err := exec.LookPath("modprobe"); err == nil {
+		out, err := exec.Command(mp, "-d", x, "-S", rel, "--show-depends", "virtio_blk").CombinedOutput()
+		want := "insmod " + x + "/lib/modules/" + rel + "/kernel/drivers/virtio/virtio.ko \ninsmod " + x + "/lib/modules/" + rel + "/kernel/drivers/block/virtio_blk.ko \n"
+		if err != nil || string(out) != want {
+			t.Errorf("modprobe --show-depends virtio_blk: %v\n%s\nwant\n%s", err, out, want)
+		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(x, "lib/modules", rel, "kernel/drivers/block/virtio_blk.ko")); string(b) != "vb" {
 		t.Errorf("virtio_blk.ko = %q", b)
@@ -373,6 +385,13 @@ func FuzzRead(f *testing.F) {
 	zw.Write(raw.Bytes())
 	zw.Close()
 	f.Add(gz.Bytes())
+	// The other compressions' headers, an lzma one asking for a 2 GiB
+	// dictionary, an early cpio before gzip data.
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0})
+	f.Add([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 1, 0x69, 0x22, 0xde, 0x36, 2, 0, 0x21, 1, 16, 0, 0, 0})
+	f.Add([]byte{0x5d, 0, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0})
+	f.Add([]byte("BZh91AY&SY"))
+	f.Add(append(raw.Bytes(), gz.Bytes()...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := initrd.Read(data)
 		if err != nil {

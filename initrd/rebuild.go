@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -75,6 +76,9 @@ type Result struct {
 	Added   []string // members added
 	Removed []string // members removed
 	Edited  []string // members Spec.Edit changed
+	// Indexes are the binary module indexes (modules.dep.bin,
+	// modules.alias.bin) rewritten to list the added modules.
+	Indexes []string
 	// Script is the file whose text was edited ("init" for nash,
 	// "etc/cmdline" for dracut) with its old and new content.
 	Script       string
@@ -84,7 +88,7 @@ type Result struct {
 
 // Changed tells whether the rebuild changed anything.
 func (r *Result) Changed() bool {
-	return len(r.Added) > 0 || len(r.Removed) > 0 || len(r.Edited) > 0 || !bytes.Equal(r.ScriptBefore, r.ScriptAfter)
+	return len(r.Added) > 0 || len(r.Removed) > 0 || len(r.Edited) > 0 || len(r.Indexes) > 0 || !bytes.Equal(r.ScriptBefore, r.ScriptAfter)
 }
 
 // Rebuild returns data (an initrd) extended by spec. An initrd that
@@ -312,19 +316,18 @@ func rebuildDracut(img *Image, spec Spec, res *Result) error {
 		if err := img.WriteFile(depName, []byte(newDep), 0o644); err != nil {
 			return err
 		}
-		// module-init-tools prefers the binary indexes: drop the stale
-		// ones so that the edited text files are used.
-		for _, bin := range []string{"modules.dep.bin", "modules.alias.bin", "modules.symbols.bin"} {
-			if _, err := img.Stat(base + "/" + bin); err == nil {
-				if err := img.Remove(base + "/" + bin); err != nil {
-					return err
-				}
-				res.Removed = append(res.Removed, base+"/"+bin)
-			}
-		}
 	}
 	if newAlias != string(aliasData) {
 		if err := img.WriteFile(aliasName, []byte(newAlias), 0o644); err != nil {
+			return err
+		}
+	}
+	if newDep != string(depData) || newAlias != string(aliasData) {
+		// module-init-tools reads the binary indexes first and kmod
+		// reads nothing else: rewrite them from the edited text files
+		// (modules.symbols.bin stays: the added drivers export nothing
+		// the initrd's other modules ask for by symbol).
+		if err := rewriteIndexes(img, base, newDep, newAlias, res); err != nil {
 			return err
 		}
 	}
@@ -384,4 +387,40 @@ func modinfo(ko []byte, key string) []string {
 		}
 	}
 	return out
+}
+
+// rewriteIndexes rewrites the modules.dep.bin and modules.alias.bin an
+// initrd has under base from the text files' content.
+func rewriteIndexes(img *Image, base, dep, alias string, res *Result) error {
+	parsed, err := ParseModulesDep([]byte(dep))
+	if err != nil {
+		return err
+	}
+	depBin, order, err := depIndex(parsed)
+	if err != nil {
+		return fmt.Errorf("%s/modules.dep.bin: %w", base, err)
+	}
+	aliasBin, err := aliasIndex([]byte(alias), order)
+	if err != nil {
+		return fmt.Errorf("%s/modules.alias.bin: %w", base, err)
+	}
+	for name, data := range map[string][]byte{"modules.dep.bin": depBin, "modules.alias.bin": aliasBin} {
+		p := base + "/" + name
+		old, err := img.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(old, data) {
+			continue
+		}
+		if err := img.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+		res.Indexes = append(res.Indexes, clean(p))
+	}
+	sort.Strings(res.Indexes)
+	return nil
 }

@@ -123,7 +123,7 @@ func GuessStage(lines []string, directBoot bool) string {
 	return StageFirmware
 }
 
-var clueRe = regexp.MustCompile(`Volume group ".*" not found|mount: mounting .* failed|error mounting|Kernel panic|Unable to mount root|VFS: Cannot open root device|No root device|not syncing|mount: could not find filesystem|Gave up waiting for root|can't find|No init found|Attempted to kill init|switchroot: mount failed|ALERT!|BUG: |Oops`)
+var clueRe = regexp.MustCompile(`Warning: /dev/\S+ does not exist|Could not boot|Volume group ".*" not found|mount: mounting .* failed|error mounting|Kernel panic|Unable to mount root|VFS: Cannot open root device|No root device|not syncing|mount: could not find filesystem|Gave up waiting for root|can't find|No init found|Attempted to kill init|switchroot: mount failed|ALERT!|BUG: |Oops`)
 
 // clue returns the first serial line that names a fatal problem.
 func clue(lines []string) string {

@@ -10,12 +10,14 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/initrd"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
 	"github.com/xen2kvm/xen2kvm/report"
 )
@@ -230,6 +232,10 @@ func inodeOf(fi fs.FileInfo) (uint64, bool) {
 // its root filesystem on virtio-blk.
 var virtioModules = []string{"virtio_blk.ko", "virtio_pci.ko"}
 
+// moduleTreeRe finds the kernel releases whose module trees (with a
+// modules.dep) an initramfs holds.
+var moduleTreeRe = regexp.MustCompile(`^(?:usr/)?lib/modules/([^/]+)/modules\.dep$`)
+
 func checkInitrd(file string) report.Check {
 	c := report.Check{Name: "initrd loads the virtio drivers"}
 	data, err := os.ReadFile(file)
@@ -255,6 +261,23 @@ func checkInitrd(file string) report.Check {
 			missing = append(missing, m)
 		}
 	}
+	// A dracut initramfs loads them with modprobe, which finds only what
+	// its module index lists.
+	if img, err := initrd.Read(data); err == nil && initrd.Detect(img) == initrd.Dracut {
+		rels := map[string]bool{}
+		for _, n := range img.Names() {
+			if m := moduleTreeRe.FindStringSubmatch(n); m != nil {
+				rels[m[1]] = true
+			}
+		}
+		for rel := range rels {
+			for _, m := range virtioModules {
+				if _, err := initrd.FindModule(img, rel, strings.TrimSuffix(m, ".ko")); err != nil {
+					missing = append(missing, err.Error())
+				}
+			}
+		}
+	}
 	// A nash initrd must also insmod them from its init script.
 	if init, ok := files["init"]; ok && bytes.HasPrefix(init, []byte("#!/bin/nash")) {
 		for _, m := range virtioModules {
@@ -274,6 +297,18 @@ func checkInitrd(file string) report.Check {
 // initrdFiles returns the regular files of a gzip-compressed or plain
 // newc cpio archive, with the contents of the small ones (init scripts).
 func initrdFiles(data []byte) (map[string][]byte, error) {
+	// Any compression and several archives (an early cpio first), as the
+	// initrd package reads them.
+	if img, err := initrd.Read(data); err == nil {
+		files := map[string][]byte{}
+		for _, n := range img.Names() {
+			if m, err := img.Stat(n); err == nil && m.Mode.IsRegular() {
+				b, _ := img.ReadFile(n)
+				files[n] = b
+			}
+		}
+		return files, nil
+	}
 	var r io.Reader = bytes.NewReader(data)
 	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(r)

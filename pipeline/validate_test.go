@@ -12,6 +12,8 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/initrd"
+	"github.com/xen2kvm/xen2kvm/report"
 )
 
 // newc builds a newc cpio archive of regular files.
@@ -150,4 +152,60 @@ func FuzzCPIOFiles(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cpioFiles(b)
 	})
+}
+
+// TestCheckInitrdDracutIndex: a dracut initramfs whose virtio drivers are
+// in its module tree but missing from modules.dep.bin (what modprobe and
+// udev read) fails the check, naming the index; the one Rebuild writes
+// passes.
+func TestCheckInitrdDracutIndex(t *testing.T) {
+	rel := "2.6.32-431.el6.x86_64"
+	base := "lib/modules/" + rel + "/"
+	files := map[string]string{"init": "#!/bin/sh\n# dracut\n", "lib/dracut/modules.txt": "base\n",
+		base + "modules.dep": "kernel/fs/ext4/ext4.ko:\n", base + "modules.alias": "", base + "modules.dep.bin": "stale",
+		base + "kernel/fs/ext4/ext4.ko": "ext4"}
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	orig := newc(files, names...)
+	mod := func(p string, deps ...string) initrd.Module {
+		return initrd.Module{Path: p, Data: []byte(p), Deps: deps}
+	}
+	virtio, pci, blk := mod("kernel/drivers/virtio/virtio.ko"), mod("kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/virtio/virtio.ko"),
+		mod("kernel/drivers/block/virtio_blk.ko", "kernel/drivers/virtio/virtio.ko")
+	dir := t.TempDir()
+	check := func(data []byte) report.Check {
+		f := filepath.Join(dir, "initrd.img")
+		os.WriteFile(f, data, 0o644)
+		return checkInitrd(f)
+	}
+	good, _, err := initrd.Rebuild(orig, initrd.Spec{Release: rel, Modules: []initrd.Module{virtio, pci, blk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := check(good); !c.OK {
+		t.Errorf("rebuilt initramfs: %+v", c)
+	}
+	// The index lists virtio only; the other two are added behind its back.
+	partial, _, err := initrd.Rebuild(orig, initrd.Spec{Release: rel, Modules: []initrd.Module{virtio}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := initrd.Read(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []initrd.Module{pci, blk} {
+		img.WriteFile(base+m.Path, m.Data, 0o644)
+	}
+	dep, _ := img.ReadFile(base + "modules.dep")
+	img.WriteFile(base+"modules.dep", append(dep, []byte(pci.Path+": "+virtio.Path+"\n"+blk.Path+": "+virtio.Path+"\n")...), 0o644)
+	stale, err := img.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := check(stale); c.OK || !strings.Contains(c.Detail, "virtio_blk: not in "+base+"modules.dep.bin") {
+		t.Errorf("initramfs with a stale index: %+v", c)
+	}
 }

@@ -136,6 +136,10 @@ func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name string) 
 	if !src.ISO {
 		how = "the drivers are copied onto the first-boot disk"
 	}
+	if src.Path != path {
+		// The virtio-win RPM's folder: its ISO or its drivers/ tree.
+		how = "using " + src.Path + ": " + how
+	}
 	c.Notes = append(c.Notes,
 		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
 			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM),

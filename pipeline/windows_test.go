@@ -263,8 +263,8 @@ func TestMigrateWindowsRefused(t *testing.T) {
 	}
 }
 
-// TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008) and a
-// folder (2003): the XML carries the CD-ROM and the first-boot disk, the
+// TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008; given
+// as the virtio-win RPM's folder holding it) and a folder (2003): the XML carries the CD-ROM and the first-boot disk, the
 // disk reads back with mtools and fsck.fat, and the SOFTWARE hive gained
 // exactly the RunOnce value (hivexregedit --export, hivexget).
 func TestMigrateWindowsVirtioWin(t *testing.T) {
@@ -280,14 +280,19 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			testutil.NeedTool(t, "fsck.fat")
 			g := wintest.Build(t, tc.spec)
 			sourcesUnchanged(t, g)
-			vw := wintest.VirtioWinTree(t)
+			vw, arg := wintest.VirtioWinTree(t), ""
 			if tc.iso {
-				iso := filepath.Join(t.TempDir(), "virtio-win.iso")
+				// The virtio-win RPM's folder (/usr/share/virtio-win), whose
+				// ISO is taken over its drivers/ tree.
+				arg = wintest.VirtioWinRPM(t)
+				iso := filepath.Join(arg, "virtio-win.iso")
 				testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, vw)
 				vw = iso
+			} else {
+				arg = vw
 			}
 			out := t.TempDir()
-			opts := pipeline.Options{OutDir: out, Format: "raw", VirtioWin: vw,
+			opts := pipeline.Options{OutDir: out, Format: "raw", VirtioWin: arg,
 				DiskMap: []pipeline.PathMap{{Old: g.XenImageDir, New: filepath.Dir(g.Images[0])}}}
 			// The dry run shows the install method and the viostor entries
 			// and writes nothing.
@@ -312,7 +317,10 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if !strings.Contains(notes, "switching to virtio: when") || !strings.Contains(notes, "RunOnce") {
 				t.Errorf("notes:\n%s", notes)
 			}
-			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64 and NetKVM/2k8/amd64"
+			if tc.iso && !strings.Contains(notes, "virtio-win ("+arg+"): using "+vw+": the virtio-win ISO is attached as a CD-ROM") {
+				t.Errorf("notes do not say the RPM folder's ISO is used:\n%s", notes)
+			}
+			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64/viostor.inf and NetKVM/2k8/amd64/netkvm.inf"
 			if tc.spec.Version == "2003" {
 				method = "virtio-win install method: Windows 2003 has no pnputil and virtio-win has no installer for it"
 			}

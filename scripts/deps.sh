@@ -9,7 +9,7 @@
 # libvirt-daemon-driver-qemu (libvirtd with its storage and QEMU drivers:
 # the tests start a private one, never the system daemon, to deliver
 # migrate --to into; virsh from libvirt-clients is their oracle).
-XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc)
+XEN2KVM_DEBS=(qemu-system-x86 qemu-utils libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu libxml2-utils e2fsprogs lvm2 busybox-static cpio fdisk xz-utils zstd chromium ca-certificates git time bc dracut-core kmod)
 # Windows guests (issue 15): mkntfs, ntfs-3g (FUSE) and the ntfs* tools build
 # and check the NTFS fixtures; hivexregedit (Perl) writes and exports hives,
 # hivexget reads them back.

@@ -1,7 +1,9 @@
 // Package virtiowin stages the virtio drivers for a migrated Windows guest
 // without a helper VM: it reads the virtio-win driver set (the ISO or a
-// folder), finds the viostor and NetKVM drivers for the guest's Windows
-// version and architecture, and writes a small FAT32 disk (with
+// folder, in the layout since 0.1.100 or before it, or the virtio-win
+// RPM's /usr/share/virtio-win with its ISO or drivers/ tree), finds the
+// viostor and NetKVM drivers for the guest's Windows version and
+// architecture, and writes a small FAT32 disk (with
 // github.com/diskfs/go-diskfs) holding a first-boot script that installs
 // them. The script is meant to be registered in the guest's RunOnce key.
 //
@@ -17,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -37,53 +40,188 @@ var (
 	ErrNoDrivers = errors.New("no virtio driver for this Windows")
 )
 
+// Layout is how a driver set arranges its folders.
+type Layout int
+
+// The layouts Open recognises.
+const (
+	// PerDriver: DRIVER/OS/ARCH (viostor/2k8/amd64), one folder per
+	// driver, the virtio-win ISO and folder since build 0.1.100.
+	PerDriver Layout = iota
+	// RPMTree: ARCH/WinOS (amd64/Win2008), every driver of one Windows
+	// flat in one folder, the drivers/ tree that the RHEL 6 and 7
+	// virtio-win RPMs install in /usr/share/virtio-win (and, as ARCH/OS,
+	// amd64/2k8, the later RPMs' drivers/by-os).
+	RPMTree
+	// OldISO: OS/ARCH (WLH/AMD64), folders named after the Windows
+	// build (WNET 2003, WLH Vista/2008, XP, VISTA, WIN7), several drivers
+	// flat in each, the virtio-win ISOs before 0.1.100.
+	OldISO
+)
+
+func (l Layout) String() string {
+	return [...]string{"DRIVER/OS/ARCH (virtio-win 0.1.100 and later)", "drivers/ARCH/WinOS (virtio-win RPM)", "OS/ARCH (virtio-win ISO before 0.1.100)"}[l]
+}
+
 // Source is an opened virtio-win driver set.
 type Source struct {
+	// Path is the ISO or folder the drivers are read from: for the
+	// virtio-win RPM's folder (/usr/share/virtio-win) the ISO in it or
+	// its drivers/ folder.
 	Path string
 	// ISO tells an ISO image (attached to the guest as a CD-ROM); a
 	// folder's drivers are copied onto the first-boot disk instead.
-	ISO  bool
-	fsys fs.FS
-	f    *os.File
+	ISO    bool
+	Layout Layout
+	fsys   fs.FS
+	f      *os.File
+	// alt is the RPM folder's drivers/ tree when its ISO was chosen:
+	// Drivers falls back to it when the ISO lacks the guest's drivers.
+	alt *Source
 }
 
-// Open opens a virtio-win ISO or folder and checks that it has the
-// viostor and NetKVM folders.
+// oldOSFolders are the top folders of the virtio-win ISOs before 0.1.100.
+var oldOSFolders = []string{"WNET", "WLH", "WXP", "XP", "VISTA", "WIN7", "WIN8"}
+
+// Open opens a virtio-win driver set: an ISO, or a folder in one of the
+// Layouts, or the virtio-win RPM's folder (/usr/share/virtio-win), where
+// it takes virtio-win.iso (or the only virtio-win*.iso) and keeps the
+// drivers tree beside it (drivers/by-driver, drivers/by-os or drivers) for
+// the Windows releases the ISO lacks.
 func Open(p string) (*Source, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("virtio-win %s: %w", p, err)
 	}
-	s := &Source{Path: p}
-	if fi.IsDir() {
-		s.fsys = os.DirFS(p)
-	} else {
-		f, err := os.Open(p)
+	if !fi.IsDir() {
+		s, err := openISO(p, fi)
 		if err != nil {
-			return nil, fmt.Errorf("virtio-win %s: %w", p, err)
+			return nil, err
 		}
-		iso, err := iso9660.Read(file.New(f, true), fi.Size(), 0, 2048)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("virtio-win %s: %w: not an ISO 9660 image (%v)", p, ErrNotVirtioWin, err)
-		}
-		s.ISO, s.fsys, s.f = true, iso, f
-	}
-	for _, d := range []string{"viostor", "NetKVM"} {
-		if _, err := s.find(".", d); err != nil {
+		if err := s.detect(); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("virtio-win %s: %w: no %s folder", p, ErrNotVirtioWin, d)
+			return nil, err
+		}
+		return s, nil
+	}
+	s := &Source{Path: p, fsys: os.DirFS(p)}
+	if s.detect() == nil {
+		return s, nil
+	}
+	// The virtio-win RPM's folder: its drivers tree is drivers/by-driver
+	// (viostor/2k8/amd64) and drivers/by-os (amd64/2k8) in the later
+	// RPMs, drivers (amd64/Win2008) in those of RHEL 6 and 7.
+	var tree *Source
+	for _, sub := range []string{"drivers/by-driver", "drivers/by-os", "drivers"} {
+		if d, err := s.resolve(sub); err == nil {
+			dir := filepath.Join(p, filepath.FromSlash(d))
+			if ts := (&Source{Path: dir, fsys: os.DirFS(dir)}); ts.detect() == nil {
+				tree = ts
+				break
+			}
 		}
 	}
-	return s, nil
+	iso, err := s.rpmISO()
+	if err != nil {
+		return nil, err
+	}
+	if iso != "" {
+		isoPath := filepath.Join(p, iso)
+		fi, err := os.Stat(isoPath)
+		if err != nil {
+			return nil, fmt.Errorf("virtio-win %s: %w", isoPath, err)
+		}
+		is, err := openISO(isoPath, fi)
+		if err == nil {
+			if err = is.detect(); err == nil {
+				is.alt = tree
+				return is, nil
+			}
+			is.Close()
+		}
+		if tree == nil {
+			return nil, err
+		}
+	}
+	if tree != nil {
+		return tree, nil
+	}
+	return nil, fmt.Errorf("virtio-win %s: %w: found neither viostor and NetKVM folders (virtio-win 0.1.100 and later), nor %s folders (older ISOs), nor virtio-win.iso or drivers/by-driver, drivers/by-os or drivers/i386 and drivers/amd64 (the virtio-win RPM's /usr/share/virtio-win)",
+		p, ErrNotVirtioWin, strings.Join(oldOSFolders, ", "))
+}
+
+// rpmISO returns the name of the ISO in the RPM's folder: virtio-win.iso
+// (a link to the versioned ISO), else the only virtio-win*.iso.
+func (s *Source) rpmISO() (string, error) {
+	ents, err := fs.ReadDir(s.fsys, ".")
+	if err != nil {
+		return "", fmt.Errorf("virtio-win %s: %w", s.Path, err)
+	}
+	var isos []string
+	for _, e := range ents {
+		n := strings.ToLower(e.Name())
+		if n == "virtio-win.iso" {
+			return e.Name(), nil
+		}
+		if strings.HasPrefix(n, "virtio-win") && strings.HasSuffix(n, ".iso") {
+			isos = append(isos, e.Name())
+		}
+	}
+	switch len(isos) {
+	case 0:
+		return "", nil
+	case 1:
+		return isos[0], nil
+	}
+	return "", fmt.Errorf("virtio-win %s: %w: several ISOs and no virtio-win.iso to choose between them (%s): give the ISO",
+		s.Path, ErrNotVirtioWin, strings.Join(isos, ", "))
+}
+
+func openISO(p string, fi fs.FileInfo) (*Source, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("virtio-win %s: %w", p, err)
+	}
+	iso, err := iso9660.Read(file.New(f, true), fi.Size(), 0, 2048)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("virtio-win %s: %w: not an ISO 9660 image (%v)", p, ErrNotVirtioWin, err)
+	}
+	return &Source{Path: p, ISO: true, fsys: iso, f: f}, nil
+}
+
+// detect sets the layout from the top folders.
+func (s *Source) detect() error {
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, err := s.find(".", n); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("viostor") && has("NetKVM"):
+		s.Layout = PerDriver
+	case has("amd64", "i386"):
+		s.Layout = RPMTree
+	case has(oldOSFolders...):
+		s.Layout = OldISO
+	default:
+		return fmt.Errorf("virtio-win %s: %w: no viostor and NetKVM folders (virtio-win 0.1.100 and later), no i386 or amd64 folder (the RPM's drivers/ tree), no %s folder (older ISOs)",
+			s.Path, ErrNotVirtioWin, strings.Join(oldOSFolders, ", "))
+	}
+	return nil
 }
 
 // Close releases the ISO.
 func (s *Source) Close() error {
+	var err error
 	if s.f != nil {
-		return s.f.Close()
+		err = s.f.Close()
+		s.f = nil
 	}
-	return nil
+	return err
 }
 
 // find returns the entry of dir whose name equals name, ignoring case
@@ -104,9 +242,13 @@ func (s *Source) find(dir, name string) (string, error) {
 // Drivers are the folders (in the driver set, slash-separated) of the
 // drivers for one Windows.
 type Drivers struct {
-	Version string // the guest's CurrentVersion: 5.2, 6.0
-	Viostor string // viostor/2k8/amd64
-	NetKVM  string // NetKVM/2k8/amd64
+	Version string // the guest's CurrentVersion: 5.2, 6.0, 6.1
+	Viostor string // viostor/2k8/amd64, amd64/Win2008, WLH/AMD64
+	NetKVM  string // NetKVM/2k8/amd64, amd64/Win2008, VISTA/AMD64
+	// Shared: the folders hold other drivers too (the RPM's tree, the
+	// ISOs before 0.1.100), so only the files named viostor* and netkvm*
+	// are taken from them.
+	Shared bool
 	// ViostorSys is viostor's driver file (viostor/2k8/amd64/viostor.sys),
 	// which the script copies to system32\drivers.
 	ViostorSys string
@@ -130,7 +272,10 @@ func (d *Drivers) Method() string {
 			"so the script copies " + d.Viostor + " and " + d.NetKVM + ` to %SystemRoot%\xen2kvm and adds both folders to DevicePath, ` +
 			"where Plug and Play finds the signed drivers when the virtio devices appear"
 	} else {
-		s = "pnputil -i -a adds " + d.Viostor + " and " + d.NetKVM + " to the driver store"
+		s = "pnputil -i -a adds " + d.Viostor + "/viostor.inf and " + d.NetKVM + "/netkvm.inf to the driver store"
+	}
+	if d.Shared {
+		s += " (only the viostor* and netkvm* files: those folders hold other drivers too)"
 	}
 	s += `; it also copies viostor.sys to %SystemRoot%\system32\drivers and makes the viostor service boot-start (Start=0), which the registry prepared disabled`
 	if len(d.Installers) > 0 {
@@ -139,57 +284,142 @@ func (d *Drivers) Method() string {
 	return s
 }
 
-// Drivers finds viostor and NetKVM for a Windows version (CurrentVersion
-// "5.2" is Server 2003, "6.0" Server 2008) and architecture ("x86",
-// "AMD64"), in the layout of the virtio-win ISO and folder since build
-// 0.1.100: DRIVER/OS/ARCH, the OS folder named 2k3 or 2k8 (wnet and wlh,
-// the build names, are accepted too), each holding the driver's .inf,
-// .sys, .cat and .pdb (the 2003 and 2008 drivers were last built for
-// 0.1.173; later sets carry those builds). viostor's folder must hold
-// viostor.sys.
-func (s *Source) Drivers(version, arch string) (*Drivers, error) {
-	var oses []string
-	switch version {
-	case "5.2":
-		oses = []string{"2k3", "wnet"}
-	case "6.0":
-		oses = []string{"2k8", "wlh"}
-	default:
-		return nil, fmt.Errorf("%w: Windows version %q", ErrNoDrivers, version)
-	}
+// candidates are the folders, in order, that may hold a driver (base
+// "viostor" or "netkvm") for a Windows version and architecture in the
+// source's layout. The folder names are those of virtio-win's ISOs and
+// RPMs: 2k3/2k8/2k8R2 (and the build names wnet, wlh, w7) since 0.1.100;
+// the RPM's drivers/ARCH/Win2003, Win2008, Win2008R2 (or Win7); before
+// 0.1.100 viostor in WNET, WLH, WIN7 and NetKVM in XP, VISTA, WIN7, and
+// in the earliest ISOs, which have no WNET or WLH, both in XP (2003) and
+// WIN7 (2008).
+func (s *Source) candidates(base, version, arch string) ([]string, error) {
+	amd64 := strings.EqualFold(arch, "AMD64") || strings.EqualFold(arch, "x86_64")
 	arches := []string{"x86", "i386"}
-	if strings.EqualFold(arch, "AMD64") {
+	if amd64 {
 		arches = []string{"amd64", "x64"}
 	}
-	d := &Drivers{Version: version}
+	var oses []string
+	switch s.Layout {
+	case PerDriver:
+		oses = map[string][]string{"5.2": {"2k3", "wnet"}, "6.0": {"2k8", "wlh"}, "6.1": {"2k8R2", "w7"}}[version]
+	case RPMTree:
+		// drivers/by-os of the later RPMs names the folders as the ISO
+		// does (2k8, 2k8R2).
+		oses = map[string][]string{"5.2": {"Win2003", "2k3"}, "6.0": {"Win2008", "2k8"}, "6.1": {"Win2008R2", "2k8R2", "Win7", "w7"}}[version]
+		if !amd64 {
+			arches = []string{"i386", "x86"}
+		}
+	case OldISO:
+		// The earliest ISOs had no per-build folders (WNET, WLH), only XP
+		// (for XP and 2003) and WIN7 (for Vista, 2008 and 7), which the
+		// RPMs of the time packed as Win2003 and Win2008.
+		_, errWNET := s.find(".", "WNET")
+		_, errWLH := s.find(".", "WLH")
+		switch {
+		case errWNET != nil && errWLH != nil:
+			oses = map[string][]string{"5.2": {"XP"}, "6.0": {"WIN7"}, "6.1": {"WIN7"}}[version]
+		case base == "viostor":
+			oses = map[string][]string{"5.2": {"WNET"}, "6.0": {"WLH"}, "6.1": {"WIN7"}}[version]
+		default:
+			oses = map[string][]string{"5.2": {"XP", "WNET"}, "6.0": {"VISTA", "WLH"}, "6.1": {"WIN7"}}[version]
+		}
+		arches = []string{"X86"}
+		if amd64 {
+			arches = []string{"AMD64"}
+		}
+	}
+	if oses == nil {
+		return nil, fmt.Errorf("virtio-win %s: %w: Windows version %q (viostor and netkvm are looked for only for 5.2 Server 2003, 6.0 Server 2008 and 6.1 Server 2008 R2)", s.Path, ErrNoDrivers, version)
+	}
+	var c []string
+	for _, o := range oses {
+		for _, a := range arches {
+			switch s.Layout {
+			case PerDriver:
+				drv := "viostor"
+				if base == "netkvm" {
+					drv = "NetKVM"
+				}
+				c = append(c, drv+"/"+o+"/"+a)
+			case RPMTree:
+				c = append(c, a+"/"+o)
+			case OldISO:
+				c = append(c, o+"/"+a)
+			}
+		}
+	}
+	return c, nil
+}
+
+// resolve returns the folder dir names, matched ignoring case; an error
+// other than fs.ErrNotExist is one reading the set.
+func (s *Source) resolve(dir string) (string, error) {
+	cur := "."
+	for _, el := range strings.Split(dir, "/") {
+		next, err := s.find(cur, el)
+		if err != nil {
+			return "", err
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// Drivers finds viostor and NetKVM for a Windows version (CurrentVersion
+// "5.2" is Server 2003, "6.0" Server 2008, "6.1" Server 2008 R2) and
+// architecture ("x86", "AMD64"), in the source's Layout: the first
+// candidate folder holding viostor.inf (netkvm.inf) is taken (the 2003
+// and 2008 drivers were last built for 0.1.173; later sets carry those
+// builds). viostor's folder must hold viostor.sys. For the RPM's folder,
+// when its ISO lacks the drivers, the drivers/ tree beside it is used
+// and the Source switches to it.
+func (s *Source) Drivers(version, arch string) (*Drivers, error) {
+	d, err := s.drivers(version, arch)
+	if err != nil && s.alt != nil && errors.Is(err, ErrNoDrivers) {
+		d2, err2 := s.alt.drivers(version, arch)
+		if err2 != nil {
+			return nil, fmt.Errorf("%w; and %w", err, err2)
+		}
+		s.Close()
+		*s = *s.alt
+		return d2, nil
+	}
+	return d, err
+}
+
+func (s *Source) drivers(version, arch string) (*Drivers, error) {
+	d := &Drivers{Version: version, Shared: s.Layout != PerDriver}
 	for _, drv := range []struct {
-		name string
+		base string
 		to   *string
-	}{{"viostor", &d.Viostor}, {"NetKVM", &d.NetKVM}} {
-		top, err := s.find(".", drv.name)
+	}{{"viostor", &d.Viostor}, {"netkvm", &d.NetKVM}} {
+		cands, err := s.candidates(drv.base, version, arch)
 		if err != nil {
 			return nil, err
 		}
-	search:
-		for _, o := range oses {
-			od, err := s.find(top, o)
-			if err != nil {
-				continue
+		var looked []string
+		var readErr error
+		for _, c := range cands {
+			looked = append(looked, c+"/"+drv.base+".inf")
+			dir, err := s.resolve(c)
+			if err == nil {
+				_, err = s.findFile(dir, drv.base+".inf")
 			}
-			for _, a := range arches {
-				ad, err := s.find(od, a)
-				if err != nil {
-					continue
-				}
-				if s.hasINF(ad) {
-					*drv.to = ad
-					break search
-				}
+			if err == nil {
+				*drv.to = dir
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) && readErr == nil {
+				readErr = err
 			}
 		}
 		if *drv.to == "" {
-			return nil, fmt.Errorf("virtio-win %s: %w: no %s for Windows %s %s (looked for %s/{%s}/{%s} with an .inf)",
-				s.Path, ErrNoDrivers, drv.name, version, arch, top, strings.Join(oses, ","), strings.Join(arches, ","))
+			msg := ""
+			if readErr != nil {
+				msg = "; reading it failed: " + readErr.Error()
+			}
+			return nil, fmt.Errorf("virtio-win %s: %w: no %s for Windows %s %s (layout %s; looked for %s%s)",
+				s.Path, ErrNoDrivers, drv.base, version, arch, s.Layout, strings.Join(looked, ", "), msg)
 		}
 	}
 	sys, err := s.findFile(d.Viostor, "viostor.sys")
@@ -223,19 +453,6 @@ func (s *Source) findFile(dir, name string) (string, error) {
 		}
 	}
 	return "", fs.ErrNotExist
-}
-
-func (s *Source) hasINF(dir string) bool {
-	ents, err := fs.ReadDir(s.fsys, dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if strings.HasSuffix(strings.ToLower(e.Name()), ".inf") {
-			return true
-		}
-	}
-	return false
 }
 
 // Label is the first-boot disk's volume label; ScriptPath the script on
@@ -283,9 +500,16 @@ func Script(d *Drivers, onDisk bool) string {
 	}
 	if d.Is2003() {
 		const cv = `"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion"`
+		if d.Shared {
+			l = append(l,
+				`xcopy /i /y "%SRC%`+viostor+`\viostor*" "%SystemRoot%\xen2kvm\viostor\" >> "%LOG%" 2>&1`,
+				`xcopy /i /y "%SRC%`+netkvm+`\netkvm*" "%SystemRoot%\xen2kvm\netkvm\" >> "%LOG%" 2>&1`)
+		} else {
+			l = append(l,
+				`xcopy /e /i /y "%SRC%`+viostor+`" "%SystemRoot%\xen2kvm\viostor" >> "%LOG%" 2>&1`,
+				`xcopy /e /i /y "%SRC%`+netkvm+`" "%SystemRoot%\xen2kvm\netkvm" >> "%LOG%" 2>&1`)
+		}
 		l = append(l,
-			`xcopy /e /i /y "%SRC%`+viostor+`" "%SystemRoot%\xen2kvm\viostor" >> "%LOG%" 2>&1`,
-			`xcopy /e /i /y "%SRC%`+netkvm+`" "%SystemRoot%\xen2kvm\netkvm" >> "%LOG%" 2>&1`,
 			"rem DevicePath keeps what it had and gains the two folders.",
 			`set "DP=%%SystemRoot%%\inf"`,
 			`for /f "tokens=2,*" %%a in ('reg query `+cv+` /v DevicePath ^| find "REG_EXPAND_SZ"') do set "DP=%%b"`,
@@ -293,8 +517,8 @@ func Script(d *Drivers, onDisk bool) string {
 		)
 	} else {
 		l = append(l,
-			`pnputil -i -a "%SRC%`+viostor+`\*.inf" >> "%LOG%" 2>&1`,
-			`pnputil -i -a "%SRC%`+netkvm+`\*.inf" >> "%LOG%" 2>&1`,
+			`pnputil -i -a "%SRC%`+viostor+`\viostor.inf" >> "%LOG%" 2>&1`,
+			`pnputil -i -a "%SRC%`+netkvm+`\netkvm.inf" >> "%LOG%" 2>&1`,
 		)
 	}
 	l = append(l,
@@ -345,7 +569,8 @@ const DiskSize = 64 << 20
 // WriteDisk writes the first-boot disk to p (raw, sparse): an MBR with
 // one FAT32 partition (type 0x0c) labelled XEN2KVM holding XEN2KVM\
 // FIRSTBOOT.CMD, README.TXT and, for a folder source, the drivers under
-// XEN2KVM\DRIVERS. p must not exist.
+// XEN2KVM\DRIVERS (from folders that hold several drivers, only the
+// viostor* and netkvm* files). p must not exist.
 func WriteDisk(p string, s *Source, d *Drivers) error {
 	dk, err := diskfs.Create(p, DiskSize, diskfs.SectorSizeDefault)
 	if err != nil {
@@ -389,9 +614,15 @@ func fill(dk *disk.Disk, p string, start uint32, s *Source, d *Drivers) error {
 		}
 	}
 	if !s.ISO {
-		for _, dir := range []string{d.Viostor, d.NetKVM} {
-			if err := copyTree(s.fsys, dir, fsys, "/XEN2KVM/DRIVERS/"+dir); err != nil {
-				return fmt.Errorf("copying %s to %s: %w", dir, p, err)
+		for _, c := range []struct{ dir, base string }{{d.Viostor, "viostor"}, {d.NetKVM, "netkvm"}} {
+			var err error
+			if d.Shared {
+				err = copyPrefixed(s.fsys, c.dir, c.base, fsys, "/XEN2KVM/DRIVERS/"+c.dir)
+			} else {
+				err = copyTree(s.fsys, c.dir, fsys, "/XEN2KVM/DRIVERS/"+c.dir)
+			}
+			if err != nil {
+				return fmt.Errorf("copying %s to %s: %w", c.dir, p, err)
 			}
 		}
 	}
@@ -478,6 +709,31 @@ func writeFile(fsys filesystem.FileSystem, name string, b []byte) error {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return f.Close()
+}
+
+// copyPrefixed copies the files of dir whose name starts with prefix
+// (ignoring case), for the folders that hold several drivers.
+func copyPrefixed(src fs.FS, dir, prefix string, dst filesystem.FileSystem, to string) error {
+	if err := dst.Mkdir(to); err != nil {
+		return err
+	}
+	ents, err := fs.ReadDir(src, dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasPrefix(strings.ToLower(e.Name()), prefix) {
+			continue
+		}
+		b, err := fs.ReadFile(src, path.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dst, path.Join(to, e.Name()), b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func copyTree(src fs.FS, dir string, dst filesystem.FileSystem, to string) error {

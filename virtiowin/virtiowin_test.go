@@ -61,7 +61,7 @@ func TestFolderDisk(t *testing.T) {
 	}
 	fsck(t, img)
 	script := mtools(t, "mtype", img, "::XEN2KVM/FIRSTBOOT.CMD")
-	for _, want := range []string{`pnputil -i -a "%SRC%viostor\2k8\amd64\*.inf"`, `pnputil -i -a "%SRC%NetKVM\2k8\amd64\*.inf"`, `\XEN2KVM\DRIVERS\viostor\2k8\amd64 set SRC=`, "\r\n",
+	for _, want := range []string{`pnputil -i -a "%SRC%viostor\2k8\amd64\viostor.inf"`, `pnputil -i -a "%SRC%NetKVM\2k8\amd64\netkvm.inf"`, `\XEN2KVM\DRIVERS\viostor\2k8\amd64 set SRC=`, "\r\n",
 		`copy /y "%SRC%viostor\2k8\amd64\viostor.sys" "%SystemRoot%\system32\drivers\viostor.sys"`,
 		"if errorlevel 1 goto novio\r\n" + `reg add "HKLM\SYSTEM\CurrentControlSet\Services\viostor" /v Start /t REG_DWORD /d 0 /f`} {
 		if !strings.Contains(script, want) {
@@ -160,8 +160,11 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := src.Drivers("6.0", "x86"); !errors.Is(err, virtiowin.ErrNoDrivers) || !strings.Contains(err.Error(), "viostor.sys") {
 		t.Errorf("no viostor.sys: %v", err)
 	}
-	if _, err := src.Drivers("6.1", "x86"); !errors.Is(err, virtiowin.ErrNoDrivers) {
-		t.Errorf("2008 R2: %v", err)
+	if _, err := src.Drivers("6.1", "AMD64"); !errors.Is(err, virtiowin.ErrNoDrivers) || !strings.Contains(err.Error(), "viostor/2k8R2/amd64/viostor.inf") {
+		t.Errorf("2008 R2 (the fixture has no 2k8R2 or w7): %v", err)
+	}
+	if _, err := src.Drivers("6.2", "AMD64"); !errors.Is(err, virtiowin.ErrNoDrivers) || !strings.Contains(err.Error(), tree) {
+		t.Errorf("2012: %v", err)
 	}
 }
 

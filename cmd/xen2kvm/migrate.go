@@ -210,7 +210,10 @@ size and copy estimate, every edit inside the guest as a unified diff,
 the target libvirt XML, warnings and blockers.
 
 --virtio-win PATH (Windows guests) stages the virtio drivers from the
-virtio-win ISO or folder: the ISO becomes a CD-ROM, a small FAT disk holds
+virtio-win ISO or folder (the layout since 0.1.100, viostor/2k8/amd64;
+older ISOs' WNET, WLH, XP, VISTA, WIN7 folders; or the virtio-win RPM's
+/usr/share/virtio-win, its ISO or its drivers/amd64/Win2008 tree): the
+ISO becomes a CD-ROM, a small FAT disk holds
 a script that Windows runs once through RunOnce, at the next logon of an
 administrator (console or Remote Desktop; no autologon is set), and the
 SYSTEM hive gets viostor's CriticalDeviceDatabase entries and a viostor
@@ -326,7 +329,7 @@ killed run the next one replaces what it left.`,
 	fl.IntVar(&workers, "workers", 0, "copy workers per disk (default 4)")
 	fl.StringVar(&kernelRPM, "kernel-rpm", "", "install the kernel package `FILE` (kernel or kernel-PAE .rpm) into a guest that has only Xen kernels")
 	fl.BoolVar(&warmOn, "warm", false, "ssh:// sources: copy the disks while the guest runs, then, once it is stopped, only the blocks that changed (the host hashes its disks with a read-only helper sent over SSH)")
-	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH` (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm at the next administrator logon, through RunOnce; then switch with virsh define OUTDIR/NAME-virtio.xml)")
+	fl.StringVar(&virtioWin, "virtio-win", "", "Windows guests: stage the virtio drivers from the virtio-win ISO or folder `PATH`, or the virtio-win RPM's /usr/share/virtio-win (the ISO as a CD-ROM, a first-boot disk whose script installs viostor and netkvm at the next administrator logon, through RunOnce; then switch with virsh define OUTDIR/NAME-virtio.xml)")
 	dest.add(cmd)
 	f.add(cmd)
 	return cmd

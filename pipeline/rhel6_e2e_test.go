@@ -1,0 +1,187 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xen2kvm/xen2kvm/assemble"
+	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/part"
+	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/kvmrun"
+	"github.com/xen2kvm/xen2kvm/report"
+)
+
+func needRHEL6(t *testing.T) {
+	t.Helper()
+	needE2E(t)
+	testutil.NeedTool(t, "dracut")
+	testutil.NeedTool(t, "depmod")
+}
+
+// TestE2ERHEL6 migrates the RHEL 6-style guest (ext4, grub legacy with
+// console=hvc0, a dracut initramfs whose only disk driver is
+// xen-blkfront, no SELinux file contexts) and boots it under TCG: the
+// rebuilt initramfs loads virtio and finds the root by UUID, the guest
+// relabels and reboots once for the /.autorelabel the conversion left,
+// then reaches login: on ttyS0 with its network proven. udev's
+// persistent-net stand-in names the KVM NIC eth0 in the rules file the
+// conversion freed. The output's ext4 filesystems pass e2fsck -fn.
+func TestE2ERHEL6(t *testing.T) {
+	needRHEL6(t)
+	e2fsck := testutil.NeedTool(t, "e2fsck")
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	g := guest(t, guestgen.RHEL6)
+	sourcesUnchanged(t, g)
+	out := filepath.Join(t.TempDir(), "kvm")
+	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
+	if code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	relabels := relabelsPlanned(&rep)
+	if relabels != 1 {
+		t.Errorf("the conversion left no /.autorelabel on a guest without file contexts: nothing proves the relabel reboot is followed")
+	}
+	firstBootProven(t, rep.Boot, guestgen.RHEL6, relabels)
+
+	edits := map[string]report.Edit{}
+	for _, e := range rep.Edits {
+		edits[e.Path] = e
+	}
+	rel := guestgen.RHEL6.Kernels[0]
+	if e := edits["boot/initramfs-"+rel+".img"]; e.Rule != "initrd" || !strings.Contains(e.Diff, "dracut") ||
+		!strings.Contains(e.Diff, "virtio_blk.ko") || !strings.Contains(e.Diff, "modules.dep.bin") {
+		t.Errorf("initramfs edit: %+v", e)
+	}
+	if e := edits["boot/grub/grub.conf"]; !strings.Contains(e.Diff, "-\tkernel") || !strings.Contains(e.Diff, "console=ttyS0") {
+		t.Errorf("grub.conf edit: %+v", e)
+	}
+	if e := edits["etc/udev/rules.d/70-persistent-net.rules"]; e.Rule != "persistent-net" {
+		t.Errorf("70-persistent-net.rules edit: %+v", e)
+	}
+
+	serial, _ := os.ReadFile(filepath.Join(out, g.Name+".boot.log"))
+	for _, want := range []string{"dracut: Mounted root filesystem /dev/vda2", "SELinux targeted policy relabel is required", "login:"} {
+		if !bytes.Contains(serial, []byte(want)) {
+			t.Errorf("the serial log lacks %q", want)
+		}
+	}
+	// udev recorded the KVM NIC (the vif's MAC, now virtio) as eth0.
+	recorded := false
+	for _, f := range rep.Boot.Drift.Files {
+		if f.Path == "etc/udev/rules.d/70-persistent-net.rules" {
+			recorded = f.Change == "changed" && strings.Contains(f.Diff, "+# net device (virtio_net)") &&
+				strings.Contains(f.Diff, `ATTR{address}=="`+g.MAC+`", ATTR{type}=="1", KERNEL=="eth*", NAME="eth0"`)
+			if !recorded {
+				t.Errorf("70-persistent-net.rules after the first boot: %+v", f)
+			}
+		}
+	}
+	if !recorded {
+		t.Errorf("the first boot did not record the KVM NIC in 70-persistent-net.rules: %+v", rep.Boot.Drift.Files)
+	}
+
+	// e2fsck on both ext4 filesystems of the output.
+	raw := filepath.Join(t.TempDir(), "vda.raw")
+	if b, err := exec.Command(qemuImg, "convert", "-O", "raw", filepath.Join(out, g.Name+"-vda.qcow2"), raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, b)
+	}
+	img, err := diskimg.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := part.Read(img)
+	img.Close()
+	if err != nil || len(tab.Partitions) != 3 {
+		t.Fatalf("partitions of the output: %+v %v", tab, err)
+	}
+	for _, p := range tab.Partitions[:2] {
+		if b, err := exec.Command(e2fsck, "-fn", raw+"?offset="+strconv.FormatInt(p.Start, 10)).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck -fn on the output's partition at %d: %v\n%s", p.Start, err, b)
+		}
+	}
+}
+
+// TestE2ERHEL6UnconvertedDoesNotBoot boots the RHEL 6 guest as it is on
+// the hardware a migration gives it (virtio disk and NIC), with only its
+// console moved to ttyS0 so the failure shows, and dracut told to give up
+// after 10 s instead of 180 s: its kernel, its own initramfs (xen-blkfront
+// only) and root=UUID=. dracut never sees the root and gives up.
+func TestE2ERHEL6UnconvertedDoesNotBoot(t *testing.T) {
+	needRHEL6(t)
+	g := guest(t, guestgen.RHEL6)
+	sourcesUnchanged(t, g)
+	d, err := config.ParseFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux",
+		Images: map[string]config.Image{d.Disks[0].Target: {Path: g.Images[0], Format: "raw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := guestgen.RHEL6.Kernels[0]
+	img, err := diskimg.Open(g.Images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: "xvda", Dev: img}}, assemble.ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	dir := t.TempDir()
+	for name, dst := range map[string]string{"boot/vmlinuz-" + rel: "vmlinuz", "boot/initramfs-" + rel + ".img": "initrd.img"} {
+		data, err := ag.Root.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, dst), data, 0o644)
+	}
+	grub, err := ag.Root.ReadFile("boot/grub/grub.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args string
+	for _, l := range strings.Split(string(grub), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "kernel" {
+			args = strings.Join(f[2:], " ")
+		}
+	}
+	if !strings.Contains(args, "console=hvc0") {
+		t.Fatalf("grub.conf's kernel line %q has no console=hvc0", args)
+	}
+	args = strings.Replace(args, "console=hvc0", "console=ttyS0", 1) + " rd.retry=10 rd.shell=0 panic=1"
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	_, err = kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
+		kvmrun.WithQEMUOptions(config.QEMUOptions{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Append: args}))
+	var be *kvmrun.BootError
+	if !errors.As(err, &be) {
+		t.Fatalf("the unconverted guest: %v, want a BootError", err)
+	}
+	t.Logf("unconverted guest stopped in stage %s: %s\n%s", be.Stage, be.Clue, strings.Join(be.SerialTail, "\n"))
+	if be.Stage != kvmrun.StageInitrd {
+		t.Errorf("stopped in stage %s, want dracut failing to find its root", be.Stage)
+	}
+	if !strings.Contains(be.Clue, "does not exist") && !strings.Contains(be.Clue, "Could not boot") {
+		t.Errorf("clue %q does not name the missing root", be.Clue)
+	}
+}
