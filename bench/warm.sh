@@ -9,7 +9,8 @@
 # Environment: SIZE (4G virtual), DATA (2G of data, as bench/run.sh),
 # CHANGE (0.02: the share of 1 MiB blocks the guest rewrites after pass 1
 # and before it stops), WORK (a folder to keep the files in; default a
-# temporary one, removed).
+# temporary one, removed), TIMELINE=1 (print the warm run's log from the
+# guest's stop on, timed: where the downtime goes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/go/bin:$PATH

@@ -157,8 +157,8 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 
 	var d *config.Domain
 	var err error
-	if hs, ok := p.source.(*hostSource); ok && g.Warm && !opts.DryRun && xenhost.IsURL(g.Config) {
-		d, err = hs.warmConfig(g.Config) // it may run until pass 1 is done
+	if hs, ok := p.source.(*hostSource); ok && g.Warm && xenhost.IsURL(g.Config) {
+		d, err = hs.warmConfig(g.Config) // it may run until pass 1 is done (or, in a dry run, go on running)
 	} else {
 		d, err = p.source.ParseConfig(g.Config)
 	}

@@ -186,6 +186,7 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	m.rep.Status = report.StatusMigrated
 	m.rep.Files = append(append([]string{}, stage.files...), reportName(name))
 	m.rep.Finished = time.Now().UTC()
+	m.setDowntime()
 	js, err := json.MarshalIndent(m.rep, "", "  ")
 	if err != nil {
 		return err

@@ -120,10 +120,15 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	}
 	var sess *warm.Session
 	var err error
-	if opts.Warm != nil && !opts.DryRun {
-		if remote == nil {
+	if opts.Warm != nil {
+		switch {
+		case remote == nil:
 			err = fmt.Errorf("%s: %w", cfgPath, ErrWarmLocal)
-		} else {
+		case opts.DryRun:
+			// Plan from the guest as it is, running or not; report what
+			// pass 1 would copy (m.planWarm).
+			p.source = &warmPlanSource{guestSource: remote}
+		default:
 			var ws *warmSource
 			if ws, sess, err = runWarm(ctx, remote, opts, rep); err == nil {
 				p.source = ws
@@ -133,6 +138,9 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 	m := &migration{p: p, opts: opts, log: log, rep: rep, res: res}
 	if err == nil {
 		err = m.run(ctx, cfgPath)
+	}
+	if opts.Warm != nil && opts.DryRun && remote != nil && m.dom != nil {
+		m.planWarm(opts.Warm)
 	}
 	if remote != nil {
 		rep.Host = remote.report()
@@ -195,6 +203,9 @@ type disk struct {
 	rep     *report.Disk
 	kvm     *config.KVMDisk
 	outName string
+	// warmPatched: the output image is the one the warm passes wrote,
+	// patched with this many bytes of the conversion's changes.
+	warmPatched *int64
 }
 
 func (m *migration) close() {
@@ -504,9 +515,7 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	m.rep.Status = report.StatusMigrated
 	m.rep.Files = append(append([]string{}, stage.files...), reportName(m.dom.Name))
 	m.rep.Finished = time.Now().UTC()
-	if w := m.rep.Warm; w != nil && !w.Stopped.IsZero() {
-		w.DowntimeSeconds = m.rep.Finished.Sub(w.Stopped).Seconds()
-	}
+	m.setDowntime()
 	js, err := json.MarshalIndent(m.rep, "", "  ")
 	if err != nil {
 		return err
@@ -601,7 +610,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
-			err := m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			patched, err := m.patchWarmOutput(gctx, dk, stage.path(dk.outName), format)
+			if err == nil && !patched {
+				err = m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			}
 			if err != nil {
 				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
 			}
@@ -622,6 +634,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 	}
 	for _, dk := range m.disks {
 		stage.add(dk.outName)
+		if w := m.rep.Warm; w != nil && dk.warmPatched != nil {
+			w.OutputFromPasses++
+			w.PatchedBytes += *dk.warmPatched
+		}
 	}
 	return nil
 }

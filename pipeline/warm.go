@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/config"
+	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/report"
 	"github.com/xen2kvm/xen2kvm/warm"
 	"github.com/xen2kvm/xen2kvm/xenhost"
@@ -48,6 +51,23 @@ func warmDir(outDir, name string) string { return filepath.Join(outDir, "."+name
 type warmSource struct {
 	*guestSource
 	sess *warm.Session
+	// guest is what the host said of the guest before pass 1: its config
+	// is the one whose disks the passes copied, so it is not read again
+	// while the guest is down.
+	guest *xenhost.Guest
+	host  *xenhost.Host
+}
+
+func (s *warmSource) ParseConfig(path string) (*config.Domain, error) {
+	if !xenhost.IsURL(path) || s.guest == nil {
+		return s.guestSource.ParseConfig(path)
+	}
+	d := *s.guest.Domain
+	d.Warnings = append(append(append([]string{}, d.Warnings...), s.host.Warnings()...), s.guest.Warnings...)
+	s.hostSource.mu.Lock()
+	s.hostSource.guests[s.u.String()] = s.guest
+	s.hostSource.mu.Unlock()
+	return &d, nil
 }
 
 func (s *warmSource) Open(path, format string) (source, error) {
@@ -133,6 +153,10 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 				Finish: done >= total, Network: moved})
 		}
 	}
+	// Pass 1 writes the output image too, and pass 2 patches it, so
+	// that the guest is not down for a copy of the whole disk; only for
+	// a qcow2 written into OutDir (not for raw, nor for --to).
+	sess.OutputQCOW2 = (opts.Format == "" || opts.Format == "qcow2") && opts.To == ""
 	if err := sess.Open(disks); err != nil {
 		return nil, nil, err
 	}
@@ -163,7 +187,7 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 		rw.ShutdownBy = "user"
 	}
 	rep.Warm = rw
-	return &warmSource{guestSource: gs, sess: sess}, sess, nil
+	return &warmSource{guestSource: gs, sess: sess, guest: g, host: h}, sess, nil
 }
 
 func warmPass(p *warm.Pass) report.WarmPass {
@@ -177,4 +201,136 @@ func warmPass(p *warm.Pass) report.WarmPass {
 		r.ZeroBlocks += s.Zeroed
 	}
 	return r
+}
+
+// patchWarmOutput writes disk dk's output image to dst from the image
+// the warm passes wrote (warm.Session.OutputQCOW2): that image holds the
+// disk as the host has it; the conversion's changes (the overlay's dirty
+// ranges, widened to whole clusters) are written over it, it is closed
+// and moved to dst. It tells whether it did; when the passes left no
+// image for the disk, the caller copies the disk as for a cold migration.
+func (m *migration) patchWarmOutput(ctx context.Context, dk *disk, dst, format string) (bool, error) {
+	ws, ok := m.p.source.(*warmSource)
+	if !ok || format != "qcow2" {
+		return false, nil
+	}
+	out, ok := ws.sess.Output(config.MapPath(dk.xen.Source, m.opts.DiskMap))
+	if !ok {
+		return false, nil
+	}
+	w := out.Writer
+	// The passes mirrored the disk's bytes as they are on the host: its
+	// content only when it is raw (not a tap:qcow image file).
+	ov, ok := dk.dev.(interface{ Dirty() []diskimg.Extent })
+	if !ok || dk.src.Format() != "raw" || (dk.dev.Size()+511)&^511 != w.Size() {
+		m.log.Info("the warm passes' output image does not fit the disk: copying it", "target", dk.xen.Target, "format", dk.src.Format())
+		w.Abort()
+		os.Remove(out.Path)
+		return false, nil
+	}
+	fail := func(err error) (bool, error) {
+		w.Abort()
+		os.Remove(out.Path)
+		return false, fmt.Errorf("patching the output image %s: %w", filepath.Base(dst), err)
+	}
+	cs := w.ClusterSize()
+	size := dk.dev.Size()
+	buf := make([]byte, 1<<20)
+	var patched int64
+	for _, e := range ov.Dirty() {
+		start := e.Offset / cs * cs
+		end := min((e.Offset+e.Length+cs-1)/cs*cs, size)
+		for off := start; off < end; {
+			if err := ctx.Err(); err != nil {
+				return fail(err)
+			}
+			p := buf[:min(int64(len(buf)), end-off)]
+			if _, err := dk.dev.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+				return fail(err)
+			}
+			if _, err := w.Rewrite(p, off); err != nil {
+				return fail(err)
+			}
+			off += int64(len(p))
+			patched += int64(len(p))
+		}
+	}
+	if err := w.Close(); err != nil {
+		os.Remove(out.Path)
+		return false, fmt.Errorf("closing the output image %s: %w", filepath.Base(dst), err)
+	}
+	if err := os.Rename(out.Path, dst); err != nil {
+		os.Remove(out.Path)
+		return false, fmt.Errorf("moving the output image into place: %w", err)
+	}
+	dk.warmPatched = &patched
+	m.log.Info("output image written by the warm passes, patched with the conversion", "guest", m.dom.Name, "target", dk.xen.Target, "bytes", patched)
+	return true, nil
+}
+
+// warmPlanSource is the source of a warm dry run: it reads the ssh://
+// guest's config and disks off its host as a cold migration does, but
+// accepts a running guest (a warm migration copies it running), saying
+// that the plan saw its disks as they are now.
+type warmPlanSource struct {
+	*guestSource
+}
+
+func (s *warmPlanSource) ParseConfig(path string) (*config.Domain, error) {
+	if !xenhost.IsURL(path) {
+		return s.guestSource.ParseConfig(path)
+	}
+	h, err := s.host(s.u)
+	if err != nil {
+		return nil, err
+	}
+	g, err := h.Guest(s.ctx, s.u.Name)
+	if err != nil {
+		return nil, err
+	}
+	d := *g.Domain
+	d.Warnings = append(append(append([]string{}, d.Warnings...), h.Warnings()...), g.Warnings...)
+	if g.Running() {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("%s runs on %s: this plan read its disks as they are now (crash-consistent); the warm migration copies them while it runs, then stops it and moves what changed", s.u.Name, s.u.Addr()))
+	}
+	s.hostSource.mu.Lock()
+	s.hostSource.guests[s.u.String()] = g
+	s.hostSource.mu.Unlock()
+	return &d, nil
+}
+
+// planWarm fills the report of a warm dry run: what pass 1 would copy
+// and where. Nothing runs on the host for it beyond the reads of the
+// plan (no block hashing, no shutdown), and nothing is written.
+func (m *migration) planWarm(w *WarmOptions) {
+	bs := w.BlockSize
+	if bs <= 0 {
+		bs = warm.DefaultBlockSize
+	}
+	rw := &report.Warm{BlockSize: bs, HashMethod: string(w.HashMethod)}
+	if rw.HashMethod == "" {
+		rw.HashMethod = "auto"
+	}
+	for _, dk := range m.disks {
+		size := dk.src.Size()
+		rw.PlannedBytes += size
+		rw.Pass1.Blocks += (size + bs - 1) / bs
+	}
+	if m.opts.OutDir != "" && m.dom != nil {
+		if out, err := filepath.Abs(m.opts.OutDir); err == nil {
+			rw.Folder = warmDir(out, m.dom.Name)
+		}
+	}
+	if w.ShutdownSource {
+		rw.ShutdownBy = "xen2kvm"
+	}
+	m.rep.Warm = rw
+}
+
+// setDowntime records a warm migration's downtime once the converted
+// guest is ready (written or delivered, validated, booted).
+func (m *migration) setDowntime() {
+	if w := m.rep.Warm; w != nil && !w.Stopped.IsZero() {
+		w.DowntimeSeconds = m.rep.Finished.Sub(w.Stopped).Seconds()
+	}
 }

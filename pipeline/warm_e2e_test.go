@@ -8,6 +8,7 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/pipeline"
@@ -94,7 +96,9 @@ func withPart(t *testing.T, img string, n int, write bool, fn func(part string))
 // so pass 1's copy is inconsistent; --shutdown-source asks the host to
 // stop it, it finishes its writes and stops; pass 2 moves only the
 // changed blocks; the result converts and boots, holds the new file, and
-// the report records both passes and the downtime.
+// the report records both passes and the downtime. The output image is
+// the one the passes wrote, patched with the conversion's edits, and
+// equals a cold migration's of the final image (qemu-img compare).
 func TestE2EWarmMigration(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -178,9 +182,12 @@ func TestE2EWarmMigration(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
 
+	// The cold migration at the end stamps the guest's edits with the
+	// same time.
+	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "kvm")
 	start := time.Now()
-	code, stdout, stderr := run(t, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
+	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
 		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir,
 		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json")
 	total := time.Since(start)
@@ -202,7 +209,7 @@ func TestE2EWarmMigration(t *testing.T) {
 	if wr == nil {
 		t.Fatal("the report has no warm section")
 	}
-	t.Logf("warm: %+v (total %s)", *wr, total)
+	t.Logf("warm: %+v (total %s); the boot check took %.1f s of the downtime", *wr, total, rep.Boot.Seconds)
 	size := int64(len(a))
 	// Pass 1 moves the blocks the host did not hash as zeros, whole.
 	if wr.Pass1.Blocks != (size+1<<20-1)>>20 || wr.Pass1.ZeroBlocks == 0 || wr.Pass1.BytesRead != (wr.Pass1.Blocks-wr.Pass1.ZeroBlocks)<<20 {
@@ -216,6 +223,11 @@ func TestE2EWarmMigration(t *testing.T) {
 	}
 	if wr.ShutdownBy != "xen2kvm" || wr.Stopped.IsZero() || wr.DowntimeSeconds <= 0 || wr.DowntimeSeconds > total.Seconds() {
 		t.Errorf("shutdown by %q at %s, downtime %.1fs of %s", wr.ShutdownBy, wr.Stopped, wr.DowntimeSeconds, total)
+	}
+	// The output image is the one the passes wrote, patched with the
+	// conversion's edits (it booted: the edits are in it).
+	if wr.OutputFromPasses != 1 || wr.PatchedBytes == 0 {
+		t.Errorf("output images from the passes: %d, patched with %d bytes", wr.OutputFromPasses, wr.PatchedBytes)
 	}
 	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
 		t.Errorf("the warm copies were left: %v", err)
@@ -233,12 +245,26 @@ func TestE2EWarmMigration(t *testing.T) {
 	if !strings.Contains(string(log), "shutdown -w "+g.Name) {
 		t.Errorf("xm log:\n%s", log)
 	}
+	// The patched image holds what a cold migration of the final image
+	// writes.
+	hostCfg := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cold := filepath.Join(t.TempDir(), "cold")
+	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
+		t.Fatalf("cold migrate: exit %d\n%s", code, stderr)
+	}
+	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "compare", filepath.Join(out, g.Name+"-vda.qcow2"), filepath.Join(cold, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare warm vs cold image: %v\n%s", err, b)
+	}
 }
 
 // TestWarmResumeBatch: a warm migration whose guest is not stopped in
 // time fails after pass 1 and keeps its copy (and says why); a batch with
 // warm: true then resumes it from pass 2 (moving nothing: the guest did
-// not write), shuts the guest down itself and converts it.
+// not write), shuts the guest down itself and converts it (copying the
+// disk: an output image written by pass 1 lives only in that run).
 func TestWarmResumeBatch(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -296,7 +322,7 @@ func TestWarmResumeBatch(t *testing.T) {
 		t.Fatalf("batch result %+v", r)
 	}
 	w := r.Report.Warm
-	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 {
+	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 0 {
 		t.Errorf("warm report %+v", *w)
 	}
 	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
@@ -304,5 +330,128 @@ func TestWarmResumeBatch(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, g.Name+".report.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestE2EWarmMigrateToLibvirt: --warm with --to: pass 1 copies the
+// running guest off the stand-in Xen host, xen2kvm shuts it down, pass 2
+// runs, and the converted guest is delivered to a private libvirt
+// daemon (no output image is written locally; the warm copies are gone
+// afterwards); the volume equals what a cold local migration of the same
+// image writes (qemu-img compare).
+func TestE2EWarmMigrateToLibvirt(t *testing.T) {
+	needE2E(t)
+	qimg := testutil.NeedTool(t, "qemu-img")
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	hostDir := t.TempDir()
+	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
+	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	cfg, err := os.ReadFile(noVif(t, g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	// Both migrations stamp the guest's edits with the same time.
+	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
+
+	out := filepath.Join(t.TempDir(), "report")
+	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
+		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json")
+	if code != 0 {
+		t.Fatalf("migrate --warm --to: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined || rep.Warm == nil {
+		t.Fatalf("report: status %s, destination %+v, warm %+v", rep.Status, rep.Destination, rep.Warm)
+	}
+	if w := rep.Warm; w.ShutdownBy != "xen2kvm" || w.Pass1.BytesRead == 0 || w.Pass2.Blocks == 0 || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 0 {
+		t.Errorf("warm report %+v", *w)
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "*.qcow2")); len(m) > 0 {
+		t.Errorf("images written locally: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
+		t.Errorf("the warm copies were left: %v", err)
+	}
+	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "shut off" {
+		t.Errorf("domstate %q, want the guest defined and shut off", st)
+	}
+	local := filepath.Join(t.TempDir(), "local")
+	hostCfg := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", local, "--no-boot-check"); code != 0 {
+		t.Fatalf("cold local migrate: exit %d\n%s", code, stderr)
+	}
+	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
+	if b, err := exec.Command(qimg, "compare", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare volume vs cold local image: %v\n%s", err, b)
+	}
+}
+
+// TestWarmDryRun: --warm --dry-run plans the migration of a running
+// guest off its host without stopping it or writing anything: the report
+// says what pass 1 would copy (the disk's size, in 1 MiB blocks) and
+// where; xm was only asked to list the guest (no shutdown), the guest
+// still runs, the output folder is not created and the host's image is
+// unchanged. --warm with a local config is refused, dry run or not.
+func TestWarmDryRun(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	cfg, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(filepath.Dir(g.Images[0]))), Running: true, Managed: true, StopsOnShutdown: true}}})
+	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
+	out := filepath.Join(t.TempDir(), "kvm")
+	res, err := pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
+		RunOptions: pipeline.RunOptions{SSH: ssh, DryRun: true}, OutDir: out,
+		Warm: &pipeline.WarmOptions{ShutdownSource: true},
+	})
+	if err != nil {
+		t.Fatalf("warm dry run: %v", err)
+	}
+	rep := res.Report
+	fi, err := os.Stat(g.Images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rep.Warm
+	if rep.Status != report.StatusPlanned || w == nil {
+		t.Fatalf("report: status %s, warm %+v", rep.Status, w)
+	}
+	if w.PlannedBytes != fi.Size() || w.Pass1.Blocks != (fi.Size()+1<<20-1)>>20 || w.BlockSize != 1<<20 ||
+		w.Folder != filepath.Join(out, "."+g.Name+".warm") || w.ShutdownBy != "xen2kvm" || w.Pass1.BytesRead != 0 || !w.Stopped.IsZero() {
+		t.Errorf("warm plan %+v, want %d bytes in 1 MiB blocks", *w, fi.Size())
+	}
+	if len(rep.Edits) == 0 || !strings.Contains(strings.Join(rep.Warnings, "\n"), g.Name+" runs on") {
+		t.Errorf("the plan has %d edits, warnings %q", len(rep.Edits), rep.Warnings)
+	}
+	if srv.ShutdownRequested(g.Name) {
+		t.Error("the dry run asked the host to shut the guest down")
+	}
+	log, _ := os.ReadFile(srv.XMLog)
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if f := strings.Fields(l); len(f) == 0 || f[0] != "list" {
+			t.Errorf("the dry run ran xm %q (only listing is read-only)", l)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the dry run created the output folder: %v", err)
+	}
+
+	_, err = pipeline.Migrate(context.Background(), g.Config, pipeline.Options{RunOptions: pipeline.RunOptions{DryRun: true}, OutDir: out, Warm: &pipeline.WarmOptions{}})
+	if !errors.Is(err, pipeline.ErrWarmLocal) {
+		t.Errorf("--warm --dry-run of a local config: %v, want ErrWarmLocal", err)
 	}
 }

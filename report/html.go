@@ -50,6 +50,12 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bytes":   Bytes,
 	"seconds": Seconds,
 	"diff":    diffLines,
+	"utc": func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	},
 	"title": func(gs []*Guest) string {
 		if len(gs) == 1 {
 			return gs[0].Name
@@ -122,6 +128,21 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{range .Disks}}<tr><td>{{.Target}}</td><td>{{.NewTarget}} ({{.Bus}})</td><td>{{.Path}}</td><td class="num">{{bytes .VirtualSize}}</td><td class="num">{{bytes .Allocated}}</td><td>{{.Format}}</td><td class="num">{{bytes .EstimatedSize}}</td><td class="num">{{seconds .EstimatedCopySeconds}}</td></tr>
 {{end}}</table>
 {{end}}
+{{if and .Warm .DryRun}}{{with .Warm}}<h3>Warm migration planned</h3>
+<p class="warm-plan">Pass 1, while the guest runs, would copy at most {{bytes .PlannedBytes}} ({{.Pass1.Blocks}} blocks of {{bytes .BlockSize}}; blocks of zeros are not moved){{if .Folder}} into {{.Folder}}{{end}}; then {{if eq .ShutdownBy "xen2kvm"}}xen2kvm would stop the guest (xm shutdown -w){{else}}xen2kvm would wait for the guest to stop{{end}} and pass 2 move the blocks that changed, hashed on the host by {{.HashMethod}}.</p>
+{{end}}{{else}}{{with .Warm}}<h3>Warm migration</h3>
+<p>Blocks of {{bytes .BlockSize}}, hashed on the host by {{.HashMethod}}{{if .Resumed}}; pass 1 was done by an earlier run{{end}}.</p>
+<table class="warm">
+<tr><th>Pass</th><th>Guest</th><th>Started</th><th>Time</th><th>Moved over the network</th><th>Blocks</th><th>Changed blocks</th><th>Now zero</th></tr>
+<tr><td>pass 1</td><td>running</td><td>{{utc .Pass1.Started}}</td><td class="num">{{seconds .Pass1.Seconds}}</td><td class="num">{{bytes .Pass1.BytesRead}}</td><td class="num">{{.Pass1.Blocks}}</td><td class="num">-</td><td class="num">-</td></tr>
+<tr><td>pass 2</td><td>stopped</td><td>{{utc .Pass2.Started}}</td><td class="num">{{seconds .Pass2.Seconds}}</td><td class="num">{{bytes .Pass2.BytesRead}}</td><td class="num">{{.Pass2.Blocks}}</td><td class="num">{{.Pass2.ChangedBlocks}}</td><td class="num">{{.Pass2.ZeroBlocks}}</td></tr>
+</table>
+<dl>
+<dt>Stopped</dt><dd>{{if eq .ShutdownBy "xen2kvm"}}by xen2kvm (xm shutdown -w){{else if eq .ShutdownBy "user"}}by the user (xen2kvm waited){{else}}already stopped{{end}}{{if not .Stopped.IsZero}} at {{utc .Stopped}}{{end}}</dd>
+<dt>Downtime</dt><dd class="downtime">{{seconds .DowntimeSeconds}} (guest stopped to converted guest ready)</dd>
+{{if .OutputFromPasses}}<dt>Output images</dt><dd>of {{.OutputFromPasses}} disks written by the passes, patched with {{bytes .PatchedBytes}} of the conversion's changes</dd>{{end}}
+</dl>
+{{end}}{{end}}
 {{if .Edits}}
 <h3>Edits inside the guest ({{len .Edits}})</h3>
 {{range .Edits}}<div class="edit"><span class="path">/{{.Path}}</span>{{if .Rule}} <span class="why">[{{.Rule}}]</span>{{end}}{{if .Why}} <span class="why">{{.Why}}</span>{{end}}

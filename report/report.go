@@ -90,6 +90,17 @@ type Warm struct {
 	// --shutdown-source), "user" (xen2kvm waited) or "" (it was off).
 	ShutdownBy string    `json:"shutdown_by,omitempty"`
 	Stopped    time.Time `json:"stopped"` // when the guest was seen stopped
+	// OutputFromPasses counts the disks whose output image the passes
+	// wrote (pass 1 wrote it, pass 2 patched it) and the conversion only
+	// patched, with PatchedBytes of its changes: those disks were not
+	// copied again while the guest was down.
+	OutputFromPasses int   `json:"output_from_passes"`
+	PatchedBytes     int64 `json:"patched_bytes"`
+	// PlannedBytes (a dry run) is what pass 1 would read at most: the
+	// disks' sizes (blocks the host hashes as zeros are not moved), in
+	// Pass1.Blocks blocks, into Folder.
+	PlannedBytes int64  `json:"planned_bytes,omitempty"`
+	Folder       string `json:"folder,omitempty"`
 	// DowntimeSeconds runs from Stopped to the converted guest being
 	// ready (checked, booted, written).
 	DowntimeSeconds float64 `json:"downtime_seconds"`

@@ -243,15 +243,96 @@ func TestWriteTextWarm(t *testing.T) {
 	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python",
 		Pass1:      WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
-		ShutdownBy: "xen2kvm", DowntimeSeconds: 130}}
+		ShutdownBy: "xen2kvm", DowntimeSeconds: 130, OutputFromPasses: 1, PatchedBytes: 1 << 20}}
 	var b strings.Builder
 	if err := WriteText(&b, g); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
-		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s"} {
+		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s",
+		"output images of 1 disks written by the passes, patched with 1.0 MiB of the conversion's changes"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestWriteHTMLWarm: the HTML page gives a warm migration's two passes
+// (bytes, times, blocks) and its downtime, and leaves the section out of
+// a cold migration's page.
+func TestWriteHTMLWarm(t *testing.T) {
+	stopped := time.Date(2026, 12, 5, 8, 30, 0, 0, time.UTC)
+	g := sample()
+	g.DryRun, g.Status = false, StatusMigrated
+	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Resumed: true,
+		Pass1:      WarmPass{Started: stopped.Add(-20 * time.Minute), Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
+		Pass2:      WarmPass{Started: stopped.Add(2 * time.Second), Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
+		ShutdownBy: "xen2kvm", Stopped: stopped, DowntimeSeconds: 130, OutputFromPasses: 2, PatchedBytes: 3 << 20}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		"<h3>Warm migration</h3>",
+		"Blocks of 1.0 MiB, hashed on the host by python; pass 1 was done by an earlier run.",
+		`<tr><td>pass 1</td><td>running</td><td>2026-12-05 08:10:00 UTC</td><td class="num">10m00s</td><td class="num">200.0 GiB</td><td class="num">204800</td><td class="num">-</td><td class="num">-</td></tr>`,
+		`<tr><td>pass 2</td><td>stopped</td><td>2026-12-05 08:30:02 UTC</td><td class="num">95 s</td><td class="num">4.0 GiB</td><td class="num">204800</td><td class="num">4200</td><td class="num">104</td></tr>`,
+		"<dt>Stopped</dt><dd>by xen2kvm (xm shutdown -w) at 2026-12-05 08:30:00 UTC</dd>",
+		`<dt>Downtime</dt><dd class="downtime">2m10s (guest stopped to converted guest ready)</dd>`,
+		"<dt>Output images</dt><dd>of 2 disks written by the passes, patched with 3.0 MiB of the conversion's changes</dd>",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Who stopped the guest, as the text report says it.
+	for by, want := range map[string]string{"user": "by the user (xen2kvm waited)", "": "already stopped at"} {
+		g.Warm.ShutdownBy = by
+		buf.Reset()
+		if err := WriteHTML(&buf, g); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "<dt>Stopped</dt><dd>"+want) {
+			t.Errorf("shutdown by %q: page lacks %q", by, want)
+		}
+	}
+	g.Warm = nil
+	buf.Reset()
+	if err := WriteHTML(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "Warm migration") || strings.Contains(buf.String(), "Downtime") {
+		t.Error("a cold migration's page has a warm section")
+	}
+}
+
+// TestWarmDryRunRendering: a warm dry run's report says what pass 1
+// would copy and where, in the text and the HTML, and claims no passes.
+func TestWarmDryRunRendering(t *testing.T) {
+	g := sample()
+	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "auto", PlannedBytes: 8 << 30, Pass1: WarmPass{Blocks: 8192}, Folder: "/srv/kvm/.centos5.warm", ShutdownBy: "xen2kvm"}
+	var text strings.Builder
+	if err := WriteText(&text, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Warm migration planned (blocks of 1.0 MiB, hashed by auto):\n",
+		"  pass 1, guest running: would copy at most 8.0 GiB (8192 blocks; blocks of zeros are not moved) into /srv/kvm/.centos5.warm\n",
+		"  then xen2kvm would stop the guest (xm shutdown -w) and pass 2 move the blocks that changed\n"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	var html bytes.Buffer
+	if err := WriteHTML(&html, g); err != nil {
+		t.Fatal(err)
+	}
+	if want := "<h3>Warm migration planned</h3>\n<p class=\"warm-plan\">Pass 1, while the guest runs, would copy at most 8.0 GiB (8192 blocks of 1.0 MiB; blocks of zeros are not moved) into /srv/kvm/.centos5.warm; then xen2kvm would stop the guest (xm shutdown -w) and pass 2 move the blocks that changed, hashed on the host by auto.</p>"; !strings.Contains(html.String(), want) {
+		t.Errorf("page lacks %q", want)
+	}
+	for _, out := range []string{text.String(), html.String()} {
+		if strings.Contains(out, "downtime") || strings.Contains(out, "Downtime") || strings.Contains(out, "moved in") {
+			t.Error("a dry run's report claims passes that did not run")
 		}
 	}
 }

@@ -157,7 +157,19 @@ func writeGuestText(w *errWriter, g *Guest) {
 			w.printf("\n")
 		}
 	}
-	if wm := g.Warm; wm != nil {
+	if wm := g.Warm; wm != nil && g.DryRun {
+		w.printf("\nWarm migration planned (blocks of %s, hashed by %s):\n", Bytes(wm.BlockSize), wm.HashMethod)
+		w.printf("  pass 1, guest running: would copy at most %s (%d blocks; blocks of zeros are not moved)", Bytes(wm.PlannedBytes), wm.Pass1.Blocks)
+		if wm.Folder != "" {
+			w.printf(" into %s", wm.Folder)
+		}
+		w.printf("\n")
+		if wm.ShutdownBy == "xen2kvm" {
+			w.printf("  then xen2kvm would stop the guest (xm shutdown -w) and pass 2 move the blocks that changed\n")
+		} else {
+			w.printf("  then xen2kvm would wait for the guest to stop and pass 2 move the blocks that changed\n")
+		}
+	} else if wm != nil {
 		w.printf("\nWarm migration (blocks of %s, hashed by %s", Bytes(wm.BlockSize), wm.HashMethod)
 		if wm.Resumed {
 			w.printf(", resumed after pass 1")
@@ -175,6 +187,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 			w.printf("  already stopped")
 		}
 		w.printf("; downtime %s (guest stopped to converted guest ready)\n", Seconds(wm.DowntimeSeconds))
+		if wm.OutputFromPasses > 0 {
+			w.printf("  output images of %d disks written by the passes, patched with %s of the conversion's changes\n", wm.OutputFromPasses, Bytes(wm.PatchedBytes))
+		}
 	}
 	if b := g.Boot; b != nil {
 		switch {

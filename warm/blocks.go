@@ -35,6 +35,9 @@ type Stats struct {
 	Hashed    int64  `json:"hashed_blocks"`  // pass 2: block hashes received from the host
 	Duration  Dur    `json:"duration"`       // wall time
 	Method    string `json:"hash_method,omitempty"`
+	// Prepared: pass 2's hash helpers that were started ahead
+	// (Options.Prepared) and used.
+	Prepared int `json:"prepared_helpers,omitempty"`
 }
 
 // Dur is a time.Duration that reads as seconds in JSON.
@@ -65,8 +68,21 @@ type Options struct {
 	Workers int
 	// Method is how the host hashes blocks in pass 2.
 	Method xenhost.HashMethod
+	// Streams is how many helpers hash the disk on the host at once,
+	// each over its own contiguous part (DefaultStreams when 0): MD5
+	// runs on one core, so one helper leaves a dom0's other cores idle
+	// while the guest is down.
+	Streams int
 	// Progress, when set, is called with bytes done and bytes in all.
 	Progress func(done, total int64)
+	// Prepared are helpers started ahead for pass 2 (Prepare); Sync uses
+	// those for its ranges and closes the others.
+	Prepared []*xenhost.PreparedHash
+	// Mirror, when set, is given every block written into the local
+	// copy, at the same offset, and zeros for every block punched out of
+	// it, so that it ends up holding the same data: the output image,
+	// written while the guest runs (see Session.OutputQCOW2).
+	Mirror io.WriterAt
 }
 
 func (o Options) blockSize() int64 {
@@ -74,6 +90,17 @@ func (o Options) blockSize() int64 {
 		return o.BlockSize
 	}
 	return DefaultBlockSize
+}
+
+// DefaultStreams is how many block-hash helpers run on the host at once
+// when Options.Streams is 0.
+const DefaultStreams = 2
+
+func (o Options) streams() int {
+	if o.Streams > 0 {
+		return o.Streams
+	}
+	return DefaultStreams
 }
 
 func (o Options) workers() int {
@@ -146,6 +173,9 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 				} else {
 					if _, err := dst.WriteAt(p, off); err != nil {
 						return fmt.Errorf("writing %s: %w", dst.Name(), err)
+					}
+					if err := toMirror(opts, p, off); err != nil {
+						return err
 					}
 					written.Add(int64(len(p)))
 				}
@@ -268,6 +298,10 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 						if err := punch(dst, off, int64(len(p))); err != nil {
 							return err
 						}
+						clear(p)
+						if err := toMirror(opts, p, off); err != nil {
+							return err
+						}
 					}
 					zeroed.Add(1)
 				} else {
@@ -288,6 +322,9 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					if _, err := dst.WriteAt(p, off); err != nil {
 						return fmt.Errorf("writing %s: %w", dst.Name(), err)
 					}
+					if err := toMirror(opts, p, off); err != nil {
+						return err
+					}
 					written.Add(int64(len(p)))
 				}
 				mu.Lock()
@@ -300,28 +337,55 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 			return nil
 		})
 	}
-	g.Go(func() error {
-		defer close(jobs)
-		return h.HashBlocks(gctx, remotePath, bs, 0, n, opts.Method, func(i int64, sum xenhost.BlockHash) error {
-			hashed.Add(1)
-			mu.Lock()
-			same := sums[i] == sum
-			mu.Unlock()
-			if same {
-				if opts.Progress != nil {
-					opts.Progress(done.Add(min(bs, size-i*bs)), size)
+	// The host hashes the disk in Streams contiguous ranges at once, each
+	// its own helper; a hash is compared as it arrives and a differing
+	// block is fetched while the hashing goes on.
+	prepared := map[[2]int64]*xenhost.PreparedHash{}
+	for _, p := range opts.Prepared {
+		prepared[[2]int64{p.First(), p.Count()}] = p
+	}
+	var hashers sync.WaitGroup
+	for _, rg := range hashRanges(n, opts.streams()) {
+		first, count := rg[0], rg[1]
+		p := prepared[rg]
+		delete(prepared, rg)
+		if p != nil {
+			st.Prepared++
+		}
+		hashers.Add(1)
+		g.Go(func() error {
+			defer hashers.Done()
+			hash := func(fn func(int64, xenhost.BlockHash) error) error {
+				if p != nil {
+					return p.Run(gctx, fn)
 				}
-				return nil
+				return h.HashBlocks(gctx, remotePath, bs, first, count, opts.Method, fn)
 			}
-			changed.Add(1)
-			select {
-			case jobs <- job{i, sum}:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
+			return hash(func(i int64, sum xenhost.BlockHash) error {
+				hashed.Add(1)
+				mu.Lock()
+				same := sums[i] == sum
+				mu.Unlock()
+				if same {
+					if opts.Progress != nil {
+						opts.Progress(done.Add(min(bs, size-i*bs)), size)
+					}
+					return nil
+				}
+				changed.Add(1)
+				select {
+				case jobs <- job{i, sum}:
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			})
 		})
-	})
+	}
+	for _, p := range prepared {
+		p.Close() // for other ranges: the disk changed size
+	}
+	go func() { hashers.Wait(); close(jobs) }()
 	err := g.Wait()
 	st.BytesRead, st.Written, st.Changed, st.Zeroed, st.Hashed = read.Load(), written.Load(), changed.Load(), zeroed.Load(), hashed.Load()
 	st.Duration = Dur(time.Since(start))
@@ -335,6 +399,46 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 		return sums, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
 	}
 	return sums, st, nil
+}
+
+// hashRanges splits n blocks into at most k contiguous ranges (first,
+// count) for as many helpers hashing at once.
+func hashRanges(n int64, k int) [][2]int64 {
+	kk := min(int64(k), n)
+	var rs [][2]int64
+	for r := int64(0); r < kk; r++ {
+		first, last := r*n/kk, (r+1)*n/kk
+		rs = append(rs, [2]int64{first, last - first})
+	}
+	return rs
+}
+
+// Prepare starts, on h, the helpers that Sync will run for a disk of
+// size bytes at remotePath with opts, waiting (see
+// xenhost.Host.PrepareHashBlocks): give them to Sync in Options.Prepared.
+func Prepare(ctx context.Context, h *xenhost.Host, remotePath string, size int64, opts Options) ([]*xenhost.PreparedHash, error) {
+	var ps []*xenhost.PreparedHash
+	for _, rg := range hashRanges(blocks(size, opts.blockSize()), opts.streams()) {
+		p, err := h.PrepareHashBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.Method)
+		if err != nil {
+			for _, p := range ps {
+				p.Close()
+			}
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func toMirror(opts Options, p []byte, off int64) error {
+	if opts.Mirror == nil {
+		return nil
+	}
+	if _, err := opts.Mirror.WriteAt(p, off); err != nil {
+		return fmt.Errorf("writing the output image: %w", err)
+	}
+	return nil
 }
 
 // ErrSourceChanging: a block read in pass 2 is not the block the host

@@ -141,14 +141,15 @@ func TestWarmBlocks(t *testing.T) {
 	srv := testsshd.Start(t, testsshd.Options{})
 	h := dialHost(t, srv)
 	for _, tc := range []struct {
-		name   string
-		method xenhost.HashMethod
-		size   int64
-		bs     int64
-		sparse bool // pass 1 by CopySparse
+		name    string
+		method  xenhost.HashMethod
+		size    int64
+		bs      int64
+		sparse  bool // pass 1 by CopySparse
+		streams int  // helpers hashing at once
 	}{
-		{"python", xenhost.HashPython, 96<<20 + 12345, 1 << 20, true},
-		{"dd", xenhost.HashDD, 24 << 20, 256 << 10, false},
+		{"python", xenhost.HashPython, 96<<20 + 12345, 1 << 20, true, 3},
+		{"dd", xenhost.HashDD, 24 << 20, 256 << 10, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -165,7 +166,7 @@ func TestWarmBlocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			opts := warm.Options{BlockSize: tc.bs, Method: tc.method, Workers: 4}
+			opts := warm.Options{BlockSize: tc.bs, Method: tc.method, Workers: 4, Streams: tc.streams}
 
 			before := h.BytesRead()
 			var sums warm.Sums

@@ -15,4 +15,12 @@
 // Session runs both passes for every disk of a guest into a folder and
 // records where it got to in a state file, so an interrupted run resumes
 // from pass 2 (or redoes pass 1 when its copies are gone).
+//
+// What keeps the guest's downtime short: pass 2's hash helpers are
+// started on the host before the guest stops and wait (Prepare,
+// Options.Prepared), the host hashes with Options.Streams helpers at
+// once, differing blocks are fetched while the hashing goes on, and with
+// Session.OutputQCOW2 pass 1 also writes the output image
+// (Options.Mirror) that pass 2 patches, so that the migration does not
+// copy the disks again once the guest is down (Session.Output).
 package warm

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
@@ -81,10 +82,102 @@ type Session struct {
 	// network.
 	Progress func(pass int, target string, done, total, moved int64)
 
+	// OutputQCOW2 makes pass 1 also write each disk as a qcow2 image
+	// beside its copy, and pass 2 patch it with the blocks that changed,
+	// so that the migration takes it as its output (Output) instead of
+	// copying the whole disk again while the guest is down. The image
+	// lives only as long as the Session: a resumed session has none.
+	OutputQCOW2 bool
+
 	State   State
 	Resumed bool // pass 1 was done by an earlier run
 
-	lock *os.File
+	lock    *os.File
+	mu      sync.Mutex
+	outputs map[string]*Output // by target
+	// seenStopped: Stop saw the guest stopped; Pass2 does not ask the
+	// host again while the guest is down.
+	seenStopped bool
+	// confirm is the answer of the host, asked by Stop after xm shutdown
+	// -w, whether the guest is off: nil, or why pass 2 must fail.
+	confirm chan error
+	// prepared are pass 2's hash helpers, started on the host by Stop
+	// before the guest stops, by target.
+	prepared map[string][]*xenhost.PreparedHash
+	// saved is the state file being written in the background by Stop,
+	// off the downtime's path; later saves wait for it.
+	saved chan error
+}
+
+// Output is a disk's output image written by the passes: it holds what
+// the disk's copy holds, and is still open (Writer) for the migration to
+// patch with its own changes and close.
+type Output struct {
+	Writer *qcow2.Writer
+	Path   string // in the session folder
+}
+
+// mirror is what the block engine writes an Output through.
+type mirror struct{ w *qcow2.Writer }
+
+func (m mirror) WriteAt(p []byte, off int64) (int, error) { return m.w.Rewrite(p, off) }
+
+// newOutput starts the output image of disk d (OutputQCOW2).
+func (s *Session) newOutput(d *DiskState) (*Output, error) {
+	if !s.OutputQCOW2 || s.State.BlockSize%qcow2.DefaultClusterSize != 0 {
+		return nil, nil
+	}
+	path := filepath.Join(s.Dir, d.Target+".out.qcow2")
+	w, err := qcow2.Create(path, d.Size)
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: output image: %w", d.Target, err)
+	}
+	o := &Output{Writer: w, Path: path}
+	s.mu.Lock()
+	if s.outputs == nil {
+		s.outputs = map[string]*Output{}
+	}
+	s.outputs[d.Target] = o
+	s.mu.Unlock()
+	return o, nil
+}
+
+// dropOutput abandons the output image of target, if any.
+func (s *Session) dropOutput(target string) {
+	s.mu.Lock()
+	o := s.outputs[target]
+	delete(s.outputs, target)
+	s.mu.Unlock()
+	if o != nil {
+		o.Writer.Abort()
+		os.Remove(o.Path)
+	}
+}
+
+func (s *Session) output(target string) *Output {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outputs[target]
+}
+
+// Output hands the output image of the disk at source over to the
+// caller (who closes or aborts its Writer), if the passes wrote one: with
+// OutputQCOW2, when pass 1 ran in this Session and pass 2 is done.
+func (s *Session) Output(source string) (*Output, bool) {
+	if s.State.Pass2 == nil {
+		return nil, false
+	}
+	for _, d := range s.State.Disks {
+		if d.Source != source {
+			continue
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		o, ok := s.outputs[d.Target]
+		delete(s.outputs, d.Target)
+		return o, ok
+	}
+	return nil, false
 }
 
 // ErrStillRunning: pass 2 was asked for while the guest still runs.
@@ -189,8 +282,17 @@ func (s *Session) usable(old, fresh *State) string {
 	return ""
 }
 
-// Close unlocks the session folder.
+// Close unlocks the session folder and abandons the output images not
+// handed over.
 func (s *Session) Close() error {
+	s.closePrepared()
+	if s.saved != nil {
+		<-s.saved
+		s.saved = nil
+	}
+	for _, d := range s.State.Disks {
+		s.dropOutput(d.Target)
+	}
 	if s.lock != nil {
 		s.lock.Close()
 		s.lock = nil
@@ -215,11 +317,31 @@ func (s *Session) Local(source string) (string, bool) {
 }
 
 func (s *Session) save() error {
+	if s.saved != nil {
+		<-s.saved
+		s.saved = nil
+	}
 	data, err := json.MarshalIndent(&s.State, "", "  ")
 	if err != nil {
 		return err
 	}
 	return writeAtomic(s.statePath(), data)
+}
+
+// saveLater writes the state as it is now in the background (the guest
+// is down: the fsync can wait); the next save waits for it.
+func (s *Session) saveLater() {
+	data, err := json.MarshalIndent(&s.State, "", "  ")
+	if s.saved != nil {
+		<-s.saved
+	}
+	done := make(chan error, 1)
+	s.saved = done
+	if err != nil {
+		done <- err
+		return
+	}
+	go func() { done <- writeAtomic(s.statePath(), data) }()
 }
 
 func writeAtomic(path string, data []byte) error {
@@ -298,15 +420,38 @@ func (s *Session) Pass1(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 1: copying", "disk", d.Target, "source", d.Source, "size", d.Size)
+			s.dropOutput(d.Target)
+			out, err := s.newOutput(d)
+			if err != nil {
+				return err
+			}
+			opts := s.opts(1, d, disk)
+			if out != nil {
+				opts.Mirror = mirror{out.Writer}
+			}
 			// Zero blocks are found by the host's hashes and not moved;
 			// a host that cannot hash gets a plain copy.
-			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, s.opts(1, d, disk))
+			sums, st, err := CopySparse(gctx, s.Host, d.Source, disk, d.Size, f, opts)
 			var ee *xenhost.ExecError
 			if err != nil && errors.As(err, &ee) && gctx.Err() == nil {
 				s.log().Warn("pass 1: the host cannot hash blocks; copying every block", "disk", d.Target, "err", err)
-				sums, st, err = Copy(gctx, disk, d.Size, f, s.opts(1, d, disk))
+				s.dropOutput(d.Target)
+				if out, err = s.newOutput(d); err != nil {
+					return err
+				}
+				opts.Mirror = nil
+				if out != nil {
+					opts.Mirror = mirror{out.Writer}
+				}
+				sums, st, err = Copy(gctx, disk, d.Size, f, opts)
+			}
+			if err == nil && out != nil {
+				// Written back now, while the guest runs, not when the
+				// image is closed while it is down.
+				err = out.Writer.Sync()
 			}
 			if err != nil {
+				s.dropOutput(d.Target)
 				return fmt.Errorf("pass 1, disk %s: %w", d.Target, err)
 			}
 			if err := s.writeSums(*d, sums); err != nil {
@@ -324,6 +469,34 @@ func (s *Session) Pass1(ctx context.Context) error {
 	p.Finished = time.Now().UTC()
 	s.State.Pass1 = p
 	return s.save()
+}
+
+// prepare starts pass 2's hash helpers on the host while the guest still
+// runs; they wait, opening nothing, until pass 2 has them go, so that
+// starting them (a session and an interpreter each) is not downtime. A
+// helper that cannot be started now is started by pass 2.
+func (s *Session) prepare(ctx context.Context) {
+	s.closePrepared()
+	s.prepared = map[string][]*xenhost.PreparedHash{}
+	for _, d := range s.State.Disks {
+		o := s.Opts
+		o.BlockSize = s.State.BlockSize
+		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, o)
+		if err != nil {
+			s.log().Warn("pass 2's hash helpers could not be started ahead", "disk", d.Target, "err", err)
+			continue
+		}
+		s.prepared[d.Target] = ps
+	}
+}
+
+func (s *Session) closePrepared() {
+	for _, ps := range s.prepared {
+		for _, p := range ps {
+			p.Close()
+		}
+	}
+	s.prepared = nil
 }
 
 // running tells whether the host runs the guest.
@@ -348,9 +521,13 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 		if s.State.Stopped.IsZero() {
 			s.State.Stopped = time.Now().UTC()
 		}
-		return s.save()
+		s.seenStopped = true
+		s.saveLater()
+		return nil
 	}
+	s.seenStopped = false
 	s.State.Stopped = time.Time{}
+	s.prepare(ctx)
 	if shutdown {
 		s.say(fmt.Sprintf("shutting %s down on %s (xm shutdown -w %s)", s.Guest, s.Host.URL.Addr(), s.Guest))
 		if err := s.Host.Shutdown(ctx, s.Guest, timeout); err != nil {
@@ -379,14 +556,26 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 			}
 		}
 	}
-	if run, err = s.running(ctx); err != nil {
-		return err
-	} else if run {
-		return fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
-	}
+	// The downtime starts when xm shutdown -w returned (or a poll found
+	// the guest stopped). After xm shutdown -w the host is asked once
+	// more whether the guest is off, while pass 2 already runs: pass 2
+	// fails if it is not (see Pass2).
 	s.State.Stopped = time.Now().UTC()
+	if shutdown {
+		confirm := make(chan error, 1)
+		go func() {
+			run, err := s.running(ctx)
+			if err == nil && run {
+				err = fmt.Errorf("%s on %s: %w after xm shutdown", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+			}
+			confirm <- err
+		}()
+		s.confirm = confirm
+	}
+	s.seenStopped = true
 	s.say(fmt.Sprintf("%s is stopped: pass 2 moves what changed since pass 1", s.Guest))
-	return s.save()
+	s.saveLater()
+	return nil
 }
 
 // Pass2 moves the blocks that changed since pass 1, every disk at once.
@@ -396,15 +585,35 @@ func (s *Session) Pass2(ctx context.Context) error {
 	if s.State.Pass1 == nil {
 		return errors.New("pass 2 before pass 1")
 	}
-	if run, err := s.running(ctx); err != nil {
-		return err
-	} else if run {
-		return fmt.Errorf("pass 2 of %s on %s: %w", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+	// Right after Stop saw the guest stopped the host is not asked again
+	// (a round trip while the guest is down): no check closes the race
+	// with a guest started just after it, and such a guest's writes to
+	// blocks pass 2 fetches fail it (ErrSourceChanging).
+	if !s.seenStopped {
+		if run, err := s.running(ctx); err != nil {
+			return err
+		} else if run {
+			return fmt.Errorf("pass 2 of %s on %s: %w", s.Guest, s.Host.URL.Addr(), ErrStillRunning)
+		}
 	}
+	s.seenStopped = false
+	prepared := s.prepared
+	s.prepared = nil // Sync runs or closes them
 	s.State.Pass2 = nil
 	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
+	if confirm := s.confirm; confirm != nil {
+		s.confirm = nil
+		g.Go(func() error {
+			select {
+			case err := <-confirm:
+				return err // a guest still running stops pass 2
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
 	for i := range s.State.Disks {
 		d := &s.State.Disks[i]
 		g.Go(func() error {
@@ -423,7 +632,14 @@ func (s *Session) Pass2(ctx context.Context) error {
 			}
 			defer f.Close()
 			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
-			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, s.opts(2, d, disk))
+			opts := s.opts(2, d, disk)
+			opts.Prepared = prepared[d.Target]
+			if out := s.output(d.Target); out != nil && disk.Size() == d.Size {
+				opts.Mirror = mirror{out.Writer}
+			} else {
+				s.dropOutput(d.Target) // the disk changed size: no longer its image
+			}
+			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, opts)
 			mu.Lock()
 			d.Size = disk.Size()
 			mu.Unlock()
@@ -433,6 +649,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 				err = werr
 			}
 			if err != nil {
+				s.dropOutput(d.Target)
 				return fmt.Errorf("pass 2, disk %s: %w", d.Target, err)
 			}
 			mu.Lock()
@@ -442,6 +659,11 @@ func (s *Session) Pass2(ctx context.Context) error {
 		})
 	}
 	err := g.Wait()
+	for _, ps := range prepared {
+		for _, hp := range ps {
+			hp.Close() // those of a disk that failed before its Sync
+		}
+	}
 	if err != nil {
 		s.save()
 		return err

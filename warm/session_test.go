@@ -2,6 +2,7 @@ package warm_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -28,7 +29,8 @@ vif = [ "mac=00:16:3e:11:22:33,bridge=xenbr0" ]
 // xm shutdown -w stops the guest (the stand-in host tells the test,
 // which stops its writer); pass 2 makes both copies equal the final
 // images; a second session resumes from pass 2 and moves nothing; with a
-// copy gone, pass 1 runs again. Waiting for a guest the user stops, and
+// copy gone, pass 1 runs again. The output images pass 1 writes beside
+// the copies and pass 2 patches equal the final images. Waiting for a guest the user stops, and
 // giving up waiting, are checked too.
 func TestSession(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
@@ -45,7 +47,7 @@ func TestSession(t *testing.T) {
 	var said []string
 	var mu sync.Mutex
 	newSession := func() *warm.Session {
-		s := &warm.Session{Host: h, Guest: "db01", Dir: dir, Opts: warm.Options{BlockSize: bs}, Poll: 100 * time.Millisecond,
+		s := &warm.Session{Host: h, Guest: "db01", Dir: dir, Opts: warm.Options{BlockSize: bs}, Poll: 100 * time.Millisecond, OutputQCOW2: true,
 			Say: func(m string) { mu.Lock(); said = append(said, m); mu.Unlock() }}
 		if err := s.Open(disks); err != nil {
 			t.Fatal(err)
@@ -105,7 +107,32 @@ func TestSession(t *testing.T) {
 		}
 	}
 	check()
+	// The output images pass 1 wrote and pass 2 patched (OutputQCOW2)
+	// are the final images too, and sound qcow2.
+	for _, d := range disks {
+		out, ok := s.Output(d.Source)
+		if !ok {
+			t.Fatalf("%s: no output image", d.Target)
+		}
+		if err := out.Writer.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out.Path).CombinedOutput(); err != nil {
+			t.Errorf("%s: qemu-img check: %v\n%s", d.Target, err, o)
+		}
+		if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", d.Source, out.Path).CombinedOutput(); err != nil {
+			t.Errorf("%s: the output image differs from the final image: %v\n%s", d.Target, err, o)
+		}
+		if _, again := s.Output(d.Source); again {
+			t.Errorf("%s: the output image was handed over twice", d.Target)
+		}
+	}
 	p2 := s.State.Pass2
+	// Stop started pass 2's helpers on the host before the guest
+	// stopped, two per disk, and pass 2 ran them.
+	if a, b := p2.Disks["xvda"].Prepared, p2.Disks["xvdb"].Prepared; a != 2 || b != 2 {
+		t.Errorf("pass 2 used %d and %d helpers started ahead, want 2 each", a, b)
+	}
 	if p2.Disks["xvdb"].Changed != 0 || p2.Disks["xvda"].Changed == 0 || p2.BytesRead() > p2.Disks["xvda"].Changed*bs {
 		t.Errorf("pass 2: %+v", p2.Disks)
 	}
@@ -133,6 +160,9 @@ func TestSession(t *testing.T) {
 	}
 	if n := h.BytesRead() - before; n != 0 {
 		t.Errorf("resumed session read %d bytes", n)
+	}
+	if _, ok := s.Output(img1); ok {
+		t.Error("a resumed session has an output image (pass 1 did not write one in it)")
 	}
 	check()
 	s.Close()
@@ -178,5 +208,87 @@ func TestSession(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("session folder left: %v", err)
+	}
+}
+
+// TestSessionBlockDevice: a phy: disk (a loop device on the stand-in
+// host) migrates warm: pass 1 finds its size from the device (SFTP gives
+// a device none), the host's helper hashes the device itself, and after
+// the "guest" wrote through the device and stopped, pass 2 moves only
+// the changed blocks; the copy and the output image equal the device
+// (qemu-img compare), whose size is not a multiple of the block size.
+func TestSessionBlockDevice(t *testing.T) {
+	testutil.NeedRoot(t, "loop devices need root")
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 1 << 20
+	const size = 24<<20 + 512*3
+	loop := testutil.Loop(t, mkImage(t, size, bs))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "db01", Config: []byte("name = \"db01\"\nmemory = 256\nbootloader = \"/usr/bin/pygrub\"\ndisk = [ \"phy:" + loop + ",xvda,w\" ]\n"), Running: true, Managed: true},
+	}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	s := &warm.Session{Host: h, Guest: "db01", Dir: filepath.Join(t.TempDir(), ".db01.warm"), Opts: warm.Options{BlockSize: bs}, OutputQCOW2: true}
+	if err := s.Open([]warm.Disk{{Source: loop, Target: "xvda"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.State.Disks[0].Size; got != size {
+		t.Fatalf("pass 1 sized the device %d bytes, want %d", got, size)
+	}
+	st1 := s.State.Pass1.Disks["xvda"]
+	if st1.Blocks != 25 || st1.Zeroed == 0 || st1.BytesRead != (st1.Blocks-st1.Zeroed)*bs {
+		t.Errorf("pass 1: %+v", st1)
+	}
+
+	// The guest writes through the device: random data into four
+	// blocks (the last 8 KiB span the short last block and the one
+	// before), zeros over a block of data, then stops.
+	dev, err := os.OpenFile(loop, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 8192)
+	rand.Read(p)
+	for _, off := range []int64{3*bs + 4096, 17 * bs, size - 8192} {
+		if _, err := dev.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dev.WriteAt(make([]byte, bs), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	srv.SetRunning("db01", false)
+
+	if err := s.Stop(ctx, false, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st2 := s.State.Pass2.Disks["xvda"]
+	if st2.Hashed != 25 || st2.Changed != 5 || st2.Zeroed != 1 || st2.BytesRead != 3*bs+(size-24*bs) {
+		t.Errorf("pass 2: %+v, want 5 changed blocks (one now zeros) and 4 moved, the short last one included", st2)
+	}
+	local, _ := s.Local(loop)
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", loop, local).CombinedOutput(); err != nil {
+		t.Errorf("the copy differs from the device: %v\n%s", err, o)
+	}
+	out, ok := s.Output(loop)
+	if !ok {
+		t.Fatal("no output image")
+	}
+	if err := out.Writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", loop, out.Path).CombinedOutput(); err != nil {
+		t.Errorf("the output image differs from the device: %v\n%s", err, o)
 	}
 }

@@ -103,3 +103,45 @@ func FuzzParseHashLine(f *testing.F) {
 		}
 	})
 }
+
+// TestPrepareHashBlocks: a prepared helper waits without opening the
+// disk (it is prepared before the file exists) and, told to go, hashes
+// as HashBlocks does; one closed unrun goes away quietly.
+func TestPrepareHashBlocks(t *testing.T) {
+	const bs = 64 << 10
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, nil)
+	ctx := context.Background()
+	img := filepath.Join(t.TempDir(), "later.img")
+	for _, m := range []xenhost.HashMethod{xenhost.HashAuto, xenhost.HashDD} {
+		p, err := h.PrepareHashBlocks(ctx, img, bs, 2, 5, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unused, err := h.PrepareHashBlocks(ctx, img, bs, 0, 7, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unused.Close()
+		data := make([]byte, 7*bs-100)
+		rand.Read(data[:4*bs])
+		if err := os.WriteFile(img, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		err = p.Run(ctx, func(i int64, sum xenhost.BlockHash) error {
+			got = append(got, i)
+			if want := md5.Sum(data[i*bs : min((i+1)*bs, int64(len(data)))]); sum != want {
+				t.Errorf("%s: block %d: %x, want %x", m, i, sum, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if fmt.Sprint(got) != "[2 3 4 5 6]" {
+			t.Errorf("%s: hashed blocks %v, want 2..6", m, got)
+		}
+		os.Remove(img)
+	}
+}

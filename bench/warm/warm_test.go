@@ -3,6 +3,7 @@
 package warm
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
@@ -63,7 +64,10 @@ func TestWarmDowntime(t *testing.T) {
 	// The guest's last writes, after pass 1 and before it stops:
 	// random data over CHANGE of the disk's 1 MiB blocks.
 	var changed int
+	var stoppedAt time.Time // when the stand-in guest stopped
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		for !srv.ShutdownRequested("benchvm") {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -83,15 +87,43 @@ func TestWarmDowntime(t *testing.T) {
 		f.Sync()
 		f.Close()
 		srv.SetRunning("benchvm", false)
+		stoppedAt = time.Now()
 	}()
 
-	migrate := func(out string, extra ...string) (*report.Guest, time.Duration) {
+	// Each line xen2kvm logs, with when it arrived: the timeline of the
+	// warm downtime.
+	type logLine struct {
+		at   time.Time
+		text string
+	}
+	migrate := func(out string, extra ...string) (*report.Guest, time.Duration, []logLine) {
 		args := append([]string{"migrate", srv.URL("benchvm"), "-o", out}, append(extra, common...)...)
 		cmd := exec.Command(bin, args...)
 		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Stdout = &stdout
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = pw
+		var lines []logLine
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines = append(lines, logLine{time.Now(), sc.Text()})
+				stderr.WriteString(sc.Text() + "\n")
+			}
+		}()
 		start := time.Now()
-		err := cmd.Run()
+		err = cmd.Start()
+		pw.Close()
+		if err == nil {
+			err = cmd.Wait()
+		}
+		<-read
+		pr.Close()
 		exec.Command("sync").Run()
 		took := time.Since(start)
 		if err != nil {
@@ -101,13 +133,17 @@ func TestWarmDowntime(t *testing.T) {
 		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 			t.Fatalf("report: %v", err)
 		}
-		return &rep, took
+		return &rep, took, lines
 	}
-	wrep, wtotal := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
+	wrep, wtotal, wlog := migrate(filepath.Join(work, "warm"), "--warm", "--shutdown-source")
 	w := wrep.Warm
+	<-stopped
+	// The downtime from the guest's actual stop: xen2kvm sees it stopped
+	// only once xm shutdown -w returned and xm list said so.
+	sinceStop := w.Stopped.Sub(stoppedAt).Seconds() + w.DowntimeSeconds
 	// The cold migration of the same final image: the guest is down for
 	// all of it.
-	_, cold := migrate(filepath.Join(work, "cold"))
+	_, cold, _ := migrate(filepath.Join(work, "cold"))
 	if out, err := exec.Command("qemu-img", "compare", filepath.Join(work, "warm", "benchvm-hda.qcow2"), filepath.Join(work, "cold", "benchvm-hda.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("warm and cold results differ: %v\n%s", err, out)
 	}
@@ -119,8 +155,19 @@ func TestWarmDowntime(t *testing.T) {
 	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed)
 	fmt.Printf("%-32s %12.1f\n", "  stopped -> pass 2 done", w.Pass2.Finished.Sub(w.Stopped).Seconds())
 	fmt.Printf("%-32s %12.1f\n", "  pass 2 done -> ready (convert)", w.DowntimeSeconds-w.Pass2.Finished.Sub(w.Stopped).Seconds())
-	fmt.Printf("%-32s %12.1f\n", "warm downtime (stopped->ready)", w.DowntimeSeconds)
+	fmt.Printf("%-32s %12.1f\n", "warm downtime (seen stopped->ready)", w.DowntimeSeconds)
+	fmt.Printf("%-32s %12.1f   (%.1f s until xen2kvm saw it stopped)\n", "warm downtime (stopped->ready)", sinceStop, sinceStop-w.DowntimeSeconds)
 	fmt.Printf("%-32s %12.1f\n", "warm total (xen2kvm run)", wtotal.Seconds())
 	fmt.Printf("%-32s %12.1f\n", "cold downtime (whole migration)", cold.Seconds())
-	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%)\n", "warm / cold downtime", 100*w.DowntimeSeconds/cold.Seconds())
+	fmt.Printf("%-32s %12.1f%%   (goal: <= 10%%; from the actual stop)\n", "warm / cold downtime", 100*sinceStop/cold.Seconds())
+	fmt.Printf("%-32s %12.1f%%   (from when xen2kvm saw it stopped, as the report counts)\n", "", 100*w.DowntimeSeconds/cold.Seconds())
+	if os.Getenv("TIMELINE") != "" {
+		fmt.Printf("\nThe warm run's log from the stop on (seconds after the guest was seen stopped):\n")
+		for _, l := range wlog {
+			if d := l.at.Sub(w.Stopped); d > -time.Second {
+				fmt.Printf("%8.2f  %s\n", d.Seconds(), l.text)
+			}
+		}
+		fmt.Printf("%8.2f  (report: converted guest ready)\n", w.DowntimeSeconds)
+	}
 }

@@ -201,7 +201,13 @@ times) and the downtime: from the guest stopping to the converted guest
 being ready. An interrupted warm migration resumes from pass 2 when run
 again (or redoes pass 1 when its copies are gone); a guest still running
 at pass 2 is waited for. The copies are removed once the migration is
-done: OUTDIR needs room for them and the output.
+done: OUTDIR needs room for them and the output. For a qcow2 output in
+OUTDIR, pass 1 also writes the output image and pass 2 patches it, so
+that the disks are not copied again while the guest is down. With --to,
+pass 2 is followed by the delivery to libvirt as for a cold migration.
+--warm --dry-run plans the migration from the guest as it is (running or
+not), reports what pass 1 would copy and where, and changes nothing: no
+shutdown, no hashing on the host, no copies.
 
 --dry-run does everything up to the copy, throws the overlay away and
 writes nothing but its report: the source config, each disk with its

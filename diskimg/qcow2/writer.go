@@ -347,6 +347,20 @@ func (w *Writer) l2For(c int64) int64 {
 // evicted, and evicts the least recently used table when the cache is
 // full. Callers hold w.mu.
 func (w *Writer) l2Slots(c, k int64) ([]byte, error) {
+	ents, err := w.l2Entries8(c, k)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(ents, w.zero[:k*8]) {
+		return nil, fmt.Errorf("writing %s: guest offset %d: %w", w.name, c*w.cs, ErrRewrite)
+	}
+	return ents, nil
+}
+
+// l2Entries8 returns the k entries (8 bytes each) of the L2 table for the
+// guest clusters from c on, in memory, as l2Slots does but whatever they
+// hold. Callers hold w.mu.
+func (w *Writer) l2Entries8(c, k int64) ([]byte, error) {
 	i := c / w.l2Entries
 	w.l2Tick++
 	t := w.l2Cache[i]
@@ -372,11 +386,66 @@ func (w *Writer) l2Slots(c, k int64) ([]byte, error) {
 	}
 	t.used = w.l2Tick
 	j := (c % w.l2Entries) * 8
-	ents := t.data[j : j+k*8]
-	if !bytes.Equal(ents, w.zero[:k*8]) {
-		return nil, fmt.Errorf("writing %s: guest offset %d: %w", w.name, c*w.cs, ErrRewrite)
+	return t.data[j : j+k*8], nil
+}
+
+// Rewrite stores p at the guest offset off as WriteAt does, but a
+// cluster may have been written before: its data is overwritten in place
+// (zeros too, so it reads as zeros), and a cluster never written is
+// allocated unless p is all zeros there. It serves an image that is
+// written first and patched later while it is still open (a warm
+// migration's output, written in pass 1 and patched with the blocks that
+// changed). Compressed images cannot be rewritten.
+func (w *Writer) Rewrite(p []byte, off int64) (int, error) {
+	if w.compress {
+		return 0, fmt.Errorf("rewriting %s: a compressed image cannot be rewritten", w.name)
 	}
-	return ents, nil
+	if off%w.cs != 0 || off < 0 {
+		return 0, fmt.Errorf("rewriting %s: offset %d is not a multiple of the cluster size %d", w.name, off, w.cs)
+	}
+	end := off + int64(len(p))
+	if end > w.size || (int64(len(p))%w.cs != 0 && end != w.size && end != w.given) {
+		return 0, fmt.Errorf("rewriting %s: %d bytes at %d: not whole clusters inside the %d byte disk", w.name, len(p), off, w.size)
+	}
+	for done := int64(0); done < int64(len(p)); {
+		c := (off + done) / w.cs
+		n := min(w.cs, int64(len(p))-done)
+		data := p[done : done+n]
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return int(done), fmt.Errorf("rewriting %s: %w", w.name, os.ErrClosed)
+		}
+		ent, err := w.l2Entries8(c, 1)
+		var e uint64
+		if err == nil {
+			e = binary.BigEndian.Uint64(ent)
+		}
+		w.mu.Unlock()
+		switch {
+		case err != nil:
+			return int(done), err
+		case e != 0:
+			if _, err := w.f.WriteAt(data, int64(e&l2OffsetMask)); err != nil {
+				return int(done), fmt.Errorf("rewriting %s: %w", w.name, err)
+			}
+		case !bytes.Equal(data, w.zero[:n]):
+			if err := w.writeRun(data, c); err != nil {
+				return int(done), err
+			}
+		}
+		done += n
+	}
+	return len(p), nil
+}
+
+// Sync flushes the data written so far to disk (the image stays open and
+// incomplete until Close), so that Close has little left to write back.
+func (w *Writer) Sync() error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", w.name, err)
+	}
+	return nil
 }
 
 // evictL2 writes the least recently used cached L2 table to the file,
