@@ -30,8 +30,8 @@ var (
 // errors. format is as for OpenAs ("" detects it from the content; with
 // FormatRaw the content is not interpreted). An image with a backing file
 // is refused with ErrUnsupported: it would name a file elsewhere. A raw
-// image lists its whole size as one extent (r cannot tell where the
-// holes are).
+// image lists its whole size as one extent, unless r is an ExtentLister
+// (a disk on a Xen host with a zero map): then r's extents.
 func OpenReader(r io.ReaderAt, size int64, name, format string) (*ReaderImage, error) {
 	switch format {
 	case "", FormatRaw, FormatQCOW2, FormatQCOW, FormatVHD:
@@ -96,13 +96,16 @@ func (img *ReaderImage) WriteAt(p []byte, off int64) (int, error) {
 // Extents lists the ranges that may hold data.
 func (img *ReaderImage) Extents(ctx context.Context) ([]Extent, error) { return img.r.Extents(ctx) }
 
-// wholeReader is raw data whose holes are not known.
+// wholeReader is raw data whose holes are not known, or known by r.
 type wholeReader struct {
 	io.ReaderAt
 	size int64
 }
 
 func (w *wholeReader) Extents(ctx context.Context) ([]Extent, error) {
+	if l, ok := w.ReaderAt.(ExtentLister); ok {
+		return l.Extents(ctx)
+	}
 	var l blk.List
 	if w.size > 0 {
 		l.Add(0, w.size)

@@ -33,6 +33,8 @@ type Disk struct {
 	file  *sftp.File
 	cache *blockCache
 
+	zeroMap *ZeroMap
+
 	read atomic.Int64
 }
 
@@ -317,4 +319,41 @@ func (c *blockCache) put(i int64, data []byte) {
 
 func errorsIsNotExist(err error) bool {
 	return errors.Is(err, os.ErrNotExist)
+}
+
+// SetZeroMap makes Extents leave out the blocks z says are all zeros, so
+// a copy never reads them. z must describe this disk, taken while
+// nothing wrote to it.
+func (d *Disk) SetZeroMap(z *ZeroMap) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.zeroMap = z
+}
+
+// Extents lists the ranges of the disk that may hold data: all of it,
+// or, with a zero map (SetZeroMap), its blocks that are not all zeros.
+func (d *Disk) Extents(ctx context.Context) ([]Extent, error) {
+	d.mu.Lock()
+	z := d.zeroMap
+	d.mu.Unlock()
+	var out []Extent
+	if z == nil || z.Size != d.size {
+		if d.size > 0 {
+			out = append(out, Extent{Offset: 0, Length: d.size})
+		}
+		return out, nil
+	}
+	for i, zero := range z.Zero {
+		if zero {
+			continue
+		}
+		off := int64(i) * z.BlockSize
+		l := min(z.BlockSize, d.size-off)
+		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == off {
+			out[n-1].Length += l
+		} else {
+			out = append(out, Extent{Offset: off, Length: l})
+		}
+	}
+	return out, nil
 }
