@@ -116,6 +116,9 @@ func migrate(ctx context.Context, p parts, cfgPath string, opts Options) (*Resul
 			rep.Status, rep.Error = report.StatusFailed, err.Error()
 			return res, err
 		}
+		if opts.Warm != nil {
+			gs.zeroMap = false // pass 1's hashes find the zero blocks
+		}
 		p.source, remote = gs, gs
 	}
 	var sess *warm.Session
@@ -342,6 +345,12 @@ func (m *migration) openDisks() error {
 		m.closers = append(m.closers, src.Close)
 		rd.SourceFormat = src.Format()
 		rd.VirtualSize = src.Size()
+		if ri, ok := src.(*remoteImage); ok {
+			rd.HostZeroBytes = ri.zeroBytes
+			if ri.warning != "" {
+				m.rep.Warnings = append(m.rep.Warnings, ri.warning)
+			}
+		}
 		ov, err := m.p.converter.Overlay(src)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: overlay: %w", xd.Target, err))

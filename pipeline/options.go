@@ -54,6 +54,14 @@ type RunOptions struct {
 	// ForceRunning migrates a guest its Xen host reports as running: the
 	// copy is only crash-consistent, and the report warns so.
 	ForceRunning bool
+	// HostZeroMap, for ssh:// sources' raw disks (file images and phy:
+	// devices) in cold migrations: before the copy, run the read-only
+	// helper of warm migrations on the host to find the disk's all-zero
+	// blocks (HostZeroMapMethod: python, or dd and md5sum; "" for either),
+	// and never read those over SSH. When the helper cannot run, every
+	// block is read, with a warning.
+	HostZeroMap       bool
+	HostZeroMapMethod xenhost.HashMethod
 	// Logger receives what Migrate does, step by step, or RunBatch's own
 	// events (guest started, done, skipped; each guest logs to its own
 	// file); nil discards.

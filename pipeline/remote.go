@@ -20,6 +20,10 @@ type hostSource struct {
 	ctx   context.Context
 	ssh   xenhost.Options
 	force bool // ForceRunning
+	// zeroMap: map each raw disk's zero blocks on the host before the
+	// copy (HostZeroMap), with zeroMethod.
+	zeroMap    bool
+	zeroMethod xenhost.HashMethod
 
 	mu     sync.Mutex
 	hosts  map[string]*hostConn // by host URL
@@ -34,7 +38,8 @@ type hostConn struct {
 }
 
 func newHostSource(ctx context.Context, o RunOptions) *hostSource {
-	s := &hostSource{ctx: ctx, force: o.ForceRunning, hosts: map[string]*hostConn{}, guests: map[string]*xenhost.Guest{}}
+	s := &hostSource{ctx: ctx, force: o.ForceRunning, hosts: map[string]*hostConn{}, guests: map[string]*xenhost.Guest{},
+		zeroMap: o.HostZeroMap && !o.DryRun, zeroMethod: o.HostZeroMapMethod}
 	if o.SSH != nil {
 		s.ssh = *o.SSH
 	}
@@ -119,7 +124,11 @@ func (s *hostSource) ParseConfig(path string) (*config.Domain, error) {
 		if !s.force {
 			return nil, err
 		}
-		d.Warnings = append(d.Warnings, fmt.Sprintf("%v; copied anyway (--force-running): the copy is only crash-consistent", err))
+		msg := fmt.Sprintf("%v; copied anyway (--force-running): the copy is only crash-consistent", err)
+		if s.zeroMap {
+			msg += ", and so is the host's zero map of its disks (--host-zero-map): a block written after the map was taken may be left out"
+		}
+		d.Warnings = append(d.Warnings, msg)
 	}
 	s.mu.Lock()
 	s.guests[u.String()] = g
@@ -134,13 +143,14 @@ func (s *hostSource) guest(cfg string) (*guestSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guestSource{hostSource: s, u: u}, nil
+	return &guestSource{hostSource: s, u: u, zeroMap: s.zeroMap}, nil
 }
 
 // guestSource opens the disks of one guest on its Xen host.
 type guestSource struct {
 	*hostSource
-	u *xenhost.URL
+	u       *xenhost.URL
+	zeroMap bool // map raw disks' zero blocks on the host before the copy
 
 	mu    sync.Mutex
 	disks []*xenhost.Disk
@@ -160,10 +170,26 @@ func (s *guestSource) Open(path, format string) (source, error) {
 		d.Close()
 		return nil, err
 	}
+	ri := &remoteImage{ReaderImage: img, disk: d}
+	if s.zeroMap && img.Format() == diskimg.FormatRaw {
+		// After ParseConfig's check that the guest is not running
+		// (or --force-running): the map is as consistent as the copy.
+		z, err := h.ZeroMap(s.ctx, path, d.Size(), 0, s.zeroMethod)
+		switch {
+		case err == nil:
+			d.SetZeroMap(z)
+			ri.zeroBytes = z.ZeroBytes()
+		case s.ctx.Err() != nil:
+			d.Close()
+			return nil, err
+		default:
+			ri.warning = fmt.Sprintf("host zero map of %s not taken (%v): every block of it is read over SSH", path, err)
+		}
+	}
 	s.mu.Lock()
 	s.disks = append(s.disks, d)
 	s.mu.Unlock()
-	return &remoteImage{ReaderImage: img, disk: d}, nil
+	return ri, nil
 }
 
 // report says where the guest came from and how much was read.
@@ -193,6 +219,10 @@ func (s *guestSource) report() *report.SourceHost {
 type remoteImage struct {
 	*diskimg.ReaderImage
 	disk *xenhost.Disk
+	// zeroBytes: how much of the disk the host's zero map found zero
+	// (never read); warning: why there is no map.
+	zeroBytes int64
+	warning   string
 }
 
 func (r *remoteImage) Close() error { return r.disk.Close() }

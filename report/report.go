@@ -178,6 +178,9 @@ type Disk struct {
 	OutputSize int64 `json:"output_size,omitempty"`
 	// BytesRead is the data read from the Xen host over SSH.
 	BytesRead int64 `json:"bytes_read,omitempty"`
+	// HostZeroBytes is how much of the disk the host's zero map
+	// (--host-zero-map) found all zeros: never read over SSH.
+	HostZeroBytes int64 `json:"host_zero_bytes,omitempty"`
 }
 
 // Edit is one planned or applied change inside the guest.

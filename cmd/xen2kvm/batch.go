@@ -59,7 +59,8 @@ manifest for every guest of a host.
 
 warm: true (ssh:// guests only) migrates a guest warm, as xen2kvm
 migrate --warm does; --shutdown-source, --shutdown-timeout and
---warm-hash apply to every warm guest.
+--warm-hash apply to every warm guest; --host-zero-map applies to every
+other ssh:// guest.
 
 --jobs guests are migrated at the same time, and --workers bounds the
 disk copy workers of all of them together. One guest's failure never

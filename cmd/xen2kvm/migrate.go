@@ -35,6 +35,7 @@ type migrateFlags struct {
 	shutdownSource  bool
 	shutdownTimeout time.Duration
 	warmHash        string
+	hostZeroMap     string
 }
 
 func (f *migrateFlags) add(cmd *cobra.Command) {
@@ -56,6 +57,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.shutdownSource, "shutdown-source", false, "warm migrations: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "warm migrations, with --shutdown-source: how long to wait for the guest to shut down")
 	fl.StringVar(&f.warmHash, "warm-hash", "auto", "warm migrations: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
+	fl.StringVar(&f.hostZeroMap, "host-zero-map", "off", "ssh:// sources, cold migrations: before copying a raw disk, run the read-only helper --warm runs on the host to find its all-zero blocks and never read those over SSH: python, dd (dd and md5sum), auto, or off (read every block; nothing runs on the host beyond xm)")
 	f.ssh.add(cmd)
 }
 
@@ -73,6 +75,12 @@ func (f *migrateFlags) warmOptions(con *console) pipeline.WarmOptions {
 // remote adds the ssh:// source options to o.
 func (f *migrateFlags) remote(cmd *cobra.Command, o pipeline.RunOptions) pipeline.RunOptions {
 	o.SSH, o.ForceRunning = f.ssh.options(cmd), f.forceRunning
+	if f.hostZeroMap != "off" {
+		o.HostZeroMap = true
+		if f.hostZeroMap != "auto" {
+			o.HostZeroMapMethod = xenhost.HashMethod(f.hostZeroMap)
+		}
+	}
 	return o
 }
 
@@ -99,6 +107,11 @@ func (f *migrateFlags) check() error {
 	case "auto", "python", "dd":
 	default:
 		return usagef("--warm-hash %q: want auto, python or dd", f.warmHash)
+	}
+	switch f.hostZeroMap {
+	case "off", "auto", "python", "dd":
+	default:
+		return usagef("--host-zero-map %q: want off, auto, python or dd", f.hostZeroMap)
 	}
 	if err := convert.CheckRuleNames(f.skipRules); err != nil {
 		return usagef("--skip-rule: %v", err)
