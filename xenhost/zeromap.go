@@ -110,7 +110,7 @@ func (h *Host) ZeroMap(ctx context.Context, path string, size, blockSize int64, 
 			return z, err
 		}
 		var ee *ExecError
-		if !errors.As(err, &ee) || ee.Status != 3 {
+		if !errors.As(err, &ee) || (ee.Status != 3 && ee.Status != 127) { // no python, or one that cannot run
 			return nil, err
 		}
 	}
@@ -119,7 +119,13 @@ func (h *Host) ZeroMap(ctx context.Context, path string, size, blockSize int64, 
 	zs := md5.Sum(make([]byte, blockSize))
 	lastLen := size - (n-1)*blockSize
 	lastZs := md5.Sum(make([]byte, lastLen))
+	empty := md5.Sum(nil)
 	err := h.HashBlocks(ctx, path, blockSize, 0, n, HashDD, func(i int64, sum BlockHash) error {
+		if sum == empty {
+			// The helper hashes dd's output without checking dd
+			// ran: nothing read means no dd (or an unreadable disk).
+			return fmt.Errorf("mapping the zero blocks of %s on %s: dd read nothing of block %d (is dd there?)", path, h.URL.Addr(), i)
+		}
 		z.Zero[i] = sum == zs || (i == n-1 && sum == lastZs)
 		return nil
 	})

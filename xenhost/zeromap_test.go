@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/xenhost"
@@ -81,5 +83,92 @@ func TestZeroMap(t *testing.T) {
 	}
 	if after := testutil.HashFile(t, img); after != before {
 		t.Error("the zero map wrote the source image")
+	}
+}
+
+// TestZeroMapCopy copies a sparse disk off the host with diskimg's copy
+// engine: with the zero map the output equals the source (qemu-img
+// compare) and exactly the data blocks were read over SSH; when the
+// helper cannot run (dd, forced, fails on the host: python cannot be
+// taken away here, root's .bashrc puts pyenv's shims first on the PATH),
+// ZeroMap fails (the caller then reads everything) and the copy still
+// equals the source.
+func TestZeroMapCopy(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	const mib = 1 << 20
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, mib)
+	rand.Read(buf)
+	var data int64
+	for _, blk := range []int64{0, 1, 7, 30, 31, 63} {
+		if _, err := f.WriteAt(buf, blk*mib); err != nil {
+			t.Fatal(err)
+		}
+		data += mib
+	}
+	// Zeros written out (not a hole) in block 40: also left out.
+	if _, err := f.WriteAt(make([]byte, mib), 40*mib); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	const size = 64 * mib
+	before := testutil.HashFile(t, img)
+	shim := "#!/bin/sh\nexit 127\n"
+	for _, tc := range []struct {
+		name     string
+		method   xenhost.HashMethod
+		programs map[string]string
+	}{
+		{"auto", xenhost.HashAuto, nil},
+		{"nohelper", xenhost.HashDD, map[string]string{"dd": shim}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testsshd.Start(t, testsshd.Options{Programs: tc.programs})
+			h, _ := dial(t, srv, nil)
+			ctx := context.Background()
+			z, zerr := h.ZeroMap(ctx, img, size, mib, tc.method)
+			if tc.programs != nil {
+				if zerr == nil {
+					t.Fatalf("ZeroMap ran on a host where dd cannot run (method %s, %d blocks)", z.Method, len(z.Zero))
+				}
+			} else if zerr != nil {
+				t.Fatal(zerr)
+			}
+			d, err := h.OpenDisk(ctx, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if z != nil {
+				d.SetZeroMap(z)
+			}
+			ri, err := diskimg.OpenReader(d, d.Size(), img, diskimg.FormatRaw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read0 := d.BytesRead()
+			out := filepath.Join(t.TempDir(), "out.qcow2")
+			if err := diskimg.Convert(ctx, ri, out, diskimg.OutputQCOW2); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", img, out).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img compare: %v\n%s", err, b)
+			}
+			want := data
+			if z == nil {
+				want = size
+			}
+			if got := d.BytesRead() - read0; got != want {
+				t.Errorf("the copy read %d bytes over SSH, want %d", got, want)
+			}
+		})
+	}
+	if testutil.HashFile(t, img) != before {
+		t.Error("the source changed")
 	}
 }
