@@ -18,6 +18,9 @@
 #      read a pipe: "requires /dev/stdin to be a regular file")
 #   E  as A with --ssh-client openssh (the system's ssh -s HOST sftp)
 #   F  as A with --ssh-compression (ssh -C)
+#   G  as A with --host-zero-map auto: the read-only helper of --warm runs
+#      on the host first and maps the all-zero 1 MiB blocks, which are
+#      then never read over SSH
 #   D  qemu-img convert -W -m 16 from qemu's own ssh block driver (libssh,
 #      SFTP; authenticates through an ssh-agent started for the run; needs
 #      Debian's qemu-block-extra; with LEGACY=1 it cannot connect: Debian
@@ -27,7 +30,7 @@
 # are checked with qemu-img compare against the source.
 #
 # Environment: SIZE (8G), DATA (2G), ROUNDS (3), LEGACY (1), ROUTES (the
-# routes to run, by number: 0 A, 1 B, 2 C, 3 D, 4 E, 5 F; default all), WORK
+# routes to run, by number: 0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G; default all), WORK
 # (a new directory under /var/tmp, removed at the end unless KEEP=1).
 set -euo pipefail
 
@@ -35,7 +38,7 @@ SIZE=${SIZE:-8G}
 DATA=${DATA:-2G}
 ROUNDS=${ROUNDS:-3}
 LEGACY=${LEGACY:-1}
-read -r -a routes <<<"${ROUTES:-0 1 2 3 4 5}"
+read -r -a routes <<<"${ROUTES:-0 1 2 3 4 5 6}"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 WORK=${WORK:-$(mktemp -d /var/tmp/xen2kvm-bench-ssh.XXXXXX)}
@@ -126,7 +129,7 @@ ciphers="sshd defaults"
 echo "bench: commit $commit, $(nproc) CPUs, load average at start: $load0; SSH: $ciphers" >&2
 
 qemu_json="json:{\"driver\":\"raw\",\"file\":{\"driver\":\"ssh\",\"server\":{\"host\":\"127.0.0.1\",\"port\":\"$port\"},\"user\":\"$user\",\"path\":\"$src\",\"host-key-check\":{\"mode\":\"none\"}}}"
-names=("xen2kvm migrate ssh://" "scp + qemu-img -W -m 16" "ssh cat + qemu-img -W" "qemu-img ssh driver" "xen2kvm --ssh-client openssh" "xen2kvm --ssh-compression")
+names=("xen2kvm migrate ssh://" "scp + qemu-img -W -m 16" "ssh cat + qemu-img -W" "qemu-img ssh driver" "xen2kvm --ssh-client openssh" "xen2kvm --ssh-compression" "xen2kvm --host-zero-map")
 xen2kvm_migrate() {
 	"$WORK/xen2kvm" migrate "ssh://$user@127.0.0.1:$port/benchvm" -o "$WORK/out" --no-boot-check --force \
 		--identity "$WORK/id_rsa" --known-hosts "$WORK/known_hosts" --host-config-dir "$WORK/host/etc-xen" "$@" >/dev/null
@@ -138,6 +141,7 @@ run_tool() {
 	0) xen2kvm_migrate ;;
 	4) xen2kvm_migrate --ssh-client openssh ;;
 	5) xen2kvm_migrate --ssh-compression ;;
+	6) xen2kvm_migrate --host-zero-map auto ;;
 	1)
 		scp -q "${sshopts[@]}" -P "$port" "$user@127.0.0.1:$src" "$WORK/stage.raw"
 		qemu-img convert -W -m 16 -f raw -O qcow2 "$WORK/stage.raw" "$out"
