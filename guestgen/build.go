@@ -23,7 +23,7 @@ import (
 
 // formatVersion changes whenever Build's output changes for the same spec,
 // so that cached guests are rebuilt.
-const formatVersion = "guestgen/8-rhel6"
+const formatVersion = "guestgen/9"
 
 const stampName = ".guestgen-complete.json"
 

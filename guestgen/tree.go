@@ -254,6 +254,12 @@ func ifcfgEth0(s Spec, mac string) string {
 			c += "GATEWAY=" + s.Gateway + "\n"
 		}
 	}
+	if s.RHEL6 {
+		// A RHEL 6 guest made from a template: the template's
+		// preparation took HWADDR out (a clone has another MAC), so
+		// the name eth0 rests on udev's 70-persistent-net.rules alone.
+		return c + "ONBOOT=yes\n"
+	}
 	return c + "HWADDR=" + strings.ToUpper(mac) + "\nONBOOT=yes\n"
 }
 

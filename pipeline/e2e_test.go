@@ -620,13 +620,28 @@ func TestE2ERuleLeftOut(t *testing.T) {
 		// kernel-debug of the same version as kernel becomes grub's
 		// default.
 		{guestgen.CentOS5LVM, convert.RuleKernelChoice, "the guest booted kernel 2.6.18-164.el5debug (kernel-debug), a debug flavour", "6m"},
+		// The RHEL 6 guest's ifcfg-eth0 has no HWADDR; its eth0 rests
+		// on the 70-persistent-net.rules entry for the Xen NIC's MAC.
+		// Migrated from a config whose vif gives no MAC (Xen drew one
+		// at every boot), the KVM NIC has a new MAC, and udev names it
+		// eth1. (With the rule, udev gives it eth0: see
+		// TestE2ERHEL6.)
+		{guestgen.RHEL6, "persistent-net", "udev recorded a new interface eth1: the NIC was renamed", "6m"},
 	} {
 		t.Run(tc.spec.Name+"/"+tc.rule, func(t *testing.T) {
 			t.Parallel()
+			cfg := ""
+			if tc.spec.Name == guestgen.RHEL6.Name {
+				testutil.NeedTool(t, "dracut")
+				testutil.NeedTool(t, "depmod")
+			}
 			g := guest(t, tc.spec)
 			sourcesUnchanged(t, g)
+			if cfg = g.Config; tc.spec.Name == guestgen.RHEL6.Name {
+				cfg = noVifMAC(t, g)
+			}
 			out := filepath.Join(t.TempDir(), "kvm")
-			code, _, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
+			code, _, stderr := run(t, "migrate", cfg, "-o", out, "--disk-map", diskMap(g), "--skip-rule", tc.rule,
 				"--boot-check", "--accel", "tcg", "--boot-timeout", tc.timeout)
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, want 1 with %q in\n%s", code, tc.want, stderr)

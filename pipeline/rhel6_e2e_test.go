@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,9 +36,32 @@ func needRHEL6(t *testing.T) {
 // xen-blkfront, no SELinux file contexts) and boots it under TCG: the
 // rebuilt initramfs loads virtio and finds the root by UUID, the guest
 // relabels and reboots once for the /.autorelabel the conversion left,
-// then reaches login: on ttyS0 with its network proven. udev's
-// persistent-net stand-in names the KVM NIC eth0 in the rules file the
-// conversion freed. The output's ext4 filesystems pass e2fsck -fn.
+// then reaches login: on ttyS0 with its network proven. The config's vif
+// gives no MAC (Xen drew one at every boot), so the KVM NIC has a new
+// one: udev's persistent-net stand-in names it eth0 in the rules file
+// the conversion freed (without the rule it becomes eth1 and the network
+// does not come up: TestE2ERuleLeftOut). The output's ext4 filesystems
+// pass e2fsck -fn.
+// noVifMAC writes g's config with the MAC addresses taken out of its
+// vifs: Xen draws a new MAC at every boot for such a vif, and the KVM
+// guest gets one of its own.
+func noVifMAC(t *testing.T, g *guestgen.Guest) string {
+	t.Helper()
+	b, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := regexp.MustCompile(`mac=[0-9A-Fa-f:]+,?`).ReplaceAll(b, nil)
+	if bytes.Equal(without, b) {
+		t.Fatalf("%s: no vif with a MAC", g.Config)
+	}
+	p := filepath.Join(t.TempDir(), g.Name)
+	if err := os.WriteFile(p, without, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestE2ERHEL6(t *testing.T) {
 	needRHEL6(t)
 	e2fsck := testutil.NeedTool(t, "e2fsck")
@@ -45,7 +69,7 @@ func TestE2ERHEL6(t *testing.T) {
 	g := guest(t, guestgen.RHEL6)
 	sourcesUnchanged(t, g)
 	out := filepath.Join(t.TempDir(), "kvm")
-	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+	code, stdout, stderr := run(t, "migrate", noVifMAC(t, g), "-o", out, "--disk-map", diskMap(g),
 		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 	if code != 0 {
 		t.Fatalf("migrate: exit %d\n%s", code, stderr)
@@ -82,12 +106,22 @@ func TestE2ERHEL6(t *testing.T) {
 			t.Errorf("the serial log lacks %q", want)
 		}
 	}
-	// udev recorded the KVM NIC (the vif's MAC, now virtio) as eth0.
+	// udev recorded the KVM NIC (virtio, with the MAC the domain XML
+	// gives it, not the Xen NIC's) as eth0.
+	xml, err := os.ReadFile(filepath.Join(out, g.Name+".xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`<mac address=["']([0-9a-f:]+)["']`).FindSubmatch(xml)
+	if m == nil || strings.EqualFold(string(m[1]), g.MAC) {
+		t.Fatalf("the domain XML's MAC: %q, want a new one (the Xen NIC had %s)", m, g.MAC)
+	}
+	kvmMAC := string(m[1])
 	recorded := false
 	for _, f := range rep.Boot.Drift.Files {
 		if f.Path == "etc/udev/rules.d/70-persistent-net.rules" {
 			recorded = f.Change == "changed" && strings.Contains(f.Diff, "+# net device (virtio_net)") &&
-				strings.Contains(f.Diff, `ATTR{address}=="`+g.MAC+`", ATTR{type}=="1", KERNEL=="eth*", NAME="eth0"`)
+				strings.Contains(f.Diff, `ATTR{address}=="`+kvmMAC+`", ATTR{type}=="1", KERNEL=="eth*", NAME="eth0"`)
 			if !recorded {
 				t.Errorf("70-persistent-net.rules after the first boot: %+v", f)
 			}
