@@ -19,7 +19,8 @@ import (
 
 // TestSSHDiskOpenForWriting: a guest that xm lists as off but whose disk
 // a process on the host holds open read-write is refused, naming guest,
-// host, disk and pid; --force-running goes on and says so in the report.
+// host, disk and pid; --force-running goes on and says so in the report
+// (with --host-zero-map, that the zero map is crash-consistent too).
 func TestSSHDiskOpenForWriting(t *testing.T) {
 	testutil.NeedTool(t, "/usr/sbin/sshd")
 	img := filepath.Join(t.TempDir(), "web01.img")
@@ -70,6 +71,22 @@ func TestSSHDiskOpenForWriting(t *testing.T) {
 	}
 	if !warned {
 		t.Errorf("--force-running: the report does not warn that the disk was open for writing: %q (err %v)", res.Report.Warnings, err)
+	}
+
+	// With the host's zero map (a real run: a dry run takes no map), the
+	// warning says the map is only crash-consistent too. The empty disk
+	// holds no guest, so the migration fails after the warning.
+	opts.DryRun, opts.HostZeroMap = false, true
+	res, err = pipeline.Migrate(ctx, srv.URL("web01"), opts)
+	if res == nil {
+		t.Fatalf("--force-running --host-zero-map: no result: %v", err)
+	}
+	warned = false
+	for _, w := range res.Report.Warnings {
+		warned = warned || strings.Contains(w, "--force-running") && strings.Contains(w, "zero map")
+	}
+	if !warned {
+		t.Errorf("--force-running --host-zero-map: no warning that the zero map is crash-consistent: %q (err %v)", res.Report.Warnings, err)
 	}
 	if testutil.HashFile(t, img) != before {
 		t.Error("the source changed")
