@@ -302,21 +302,37 @@ func firstBootProven(t *testing.T, b *report.Boot, s guestgen.Spec, reboots int)
 	}
 }
 
-// TestE2EUnconvertedDoesNotBoot boots the Xen guest as it is on the KVM
-// hardware a migration gives it, with only its serial console moved to
-// ttyS0 so the failure can be seen: the same non-Xen kernel the
-// conversion picks, its own initrd and root=, on virtio disks. It must not
-// reach a login prompt: the initrd has no driver for the disk.
+// TestE2EUnconvertedDoesNotBoot boots the Xen guests as they are on the
+// KVM hardware a migration gives them, with only the serial console moved
+// to ttyS0 so the failure can be seen: the same non-Xen kernel the
+// conversion picks, its own initrd and root=, on virtio disks (the
+// two-disk guest with both). They must not reach a login prompt: the
+// initrd has no driver for the disk.
 func TestE2EUnconvertedDoesNotBoot(t *testing.T) {
 	needE2E(t)
-	g := guest(t, guestgen.CentOS5PV)
+	for _, s := range []guestgen.Spec{guestgen.CentOS5PV, guestgen.TwoDisks} {
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			unconvertedDoesNotBoot(t, guest(t, s))
+		})
+	}
+}
+
+func unconvertedDoesNotBoot(t *testing.T, g *guestgen.Guest) {
+	t.Helper()
 	sourcesUnchanged(t, g)
 	d, err := config.ParseFile(g.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux",
-		Images: map[string]config.Image{d.Disks[0].Target: {Path: g.Images[0], Format: "raw"}}})
+	if len(d.Disks) != len(g.Images) {
+		t.Fatalf("%d disks in the config, %d images", len(d.Disks), len(g.Images))
+	}
+	images := map[string]config.Image{}
+	for i, disk := range d.Disks {
+		images[disk.Target] = config.Image{Path: g.Images[i], Format: "raw"}
+	}
+	k, err := config.ToKVM(d, config.KVMOptions{Virtio: true, OS: "linux", Images: images})
 	if err != nil {
 		t.Fatal(err)
 	}
