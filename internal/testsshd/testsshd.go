@@ -162,7 +162,12 @@ func Start(t testing.TB, opts Options) *Server {
 			"PubkeyAuthentication yes",
 			"PermitRootLogin yes",
 			"Subsystem sftp internal-sftp",
-			"SetEnv PATH=" + filepath.Join(dir, "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin",
+			// SHLVL=1: bash, started by sshd for each command, reads
+			// the user's ~/.bashrc only at level 1 (it counts itself
+			// from SHLVL); the machine's own (root's) must not change
+			// PATH or stall every command (a pyenv rehash there waits
+			// up to a minute for a lock when sessions run in parallel).
+			"SetEnv PATH=" + filepath.Join(dir, "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin SHLVL=1",
 			"LogLevel VERBOSE",
 			"MaxStartups 100",
 		}

@@ -16,6 +16,11 @@ func TestExec(t *testing.T) {
 	if out := s.Exec(t, "hello world"); out != "hello world\n" {
 		t.Errorf("hello: %q", out)
 	}
+	// The sessions' PATH is the fixture's, whatever the user's shell
+	// start-up files would make of it.
+	if out := s.Exec(t, "echo $PATH"); !strings.HasPrefix(out, s.BinDir+":") || strings.Contains(out, ".pyenv") {
+		t.Errorf("the sessions' PATH: %q", out)
+	}
 	list := s.Exec(t, "xm list")
 	if !strings.Contains(list, "Domain-0") || !strings.Contains(list, "web01") || !strings.Contains(list, "-b----") {
 		t.Errorf("xm list:\n%s", list)
