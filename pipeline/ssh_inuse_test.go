@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
@@ -34,16 +32,7 @@ func TestSSHDiskOpenForWriting(t *testing.T) {
 	cfg := "name = \"web01\"\nmemory = 256\nbootloader = \"/usr/bin/pygrub\"\ndisk = [ \"tap:aio:" + img + ",xvda,w\" ]\n"
 	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "web01", Config: []byte(cfg)}}})
 
-	cmd := exec.Command("sh", "-c", "exec 3<>\"$1\"; exec sleep 600", "sh", img)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
-			break
-		}
-	}
+	pid := testutil.HoldOpen(t, "<>", img)
 
 	ctx := context.Background()
 	opts := pipeline.Options{OutDir: filepath.Join(t.TempDir(), "kvm"), Boot: pipeline.BootNever}
@@ -54,7 +43,7 @@ func TestSSHDiskOpenForWriting(t *testing.T) {
 	if !errors.As(err, &ue) || !errors.Is(err, xenhost.ErrRunning) {
 		t.Fatalf("disk open for writing: %v, want a DiskInUseError", err)
 	}
-	for _, s := range []string{"web01", srv.Addr, img, "process " + strconv.Itoa(cmd.Process.Pid) + " (sleep)"} {
+	for _, s := range []string{"web01", srv.Addr, img, "process " + strconv.Itoa(pid) + " (sleep)"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not name %s", err, s)
 		}

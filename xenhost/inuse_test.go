@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,30 +11,9 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
-
-// holdOpen starts a process (sleep, its descriptor 3 opened by the shell
-// with redirect, e.g. "3<>" read-write) that keeps path open until the
-// test ends, and returns its pid.
-func holdOpen(t *testing.T, redirect, path string) int {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", "exec 3"+redirect+"\"$1\"; exec sleep 600", "sh", path)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// Wait until the shell has opened it and become sleep.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
-			return cmd.Process.Pid
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("the process holding %s did not start", path)
-	return 0
-}
 
 // TestDiskOpenForWriting: a guest whose disk some process on the host has
 // open for writing (O_RDWR, or O_WRONLY through a symbolic link the
@@ -77,11 +55,11 @@ func TestDiskOpenForWriting(t *testing.T) {
 		return err
 	}
 
-	holdOpen(t, "<", img) // a reader, as xen2kvm's own sftp-server is
+	testutil.HoldOpen(t, "<", img) // a reader, as xen2kvm's own sftp-server is
 	if err := check("web01"); err != nil {
 		t.Fatalf("disk open read-only only: %v", err)
 	}
-	writer := holdOpen(t, "<>", img)
+	writer := testutil.HoldOpen(t, "<>", img)
 	err := check("web01")
 	var ue *xenhost.DiskInUseError
 	if !errors.As(err, &ue) || !errors.Is(err, xenhost.ErrDiskInUse) || !errors.Is(err, xenhost.ErrRunning) {
@@ -100,7 +78,7 @@ func TestDiskOpenForWriting(t *testing.T) {
 	if err := check("db02"); err != nil {
 		t.Fatalf("db02 before: %v", err)
 	}
-	appender := holdOpen(t, ">>", img2)
+	appender := testutil.HoldOpen(t, ">>", img2)
 	if err := check("db02"); !errors.As(err, &ue) || ue.PID != appender || ue.Disk != link {
 		t.Errorf("disk open write-only behind a symlink: %v, want pid %d, disk %s", err, appender, link)
 	}

@@ -67,8 +67,8 @@ func dial(t *testing.T, srv *testsshd.Server, mod func(*xenhost.Options)) (*xenh
 		t.Fatal(err)
 	}
 	var warns []string
-	opts := xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir,
-		NoAgent: true, Warn: func(s string) { warns = append(warns, s) }}
+	opts := srv.ClientOptions()
+	opts.Warn = func(s string) { warns = append(warns, s) }
 	if mod != nil {
 		mod(&opts)
 	}
@@ -244,12 +244,12 @@ func copyWhile(t *testing.T, h *xenhost.Host, img, out string, fault func()) err
 		}))
 }
 
-func TestReconnectMidCopy(t *testing.T) {
+// copyAcrossDrop copies img from the host into a qcow2, killing the
+// server's sessions once the copy is under way: the copy must reconnect
+// and finish, and qemu-img compare must find the output equal to img.
+func copyAcrossDrop(t *testing.T, srv *testsshd.Server, h *xenhost.Host, img string) {
+	t.Helper()
 	qemuImg := testutil.NeedTool(t, "qemu-img")
-	img, _ := sparseImage(t, 256<<20)
-	before := testutil.HashFile(t, img)
-	srv := testsshd.Start(t, testsshd.Options{})
-	h, _ := dial(t, srv, func(o *xenhost.Options) { o.RetryDelay = 100 * time.Millisecond })
 	out := filepath.Join(t.TempDir(), "out.qcow2")
 	killed := 0
 	if err := copyWhile(t, h, img, out, func() { killed = srv.KillSessions() }); err != nil {
@@ -261,6 +261,14 @@ func TestReconnectMidCopy(t *testing.T) {
 	if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", img, out).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img compare: %v\n%s", err, b)
 	}
+}
+
+func TestReconnectMidCopy(t *testing.T) {
+	img, _ := sparseImage(t, 256<<20)
+	before := testutil.HashFile(t, img)
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, func(o *xenhost.Options) { o.RetryDelay = 100 * time.Millisecond })
+	copyAcrossDrop(t, srv, h, img)
 	if testutil.HashFile(t, img) != before {
 		t.Error("the source changed")
 	}

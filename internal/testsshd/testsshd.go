@@ -9,8 +9,8 @@
 //		{Name: "web01", Config: cfg}, // cfg: an xm config, disk paths as the host has them
 //	}})
 //	u := srv.URL("web01")             // ssh://root@127.0.0.1:PORT/web01
-//	opts := xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath,
-//		ConfigDir: srv.ConfigDir}
+//	opts := srv.ClientOptions()        // the test key, known_hosts and ConfigDir
+//	args := append([]string{"migrate", u}, srv.Flags()...) // the same for the CLI
 //
 // The server, and every session it forked, is stopped when the test ends,
 // whatever happens. KillSessions kills the per-connection processes (a
@@ -41,6 +41,7 @@ import (
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // Legacy is the algorithm set of OpenSSH 4.3 as RHEL 5 ships it, as far as
@@ -247,6 +248,19 @@ func (s *Server) URL(name string) string {
 		u += "/" + name
 	}
 	return u
+}
+
+// ClientOptions are the xenhost options that reach the server: the test
+// key (and no agent), the known_hosts with the server's key, and the
+// host's Xen config folder. Tests add what they vary (retries, Warn).
+func (s *Server) ClientOptions() xenhost.Options {
+	return xenhost.Options{Identities: []string{s.KeyPath}, KnownHosts: s.KnownHostsPath, ConfigDir: s.ConfigDir, NoAgent: true}
+}
+
+// Flags are xen2kvm's command-line flags for what ClientOptions sets
+// (the agent is left to the environment).
+func (s *Server) Flags() []string {
+	return []string{"--identity", s.KeyPath, "--known-hosts", s.KnownHostsPath, "--host-config-dir", s.ConfigDir}
 }
 
 // SSHArgs are the OpenSSH client options that reach the server with the
