@@ -30,6 +30,51 @@ func export(t *testing.T, path string) string {
 	return string(out)
 }
 
+// testHive merges testReg into an empty hive and parses it: it returns
+// the hive, its file, the file's bytes and hivexregedit's export of it
+// before any edit.
+func testHive(t *testing.T) (h *hive.Hive, path string, b []byte, before string) {
+	t.Helper()
+	path = mergeReg(t, testReg)
+	before = export(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err = hive.Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	return h, path, b, before
+}
+
+// writeBack writes the edited hive h over path and returns its bytes;
+// the test fails unless it kept the size of the original b.
+func writeBack(t *testing.T, h *hive.Hive, path string, b []byte) []byte {
+	t.Helper()
+	out := h.Bytes()
+	if len(out) != len(b) {
+		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameExport fails the test unless the parsed export after (what an edit
+// added taken out) holds exactly the keys and values of before.
+func sameExport(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	if len(after) != len(before) {
+		t.Errorf("%d keys and values after besides the added, %d before", len(after), len(before))
+	}
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed: %q -> %q", k, v, after[k])
+		}
+	}
+}
+
 var testReg = `[\ControlSet001]
 
 [\ControlSet001\Services]
@@ -139,13 +184,7 @@ func TestManySubkeys(t *testing.T) {
 // TestEditInPlace changes values in place and checks with hivexregedit
 // that exactly those changed, and that the file kept its size.
 func TestEditInPlace(t *testing.T) {
-	p := mergeReg(t, testReg)
-	before := export(t, p)
-	b, _ := os.ReadFile(p)
-	h, err := hive.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, p, b, before := testHive(t)
 	k, _ := h.Open(`ControlSet001\Services\xenvbd`)
 	v, _ := k.Value("Start")
 	if err := h.SetDWORD(v, 4); err != nil {
@@ -163,15 +202,9 @@ func TestEditInPlace(t *testing.T) {
 	if err := h.SetDWORD(v, 1); !errors.Is(err, hive.ErrType) {
 		t.Errorf("SetDWORD on a string: %v", err)
 	}
-	out := h.Bytes()
-	if len(out) != len(b) {
-		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
-	}
+	out := writeBack(t, h, p, b)
 	if seq := out[4]; seq != b[4]+1 || out[8] != seq {
 		t.Errorf("sequence numbers %d/%d, were %d", out[4], out[8], b[4])
-	}
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
 	}
 	after := export(t, p)
 	want := strings.Replace(before, `"Start"=dword:00000000`, `"Start"=dword:00000004`, 1)
@@ -220,13 +253,7 @@ func TestDirtyAndCorrupt(t *testing.T) {
 // TestAddValue adds values in the hive's free space and checks with
 // hivexregedit that they are there and nothing else changed.
 func TestAddValue(t *testing.T) {
-	p := mergeReg(t, testReg)
-	before := export(t, p)
-	b, _ := os.ReadFile(p)
-	h, err := hive.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, p, b, before := testHive(t)
 	k, _ := h.Open(`ControlSet001\Services\xenvbd`)
 	cmd := `cmd.exe /c echo hello`
 	data := hive.EncodeMultiSZ([]string{cmd})[:2*len(cmd)+2] // REG_SZ: the string and one NUL
@@ -243,13 +270,7 @@ func TestAddValue(t *testing.T) {
 	if err := h.AddValue(sel, "Huge", hive.Binary, make([]byte, 9000)); !errors.Is(err, hive.ErrNoRoom) {
 		t.Errorf("adding more than the free space: %v", err)
 	}
-	out := h.Bytes()
-	if len(out) != len(b) {
-		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
-	}
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	out := writeBack(t, h, p, b)
 	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
 	key := `controlset001\services\xenvbd\`
 	if am[key+"tiny"] != "dword:00000007" || !strings.HasPrefix(am[key+"xen2kvm"], "hex(1):63,00,6d,00,64,00") {
@@ -257,14 +278,7 @@ func TestAddValue(t *testing.T) {
 	}
 	delete(am, key+"tiny")
 	delete(am, key+"xen2kvm")
-	if len(am) != len(bm) {
-		t.Errorf("%d keys and values after, %d before", len(am), len(bm))
-	}
-	for k, v := range bm {
-		if am[k] != v {
-			t.Errorf("%s changed", k)
-		}
-	}
+	sameExport(t, bm, am)
 	h2, err := hive.Parse(out)
 	if err != nil {
 		t.Fatal(err)
@@ -284,13 +298,7 @@ func TestAddValue(t *testing.T) {
 // checks with hivexregedit and hivexget that exactly those appeared, that
 // the lists stay in Windows' order and that the file kept its size.
 func TestAddKey(t *testing.T) {
-	p := mergeReg(t, testReg)
-	before := export(t, p)
-	b, _ := os.ReadFile(p)
-	h, err := hive.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, p, b, before := testHive(t)
 	free := h.Free()
 	svcs, _ := h.Open(`ControlSet001\Services`)
 	ctl, _ := h.Open(`ControlSet001\Control`)
@@ -325,13 +333,7 @@ func TestAddKey(t *testing.T) {
 	if got := h.Free(); got >= free {
 		t.Errorf("free space %d, was %d", got, free)
 	}
-	out := h.Bytes()
-	if len(out) != len(b) {
-		t.Fatalf("hive grew from %d to %d bytes", len(b), len(out))
-	}
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	out := writeBack(t, h, p, b)
 	bm, am := testutil.ParseRegExport(before), testutil.ParseRegExport(export(t, p))
 	added := map[string]string{
 		`controlset001\services\viostor`:                                                                    "(key)",
@@ -351,14 +353,7 @@ func TestAddKey(t *testing.T) {
 		}
 		delete(am, k)
 	}
-	if len(am) != len(bm) {
-		t.Errorf("%d keys and values after besides the added, %d before", len(am), len(bm))
-	}
-	for k, v := range bm {
-		if am[k] != v {
-			t.Errorf("%s changed: %q -> %q", k, v, am[k])
-		}
-	}
+	sameExport(t, bm, am)
 	if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", p, `\ControlSet001\Services\viostor`, "Start"))); got != "4" {
 		t.Errorf("hivexget viostor Start = %q", got)
 	}

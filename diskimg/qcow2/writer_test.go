@@ -97,6 +97,41 @@ func copyInto(t *testing.T, raw string, w *qcow2.Writer) {
 	}
 }
 
+// rawAndWriter creates, in a temporary folder, NAME.raw (sparse, of
+// size, open for writing the test data) and a qcow2 Writer for
+// NAME.qcow2 of the same size with cluster size cs; the raw file is
+// closed and the writer aborted when the test ends.
+func rawAndWriter(t *testing.T, name string, size int64, cs int) (raw string, rf *os.File, out string, w *qcow2.Writer) {
+	t.Helper()
+	dir := t.TempDir()
+	raw, out = filepath.Join(dir, name+".raw"), filepath.Join(dir, name+".qcow2")
+	rf, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rf.Close() })
+	if err := rf.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = qcow2.Create(out, size, qcow2.WithClusterSize(cs)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Abort() })
+	return raw, rf, out, w
+}
+
+// checkAndCompare fails the test unless qemu-img check finds the qcow2
+// image out sound and qemu-img compare finds it equal to the raw file.
+func checkAndCompare(t *testing.T, qemuImg, raw, out string) {
+	t.Helper()
+	if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img check: %v\n%s", err, o)
+	}
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img compare: %v\n%s", err, o)
+	}
+}
+
 func TestWriterQEMUCheckAndCompare(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
 	dir := t.TempDir()
@@ -132,12 +167,7 @@ func TestWriterQEMUCheckAndCompare(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
-				t.Fatalf("qemu-img check: %v\n%s", err, o)
-			}
-			if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
-				t.Fatalf("qemu-img compare: %v\n%s", err, o)
-			}
+			checkAndCompare(t, qemuImg, raw, out)
 			info, err := exec.Command(qemuImg, "info", out).CombinedOutput()
 			if err != nil || !strings.Contains(string(info), "compat: 1.1") {
 				t.Errorf("qemu-img info does not show a v3 image: %v\n%s", err, info)
@@ -226,27 +256,12 @@ func TestWriterRejectsMisuse(t *testing.T) {
 // and still refuse a rewrite.
 func TestWriterL2TablesEvictedAndReadBack(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
-	dir := t.TempDir()
 	const (
 		cs    = 512
 		table = cs / 8 * cs // guest bytes one L2 table maps
 		size  = 10240 * table
 	)
-	raw := filepath.Join(dir, "evict.raw")
-	out := filepath.Join(dir, "evict.qcow2")
-	rf, err := os.Create(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	if err := rf.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	w, err := qcow2.Create(out, size, qcow2.WithClusterSize(cs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
+	raw, rf, out, w := rawAndWriter(t, "evict", size, cs)
 	rng := rand.New(rand.NewPCG(7, 7))
 	buf := make([]byte, cs)
 	put := func(off int64) error {
@@ -276,12 +291,7 @@ func TestWriterL2TablesEvictedAndReadBack(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img check: %v\n%s", err, o)
-	}
-	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img compare: %v\n%s", err, o)
-	}
+	checkAndCompare(t, qemuImg, raw, out)
 }
 
 // TestWriterBackingOverlay writes an empty overlay over a raw and over a
@@ -355,27 +365,12 @@ func TestWriterBackingOverlay(t *testing.T) {
 // qemu-img check finds no leak or corruption.
 func TestWriterRewrite(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
-	dir := t.TempDir()
 	const (
 		cs    = 512
 		table = cs / 8 * cs
 		size  = 64*table + 3*cs + 100 // the last cluster is short
 	)
-	raw := filepath.Join(dir, "patched.raw")
-	out := filepath.Join(dir, "patched.qcow2")
-	rf, err := os.Create(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	if err := rf.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	w, err := qcow2.Create(out, size, qcow2.WithClusterSize(cs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
+	raw, rf, out, w := rawAndWriter(t, "patched", size, cs)
 	rng := rand.New(rand.NewPCG(3, 3))
 	put := func(write func([]byte, int64) (int, error), off, n int64, zero bool) {
 		t.Helper()
@@ -414,12 +409,7 @@ func TestWriterRewrite(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img check: %v\n%s", err, o)
-	}
-	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img compare: %v\n%s", err, o)
-	}
+	checkAndCompare(t, qemuImg, raw, out)
 	// A hole written with zeros stays a hole: 32 tables' first writes of
 	// two clusters, four clusters written over holes, and the last four
 	// (three and a bit, in whole sectors).
