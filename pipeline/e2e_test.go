@@ -24,6 +24,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/guestfs"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
@@ -343,38 +344,98 @@ func unconvertedDoesNotBoot(t *testing.T, g *guestgen.Guest) {
 			release = r
 		}
 	}
-	img, err := diskimg.Open(g.Images[0])
+	root := readOnlyGuest(t, g.Images[0], "xvda")
+	kernel, initrd := bootFiles(t, root, "boot/vmlinuz-"+release, "boot/initrd-"+release+".img")
+	// panic=1 with QEMU's -no-reboot ends the run when the kernel gives up.
+	be := bootFails(t, k, kernel, initrd, "ro root=/dev/xvda2 console=ttyS0 panic=1")
+	if be.Stage != kvmrun.StageInitrd && be.Stage != kvmrun.StageKernel {
+		t.Errorf("stopped in stage %s, want the initrd failing to find its root", be.Stage)
+	}
+}
+
+// readOnlyGuest opens the disk image at path (a source image or an
+// overlay) and assembles the guest on it as target, read-only; both are
+// closed when the test ends.
+func readOnlyGuest(t *testing.T, path, target string) guestfs.FS {
+	t.Helper()
+	img, err := diskimg.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer img.Close()
-	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: "xvda", Dev: img}}, assemble.ReadOnly())
+	t.Cleanup(func() { img.Close() })
+	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: target, Dev: img}}, assemble.ReadOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ag.Close()
+	t.Cleanup(func() { ag.Close() })
+	return ag.Root
+}
+
+// bootFiles copies a guest's kernel and initrd (paths in root) out to a
+// temporary folder and returns their paths there, for QEMU's -kernel and
+// -initrd.
+func bootFiles(t *testing.T, root guestfs.FS, kernel, initrd string) (kernelPath, initrdPath string) {
+	t.Helper()
 	dir := t.TempDir()
-	for name, dst := range map[string]string{"boot/vmlinuz-" + release: "vmlinuz", "boot/initrd-" + release + ".img": "initrd.img"} {
-		data, err := ag.Root.ReadFile(name)
+	kernelPath, initrdPath = filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
+	for src, dst := range map[string]string{kernel: kernelPath, initrd: initrdPath} {
+		data, err := root.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, dst), data, 0o644)
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return kernelPath, initrdPath
+}
+
+// bootFails boots k under TCG (a snapshot of its disks) from kernel and
+// initrd with the kernel command line cmdline, and returns the
+// BootError that must end the boot, logged with its serial tail; a boot
+// that ends otherwise fails the test.
+func bootFails(t *testing.T, k *config.KVMDomain, kernel, initrd, cmdline string) *kvmrun.BootError {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	// panic=1 with QEMU's -no-reboot ends the run when the kernel gives up.
-	_, err = kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
-		kvmrun.WithQEMUOptions(config.QEMUOptions{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
-			Append: "ro root=/dev/xvda2 console=ttyS0 panic=1"}))
+	_, err := kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
+		kvmrun.WithQEMUOptions(config.QEMUOptions{Kernel: kernel, Initrd: initrd, Append: cmdline}))
 	var be *kvmrun.BootError
 	if !errors.As(err, &be) {
 		t.Fatalf("the unconverted guest: %v, want a BootError", err)
 	}
 	t.Logf("unconverted guest stopped in stage %s: %s\n%s", be.Stage, be.Clue, strings.Join(be.SerialTail, "\n"))
-	if be.Stage != kvmrun.StageInitrd && be.Stage != kvmrun.StageKernel {
-		t.Errorf("stopped in stage %s, want the initrd failing to find its root", be.Stage)
+	return be
+}
+
+// killDuring runs xen2kvm with args and kills it with SIGKILL as soon as
+// during (asked every millisecond) says the run is where the test kills
+// it. A run that ends first is undone with undo and tried again, five
+// times at most; killDuring tells whether a run was killed.
+func killDuring(t *testing.T, args []string, during func() bool, undo func()) bool {
+	t.Helper()
+	for attempt := 0; attempt < 5; attempt++ {
+		cmd := exec.Command(xen2kvm(t), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		for running := true; running; {
+			select {
+			case <-exited:
+				running = false
+			case <-time.After(time.Millisecond):
+				if during() {
+					cmd.Process.Signal(syscall.SIGKILL)
+					<-exited
+					return true
+				}
+			}
+		}
+		undo()
 	}
+	return false
 }
 
 // TestE2EKilledMidCopy kills xen2kvm with SIGKILL while it copies: nothing
@@ -388,36 +449,16 @@ func TestE2EKilledMidCopy(t *testing.T) {
 	staging := filepath.Join(out, "."+g.Name+".xen2kvm-partial")
 	// The copy takes a fraction of a second: watch for the copy engine's
 	// temporary output and kill at once; try again if the run was faster.
-	killed := false
-	for attempt := 0; attempt < 5 && !killed; attempt++ {
-		cmd := exec.Command(xen2kvm(t), args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-	watch:
-		for {
-			select {
-			case <-exited:
-				break watch
-			default:
-			}
-			ents, _ := os.ReadDir(staging)
-			for _, e := range ents {
-				if strings.Contains(e.Name(), ".part-") { // diskimg.Convert's temporary output
-					cmd.Process.Signal(syscall.SIGKILL)
-					killed = true
-					<-exited
-					break watch
-				}
+	copying := func() bool {
+		ents, _ := os.ReadDir(staging)
+		for _, e := range ents {
+			if strings.Contains(e.Name(), ".part-") { // diskimg.Convert's temporary output
+				return true
 			}
 		}
-		if !killed {
-			os.RemoveAll(out)
-		}
+		return false
 	}
-	if !killed {
+	if !killDuring(t, args, copying, func() { os.RemoveAll(out) }) {
 		t.Fatal("never saw a temporary output file to kill the copy at")
 	}
 	ents, _ := os.ReadDir(out)

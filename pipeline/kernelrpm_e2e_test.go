@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/config"
-	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/firstboot"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/kvmrun"
@@ -97,17 +95,8 @@ func TestE2EKernelRPM(t *testing.T) {
 	if len(res.Overlays) != 1 {
 		t.Fatalf("overlays %q", res.Overlays)
 	}
-	img, err := diskimg.Open(res.Overlays[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: "vda", Dev: img}}, assemble.ReadOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.Close()
-	db, err := ag.Root.ReadFile("var/lib/rpm/Packages")
+	root := readOnlyGuest(t, res.Overlays[0], "vda")
+	db, err := root.ReadFile("var/lib/rpm/Packages")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,12 +108,12 @@ func TestE2EKernelRPM(t *testing.T) {
 	if !registered {
 		t.Errorf("the RPM database does not know kernel-%s after the first boot:\n%s", release, db)
 	}
-	if log, err := ag.Root.ReadFile("var/log/xen2kvm-rpmdb.log"); err != nil || !strings.Contains(string(log), "registered /var/lib/xen2kvm/"+filepath.Base(rpm)) {
+	if log, err := root.ReadFile("var/log/xen2kvm-rpmdb.log"); err != nil || !strings.Contains(string(log), "registered /var/lib/xen2kvm/"+filepath.Base(rpm)) {
 		t.Errorf("the one-shot script's log: %q, %v", log, err)
 	}
 	for _, p := range []string{"etc/rc.d/init.d/xen2kvm-rpmdb", "etc/rc.d/rc3.d/S99xen2kvm-rpmdb", "etc/rc.d/rc5.d/S99xen2kvm-rpmdb",
 		"var/lib/xen2kvm/" + filepath.Base(rpm), "var/lib/xen2kvm"} {
-		if _, err := ag.Root.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := root.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("/%s is still there after the first boot (%v)", p, err)
 		}
 	}

@@ -238,38 +238,18 @@ func TestE2EMigrateToKilled(t *testing.T) {
 	poolDir := d.DirPool(t, "default")
 	args := []string{"migrate", g.Config, "--to", d.URI, "-o", t.TempDir(), "--disk-map", diskMap(g), "--no-boot-check", "--workers", "1"}
 	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
-	killed := false
-	for attempt := 0; attempt < 5 && !killed; attempt++ {
-		cmd := exec.Command(xen2kvm(t), args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-	watch:
-		for {
-			select {
-			case <-exited:
-				break watch
-			default:
-			}
-			// Past the qcow2 header qemu-img wrote: the upload is under way.
-			if fi, err := os.Stat(vol); err == nil && fi.Size() > 4<<20 {
-				cmd.Process.Signal(syscall.SIGKILL)
-				killed = true
-				<-exited
-				break watch
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if !killed { // too fast: undo and try again
-			d.VirshErr("undefine", g.Name)
-			for _, v := range poolVolumes(t, d, "default") {
-				d.VirshErr("vol-delete", "--pool", "default", v)
-			}
+	// Past the qcow2 header qemu-img wrote: the upload is under way.
+	uploading := func() bool {
+		fi, err := os.Stat(vol)
+		return err == nil && fi.Size() > 4<<20
+	}
+	undo := func() {
+		d.VirshErr("undefine", g.Name)
+		for _, v := range poolVolumes(t, d, "default") {
+			d.VirshErr("vol-delete", "--pool", "default", v)
 		}
 	}
-	if !killed {
+	if !killDuring(t, args, uploading, undo) {
 		t.Fatal("never caught the upload under way")
 	}
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {

@@ -2,9 +2,7 @@ package pipeline_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/xen2kvm/xen2kvm/assemble"
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/part"
@@ -171,25 +167,9 @@ func TestE2ERHEL6UnconvertedDoesNotBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := guestgen.RHEL6.Kernels[0]
-	img, err := diskimg.Open(g.Images[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	ag, err := assemble.Open(context.Background(), []assemble.Disk{{Target: "xvda", Dev: img}}, assemble.ReadOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.Close()
-	dir := t.TempDir()
-	for name, dst := range map[string]string{"boot/vmlinuz-" + rel: "vmlinuz", "boot/initramfs-" + rel + ".img": "initrd.img"} {
-		data, err := ag.Root.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, dst), data, 0o644)
-	}
-	grub, err := ag.Root.ReadFile("boot/grub/grub.conf")
+	root := readOnlyGuest(t, g.Images[0], "xvda")
+	kernel, initrd := bootFiles(t, root, "boot/vmlinuz-"+rel, "boot/initramfs-"+rel+".img")
+	grub, err := root.ReadFile("boot/grub/grub.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,15 +183,7 @@ func TestE2ERHEL6UnconvertedDoesNotBoot(t *testing.T) {
 		t.Fatalf("grub.conf's kernel line %q has no console=hvc0", args)
 	}
 	args = strings.Replace(args, "console=hvc0", "console=ttyS0", 1) + " rd.retry=10 rd.shell=0 panic=1"
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	_, err = kvmrun.Boot(ctx, k, kvmrun.WithAccel(kvmrun.AccelTCG), kvmrun.WithTimeout(3*time.Minute), kvmrun.WithSnapshot(true),
-		kvmrun.WithQEMUOptions(config.QEMUOptions{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Append: args}))
-	var be *kvmrun.BootError
-	if !errors.As(err, &be) {
-		t.Fatalf("the unconverted guest: %v, want a BootError", err)
-	}
-	t.Logf("unconverted guest stopped in stage %s: %s\n%s", be.Stage, be.Clue, strings.Join(be.SerialTail, "\n"))
+	be := bootFails(t, k, kernel, initrd, args)
 	if be.Stage != kvmrun.StageInitrd {
 		t.Errorf("stopped in stage %s, want dracut failing to find its root", be.Stage)
 	}

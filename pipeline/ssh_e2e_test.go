@@ -40,10 +40,6 @@ func xenHost(t *testing.T, g *guestgen.Guest) *testsshd.Server {
 	}})
 }
 
-func sshFlags(srv *testsshd.Server) []string {
-	return []string{"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir}
-}
-
 // TestE2ESSHDiscoverMigrateBoot discovers the stand-in host's guests,
 // writes a manifest, migrates the example guest over SSH and boots it,
 // refuses the running guest, and runs the manifest as a batch twice (the
@@ -59,7 +55,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	// Discovery: both guests, their state, where the config came from,
 	// the disk's size and the OS inside; a manifest for them.
 	manifest := filepath.Join(dir, "xen.yaml")
-	code, stdout, stderr := run(t, append([]string{"inspect", srv.URL(""), "--json", "--manifest", manifest}, sshFlags(srv)...)...)
+	code, stdout, stderr := run(t, append([]string{"inspect", srv.URL(""), "--json", "--manifest", manifest}, srv.Flags()...)...)
 	if code != 0 {
 		t.Fatalf("inspect: exit %d\n%s", code, stderr)
 	}
@@ -104,7 +100,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 
 	// Migrate over SSH and boot.
 	out := filepath.Join(dir, "one")
-	code, stdout, stderr = run(t, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, sshFlags(srv)...)...)
+	code, stdout, stderr = run(t, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, srv.Flags()...)...)
 	if code != 0 {
 		t.Fatalf("migrate: exit %d\n%s", code, stderr)
 	}
@@ -131,7 +127,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	}
 
 	// The running guest is refused, naming the guest and the host.
-	code, _, stderr = run(t, append([]string{"migrate", srv.URL("busy"), "-o", filepath.Join(dir, "busy"), "--no-boot-check"}, sshFlags(srv)...)...)
+	code, _, stderr = run(t, append([]string{"migrate", srv.URL("busy"), "-o", filepath.Join(dir, "busy"), "--no-boot-check"}, srv.Flags()...)...)
 	if code != 1 || !strings.Contains(stderr, "guest busy is running on "+srv.Addr) || !strings.Contains(stderr, "--force-running") {
 		t.Errorf("running guest: exit %d\n%s", code, stderr)
 	}
@@ -141,7 +137,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	data, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, []byte(strings.Replace(string(data), "boot_check: true", "boot_check: false", 1)), 0o644)
 	for i, want := range []string{"migrated", "skipped"} {
-		code, stdout, stderr = run(t, append([]string{"batch", manifest, "--json"}, sshFlags(srv)...)...)
+		code, stdout, stderr = run(t, append([]string{"batch", manifest, "--json"}, srv.Flags()...)...)
 		var br pipeline.BatchResult
 		if err := json.Unmarshal([]byte(stdout), &br); err != nil {
 			t.Fatalf("batch %d: %v\n%s\n%s", i, err, stdout, stderr)
@@ -163,8 +159,9 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 }
 
 func sshOptions(srv *testsshd.Server) *xenhost.Options {
-	return &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir,
-		NoAgent: true, RetryDelay: 100 * time.Millisecond, Retries: 3, Warn: func(string) {}}
+	o := srv.ClientOptions()
+	o.RetryDelay, o.Retries, o.Warn = 100*time.Millisecond, 3, func(string) {}
+	return &o
 }
 
 // TestE2ESSHFaults drops the connection mid-copy (the migration

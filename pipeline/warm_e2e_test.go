@@ -23,7 +23,6 @@ import (
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 	"github.com/xen2kvm/xen2kvm/warm"
-	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 // partStart is where partition n of a disk image starts, in bytes
@@ -89,6 +88,52 @@ func withPart(t *testing.T, img string, n int, write bool, fn func(part string))
 	}
 }
 
+// hostImage copies the guest's image into a folder of its own, the
+// host's, apart from the shared guest cache, and returns the folder and
+// the copy.
+func hostImage(t *testing.T, g *guestgen.Guest) (dir, img string) {
+	t.Helper()
+	dir = t.TempDir()
+	img = filepath.Join(dir, filepath.Base(g.Images[0]))
+	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	return dir, img
+}
+
+// runningOnHost starts a stand-in Xen host on which the guest runs,
+// managed by xend and stopping when asked to shut down, from the xm
+// config at cfgPath with its images in dir instead of g.XenImageDir. It
+// returns the server and the config as the host has it.
+func runningOnHost(t *testing.T, g *guestgen.Guest, cfgPath, dir string) (*testsshd.Server, []byte) {
+	t.Helper()
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(dir))
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	return srv, cfg
+}
+
+// sameAsCold migrates guest name cold and locally from its xm config cfg
+// (as the host has it), with env (SOURCE_DATE_EPOCH as the run under
+// test had), and fails the test unless qemu-img compare finds img equal
+// to that migration's image.
+func sameAsCold(t *testing.T, img, name string, cfg []byte, env []string) {
+	t.Helper()
+	qimg := testutil.NeedTool(t, "qemu-img")
+	hostCfg := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cold := filepath.Join(t.TempDir(), "cold")
+	if code, _, stderr := runEnv(t, env, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
+		t.Fatalf("cold migrate: exit %d\n%s", code, stderr)
+	}
+	if b, err := exec.Command(qimg, "compare", img, filepath.Join(cold, name+"-vda.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare %s vs the cold migration's image: %v\n%s", img, err, b)
+	}
+}
+
 // TestE2EWarmMigration migrates the example guest warm, through the CLI,
 // from the stand-in Xen host: while pass 1 copies its disk the "running
 // guest" moves its image, 4 KiB at a time and in random order, through
@@ -103,9 +148,7 @@ func TestE2EWarmMigration(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
 	sourcesUnchanged(t, g)
-	hostDir := t.TempDir()
-	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
-	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	hostDir, img := hostImage(t, g)
 	// The final state: a file more on the root filesystem (xvda2).
 	final := filepath.Join(hostDir, "final.img")
 	testutil.Run(t, "cp", "--sparse=always", img, final)
@@ -187,9 +230,8 @@ func TestE2EWarmMigration(t *testing.T) {
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "kvm")
 	start := time.Now()
-	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
-		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir,
-		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json")
+	code, stdout, stderr := runEnv(t, epoch, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, srv.Flags()...)...)
 	total := time.Since(start)
 	if code != 0 {
 		t.Fatalf("migrate --warm: exit %d\n%s", code, stderr)
@@ -247,17 +289,7 @@ func TestE2EWarmMigration(t *testing.T) {
 	}
 	// The patched image holds what a cold migration of the final image
 	// writes.
-	hostCfg := filepath.Join(t.TempDir(), g.Name)
-	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cold := filepath.Join(t.TempDir(), "cold")
-	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", cold, "--no-boot-check"); code != 0 {
-		t.Fatalf("cold migrate: exit %d\n%s", code, stderr)
-	}
-	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "compare", filepath.Join(out, g.Name+"-vda.qcow2"), filepath.Join(cold, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
-		t.Errorf("qemu-img compare warm vs cold image: %v\n%s", err, b)
-	}
+	sameAsCold(t, filepath.Join(out, g.Name+"-vda.qcow2"), g.Name, cfg, epoch)
 }
 
 // TestWarmResumeBatch: a warm migration whose guest is not stopped in
@@ -269,28 +301,20 @@ func TestWarmResumeBatch(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
 	sourcesUnchanged(t, g)
-	cfg, err := os.ReadFile(g.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The host's copy of the image, apart from the shared guest cache.
-	hostDir := t.TempDir()
-	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
-	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
+	hostDir, img := hostImage(t, g)
 	before := testutil.HashFile(t, img)
-	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
-	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	srv, _ := runningOnHost(t, g, g.Config, hostDir)
 	t.Cleanup(func() {
 		if testutil.HashFile(t, img) != before {
 			t.Error("the warm migration wrote the host's image")
 		}
 	})
-	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
+	ssh := srv.ClientOptions()
 	outRoot := t.TempDir()
 	out := filepath.Join(outRoot, g.Name)
 	var said []string
-	_, err = pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
-		RunOptions: pipeline.RunOptions{SSH: ssh}, OutDir: out, Boot: pipeline.BootNever,
+	_, err := pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
+		RunOptions: pipeline.RunOptions{SSH: &ssh}, OutDir: out, Boot: pipeline.BootNever,
 		Warm: &pipeline.WarmOptions{Wait: 2 * time.Second, Poll: 200 * time.Millisecond, Say: func(s string) { said = append(said, s) }},
 	})
 	if !errors.Is(err, warm.ErrStillRunning) {
@@ -312,7 +336,7 @@ func TestWarmResumeBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := pipeline.RunBatch(context.Background(), m, pipeline.BatchOptions{RunOptions: pipeline.RunOptions{SSH: ssh},
+	res, err := pipeline.RunBatch(context.Background(), m, pipeline.BatchOptions{RunOptions: pipeline.RunOptions{SSH: &ssh},
 		Warm: pipeline.WarmOptions{ShutdownSource: true, Poll: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatalf("batch: %v (%+v)", err, res)
@@ -341,26 +365,19 @@ func TestWarmResumeBatch(t *testing.T) {
 // image writes (qemu-img compare).
 func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 	needE2E(t)
-	qimg := testutil.NeedTool(t, "qemu-img")
+	testutil.NeedTool(t, "qemu-img") // for sameAsCold, before anything starts
 	g := guest(t, guestgen.CentOS5PV)
 	sourcesUnchanged(t, g)
 	d := testlibvirtd.Start(t)
 	poolDir := d.DirPool(t, "default")
-	hostDir := t.TempDir()
-	img := filepath.Join(hostDir, filepath.Base(g.Images[0]))
-	testutil.Run(t, "cp", "--sparse=always", g.Images[0], img)
-	cfg, err := os.ReadFile(noVif(t, g))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(hostDir))
-	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: cfg, Running: true, Managed: true, StopsOnShutdown: true}}})
+	hostDir, _ := hostImage(t, g)
+	srv, cfg := runningOnHost(t, g, noVif(t, g), hostDir)
 	// Both migrations stamp the guest's edits with the same time.
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 
 	out := filepath.Join(t.TempDir(), "report")
-	code, stdout, stderr := runEnv(t, epoch, "migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
-		"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json")
+	code, stdout, stderr := runEnv(t, epoch, append([]string{"migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
+		"--no-boot-check", "--json"}, srv.Flags()...)...)
 	if code != 0 {
 		t.Fatalf("migrate --warm --to: exit %d\n%s", code, stderr)
 	}
@@ -383,18 +400,7 @@ func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 	if st := strings.TrimSpace(d.Virsh(t, "domstate", g.Name)); st != "shut off" {
 		t.Errorf("domstate %q, want the guest defined and shut off", st)
 	}
-	local := filepath.Join(t.TempDir(), "local")
-	hostCfg := filepath.Join(t.TempDir(), g.Name)
-	if err := os.WriteFile(hostCfg, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr := runEnv(t, epoch, "migrate", hostCfg, "-o", local, "--no-boot-check"); code != 0 {
-		t.Fatalf("cold local migrate: exit %d\n%s", code, stderr)
-	}
-	vol := filepath.Join(poolDir, g.Name+"-vda.qcow2")
-	if b, err := exec.Command(qimg, "compare", vol, filepath.Join(local, g.Name+"-vda.qcow2")).CombinedOutput(); err != nil {
-		t.Errorf("qemu-img compare volume vs cold local image: %v\n%s", err, b)
-	}
+	sameAsCold(t, filepath.Join(poolDir, g.Name+"-vda.qcow2"), g.Name, cfg, epoch)
 }
 
 // TestWarmDryRun: --warm --dry-run plans the migration of a running
@@ -407,15 +413,11 @@ func TestWarmDryRun(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
 	sourcesUnchanged(t, g)
-	cfg, err := os.ReadFile(g.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: g.Name, Config: bytes.ReplaceAll(cfg, []byte(g.XenImageDir), []byte(filepath.Dir(g.Images[0]))), Running: true, Managed: true, StopsOnShutdown: true}}})
-	ssh := &xenhost.Options{Identities: []string{srv.KeyPath}, KnownHosts: srv.KnownHostsPath, ConfigDir: srv.ConfigDir, NoAgent: true}
+	srv, _ := runningOnHost(t, g, g.Config, filepath.Dir(g.Images[0]))
+	ssh := srv.ClientOptions()
 	out := filepath.Join(t.TempDir(), "kvm")
 	res, err := pipeline.Migrate(context.Background(), srv.URL(g.Name), pipeline.Options{
-		RunOptions: pipeline.RunOptions{SSH: ssh, DryRun: true}, OutDir: out,
+		RunOptions: pipeline.RunOptions{SSH: &ssh, DryRun: true}, OutDir: out,
 		Warm: &pipeline.WarmOptions{ShutdownSource: true},
 	})
 	if err != nil {
