@@ -2,40 +2,30 @@ package convert_test
 
 import (
 	"maps"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/xen2kvm/xen2kvm/convert"
-	"github.com/xen2kvm/xen2kvm/diskimg/part"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/internal/wintest"
 	"github.com/xen2kvm/xen2kvm/ntfs"
 )
 
+// winDisk is a Windows guest's disk in memory and its system volume
+// opened by the ntfs package.
 type winDisk struct {
-	dev *testutil.MemDev
-	p   *part.Partition
+	*wintest.Disk
 	vol *ntfs.Volume
 }
 
 func openWin(t *testing.T, img string) *winDisk {
 	t.Helper()
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &winDisk{dev: &testutil.MemDev{B: b}}
-	tab, err := part.Read(d.dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.p = tab.Partitions[0]
-	if d.vol, err = ntfs.Open(d.p.Device()); err != nil {
+	d := &winDisk{Disk: wintest.ReadDisk(t, img)}
+	var err error
+	if d.vol, err = ntfs.Open(d.Part.Device()); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -44,24 +34,7 @@ func openWin(t *testing.T, img string) *winDisk {
 // hiveFile extracts a file from the volume with ntfscat (the oracle).
 func (d *winDisk) hiveFile(t *testing.T, path string) string {
 	t.Helper()
-	dir := t.TempDir()
-	vol := filepath.Join(dir, "vol")
-	if err := os.WriteFile(vol, d.dev.B[d.p.Start:d.p.Start+d.p.Size], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, filepath.Base(path))
-	if err := os.WriteFile(out, testutil.Run(t, "ntfscat", vol, path), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func (d *winDisk) volFile(t *testing.T) string {
-	vol := filepath.Join(t.TempDir(), "vol")
-	if err := os.WriteFile(vol, d.dev.B[d.p.Start:d.p.Start+d.p.Size], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return vol
+	return wintest.NTFSCat(t, d.VolumeFile(t), path)
 }
 
 // regExport reads hivexregedit --export output into key -> value name ->
@@ -202,16 +175,16 @@ func TestApplyWindows(t *testing.T) {
 					t.Errorf("%s: intelppm not disabled", cs)
 				}
 			}
-			before1 := slices.Clone(d.dev.B)
-			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), edits, opts); err != nil {
+			before1 := slices.Clone(d.Dev.B)
+			if err := convert.ApplyWindows(w, d.vol, d.Part.Device(), edits, opts); err != nil {
 				t.Fatal(err)
 			}
 			// Only bytes inside the hive file's clusters changed.
 			for i := range before1 {
-				if before1[i] == d.dev.B[i] {
+				if before1[i] == d.Dev.B[i] {
 					continue
 				}
-				off := int64(i) - d.p.Start
+				off := int64(i) - d.Part.Start
 				in := false
 				for _, x := range f0.Extents {
 					in = in || (off >= x.VolumeOffset && off < x.VolumeOffset+x.Length)
@@ -220,8 +193,8 @@ func TestApplyWindows(t *testing.T) {
 					t.Fatalf("byte %d of the disk changed outside the hive's clusters", i)
 				}
 			}
-			d2 := &winDisk{dev: d.dev, p: d.p}
-			if d2.vol, err = ntfs.Open(d.p.Device()); err != nil {
+			d2 := &winDisk{Disk: d.Disk}
+			if d2.vol, err = ntfs.Open(d.Part.Device()); err != nil {
 				t.Fatal(err)
 			}
 			hf := d2.hiveFile(t, hp)
@@ -289,7 +262,7 @@ func TestApplyWindows(t *testing.T) {
 			if f1.Size != f0.Size || f1.Allocated != f0.Allocated || !slices.Equal(f1.Extents, f0.Extents) {
 				t.Errorf("hive file moved or grew: %+v -> %+v", f0, f1)
 			}
-			vol := d2.volFile(t)
+			vol := d2.VolumeFile(t)
 			if out, err := exec.Command("ntfsfix", "-n", vol).CombinedOutput(); err != nil {
 				t.Errorf("ntfsfix -n: %v\n%s", err, out)
 			}
@@ -330,11 +303,11 @@ func TestWindowsBlockers(t *testing.T) {
 			if !strings.Contains(b, tc.want) {
 				t.Errorf("blockers %q, want %q", b, tc.want)
 			}
-			before := slices.Clone(d.dev.B)
-			if err := convert.ApplyWindows(w, d.vol, d.p.Device(), []convert.RegEdit{{Hive: "SYSTEM"}}, convert.WindowsOptions{}); err == nil {
+			before := slices.Clone(d.Dev.B)
+			if err := convert.ApplyWindows(w, d.vol, d.Part.Device(), []convert.RegEdit{{Hive: "SYSTEM"}}, convert.WindowsOptions{}); err == nil {
 				t.Error("ApplyWindows wrote to a blocked volume")
 			}
-			if !slices.Equal(before, d.dev.B) {
+			if !slices.Equal(before, d.Dev.B) {
 				t.Error("the disk changed")
 			}
 		})

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xen2kvm/xen2kvm/diskimg/part"
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/internal/wintest"
@@ -18,27 +17,6 @@ import (
 	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 )
-
-// rawVolume returns a raw image's first partition as bytes, with the
-// image, converting a qcow2 image with qemu-img first.
-func rawVolume(t *testing.T, img string) (disk []byte, vol []byte, p *part.Partition) {
-	t.Helper()
-	if strings.HasSuffix(img, ".qcow2") {
-		raw := filepath.Join(t.TempDir(), "out.raw")
-		testutil.Run(t, "qemu-img", "convert", "-O", "raw", img, raw)
-		img = raw
-	}
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := part.Read(&testutil.MemDev{B: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p = tab.Partitions[0]
-	return b, b[p.Start : p.Start+p.Size], p
-}
 
 func writeTemp(t *testing.T, name string, b []byte) string {
 	t.Helper()
@@ -155,9 +133,9 @@ func TestMigrateWindows(t *testing.T) {
 			}
 
 			// The hives: exactly the planned values changed.
-			srcDisk, srcVol, _ := rawVolume(t, g.Images[0])
-			outDisk, outVol, p := rawVolume(t, filepath.Join(out, tc.spec.Name+"-hda."+tc.format))
-			src, err := ntfs.Open(&testutil.MemDev{B: srcVol})
+			srcDisk := wintest.ReadDisk(t, g.Images[0])
+			outDisk := wintest.ReadDisk(t, filepath.Join(out, tc.spec.Name+"-hda."+tc.format))
+			src, err := ntfs.Open(srcDisk.Part.Device())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,10 +143,9 @@ func TestMigrateWindows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srcFile := writeTemp(t, "src-vol", srcVol)
-			outFile := writeTemp(t, "out-vol", outVol)
-			before := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", srcFile, hp)))
-			after := testutil.RegExport(t, writeTemp(t, "SYSTEM.after", testutil.Run(t, "ntfscat", outFile, hp)))
+			srcFile, outFile := srcDisk.VolumeFile(t), outDisk.VolumeFile(t)
+			before := testutil.RegExport(t, wintest.NTFSCat(t, srcFile, hp))
+			after := testutil.RegExport(t, wintest.NTFSCat(t, outFile, hp))
 			if len(before) != len(after) {
 				t.Errorf("%d keys and values before, %d after", len(before), len(after))
 			}
@@ -190,7 +167,7 @@ func TestMigrateWindows(t *testing.T) {
 				}
 			}
 			// hivexget agrees on one PV driver.
-			hv := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, hp))
+			hv := wintest.NTFSCat(t, outFile, hp)
 			for k, pl := range planned {
 				if strings.HasSuffix(k, `\start`) && pl[1] == "4" {
 					key := strings.TrimSuffix(k, `\start`)
@@ -207,14 +184,14 @@ func TestMigrateWindows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(srcDisk) != len(outDisk) {
-				t.Fatalf("output disk is %d bytes, source %d", len(outDisk), len(srcDisk))
+			if len(srcDisk.Dev.B) != len(outDisk.Dev.B) {
+				t.Fatalf("output disk is %d bytes, source %d", len(outDisk.Dev.B), len(srcDisk.Dev.B))
 			}
-			for i := range srcDisk {
-				if srcDisk[i] == outDisk[i] {
+			for i := range srcDisk.Dev.B {
+				if srcDisk.Dev.B[i] == outDisk.Dev.B[i] {
 					continue
 				}
-				off, in := int64(i)-p.Start, false
+				off, in := int64(i)-outDisk.Part.Start, false
 				for _, e := range f.Extents {
 					in = in || (off >= e.VolumeOffset && off < e.VolumeOffset+e.Length)
 				}
@@ -395,9 +372,9 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			}
 
 			// SOFTWARE: exactly one value more, the RunOnce command.
-			_, srcVol, _ := rawVolume(t, g.Images[0])
-			_, outVol, _ := rawVolume(t, filepath.Join(out, name+"-hda.raw"))
-			src, err := ntfs.Open(&testutil.MemDev{B: srcVol})
+			srcDisk := wintest.ReadDisk(t, g.Images[0])
+			srcFile, outFile := srcDisk.VolumeFile(t), wintest.ReadDisk(t, filepath.Join(out, name+"-hda.raw")).VolumeFile(t)
+			src, err := ntfs.Open(srcDisk.Part.Device())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -405,8 +382,8 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := testutil.RegExport(t, writeTemp(t, "SOFTWARE.before", testutil.Run(t, "ntfscat", writeTemp(t, "src", srcVol), hp)))
-			hv := writeTemp(t, "SOFTWARE", testutil.Run(t, "ntfscat", writeTemp(t, "out", outVol), hp))
+			before := testutil.RegExport(t, wintest.NTFSCat(t, srcFile, hp))
+			hv := wintest.NTFSCat(t, outFile, hp)
 			after := testutil.RegExport(t, hv)
 			key := `microsoft\windows\currentversion\runonce\xen2kvm-virtio-win`
 			if _, ok := after[key]; !ok {
@@ -432,9 +409,8 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			outFile := writeTemp(t, "outvol", outVol)
-			sysOut := writeTemp(t, "SYSTEM", testutil.Run(t, "ntfscat", outFile, sysPath))
-			sysBefore := testutil.RegExport(t, writeTemp(t, "SYSTEM.before", testutil.Run(t, "ntfscat", writeTemp(t, "srcvol", srcVol), sysPath)))
+			sysOut := wintest.NTFSCat(t, outFile, sysPath)
+			sysBefore := testutil.RegExport(t, wintest.NTFSCat(t, srcFile, sysPath))
 			sysAfter := testutil.RegExport(t, sysOut)
 			var viostor int
 			for _, e := range res.Report.Edits {
@@ -460,7 +436,7 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if len(sysAfter) != len(sysBefore)+viostor+2*5 { // the values and their 5 keys a control set
 				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 10 keys added", len(sysAfter), len(sysBefore), viostor)
 			}
-			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, writeTemp(t, "srcvol2", srcVol)))
+			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, srcFile))
 			if infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, outFile)); infoAfter != infoBefore {
 				t.Errorf("ntfsinfo of the SYSTEM hive changed:\n%s\n----\n%s", infoBefore, infoAfter)
 			}
