@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/guestfs"
+	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
 // tree builds a host directory: files maps names to content, links names to
@@ -17,15 +18,7 @@ import (
 func tree(t *testing.T, files map[string]string, links map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, dir, files)
 	for name, target := range links {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

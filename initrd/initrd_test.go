@@ -253,11 +253,7 @@ func TestRebuildDracut(t *testing.T) {
 		"lib/modules/" + rel + "/modules.symbols":    "",
 		"lib/modules/" + rel + "/modules.dep.unused": "",
 	}
-	for n, c := range files {
-		p := filepath.Join(dir, n)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(c), 0o644)
-	}
+	testutil.WriteTree(t, dir, files)
 	mods := []initrd.Module{
 		{Path: "kernel/drivers/virtio/virtio.ko", Data: []byte("v")},
 		{Path: "kernel/drivers/block/virtio_blk.ko", Data: []byte("vb"), Deps: []string{"kernel/drivers/virtio/virtio.ko"}},

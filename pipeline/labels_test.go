@@ -15,13 +15,7 @@ import (
 func TestCheckLabels(t *testing.T) {
 	testutil.NeedTool(t, "mke2fs")
 	dir := t.TempDir()
-	for _, f := range []string{"etc/fstab", "etc/new.conf"} {
-		p := filepath.Join(dir, "tree", f)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, filepath.Join(dir, "tree"), map[string]string{"etc/fstab": "x\n", "etc/new.conf": "x\n"})
 	img := filepath.Join(dir, "root.img")
 	testutil.Run(t, "mke2fs", "-q", "-F", "-t", "ext3", "-I", "256", "-d", filepath.Join(dir, "tree"), img, "8M")
 	b, err := os.ReadFile(img)

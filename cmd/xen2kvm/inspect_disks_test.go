@@ -24,15 +24,7 @@ func TestInspectLooksInsideDisks(t *testing.T) {
 		"etc/redhat-release": "CentOS release 5.4 (Final)\n",
 		"etc/fstab":          "/dev/xvda1 / ext3 defaults 1 1\nproc /proc proc defaults 0 0\n",
 	}
-	for name, content := range files {
-		p := filepath.Join(tree, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, tree, files)
 	img := filepath.Join(dir, "root.img")
 	if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext3", "-L", "/", "-d", tree, img, "8M").CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs: %v: %s", err, out)

@@ -93,3 +93,18 @@ func TreeDigest(t testing.TB, root string, exclude ...string) string {
 	}
 	return b.String()
 }
+
+// WriteTree writes files (slash-separated path: content) under dir,
+// creating the folders they need, with mode 0644.
+func WriteTree(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -5,7 +5,6 @@ package wintest
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,15 +95,7 @@ func VirtioWinRPMNew(t testing.TB) string {
 func writeTree(t testing.TB, dir string, files map[string]string) string {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), dir)
-	for p, content := range files {
-		p = filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, dir, files)
 	return dir
 }
 
