@@ -393,15 +393,7 @@ func TestRebuiltInitrd(t *testing.T) {
 	} {
 		t.Run(tc.tree, func(t *testing.T) {
 			root, rootDir, bootDir := guestTree(t, tc.tree)
-			idx := treeIndex(t, tc.tree)
-			g, err := convert.Inspect(root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := convert.MakePlan(g, root, &trees[idx].dom, convert.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := makePlan(t, root, tc.tree, convert.Options{})
 			if err := p.Apply(root); err != nil {
 				t.Fatal(err)
 			}
@@ -500,6 +492,21 @@ func TestRebuiltInitrd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// makePlan inspects the guest on root and plans its conversion as the
+// domain of trees' tree, with opts.
+func makePlan(t *testing.T, root guestfs.FS, tree string, opts convert.Options) *convert.Plan {
+	t.Helper()
+	g, err := convert.Inspect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := convert.MakePlan(g, root, &trees[treeIndex(t, tree)].dom, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func treeIndex(t *testing.T, name string) int {

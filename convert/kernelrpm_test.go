@@ -224,15 +224,8 @@ func TestRPMDBScriptRuns(t *testing.T) {
 	}{{"registered", true, true}, {"rpm fails", false, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			root, rootDir, _ := guestTree(t, "xenonly")
-			g, err := convert.Inspect(root)
-			if err != nil {
-				t.Fatal(err)
-			}
 			rpm := kernelRPM(t, "kernel-PAE")
-			p, err := convert.MakePlan(g, root, &trees[treeIndex(t, "xenonly")].dom, convert.Options{KernelRPM: rpm})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := makePlan(t, root, "xenonly", convert.Options{KernelRPM: rpm})
 			if err := p.Apply(root); err != nil {
 				t.Fatal(err)
 			}

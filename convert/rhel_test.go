@@ -13,14 +13,7 @@ import (
 func planTree(t *testing.T, tree string, opts convert.Options) (*convert.Plan, string, string) {
 	t.Helper()
 	root, rootDir, bootDir := guestTree(t, tree)
-	g, err := convert.Inspect(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := convert.MakePlan(g, root, &trees[treeIndex(t, tree)].dom, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := makePlan(t, root, tree, opts)
 	if err := p.Apply(root); err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +119,7 @@ func TestOldLVMFallsBackToIDE(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rootDir, "sbin/lvm.static"), []byte("fake lvm2 2.02.32\x00device types: ide sd md xvd\x00"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g, err := convert.Inspect(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := convert.MakePlan(g, root, &trees[treeIndex(t, "rhel5-real")].dom, convert.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := makePlan(t, root, "rhel5-real", convert.Options{})
 	if p.Virtio || p.DeviceMap["xvda"] != "hda" {
 		t.Errorf("old lvm2: virtio %v, xvda -> %s; want IDE", p.Virtio, p.DeviceMap["xvda"])
 	}

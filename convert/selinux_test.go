@@ -96,14 +96,7 @@ func labelledGuest(t *testing.T, policy bool) (*guestfs.Mounts, string, string) 
 func TestSELinuxLabels(t *testing.T) {
 	testutil.NeedTool(t, "debugfs")
 	root, rootImg, bootImg := labelledGuest(t, true)
-	g, err := convert.Inspect(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := convert.MakePlan(g, root, &trees[1].dom, convert.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := makePlan(t, root, "rhel54-pv", convert.Options{})
 	if !p.Labels {
 		t.Fatalf("plan does not label: warnings %q", p.Warnings)
 	}
@@ -138,11 +131,7 @@ func TestSELinuxLabels(t *testing.T) {
 
 	// Without the rule, created files are left unlabelled.
 	root2, _, bootImg2 := labelledGuest(t, true)
-	g2, _ := convert.Inspect(root2)
-	p2, err := convert.MakePlan(g2, root2, &trees[1].dom, convert.Options{Disable: []string{"selinux"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p2 := makePlan(t, root2, "rhel54-pv", convert.Options{Disable: []string{"selinux"}})
 	if p2.Labels {
 		t.Error("plan with the selinux rule disabled claims labels")
 	}
@@ -157,14 +146,7 @@ func TestSELinuxLabels(t *testing.T) {
 // A guest whose policy cannot be read gets /.autorelabel instead.
 func TestSELinuxFallback(t *testing.T) {
 	root, _, _ := labelledGuest(t, false)
-	g, err := convert.Inspect(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := convert.MakePlan(g, root, &trees[1].dom, convert.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := makePlan(t, root, "rhel54-pv", convert.Options{})
 	found := false
 	for _, e := range p.Edits {
 		found = found || e.Path == ".autorelabel" && e.Kind == convert.Create

@@ -31,6 +31,18 @@ func openWin(t *testing.T, img string) *winDisk {
 	return d
 }
 
+// inspectWin builds the Windows guest of spec, opens its disk and
+// inspects it.
+func inspectWin(t *testing.T, spec guestgen.WindowsSpec) (*winDisk, *convert.Windows) {
+	t.Helper()
+	d := openWin(t, wintest.Build(t, spec).Images[0])
+	w, err := convert.InspectWindows(d.vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, w
+}
+
 // hiveFile extracts a file from the volume with ntfscat (the oracle).
 func (d *winDisk) hiveFile(t *testing.T, path string) string {
 	t.Helper()
@@ -71,12 +83,7 @@ func TestInspectWindows(t *testing.T) {
 		{guestgen.WindowsSpec{Name: "plain", Version: "2003", Arch: "x86"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)", nil, "boot.ini"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
-			g := wintest.Build(t, tc.spec)
-			d := openWin(t, g.Images[0])
-			w, err := convert.InspectWindows(d.vol)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, w := inspectWin(t, tc.spec)
 			if got := w.Product(); got != tc.product {
 				t.Errorf("product %q, want %q", got, tc.product)
 			}
@@ -124,12 +131,7 @@ func TestApplyWindows(t *testing.T) {
 		spec := tc.spec
 		opts := convert.WindowsOptions{Viostor: tc.viostor}
 		t.Run(spec.Name, func(t *testing.T) {
-			g := wintest.Build(t, spec)
-			d := openWin(t, g.Images[0])
-			w, err := convert.InspectWindows(d.vol)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, w := inspectWin(t, spec)
 			hp := w.HivePath("SYSTEM")
 			before := regExport(t, d.hiveFile(t, hp))
 			f0, err := d.vol.File(hp)
@@ -293,12 +295,7 @@ func TestWindowsBlockers(t *testing.T) {
 		{guestgen.WindowsSpec{Name: "log", Version: "2003", Arch: "x86", PV: "redhat", LogPending: true}, "transaction log has not been applied"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
-			g := wintest.Build(t, tc.spec)
-			d := openWin(t, g.Images[0])
-			w, err := convert.InspectWindows(d.vol)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, w := inspectWin(t, tc.spec)
 			b := strings.Join(w.Blockers(), "\n")
 			if !strings.Contains(b, tc.want) {
 				t.Errorf("blockers %q, want %q", b, tc.want)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -112,7 +113,7 @@ func TestMigrateWritesCompleteGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"web01-vda.raw", "web01-vdb.raw", "web01.boot.log", "web01.report.json", "web01.sh", "web01.xml"}
-	if got := listDir(t, out); !equal(got, want) {
+	if got := listDir(t, out); !slices.Equal(got, want) {
 		t.Errorf("output folder holds %v, want %v", got, want)
 	}
 	if len(res.Files) != len(want) {
@@ -122,7 +123,7 @@ func TestMigrateWritesCompleteGuest(t *testing.T) {
 		t.Errorf("progress finished for %v, want vda and vdb", progress)
 	}
 	// The source is untouched, the output holds the conversion.
-	if after := fx.hashes(t); !equal(before, after) {
+	if after := fx.hashes(t); !slices.Equal(before, after) {
 		t.Error("source images changed")
 	}
 	got, _ := os.ReadFile(filepath.Join(out, "web01-vda.raw"))
@@ -195,7 +196,7 @@ func TestMigrateRefusesExistingGuest(t *testing.T) {
 		}
 	}
 	want := []string{"db02-old.qcow2", "db02-vda.raw", "db02-vdb.raw", "db02-vdz.raw", "db02-x-vda.raw", "db02.boot.log", "db02.notes", "db02.report.json", "db02.sh", "db02.xml"}
-	if got := listDir(t, out); !equal(got, want) {
+	if got := listDir(t, out); !slices.Equal(got, want) {
 		t.Errorf("output folder holds %v, want %v", got, want)
 	}
 	// Another guest whose name starts the same is not "this guest".
@@ -247,7 +248,7 @@ func TestInterruptedCommitRerun(t *testing.T) {
 		t.Fatalf("re-run after an interrupted commit: %v", err)
 	}
 	want := []string{"g-keep.raw", "g-vda.raw", "g-vdb.raw", "g.boot.log", "g.report.json", "g.sh", "g.xml"}
-	if got := listDir(t, out); !equal(got, want) {
+	if got := listDir(t, out); !slices.Equal(got, want) {
 		t.Errorf("output folder holds %v, want %v", got, want)
 	}
 	// A tampered owned list cannot make a run remove other files.
@@ -324,7 +325,7 @@ func TestFailuresLeaveNothingComplete(t *testing.T) {
 			if res.Report.Error == "" || (res.Report.Status != report.StatusFailed && res.Report.Status != report.StatusBlocked) {
 				t.Errorf("report: status %s, error %q", res.Report.Status, res.Report.Error)
 			}
-			if !equal(before, fx.hashes(t)) {
+			if !slices.Equal(before, fx.hashes(t)) {
 				t.Error("source images changed")
 			}
 		})
@@ -491,18 +492,6 @@ func TestLaunchScriptFromAnyDirectory(t *testing.T) {
 	}
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestPygrubGuestGetsItsKernel: a guest that booted through pygrub has no
 // boot loader, so its kernel and initrd are copied next to the images for
 // NAME.sh and the XML, while the boot check reads grub from the image.
@@ -595,7 +584,7 @@ func TestOutputsNeverNameSources(t *testing.T) {
 			if left := listDir(t, out); len(left) != 0 {
 				t.Errorf("output folder holds %v", left)
 			}
-			if !equal(before, fx.hashes(t)) {
+			if !slices.Equal(before, fx.hashes(t)) {
 				t.Error("source images changed")
 			}
 		})

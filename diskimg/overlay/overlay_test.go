@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -231,23 +232,11 @@ func TestExtents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalExtents(got, tc.want) {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("Extents() = %v\nwant %v", got, tc.want)
 			}
 		})
 	}
-}
-
-func equalExtents(a, b []diskimg.Extent) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestConcurrent runs readers against a writer under the race detector;
