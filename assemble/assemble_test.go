@@ -120,14 +120,8 @@ func checkBlkid(t *testing.T, img string, s fsSpec) {
 func mkdisk(t *testing.T, size int64, layout string, parts map[int64][]byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testutil.SparseFile(t, path, size)
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
 	if layout != "" {
 		cmd := exec.Command(testutil.NeedTool(t, "sfdisk"), "-q", path)
 		cmd.Stdin = strings.NewReader(layout)

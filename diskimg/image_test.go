@@ -28,14 +28,8 @@ type piece struct {
 func makeRaw(t testing.TB, dir, name string, size int64, pieces []piece) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testutil.SparseFile(t, p, size)
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(uint64(size), uint64(len(pieces))))
 	for _, pc := range pieces {
 		b := make([]byte, pc.n)

@@ -21,9 +21,10 @@ func TestOpenReader(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "src.raw")
 	data := bytes.Repeat([]byte("xen2kvm!"), 1<<17) // 1 MiB
-	f, _ := os.Create(raw)
-	f.Truncate(16 << 20)
-	f.WriteAt(data, 5<<20)
+	f := testutil.SparseFile(t, raw, 16<<20)
+	if _, err := f.WriteAt(data, 5<<20); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	q2 := filepath.Join(dir, "img.qcow2")
 	testutil.Run(t, qemuImg, "convert", "-f", "raw", "-O", "qcow2", raw, q2)

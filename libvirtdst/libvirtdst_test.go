@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,14 +21,8 @@ import (
 func sparseImage(t *testing.T, sizeMiB int, dataMiB []int) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "src.raw")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testutil.SparseFile(t, p, int64(sizeMiB)<<20)
 	defer f.Close()
-	if err := f.Truncate(int64(sizeMiB) << 20); err != nil {
-		t.Fatal(err)
-	}
 	r := rand.New(rand.NewSource(1))
 	buf := make([]byte, 1<<20)
 	for _, m := range dataMiB {

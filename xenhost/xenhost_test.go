@@ -42,14 +42,8 @@ func guestCfg(name, img string) []byte {
 func sparseImage(t *testing.T, size int64) (string, []byte) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testutil.SparseFile(t, p, size)
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
 	data := make([]byte, 3<<20)
 	rand.Read(data)
 	for _, off := range []int64{0, size / 3, size - int64(len(data))} {

@@ -27,14 +27,8 @@ type span struct {
 // writeRaw makes a sparse raw file with the spans and returns its path.
 func writeRaw(t *testing.T, path string, size int64, spans []span) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testutil.SparseFile(t, path, size)
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(1, uint64(size)))
 	for _, s := range spans {
 		b := bytes.Repeat([]byte{s.fill}, int(s.n))
@@ -105,15 +99,10 @@ func rawAndWriter(t *testing.T, name string, size int64, cs int) (raw string, rf
 	t.Helper()
 	dir := t.TempDir()
 	raw, out = filepath.Join(dir, name+".raw"), filepath.Join(dir, name+".qcow2")
-	rf, err := os.Create(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf = testutil.SparseFile(t, raw, size)
 	t.Cleanup(func() { rf.Close() })
-	if err := rf.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if w, err = qcow2.Create(out, size, qcow2.WithClusterSize(cs)); err != nil {
+	w, err := qcow2.Create(out, size, qcow2.WithClusterSize(cs))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Abort() })

@@ -130,3 +130,18 @@ func WriteGz(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// SparseFile creates path (replacing a file there) as a sparse file of
+// size bytes and returns it open for writing; the caller closes it.
+func SparseFile(t testing.TB, path string, size int64) *os.File {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return f
+}
