@@ -147,6 +147,21 @@ func runEnv(t *testing.T, env []string, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// runJSON runs xen2kvm with env (nil: none) and args, which ask for
+// --json; it fails the test unless the run exits with code want, and
+// decodes the standard output into v. It returns the standard error.
+func runJSON(t *testing.T, env []string, want int, v any, args ...string) (stderr string) {
+	t.Helper()
+	code, stdout, stderr := runEnv(t, env, args...)
+	if code != want {
+		t.Fatalf("xen2kvm %s: exit %d, want %d\n%s", strings.Join(args, " "), code, want, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), v); err != nil {
+		t.Fatalf("xen2kvm %s: decoding its JSON: %v\n%s", args[0], err, stdout)
+	}
+	return stderr
+}
+
 // TestE2EMigrateBoots migrates the LVM guest with the CLI and boots the
 // result to its login prompt; the output passes qemu-img check and
 // virt-xml-validate, and the sources are untouched. (The plain guest
@@ -162,17 +177,11 @@ func TestE2EMigrateBoots(t *testing.T) {
 			// Nothing of a migration goes to $TMPDIR, where a killed run
 			// would leave it for good.
 			tmp := t.TempDir()
-			code, stdout, stderr := runEnv(t, []string{"TMPDIR=" + tmp}, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+			var rep report.Guest
+			runJSON(t, []string{"TMPDIR=" + tmp}, 0, &rep, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
 				"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
-			if code != 0 {
-				t.Fatalf("migrate: exit %d\n%s", code, stderr)
-			}
 			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 				t.Errorf("migrate used $TMPDIR: %v", ents)
-			}
-			var rep report.Guest
-			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-				t.Fatalf("report: %v\n%s", err, stdout)
 			}
 			if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
 				t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
@@ -230,17 +239,11 @@ func TestE2EMigrateBoots(t *testing.T) {
 			}
 			// And xen2kvm boot OUTDIR boots the result again on its own.
 			before := testutil.HashFile(t, img)
-			code, stdout, stderr = run(t, "boot", out, "--accel", "tcg", "--timeout", "6m", "--json")
-			if code != 0 {
-				t.Fatalf("xen2kvm boot %s: exit %d\n%s", out, code, stderr)
-			}
 			var res struct {
 				Match string
 				Boot  *report.Boot
 			}
-			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-				t.Fatalf("boot --json: %v\n%s", err, stdout)
-			}
+			runJSON(t, nil, 0, &res, "boot", out, "--accel", "tcg", "--timeout", "6m", "--json")
 			if !strings.Contains(res.Match, "login:") {
 				t.Errorf("xen2kvm boot matched %q, want the login prompt", res.Match)
 			}
@@ -517,14 +520,8 @@ guests:
     disk_map:
       /var/lib/xen/images: `+filepath.Dir(xenOnly.Images[0])+`
 `), 0o644)
-	code, stdout, stderr := run(t, "batch", manifest, "--jobs", "2", "--accel", "tcg", "--boot-timeout", "5m", "--json")
-	if code != 1 {
-		t.Fatalf("batch: exit %d, want 1\n%s", code, stderr)
-	}
 	var res pipeline.BatchResult
-	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-		t.Fatalf("%v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 1, &res, "batch", manifest, "--jobs", "2", "--accel", "tcg", "--boot-timeout", "5m", "--json")
 	want := []struct {
 		status pipeline.GuestStatus
 		reason string
@@ -548,7 +545,7 @@ guests:
 		t.Errorf("the good guest did not boot: %+v", r)
 	}
 	// A re-run skips the migrated guest and tries the others again.
-	code, stdout, _ = run(t, "batch", manifest, "--json")
+	code, stdout, _ := run(t, "batch", manifest, "--json")
 	if code != 1 || json.Unmarshal([]byte(stdout), &res) != nil || res.Guests[0].Status != pipeline.GuestSkipped {
 		t.Errorf("re-run: exit %d, %s", code, stdout)
 	}
@@ -565,16 +562,10 @@ func TestE2EDryRunReport(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "kvm")
 	page := filepath.Join(dir, "plan.html")
-	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--dry-run", "--json", "--report", page)
-	if code != 0 {
-		t.Fatalf("dry run: exit %d\n%s", code, stderr)
-	}
+	var rep report.Guest
+	runJSON(t, nil, 0, &rep, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--dry-run", "--json", "--report", page)
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the dry run created %s", out)
-	}
-	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatal(err)
 	}
 	edited := map[string]report.Edit{}
 	for _, e := range rep.Edits {
@@ -720,15 +711,9 @@ func TestE2ETwoDisksMountsData(t *testing.T) {
 	g := guest(t, guestgen.TwoDisks)
 	sourcesUnchanged(t, g)
 	out := filepath.Join(t.TempDir(), "kvm")
-	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
-		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
-	if code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &rep, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g),
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 	firstBootProven(t, rep.Boot, guestgen.TwoDisks, relabelsPlanned(&rep))
 	if _, err := os.Stat(filepath.Join(out, g.Name+"-vdb.qcow2")); err != nil {
 		t.Errorf("no image for the data disk: %v", err)

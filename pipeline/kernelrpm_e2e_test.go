@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -35,15 +34,9 @@ func TestE2EKernelRPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "kvm")
-	code, stdout, stderr := run(t, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--kernel-rpm", rpm,
-		"--no-boot-check", "--json")
-	if code != 0 {
-		t.Fatalf("migrate --kernel-rpm: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &rep, "migrate", g.Config, "-o", out, "--disk-map", diskMap(g), "--kernel-rpm", rpm,
+		"--no-boot-check", "--json")
 	if rep.OS == nil || rep.OS.Kernel != release {
 		t.Fatalf("boots %+v, want kernel %s", rep.OS, release)
 	}

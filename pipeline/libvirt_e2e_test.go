@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,14 +70,8 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "report")
 	args := []string{"migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--boot-check", "--boot-timeout", "4m"}
-	code, stdout, stderr := runEnv(t, epoch, append(args, "--json")...)
-	if code != 0 {
-		t.Fatalf("migrate --to: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, epoch, 0, &rep, append(args, "--json")...)
 	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK || rep.Destination == nil || !rep.Destination.Defined || rep.Destination.Started {
 		t.Fatalf("report: status %s, boot %+v, destination %+v", rep.Status, rep.Boot, rep.Destination)
 	}
@@ -134,7 +127,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	}
 
 	// Again, without --force: refused, nothing changes.
-	code, _, stderr = runEnv(t, epoch, append(args, "-o", t.TempDir())...)
+	code, _, stderr := runEnv(t, epoch, append(args, "-o", t.TempDir())...)
 	if code != 1 || !strings.Contains(stderr, "domain "+g.Name+" already exists") {
 		t.Errorf("second run: exit %d, want 1 and an error saying the domain exists:\n%s", code, stderr)
 	}
@@ -197,21 +190,15 @@ func TestE2EBatchFleet(t *testing.T) {
 	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := run(t, "batch", manifest, "--json")
-	if code != 0 {
-		t.Fatalf("batch: exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var res struct {
 		Guests []struct {
 			Status string
 			Report *report.Guest
 		}
 	}
-	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-		t.Fatalf("batch --json: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &res, "batch", manifest, "--json")
 	if len(res.Guests) != 1 || res.Guests[0].Report == nil || res.Guests[0].Report.Destination == nil {
-		t.Fatalf("batch result: %s", stdout)
+		t.Fatalf("batch result: %+v", res.Guests)
 	}
 	dest := res.Guests[0].Report.Destination
 	if dest.URI != big.URI || !strings.Contains(dest.Placement, "pool has 16 MiB available") {
@@ -259,14 +246,8 @@ func TestE2EMigrateToKilled(t *testing.T) {
 	if !slices.Contains(left, g.Name+".xen2kvm-state") {
 		t.Fatalf("the killed run left %v, without its state volume", left)
 	}
-	code, stdout, stderr := run(t, append(args, "--json")...)
-	if code != 0 {
-		t.Fatalf("re-run: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatal(err)
-	}
+	runJSON(t, nil, 0, &rep, append(args, "--json")...)
 	if rep.Destination == nil || !slices.Contains(rep.Destination.Recovered, g.Name+"-vda.qcow2") {
 		t.Errorf("the re-run did not say it replaced the killed run's volume: %+v", rep.Destination)
 	}

@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,15 +64,9 @@ func TestE2ERHEL6(t *testing.T) {
 	g := guest(t, guestgen.RHEL6)
 	sourcesUnchanged(t, g)
 	out := filepath.Join(t.TempDir(), "kvm")
-	code, stdout, stderr := run(t, "migrate", noVifMAC(t, g), "-o", out, "--disk-map", diskMap(g),
-		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
-	if code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &rep, "migrate", noVifMAC(t, g), "-o", out, "--disk-map", diskMap(g),
+		"--boot-check", "--accel", "tcg", "--boot-timeout", "6m", "--json")
 	relabels := relabelsPlanned(&rep)
 	if relabels != 1 {
 		t.Errorf("the conversion left no /.autorelabel on a guest without file contexts: nothing proves the relabel reboot is followed")

@@ -55,14 +55,8 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	// Discovery: both guests, their state, where the config came from,
 	// the disk's size and the OS inside; a manifest for them.
 	manifest := filepath.Join(dir, "xen.yaml")
-	code, stdout, stderr := run(t, append([]string{"inspect", srv.URL(""), "--json", "--manifest", manifest}, srv.Flags()...)...)
-	if code != 0 {
-		t.Fatalf("inspect: exit %d\n%s", code, stderr)
-	}
 	var found []report.Inspection
-	if err := json.Unmarshal([]byte(stdout), &found); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, stdout)
-	}
+	stderr := runJSON(t, nil, 0, &found, append([]string{"inspect", srv.URL(""), "--json", "--manifest", manifest}, srv.Flags()...)...)
 	byName := map[string]report.Inspection{}
 	for _, r := range found {
 		if r.Domain != nil {
@@ -71,7 +65,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	}
 	web, busy := byName[g.Name], byName["busy"]
 	if web.Host == nil || busy.Host == nil {
-		t.Fatalf("inspect found %d guests: %s", len(found), stdout)
+		t.Fatalf("inspect found %d guests: %+v", len(found), found)
 	}
 	if web.Host.Running || !busy.Host.Running || web.Host.ConfigFrom != "xm create --dryrun "+filepath.Join(srv.ConfigDir, g.Name) || busy.Host.ConfigFrom != "xm list -l busy" {
 		t.Errorf("host views: %+v / %+v", web.Host, busy.Host)
@@ -100,14 +94,8 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 
 	// Migrate over SSH and boot.
 	out := filepath.Join(dir, "one")
-	code, stdout, stderr = run(t, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, srv.Flags()...)...)
-	if code != 0 {
-		t.Fatalf("migrate: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &rep, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, srv.Flags()...)...)
 	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
 		t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
 	}
@@ -127,7 +115,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	}
 
 	// The running guest is refused, naming the guest and the host.
-	code, _, stderr = run(t, append([]string{"migrate", srv.URL("busy"), "-o", filepath.Join(dir, "busy"), "--no-boot-check"}, srv.Flags()...)...)
+	code, _, stderr := run(t, append([]string{"migrate", srv.URL("busy"), "-o", filepath.Join(dir, "busy"), "--no-boot-check"}, srv.Flags()...)...)
 	if code != 1 || !strings.Contains(stderr, "guest busy is running on "+srv.Addr) || !strings.Contains(stderr, "--force-running") {
 		t.Errorf("running guest: exit %d\n%s", code, stderr)
 	}
@@ -137,7 +125,7 @@ func TestE2ESSHDiscoverMigrateBoot(t *testing.T) {
 	data, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, []byte(strings.Replace(string(data), "boot_check: true", "boot_check: false", 1)), 0o644)
 	for i, want := range []string{"migrated", "skipped"} {
-		code, stdout, stderr = run(t, append([]string{"batch", manifest, "--json"}, srv.Flags()...)...)
+		code, stdout, stderr := run(t, append([]string{"batch", manifest, "--json"}, srv.Flags()...)...)
 		var br pipeline.BatchResult
 		if err := json.Unmarshal([]byte(stdout), &br); err != nil {
 			t.Fatalf("batch %d: %v\n%s\n%s", i, err, stdout, stderr)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
 	"os"
@@ -230,19 +229,13 @@ func TestE2EWarmMigration(t *testing.T) {
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	out := filepath.Join(t.TempDir(), "kvm")
 	start := time.Now()
-	code, stdout, stderr := runEnv(t, epoch, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
+	var rep report.Guest
+	runJSON(t, epoch, 0, &rep, append([]string{"migrate", srv.URL(g.Name), "-o", out, "--warm", "--shutdown-source",
 		"--boot-check", "--accel", "tcg", "--boot-timeout", "4m", "--json"}, srv.Flags()...)...)
 	total := time.Since(start)
-	if code != 0 {
-		t.Fatalf("migrate --warm: exit %d\n%s", code, stderr)
-	}
 	t.Logf("the guest wrote %d garbage and %d final chunks during pass 1", garbage, written)
 	if testutil.HashFile(t, img) != testutil.HashFile(t, final) {
 		t.Fatal("the host image is not the final image: the test's guest misbehaved")
-	}
-	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
 	}
 	if rep.Status != report.StatusMigrated || rep.Boot == nil || !rep.Boot.OK {
 		t.Fatalf("report: status %s, boot %+v", rep.Status, rep.Boot)
@@ -376,15 +369,9 @@ func TestE2EWarmMigrateToLibvirt(t *testing.T) {
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 
 	out := filepath.Join(t.TempDir(), "report")
-	code, stdout, stderr := runEnv(t, epoch, append([]string{"migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
-		"--no-boot-check", "--json"}, srv.Flags()...)...)
-	if code != 0 {
-		t.Fatalf("migrate --warm --to: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, epoch, 0, &rep, append([]string{"migrate", srv.URL(g.Name), "--warm", "--shutdown-source", "--to", d.URI, "-o", out,
+		"--no-boot-check", "--json"}, srv.Flags()...)...)
 	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined || rep.Warm == nil {
 		t.Fatalf("report: status %s, destination %+v, warm %+v", rep.Status, rep.Destination, rep.Warm)
 	}
