@@ -215,6 +215,9 @@ func TestE2EWarmMigration(t *testing.T) {
 	if wr.Pass1.Blocks != (size+1<<20-1)>>20 || wr.Pass1.ZeroBlocks == 0 || wr.Pass1.BytesRead != (wr.Pass1.Blocks-wr.Pass1.ZeroBlocks)<<20 {
 		t.Errorf("pass 1 read %d bytes of %d blocks, %d of them zeros, of the %d-byte disk", wr.Pass1.BytesRead, wr.Pass1.Blocks, wr.Pass1.ZeroBlocks, size)
 	}
+	if wr.Hash != "md5" && wr.Hash != "sha1" {
+		t.Errorf("the report names the block hash %q", wr.Hash)
+	}
 	if wr.Pass2.ChangedBlocks == 0 || wr.Pass2.ChangedBlocks > int64(len(touched)) {
 		t.Errorf("pass 2 changed %d blocks; the guest touched %d", wr.Pass2.ChangedBlocks, len(touched))
 	}

@@ -51,13 +51,16 @@ func (p *Pass) BytesRead() int64 {
 // State is the session's record of how far it got, kept in the session
 // folder as state.json. A state without Pass1 is an incomplete copy.
 type State struct {
-	Version   int         `json:"version"`
-	Host      string      `json:"host"`
-	Guest     string      `json:"guest"`
-	BlockSize int64       `json:"block_size"`
-	Disks     []DiskState `json:"disks"`
-	Pass1     *Pass       `json:"pass1,omitempty"`
-	Pass2     *Pass       `json:"pass2,omitempty"`
+	Version   int    `json:"version"`
+	Host      string `json:"host"`
+	Guest     string `json:"guest"`
+	BlockSize int64  `json:"block_size"`
+	// HashAlgo is the block hash of both passes, chosen when pass 1
+	// starts (empty: MD5, as before there was a choice).
+	HashAlgo xenhost.HashAlgo `json:"hash,omitempty"`
+	Disks    []DiskState      `json:"disks"`
+	Pass1    *Pass            `json:"pass1,omitempty"`
+	Pass2    *Pass            `json:"pass2,omitempty"`
 	// Stopped is when the guest was first seen stopped before pass 2.
 	Stopped time.Time `json:"stopped,omitzero"`
 }
@@ -200,10 +203,18 @@ func (s *Session) say(msg string) {
 
 // opts are the block engine's options for one pass over disk d.
 func (s *Session) opts(pass int, d *DiskState, disk *xenhost.Disk) Options {
-	o := s.Opts
+	o := s.engineOpts()
 	if s.Progress != nil {
 		o.Progress = func(done, total int64) { s.Progress(pass, d.Target, done, total, disk.BytesRead()) }
 	}
+	return o
+}
+
+// engineOpts are Opts with the block size and hash of the state.
+func (s *Session) engineOpts() Options {
+	o := s.Opts
+	o.BlockSize = s.State.BlockSize
+	o.Algo = s.State.HashAlgo
 	return o
 }
 
@@ -399,6 +410,7 @@ func (s *Session) Pass1(ctx context.Context) error {
 	}
 	s.State.Pass2 = nil
 	s.State.Stopped = time.Time{}
+	s.State.HashAlgo = s.probeHash(ctx)
 	if err := s.save(); err != nil { // no Pass1: incomplete
 		return err
 	}
@@ -471,6 +483,22 @@ func (s *Session) Pass1(ctx context.Context) error {
 	return s.save()
 }
 
+// probeHash is the block hash for a new pass 1: the one the host
+// computes faster (Opts.Algo when set). A host that cannot say gets MD5:
+// pass 1 then copies every block, and pass 2 fails if it cannot hash.
+func (s *Session) probeHash(ctx context.Context) xenhost.HashAlgo {
+	if s.Opts.Algo != "" {
+		return s.Opts.Algo
+	}
+	algo, err := s.Host.ProbeHash(ctx, s.Opts.Method)
+	if err != nil {
+		s.log().Warn("the host could not say how it hashes blocks fastest; using MD5", "err", err)
+		return xenhost.HashMD5
+	}
+	s.log().Info("block hash chosen", "hash", algo)
+	return algo
+}
+
 // prepare starts pass 2's hash helpers on the host while the guest still
 // runs; they wait, opening nothing, until pass 2 has them go, so that
 // starting them (a session and an interpreter each) is not downtime. A
@@ -479,9 +507,7 @@ func (s *Session) prepare(ctx context.Context) {
 	s.closePrepared()
 	s.prepared = map[string][]*xenhost.PreparedHash{}
 	for _, d := range s.State.Disks {
-		o := s.Opts
-		o.BlockSize = s.State.BlockSize
-		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, o)
+		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, s.engineOpts())
 		if err != nil {
 			s.log().Warn("pass 2's hash helpers could not be started ahead", "disk", d.Target, "err", err)
 			continue

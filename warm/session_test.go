@@ -15,6 +15,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/warm"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 const cfg = `name = "db01"
@@ -67,6 +68,11 @@ func TestSession(t *testing.T) {
 	}
 	if err := s.Pass1(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Pass 1 took a hash the host named (the sums and the host's hashes
+	// agree in pass 2 below: xvdb, unchanged, moves nothing).
+	if a := s.State.HashAlgo; a != xenhost.HashMD5 && a != xenhost.HashSHA1 {
+		t.Errorf("pass 1 hashed with %q", a)
 	}
 	if err := s.Pass2(ctx); !errors.Is(err, warm.ErrStillRunning) {
 		t.Errorf("pass 2 with the guest running: %v", err)
