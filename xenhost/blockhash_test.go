@@ -3,8 +3,8 @@ package xenhost_test
 import (
 	"context"
 	"crypto/md5"
-	"crypto/sha1"
 	"crypto/rand"
+	"crypto/sha1"
 	"fmt"
 	"os"
 	"path/filepath"
