@@ -303,3 +303,57 @@ func TestSessionBlockDevice(t *testing.T) {
 		t.Errorf("the output image differs from the device: %v\n%s", err, o)
 	}
 }
+
+// TestSessionShutdownReturnsEarly: an xm shutdown -w that returns while
+// the guest still runs (an xend whose -w does not wait) does not pass for
+// a stop: the xm list that confirms it, run beside pass 2, fails pass 2
+// with ErrStillRunning, which keeps pass 1 (a later run resumes); once
+// the guest is off, pass 2 makes the copy equal the final image.
+func TestSessionShutdownReturnsEarly(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 256 << 10
+	img := mkImage(t, 8<<20, bs)
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "db01", Config: []byte(strings.NewReplacer("IMG1", img, "IMG2", img).Replace(cfg)), Running: true, Managed: true, ShutdownReturnsEarly: true},
+	}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	s := &warm.Session{Host: h, Guest: "db01", Dir: filepath.Join(t.TempDir(), ".db01.warm"), Opts: warm.Options{BlockSize: bs}, Say: func(string) {}}
+	if err := s.Open([]warm.Disk{{Source: img, Target: "xvda"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if !srv.ShutdownRequested("db01") {
+		t.Fatal("xm shutdown was not run")
+	}
+	err := s.Pass2(ctx)
+	if !errors.Is(err, warm.ErrStillRunning) || !strings.Contains(err.Error(), "after xm shutdown") {
+		t.Fatalf("pass 2 with the guest still running after xm shutdown -w: %v", err)
+	}
+	if s.State.Pass1 == nil || s.State.Pass2 != nil {
+		t.Errorf("after the refused pass 2: pass 1 %v, pass 2 %v", s.State.Pass1 != nil, s.State.Pass2 != nil)
+	}
+	// The guest writes on, then goes off; the next stop sees it off.
+	g := startGuest(t, img, bs, 3)
+	for i := 0; i < 4; i++ {
+		g.write(t)
+	}
+	g.halt()
+	srv.SetRunning("db01", false)
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := s.Local(img)
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", img, local).CombinedOutput(); err != nil {
+		t.Errorf("the copy differs from the final image: %v\n%s", err, o)
+	}
+}
