@@ -7,6 +7,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,6 +117,59 @@ func TestProbeHash(t *testing.T) {
 	}
 	if _, err := h.ProbeHash(ctx, "perl"); err == nil {
 		t.Error("probe with an unknown method: no error")
+	}
+}
+
+// TestHelperPython2: the helper's Python is written for RHEL 5's python
+// 2.4 and for 3; where a Python 2 is at hand (pyenv's 2.7 here; Debian 12
+// has none) it probes, hashes with both functions and maps zeros with it
+// as the host's python, agreeing with crypto/md5 and crypto/sha1.
+func TestHelperPython2(t *testing.T) {
+	py2, _ := filepath.Glob("/root/.pyenv/versions/2.*/bin/python2")
+	if p, err := exec.LookPath("python2"); err == nil && !strings.Contains(p, "shims") {
+		py2 = append([]string{p}, py2...)
+	}
+	if len(py2) == 0 {
+		t.Skip("no Python 2 on this machine")
+	}
+	used := filepath.Join(t.TempDir(), "python2-ran")
+	srv := testsshd.Start(t, testsshd.Options{Programs: map[string]string{"python": "#!/bin/sh\ntouch " + used + "\nexec " + py2[0] + " \"$@\"\n"}})
+	h, _ := dial(t, srv, nil)
+	ctx := context.Background()
+	img := filepath.Join(t.TempDir(), "disk.img")
+	const bs = 1 << 16
+	data := make([]byte, 5*bs+100)
+	rand.Read(data[bs : 2*bs])
+	rand.Read(data[4*bs:])
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	algo, err := h.ProbeHash(ctx, xenhost.HashPython)
+	if err != nil || (algo != xenhost.HashMD5 && algo != xenhost.HashSHA1) {
+		t.Fatalf("probe with %s: %q, %v", py2[0], algo, err)
+	}
+	for _, a := range []xenhost.HashAlgo{xenhost.HashMD5, xenhost.HashSHA1} {
+		n := 0
+		err := h.HashBlocks(ctx, img, bs, 0, 6, xenhost.Hashing{Method: xenhost.HashPython, Algo: a}, func(i int64, sum xenhost.BlockHash) error {
+			n++
+			if want := blockSum(a, data[i*bs:min((i+1)*bs, int64(len(data)))]); sum != want {
+				t.Errorf("%s: block %d: %x, want %x", a, i, sum, want)
+			}
+			return nil
+		})
+		if err != nil || n != 6 {
+			t.Errorf("%s: %d hashes, %v", a, n, err)
+		}
+	}
+	z, err := h.ZeroMap(ctx, img, int64(len(data)), bs, xenhost.HashPython)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(z.Zero) != "[true false true true false false]" {
+		t.Errorf("zero map %v", z.Zero)
+	}
+	if _, err := os.Stat(used); err != nil {
+		t.Errorf("the helper did not run %s: %v", py2[0], err)
 	}
 }
 
