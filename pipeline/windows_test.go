@@ -454,11 +454,11 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 					viostor++
 				}
 			}
-			if viostor != 2*(4*2+5) {
-				t.Errorf("%d viostor values planned, want 26", viostor)
+			if viostor != 2*(7*2+5) { // 7 CriticalDeviceDatabase keys of 2 values, the service's 5 values
+				t.Errorf("%d viostor values planned, want 38", viostor)
 			}
-			if len(sysAfter) != len(sysBefore)+viostor+2*5 { // the values and their 5 keys a control set
-				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 10 keys added", len(sysAfter), len(sysBefore), viostor)
+			if len(sysAfter) != len(sysBefore)+viostor+2*8 { // the values and their 8 keys a control set
+				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 16 keys added", len(sysAfter), len(sysBefore), viostor)
 			}
 			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, writeTemp(t, "srcvol2", srcVol)))
 			if infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, outFile)); infoAfter != infoBefore {
