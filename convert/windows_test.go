@@ -95,6 +95,7 @@ func TestInspectWindows(t *testing.T) {
 		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)", []string{"xennet", "xenpci", "xenscsi", "xenusb", "xenvbd"}, "boot.ini"},
 		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix", UTC: true, Hostname: "DB02"}, "Windows Server (R) 2008 Enterprise Service Pack 2 (6.0.6002, AMD64)", []string{"xenbus", "xenfilt", "xeniface", "xennet", "xenvbd", "xenvif"}, "Boot/BCD"},
 		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x64", PV: "redhat"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, AMD64)", []string{"rhelfltr", "rhelnet", "rhelscsi"}, "boot.ini"},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv", Hostname: "APP03"}, "Windows Server 2008 R2 Enterprise Service Pack 1 (6.1.7601, AMD64)", []string{"xennet", "xenpci", "xenscsi", "xenusb", "xenvbd"}, "Boot/BCD"},
 		{guestgen.WindowsSpec{Name: "plain", Version: "2003", Arch: "x86"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)", nil, "boot.ini"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
@@ -146,6 +147,7 @@ func TestApplyWindows(t *testing.T) {
 	}{
 		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, true},
 		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix"}, true},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv"}, true},
 		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x86", PV: "redhat"}, false},
 	} {
 		spec := tc.spec
