@@ -397,14 +397,8 @@ func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
 	poolDir := d.DirPool(t, "default")
 	cfg := noVif(t, g)
 	out := filepath.Join(t.TempDir(), "report")
-	code, stdout, stderr := run(t, "migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--virtio-win", iso, "--format", "raw", "--json")
-	if code != 0 {
-		t.Fatalf("migrate --to --virtio-win: exit %d\n%s", code, stderr)
-	}
 	var rep report.Guest
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout)
-	}
+	runJSON(t, nil, 0, &rep, "migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--virtio-win", iso, "--format", "raw", "--json")
 	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined {
 		t.Fatalf("report: status %s, destination %+v", rep.Status, rep.Destination)
 	}
