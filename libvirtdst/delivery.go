@@ -65,6 +65,59 @@ type state struct {
 	// Domain: the run was defining the domain (it may exist).
 	Domain  bool      `json:"domain,omitempty"`
 	Started time.Time `json:"started"`
+	// Seq orders the writes of one delivery: the latest slot wins.
+	Seq int `json:"seq,omitempty"`
+}
+
+// The state volume holds two slots of stateSlot bytes, each a state in
+// JSON padded with spaces. A write rewrites the volume in place, never
+// deleting it (a run killed between deleting and creating it again would
+// leave its volumes named nowhere): the new state goes into the slot
+// that does not hold the latest one, the other slot is written back
+// byte for byte as it was, so a run killed in the middle of the write
+// leaves one whole slot, the state before the write or after it. A
+// state volume of zeros, or whose only state is cut short (a run killed
+// between creating it and the end of its first write, before any volume
+// of its own), names nothing.
+const stateSlot = 16 << 10
+
+// stateSlots is what a state volume's bytes say: its latest state, which
+// slot holds it, and the slots' bytes as they are (nil for a volume too
+// small to hold two slots: written by an earlier version, in one piece).
+type stateSlots struct {
+	latest state
+	at     int
+	raw    [2][]byte
+}
+
+// parseState reads a state volume's bytes b; ok is false when they are
+// not xen2kvm's state of guest.
+func parseState(b []byte, guest string) (st stateSlots, ok bool) {
+	parts := [][]byte{b}
+	if len(b) >= 2*stateSlot {
+		st.raw = [2][]byte{b[:stateSlot], b[stateSlot : 2*stateSlot]}
+		parts = st.raw[:]
+	}
+	name, _ := json.Marshal(guest)
+	torn := append([]byte(`{"tool":"xen2kvm","guest":`), name...)
+	found, none := false, true
+	for i, part := range parts {
+		part = bytes.TrimRight(part, "\x00 \n")
+		if len(part) == 0 {
+			continue
+		}
+		var s state
+		if json.Unmarshal(part, &s) != nil || s.Tool != "xen2kvm" || s.Guest != guest {
+			if !bytes.HasPrefix(part, torn) {
+				none = false // someone else's bytes
+			}
+			continue
+		}
+		if !found || s.Seq > st.latest.Seq {
+			st.latest, st.at, found = s, i, true
+		}
+	}
+	return st, found || none
 }
 
 // StateVolume is the name of the state volume of a guest's delivery.
@@ -81,6 +134,10 @@ type Delivery struct {
 	files   map[string]*VolumeFile
 	created []string
 	names   []string // in the state volume
+	// state is the state volume as read or last written, stateVol the
+	// volume (nil before it exists).
+	state    stateSlots
+	stateVol *libvirt.StorageVol
 
 	oldDomain bool // a domain of the name existed (Force)
 	defined   bool
@@ -127,9 +184,12 @@ func (c *Conn) Begin(ctx context.Context, plan Plan) (d *Delivery, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(bytes.TrimRight(b, "\x00 \n"), &prev); err != nil || prev.Guest != plan.Guest {
+		st, ok := parseState(b, plan.Guest)
+		if !ok {
 			return nil, fmt.Errorf("volume %s in pool %s on %s is not xen2kvm's state of guest %s; delete it with virsh vol-delete if it is no one's", StateVolume(plan.Guest), plan.Pool, c.uri, plan.Guest)
 		}
+		prev, d.state = st.latest, st
+		d.stateVol = &sv
 	}
 	var errs []error
 	if exists {
@@ -277,20 +337,39 @@ func (c *Conn) removeBootLeftovers(pool, guest string) error {
 // writeState (re)writes the state volume naming the volumes, and
 // whether the domain is being defined.
 func (d *Delivery) writeState(domain bool) error {
-	b, err := json.Marshal(state{Tool: "xen2kvm", Guest: d.plan.Guest, Volumes: d.names, Domain: domain, Started: time.Now().UTC()})
+	st := state{Tool: "xen2kvm", Guest: d.plan.Guest, Volumes: d.names, Domain: domain, Started: time.Now().UTC(), Seq: d.state.latest.Seq + 1}
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
+	if len(b) >= stateSlot {
+		return fmt.Errorf("the state of guest %s is %d bytes, more than the %d its volume holds", d.plan.Guest, len(b), stateSlot)
+	}
+	slot := bytes.Repeat([]byte{' '}, stateSlot)
+	copy(slot, b)
+	slot[stateSlot-1] = '\n'
 	name := StateVolume(d.plan.Guest)
-	if err := d.c.deleteVolume(d.plan.Pool, name); err != nil {
+	if d.stateVol == nil || d.state.raw[0] == nil {
+		// None yet, or one from an earlier version too small for two
+		// slots: (re)created, the new state in slot 0.
+		if err := d.c.deleteVolume(d.plan.Pool, name); err != nil {
+			return err
+		}
+		v, err := d.c.createVolume(d.plan.Pool, name, "raw", 2*stateSlot, "", "")
+		if err != nil {
+			return err
+		}
+		d.stateVol = &v
+		d.state = stateSlots{raw: [2][]byte{make([]byte, stateSlot), make([]byte, stateSlot)}, at: 1}
+	}
+	at := 1 - d.state.at
+	raw := d.state.raw
+	raw[at] = slot
+	if err := d.c.uploadStream(*d.stateVol, bytes.NewReader(slices.Concat(raw[0], raw[1])), 2*stateSlot, false); err != nil {
 		return err
 	}
-	v, err := d.c.createVolume(d.plan.Pool, name, "raw", uint64(len(b)), "", "")
-	if err != nil {
-		return err
-	}
-	return d.c.uploadStream(v, bytes.NewReader(b), int64(len(b)), false)
+	d.state = stateSlots{latest: st, at: at, raw: raw}
+	return nil
 }
 
 // Pool is the pool the delivery writes into.

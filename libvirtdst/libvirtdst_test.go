@@ -1,9 +1,12 @@
 package libvirtdst_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -349,5 +352,94 @@ func TestRerunAfterDefine(t *testing.T) {
 	// Committed: the domain is now a finished guest, refused without Force.
 	if _, err := c2.Begin(context.Background(), plan); !errors.Is(err, libvirtdst.ErrExists) {
 		t.Errorf("Begin over a finished guest: %v, want ErrExists", err)
+	}
+}
+
+// TestStateTornWrite: the state volume is rewritten in place, its latest
+// state in one of two slots, so a run killed in the middle of rewriting
+// it (here: the slot being written cut short, on the pool's file) still
+// leaves the state before the write, and the next run recognises the
+// killed run's volumes and replaces them. A state volume of zeros (killed
+// right after creating it) names nothing; one that holds someone else's
+// bytes is refused.
+func TestStateTornWrite(t *testing.T) {
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	plan := libvirtdst.Plan{Guest: "s", Volumes: []libvirtdst.VolumeSpec{{Name: "s-vda.raw", Format: "raw", Capacity: 1 << 20}}}
+	statePath := filepath.Join(poolDir, libvirtdst.StateVolume("s"))
+
+	c1, err := libvirtdst.Connect(context.Background(), d.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := c1.Begin(context.Background(), plan) // state: slot 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := dl.DomainXML(minimalDomain("s"), libvirtdst.DomainOptions{Type: "qemu", Disks: map[string]string{"vda": "s-vda.raw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.Define(x, false); err != nil { // state: slot 1, the domain being defined
+		t.Fatal(err)
+	}
+	c1.Close() // killed: neither Commit nor Abort
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slot = 16 << 10
+	if len(b) != 2*slot || !bytes.Contains(b[:slot], []byte(`"seq":1`)) || !bytes.Contains(b[slot:], []byte(`"seq":2`)) || !bytes.Contains(b[slot:], []byte(`"domain":true`)) {
+		t.Fatalf("state volume (%d bytes): %q ... %q", len(b), b[:120], b[slot:slot+120])
+	}
+	// The next run's first write goes to slot 0: killed half way
+	// through it, the slot holds the start of a state and then the old
+	// bytes.
+	torn := append([]byte{}, b...)
+	copy(torn, []byte(`{"tool":"xen2kvm","guest":"s","volumes":["s-vda.raw","s-oth`))
+	if err := os.WriteFile(statePath, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2 := connect(t, d)
+	dl, err = c2.Begin(context.Background(), plan)
+	if err != nil {
+		t.Fatalf("Begin after a torn state write: %v", err)
+	}
+	if fmt.Sprint(dl.Recovered) != "[s-vda.raw]" {
+		t.Errorf("Recovered = %v, want the killed run's volume", dl.Recovered)
+	}
+	if err := dl.Define(x, false); err != nil { // the domain the killed run defined is replaced
+		t.Fatalf("Define after the torn state: %v", err)
+	}
+	if err := dl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "s" {
+		t.Errorf("domains: %q", l)
+	}
+	if vols := volumes(t, d, "default"); fmt.Sprint(vols) != "[s-vda.raw]" {
+		t.Errorf("volumes after the commit: %v", vols)
+	}
+
+	// A state volume of zeros names nothing: Begin goes on (and a
+	// volume it does not name is still refused without Force).
+	plan2 := libvirtdst.Plan{Guest: "z", Volumes: []libvirtdst.VolumeSpec{{Name: "z-vda.raw", Format: "raw", Capacity: 1 << 20}}}
+	d.Virsh(t, "vol-create-as", "default", libvirtdst.StateVolume("z"), fmt.Sprint(2*slot), "--format", "raw")
+	dl, err = c2.Begin(context.Background(), plan2)
+	if err != nil {
+		t.Fatalf("Begin over a state volume of zeros: %v", err)
+	}
+	if err := dl.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else's bytes under the state volume's name are refused.
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.WriteFile(other, []byte("not a state\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Virsh(t, "vol-create-as", "default", libvirtdst.StateVolume("z"), "4096", "--format", "raw")
+	d.Virsh(t, "vol-upload", "--pool", "default", libvirtdst.StateVolume("z"), other)
+	if _, err := c2.Begin(context.Background(), plan2); err == nil || !strings.Contains(err.Error(), "not xen2kvm's state") {
+		t.Errorf("Begin over someone else's volume: %v", err)
 	}
 }
