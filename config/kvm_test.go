@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -255,6 +256,26 @@ func TestToKVMBootAndNICs(t *testing.T) {
 	again, err := ToKVM(d, KVMOptions{})
 	if err != nil || again.NICs[1].MAC != k.NICs[1].MAC {
 		t.Errorf("generated MAC not stable: %q then %q", k.NICs[1].MAC, again.NICs[1].MAC)
+	}
+	// The guest's own MACs (its ifcfg HWADDRs) go to NICs the config
+	// gives none, by NIC index; the config's MAC wins.
+	withGuest, err := ToKVM(d, KVMOptions{MACs: map[int]string{0: "00:16:3e:00:00:aa", 2: "00:16:3E:00:00:03"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var macs []string
+	for _, n := range withGuest.NICs {
+		macs = append(macs, n.MAC)
+	}
+	if want := []string{"00:16:3e:00:00:01", k.NICs[1].MAC, "00:16:3e:00:00:03"}; !slices.Equal(macs, want) {
+		t.Errorf("with the guest's MACs: %q, want %q", macs, want)
+	}
+	xml, err := withGuest.LibvirtXML()
+	if err != nil || !strings.Contains(string(xml), `<mac address="00:16:3e:00:00:03">`) {
+		t.Errorf("the guest's MAC is not in the libvirt XML (%v):\n%s", err, xml)
+	}
+	if argv := strings.Join(QEMUArgs(withGuest, QEMUOptions{}), " "); !strings.Contains(argv, "mac=00:16:3e:00:00:03") {
+		t.Errorf("the guest's MAC is not in the QEMU command line: %s", argv)
 	}
 	bad := &Domain{Name: "m", Type: HVM, MemoryMiB: 128, NICs: []NIC{{MAC: "00:16:3e:zz"}}}
 	if _, err := ToKVM(bad, KVMOptions{}); err == nil || !strings.Contains(err.Error(), "00:16:3e:zz") {

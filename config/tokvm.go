@@ -50,6 +50,10 @@ type KVMOptions struct {
 	// gives it (CD-ROMs, empty drives, disks not copied); rewrite it with
 	// MapPath before ToKVM when the files moved.
 	Images map[string]Image
+	// MACs are MAC addresses for NICs the config gives none, by NIC
+	// index: the guest's own (ifcfg-ethN's HWADDR, from conversion). A
+	// NIC with a MAC in neither gets one made from the guest's UUID.
+	MACs map[int]string
 }
 
 // ToKVM maps a Xen guest onto its KVM target. It is a pure function: it
@@ -86,7 +90,11 @@ func ToKVM(d *Domain, o KVMOptions) (*KVMDomain, error) {
 	}
 
 	for i, n := range d.NICs {
-		mac, err := kvmMAC(d, i, n.MAC)
+		mac := n.MAC
+		if mac == "" {
+			mac = o.MACs[i]
+		}
+		mac, err := kvmMAC(d, i, mac)
 		if err != nil {
 			return nil, fmt.Errorf("%s: vif %d: %w", d.Name, i+1, err)
 		}

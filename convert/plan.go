@@ -101,6 +101,18 @@ type Plan struct {
 	// DirLabels are the SELinux labels of the directories Apply creates
 	// for new files.
 	DirLabels map[string]string `json:"selinux_dir_labels,omitempty"`
+	// GuestMACs are the MAC addresses the guest's interface configs give
+	// NICs the config leaves without one, by NIC; the KVM NICs take them
+	// (config.KVMOptions.MACs).
+	GuestMACs []GuestMAC `json:"guest_macs,omitempty"`
+}
+
+// GuestMAC is the MAC address the guest's own network configuration
+// gives a NIC: ifcfg-ethN's HWADDR for the N-th NIC of the config.
+type GuestMAC struct {
+	NIC  int    `json:"nic"`  // index into the config's NICs
+	MAC  string `json:"mac"`  // lower case, 00:16:3e:12:34:56
+	File string `json:"file"` // /etc/sysconfig/network-scripts/ifcfg-eth0
 }
 
 // MakePlan decides every change that makes the guest boot on KVM, reading
@@ -392,6 +404,10 @@ func (c *planner) remove(path, why string) error {
 
 func (c *planner) warn(format string, args ...any) {
 	c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (c *planner) note(format string, args ...any) {
+	c.plan.Notes = append(c.plan.Notes, fmt.Sprintf(format, args...))
 }
 
 // Apply writes the plan into root. Every file must still be as the plan

@@ -51,7 +51,7 @@ var rules = []Rule{
 	{"kdump", "/etc/kdump.conf's dump targets name KVM's disks", (*planner).kdump, nil},
 	{"persistent-net", "udev's persistent names (RHEL 6) for the Xen NICs are freed, so the KVM NIC is eth0", (*planner).persistentNet, nil},
 	{"selinux", "files xen2kvm creates get the SELinux label the guest's file_contexts gives their path (modified files keep theirs); /.autorelabel only when the policy cannot be read", (*planner).selinux, nil},
-	{"network", "warnings for interface configs whose HWADDR no NIC of the config has", (*planner).network, nil},
+	{"network", "a NIC the config gives no MAC takes the HWADDR of the guest's ifcfg-ethN (ethN is the N-th NIC); warnings for HWADDRs no NIC will have", (*planner).network, nil},
 	{RuleWinXenPV, "Windows: the Xen PV drivers (GPLPV, Red Hat xenpv-win, Citrix) are disabled (Start=4) in every control set", nil, (*winPlanner).xenPV},
 	{RuleWinFilters, "Windows: the Xen PV drivers are taken out of the device classes' UpperFilters/LowerFilters", nil, (*winPlanner).xenFilters},
 	{RuleWinCPU, "Windows: intelppm and processr are disabled (0x7E when the CPU changes)", nil, (*winPlanner).cpu},

@@ -6,26 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// network warns about interface configs whose HWADDR will not match. It
-// edits nothing, and a folder or file it cannot read is passed over.
+// network gives a NIC that the config leaves without a MAC the HWADDR of
+// the guest's ifcfg-ethN (ethN is the N-th vif), so that the KVM NIC has
+// the address the guest brings eth N up on (RHEL's network scripts leave
+// an interface down whose HWADDR no card has). It warns about HWADDRs no
+// NIC will have and about NICs without a MAC anywhere. It edits nothing,
+// and a folder or file it cannot read is passed over.
 func (c *planner) network() error {
 	const dir = "etc/sysconfig/network-scripts"
-	es, err := c.root.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
+	hwaddrs := map[int]string{} // NIC index -> the HWADDR its ifcfg gives
+	es, _ := c.root.ReadDir(dir)
 	for _, e := range es {
 		dev, ok := strings.CutPrefix(e.Name(), "ifcfg-eth")
 		if !ok {
 			continue
 		}
 		n, err := strconv.Atoi(dev)
-		if err != nil {
+		if err != nil || n < 0 {
 			continue
 		}
 		b, err := c.root.ReadFile(dir + "/" + e.Name())
@@ -41,13 +45,26 @@ func (c *planner) network() error {
 		if hw == "" {
 			continue
 		}
-		switch {
+		file := "/" + dir + "/" + e.Name()
+		switch mac, err := net.ParseMAC(hw); {
 		case n >= len(c.d.NICs):
-			c.warn("/%s/%s has HWADDR %s but the config has no NIC %d", dir, e.Name(), hw, n)
-		case c.d.NICs[n].MAC == "":
-			c.warn("/%s/%s has HWADDR %s but the config gives NIC %d no MAC: set it, or the guest will not bring eth%d up", dir, e.Name(), hw, n, n)
-		case !strings.EqualFold(c.d.NICs[n].MAC, hw):
-			c.warn("/%s/%s has HWADDR %s but NIC %d has MAC %s: the guest will not bring eth%d up", dir, e.Name(), hw, n, c.d.NICs[n].MAC, n)
+			c.warn("%s has HWADDR %s but the config has no NIC %d", file, hw, n)
+		case c.d.NICs[n].MAC != "":
+			if !strings.EqualFold(c.d.NICs[n].MAC, hw) {
+				c.warn("%s has HWADDR %s but NIC %d has MAC %s: the guest will not bring eth%d up", file, hw, n, c.d.NICs[n].MAC, n)
+			}
+		case err != nil || len(mac) != 6:
+			c.warn("%s has HWADDR %q, which is not a MAC address, and the config gives NIC %d no MAC: the KVM NIC gets a MAC of xen2kvm's making (52:54:00:...) and the guest will not bring eth%d up", file, hw, n, n)
+		default:
+			hwaddrs[n] = mac.String()
+			c.plan.GuestMACs = append(c.plan.GuestMACs, GuestMAC{NIC: n, MAC: mac.String(), File: file})
+			c.note("NIC %d gets MAC %s, the HWADDR of %s: the config gives it none", n, mac, file)
+		}
+	}
+	slices.SortFunc(c.plan.GuestMACs, func(a, b GuestMAC) int { return a.NIC - b.NIC })
+	for n, nic := range c.d.NICs {
+		if nic.MAC == "" && hwaddrs[n] == "" {
+			c.warn("neither the config nor the guest's /%s/ifcfg-eth%d gives NIC %d a MAC: the KVM NIC gets a MAC of xen2kvm's making (52:54:00:..., made from the guest's UUID, the same at every migration), not the one Xen drew at the guest's last boot; DHCP reservations and firewall rules for the old address no longer match", dir, n, n)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"embed"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -21,9 +22,16 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
 )
 
-// formatVersion changes whenever Build's output changes for the same spec,
-// so that cached guests are rebuilt.
+// formatVersion changes when Build's output changes for the same spec
+// and the same guestgen source (the key hashes that): a change in a
+// package guestgen imports or in how it runs the host's tools.
 const formatVersion = "guestgen/9"
+
+// sourceFS is guestgen's own Go source, hashed into the cache key so
+// that a change to the generator rebuilds the cached guests.
+//
+//go:embed *.go
+var sourceFS embed.FS
 
 const stampName = ".guestgen-complete.json"
 
@@ -196,10 +204,22 @@ func checkStatic(path string) error {
 }
 
 // key identifies what a build would produce.
-func (in *inputs) key(s Spec) string {
+func (in *inputs) key(s Spec) string { return in.keyOf(sourceFS, s) }
+
+// keyOf is key for the generator whose Go source is src: its .go files
+// other than tests are hashed in.
+func (in *inputs) keyOf(src fs.FS, s Spec) string {
 	h := sha256.New()
 	fmt.Fprintln(h, formatVersion)
 	json.NewEncoder(h).Encode(s)
+	names, _ := fs.Glob(src, "*.go")
+	for _, p := range names {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		data, _ := fs.ReadFile(src, p)
+		fmt.Fprintf(h, "%s %x\n", p, sha256.Sum256(data))
+	}
 	fs.WalkDir(skelFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			data, _ := skelFS.ReadFile(p)

@@ -54,6 +54,9 @@
 // makes it relabel and reboot as RHEL 6's rc.sysinit does.
 //
 // Build caches: a second call with the same spec finds the completion
-// stamp it writes last and returns at once. cmd/mkguest builds presets
+// stamp it writes last and returns at once. The stamp's key hashes the
+// spec, the skel scripts, guestgen's own Go source (embedded; not its
+// tests), the busybox and kernel it used: a change to any of them
+// rebuilds the guest. cmd/mkguest builds presets
 // from the command line.
 package guestgen

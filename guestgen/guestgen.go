@@ -49,8 +49,9 @@ type Spec struct {
 	// Needs a non-Xen kernel.
 	XenPVModules bool
 	// Kdump enables a kdump service stand-in whose /etc/kdump.conf dumps
-	// to /dev/xvda1: at boot the service fails, naming the device, when
-	// the target is not there.
+	// to /dev/xvda1, and reserves crash kernel memory (crashkernel=) on
+	// every grub entry: at boot the service fails, naming the device,
+	// when the target is not there, and fails without crashkernel=.
 	Kdump bool
 	// RPMDB gives the guest an rpm stand-in and its database,
 	// /var/lib/rpm/Packages, listing the installed kernels: rpm -q, and

@@ -29,7 +29,7 @@ func TestLVMGuest(t *testing.T) {
 		t.Errorf("fstab:\n%s", got)
 	}
 	conf := readGuestFile(t, img, p.Boot.Offset(), "/grub/grub.conf")
-	if !strings.Contains(conf, "ro root=/dev/VolGroup00/LogVol00 console=xvc0\n") {
+	if !strings.Contains(conf, "ro root=/dev/VolGroup00/LogVol00 console=xvc0 crashkernel=128M@16M\n") {
 		t.Errorf("grub.conf:\n%s", conf)
 	}
 	// Real guests' pieces: an LVM filter accepting only Xen disks (in /

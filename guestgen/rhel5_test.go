@@ -142,3 +142,62 @@ func TestKernelRPM(t *testing.T) {
 		}
 	}
 }
+
+// TestKdumpStandIn runs the kdump stand-in with busybox on files of its
+// own: without crashkernel= on the command line it fails before it looks
+// at the dump targets, as RHEL's service does; with it, a missing target
+// fails it, and without one it starts. The LVM guest's grub entries
+// reserve the memory.
+func TestKdumpStandIn(t *testing.T) {
+	testutil.NeedTool(t, "busybox")
+	dir := t.TempDir()
+	cmdline, conf, lock := filepath.Join(dir, "cmdline"), filepath.Join(dir, "kdump.conf"), filepath.Join(dir, "kdump.lock")
+	script := strings.NewReplacer("/proc/cmdline", cmdline, "conf=/etc/kdump.conf", "conf="+conf, "/var/lock/subsys/kdump", lock).Replace(skel("kdump"))
+	if script == skel("kdump") {
+		t.Fatal("the stand-in names none of the files the test replaces")
+	}
+	path := filepath.Join(dir, "kdump")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, cmdline, conf string
+		want                string
+		started             bool
+	}{
+		{"no crashkernel", "ro root=/dev/VolGroup00/LogVol00", "ext3 /dev/xvda1\n",
+			"No crashkernel parameter specified for running kernel\nStarting kdump:  [FAILED]", false},
+		{"crashkernel, target missing", "ro root=/dev/VolGroup00/LogVol00 crashkernel=128M@16M", "# comment\next3 /dev/xen2kvm-no-such-disk\n",
+			"mkdumprd: dump target /dev/xen2kvm-no-such-disk (ext3) is not a block device\nStarting kdump:  [FAILED]", false},
+		{"crashkernel first, no target", "crashkernel=128M@16M ro", "path /var/crash\n", "Starting kdump:  [  OK  ]", true},
+		{"a longer name is not crashkernel", "ro xcrashkernel=128M", "", "No crashkernel parameter specified for running kernel\nStarting kdump:  [FAILED]", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(lock)
+			if err := os.WriteFile(cmdline, []byte(tc.cmdline+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(conf, []byte(tc.conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("busybox", "sh", path, "start").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != tc.want {
+				t.Errorf("kdump start: %v\n%s\nwant\n%s", err, out, tc.want)
+			}
+			if _, err := os.Stat(lock); (err == nil) != tc.started {
+				t.Errorf("lock file there: %v, want %v", err == nil, tc.started)
+			}
+		})
+	}
+	g := buildForTest(t, CentOS5LVM)
+	p, err := plan(CentOS5LVM.withDefaults(), ids{CentOS5LVM.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grub := readGuestFile(t, g.Images[0], p.Boot.Offset(), "/grub/grub.conf")
+	for _, l := range strings.Split(grub, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "kernel ") && !strings.HasSuffix(l, " crashkernel=128M@16M") {
+			t.Errorf("a grub entry reserves no crash kernel memory: %s", l)
+		}
+	}
+}

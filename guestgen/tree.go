@@ -376,6 +376,11 @@ hiddenmenu
 		if IsXen(k) {
 			args += " console=xvc0"
 		}
+		if l.spec.Kdump {
+			// Memory for the crash kernel, as system-config-kdump
+			// reserves it when kdump is turned on.
+			args += " crashkernel=128M@16M"
+		}
 		fmt.Fprintf(&b, "title CentOS (%s)\n\troot (hd0,0)\n\tkernel /vmlinuz-%s %s\n\tinitrd /initrd-%s.img\n", k, k, args, k)
 	}
 	return b.String()

@@ -23,6 +23,10 @@ type BatchOptions struct {
 	RunOptions
 	// Jobs is how many guests are migrated at once; 0 means 2.
 	Jobs int
+	// UploadsPerHost is how many of them upload their disks to one
+	// libvirt host (to:) at once; 0 means 2. The others wait for a slot
+	// with their conversion planned.
+	UploadsPerHost int
 	// StateFile records each guest's progress so that a re-run skips the
 	// guests already migrated; "" means MANIFEST.state.json beside the
 	// manifest (its extension replaced).
@@ -33,7 +37,8 @@ type BatchOptions struct {
 	// Warm configures the guests the manifest marks warm: true.
 	Warm WarmOptions
 
-	placer *placer // places guests on one of several destinations
+	placer  *placer    // places guests on one of several destinations
+	uploads *hostSlots // bounds the uploads to each libvirt host
 }
 
 // GuestStatus is where one guest of a batch ended.
@@ -116,6 +121,13 @@ func runBatch(ctx context.Context, p parts, m *Manifest, opts BatchOptions) (*Ba
 	logNames := logFileNames(m.Guests)
 	claims := &outClaims{by: map[string]GuestSpec{}}
 	opts.placer = &placer{}
+	if opts.uploads == nil {
+		perHost := opts.UploadsPerHost
+		if perHost <= 0 {
+			perHost = defaultUploadsPerHost
+		}
+		opts.uploads = newHostSlots(perHost)
+	}
 	var wg sync.WaitGroup
 	for i, g := range m.Guests {
 		wg.Add(1)
@@ -209,6 +221,7 @@ func runGuest(ctx context.Context, p parts, g GuestSpec, opts BatchOptions, st *
 		RunOptions: opts.RunOptions,
 		OutDir:     r.OutDir, Format: g.Format, DiskMap: g.DiskMap, Force: force,
 		Boot: BootAuto, Limit: lim, KernelRPM: g.KernelRPM, VirtioWin: g.VirtioWin,
+		uploads: opts.uploads,
 	}
 	// The guest's copy workers come from the batch's shared limit, and
 	// the batch's logger is for the batch's own events.

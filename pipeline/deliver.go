@@ -133,20 +133,8 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		dest.Volumes = append(dest.Volumes, p.Name)
 	}
 
-	if err := m.uploadDisks(ctx, dl, format); err != nil {
+	if err := m.upload(ctx, dl, format, small); err != nil {
 		return err
-	}
-	for vol, file := range small {
-		f, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		fi, _ := f.Stat()
-		err = dl.Upload(vol, f, fi.Size())
-		f.Close()
-		if err != nil {
-			return err
-		}
 	}
 
 	gen, err := m.p.target.XML(k)
@@ -223,6 +211,37 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		m.log.Warn("removing the state volume", "guest", name, "err", err)
 	}
 	m.log.Info("migrated", "guest", name, "to", m.opts.To)
+	return nil
+}
+
+// upload copies every disk into its volume and the small files (volume
+// name to local file) into theirs, in one of the destination host's
+// upload slots when the migration shares them with others (a batch).
+func (m *migration) upload(ctx context.Context, dl *libvirtdst.Delivery, format string, small map[string]string) error {
+	if s := m.opts.uploads; s != nil {
+		release, err := s.acquire(ctx, m.opts.To, func(host string) {
+			m.log.Info("waiting for an upload slot: other guests of the batch are uploading to the host", "guest", m.dom.Name, "host", host, "slots", s.n)
+		})
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	if err := m.uploadDisks(ctx, dl, format); err != nil {
+		return err
+	}
+	for vol, file := range small {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		fi, _ := f.Stat()
+		err = dl.Upload(vol, f, fi.Size())
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -1,12 +1,15 @@
 package pipeline_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/internal/wintest"
+	"github.com/xen2kvm/xen2kvm/pipeline"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
@@ -369,6 +373,100 @@ func TestE2EBatchRerunKeepsForeignDomain(t *testing.T) {
 	}
 	if v := poolVolumes(t, d, "default"); len(v) != 0 {
 		t.Errorf("volumes: %v", v)
+	}
+}
+
+// TestE2EBatchUploadsPerHost delivers three guests of a batch (--jobs 3)
+// to one libvirt host with one upload slot per host: the uploads are
+// counted from the batch's progress callbacks, which run inside the
+// uploads, and the first one holds its upload until the other two
+// guests wait for the slot, so all three are ready to upload at once and
+// still never more than one does. Every guest ends defined there.
+func TestE2EBatchUploadsPerHost(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	d := testlibvirtd.Start(t)
+	d.DirPool(t, "default")
+	dir := t.TempDir()
+	src, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"upa", "upb", "upc"}
+	yaml := "defaults:\n  output: " + filepath.Join(dir, "out") + "\n  boot_check: false\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: '" + d.URI + "'\nguests:\n"
+	for i, n := range names {
+		// Three guests on the same (read-only) image, each with its own
+		// name and UUID.
+		cfg := regexp.MustCompile(`(?m)^name = .*$`).ReplaceAll(src, []byte(`name = "`+n+`"`))
+		cfg = regexp.MustCompile(`(?m)^uuid = .*$`).ReplaceAll(cfg, []byte(`uuid = "00000000-0000-4000-8000-00000000000`+strconv.Itoa(i+1)+`"`))
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		yaml += "  - config: " + p + "\n"
+	}
+	manifest := filepath.Join(dir, "batch.yaml")
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pipeline.LoadManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	waits := make(chan string, len(names))
+	var mu sync.Mutex
+	uploading := map[string]bool{}
+	var most int
+	held := false
+	progress := func(p pipeline.Progress) {
+		mu.Lock()
+		first := !uploading[p.Guest] && !held
+		if !uploading[p.Guest] {
+			uploading[p.Guest] = true
+			n := 0
+			for _, u := range uploading {
+				if u {
+					n++
+				}
+			}
+			most = max(most, n)
+			held = true
+		}
+		mu.Unlock()
+		if first {
+			// The first upload goes on once both other guests wait.
+			for range len(names) - 1 {
+				select {
+				case <-waits:
+				case <-time.After(5 * time.Minute):
+					t.Error("the other guests never waited for an upload slot")
+					return
+				}
+			}
+		}
+		if p.Finish {
+			mu.Lock()
+			uploading[p.Guest] = false
+			mu.Unlock()
+		}
+	}
+	opts := pipeline.BatchOptions{Jobs: len(names), RunOptions: pipeline.RunOptions{Progress: progress}}
+	pipeline.SetUploadSlots(&opts, 1, func(string) { waits <- "" })
+	res, err := pipeline.RunBatch(context.Background(), m, opts)
+	if err != nil {
+		t.Fatalf("batch: %v (%+v)", err, res)
+	}
+	if most != 1 {
+		t.Errorf("%d guests uploaded to the host at once, want 1", most)
+	}
+	if len(uploading) != len(names) {
+		t.Errorf("uploads seen: %v", uploading)
+	}
+	if l := strings.Fields(d.Virsh(t, "list", "--all", "--name")); !slices.Equal(l, names) {
+		t.Errorf("domains on the host: %q, want %q", l, names)
 	}
 }
 

@@ -424,11 +424,20 @@ func (m *migration) placeImages(k *config.KVMDomain, outDir, format string) erro
 			kd.Path = config.MapPath(kd.Path, m.opts.DiskMap)
 		}
 	}
-	for _, n := range k.NICs {
-		for j := range m.rep.Source.NICs {
-			if strings.EqualFold(m.rep.Source.NICs[j].MAC, n.MAC) {
-				m.rep.Source.NICs[j].NewModel = n.Model
-			}
+	// ToKVM keeps the config's NIC order.
+	for i, n := range k.NICs {
+		if i >= len(m.rep.Source.NICs) {
+			break
+		}
+		r := &m.rep.Source.NICs[i]
+		r.NewModel, r.NewMAC = n.Model, n.MAC
+		switch {
+		case r.MAC != "":
+			r.MACFrom = "the Xen config"
+		case m.conv != nil && m.conv.macs[i] != "":
+			r.MACFrom = "HWADDR of " + m.conv.macFiles[i]
+		default:
+			r.MACFrom = "made by xen2kvm from the guest's UUID: neither the config nor the guest gives one"
 		}
 	}
 	return nil

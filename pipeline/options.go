@@ -107,6 +107,9 @@ type Options struct {
 	// Limit, when set, bounds the copy workers of every migration that
 	// shares it (a batch shares one between its guests).
 	Limit *Limiter
+	// uploads, when set, bounds how many migrations that share it upload
+	// to one libvirt host at once (a batch's UploadsPerHost).
+	uploads *hostSlots
 	// KernelRPM is a kernel RPM (kernel, kernel-PAE) to install into a
 	// guest that has only Xen kernels, so it can boot on KVM.
 	KernelRPM string

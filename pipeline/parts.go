@@ -104,6 +104,9 @@ type conversion struct {
 	// plan is the converter's plan, which validation reads the output
 	// back against (SELinux labels of the files it wrote).
 	plan *convert.Plan
+	// macs are the MAC addresses the guest's ifcfg files give NICs the
+	// config gives none, by NIC index, and the file each came from.
+	macs, macFiles map[int]string
 }
 
 // planOptions tune the conversion plan.

@@ -78,6 +78,12 @@ func (realConverter) Plan(ctx context.Context, d *config.Domain, disks []diskimg
 	c.Warnings = append(c.Warnings, p.Warnings...)
 	c.Blockers = append(c.Blockers, p.Blockers...)
 	c.Notes = append(c.Notes, p.Notes...)
+	for _, m := range p.GuestMACs {
+		if c.macs == nil {
+			c.macs, c.macFiles = map[int]string{}, map[int]string{}
+		}
+		c.macs[m.NIC], c.macFiles[m.NIC] = m.MAC, m.File
+	}
 	if g != nil {
 		c.OSName = g.OS
 		c.Inspected = g.OS == "linux"

@@ -49,7 +49,7 @@ func (realConverter) Overlay(base diskimg.Device) (diskimg.Device, error) {
 type kvmTarget struct{}
 
 func (kvmTarget) Target(d *config.Domain, c *conversion) (*config.KVMDomain, error) {
-	o := config.KVMOptions{Virtio: c.Virtio, OS: c.OSName}
+	o := config.KVMOptions{Virtio: c.Virtio, OS: c.OSName, MACs: c.macs}
 	if w := c.windows; w != nil {
 		o.OSVersion, o.RTCUTC = w.Version, w.RealTimeIsUniversal
 		if o.OSVersion == "" {

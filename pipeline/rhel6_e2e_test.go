@@ -32,8 +32,8 @@ func needRHEL6(t *testing.T) {
 // rebuilt initramfs loads virtio and finds the root by UUID, the guest
 // relabels and reboots once for the /.autorelabel the conversion left,
 // then reaches login: on ttyS0 with its network proven. The config's vif
-// gives no MAC (Xen drew one at every boot), so the KVM NIC has a new
-// one: udev's persistent-net stand-in names it eth0 in the rules file
+// gives no MAC (Xen drew one at every boot), nor does its ifcfg-eth0
+// (no HWADDR), so the KVM NIC has a new one: udev's persistent-net stand-in names it eth0 in the rules file
 // the conversion freed (without the rule it becomes eth1 and the network
 // does not come up: TestE2ERuleLeftOut). The output's ext4 filesystems
 // pass e2fsck -fn.
@@ -106,6 +106,14 @@ func TestE2ERHEL6(t *testing.T) {
 		t.Fatalf("the domain XML's MAC: %q, want a new one (the Xen NIC had %s)", m, g.MAC)
 	}
 	kvmMAC := string(m[1])
+	// Its ifcfg-eth0 has no HWADDR either: the report says the MAC is
+	// xen2kvm's, and a warning says what that changes.
+	if n := rep.Source.NICs; len(n) != 1 || n[0].NewMAC != kvmMAC || !strings.HasPrefix(n[0].MACFrom, "made by xen2kvm") {
+		t.Errorf("report NICs %+v, want the MAC %s made by xen2kvm", n, kvmMAC)
+	}
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "neither the config nor the guest's /etc/sysconfig/network-scripts/ifcfg-eth0 gives NIC 0 a MAC") {
+		t.Errorf("no warning that NIC 0 has no MAC anywhere: %q", rep.Warnings)
+	}
 	recorded := false
 	for _, f := range rep.Boot.Drift.Files {
 		if f.Path == "etc/udev/rules.d/70-persistent-net.rules" {

@@ -118,7 +118,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 <dt>vCPUs</dt><dd>{{.Source.VCPUs}}</dd>
 {{if .Source.Bootloader}}<dt>Boot loader</dt><dd>{{.Source.Bootloader}}</dd>{{end}}
 {{if .Source.Kernel}}<dt>Kernel</dt><dd>{{.Source.Kernel}}</dd>{{end}}
-{{range .Source.NICs}}<dt>NIC</dt><dd>{{.MAC}} on {{or .Bridge "-"}}: {{or .Model "netfront"}} → {{or .NewModel "-"}}</dd>{{end}}
+{{range .Source.NICs}}<dt>NIC</dt><dd>{{or .MAC "no MAC"}} on {{or .Bridge "-"}}: {{or .Model "netfront"}} → {{or .NewModel "-"}}{{if and .NewMAC (ne .NewMAC .MAC)}}, MAC {{.NewMAC}} ({{.MACFrom}}){{end}}</dd>{{end}}
 {{with .OS}}<dt>Guest OS</dt><dd>{{.Distro}} {{.Version}} {{.Arch}}</dd>
 {{if .Kernel}}<dt>KVM kernel</dt><dd>{{.Kernel}} (virtio: {{.Virtio}})</dd>{{end}}{{range .Details}}<dd>{{.}}</dd>{{end}}{{end}}
 </dl>

@@ -139,6 +139,10 @@ type NIC struct {
 	Bridge   string `json:"bridge,omitempty"`
 	Model    string `json:"model,omitempty"`     // Xen side
 	NewModel string `json:"new_model,omitempty"` // KVM side
+	// NewMAC is the KVM NIC's MAC address and MACFrom where it comes
+	// from: the Xen config, a HWADDR of the guest's, or made by xen2kvm.
+	NewMAC  string `json:"new_mac,omitempty"`
+	MACFrom string `json:"mac_from,omitempty"`
 }
 
 // OS is what inspection found inside the guest.

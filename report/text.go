@@ -84,7 +84,11 @@ func writeGuestText(w *errWriter, g *Guest) {
 		w.printf("  read from %s (config: %s), %s of disk data over the network, %d reconnects\n", h.URL, orDash(h.ConfigFrom), Bytes(h.BytesRead), h.Reconnects)
 	}
 	for _, n := range s.NICs {
-		w.printf("  nic %s bridge %s model %s -> %s\n", n.MAC, orDash(n.Bridge), orDash(n.Model), orDash(n.NewModel))
+		w.printf("  nic %s bridge %s model %s -> %s", orDash(n.MAC), orDash(n.Bridge), orDash(n.Model), orDash(n.NewModel))
+		if n.NewMAC != "" && !strings.EqualFold(n.NewMAC, n.MAC) {
+			w.printf(" mac %s (%s)", n.NewMAC, n.MACFrom)
+		}
+		w.printf("\n")
 	}
 	if g.OS != nil {
 		w.printf("\nGuest OS: %s %s %s\n", g.OS.Distro, g.OS.Version, g.OS.Arch)

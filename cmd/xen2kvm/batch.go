@@ -19,6 +19,7 @@ func newBatchCommand() *cobra.Command {
 	var (
 		f                migrateFlags
 		jobs, workers    int
+		uploadsPerHost   int
 		stateFile, logDr string
 	)
 	cmd := &cobra.Command{
@@ -63,7 +64,10 @@ migrate --warm does; --shutdown-source, --shutdown-timeout and
 other ssh:// guest.
 
 --jobs guests are migrated at the same time, and --workers bounds the
-disk copy workers of all of them together. One guest's failure never
+disk copy workers of all of them together. Of the guests delivered to
+libvirt (to:), at most --uploads-per-host upload their disks to one host
+at once (URIs naming one host share it); the others wait, planned, for a
+slot. One guest's failure never
 stops the others. Each guest logs to LOGDIR/NAME.log, and a state file
 records how far each got: run the same batch again and the guests that
 were migrated are skipped (as long as every file their report lists is
@@ -84,8 +88,8 @@ any guest failed.
 			if err := f.check(); err != nil {
 				return err
 			}
-			if jobs < 1 || workers < 1 {
-				return usagef("--jobs and --workers must be at least 1")
+			if jobs < 1 || workers < 1 || uploadsPerHost < 1 {
+				return usagef("--jobs, --workers and --uploads-per-host must be at least 1")
 			}
 			m, err := pipeline.LoadManifest(args[0])
 			if err != nil {
@@ -94,7 +98,7 @@ any guest failed.
 			con := newConsole(cmd.ErrOrStderr())
 			res, err := pipeline.RunBatch(cmd.Context(), m, pipeline.BatchOptions{
 				RunOptions: f.remote(cmd, f.runOptions(workers, con)),
-				Jobs:       jobs, StateFile: stateFile, LogDir: logDr, Warm: f.warmOptions(con),
+				Jobs:       jobs, UploadsPerHost: uploadsPerHost, StateFile: stateFile, LogDir: logDr, Warm: f.warmOptions(con),
 			})
 			con.done()
 			if res == nil {
@@ -131,6 +135,7 @@ any guest failed.
 	fl := cmd.Flags()
 	fl.IntVarP(&jobs, "jobs", "j", 2, "migrate `N` guests at the same time")
 	fl.IntVar(&workers, "workers", 4, "copy workers shared by all guests")
+	fl.IntVar(&uploadsPerHost, "uploads-per-host", 2, "at most `N` guests upload their disks to one libvirt host (to:) at once")
 	fl.StringVar(&stateFile, "state", "", "state `FILE` for resuming (default: MANIFEST.state.json beside the manifest)")
 	fl.StringVar(&logDr, "log-dir", "", "one log per guest in `DIR` (default: MANIFEST.logs beside the manifest)")
 	f.add(cmd)
