@@ -40,7 +40,7 @@ func TestGuestgen(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec.Name, func(t *testing.T) {
-			g, err := guestgen.Build(context.Background(), filepath.Join(cache, "guests"), tc.spec)
+			g, err := guestgen.BuildCached(context.Background(), filepath.Join(cache, "guests"), tc.spec)
 			if err != nil {
 				testutil.Unavailable(t, "building guest %s: %v", tc.spec.Name, err)
 			}

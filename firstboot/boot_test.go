@@ -41,7 +41,7 @@ func TestCheckUncleanStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := guestgen.Build(ctx, filepath.Join(cache, "firstboot-e2e"), guestgen.CentOS5PV)
+	g, err := guestgen.BuildCached(ctx, filepath.Join(cache, "firstboot-e2e"), guestgen.CentOS5PV)
 	if err != nil {
 		t.Fatal(err)
 	}

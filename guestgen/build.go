@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/xen2kvm/xen2kvm/internal/atomicfile"
 	"github.com/xen2kvm/xen2kvm/internal/testkernel"
@@ -64,6 +65,24 @@ func fileStates(paths []string) []string {
 // with the same spec returns the existing guest at once. Concurrent
 // builds of one guest (tests in parallel) wait for each other.
 func Build(ctx context.Context, outDir string, spec Spec) (*Guest, error) {
+	return build(ctx, outDir, spec, false)
+}
+
+// BuildCached is Build into a cache shared by runs of different code
+// (test runs from several checkouts at once): the guest's folder is
+// cacheDir/NAME-KEY, KEY standing for the spec and the generator's code,
+// so that a build of other code never replaces a guest another run is
+// using. Folders of the same guest for other keys that were last built
+// more than staleAfter ago are removed.
+func BuildCached(ctx context.Context, cacheDir string, spec Spec) (*Guest, error) {
+	return build(ctx, cacheDir, spec, true)
+}
+
+// staleAfter is how old another key's folder of a guest must be for
+// BuildCached to remove it.
+const staleAfter = 24 * time.Hour
+
+func build(ctx context.Context, outDir string, spec Spec, perKey bool) (*Guest, error) {
 	spec = spec.withDefaults()
 	if err := spec.validate(); err != nil {
 		return nil, err
@@ -87,6 +106,10 @@ func Build(ctx context.Context, outDir string, spec Spec) (*Guest, error) {
 	}
 	key := in.key(spec)
 	dir := filepath.Join(outDir, spec.Name)
+	if perKey {
+		dir += "-" + key[:16]
+		pruneStale(outDir, spec.Name, dir)
+	}
 	if g, ok := cached(dir, key); ok {
 		return g, nil
 	}
@@ -113,6 +136,41 @@ func Build(ctx context.Context, outDir string, spec Spec) (*Guest, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// pruneStale removes the folders of guest name in cacheDir other than
+// keep (other keys', and the plain NAME of Build) whose stamp, or the
+// folder itself when it has none, is older than staleAfter.
+func pruneStale(cacheDir, name, keep string) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, name+"-*"))
+	for _, d := range append(dirs, filepath.Join(cacheDir, name)) {
+		if d == keep || !ownFolder(filepath.Base(d), name) {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(d, stampName))
+		if err != nil {
+			if fi, err = os.Stat(d); err != nil || !fi.IsDir() {
+				continue
+			}
+		}
+		if time.Since(fi.ModTime()) > staleAfter {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// ownFolder tells whether base is NAME or NAME-KEY (16 hex digits), not
+// the folder of another guest whose name starts with NAME-.
+func ownFolder(base, name string) bool {
+	if base == name {
+		return true
+	}
+	k, ok := strings.CutPrefix(base, name+"-")
+	if !ok || len(k) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(k)
+	return err == nil
 }
 
 func cached(dir, key string) (*Guest, bool) {

@@ -224,6 +224,71 @@ func TestBuildRebuildsTouchedImage(t *testing.T) {
 	}
 }
 
+// TestBuildCached: BuildCached keeps each key's guest in a folder of its
+// own (NAME-KEY), so a build for another spec (or other generator code)
+// of the same name leaves the first guest in place, and the same spec is
+// taken from the cache; another key's folder last built more than a day
+// ago is removed, another guest's folder whose name starts with NAME- is
+// not.
+func TestBuildCached(t *testing.T) {
+	cache := t.TempDir()
+	ctx := context.Background()
+	g1, err := BuildCached(ctx, cache, Windows2003HVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := Windows2003HVM
+	other.DiskMiB = 300
+	g2, err := BuildCached(ctx, cache, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g1.Dir == g2.Dir || filepath.Dir(g1.Dir) != cache || !strings.HasPrefix(filepath.Base(g2.Dir), other.Name+"-") {
+		t.Fatalf("folders %s and %s", g1.Dir, g2.Dir)
+	}
+	if _, ok := cached(g1.Dir, mustKey(t, Windows2003HVM)); !ok {
+		t.Error("the second key's build removed or changed the first guest")
+	}
+	again, err := BuildCached(ctx, cache, Windows2003HVM)
+	if err != nil || again.Dir != g1.Dir {
+		t.Errorf("the same spec again: %v, %v", again, err)
+	}
+	// A day later g1 is stale for a build of the other key; a guest
+	// named NAME-x is not this guest's.
+	lookalike := filepath.Join(cache, other.Name+"-data")
+	if err := os.MkdirAll(lookalike, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	for _, p := range []string{filepath.Join(g1.Dir, stampName), lookalike} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := BuildCached(ctx, cache, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(g1.Dir); !os.IsNotExist(err) {
+		t.Errorf("the stale folder %s was kept: %v", g1.Dir, err)
+	}
+	if _, err := os.Stat(lookalike); err != nil {
+		t.Errorf("another guest's folder was removed: %v", err)
+	}
+	if _, ok := cached(g2.Dir, mustKey(t, other)); !ok {
+		t.Error("the current guest was not taken from the cache")
+	}
+}
+
+func mustKey(t *testing.T, s Spec) string {
+	t.Helper()
+	s = s.withDefaults()
+	in, err := gatherInputs(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.key(s)
+}
+
 func TestBuildInvalid(t *testing.T) {
 	for _, s := range []Spec{
 		{Name: "bad name", Kernels: []string{"2.6.18-164.el5"}},

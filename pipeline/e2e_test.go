@@ -55,7 +55,7 @@ func guest(t *testing.T, s guestgen.Spec) *guestgen.Guest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := guestgen.Build(context.Background(), filepath.Join(cache, "pipeline-e2e"), s)
+	g, err := guestgen.BuildCached(context.Background(), filepath.Join(cache, "pipeline-e2e"), s)
 	if err != nil {
 		t.Fatal(err)
 	}
