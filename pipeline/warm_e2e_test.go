@@ -215,6 +215,9 @@ func TestE2EWarmMigration(t *testing.T) {
 	if wr.Pass1.Blocks != (size+1<<20-1)>>20 || wr.Pass1.ZeroBlocks == 0 || wr.Pass1.BytesRead != (wr.Pass1.Blocks-wr.Pass1.ZeroBlocks)<<20 {
 		t.Errorf("pass 1 read %d bytes of %d blocks, %d of them zeros, of the %d-byte disk", wr.Pass1.BytesRead, wr.Pass1.Blocks, wr.Pass1.ZeroBlocks, size)
 	}
+	if wr.Hash != "md5" && wr.Hash != "sha1" {
+		t.Errorf("the report names the block hash %q", wr.Hash)
+	}
 	if wr.Pass2.ChangedBlocks == 0 || wr.Pass2.ChangedBlocks > int64(len(touched)) {
 		t.Errorf("pass 2 changed %d blocks; the guest touched %d", wr.Pass2.ChangedBlocks, len(touched))
 	}
@@ -263,8 +266,11 @@ func TestE2EWarmMigration(t *testing.T) {
 // TestWarmResumeBatch: a warm migration whose guest is not stopped in
 // time fails after pass 1 and keeps its copy (and says why); a batch with
 // warm: true then resumes it from pass 2 (moving nothing: the guest did
-// not write), shuts the guest down itself and converts it (copying the
-// disk: an output image written by pass 1 lives only in that run).
+// not write), shuts the guest down itself and converts it into the
+// output image the resumed session wrote again from its copy before the
+// stop (an image lives only in the run that writes it): the disk is not
+// copied again while the guest is down, and the converted image's
+// filesystems are sound (e2fsck -fn) and converted (fstab names vda).
 func TestWarmResumeBatch(t *testing.T) {
 	needE2E(t)
 	g := guest(t, guestgen.CentOS5PV)
@@ -322,8 +328,21 @@ func TestWarmResumeBatch(t *testing.T) {
 		t.Fatalf("batch result %+v", r)
 	}
 	w := r.Report.Warm
-	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 0 {
+	if !w.Resumed || w.Pass2.BytesRead != 0 || w.Pass2.ChangedBlocks != 0 || w.ShutdownBy != "xen2kvm" || w.DowntimeSeconds <= 0 || w.OutputFromPasses != 1 {
 		t.Errorf("warm report %+v", *w)
+	}
+	raw := filepath.Join(t.TempDir(), "out.raw")
+	testutil.Run(t, testutil.NeedTool(t, "qemu-img"), "convert", "-O", "raw", filepath.Join(out, g.Name+"-vda.qcow2"), raw)
+	for _, n := range []int{1, 2} {
+		withPart(t, raw, n, false, func(part string) {
+			testutil.Run(t, testutil.NeedTool(t, "e2fsck"), "-fn", part)
+			if n == 2 {
+				fstab := testutil.Run(t, testutil.NeedTool(t, "debugfs"), "-R", "cat /etc/fstab", part)
+				if !bytes.Contains(fstab, []byte("/dev/vda")) || bytes.Contains(fstab, []byte("/dev/xvda")) {
+					t.Errorf("the converted fstab:\n%s", fstab)
+				}
+			}
+		})
 	}
 	if _, err := os.Stat(filepath.Join(out, "."+g.Name+".warm")); !os.IsNotExist(err) {
 		t.Errorf("the warm copies were left: %v", err)

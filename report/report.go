@@ -82,6 +82,9 @@ type SourceHost struct {
 type Warm struct {
 	BlockSize  int64  `json:"block_size"`
 	HashMethod string `json:"hash_method"` // auto | python | dd
+	// Hash is the block hash both passes used, md5 or sha1 (the faster on
+	// the host); empty in a dry run.
+	Hash string `json:"hash,omitempty"`
 	// Resumed: pass 1 was done by an earlier run.
 	Resumed bool     `json:"resumed,omitempty"`
 	Pass1   WarmPass `json:"pass1"`

@@ -240,7 +240,7 @@ func TestWriteTextDestination(t *testing.T) {
 // TestWriteTextWarm: the text report gives a warm migration's passes and
 // downtime.
 func TestWriteTextWarm(t *testing.T) {
-	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python",
+	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python", Hash: "sha1",
 		Pass1:      WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
 		ShutdownBy: "xen2kvm", DowntimeSeconds: 130, OutputFromPasses: 1, PatchedBytes: 1 << 20}}
@@ -248,7 +248,7 @@ func TestWriteTextWarm(t *testing.T) {
 	if err := WriteText(&b, g); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
+	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python with SHA1)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
 		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s",
 		"output images of 1 disks written by the passes, patched with 1.0 MiB of the conversion's changes"} {
 		if !strings.Contains(b.String(), want) {
@@ -264,7 +264,7 @@ func TestWriteHTMLWarm(t *testing.T) {
 	stopped := time.Date(2026, 12, 5, 8, 30, 0, 0, time.UTC)
 	g := sample()
 	g.DryRun, g.Status = false, StatusMigrated
-	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Resumed: true,
+	g.Warm = &Warm{BlockSize: 1 << 20, HashMethod: "python", Hash: "md5", Resumed: true,
 		Pass1:      WarmPass{Started: stopped.Add(-20 * time.Minute), Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Started: stopped.Add(2 * time.Second), Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
 		ShutdownBy: "xen2kvm", Stopped: stopped, DowntimeSeconds: 130, OutputFromPasses: 2, PatchedBytes: 3 << 20}
@@ -275,7 +275,7 @@ func TestWriteHTMLWarm(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{
 		"<h3>Warm migration</h3>",
-		"Blocks of 1.0 MiB, hashed on the host by python; pass 1 was done by an earlier run.",
+		"Blocks of 1.0 MiB, hashed on the host by python with MD5; pass 1 was done by an earlier run.",
 		`<tr><td>pass 1</td><td>running</td><td>2026-12-05 08:10:00 UTC</td><td class="num">10m00s</td><td class="num">200.0 GiB</td><td class="num">204800</td><td class="num">-</td><td class="num">-</td></tr>`,
 		`<tr><td>pass 2</td><td>stopped</td><td>2026-12-05 08:30:02 UTC</td><td class="num">95 s</td><td class="num">4.0 GiB</td><td class="num">204800</td><td class="num">4200</td><td class="num">104</td></tr>`,
 		"<dt>Stopped</dt><dd>by xen2kvm (xm shutdown -w) at 2026-12-05 08:30:00 UTC</dd>",

@@ -171,6 +171,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 		}
 	} else if wm != nil {
 		w.printf("\nWarm migration (blocks of %s, hashed by %s", Bytes(wm.BlockSize), wm.HashMethod)
+		if wm.Hash != "" {
+			w.printf(" with %s", strings.ToUpper(wm.Hash))
+		}
 		if wm.Resumed {
 			w.printf(", resumed after pass 1")
 		}

@@ -2,7 +2,6 @@ package warm
 
 import (
 	"context"
-	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +21,7 @@ const DefaultBlockSize = xenhost.DefaultHashBlock
 
 // Hasher hashes the blocks of a disk where the disk is (xenhost.Host).
 type Hasher interface {
-	HashBlocks(ctx context.Context, path string, blockSize, first, count int64, method xenhost.HashMethod, fn func(i int64, sum xenhost.BlockHash) error) error
+	HashBlocks(ctx context.Context, path string, blockSize, first, count int64, hs xenhost.Hashing, fn func(i int64, sum xenhost.BlockHash) error) error
 }
 
 // Stats are what one pass over one disk did.
@@ -35,6 +34,7 @@ type Stats struct {
 	Hashed    int64  `json:"hashed_blocks"`  // pass 2: block hashes received from the host
 	Duration  Dur    `json:"duration"`       // wall time
 	Method    string `json:"hash_method,omitempty"`
+	Algo      string `json:"hash,omitempty"` // md5 or sha1
 	// Prepared: pass 2's hash helpers that were started ahead
 	// (Options.Prepared) and used.
 	Prepared int `json:"prepared_helpers,omitempty"`
@@ -66,8 +66,11 @@ type Options struct {
 	// Workers is how many blocks are read from the host at once (8 when
 	// 0).
 	Workers int
-	// Method is how the host hashes blocks in pass 2.
+	// Method is what hashes blocks on the host.
 	Method xenhost.HashMethod
+	// Algo is the block hash (MD5 when empty), in both passes and for
+	// the local copy's sums: the host's fastest (xenhost.ProbeHash).
+	Algo xenhost.HashAlgo
 	// Streams is how many helpers hash the disk on the host at once,
 	// each over its own contiguous part (DefaultStreams when 0): MD5
 	// runs on one core, so one helper leaves a dom0's other cores idle
@@ -96,6 +99,10 @@ func (o Options) blockSize() int64 {
 // when Options.Streams is 0.
 const DefaultStreams = 2
 
+func (o Options) hashing() xenhost.Hashing {
+	return xenhost.Hashing{Method: o.Method, Algo: o.Algo}
+}
+
 func (o Options) streams() int {
 	if o.Streams > 0 {
 		return o.Streams
@@ -112,7 +119,7 @@ func (o Options) workers() int {
 
 func blocks(size, bs int64) int64 { return (size + bs - 1) / bs }
 
-// Sums are the MD5s of a local copy's blocks, kept from pass 1 so that
+// Sums are the hashes (Options.Algo) of a local copy's blocks, kept from pass 1 so that
 // pass 2 does not read the copy again.
 type Sums []xenhost.BlockHash
 
@@ -133,7 +140,7 @@ func isZero(p []byte) bool {
 
 // Copy is pass 1: it copies src (size bytes, read over the network) into
 // dst block by block, Workers blocks at once, leaving zero blocks as
-// holes, and returns the MD5 of every block as written. dst is truncated
+// holes, and returns the hash of every block as written. dst is truncated
 // to size first.
 func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts Options) (Sums, Stats, error) {
 	start := time.Now()
@@ -167,7 +174,7 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 				if err != nil && !(errors.Is(err, io.EOF) && k == len(p)) {
 					return fmt.Errorf("reading block %d: %w", i, err)
 				}
-				sums[i] = md5.Sum(p)
+				sums[i] = xenhost.Sum(opts.Algo, p)
 				if isZero(p) {
 					zero.Add(1)
 				} else {
@@ -196,26 +203,6 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 		return nil, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
 	}
 	return sums, st, nil
-}
-
-// HashFile hashes a local copy in blocks (for a copy whose sums were
-// lost).
-func HashFile(ctx context.Context, f *os.File, size, bs int64) (Sums, error) {
-	n := blocks(size, bs)
-	sums := make(Sums, n)
-	buf := make([]byte, bs)
-	for i := int64(0); i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		off := i * bs
-		p := buf[:min(bs, size-off)]
-		if _, err := f.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
-		}
-		sums[i] = md5.Sum(p)
-	}
-	return sums, nil
 }
 
 // Sync is pass 2: the host hashes remotePath (src, size bytes) in blocks
@@ -253,7 +240,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 	start := time.Now()
 	bs := opts.blockSize()
 	n := blocks(size, bs)
-	st := Stats{Blocks: n, Method: string(opts.Method)}
+	st := Stats{Blocks: n, Method: string(opts.Method), Algo: string(opts.Algo)}
 	if st.Method == "" {
 		st.Method = "auto"
 	}
@@ -268,11 +255,11 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 		sums = sums[:n]
 	}
 	for int64(len(sums)) < n {
-		sums = append(sums, xenhost.BlockHash{}) // never an MD5 (of what?): always differs
+		sums = append(sums, xenhost.BlockHash{}) // never a hash (of what?): always differs
 	}
-	zeroSum := md5.Sum(make([]byte, bs))
+	zeroSum := xenhost.Sum(opts.Algo, make([]byte, bs))
 	lastLen := size - (n-1)*bs
-	lastZero := md5.Sum(make([]byte, max(lastLen, 0)))
+	lastZero := xenhost.Sum(opts.Algo, make([]byte, max(lastLen, 0)))
 
 	type job struct {
 		i   int64
@@ -293,7 +280,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					z = lastZero
 				}
 				sum := j.sum
-				if j.sum == xenhost.BlockHash(z) {
+				if j.sum == z {
 					if !pass1 { // a fresh copy has holes there already
 						if err := punch(dst, off, int64(len(p))); err != nil {
 							return err
@@ -312,7 +299,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					}
 					// The guest is stopped, so what is read is what was
 					// hashed; a mismatch means it is not.
-					got := md5.Sum(p)
+					got := xenhost.Sum(opts.Algo, p)
 					switch {
 					case pass1:
 						sum = got // the guest runs: what was read is what counts
@@ -359,7 +346,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 				if p != nil {
 					return p.Run(gctx, fn)
 				}
-				return h.HashBlocks(gctx, remotePath, bs, first, count, opts.Method, fn)
+				return h.HashBlocks(gctx, remotePath, bs, first, count, opts.hashing(), fn)
 			}
 			return hash(func(i int64, sum xenhost.BlockHash) error {
 				hashed.Add(1)
@@ -419,7 +406,7 @@ func hashRanges(n int64, k int) [][2]int64 {
 func Prepare(ctx context.Context, h *xenhost.Host, remotePath string, size int64, opts Options) ([]*xenhost.PreparedHash, error) {
 	var ps []*xenhost.PreparedHash
 	for _, rg := range hashRanges(blocks(size, opts.blockSize()), opts.streams()) {
-		p, err := h.PrepareHashBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.Method)
+		p, err := h.PrepareHashBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.hashing())
 		if err != nil {
 			for _, p := range ps {
 				p.Close()

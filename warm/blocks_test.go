@@ -135,7 +135,7 @@ func dialHost(t *testing.T, srv *testsshd.Server) *xenhost.Host {
 // guest goes on writing, then stops; pass 2 moves only the blocks that
 // changed (within a block of what the guest wrote), punches the ones now
 // zero, and the copy equals the final image (qemu-img compare). Both hash
-// methods of the host are used.
+// methods of the host and both hashes are used.
 func TestWarmBlocks(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
 	srv := testsshd.Start(t, testsshd.Options{})
@@ -143,13 +143,15 @@ func TestWarmBlocks(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		method  xenhost.HashMethod
+		algo    xenhost.HashAlgo
 		size    int64
 		bs      int64
 		sparse  bool // pass 1 by CopySparse
 		streams int  // helpers hashing at once
 	}{
-		{"python", xenhost.HashPython, 96<<20 + 12345, 1 << 20, true, 3},
-		{"dd", xenhost.HashDD, 24 << 20, 256 << 10, false, 1},
+		{"python/sha1", xenhost.HashPython, xenhost.HashSHA1, 96<<20 + 12345, 1 << 20, true, 3},
+		{"python/md5", xenhost.HashPython, xenhost.HashMD5, 24<<20 + 999, 256 << 10, true, 2},
+		{"dd/md5", xenhost.HashDD, "", 24 << 20, 256 << 10, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -166,7 +168,7 @@ func TestWarmBlocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			opts := warm.Options{BlockSize: tc.bs, Method: tc.method, Workers: 4, Streams: tc.streams}
+			opts := warm.Options{BlockSize: tc.bs, Method: tc.method, Algo: tc.algo, Workers: 4, Streams: tc.streams}
 
 			before := h.BytesRead()
 			var sums warm.Sums
@@ -271,7 +273,7 @@ func TestSyncRefusesRunning(t *testing.T) {
 	// hash and then lets the "guest" write.
 	w, _ := os.OpenFile(img, os.O_RDWR, 0)
 	defer w.Close()
-	sneaky := hasherFunc(func(ctx context.Context, path string, bsz, first, count int64, m xenhost.HashMethod, fn func(int64, xenhost.BlockHash) error) error {
+	sneaky := hasherFunc(func(ctx context.Context, path string, bsz, first, count int64, m xenhost.Hashing, fn func(int64, xenhost.BlockHash) error) error {
 		return h.HashBlocks(ctx, path, bsz, first, count, m, func(i int64, s xenhost.BlockHash) error {
 			if i == 3 {
 				p := make([]byte, 4096)
@@ -291,8 +293,8 @@ func TestSyncRefusesRunning(t *testing.T) {
 	}
 }
 
-type hasherFunc func(ctx context.Context, path string, bs, first, count int64, m xenhost.HashMethod, fn func(int64, xenhost.BlockHash) error) error
+type hasherFunc func(ctx context.Context, path string, bs, first, count int64, m xenhost.Hashing, fn func(int64, xenhost.BlockHash) error) error
 
-func (f hasherFunc) HashBlocks(ctx context.Context, path string, bs, first, count int64, m xenhost.HashMethod, fn func(int64, xenhost.BlockHash) error) error {
+func (f hasherFunc) HashBlocks(ctx context.Context, path string, bs, first, count int64, m xenhost.Hashing, fn func(int64, xenhost.BlockHash) error) error {
 	return f(ctx, path, bs, first, count, m, fn)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/qcow2"
 	"github.com/xen2kvm/xen2kvm/xenhost"
 )
@@ -51,13 +53,16 @@ func (p *Pass) BytesRead() int64 {
 // State is the session's record of how far it got, kept in the session
 // folder as state.json. A state without Pass1 is an incomplete copy.
 type State struct {
-	Version   int         `json:"version"`
-	Host      string      `json:"host"`
-	Guest     string      `json:"guest"`
-	BlockSize int64       `json:"block_size"`
-	Disks     []DiskState `json:"disks"`
-	Pass1     *Pass       `json:"pass1,omitempty"`
-	Pass2     *Pass       `json:"pass2,omitempty"`
+	Version   int    `json:"version"`
+	Host      string `json:"host"`
+	Guest     string `json:"guest"`
+	BlockSize int64  `json:"block_size"`
+	// HashAlgo is the block hash of both passes, chosen when pass 1
+	// starts (empty: MD5, as before there was a choice).
+	HashAlgo xenhost.HashAlgo `json:"hash,omitempty"`
+	Disks    []DiskState      `json:"disks"`
+	Pass1    *Pass            `json:"pass1,omitempty"`
+	Pass2    *Pass            `json:"pass2,omitempty"`
 	// Stopped is when the guest was first seen stopped before pass 2.
 	Stopped time.Time `json:"stopped,omitzero"`
 }
@@ -86,7 +91,8 @@ type Session struct {
 	// beside its copy, and pass 2 patch it with the blocks that changed,
 	// so that the migration takes it as its output (Output) instead of
 	// copying the whole disk again while the guest is down. The image
-	// lives only as long as the Session: a resumed session has none.
+	// lives only as long as the Session: a resumed session writes it
+	// again from the copy, before the guest is stopped.
 	OutputQCOW2 bool
 
 	State   State
@@ -200,10 +206,18 @@ func (s *Session) say(msg string) {
 
 // opts are the block engine's options for one pass over disk d.
 func (s *Session) opts(pass int, d *DiskState, disk *xenhost.Disk) Options {
-	o := s.Opts
+	o := s.engineOpts()
 	if s.Progress != nil {
 		o.Progress = func(done, total int64) { s.Progress(pass, d.Target, done, total, disk.BytesRead()) }
 	}
+	return o
+}
+
+// engineOpts are Opts with the block size and hash of the state.
+func (s *Session) engineOpts() Options {
+	o := s.Opts
+	o.BlockSize = s.State.BlockSize
+	o.Algo = s.State.HashAlgo
 	return o
 }
 
@@ -395,10 +409,12 @@ func (s *Session) readSums(d DiskState, bs int64) (Sums, error) {
 func (s *Session) Pass1(ctx context.Context) error {
 	if s.State.Pass1 != nil {
 		s.say(fmt.Sprintf("resuming the warm migration of %s: pass 1 was done %s", s.Guest, s.State.Pass1.Finished.Local().Format(time.DateTime)))
+		s.rebuildOutputs(ctx)
 		return nil
 	}
 	s.State.Pass2 = nil
 	s.State.Stopped = time.Time{}
+	s.State.HashAlgo = s.probeHash(ctx)
 	if err := s.save(); err != nil { // no Pass1: incomplete
 		return err
 	}
@@ -471,6 +487,91 @@ func (s *Session) Pass1(ctx context.Context) error {
 	return s.save()
 }
 
+// rebuildOutputs writes the output images (OutputQCOW2) of a session
+// resumed after pass 1 from the local copies: an image lives only in the
+// run that writes it, and without one the migration would copy each disk
+// whole while the guest is down. Done here, before the guest is stopped,
+// the copy costs no downtime (the guest may already be off: then it
+// costs what the migration's copy would). A disk whose image fails is
+// copied by the migration as before, with a warning.
+func (s *Session) rebuildOutputs(ctx context.Context) {
+	if !s.OutputQCOW2 {
+		return
+	}
+	var g errgroup.Group
+	for i := range s.State.Disks {
+		d := &s.State.Disks[i]
+		g.Go(func() error {
+			if err := s.rebuildOutput(ctx, d); err != nil {
+				s.dropOutput(d.Target)
+				s.log().Warn("the output image could not be written from the warm copy; the migration copies the disk after pass 2", "disk", d.Target, "err", err)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+}
+
+func (s *Session) rebuildOutput(ctx context.Context, d *DiskState) error {
+	start := time.Now()
+	out, err := s.newOutput(d)
+	if err != nil || out == nil {
+		return err
+	}
+	src, err := diskimg.OpenAs(filepath.Join(s.Dir, d.File), "raw")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	exts, err := src.Extents(ctx)
+	if err != nil {
+		return err
+	}
+	bs := s.State.BlockSize
+	buf := make([]byte, bs)
+	var written int64
+	next := int64(0) // first block not yet looked at
+	for _, e := range exts {
+		for b := max(next, e.Offset/bs); b*bs < min(e.End(), d.Size); b++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p := buf[:min(bs, d.Size-b*bs)]
+			if _, err := src.ReadAt(p, b*bs); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			if !isZero(p) {
+				if _, err := out.Writer.Rewrite(p, b*bs); err != nil {
+					return err
+				}
+				written += int64(len(p))
+			}
+			next = b + 1
+		}
+	}
+	if err := out.Writer.Sync(); err != nil {
+		return err
+	}
+	s.log().Info("output image written from the warm copy", "disk", d.Target, "bytes", written, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// probeHash is the block hash for a new pass 1: the one the host
+// computes faster (Opts.Algo when set). A host that cannot say gets MD5:
+// pass 1 then copies every block, and pass 2 fails if it cannot hash.
+func (s *Session) probeHash(ctx context.Context) xenhost.HashAlgo {
+	if s.Opts.Algo != "" {
+		return s.Opts.Algo
+	}
+	algo, err := s.Host.ProbeHash(ctx, s.Opts.Method)
+	if err != nil {
+		s.log().Warn("the host could not say how it hashes blocks fastest; using MD5", "err", err)
+		return xenhost.HashMD5
+	}
+	s.log().Info("block hash chosen", "hash", algo)
+	return algo
+}
+
 // prepare starts pass 2's hash helpers on the host while the guest still
 // runs; they wait, opening nothing, until pass 2 has them go, so that
 // starting them (a session and an interpreter each) is not downtime. A
@@ -479,9 +580,7 @@ func (s *Session) prepare(ctx context.Context) {
 	s.closePrepared()
 	s.prepared = map[string][]*xenhost.PreparedHash{}
 	for _, d := range s.State.Disks {
-		o := s.Opts
-		o.BlockSize = s.State.BlockSize
-		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, o)
+		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, s.engineOpts())
 		if err != nil {
 			s.log().Warn("pass 2's hash helpers could not be started ahead", "disk", d.Target, "err", err)
 			continue

@@ -15,6 +15,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/warm"
+	"github.com/xen2kvm/xen2kvm/xenhost"
 )
 
 const cfg = `name = "db01"
@@ -28,7 +29,8 @@ vif = [ "mac=00:16:3e:11:22:33,bridge=xenbr0" ]
 // TestSession: pass 1 of two disks while the guest writes one of them;
 // xm shutdown -w stops the guest (the stand-in host tells the test,
 // which stops its writer); pass 2 makes both copies equal the final
-// images; a second session resumes from pass 2 and moves nothing; with a
+// images; a second session resumes from pass 2, moves nothing and
+// writes the output images again from its copies; with a
 // copy gone, pass 1 runs again. The output images pass 1 writes beside
 // the copies and pass 2 patches equal the final images. Waiting for a guest the user stops, and
 // giving up waiting, are checked too.
@@ -67,6 +69,11 @@ func TestSession(t *testing.T) {
 	}
 	if err := s.Pass1(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Pass 1 took a hash the host named (the sums and the host's hashes
+	// agree in pass 2 below: xvdb, unchanged, moves nothing).
+	if a := s.State.HashAlgo; a != xenhost.HashMD5 && a != xenhost.HashSHA1 {
+		t.Errorf("pass 1 hashed with %q", a)
 	}
 	if err := s.Pass2(ctx); !errors.Is(err, warm.ErrStillRunning) {
 		t.Errorf("pass 2 with the guest running: %v", err)
@@ -109,24 +116,28 @@ func TestSession(t *testing.T) {
 	check()
 	// The output images pass 1 wrote and pass 2 patched (OutputQCOW2)
 	// are the final images too, and sound qcow2.
-	for _, d := range disks {
-		out, ok := s.Output(d.Source)
-		if !ok {
-			t.Fatalf("%s: no output image", d.Target)
-		}
-		if err := out.Writer.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out.Path).CombinedOutput(); err != nil {
-			t.Errorf("%s: qemu-img check: %v\n%s", d.Target, err, o)
-		}
-		if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", d.Source, out.Path).CombinedOutput(); err != nil {
-			t.Errorf("%s: the output image differs from the final image: %v\n%s", d.Target, err, o)
-		}
-		if _, again := s.Output(d.Source); again {
-			t.Errorf("%s: the output image was handed over twice", d.Target)
+	checkOutputs := func() {
+		t.Helper()
+		for _, d := range disks {
+			out, ok := s.Output(d.Source)
+			if !ok {
+				t.Fatalf("%s: no output image", d.Target)
+			}
+			if err := out.Writer.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if o, err := exec.Command(qemuImg, "check", "-f", "qcow2", out.Path).CombinedOutput(); err != nil {
+				t.Errorf("%s: qemu-img check: %v\n%s", d.Target, err, o)
+			}
+			if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", d.Source, out.Path).CombinedOutput(); err != nil {
+				t.Errorf("%s: the output image differs from the final image: %v\n%s", d.Target, err, o)
+			}
+			if _, again := s.Output(d.Source); again {
+				t.Errorf("%s: the output image was handed over twice", d.Target)
+			}
 		}
 	}
+	checkOutputs()
 	p2 := s.State.Pass2
 	// Stop started pass 2's helpers on the host before the guest
 	// stopped, two per disk, and pass 2 ran them.
@@ -161,10 +172,10 @@ func TestSession(t *testing.T) {
 	if n := h.BytesRead() - before; n != 0 {
 		t.Errorf("resumed session read %d bytes", n)
 	}
-	if _, ok := s.Output(img1); ok {
-		t.Error("a resumed session has an output image (pass 1 did not write one in it)")
-	}
+	// It wrote the output images again from its copies (an image lives
+	// only in its run), before the stop.
 	check()
+	checkOutputs()
 	s.Close()
 
 	// A copy gone: pass 1 again.
@@ -290,5 +301,59 @@ func TestSessionBlockDevice(t *testing.T) {
 	}
 	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", loop, out.Path).CombinedOutput(); err != nil {
 		t.Errorf("the output image differs from the device: %v\n%s", err, o)
+	}
+}
+
+// TestSessionShutdownReturnsEarly: an xm shutdown -w that returns while
+// the guest still runs (an xend whose -w does not wait) does not pass for
+// a stop: the xm list that confirms it, run beside pass 2, fails pass 2
+// with ErrStillRunning, which keeps pass 1 (a later run resumes); once
+// the guest is off, pass 2 makes the copy equal the final image.
+func TestSessionShutdownReturnsEarly(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 256 << 10
+	img := mkImage(t, 8<<20, bs)
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{
+		{Name: "db01", Config: []byte(strings.NewReplacer("IMG1", img, "IMG2", img).Replace(cfg)), Running: true, Managed: true, ShutdownReturnsEarly: true},
+	}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	s := &warm.Session{Host: h, Guest: "db01", Dir: filepath.Join(t.TempDir(), ".db01.warm"), Opts: warm.Options{BlockSize: bs}, Say: func(string) {}}
+	if err := s.Open([]warm.Disk{{Source: img, Target: "xvda"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if !srv.ShutdownRequested("db01") {
+		t.Fatal("xm shutdown was not run")
+	}
+	err := s.Pass2(ctx)
+	if !errors.Is(err, warm.ErrStillRunning) || !strings.Contains(err.Error(), "after xm shutdown") {
+		t.Fatalf("pass 2 with the guest still running after xm shutdown -w: %v", err)
+	}
+	if s.State.Pass1 == nil || s.State.Pass2 != nil {
+		t.Errorf("after the refused pass 2: pass 1 %v, pass 2 %v", s.State.Pass1 != nil, s.State.Pass2 != nil)
+	}
+	// The guest writes on, then goes off; the next stop sees it off.
+	g := startGuest(t, img, bs, 3)
+	for i := 0; i < 4; i++ {
+		g.write(t)
+	}
+	g.halt()
+	srv.SetRunning("db01", false)
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := s.Local(img)
+	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", img, local).CombinedOutput(); err != nil {
+		t.Errorf("the copy differs from the final image: %v\n%s", err, o)
 	}
 }

@@ -3,6 +3,8 @@ package xenhost
 import (
 	"bufio"
 	"context"
+	"crypto/md5"
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,54 +15,156 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// HashMethod is how the host hashes a disk's blocks.
+// HashMethod is what program hashes a disk's blocks on the host.
 type HashMethod string
 
 const (
-	// HashAuto uses python (2.4's md5 module or hashlib) when the host has
-	// it, else dd and md5sum.
+	// HashAuto uses python (2.4's md5 and sha modules, or hashlib) when
+	// the host has it, else dd and md5sum or sha1sum.
 	HashAuto HashMethod = ""
 	// HashPython requires python.
 	HashPython HashMethod = "python"
-	// HashDD uses coreutils dd and md5sum, one pair of processes per
-	// block: slower, but needs nothing beyond coreutils.
+	// HashDD uses coreutils dd and md5sum (or sha1sum), one pair of
+	// processes per block: slower, but needs nothing beyond coreutils.
 	HashDD HashMethod = "dd"
 )
+
+// HashAlgo is the hash function of the block hashes. Either serves to
+// tell a changed block from an unchanged one (nothing here defends
+// against someone forging collisions, only against chance); which is
+// faster depends on the host: python 2.4 on a RHEL 5 dom0 hashes MD5
+// faster, a newer python's OpenSSL SHA-1 (with the CPU's SHA
+// instructions) two or three times faster than MD5. ProbeHash asks.
+type HashAlgo string
+
+const (
+	HashMD5  HashAlgo = "md5" // also the zero value's meaning
+	HashSHA1 HashAlgo = "sha1"
+)
+
+func (a HashAlgo) name() string {
+	if a == "" {
+		return string(HashMD5)
+	}
+	return string(a)
+}
+
+// Hashing is how the host hashes blocks: the program and the function.
+// The zero value is python or dd, MD5.
+type Hashing struct {
+	Method HashMethod
+	Algo   HashAlgo
+}
+
+func (hs Hashing) check() error {
+	switch hs.Method {
+	case HashAuto, HashPython, HashDD:
+	default:
+		return fmt.Errorf("unknown block-hash method %q (want python or dd)", hs.Method)
+	}
+	switch hs.Algo {
+	case "", HashMD5, HashSHA1:
+	default:
+		return fmt.Errorf("unknown block hash %q (want md5 or sha1)", hs.Algo)
+	}
+	return nil
+}
+
+func (hs Hashing) methodName() string {
+	if hs.Method == "" {
+		return "auto"
+	}
+	return string(hs.Method)
+}
+
+// Sum is what the host's helper prints for a block p hashed with algo:
+// its MD5, or the first 128 bits of its SHA-1.
+func Sum(algo HashAlgo, p []byte) BlockHash {
+	if algo == HashSHA1 {
+		s := sha1.Sum(p)
+		return BlockHash(s[:16])
+	}
+	return md5.Sum(p)
+}
 
 // DefaultHashBlock is the block size of HashBlocks when none is given.
 const DefaultHashBlock = 1 << 20
 
-// hashScript is the block-hash helper: a POSIX shell script (RHEL 5's
-// bash, Debian's dash) run as `sh -c SCRIPT xen2kvm-blockhash [wait]
-// METHOD PATH BLOCK FIRST COUNT`. With wait it starts its interpreter,
-// then waits for a line "go" on its standard input (PrepareHashBlocks)
-// and opens nothing before; any other line, or none, ends it. It only opens PATH for reading and prints, for
-// blocks FIRST..FIRST+COUNT-1 of BLOCK bytes, one line each: the MD5 of
-// the block in hex (a block past the end hashes the empty string, the
-// last block hashes what there is). The Python runs on 2.4 (no with, no
-// b” literals) and on 3; it must not contain a single quote. A block of
-// zeros (found by comparing it with one, far cheaper than hashing it) is
-// given the MD5 of zeros without hashing it again: sparse and
-// zero-filled parts of a disk cost the host only their read.
-const hashScript = `PY='
+// helperScript is the read-only helper that hashes or maps a disk on the
+// host: a POSIX shell script (RHEL 5's bash, Debian's dash) run as
+//
+//	sh -c SCRIPT xen2kvm-blockhash hash [wait] METHOD ALGO PATH BLOCK FIRST COUNT
+//	sh -c SCRIPT xen2kvm-blockhash zero METHOD PATH BLOCK FIRST COUNT
+//	sh -c SCRIPT xen2kvm-blockhash probe METHOD
+//
+// It only ever opens PATH, for reading. hash prints, for blocks
+// FIRST..FIRST+COUNT-1 of BLOCK bytes, one line each: the block's hash in
+// hex, MD5 or the first 32 digits of SHA-1 (a block past the end hashes
+// the empty string, the last block what there is); a block of zeros
+// (found by comparing it with one, far cheaper than hashing it) is given
+// the hash of zeros without hashing it again, so sparse and zero-filled
+// parts of a disk cost the host only their read. With wait it starts its
+// interpreter, then waits for a line "go" on its standard input
+// (PrepareHashBlocks) and opens nothing before; any other line, or none,
+// ends it. zero prints one character a block, "z" for zeros (or past the
+// end), "d" for data, then a newline: no hashing at all. probe prints the
+// hash function the host computes faster, md5 or sha1, timed on 4 MiB.
+// zero needs python; without one, or without what METHOD asks for, the
+// script exits with status 3. The Python runs on 2.4 (no with, no b""
+// literals, no print function) and on 3; it must not contain a single
+// quote.
+const helperScript = `PY='
 import sys
-if sys.argv[1] == "wait":
+def hasher(algo):
+    if algo == "sha1":
+        try:
+            from hashlib import sha1
+            return sha1
+        except ImportError:
+            from sha import new
+            return new
+    try:
+        from hashlib import md5
+        return md5
+    except ImportError:
+        from md5 import new
+        return new
+mode = sys.argv[1]
+args = sys.argv[2:]
+out = sys.stdout
+if mode == "probe":
+    import time
+    d = "x".encode("latin-1") * (1 << 20)
+    best = None
+    for algo in ["md5", "sha1", "md5", "sha1"]:
+        new = hasher(algo)
+        t = time.time()
+        for i in range(4):
+            new(d).digest()
+        t = time.time() - t
+        if best is None or t < best[0]:
+            best = (t, algo)
+    out.write(best[1] + "\n")
+    sys.exit(0)
+if args[0] == "wait":
     if sys.stdin.readline().strip() != "go":
         sys.exit(0)
-    del sys.argv[1]
-try:
-    from hashlib import md5
-except ImportError:
-    from md5 import new as md5
-path = sys.argv[1]
-bs = int(sys.argv[2])
-first = int(sys.argv[3])
-count = int(sys.argv[4])
+    args = args[1:]
+if mode == "hash":
+    new = hasher(args[0])
+    args = args[1:]
+path = args[0]
+bs = int(args[1])
+first = int(args[2])
+count = int(args[3])
 zero = "\0".encode("latin-1") * bs
-zerosum = md5(zero).hexdigest()
+if mode == "hash":
+    zerosum = new(zero).hexdigest()[:32] + "\n"
+    every = 16
+else:
+    every = 64
 f = open(path, "rb")
 f.seek(first * bs)
-out = sys.stdout
 i = 0
 while i < count:
     want = bs
@@ -71,19 +175,28 @@ while i < count:
             break
         parts.append(d)
         want = want - len(d)
-    if len(parts) == 1 and parts[0] == zero:
-        out.write(zerosum + "\n")
+    if mode == "zero":
+        d = "".encode("latin-1").join(parts)
+        if d == zero[:len(d)]:
+            out.write("z")
+        else:
+            out.write("d")
+    elif len(parts) == 1 and parts[0] == zero:
+        out.write(zerosum)
     else:
-        h = md5()
+        h = new()
         for d in parts:
             h.update(d)
-        out.write(h.hexdigest() + "\n")
+        out.write(h.hexdigest()[:32] + "\n")
     i = i + 1
-    if i % 16 == 0:
+    if i % every == 0:
         out.flush()
+if mode == "zero":
+    out.write("\n")
 out.flush()
 f.close()
 '
+mode=$1; shift
 wait=
 if [ "$1" = wait ]; then
 	wait=wait
@@ -93,7 +206,7 @@ method=$1; shift
 if [ "$method" != dd ]; then
 	for py in python python2 python3; do
 		if command -v $py >/dev/null 2>&1; then
-			exec $py -c "$PY" $wait "$@"
+			exec $py -c "$PY" $mode $wait "$@"
 		fi
 	done
 	if [ "$method" = python ]; then
@@ -101,7 +214,24 @@ if [ "$method" != dd ]; then
 		exit 3
 	fi
 fi
-command -v md5sum >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor md5sum on this host" >&2; exit 3; }
+if [ "$mode" = zero ]; then
+	echo "xen2kvm-blockhash: no python on this host" >&2
+	exit 3
+fi
+command -v dd >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor dd on this host" >&2; exit 3; }
+if [ "$mode" = probe ]; then
+	for sum in md5 sha1; do
+		command -v ${sum}sum >/dev/null 2>&1 && { echo $sum; exit 0; }
+	done
+	echo "xen2kvm-blockhash: neither python nor md5sum on this host" >&2
+	exit 3
+fi
+sum=$1sum; shift
+case $sum in
+md5sum|sha1sum) ;;
+*) echo "xen2kvm-blockhash: unknown hash $sum" >&2; exit 2 ;;
+esac
+command -v $sum >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor $sum on this host" >&2; exit 3; }
 if [ -n "$wait" ]; then
 	read go || exit 0
 	[ "$go" = go ] || exit 0
@@ -110,10 +240,63 @@ fi
 i=$3
 end=$(($3 + $4))
 while [ $i -lt $end ]; do
-	dd if="$1" bs=$2 skip=$i count=1 2>/dev/null | md5sum || exit 1
+	dd if="$1" bs=$2 skip=$i count=1 2>/dev/null | $sum || exit 1
 	i=$(($i + 1))
 done
 `
+
+// helperArgv is the command line of the helper in mode with args.
+func helperArgv(mode string, args ...string) string {
+	argv := append([]string{"sh", "-c", helperScript, "xen2kvm-blockhash", mode}, args...)
+	for i, a := range argv {
+		argv[i] = shellQuote(a)
+	}
+	return strings.Join(argv, " ")
+}
+
+// ProbeHash asks the host which hash function its helper computes faster
+// with method (the helper's probe mode: a few milliseconds of hashing,
+// nothing opened). An *ExecError with status 3 means the host has
+// nothing to hash with.
+func (h *Host) ProbeHash(ctx context.Context, method HashMethod) (HashAlgo, error) {
+	if err := (Hashing{Method: method}).check(); err != nil {
+		return "", err
+	}
+	display := []string{"xen2kvm-blockhash", "probe", Hashing{Method: method}.methodName()}
+	var algo HashAlgo
+	err := h.retry(ctx, func(c *conn) error {
+		s, err := c.ssh.NewSession()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		stderr := &limitedBuffer{max: 64 << 10}
+		s.Stderr = stderr
+		stop := context.AfterFunc(ctx, func() { s.Close() })
+		defer stop()
+		out, err := s.Output(helperArgv("probe", Hashing{Method: method}.methodName()))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			var ee *ssh.ExitError
+			if errors.As(err, &ee) {
+				return &ExecError{Host: h.URL.Addr(), Argv: display, Status: ee.ExitStatus(), Stderr: stderr.String(), Err: err}
+			}
+			return err // the connection went away: retried
+		}
+		switch a := HashAlgo(strings.TrimSpace(string(out))); a {
+		case HashMD5, HashSHA1:
+			algo = a
+			return nil
+		}
+		return &ExecError{Host: h.URL.Addr(), Argv: display, Stderr: stderr.String(), Err: fmt.Errorf("unexpected answer %q", out)}
+	})
+	if err != nil {
+		return "", fmt.Errorf("asking %s how to hash blocks: %w", h.URL.Addr(), err)
+	}
+	return algo, nil
+}
 
 // errStopped is what the hashing returns inside retry when fn failed:
 // a message that never reads as a lost connection.
@@ -123,19 +306,22 @@ var errStopped = errors.New("block hashes no longer wanted")
 type BlockHash [16]byte
 
 // ParseHashLine reads one line of the block-hash helper: 32 hex digits,
-// optionally followed by a space and more (md5sum's "HASH  -").
+// or sha1sum's 40 of which the first 32 count, optionally followed by a
+// space and more (md5sum's "HASH  -").
 func ParseHashLine(line string) (BlockHash, error) {
 	var sum BlockHash
 	h := line
 	if i := strings.IndexByte(h, ' '); i >= 0 {
 		h = h[:i]
 	}
-	if len(h) != 32 {
+	if len(h) != 32 && len(h) != 40 {
 		return sum, fmt.Errorf("bad hash line %q", line)
 	}
-	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
+	var full [20]byte
+	if _, err := hex.Decode(full[:], []byte(h)); err != nil {
 		return sum, fmt.Errorf("bad hash line %q", line)
 	}
+	copy(sum[:], full[:])
 	return sum, nil
 }
 
@@ -148,8 +334,8 @@ func ParseHashLine(line string) (BlockHash, error) {
 // written on the host. A dropped connection is re-established and the
 // hashing resumes after the last block received. An error from fn stops
 // the hashing and is returned.
-func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, count int64, method HashMethod, fn func(i int64, sum BlockHash) error) error {
-	p := &PreparedHash{h: h, path: path, bs: blockSize, first: first, count: count, method: method}
+func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, count int64, hs Hashing, fn func(i int64, sum BlockHash) error) error {
+	p := &PreparedHash{h: h, path: path, bs: blockSize, first: first, count: count, hs: hs}
 	if err := p.check(); err != nil {
 		return err
 	}
@@ -162,12 +348,12 @@ func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, co
 // session and an interpreter costs round trips and, on a busy host,
 // seconds: a warm migration pays them while the guest still runs.
 type PreparedHash struct {
-	h      *Host
-	path   string
-	bs     int64
-	first  int64
-	count  int64
-	method HashMethod
+	h     *Host
+	path  string
+	bs    int64
+	first int64
+	count int64
+	hs    Hashing
 
 	gen    int // connection the session is on
 	s      *ssh.Session
@@ -180,11 +366,7 @@ func (p *PreparedHash) check() error {
 	if p.bs <= 0 {
 		p.bs = DefaultHashBlock
 	}
-	switch p.method {
-	case HashAuto, HashPython, HashDD:
-		return nil
-	}
-	return fmt.Errorf("unknown block-hash method %q (want python or dd)", p.method)
+	return p.hs.check()
 }
 
 // First and Count are the blocks the helper hashes.
@@ -194,8 +376,8 @@ func (p *PreparedHash) Count() int64 { return p.count }
 // PrepareHashBlocks starts the helper HashBlocks runs for the same
 // arguments and leaves it waiting; Run has it hash, Close sends it away.
 // Nothing is opened on the host before Run.
-func (h *Host) PrepareHashBlocks(ctx context.Context, path string, blockSize, first, count int64, method HashMethod) (*PreparedHash, error) {
-	p := &PreparedHash{h: h, path: path, bs: blockSize, first: first, count: count, method: method}
+func (h *Host) PrepareHashBlocks(ctx context.Context, path string, blockSize, first, count int64, hs Hashing) (*PreparedHash, error) {
+	p := &PreparedHash{h: h, path: path, bs: blockSize, first: first, count: count, hs: hs}
 	if err := p.check(); err != nil {
 		return nil, err
 	}
@@ -223,29 +405,18 @@ func (p *PreparedHash) Close() {
 }
 
 func (p *PreparedHash) display() []string {
-	return []string{"xen2kvm-blockhash", p.methodName(), p.path, strconv.FormatInt(p.bs, 10)}
-}
-
-func (p *PreparedHash) methodName() string {
-	if p.method == "" {
-		return "auto"
-	}
-	return string(p.method)
+	return []string{"xen2kvm-blockhash", "hash", p.hs.methodName(), p.hs.Algo.name(), p.path, strconv.FormatInt(p.bs, 10)}
 }
 
 // start opens a session on c running the helper for blocks from..end,
 // waiting for "go" when wait is set.
 func (p *PreparedHash) start(c *conn, from int64, wait bool) error {
 	end := p.first + p.count
-	argv := []string{"sh", "-c", hashScript, "xen2kvm-blockhash"}
+	var args []string
 	if wait {
-		argv = append(argv, "wait")
+		args = append(args, "wait")
 	}
-	argv = append(argv, p.methodName(), p.path, strconv.FormatInt(p.bs, 10), strconv.FormatInt(from, 10), strconv.FormatInt(end-from, 10))
-	quoted := make([]string, len(argv))
-	for i, a := range argv {
-		quoted[i] = shellQuote(a)
-	}
+	args = append(args, p.hs.methodName(), p.hs.Algo.name(), p.path, strconv.FormatInt(p.bs, 10), strconv.FormatInt(from, 10), strconv.FormatInt(end-from, 10))
 	s, err := c.ssh.NewSession()
 	if err != nil {
 		return err
@@ -262,7 +433,7 @@ func (p *PreparedHash) start(c *conn, from int64, wait bool) error {
 	}
 	stderr := &limitedBuffer{max: 64 << 10}
 	s.Stderr = stderr
-	if err := s.Start(strings.Join(quoted, " ")); err != nil {
+	if err := s.Start(helperArgv("hash", args...)); err != nil {
 		s.Close()
 		return err
 	}

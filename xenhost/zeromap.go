@@ -8,61 +8,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
 )
-
-// zeroScript is the zero-map mode of the block-hash helper: run as
-// `sh -c SCRIPT xen2kvm-zeromap PATH BLOCK FIRST COUNT`, it only opens
-// PATH for reading and prints, for blocks FIRST..FIRST+COUNT-1 of BLOCK
-// bytes, one character each, "z" for a block of zeros (or past the end)
-// and "d" for any other, then a newline. No hashing: a block is compared
-// with a zero block. It needs python (2.4 or later, no single quote in
-// the Python); without one it exits with status 3, and ZeroMap falls back
-// to the dd and md5sum hashes of HashBlocks.
-const zeroScript = `PY='
-import sys
-path = sys.argv[1]
-bs = int(sys.argv[2])
-first = int(sys.argv[3])
-count = int(sys.argv[4])
-zero = "\0".encode("latin-1") * bs
-f = open(path, "rb")
-f.seek(first * bs)
-out = sys.stdout
-i = 0
-while i < count:
-    want = bs
-    parts = []
-    while want > 0:
-        d = f.read(want)
-        if not d:
-            break
-        parts.append(d)
-        want = want - len(d)
-    d = "".encode("latin-1").join(parts)
-    if d == zero[:len(d)]:
-        out.write("z")
-    else:
-        out.write("d")
-    i = i + 1
-    if i % 64 == 0:
-        out.flush()
-out.write("\n")
-out.flush()
-f.close()
-'
-for py in python python2 python3; do
-	if command -v $py >/dev/null 2>&1; then
-		exec $py -c "$PY" "$@"
-	fi
-done
-echo "xen2kvm-zeromap: no python on this host" >&2
-exit 3
-`
 
 // ZeroMap says which fixed-size blocks of a disk on the host are all
 // zeros (ZeroMap).
@@ -97,10 +47,8 @@ func (h *Host) ZeroMap(ctx context.Context, path string, size, blockSize int64, 
 	if blockSize <= 0 {
 		blockSize = DefaultHashBlock
 	}
-	switch method {
-	case HashAuto, HashPython, HashDD:
-	default:
-		return nil, fmt.Errorf("unknown block-hash method %q (want python or dd)", method)
+	if err := (Hashing{Method: method}).check(); err != nil {
+		return nil, err
 	}
 	n := (size + blockSize - 1) / blockSize
 	z := &ZeroMap{BlockSize: blockSize, Size: size, Zero: make([]bool, n)}
@@ -120,7 +68,7 @@ func (h *Host) ZeroMap(ctx context.Context, path string, size, blockSize int64, 
 	lastLen := size - (n-1)*blockSize
 	lastZs := md5.Sum(make([]byte, lastLen))
 	empty := md5.Sum(nil)
-	err := h.HashBlocks(ctx, path, blockSize, 0, n, HashDD, func(i int64, sum BlockHash) error {
+	err := h.HashBlocks(ctx, path, blockSize, 0, n, Hashing{Method: HashDD}, func(i int64, sum BlockHash) error {
 		if sum == empty {
 			// The helper hashes dd's output without checking dd
 			// ran: nothing read means no dd (or an unreadable disk).
@@ -138,14 +86,10 @@ func (h *Host) ZeroMap(ctx context.Context, path string, size, blockSize int64, 
 
 func (h *Host) zeroMapPython(ctx context.Context, path string, z *ZeroMap) error {
 	next, end := int64(0), int64(len(z.Zero))
-	display := []string{"xen2kvm-zeromap", path, strconv.FormatInt(z.BlockSize, 10)}
+	display := []string{"xen2kvm-blockhash", "zero", path, strconv.FormatInt(z.BlockSize, 10)}
 	err := h.retry(ctx, func(c *conn) error {
 		if next >= end {
 			return nil
-		}
-		argv := []string{"sh", "-c", zeroScript, "xen2kvm-zeromap", path, strconv.FormatInt(z.BlockSize, 10), strconv.FormatInt(next, 10), strconv.FormatInt(end-next, 10)}
-		for i, a := range argv {
-			argv[i] = shellQuote(a)
 		}
 		s, err := c.ssh.NewSession()
 		if err != nil {
@@ -158,7 +102,7 @@ func (h *Host) zeroMapPython(ctx context.Context, path string, z *ZeroMap) error
 		}
 		stderr := &limitedBuffer{max: 64 << 10}
 		s.Stderr = stderr
-		if err := s.Start(strings.Join(argv, " ")); err != nil {
+		if err := s.Start(helperArgv("zero", string(HashPython), path, strconv.FormatInt(z.BlockSize, 10), strconv.FormatInt(next, 10), strconv.FormatInt(end-next, 10))); err != nil {
 			return err
 		}
 		stop := context.AfterFunc(ctx, func() { s.Close() })

@@ -152,7 +152,7 @@ func TestWarmDowntime(t *testing.T) {
 	t.Logf("load at the end %s", load())
 	fmt.Printf("\n%-32s %12s %14s\n", "", "seconds", "MiB moved")
 	fmt.Printf("%-32s %12.1f %14.1f\n", "warm pass 1 (guest running)", w.Pass1.Seconds, float64(w.Pass1.BytesRead)/(1<<20))
-	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed)
+	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest; hashed by %s with %s)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed, w.HashMethod, w.Hash)
 	fmt.Printf("%-32s %12.1f\n", "  stopped -> pass 2 done", w.Pass2.Finished.Sub(w.Stopped).Seconds())
 	fmt.Printf("%-32s %12.1f\n", "  pass 2 done -> ready (convert)", w.DowntimeSeconds-w.Pass2.Finished.Sub(w.Stopped).Seconds())
 	fmt.Printf("%-32s %12.1f\n", "warm downtime (seen stopped->ready)", w.DowntimeSeconds)

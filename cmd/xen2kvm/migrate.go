@@ -56,7 +56,7 @@ func (f *migrateFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.forceRunning, "force-running", false, "ssh:// sources: copy a guest its Xen host reports as running, or whose disk a process there has open for writing (only crash-consistent; the report warns)")
 	fl.BoolVar(&f.shutdownSource, "shutdown-source", false, "warm migrations: after the first pass, shut the guest down on its host (xm shutdown -w NAME) instead of waiting for it to stop")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "warm migrations, with --shutdown-source: how long to wait for the guest to shut down")
-	fl.StringVar(&f.warmHash, "warm-hash", "auto", "warm migrations: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum) or auto")
+	fl.StringVar(&f.warmHash, "warm-hash", "auto", "warm migrations: how the host hashes blocks: python (RHEL 5's python 2.4), dd (coreutils dd and md5sum or sha1sum) or auto")
 	fl.StringVar(&f.hostZeroMap, "host-zero-map", "off", "ssh:// sources, cold migrations: before copying a raw disk, run the read-only helper --warm runs on the host to find its all-zero blocks and never read those over SSH: python, dd (dd and md5sum), auto, or off (read every block; nothing runs on the host beyond xm)")
 	f.ssh.add(cmd)
 }
@@ -207,8 +207,9 @@ shuts the guest down (xm shutdown -w NAME, at most --shutdown-timeout),
 or migrate waits for you to stop it and says so. Pass 2 has the host
 hash each disk in 1 MiB blocks with a small read-only helper sent over
 the SSH session (python, RHEL 5's 2.4 will do, or dd and md5sum; nothing
-is installed or written on the host) and moves only the blocks whose
-hashes differ from those of the copy. The migration then goes on from
+is installed or written on the host), with MD5 or SHA-1, whichever the
+host computes faster, and moves only the blocks whose hashes differ from
+those of the copy. The migration then goes on from
 the copies as usual, and the report records both passes (bytes moved,
 times) and the downtime: from the guest stopping to the converted guest
 being ready. An interrupted warm migration resumes from pass 2 when run

@@ -73,6 +73,9 @@ type Guest struct {
 	// guest stops when the test calls SetRunning(NAME, false), after
 	// seeing ShutdownRequested.
 	StopsOnShutdown bool
+	// ShutdownReturnsEarly: xm shutdown -w NAME returns at once, the
+	// guest still running (an xend whose -w does not wait).
+	ShutdownReturnsEarly bool
 }
 
 // Options configure Start.
@@ -334,6 +337,9 @@ func (s *Server) SetGuests(gs []Guest) {
 			if g.StopsOnShutdown {
 				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".auto"), nil, 0o644)
 			}
+			if g.ShutdownReturnsEarly {
+				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".early"), nil, 0o644)
+			}
 		case g.Managed:
 			fmt.Fprintf(&list, "%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)
 			write(s.t, filepath.Join(s.Dir, "xm", "list-l", g.Name), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
@@ -382,7 +388,7 @@ if [ "$1" = shutdown ]; then
 	if [ $# -ne 2 ] || ! running "$n"; then echo "Error: Domain '$n' is not running." >&2; exit 1; fi
 	touch "@DIR@/xm/shutdown/$n"
 	[ -f "@DIR@/xm/off/$n.auto" ] && stop "$n"
-	if [ $wait = yes ]; then
+	if [ $wait = yes ] && [ ! -f "@DIR@/xm/off/$n.early" ]; then
 		while running "$n"; do sleep 0.1; done
 		echo "Domain $n terminated"
 	fi
