@@ -612,12 +612,23 @@ func (p *winPlanner) xenFilters(cs hive.Key) error {
 
 // The viostor boot entries, as the virt-v2v family of tools make them for
 // Windows up to 7 / 2008 R2: the CriticalDeviceDatabase maps the virtio
-// block device's PCI IDs (those the virtio-win viostor.inf of 2003 and
-// 2008 lists; QEMU's transitional virtio-blk-pci is
-// VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00) to the viostor service in the
-// SCSI adapter class (viostor.inf's Class=SCSIAdapter), so that Windows
-// can start viostor for a boot disk it has never seen; the service key
-// is what viostor.inf's AddService creates.
+// block device's PCI IDs to the viostor service in the SCSI adapter class
+// (viostor.inf's Class=SCSIAdapter), so that Windows can start viostor
+// for a boot disk it has never seen; the service key is what viostor.inf's
+// AddService creates. Windows looks a device's hardware and compatible
+// IDs up there, "\" spelt "#", in lower case.
+//
+// The IDs are those virtio-win's viostor.inf names. The infs of 2008 to
+// 2015 (wnet.inf, wlh.inf, then WinNET.inx and WinLH.inx) name the
+// transitional device VEN_1AF4&DEV_1001 with SUBSYS_00000000,
+// SUBSYS_00020000, SUBSYS_00021AF4 and SUBSYS_00021AF4&REV_00, as QEMU's
+// virtio-blk-pci on a PCI bus shows it. viostor.inx, which virtio-win has
+// built every Windows's viostor from since 2016 (2003 included, in the
+// 0.1.1xx builds), adds the modern-only device QEMU gives a virtio-blk on
+// PCI Express when legacy is off, VEN_1AF4&DEV_1042&SUBSYS_11001AF4&REV_01
+// (QEMU's default subsystem 1AF4:1100), and since 2018 the compatible IDs
+// VEN_1AF4&DEV_1001 and VEN_1AF4&DEV_1042, which match whatever subsystem
+// vendor a hypervisor sets.
 //
 // The service is created disabled (Start=4): viostor.sys cannot be put in
 // system32\drivers offline (xen2kvm creates no NTFS files), and a
@@ -633,10 +644,15 @@ const (
 )
 
 var viostorPCIIDs = []string{
+	// transitional virtio-blk
 	"pci#ven_1af4&dev_1001&subsys_00000000",
 	"pci#ven_1af4&dev_1001&subsys_00020000",
 	"pci#ven_1af4&dev_1001&subsys_00021af4",
 	"pci#ven_1af4&dev_1001&subsys_00021af4&rev_00",
+	"pci#ven_1af4&dev_1001",
+	// modern-only virtio-blk (virtio 1.0)
+	"pci#ven_1af4&dev_1042&subsys_11001af4&rev_01",
+	"pci#ven_1af4&dev_1042",
 }
 
 // regValue is a value to create.

@@ -30,8 +30,8 @@ func TestViostorHiveFull(t *testing.T) {
 	if err != nil {
 		t.Fatalf("planning with room: %v", err)
 	}
-	if len(edits) != 4*2+5 {
-		t.Errorf("%d edits, want 13: %v", len(edits), edits)
+	if want := len(viostorPCIIDs)*2 + 5; len(edits) != want {
+		t.Errorf("%d edits, want %d: %v", len(edits), want, edits)
 	}
 
 	full, _ := hive.Parse(b)

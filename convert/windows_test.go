@@ -95,6 +95,7 @@ func TestInspectWindows(t *testing.T) {
 		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)", []string{"xennet", "xenpci", "xenscsi", "xenusb", "xenvbd"}, "boot.ini"},
 		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix", UTC: true, Hostname: "DB02"}, "Windows Server (R) 2008 Enterprise Service Pack 2 (6.0.6002, AMD64)", []string{"xenbus", "xenfilt", "xeniface", "xennet", "xenvbd", "xenvif"}, "Boot/BCD"},
 		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x64", PV: "redhat"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, AMD64)", []string{"rhelfltr", "rhelnet", "rhelscsi"}, "boot.ini"},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv", Hostname: "APP03"}, "Windows Server 2008 R2 Enterprise Service Pack 1 (6.1.7601, AMD64)", []string{"xennet", "xenpci", "xenscsi", "xenusb", "xenvbd"}, "Boot/BCD"},
 		{guestgen.WindowsSpec{Name: "plain", Version: "2003", Arch: "x86"}, "Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)", nil, "boot.ini"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
@@ -146,6 +147,7 @@ func TestApplyWindows(t *testing.T) {
 	}{
 		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, true},
 		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix"}, true},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv"}, true},
 		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x86", PV: "redhat"}, false},
 	} {
 		spec := tc.spec
@@ -341,6 +343,19 @@ func TestWindowsBlockers(t *testing.T) {
 	}
 }
 
+// viostorIDs are the CriticalDeviceDatabase keys of the virtio block
+// device: the PCI IDs virtio-win's viostor.inf names (wnet.inf and
+// wlh.inf of 2008 to 2015 the transitional DEV_1001 with three
+// subsystems, viostor.inx since 2016 also the modern DEV_1042 with its
+// SUBSYS and REV, and since 2018 both bare as compatible IDs), "\" as
+// "#", lower case.
+var viostorIDs = []string{
+	"pci#ven_1af4&dev_1001&subsys_00021af4&rev_00", "pci#ven_1af4&dev_1001&subsys_00021af4",
+	"pci#ven_1af4&dev_1001&subsys_00000000", "pci#ven_1af4&dev_1001&subsys_00020000",
+	"pci#ven_1af4&dev_1001",
+	"pci#ven_1af4&dev_1042&subsys_11001af4&rev_01", "pci#ven_1af4&dev_1042",
+}
+
 // checkViostorPlan checks the planned viostor boot entries: in both
 // control sets, the CriticalDeviceDatabase entries for the virtio block
 // device and the viostor service, created disabled.
@@ -353,7 +368,7 @@ func checkViostorPlan(t *testing.T, added map[string]map[string]string, viostor 
 		return
 	}
 	for _, cs := range []string{"controlset001", "controlset002"} {
-		for _, id := range []string{"pci#ven_1af4&dev_1001&subsys_00021af4&rev_00", "pci#ven_1af4&dev_1001&subsys_00021af4", "pci#ven_1af4&dev_1001&subsys_00000000", "pci#ven_1af4&dev_1001&subsys_00020000"} {
+		for _, id := range viostorIDs {
 			got := added[cs+`\control\criticaldevicedatabase\`+id]
 			if got["service"] != "viostor" || got["classguid"] != "{4D36E97B-E325-11CE-BFC1-08002BE10318}" || len(got) != 2 {
 				t.Errorf("%s %s: %v", cs, id, got)
@@ -364,7 +379,7 @@ func checkViostorPlan(t *testing.T, added map[string]map[string]string, viostor 
 			t.Errorf("%s viostor service %v, want %v", cs, got, want)
 		}
 	}
-	if len(added) != 2*5 {
-		t.Errorf("%d keys added, want 10", len(added))
+	if want := 2 * (len(viostorIDs) + 1); len(added) != want {
+		t.Errorf("%d keys added, want %d", len(added), want)
 	}
 }

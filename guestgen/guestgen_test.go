@@ -241,6 +241,14 @@ func TestBuildInvalid(t *testing.T) {
 			t.Errorf("%+v: got %v, want ErrInvalidSpec", s, err)
 		}
 	}
+	for _, w := range []WindowsSpec{
+		{Name: "w2k8r2-32", Version: "2008R2", Arch: "x86"}, // there is no 32-bit 2008 R2
+		{Name: "w2012", Version: "2012", Arch: "x64"},
+	} {
+		if _, err := BuildWindows(context.Background(), t.TempDir(), w); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%+v: got %v, want ErrInvalidSpec", w, err)
+		}
+	}
 }
 
 // TestLVMCRC compares lvmCRC with LVM2's own algorithm, a nibble table

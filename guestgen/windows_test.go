@@ -24,6 +24,7 @@ func TestBuildWindows(t *testing.T) {
 		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "gplpv"}, "WINDOWS/system32/config", "boot.ini", "xenpci"},
 		{guestgen.WindowsSpec{Name: "w2k8", Version: "2008", Arch: "x64", PV: "citrix"}, "Windows/System32/config", "Boot/BCD", "xenfilt"},
 		{guestgen.WindowsSpec{Name: "w2k3rh", Version: "2003", Arch: "x64", PV: "redhat"}, "WINDOWS/system32/config", "boot.ini", "rhelfltr"},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv"}, "Windows/System32/config", "Boot/BCD", "xenvbd"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
 			g := wintest.Build(t, tc.spec)
@@ -32,7 +33,7 @@ func TestBuildWindows(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := int64(63 * 512)
-			if tc.spec.Version == "2008" {
+			if tc.spec.Version != "2003" {
 				start = 2048 * 512
 			}
 			out := testutil.Run(t, "sfdisk", "--dump", g.Images[0])
@@ -61,6 +62,21 @@ func TestBuildWindows(t *testing.T) {
 			}
 			if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", sys, `\ControlSet002\Services\`+tc.service, "Start"))); got != "0" {
 				t.Errorf("%s Start = %q", tc.service, got)
+			}
+			// The slack key merged to leave free cells is gone again.
+			for k := range testutil.RegExport(t, sys) {
+				if strings.HasPrefix(k, "slack") {
+					t.Errorf("SYSTEM hive has %s", k)
+				}
+			}
+			// The product as the SOFTWARE hive holds it (hivexget).
+			soft := filepath.Join(t.TempDir(), "SOFTWARE")
+			if err := os.WriteFile(soft, testutil.Run(t, "ntfscat", vol, tc.config+"/SOFTWARE"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"2003": "5.2", "2008": "6.0", "2008R2": "6.1"}[tc.spec.Version]
+			if got := strings.TrimSpace(string(testutil.Run(t, "hivexget", soft, `\Microsoft\Windows NT\CurrentVersion`, "CurrentVersion"))); got != want {
+				t.Errorf("CurrentVersion = %q, want %q", got, want)
 			}
 			cfg, _ := os.ReadFile(g.Config)
 			if !strings.Contains(string(cfg), `builder = "hvm"`) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"sync"
 	"time"
@@ -27,8 +28,10 @@ type DomainOptions struct {
 
 // DomainXML rewrites the generated libvirt XML of a guest for the
 // destination: each disk becomes the volume that holds it, in the
-// delivery's pool, and the domain gets the type the host can run.
+// delivery's pool, and the domain gets the type the host can run. It
+// does not change o.Disks.
 func (d *Delivery) DomainXML(generated []byte, o DomainOptions) ([]byte, error) {
+	o.Disks = maps.Clone(o.Disks) // crossed off as they are found
 	var x libvirtxml.Domain
 	if err := x.Unmarshal(string(generated)); err != nil {
 		return nil, fmt.Errorf("reading the domain XML: %w", err)

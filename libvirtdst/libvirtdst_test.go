@@ -322,9 +322,13 @@ func TestRerunAfterDefine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		x, err := dl.DomainXML(minimalDomain("r"), libvirtdst.DomainOptions{Type: "qemu", Disks: map[string]string{"vda": "r-vda.raw"}})
+		disks := map[string]string{"vda": "r-vda.raw"}
+		x, err := dl.DomainXML(minimalDomain("r"), libvirtdst.DomainOptions{Type: "qemu", Disks: disks})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(disks) != 1 {
+			t.Errorf("DomainXML changed the caller's disks: %v", disks) // the virtio XML is made from the same map
 		}
 		if err := dl.Define(x, false); err != nil {
 			t.Fatal(err)

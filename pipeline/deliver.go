@@ -12,6 +12,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/libvirtdst"
 	"github.com/xen2kvm/xen2kvm/report"
+	"github.com/xen2kvm/xen2kvm/virtiowin"
 )
 
 // remoteChunk is how much each copy worker reads and uploads at a time
@@ -22,8 +23,10 @@ const remoteChunk = 4 << 20
 // into volumes of the destination's pool (read once, written once, no
 // local image), the guest boots there on throw-away overlays until its
 // login prompt, and the domain is defined from the XML rewritten to name
-// the volumes. OutDir receives NAME.xml (as defined there), the boot log
-// and NAME.report.json. On any failure the volumes this run created and
+// the volumes. A Windows guest's virtio-win first-boot disk and ISO
+// become volumes too. OutDir receives NAME.xml (as defined there),
+// NAME-virtio.xml (naming the volumes, for the switch to virtio), the
+// boot log and NAME.report.json. On any failure the volumes this run created and
 // the domain it defined are deleted.
 func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, format string, old []string) (err error) {
 	name := m.dom.Name
@@ -86,8 +89,14 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		plan.Volumes = append(plan.Volumes, libvirtdst.VolumeSpec{Name: dk.outName, Format: format, Capacity: dk.dev.Size()})
 		plan.Need += dk.rep.EstimatedSize
 	}
+	// The virtio-win first-boot disk and ISO go into volumes too: the
+	// destination cannot read files on this host.
+	extra, err := m.virtioWinVolumes(stage)
+	if err != nil {
+		return err
+	}
 	small := map[string]string{}
-	for _, f := range [][2]string{{kernelVol, kernelFile}, {initrdVol, initrdFile}} {
+	for _, f := range append([][2]string{{kernelVol, kernelFile}, {initrdVol, initrdFile}}, extra...) {
 		if f[0] == "" {
 			continue
 		}
@@ -144,6 +153,12 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	for _, dk := range m.disks {
 		disks[dk.kvm.Target] = dk.outName
 	}
+	if vw := m.conv.virtioWin; vw != nil {
+		disks[vw.diskTarget] = vw.disk
+		if vw.cd != "" {
+			disks[vw.cd] = vw.isoVolume(name)
+		}
+	}
 	xml, err := dl.DomainXML(gen, libvirtdst.DomainOptions{Type: typ, Disks: disks, Kernel: kernelVol, Initrd: initrdVol})
 	if err != nil {
 		return err
@@ -168,6 +183,12 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		if err := stage.writeFile(virtioXMLName(name), vx, 0o644); err != nil {
 			return err
 		}
+		vols := m.conv.virtioWin.disk
+		if m.conv.virtioWin.cd != "" {
+			vols = m.conv.virtioWin.isoVolume(name) + " and " + vols
+		}
+		m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("on %s: the virtio-win volumes %s are in pool %s beside the guest's; %s names the guest's volumes on virtio: define it there (virsh -c %s define %s), after which the virtio-win volumes can be deleted (virsh -c %s vol-delete --pool %s VOLUME)",
+			m.opts.To, vols, pool, virtioXMLName(name), m.opts.To, filepath.Join(outDir, virtioXMLName(name)), m.opts.To, pool))
 	}
 	m.rep.Notes = append(m.rep.Notes, "the written images were not re-read and checked here: they are volumes on "+m.opts.To+"; the boot check there is their proof")
 	if err := m.remoteBoot(ctx, dl, xml, stage); err != nil {
@@ -188,6 +209,25 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	}
 	m.log.Info("migrated", "guest", name, "to", m.opts.To)
 	return nil
+}
+
+// virtioWinVolumes writes the virtio-win first-boot disk into the staging
+// folder, not to be kept in OutDir, and returns it and the virtio-win ISO
+// as volume name and local file pairs.
+func (m *migration) virtioWinVolumes(stage *staging) ([][2]string, error) {
+	vw := m.conv.virtioWin
+	if vw == nil || vw.disk == "" {
+		return nil, nil
+	}
+	p := stage.path(vw.disk)
+	if err := virtiowin.WriteDisk(p, vw.src, vw.drivers); err != nil {
+		return nil, fmt.Errorf("writing the virtio-win first-boot disk: %w", err)
+	}
+	out := [][2]string{{vw.disk, p}}
+	if vw.cd != "" {
+		out = append(out, [2]string{vw.isoVolume(m.dom.Name), vw.src.Path})
+	}
+	return out, nil
 }
 
 // uploadDisks copies every disk into its volume, all at once.

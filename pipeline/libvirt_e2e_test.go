@@ -15,6 +15,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
+	"github.com/xen2kvm/xen2kvm/internal/wintest"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
@@ -407,5 +408,128 @@ func TestE2EBatchRerunKeepsForeignDomain(t *testing.T) {
 	}
 	if v := poolVolumes(t, d, "default"); len(v) != 0 {
 		t.Errorf("volumes: %v", v)
+	}
+}
+
+// TestE2EMigrateWindowsVirtioWinToLibvirt migrates a Windows 2008 guest
+// with --virtio-win (an ISO) --to a private libvirt daemon: the guest's
+// disk, the first-boot disk and the ISO are volumes of the pool (virsh
+// vol-list), the defined domain names only volumes (virsh dumpxml), the
+// first-boot volume holds the script (mtype), NAME-virtio.xml is written
+// locally with the guest's volume on virtio and nothing else
+// (virt-xml-validate), the destination's libvirt accepts it (virsh define
+// of it replaces the domain, which then has vda on the volume), and the
+// report lists it and says how to define it there. No image is left in
+// OUTDIR.
+func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts a libvirt daemon; skipped with -short")
+	}
+	t.Parallel()
+	testutil.NeedTool(t, "mtype")
+	testutil.NeedTool(t, "virt-xml-validate")
+	g := wintest.Build(t, guestgen.WindowsSpec{Name: "w2k8to", Version: "2008", Arch: "x64", PV: "citrix"})
+	sourcesUnchanged(t, g)
+	iso := filepath.Join(t.TempDir(), "virtio-win.iso")
+	testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, wintest.VirtioWinTree(t))
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	cfg := noVif(t, g)
+	out := filepath.Join(t.TempDir(), "report")
+	code, stdout, stderr := run(t, "migrate", cfg, "--to", d.URI, "-o", out, "--disk-map", diskMap(g), "--virtio-win", iso, "--format", "raw", "--json")
+	if code != 0 {
+		t.Fatalf("migrate --to --virtio-win: exit %d\n%s", code, stderr)
+	}
+	var rep report.Guest
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout)
+	}
+	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined {
+		t.Fatalf("report: status %s, destination %+v", rep.Status, rep.Destination)
+	}
+	name := g.Name
+	hda, hdb, isoVol := name+"-hda.raw", name+"-hdb.raw", name+"-virtio-win.iso"
+	if vols, want := poolVolumes(t, d, "default"), []string{hda, hdb, isoVol}; !slices.Equal(vols, want) {
+		t.Errorf("vol-list: %v, want %v", vols, want)
+	}
+	if !slices.Equal(rep.Destination.Volumes, []string{hda, hdb, isoVol}) {
+		t.Errorf("report volumes %v", rep.Destination.Volumes)
+	}
+	// The ISO volume is the ISO; the first-boot volume holds the script.
+	if testutil.HashFile(t, filepath.Join(poolDir, isoVol)) != testutil.HashFile(t, iso) {
+		t.Error("the ISO volume differs from the ISO")
+	}
+	cmd := exec.Command("mtype", "-i", filepath.Join(poolDir, hdb)+"@@1048576", "::XEN2KVM/FIRSTBOOT.CMD")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if script, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(script), "pnputil -i -a") {
+		t.Errorf("mtype FIRSTBOOT.CMD on the volume: %v\n%s", err, script)
+	}
+	// The defined domain names volumes only, none of this host's files.
+	xml := d.Virsh(t, "dumpxml", name)
+	for _, w := range []string{
+		`<source pool='default' volume='` + hda + `'/>`, `<target dev='hda' bus='ide'/>`,
+		`<source pool='default' volume='` + hdb + `'/>`, `<target dev='hdb' bus='ide'/>`,
+		`<source pool='default' volume='` + isoVol + `'/>`, `<disk type='volume' device='cdrom'>`,
+	} {
+		if !strings.Contains(xml, w) {
+			t.Errorf("dumpxml lacks %s:\n%s", w, xml)
+		}
+	}
+	for _, bad := range []string{out, iso, "<source file="} {
+		if strings.Contains(xml, bad) {
+			t.Errorf("dumpxml names %s:\n%s", bad, xml)
+		}
+	}
+	// OUTDIR: the XMLs and the report, no image.
+	var files []string
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		files = append(files, e.Name())
+	}
+	if want := []string{name + "-virtio.xml", name + ".report.json", name + ".xml"}; !slices.Equal(files, want) {
+		t.Errorf("OUTDIR holds %v, want %v", files, want)
+	}
+	if !slices.Contains(rep.Files, name+"-virtio.xml") {
+		t.Errorf("report files %v lack the virtio XML", rep.Files)
+	}
+	vxPath := filepath.Join(out, name+"-virtio.xml")
+	vx, err := os.ReadFile(vxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`<source pool="default" volume="` + hda + `">`, `<target dev="vda" bus="virtio">`, `<domain type="qemu">`} {
+		if !strings.Contains(string(vx), w) {
+			t.Errorf("virtio XML lacks %s:\n%s", w, vx)
+		}
+	}
+	// The Xen config's empty CD-ROM drive, which held the ISO, is empty
+	// again.
+	for _, bad := range []string{hdb, isoVol, iso, `<target dev="hda"`, `<target dev="hdb"`, "<source file="} {
+		if strings.Contains(string(vx), bad) {
+			t.Errorf("virtio XML has %s:\n%s", bad, vx)
+		}
+	}
+	if n := strings.Count(string(vx), "<source "); n != 1 {
+		t.Errorf("virtio XML has %d disk sources, want the guest's volume only:\n%s", n, vx)
+	}
+	if o, err := exec.Command("virt-xml-validate", vxPath, "domain").CombinedOutput(); err != nil {
+		t.Errorf("virt-xml-validate: %v\n%s", err, o)
+	}
+	notes := strings.Join(rep.Notes, "\n")
+	if want := "virsh -c " + d.URI + " define " + vxPath; !strings.Contains(notes, want) {
+		t.Errorf("notes lack %q:\n%s", want, notes)
+	}
+	// The destination takes it: the same domain (its UUID), now on virtio.
+	uuid := d.Virsh(t, "domuuid", name)
+	d.Virsh(t, "define", vxPath)
+	if d.Virsh(t, "domuuid", name) != uuid {
+		t.Error("the virtio XML defined another domain")
+	}
+	var blk []string
+	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "domblklist", "--details", name)), "\n") {
+		blk = append(blk, strings.Join(strings.Fields(l), " "))
+	}
+	if want := []string{"volume disk vda " + hda, "file cdrom hdc -"}; !slices.Equal(blk, want) {
+		t.Errorf("domblklist --details after defining the virtio XML: %q, want %q", blk, want)
 	}
 }

@@ -93,9 +93,9 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 type virtioWinPlan struct {
 	src     *virtiowin.Source
 	drivers *virtiowin.Drivers
-	// disk is the first-boot disk's file name in OUTDIR, set with the
-	// KVM domain.
-	disk string
+	// disk is the first-boot disk's file name in OUTDIR (its volume's
+	// name with --to) and diskTarget its drive, set with the KVM domain.
+	disk, diskTarget string
 	// cd is the target of the CD-ROM drive holding the ISO; cdReused: it
 	// was the Xen config's empty drive.
 	cd       string
@@ -202,10 +202,15 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 	if t == "" {
 		return fmt.Errorf("%w: no IDE slot left for the virtio-win first-boot disk", config.ErrTooManyIDE)
 	}
-	vw.disk = fmt.Sprintf("%s-%s.raw", k.Name, t)
+	vw.disk, vw.diskTarget = fmt.Sprintf("%s-%s.raw", k.Name, t), t
 	k.Disks = append(k.Disks, config.KVMDisk{Path: vw.disk, Format: "raw", Target: t, Bus: "ide", Device: "disk"})
 	return nil
 }
+
+// isoVolume names the volume that holds the virtio-win ISO on a libvirt
+// destination: the guest's own copy, so that a --force run or a failed
+// one replaces or deletes it with the guest's other volumes.
+func (vw *virtioWinPlan) isoVolume(guest string) string { return guest + "-virtio-win.iso" }
 
 // virtioDomain is k as it is to run once the first-boot script has made
 // viostor boot-start: the guest's IDE disks on virtio (vda, vdb, ... in

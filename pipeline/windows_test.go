@@ -264,16 +264,26 @@ func TestMigrateWindowsRefused(t *testing.T) {
 }
 
 // TestMigrateWindowsVirtioWin stages virtio-win from an ISO (2008; given
-// as the virtio-win RPM's folder holding it) and a folder (2003): the XML carries the CD-ROM and the first-boot disk, the
+// as the virtio-win RPM's folder holding it), a folder (2003) and the RPM's
+// drivers tree (2008 R2, amd64/Win2008R2): the XML carries the CD-ROM and
+// the first-boot disk, the
 // disk reads back with mtools and fsck.fat, and the SOFTWARE hive gained
 // exactly the RunOnce value (hivexregedit --export, hivexget).
 func TestMigrateWindowsVirtioWin(t *testing.T) {
 	for _, tc := range []struct {
 		spec guestgen.WindowsSpec
-		iso  bool
+		// iso: the virtio-win RPM's folder holding the ISO; rpm: the RPM's
+		// folder without it (its drivers/ARCH/WinOS tree); neither: the
+		// ISO's tree as a folder.
+		iso, rpm bool
+		method   string // the install method note
 	}{
-		{guestgen.WindowsSpec{Name: "w2k8v", Version: "2008", Arch: "x64", PV: "citrix"}, true},
-		{guestgen.WindowsSpec{Name: "w2k3v", Version: "2003", Arch: "x86", PV: "gplpv"}, false},
+		{guestgen.WindowsSpec{Name: "w2k8v", Version: "2008", Arch: "x64", PV: "citrix"}, true, false,
+			"pnputil -i -a adds viostor/2k8/amd64/viostor.inf and NetKVM/2k8/amd64/netkvm.inf"},
+		{guestgen.WindowsSpec{Name: "w2k3v", Version: "2003", Arch: "x86", PV: "gplpv"}, false, false,
+			"Windows 2003 has no pnputil and virtio-win has no installer for it"},
+		{guestgen.WindowsSpec{Name: "w2k8r2v", Version: "2008R2", Arch: "x64", PV: "gplpv"}, false, true,
+			"pnputil -i -a adds amd64/Win2008R2/viostor.inf and amd64/Win2008R2/netkvm.inf"},
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
 			testutil.NeedTool(t, "mtype")
@@ -288,6 +298,9 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 				iso := filepath.Join(arg, "virtio-win.iso")
 				testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, vw)
 				vw = iso
+			} else if tc.rpm {
+				arg = wintest.VirtioWinRPM(t)
+				vw = filepath.Join(arg, "drivers")
 			} else {
 				arg = vw
 			}
@@ -320,11 +333,8 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 			if tc.iso && !strings.Contains(notes, "virtio-win ("+arg+"): using "+vw+": the virtio-win ISO is attached as a CD-ROM") {
 				t.Errorf("notes do not say the RPM folder's ISO is used:\n%s", notes)
 			}
-			method := "virtio-win install method: pnputil -i -a adds viostor/2k8/amd64/viostor.inf and NetKVM/2k8/amd64/netkvm.inf"
-			if tc.spec.Version == "2003" {
-				method = "virtio-win install method: Windows 2003 has no pnputil and virtio-win has no installer for it"
-			}
-			if !strings.Contains(notes, method) || !strings.Contains(notes, "not used: virtio-win-gt-x64.msi") {
+			method := "virtio-win install method: " + tc.method
+			if !strings.Contains(notes, method) || !tc.rpm && !strings.Contains(notes, "not used: virtio-win-gt-x64.msi") {
 				t.Errorf("notes lack %q:\n%s", method, notes)
 			}
 			name := tc.spec.Name
@@ -454,11 +464,11 @@ func TestMigrateWindowsVirtioWin(t *testing.T) {
 					viostor++
 				}
 			}
-			if viostor != 2*(4*2+5) {
-				t.Errorf("%d viostor values planned, want 26", viostor)
+			if viostor != 2*(7*2+5) { // 7 CriticalDeviceDatabase keys of 2 values, the service's 5 values
+				t.Errorf("%d viostor values planned, want 38", viostor)
 			}
-			if len(sysAfter) != len(sysBefore)+viostor+2*5 { // the values and their 5 keys a control set
-				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 10 keys added", len(sysAfter), len(sysBefore), viostor)
+			if len(sysAfter) != len(sysBefore)+viostor+2*8 { // the values and their 8 keys a control set
+				t.Errorf("SYSTEM: %d keys and values after, %d before, %d values and 16 keys added", len(sysAfter), len(sysBefore), viostor)
 			}
 			infoBefore := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, writeTemp(t, "srcvol2", srcVol)))
 			if infoAfter := string(testutil.Run(t, "ntfsinfo", "-t", "-F", "/"+sysPath, outFile)); infoAfter != infoBefore {

@@ -80,48 +80,68 @@ func TestInspectLooksInsideDisks(t *testing.T) {
 
 // TestInspectWindows checks that inspect reads a Windows guest's NTFS
 // volume and registry (a fixture made by mkntfs, ntfs-3g and hivex) and
-// leaves the image untouched.
+// leaves the image untouched, for Server 2003 and 2008 R2.
 func TestInspectWindows(t *testing.T) {
-	g := wintest.Build(t, guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "redhat", Hostname: "FILES01"})
-	before := testutil.HashFile(t, g.Images[0])
-	dm := g.XenImageDir + "=" + filepath.Dir(g.Images[0])
-	code, out, stderr := runCLI(t, "inspect", g.Config, "--disk-map", dm)
-	if code != exitOK {
-		t.Fatalf("inspect: exit %d: %s", code, stderr)
-	}
-	for _, want := range []string{
-		"os:          Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)",
-		"host name FILES01",
-		"boot configuration boot.ini",
-		"current control set ControlSet001",
-		"RTC in local time",
-		"rhelscsi (Red Hat, start 0 boot)",
-		"atapi (start 3 on demand)",
+	for _, tc := range []struct {
+		spec          guestgen.WindowsSpec
+		want          []string // lines of the text output
+		version, arch string
+		pv            int
+	}{
+		{guestgen.WindowsSpec{Name: "w2k3", Version: "2003", Arch: "x86", PV: "redhat", Hostname: "FILES01"}, []string{
+			"os:          Microsoft Windows Server 2003 Service Pack 2 (5.2.3790, x86)",
+			"host name FILES01",
+			"boot configuration boot.ini",
+			"current control set ControlSet001",
+			"RTC in local time",
+			"rhelscsi (Red Hat, start 0 boot)",
+			"atapi (start 3 on demand)",
+		}, "5.2", "x86", 3},
+		{guestgen.WindowsSpec{Name: "w2k8r2", Version: "2008R2", Arch: "x64", PV: "gplpv", Hostname: "APP03", UTC: true}, []string{
+			"os:          Windows Server 2008 R2 Enterprise Service Pack 1 (6.1.7601, AMD64)",
+			"host name APP03",
+			"system volume hda1, Windows folder Windows, boot configuration Boot/BCD",
+			"current control set ControlSet001",
+			"RTC in UTC",
+			"xenvbd (GPLPV/Citrix, start 0 boot)",
+			"pciide (start 3 on demand)",
+		}, "6.1", "AMD64", 5},
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("inspect output lacks %q:\n%s", want, out)
-		}
-	}
-	code, out, stderr = runCLI(t, "inspect", "--json", g.Config, "--disk-map", dm)
-	if code != exitOK {
-		t.Fatalf("inspect --json: exit %d: %s", code, stderr)
-	}
-	var got struct {
-		Guest struct {
-			Windows struct {
-				Volume, Hostname, Version, Arch string
-				PVDrivers                       []struct{ Name string } `json:"pv_drivers"`
+		t.Run(tc.spec.Name, func(t *testing.T) {
+			g := wintest.Build(t, tc.spec)
+			before := testutil.HashFile(t, g.Images[0])
+			dm := g.XenImageDir + "=" + filepath.Dir(g.Images[0])
+			code, out, stderr := runCLI(t, "inspect", g.Config, "--disk-map", dm)
+			if code != exitOK {
+				t.Fatalf("inspect: exit %d: %s", code, stderr)
 			}
-		}
-	}
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	w := got.Guest.Windows
-	if w.Volume != "hda1" || w.Hostname != "FILES01" || w.Version != "5.2" || w.Arch != "x86" || len(w.PVDrivers) != 3 {
-		t.Errorf("inspect --json windows = %+v", w)
-	}
-	if testutil.HashFile(t, g.Images[0]) != before {
-		t.Error("inspect changed the disk image")
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("inspect output lacks %q:\n%s", want, out)
+				}
+			}
+			code, out, stderr = runCLI(t, "inspect", "--json", g.Config, "--disk-map", dm)
+			if code != exitOK {
+				t.Fatalf("inspect --json: exit %d: %s", code, stderr)
+			}
+			var got struct {
+				Guest struct {
+					Windows struct {
+						Volume, Hostname, Version, Arch string
+						PVDrivers                       []struct{ Name string } `json:"pv_drivers"`
+					}
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("inspect --json: %v\n%s", err, out)
+			}
+			w := got.Guest.Windows
+			if w.Volume != "hda1" || w.Hostname != tc.spec.Hostname || w.Version != tc.version || w.Arch != tc.arch || len(w.PVDrivers) != tc.pv {
+				t.Errorf("inspect --json windows = %+v", w)
+			}
+			if testutil.HashFile(t, g.Images[0]) != before {
+				t.Error("inspect changed the disk image")
+			}
+		})
 	}
 }

@@ -189,16 +189,18 @@ func VirtioWinEarly(t testing.TB) string {
 }
 
 // virtioINF is a short .inf naming the driver's service and the PCI IDs
-// of its device, as virtio-win's own do.
+// of its device, as virtio-win's own do (viostor's as viostor.inx does
+// since 2018: the transitional and the modern device, each with its
+// compatible ID).
 func virtioINF(base, osName, arch string) string {
-	ids := map[string]string{
-		"viostor": `PCI\VEN_1AF4&DEV_1001&SUBSYS_00021AF4`,
-		"netkvm":  `PCI\VEN_1AF4&DEV_1000&SUBSYS_00011AF4`,
-		"balloon": `PCI\VEN_1AF4&DEV_1002&SUBSYS_00051AF4`,
-		"vioscsi": `PCI\VEN_1AF4&DEV_1004&SUBSYS_00081AF4`,
+	ids := map[string][]string{
+		"viostor": {`PCI\VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00, PCI\VEN_1AF4&DEV_1001`, `PCI\VEN_1AF4&DEV_1042&SUBSYS_11001AF4&REV_01, PCI\VEN_1AF4&DEV_1042`},
+		"netkvm":  {`PCI\VEN_1AF4&DEV_1000&SUBSYS_00011AF4`},
+		"balloon": {`PCI\VEN_1AF4&DEV_1002&SUBSYS_00051AF4`},
+		"vioscsi": {`PCI\VEN_1AF4&DEV_1004&SUBSYS_00081AF4`},
 	}
 	section := map[string]string{"x86": "NTx86", "amd64": "NTamd64"}[arch]
-	return strings.Join([]string{
+	lines := []string{
 		"; " + base + " for " + osName + " " + arch + " (test fixture)",
 		"[Version]",
 		`Signature="$Windows NT$"`,
@@ -206,11 +208,15 @@ func virtioINF(base, osName, arch string) string {
 		"[Manufacturer]",
 		"%RHEL% = RHEL," + section,
 		"[RHEL." + section + "]",
-		"%Desc% = " + base + "_inst, " + ids[base],
-		"[" + base + "_inst.Services]",
-		"AddService = " + base + ", 0x00000002, " + base + "_service",
+	}
+	for _, id := range ids[base] {
+		lines = append(lines, "%Desc% = "+base+"_inst, "+id)
+	}
+	return strings.Join(append(lines,
+		"["+base+"_inst.Services]",
+		"AddService = "+base+", 0x00000002, "+base+"_service",
 		"[Strings]",
 		`RHEL = "Red Hat, Inc."`,
-		`Desc = "` + base + `"`,
-	}, "\r\n") + "\r\n"
+		`Desc = "`+base+`"`,
+	), "\r\n") + "\r\n"
 }
