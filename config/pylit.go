@@ -121,17 +121,9 @@ type token struct {
 // pyLexer splits a file into tokens. Newlines inside brackets and after a
 // backslash are not tokens, as in Python.
 type pyLexer struct {
-	file  string
-	src   []byte
-	pos   int
-	line  int
-	col   int
+	cursor
 	depth int
 	warn  func(line int, format string, args ...any)
-}
-
-func (lx *pyLexer) errAt(line, col int, format string, args ...any) *SyntaxError {
-	return &SyntaxError{File: lx.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 
 func (lx *pyLexer) peekByte(off int) byte {
@@ -143,13 +135,7 @@ func (lx *pyLexer) peekByte(off int) byte {
 
 func (lx *pyLexer) advance(n int) {
 	for i := 0; i < n && lx.pos < len(lx.src); i++ {
-		if lx.src[lx.pos] == '\n' {
-			lx.line++
-			lx.col = 1
-		} else {
-			lx.col++
-		}
-		lx.pos++
+		lx.step()
 	}
 }
 
@@ -431,7 +417,7 @@ var pythonKeywords = map[string]string{
 
 // parseAssignments reads a whole xm/xl file. allowAppend enables xl's +=.
 func parseAssignments(file string, src []byte, allowAppend bool, warn func(line int, format string, args ...any)) ([]assignment, error) {
-	p := &pyParser{lx: &pyLexer{file: file, src: src, line: 1, col: 1, warn: warn}}
+	p := &pyParser{lx: &pyLexer{cursor: cursor{file: file, src: src, line: 1, col: 1}, warn: warn}}
 	if err := p.advance(); err != nil {
 		return nil, err
 	}

@@ -61,25 +61,7 @@ func (s sxp) text() string {
 
 // sxpReader reads S-expressions as xend writes them.
 type sxpReader struct {
-	file string
-	src  []byte
-	pos  int
-	line int
-	col  int
-}
-
-func (r *sxpReader) errAt(line, col int, format string, args ...any) error {
-	return &SyntaxError{File: r.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
-}
-
-func (r *sxpReader) advance() {
-	if r.src[r.pos] == '\n' {
-		r.line++
-		r.col = 1
-	} else {
-		r.col++
-	}
-	r.pos++
+	cursor
 }
 
 // skipSpace skips blanks, backslash-newline continuations and # comments.
@@ -88,13 +70,13 @@ func (r *sxpReader) skipSpace() {
 		c := r.src[r.pos]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			r.advance()
+			r.step()
 		case c == '\\' && r.pos+1 < len(r.src) && r.src[r.pos+1] == '\n':
-			r.advance()
-			r.advance()
+			r.step()
+			r.step()
 		case c == '#' && (r.pos == 0 || r.src[r.pos-1] == '\n'):
 			for r.pos < len(r.src) && r.src[r.pos] != '\n' {
-				r.advance()
+				r.step()
 			}
 		default:
 			return
@@ -109,7 +91,7 @@ const maxSXPDepth = 64
 // the end of the file are closed and text after the expression is
 // ignored; both are reported in the returned warnings.
 func parseSXPText(file string, src []byte) (sxp, []string, error) {
-	r := &sxpReader{file: file, src: src, line: 1, col: 1}
+	r := &sxpReader{cursor{file: file, src: src, line: 1, col: 1}}
 	r.skipSpace()
 	if r.pos >= len(src) {
 		return sxp{}, nil, r.errAt(0, 0, "empty S-expression file")
@@ -122,7 +104,7 @@ func parseSXPText(file string, src []byte) (sxp, []string, error) {
 			return sxp{}, nil, r.errAt(r.line, r.col, "expected ( at the start of an S-expression, found %q", src[r.pos])
 		}
 		for end := r.pos + i + 1; r.pos < end; {
-			r.advance()
+			r.step()
 		}
 		warns = append(warns, fmt.Sprintf("%s: text before the S-expression ignored", r.where()))
 	}
@@ -158,9 +140,9 @@ func parseSXPText(file string, src []byte) (sxp, []string, error) {
 				return sxp{}, nil, r.errAt(r.line, r.col, "S-expression nested deeper than %d levels", maxSXPDepth)
 			}
 			stack = append(stack, frame{sxp{isList: true, list: []sxp{}, line: r.line, col: r.col}})
-			r.advance()
+			r.step()
 		case ')':
-			r.advance()
+			r.step()
 			n := stack[len(stack)-1].node
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
@@ -199,18 +181,18 @@ func (r *sxpReader) atom() (sxp, error) {
 	q := r.src[r.pos]
 	var b strings.Builder
 	if q == '\'' || q == '"' {
-		r.advance()
+		r.step()
 		for {
 			if r.pos >= len(r.src) {
 				return sxp{}, r.errAt(line, col, "quoted string starting here is not closed")
 			}
 			c := r.src[r.pos]
 			if c == q {
-				r.advance()
+				r.step()
 				break
 			}
 			if c == '\\' && r.pos+1 < len(r.src) {
-				r.advance()
+				r.step()
 				e := r.src[r.pos]
 				switch e {
 				case '\n':
@@ -224,11 +206,11 @@ func (r *sxpReader) atom() (sxp, error) {
 				default:
 					b.WriteByte(e)
 				}
-				r.advance()
+				r.step()
 				continue
 			}
 			b.WriteByte(c)
-			r.advance()
+			r.step()
 		}
 		return sxp{atom: b.String(), line: line, col: col}, nil
 	}
@@ -238,12 +220,12 @@ func (r *sxpReader) atom() (sxp, error) {
 			break
 		}
 		if c == '\\' && r.pos+1 < len(r.src) && r.src[r.pos+1] == '\n' {
-			r.advance()
-			r.advance()
+			r.step()
+			r.step()
 			continue
 		}
 		b.WriteByte(c)
-		r.advance()
+		r.step()
 	}
 	return sxp{atom: b.String(), line: line, col: col}, nil
 }

@@ -306,16 +306,8 @@ func (r *xmReader) read() error {
 		d.MaxVCPUs = int(n)
 	}
 	if v, ok := r.get("cpus"); ok {
-		switch v.kind {
-		case kindList:
-			parts := make([]string, 0, len(v.list))
-			for _, e := range v.list {
-				parts = append(parts, e.text())
-			}
-			d.CPUs = strings.Join(parts, ",")
-		case kindNone:
-		default:
-			d.CPUs = v.text()
+		if s, ok := flatText(v, ","); ok {
+			d.CPUs = s
 		}
 	}
 
@@ -342,14 +334,8 @@ func (r *xmReader) read() error {
 	setStr(&d.Bootloader, "bootloader")
 	for _, key := range []string{"bootargs", "bootloader_args"} {
 		if v, ok := r.get(key); ok {
-			if v.kind == kindList {
-				parts := make([]string, 0, len(v.list))
-				for _, e := range v.list {
-					parts = append(parts, e.text())
-				}
-				d.BootloaderArgs = strings.Join(parts, " ")
-			} else if v.kind != kindNone {
-				d.BootloaderArgs = v.text()
+			if s, ok := flatText(v, " "); ok {
+				d.BootloaderArgs = s
 			}
 		}
 	}
@@ -441,6 +427,22 @@ func (r *xmReader) read() error {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// flatText renders v as one string, a list's items joined by sep; it is
+// false for None.
+func flatText(v value, sep string) (string, bool) {
+	switch v.kind {
+	case kindList:
+		parts := make([]string, 0, len(v.list))
+		for _, e := range v.list {
+			parts = append(parts, e.text())
+		}
+		return strings.Join(parts, sep), true
+	case kindNone:
+		return "", false
+	}
+	return v.text(), true
 }
 
 // readGraphics reads vfb (PV framebuffers) or the HVM vnc/sdl settings.

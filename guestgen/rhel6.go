@@ -41,16 +41,7 @@ id:3:initdefault:
 	t.file("etc/init/control-alt-delete.conf", 0o644, "# control-alt-delete: reboot\nstart on control-alt-delete\nexec /sbin/shutdown -r now \"Control-Alt-Delete pressed\"\n")
 	t.file("etc/sysconfig/init", 0o644, "BOOTUP=color\nRES_COL=60\nMOVE_TO_COL=\"echo -en \\\\033[${RES_COL}G\"\n"+
 		"ACTIVE_CONSOLES=/dev/tty[1-6]\nSINGLE=/sbin/sushell\nPROMPT=yes\nAUTOSWAP=no\n")
-	var sec strings.Builder
-	sec.WriteString("console\n")
-	for i := 1; i <= 11; i++ {
-		fmt.Fprintf(&sec, "vc/%d\n", i)
-	}
-	for i := 1; i <= 11; i++ {
-		fmt.Fprintf(&sec, "tty%d\n", i)
-	}
-	sec.WriteString("hvc0\n")
-	t.file("etc/securetty", 0o600, sec.String())
+	t.file("etc/securetty", 0o600, securetty("hvc0"))
 	t.file("sbin/start_udev", 0o755, skel("start_udev"))
 	t.file("etc/udev/rules.d/70-persistent-net.rules", 0o644, "# Written by the persistent-net generator at the first boot (udev's\n"+
 		"# write_net_rules). Each rule names one NIC by its MAC; only the NAME=\n# value may be edited, and each rule stays on one line.\n\n"+

@@ -204,7 +204,7 @@ func rootTree(t *tree, l *guestLayout, busybox string) {
 		rhel6Tree(t, l)
 	} else {
 		t.file("etc/inittab", 0o644, inittab())
-		t.file("etc/securetty", 0o600, securetty())
+		t.file("etc/securetty", 0o600, securetty("xvc0"))
 		t.file("etc/modprobe.conf", 0o644, "alias eth0 xennet\nalias scsi_hostadapter xenblk\n")
 	}
 	t.file("etc/sysconfig/kernel", 0o644, sysconfigKernel(s))
@@ -318,7 +318,9 @@ co:2345:respawn:/sbin/agetty xvc0 9600 vt100-nav
 	return b.String()
 }
 
-func securetty() string {
+// securetty is /etc/securetty allowing root on the console, the virtual
+// consoles and the Xen PV console pv (xvc0 on RHEL 5, hvc0 on RHEL 6).
+func securetty(pv string) string {
 	var b strings.Builder
 	b.WriteString("console\n")
 	for i := 1; i <= 11; i++ {
@@ -327,7 +329,7 @@ func securetty() string {
 	for i := 1; i <= 11; i++ {
 		fmt.Fprintf(&b, "tty%d\n", i)
 	}
-	b.WriteString("xvc0\n")
+	b.WriteString(pv + "\n")
 	return b.String()
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/part"
 	"github.com/xen2kvm/xen2kvm/extfs"
+	"github.com/xen2kvm/xen2kvm/internal/closer"
 )
 
 // OpenBootFS is the default BootFSOpener: it opens the disk image
@@ -53,22 +54,11 @@ func OpenBootFS(ctx context.Context, disk config.KVMDisk) (fs.FS, io.Closer, err
 		}
 		for _, c := range grubConfigs {
 			if _, err := fs.Stat(fsys, c); err == nil {
-				return fsys, closers{fsys, img}, nil
+				return fsys, closer.All{fsys, img}, nil
 			}
 		}
 		fsys.Close()
 	}
 	img.Close()
 	return nil, nil, fmt.Errorf("%s: %w: no ext2/3/4 filesystem on the disk holds one", disk.Path, ErrNoGrubConfig)
-}
-
-// closers closes several things in order.
-type closers []io.Closer
-
-func (cs closers) Close() error {
-	var errs []error
-	for _, c := range cs {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
 }

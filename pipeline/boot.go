@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
-	"io"
 	"path/filepath"
 	"time"
 
@@ -50,14 +48,3 @@ func (realChecker) Boot(ctx context.Context, k *config.KVMDomain, dir string, o 
 
 // maxSocketPath is the longest unix socket path Linux takes.
 const maxSocketPath = 107
-
-// closers closes several things in order.
-type closers []io.Closer
-
-func (cs closers) Close() error {
-	var errs []error
-	for _, c := range cs {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
-}

@@ -2,15 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
@@ -192,19 +188,8 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	dest.Defined, dest.Started = true, m.opts.Start
 	m.log.Info("defined the domain", "guest", name, "to", m.opts.To, "pool", pool, "type", typ, "started", m.opts.Start)
 
-	m.rep.Status = report.StatusMigrated
-	m.rep.Files = append(append([]string{}, stage.files...), reportName(name))
-	m.rep.Finished = time.Now().UTC()
-	m.setDowntime()
-	js, err := json.MarshalIndent(m.rep, "", "  ")
-	if err != nil {
+	if err := m.commit(stage, outDir, old); err != nil {
 		return err
-	}
-	if err := stage.commit(old, append(js, '\n')); err != nil {
-		return err
-	}
-	for _, f := range m.rep.Files {
-		m.res.Files = append(m.res.Files, filepath.Join(outDir, f))
 	}
 	if err := dl.Commit(); err != nil {
 		// Everything is in place; only the state volume is left.
@@ -266,40 +251,17 @@ func (m *migration) virtioWinVolumes(stage *staging) ([][2]string, error) {
 
 // uploadDisks copies every disk into its volume, all at once.
 func (m *migration) uploadDisks(ctx context.Context, dl *libvirtdst.Delivery, format string) error {
-	workers := m.opts.Workers
-	if workers <= 0 {
-		workers = 4
-		if m.opts.Limit != nil {
-			workers = m.opts.Limit.Size()
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, dk := range m.disks {
-		g.Go(func() error {
-			start := time.Now()
-			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format, "dest", m.opts.To)
-			var last atomic.Int64
-			progress := func(done, total int64) {
-				last.Store(total)
-				if m.opts.Progress != nil {
-					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total})
-				}
-			}
-			err := diskimg.ConvertTo(gctx, limit(dk.dev, m.opts.Limit), dl.File(dk.outName), format,
+	return m.copyAll(ctx, format, diskCopy{
+		logArgs: []any{"dest", m.opts.To},
+		copy: func(ctx context.Context, dk *disk, workers int, progress func(done, total int64)) error {
+			err := diskimg.ConvertTo(ctx, limit(dk.dev, m.opts.Limit), dl.File(dk.outName), format,
 				diskimg.WithWorkers(workers), diskimg.WithProgress(progress), diskimg.WithChunkSize(remoteChunk))
 			if err != nil {
 				return fmt.Errorf("copying disk %s to volume %s: %w", dk.xen.Target, dk.outName, err)
 			}
-			dk.rep.CopySeconds = time.Since(start).Seconds()
-			if m.opts.Progress != nil {
-				total := last.Load()
-				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true})
-			}
-			m.log.Info("copied disk", "guest", m.dom.Name, "target", dk.kvm.Target, "seconds", dk.rep.CopySeconds)
 			return nil
-		})
-	}
-	return g.Wait()
+		},
+	})
 }
 
 // remoteBoot runs the boot check on the destination.

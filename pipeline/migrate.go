@@ -530,6 +530,17 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 		return err
 	}
 
+	if err := m.commit(stage, outDir, old); err != nil {
+		return err
+	}
+	m.log.Info("migrated", "guest", m.dom.Name, "outdir", outDir)
+	return nil
+}
+
+// commit marks the guest migrated, then moves the staged files and the
+// report into outDir in place of an earlier run's files (old), as
+// staging.commit does, and records their paths in the result.
+func (m *migration) commit(stage *staging, outDir string, old []string) error {
 	m.rep.Status = report.StatusMigrated
 	m.rep.Files = append(append([]string{}, stage.files...), reportName(m.dom.Name))
 	m.rep.Finished = time.Now().UTC()
@@ -544,7 +555,6 @@ func (m *migration) write(ctx context.Context, k *config.KVMDomain, outDir, form
 	for _, f := range m.rep.Files {
 		m.res.Files = append(m.res.Files, filepath.Join(outDir, f))
 	}
-	m.log.Info("migrated", "guest", m.dom.Name, "outdir", outDir)
 	return nil
 }
 
@@ -605,6 +615,49 @@ func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
 
 // copyDisks copies all disks at the same time into the staging folder.
 func (m *migration) copyDisks(ctx context.Context, stage *staging, format string) error {
+	err := m.copyAll(ctx, format, diskCopy{
+		network: true,
+		copy: func(ctx context.Context, dk *disk, workers int, progress func(done, total int64)) error {
+			patched, err := m.patchWarmOutput(ctx, dk, stage.path(dk.outName), format)
+			if err == nil && !patched {
+				err = m.p.copier.Copy(ctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
+			}
+			if err != nil {
+				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
+			}
+			if fi, err := os.Stat(stage.path(dk.outName)); err == nil {
+				dk.rep.OutputSize = fi.Size()
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	for _, dk := range m.disks {
+		stage.add(dk.outName)
+		if w := m.rep.Warm; w != nil && dk.warmPatched != nil {
+			w.OutputFromPasses++
+			w.PatchedBytes += *dk.warmPatched
+		}
+	}
+	return nil
+}
+
+// diskCopy is where copyAll writes each disk.
+type diskCopy struct {
+	// logArgs are added to the "copying disk" log line: where the disk goes.
+	logArgs []any
+	// network: Progress carries the bytes an ssh:// source has read.
+	network bool
+	// copy writes one disk, reporting through progress; its error says
+	// which disk and where.
+	copy func(ctx context.Context, dk *disk, workers int, progress func(done, total int64)) error
+}
+
+// copyAll copies all disks at the same time with to.copy, logging each
+// disk's copy and reporting its progress and its end.
+func (m *migration) copyAll(ctx context.Context, format string, to diskCopy) error {
 	workers := m.opts.Workers
 	if workers <= 0 {
 		workers = 4
@@ -616,10 +669,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 	for _, dk := range m.disks {
 		g.Go(func() error {
 			start := time.Now()
-			m.log.Info("copying disk", "guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format)
+			m.log.Info("copying disk", append([]any{"guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format}, to.logArgs...)...)
 			var last atomic.Int64
 			network := func() int64 { return 0 }
-			if ri, ok := dk.src.(*remoteImage); ok {
+			if ri, ok := dk.src.(*remoteImage); ok && to.network {
 				network = ri.BytesRead
 			}
 			progress := func(done, total int64) {
@@ -628,17 +681,10 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 					m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: done, Total: total, Network: network()})
 				}
 			}
-			patched, err := m.patchWarmOutput(gctx, dk, stage.path(dk.outName), format)
-			if err == nil && !patched {
-				err = m.p.copier.Copy(gctx, limit(dk.dev, m.opts.Limit), stage.path(dk.outName), format, workers, progress)
-			}
-			if err != nil {
-				return fmt.Errorf("copying disk %s to %s: %w", dk.xen.Target, dk.outName, err)
+			if err := to.copy(gctx, dk, workers, progress); err != nil {
+				return err
 			}
 			dk.rep.CopySeconds = time.Since(start).Seconds()
-			if fi, err := os.Stat(stage.path(dk.outName)); err == nil {
-				dk.rep.OutputSize = fi.Size()
-			}
 			if m.opts.Progress != nil {
 				total := last.Load()
 				m.opts.Progress(Progress{Guest: m.dom.Name, Disk: dk.kvm.Target, Done: total, Total: total, Finish: true, Network: network()})
@@ -647,17 +693,7 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, dk := range m.disks {
-		stage.add(dk.outName)
-		if w := m.rep.Warm; w != nil && dk.warmPatched != nil {
-			w.OutputFromPasses++
-			w.PatchedBytes += *dk.warmPatched
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // extractKernel copies the default grub entry's kernel and initrd of a

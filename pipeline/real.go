@@ -9,6 +9,7 @@ import (
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/diskimg"
 	"github.com/xen2kvm/xen2kvm/diskimg/overlay"
+	"github.com/xen2kvm/xen2kvm/internal/closer"
 	"github.com/xen2kvm/xen2kvm/report"
 )
 
@@ -92,7 +93,7 @@ func (realChecker) QEMUAvailable() bool {
 // Validate re-opens the written images read-only and checks them.
 func (realChecker) Validate(ctx context.Context, k *config.KVMDomain, c *conversion) []report.Check {
 	var disks []namedDisk
-	var cl closers
+	var cl closer.All
 	defer func() { cl.Close() }()
 	for _, d := range k.Disks {
 		if d.Device == "cdrom" || d.Path == "" {

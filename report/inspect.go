@@ -169,11 +169,7 @@ func writeInspection(w io.Writer, r Inspection) {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "  disks:\n")
-	if len(d.Disks) == 0 {
-		fmt.Fprintf(w, "    none\n")
-	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var disks [][]string
 	for _, disk := range d.Disks {
 		src := disk.Source
 		switch {
@@ -191,15 +187,11 @@ func writeInspection(w io.Writer, r Inspection) {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", disk.Target, disk.Device, disk.Mode, orDash(disk.Backend), src)
+		disks = append(disks, []string{disk.Target, disk.Device, disk.Mode, orDash(disk.Backend), src})
 	}
-	tw.Flush()
+	writeList(w, "disks", disks)
 
-	fmt.Fprintf(w, "  nics:\n")
-	if len(d.NICs) == 0 {
-		fmt.Fprintf(w, "    none\n")
-	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var nics [][]string
 	for _, n := range d.NICs {
 		mac := n.MAC
 		if mac == "" {
@@ -209,9 +201,9 @@ func writeInspection(w io.Writer, r Inspection) {
 		if model == "" && (n.Type == "netfront" || n.Type == "vif" || d.Type == config.PV) {
 			model = "netfront"
 		}
-		fmt.Fprintf(tw, "    %s\tbridge %s\tmodel %s\tscript %s\n", mac, orDash(n.Bridge), orDash(model), orDash(n.Script))
+		nics = append(nics, []string{mac, "bridge " + orDash(n.Bridge), "model " + orDash(model), "script " + orDash(n.Script)})
 	}
-	tw.Flush()
+	writeList(w, "nics", nics)
 
 	if r.Guest != nil {
 		fmt.Fprintf(w, "  guest:\n")
@@ -223,6 +215,20 @@ func writeInspection(w io.Writer, r Inspection) {
 			fmt.Fprintf(w, "    - %s\n", warn)
 		}
 	}
+}
+
+// writeList prints a heading and its rows under it, their columns
+// aligned, or "none" when there are no rows.
+func writeList(w io.Writer, heading string, rows [][]string) {
+	fmt.Fprintf(w, "  %s:\n", heading)
+	if len(rows) == 0 {
+		fmt.Fprintf(w, "    none\n")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "    %s\n", strings.Join(r, "\t"))
+	}
+	tw.Flush()
 }
 
 func typeSummary(d *config.Domain) string {

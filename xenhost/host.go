@@ -238,15 +238,24 @@ func (h *Host) keepalive(c *conn) {
 // errClosed is returned by operations on a closed Host.
 var errClosed = errors.New("connection to the Xen host closed")
 
+// gone tells why h can no longer be used (closed, or reconnecting gave
+// up), nil while it can. The caller holds h.mu.
+func (h *Host) gone() error {
+	if h.failed != nil {
+		return h.failed
+	}
+	if h.closed {
+		return errClosed
+	}
+	return nil
+}
+
 // conn returns the current connection.
 func (h *Host) conn() (*conn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.failed != nil {
-		return nil, h.failed
-	}
-	if h.closed {
-		return nil, errClosed
+	if err := h.gone(); err != nil {
+		return nil, err
 	}
 	return h.cur, nil
 }
@@ -256,11 +265,8 @@ func (h *Host) conn() (*conn, error) {
 func (h *Host) reconnect(ctx context.Context, gen int) (*conn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.failed != nil {
-		return nil, h.failed
-	}
-	if h.closed {
-		return nil, errClosed
+	if err := h.gone(); err != nil {
+		return nil, err
 	}
 	if h.cur != nil && h.cur.gen != gen {
 		return h.cur, nil // another reader reconnected already

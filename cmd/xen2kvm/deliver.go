@@ -38,17 +38,9 @@ func printDelivered(w io.Writer, g *report.Guest) {
 	for _, disk := range g.Disks {
 		fmt.Fprintf(w, "  %s -> volume %s (%s)\n", disk.Target, disk.Output, disk.Format)
 	}
-	if b := g.Boot; b != nil {
-		switch {
-		case !b.Ran:
-			fmt.Fprintf(w, "  boot check skipped: %s\n", b.Skipped)
-		case b.OK:
-			fmt.Fprintf(w, "  boot check on the destination: login prompt reached in %s (%s)\n", report.Seconds(b.Seconds), b.Accel)
-		}
-	}
-	for _, warn := range g.Warnings {
-		fmt.Fprintf(w, "  warning: %s\n", warn)
-	}
+	// The boot on the destination records no first-boot proof, so
+	// printChecked prints none here.
+	printChecked(w, g, "boot check on the destination")
 	if d.Started {
 		fmt.Fprintf(w, "  started: virsh -c %s console %s\n", d.URI, g.Name)
 	} else {

@@ -405,19 +405,25 @@ func printSummary(w io.Writer, g *report.Guest) {
 	for _, d := range g.Disks {
 		fmt.Fprintf(w, "  %s -> %s (%s, %s written)\n", d.Target, d.Output, d.Format, report.Bytes(d.OutputSize))
 	}
+	printChecked(w, g, "boot check")
+	fmt.Fprintf(w, "  run it: %s\n", filepath.Join(g.OutDir, g.Name+".sh"))
+}
+
+// printChecked prints the outcome of the guest's boot check, named by
+// check, and its warnings: the lines every migrate summary has.
+func printChecked(w io.Writer, g *report.Guest, check string) {
 	if b := g.Boot; b != nil {
 		switch {
 		case !b.Ran:
 			fmt.Fprintf(w, "  boot check skipped: %s\n", b.Skipped)
 		case b.OK:
-			fmt.Fprintf(w, "  boot check: login prompt reached in %s (%s)\n", report.Seconds(b.Seconds), b.Accel)
+			fmt.Fprintf(w, "  %s: login prompt reached in %s (%s)\n", check, report.Seconds(b.Seconds), b.Accel)
 			printFirstBoot(w, b)
 		}
 	}
 	for _, warn := range g.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
-	fmt.Fprintf(w, "  run it: %s\n", filepath.Join(g.OutDir, g.Name+".sh"))
 }
 
 // printFirstBoot summarises a passed boot check's first-boot proof.

@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/xen2kvm/xen2kvm/diskimg"
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // Default settings.
@@ -150,23 +151,23 @@ func (o *Overlay) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
-		blk := pos / o.bs
-		inBlk := pos - blk*o.bs
-		if o.isDirty(blk) {
-			chunk := min(int64(len(p)-n), o.blockLen(blk)-inBlk)
-			if err := o.readDirty(blk, p[n:n+int(chunk)], inBlk); err != nil {
+		block := pos / o.bs
+		inBlk := pos - block*o.bs
+		if o.isDirty(block) {
+			chunk := min(int64(len(p)-n), o.blockLen(block)-inBlk)
+			if err := o.readDirty(block, p[n:n+int(chunk)], inBlk); err != nil {
 				return n, err
 			}
 			n += int(chunk)
 			continue
 		}
 		// A run of clean blocks becomes one read of the base.
-		end := (blk + 1) * o.bs
+		end := (block + 1) * o.bs
 		for end < off+int64(len(p)) && !o.isDirty(end/o.bs) {
 			end += o.bs
 		}
 		end = min(end, off+int64(len(p)))
-		m, err := readFull(o.base, p[n:n+int(end-pos)], pos)
+		m, err := blk.ReadAtFull(o.base, p[n:n+int(end-pos)], pos)
 		n += m
 		if err != nil {
 			return n, fmt.Errorf("reading base at %d: %w", pos, err)
@@ -178,38 +179,25 @@ func (o *Overlay) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (o *Overlay) isDirty(blk int64) bool {
-	if _, ok := o.mem[blk]; ok {
+func (o *Overlay) isDirty(block int64) bool {
+	if _, ok := o.mem[block]; ok {
 		return true
 	}
-	_, ok := o.spill[blk]
+	_, ok := o.spill[block]
 	return ok
 }
 
 // readDirty copies a written block's bytes from inBlk into p.
-func (o *Overlay) readDirty(blk int64, p []byte, inBlk int64) error {
-	if b, ok := o.mem[blk]; ok {
+func (o *Overlay) readDirty(block int64, p []byte, inBlk int64) error {
+	if b, ok := o.mem[block]; ok {
 		copy(p, b[inBlk:])
 		return nil
 	}
-	foff := o.spill[blk]
-	if _, err := readFull(o.file, p, foff+inBlk); err != nil {
+	foff := o.spill[block]
+	if _, err := blk.ReadAtFull(o.file, p, foff+inBlk); err != nil {
 		return fmt.Errorf("reading overlay spill file: %w", err)
 	}
 	return nil
-}
-
-// readFull reads len(p) bytes at off, treating a full read that reports
-// io.EOF as success.
-func readFull(r io.ReaderAt, p []byte, off int64) (int, error) {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return n, nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }
 
 // WriteAt writes p into the overlay. A block written for the first time is
@@ -227,10 +215,10 @@ func (o *Overlay) WriteAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
-		blk := pos / o.bs
-		inBlk := pos - blk*o.bs
-		chunk := min(int64(len(p)-n), o.blockLen(blk)-inBlk)
-		if err := o.writeBlock(blk, p[n:n+int(chunk)], inBlk); err != nil {
+		block := pos / o.bs
+		inBlk := pos - block*o.bs
+		chunk := min(int64(len(p)-n), o.blockLen(block)-inBlk)
+		if err := o.writeBlock(block, p[n:n+int(chunk)], inBlk); err != nil {
 			return n, err
 		}
 		n += int(chunk)
@@ -238,28 +226,28 @@ func (o *Overlay) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// writeBlock writes data at inBlk of block blk.
-func (o *Overlay) writeBlock(blk int64, data []byte, inBlk int64) error {
-	if b, ok := o.mem[blk]; ok {
+// writeBlock writes data at inBlk of the given block.
+func (o *Overlay) writeBlock(block int64, data []byte, inBlk int64) error {
+	if b, ok := o.mem[block]; ok {
 		copy(b[inBlk:], data)
 		return nil
 	}
-	if foff, ok := o.spill[blk]; ok {
+	if foff, ok := o.spill[block]; ok {
 		if _, err := o.file.WriteAt(data, foff+inBlk); err != nil {
 			return fmt.Errorf("writing overlay spill file: %w", err)
 		}
 		return nil
 	}
-	blen := o.blockLen(blk)
+	blen := o.blockLen(block)
 	b := make([]byte, blen)
 	if int64(len(data)) < blen {
-		if _, err := readFull(o.base, b, blk*o.bs); err != nil {
-			return fmt.Errorf("reading base at %d: %w", blk*o.bs, err)
+		if _, err := blk.ReadAtFull(o.base, b, block*o.bs); err != nil {
+			return fmt.Errorf("reading base at %d: %w", block*o.bs, err)
 		}
 	}
 	copy(b[inBlk:], data)
 	if o.memBytes+blen <= o.cfg.memLimit {
-		o.mem[blk] = b
+		o.mem[block] = b
 		o.memBytes += blen
 		return nil
 	}
@@ -278,7 +266,7 @@ func (o *Overlay) writeBlock(blk int64, data []byte, inBlk int64) error {
 	if _, err := o.file.WriteAt(b, o.fileEnd); err != nil {
 		return fmt.Errorf("writing overlay spill file: %w", err)
 	}
-	o.spill[blk] = o.fileEnd
+	o.spill[block] = o.fileEnd
 	o.fileEnd += o.bs
 	return nil
 }

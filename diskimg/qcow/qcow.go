@@ -176,15 +176,25 @@ func (img *Image) loadL2(off int64) ([]uint64, error) {
 	return blk.ReadUint64s(img.r, img.fileSize, binary.BigEndian, off, img.l2Entries, img.name, "qcow", "L2 table")
 }
 
+// l2Offset returns the offset of the L2 table of L1 entry i, 0 where
+// the entry is unallocated.
+func (img *Image) l2Offset(i int64) (int64, error) {
+	off := int64(img.l1[i])
+	if off < 0 || off%512 != 0 {
+		return 0, img.corrupt("L1 entry %d points to invalid L2 table offset %#x", i, img.l1[i])
+	}
+	return off, nil
+}
+
 // entry returns the L2 entry of guest cluster c (0: unallocated).
 func (img *Image) entry(c int64) (uint64, error) {
 	i := c >> img.l2Bits
 	if i >= int64(len(img.l1)) || img.l1[i] == 0 {
 		return 0, nil
 	}
-	off := int64(img.l1[i])
-	if off < 0 || off%512 != 0 {
-		return 0, img.corrupt("L1 entry %d points to invalid L2 table offset %#x", i, img.l1[i])
+	off, err := img.l2Offset(i)
+	if err != nil {
+		return 0, err
 	}
 	t, err := img.l2Cache.Get(off, func() ([]uint64, error) { return img.loadL2(off) })
 	if err != nil {
@@ -250,40 +260,21 @@ func (img *Image) compressed(e uint64, c int64) ([]byte, error) {
 // Extents lists the guest ranges with allocated clusters, and the backing
 // image's extents under the unallocated ones.
 func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
-	out, err := blk.NewLayers(ctx, img.backing)
-	if err != nil {
-		return nil, err
-	}
-	perL2 := img.l2Entries * img.clusterSize
-	for i := range int64(len(img.l1)) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		base := i * perL2
-		span := min(perL2, img.size-base)
+	l2 := func(i int64) ([]uint64, error) {
 		if img.l1[i] == 0 {
-			out.Unallocated(base, span)
-			continue
+			return nil, nil
 		}
-		l2off := int64(img.l1[i])
-		if l2off < 0 || l2off%512 != 0 {
-			return nil, img.corrupt("L1 entry %d points to invalid L2 table offset %#x", i, img.l1[i])
-		}
-		t, err := img.loadL2(l2off)
+		off, err := img.l2Offset(i)
 		if err != nil {
 			return nil, err
 		}
-		for j := int64(0); j*img.clusterSize < span; j++ {
-			c := i*img.l2Entries + j
-			e := t[j]
-			off := c * img.clusterSize
-			n := min(img.clusterSize, img.size-off)
-			if e == 0 {
-				out.Unallocated(off, n)
-			} else {
-				out.Add(off, n)
-			}
-		}
+		return img.loadL2(off)
 	}
-	return out.List, nil
+	kind := func(e uint64, _ int64) (blk.Cluster, error) {
+		if e == 0 {
+			return blk.Unallocated, nil
+		}
+		return blk.Allocated, nil
+	}
+	return blk.TableExtents(ctx, img.backing, img.size, img.clusterSize, img.l2Entries, int64(len(img.l1)), l2, kind)
 }

@@ -400,44 +400,22 @@ func inflateCluster(r io.ReaderAt, off, n, size int64, bad func(error) error) ([
 // clusters of this image, and the backing file's extents under clusters it
 // does not hold. Zero clusters are left out.
 func (img *Image) Extents(ctx context.Context) ([]blk.Extent, error) {
-	out, err := blk.NewLayers(ctx, img.backing)
-	if err != nil {
-		return nil, err
+	l2 := func(i int64) ([]uint64, error) {
+		off, err := img.l2OffsetOf(i)
+		if err != nil || off == 0 {
+			return nil, err
+		}
+		return img.loadL2(off)
 	}
-	perL2 := img.l2Entries * img.clusterSize
-	for i := range int64(len(img.l1)) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	kind := func(e uint64, c int64) (blk.Cluster, error) {
+		k, _, err := img.classify(e, c)
+		switch k {
+		case kindData, kindCompressed:
+			return blk.Allocated, err
+		case kindZero:
+			return blk.Zero, err
 		}
-		base := i * perL2
-		span := min(perL2, img.size-base)
-		l2off, err := img.l2OffsetOf(i)
-		if err != nil {
-			return nil, err
-		}
-		if l2off == 0 {
-			out.Unallocated(base, span)
-			continue
-		}
-		t, err := img.loadL2(l2off)
-		if err != nil {
-			return nil, err
-		}
-		for j := int64(0); j*img.clusterSize < span; j++ {
-			c := i*img.l2Entries + j
-			kind, _, err := img.classify(t[j], c)
-			if err != nil {
-				return nil, err
-			}
-			off := c * img.clusterSize
-			n := min(img.clusterSize, img.size-off)
-			switch kind {
-			case kindData, kindCompressed:
-				out.Add(off, n)
-			case kindUnallocated:
-				out.Unallocated(off, n)
-			}
-		}
+		return blk.Unallocated, err
 	}
-	return out.List, nil
+	return blk.TableExtents(ctx, img.backing, img.size, img.clusterSize, img.l2Entries, int64(len(img.l1)), l2, kind)
 }

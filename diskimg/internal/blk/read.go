@@ -144,3 +144,64 @@ func (l *Layers) Unallocated(off, n int64) {
 		Clip(&l.List, l.back, off, n, 0)
 	}
 }
+
+// Cluster is what an entry of a qcow or qcow2 L2 table says of its
+// guest cluster, as TableExtents sorts them.
+type Cluster int
+
+const (
+	// Unallocated: the image does not hold the cluster; the backing disk
+	// shows through.
+	Unallocated Cluster = iota
+	// Zero: the cluster reads as zeros and holds no data.
+	Zero
+	// Allocated: the image holds the cluster's data.
+	Allocated
+)
+
+// TableExtents lists the extents of an image mapped as qcow and qcow2 map
+// one: an L1 table of l1Len entries, each pointing to an L2 table whose
+// l2Entries entries each map one cluster of clusterSize bytes of a guest of
+// size bytes. l2 returns the L2 table of L1 entry i, nil where the whole
+// L2 range is unallocated; kind sorts L2 entry e of guest cluster c.
+// Where the image holds nothing, the extents of backing (which may be nil)
+// show through.
+func TableExtents(ctx context.Context, backing Backing, size, clusterSize, l2Entries, l1Len int64,
+	l2 func(i int64) ([]uint64, error), kind func(e uint64, c int64) (Cluster, error)) ([]Extent, error) {
+	out, err := NewLayers(ctx, backing)
+	if err != nil {
+		return nil, err
+	}
+	perL2 := l2Entries * clusterSize
+	for i := range l1Len {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		base := i * perL2
+		span := min(perL2, size-base)
+		t, err := l2(i)
+		if err != nil {
+			return nil, err
+		}
+		if t == nil {
+			out.Unallocated(base, span)
+			continue
+		}
+		for j := int64(0); j*clusterSize < span; j++ {
+			c := i*l2Entries + j
+			k, err := kind(t[j], c)
+			if err != nil {
+				return nil, err
+			}
+			off := c * clusterSize
+			n := min(clusterSize, size-off)
+			switch k {
+			case Allocated:
+				out.Add(off, n)
+			case Unallocated:
+				out.Unallocated(off, n)
+			}
+		}
+	}
+	return out.List, nil
+}
