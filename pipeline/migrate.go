@@ -616,7 +616,6 @@ func (m *migration) checkOutputsApart(k *config.KVMDomain) report.Check {
 // copyDisks copies all disks at the same time into the staging folder.
 func (m *migration) copyDisks(ctx context.Context, stage *staging, format string) error {
 	err := m.copyAll(ctx, format, diskCopy{
-		network: true,
 		copy: func(ctx context.Context, dk *disk, workers int, progress func(done, total int64)) error {
 			patched, err := m.patchWarmOutput(ctx, dk, stage.path(dk.outName), format)
 			if err == nil && !patched {
@@ -648,15 +647,14 @@ func (m *migration) copyDisks(ctx context.Context, stage *staging, format string
 type diskCopy struct {
 	// logArgs are added to the "copying disk" log line: where the disk goes.
 	logArgs []any
-	// network: Progress carries the bytes an ssh:// source has read.
-	network bool
 	// copy writes one disk, reporting through progress; its error says
 	// which disk and where.
 	copy func(ctx context.Context, dk *disk, workers int, progress func(done, total int64)) error
 }
 
 // copyAll copies all disks at the same time with to.copy, logging each
-// disk's copy and reporting its progress and its end.
+// disk's copy and reporting its progress and its end, with the bytes an
+// ssh:// source has read over the network.
 func (m *migration) copyAll(ctx context.Context, format string, to diskCopy) error {
 	workers := m.opts.Workers
 	if workers <= 0 {
@@ -672,7 +670,7 @@ func (m *migration) copyAll(ctx context.Context, format string, to diskCopy) err
 			m.log.Info("copying disk", append([]any{"guest", m.dom.Name, "target", dk.kvm.Target, "to", dk.outName, "format", format}, to.logArgs...)...)
 			var last atomic.Int64
 			network := func() int64 { return 0 }
-			if ri, ok := dk.src.(*remoteImage); ok && to.network {
+			if ri, ok := dk.src.(*remoteImage); ok {
 				network = ri.BytesRead
 			}
 			progress := func(done, total int64) {

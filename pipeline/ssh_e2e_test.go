@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/xen2kvm/xen2kvm/guestgen"
+	"github.com/xen2kvm/xen2kvm/internal/testlibvirtd"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 	"github.com/xen2kvm/xen2kvm/pipeline"
@@ -209,4 +210,33 @@ func TestE2ESSHFaults(t *testing.T) {
 			t.Errorf("the failed run left %s in OUTDIR", e.Name())
 		}
 	}
+}
+
+// TestE2ESSHMigrateToLibvirt: a cold migration from the stand-in Xen host
+// (ssh://) delivered to a private libvirt daemon: the upload reads the
+// disk over SSH, and its progress says how much came over the network,
+// as a migration into OUTDIR does; the volume is sound qcow2.
+func TestE2ESSHMigrateToLibvirt(t *testing.T) {
+	needE2E(t)
+	g := guest(t, guestgen.CentOS5PV)
+	sourcesUnchanged(t, g)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	srv := xenHost(t, g)
+	var rep report.Guest
+	stderr := runJSON(t, nil, 0, &rep, append([]string{"migrate", srv.URL(g.Name), "--to", d.URI, "-o", filepath.Join(t.TempDir(), "report"),
+		"--no-boot-check", "--json"}, srv.Flags()...)...)
+	if rep.Status != report.StatusMigrated || rep.Destination == nil || !rep.Destination.Defined {
+		t.Fatalf("report: status %s, destination %+v", rep.Status, rep.Destination)
+	}
+	var progress []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, g.Name+"/vda") && strings.Contains(l, "%") {
+			progress = append(progress, l)
+		}
+	}
+	if len(progress) == 0 || !strings.Contains(progress[len(progress)-1], "; network ") {
+		t.Errorf("the upload's progress does not say what came over the network:\n%s", strings.Join(progress, "\n"))
+	}
+	testutil.Run(t, testutil.NeedTool(t, "qemu-img"), "check", "-f", "qcow2", filepath.Join(poolDir, g.Name+"-vda.qcow2"))
 }
