@@ -34,7 +34,6 @@ type Stats struct {
 	Hashed    int64  `json:"hashed_blocks"`  // pass 2: block hashes received from the host
 	Duration  Dur    `json:"duration"`       // wall time
 	Method    string `json:"hash_method,omitempty"`
-	Algo      string `json:"hash,omitempty"` // md5 or sha1
 	// Prepared: pass 2's hash helpers that were started ahead
 	// (Options.Prepared) and used.
 	Prepared int `json:"prepared_helpers,omitempty"`
@@ -240,7 +239,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 	start := time.Now()
 	bs := opts.blockSize()
 	n := blocks(size, bs)
-	st := Stats{Blocks: n, Method: string(opts.Method), Algo: string(opts.Algo)}
+	st := Stats{Blocks: n, Method: string(opts.Method)}
 	if st.Method == "" {
 		st.Method = "auto"
 	}

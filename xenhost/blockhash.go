@@ -262,40 +262,17 @@ func (h *Host) ProbeHash(ctx context.Context, method HashMethod) (HashAlgo, erro
 	if err := (Hashing{Method: method}).check(); err != nil {
 		return "", err
 	}
-	display := []string{"xen2kvm-blockhash", "probe", Hashing{Method: method}.methodName()}
-	var algo HashAlgo
-	err := h.retry(ctx, func(c *conn) error {
-		s, err := c.ssh.NewSession()
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		stderr := &limitedBuffer{max: 64 << 10}
-		s.Stderr = stderr
-		stop := context.AfterFunc(ctx, func() { s.Close() })
-		defer stop()
-		out, err := s.Output(helperArgv("probe", Hashing{Method: method}.methodName()))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			var ee *ssh.ExitError
-			if errors.As(err, &ee) {
-				return &ExecError{Host: h.URL.Addr(), Argv: display, Status: ee.ExitStatus(), Stderr: stderr.String(), Err: err}
-			}
-			return err // the connection went away: retried
-		}
+	m := Hashing{Method: method}.methodName()
+	display := []string{"xen2kvm-blockhash", "probe", m}
+	out, err := h.run(ctx, display, helperArgv("probe", m))
+	if err == nil {
 		switch a := HashAlgo(strings.TrimSpace(string(out))); a {
 		case HashMD5, HashSHA1:
-			algo = a
-			return nil
+			return a, nil
 		}
-		return &ExecError{Host: h.URL.Addr(), Argv: display, Stderr: stderr.String(), Err: fmt.Errorf("unexpected answer %q", out)}
-	})
-	if err != nil {
-		return "", fmt.Errorf("asking %s how to hash blocks: %w", h.URL.Addr(), err)
+		err = &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("unexpected answer %q", out)}
 	}
-	return algo, nil
+	return "", fmt.Errorf("asking %s how to hash blocks: %w", h.URL.Addr(), err)
 }
 
 // errStopped is what the hashing returns inside retry when fn failed:

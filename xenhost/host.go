@@ -431,6 +431,14 @@ func (h *Host) xm(ctx context.Context, args ...string) ([]byte, error) {
 	for i, a := range argv {
 		quoted[i] = shellQuote(a)
 	}
+	return h.run(ctx, argv, strings.Join(quoted, " "))
+}
+
+// run runs cmd, a command line for the remote shell, on the host and
+// returns its standard output (at most maxOutput bytes); a command that
+// fails is an *ExecError naming it by argv, with its stderr. A lost
+// connection is re-established and cmd run again.
+func (h *Host) run(ctx context.Context, argv []string, cmd string) ([]byte, error) {
 	var out []byte
 	err := h.retry(ctx, func(c *conn) error {
 		s, err := c.ssh.NewSession()
@@ -443,7 +451,10 @@ func (h *Host) xm(ctx context.Context, args ...string) ([]byte, error) {
 		s.Stdout, s.Stderr = &stdout, &stderr
 		stop := context.AfterFunc(ctx, func() { s.Close() })
 		defer stop()
-		err = s.Run(strings.Join(quoted, " "))
+		err = s.Run(cmd)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			var ee *ssh.ExitError
 			if errors.As(err, &ee) {
