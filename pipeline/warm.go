@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -233,27 +232,9 @@ func (m *migration) patchWarmOutput(ctx context.Context, dk *disk, dst, format s
 		os.Remove(out.Path)
 		return false, fmt.Errorf("patching the output image %s: %w", filepath.Base(dst), err)
 	}
-	cs := w.ClusterSize()
-	size := dk.dev.Size()
-	buf := make([]byte, 1<<20)
-	var patched int64
-	for _, e := range ov.Dirty() {
-		start := e.Offset / cs * cs
-		end := min((e.Offset+e.Length+cs-1)/cs*cs, size)
-		for off := start; off < end; {
-			if err := ctx.Err(); err != nil {
-				return fail(err)
-			}
-			p := buf[:min(int64(len(buf)), end-off)]
-			if _, err := dk.dev.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
-				return fail(err)
-			}
-			if _, err := w.Rewrite(p, off); err != nil {
-				return fail(err)
-			}
-			off += int64(len(p))
-			patched += int64(len(p))
-		}
+	patched, err := w.RewriteExtents(ctx, dk.dev, dk.dev.Size(), ov.Dirty())
+	if err != nil {
+		return fail(err)
 	}
 	if err := w.Close(); err != nil {
 		os.Remove(out.Path)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -527,27 +526,11 @@ func (s *Session) rebuildOutput(ctx context.Context, d *DiskState) error {
 	if err != nil {
 		return err
 	}
-	bs := s.State.BlockSize
-	buf := make([]byte, bs)
-	var written int64
-	next := int64(0) // first block not yet looked at
-	for _, e := range exts {
-		for b := max(next, e.Offset/bs); b*bs < min(e.End(), d.Size); b++ {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			p := buf[:min(bs, d.Size-b*bs)]
-			if _, err := src.ReadAt(p, b*bs); err != nil && !errors.Is(err, io.EOF) {
-				return err
-			}
-			if !isZero(p) {
-				if _, err := out.Writer.Rewrite(p, b*bs); err != nil {
-					return err
-				}
-				written += int64(len(p))
-			}
-			next = b + 1
-		}
+	// A fresh image allocates no cluster for zeros: the copy's data
+	// extents are all there is to write.
+	written, err := out.Writer.RewriteExtents(ctx, src, d.Size, exts)
+	if err != nil {
+		return err
 	}
 	if err := out.Writer.Sync(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package qcow2
 import (
 	"bytes"
 	"compress/flate"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xen2kvm/xen2kvm/diskimg/internal/blk"
 )
 
 // DefaultClusterSize is the cluster size of images made by Create.
@@ -437,6 +440,33 @@ func (w *Writer) Rewrite(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return len(p), nil
+}
+
+// RewriteExtents rewrites the ranges exts of src, the disk's content
+// (size bytes), into the image with Rewrite, each range widened to whole
+// clusters, and returns how many bytes it rewrote.
+func (w *Writer) RewriteExtents(ctx context.Context, src io.ReaderAt, size int64, exts []blk.Extent) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for _, e := range exts {
+		start := e.Offset / w.cs * w.cs
+		end := min((e.End()+w.cs-1)/w.cs*w.cs, size)
+		for off := start; off < end; {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			p := buf[:min(int64(len(buf)), end-off)]
+			if _, err := src.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+				return n, err
+			}
+			if _, err := w.Rewrite(p, off); err != nil {
+				return n, err
+			}
+			off += int64(len(p))
+			n += int64(len(p))
+		}
+	}
+	return n, nil
 }
 
 // Sync flushes the data written so far to disk (the image stays open and
