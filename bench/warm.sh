@@ -10,7 +10,9 @@
 # CHANGE (0.02: the share of 1 MiB blocks the guest rewrites after pass 1
 # and before it stops), WORK (a folder to keep the files in; default a
 # temporary one, removed), TIMELINE=1 (print the warm run's log from the
-# guest's stop on, timed: where the downtime goes).
+# guest's stop on, timed: where the downtime goes), LINK (megabits per
+# second: both runs reach the host through a relay that moves at most
+# that much each way, as over a network link; default none, loopback).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/go/bin:$PATH

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,14 @@ const DefaultBlockSize = xenhost.DefaultHashBlock
 // Hasher hashes the blocks of a disk where the disk is (xenhost.Host).
 type Hasher interface {
 	HashBlocks(ctx context.Context, path string, blockSize, first, count int64, hs xenhost.Hashing, fn func(i int64, sum xenhost.BlockHash) error) error
+}
+
+// Differ compares the blocks of a disk with the hashes they had where the
+// disk is, and sends those that changed (xenhost.Host). Pass 2 uses it
+// when the Hasher is one too, unless the host has no python
+// (xenhost.ErrNeedsPython) or Options.Method is dd.
+type Differ interface {
+	DiffBlocks(ctx context.Context, path string, blockSize, first, count int64, hs xenhost.Hashing, was []xenhost.BlockHash, fn func(i int64, b xenhost.BlockDiff) error) error
 }
 
 // Stats are what one pass over one disk did.
@@ -75,11 +84,15 @@ type Options struct {
 	// runs on one core, so one helper leaves a dom0's other cores idle
 	// while the guest is down.
 	Streams int
-	// Progress, when set, is called with bytes done and bytes in all.
-	Progress func(done, total int64)
+	// Progress, when set, is called with bytes done, bytes in all and
+	// bytes of data moved over the network so far.
+	Progress func(done, total, moved int64)
 	// Prepared are helpers started ahead for pass 2 (Prepare); Sync uses
 	// those for its ranges and closes the others.
 	Prepared []*xenhost.PreparedHash
+	// noSync leaves the fsync of dst to the caller (Session.Pass2, which
+	// does it after the downtime).
+	noSync bool
 	// Mirror, when set, is given every block written into the local
 	// copy, at the same offset, and zeros for every block punched out of
 	// it, so that it ends up holding the same data: the output image,
@@ -187,7 +200,7 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 				}
 				d := done.Add(int64(len(p)))
 				if opts.Progress != nil {
-					opts.Progress(d, size)
+					opts.Progress(d, size, read.Load())
 				}
 			}
 		})
@@ -206,11 +219,15 @@ func Copy(ctx context.Context, src io.ReaderAt, size int64, dst *os.File, opts O
 
 // Sync is pass 2: the host hashes remotePath (src, size bytes) in blocks
 // of the pass 1 block size; every block whose hash differs from sums (the
-// hashes of dst's blocks, as Copy returned them) is read from src and
-// written into dst, Workers at once, a block that is now all zeros is
-// punched out of dst instead, without reading it. sums is updated.
-// Blocks past the end of sums (the disk grew) count as changed; dst is
-// resized to size.
+// hashes of dst's blocks, as Copy returned them) is written into dst, a
+// block that is now all zeros is punched out of dst instead. When h is
+// also a Differ (and python on the host can) the comparison is made on
+// the host, which sends the changed blocks with its answers; otherwise
+// the hashes come back and the changed blocks are read from src,
+// Workers at once, and checked against their hash (a guest still
+// writing fails it: ErrSourceChanging). sums is updated. Blocks past
+// the end of sums (the disk grew) count as changed; dst is resized to
+// size.
 func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, sums Sums, opts Options) (Sums, Stats, error) {
 	return syncBlocks(ctx, h, remotePath, src, size, dst, sums, opts, false)
 }
@@ -317,7 +334,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 				sums[j.i] = sum
 				mu.Unlock()
 				if opts.Progress != nil {
-					opts.Progress(done.Add(int64(len(p))), size)
+					opts.Progress(done.Add(int64(len(p))), size, read.Load())
 				}
 			}
 			return nil
@@ -341,6 +358,79 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 		hashers.Add(1)
 		g.Go(func() error {
 			defer hashers.Done()
+			if d, ok := h.(Differ); ok && !pass1 && opts.Method != xenhost.HashDD {
+				// The host compares the blocks with their hashes and
+				// sends those that changed: no hash lines, no requests.
+				mu.Lock()
+				was := slices.Clone(sums[first : first+count])
+				mu.Unlock()
+				var zeros []byte
+				diff := func(i int64, b xenhost.BlockDiff) error {
+					hashed.Add(1)
+					off := i * bs
+					l := min(bs, size-off)
+					switch {
+					case b.Same:
+					case b.Zero:
+						changed.Add(1)
+						zeroed.Add(1)
+						if err := punch(dst, off, l); err != nil {
+							return err
+						}
+						if opts.Mirror != nil {
+							if zeros == nil {
+								zeros = make([]byte, bs)
+							}
+							if err := toMirror(opts, zeros[:l], off); err != nil {
+								return err
+							}
+						}
+						b.Sum = zeroSum
+						if i == n-1 {
+							b.Sum = lastZero
+						}
+					default:
+						changed.Add(1)
+						if int64(len(b.Data)) != l {
+							return fmt.Errorf("block %d: the host sent %d bytes, not %d: %w", i, len(b.Data), l, ErrSourceChanging)
+						}
+						read.Add(l)
+						if _, err := dst.WriteAt(b.Data, off); err != nil {
+							return fmt.Errorf("writing %s: %w", dst.Name(), err)
+						}
+						if err := toMirror(opts, b.Data, off); err != nil {
+							return err
+						}
+						written.Add(l)
+					}
+					if !b.Same {
+						mu.Lock()
+						sums[i] = b.Sum
+						mu.Unlock()
+					}
+					if opts.Progress != nil {
+						opts.Progress(done.Add(l), size, read.Load())
+					}
+					return nil
+				}
+				var err error
+				if p != nil && p.Diff() {
+					err = p.RunDiff(gctx, diff)
+				} else {
+					if p != nil {
+						p.Close()
+					}
+					err = d.DiffBlocks(gctx, remotePath, bs, first, count, opts.hashing(), was, diff)
+				}
+				if !errors.Is(err, xenhost.ErrNeedsPython) {
+					return err
+				}
+				p = nil // no python on the host: its hashes, by dd
+			}
+			if p != nil && p.Diff() {
+				p.Close()
+				p = nil
+			}
 			hash := func(fn func(int64, xenhost.BlockHash) error) error {
 				if p != nil {
 					return p.Run(gctx, fn)
@@ -354,7 +444,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 				mu.Unlock()
 				if same {
 					if opts.Progress != nil {
-						opts.Progress(done.Add(min(bs, size-i*bs)), size)
+						opts.Progress(done.Add(min(bs, size-i*bs)), size, read.Load())
 					}
 					return nil
 				}
@@ -381,6 +471,9 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 	if st.Hashed != n {
 		return sums, st, fmt.Errorf("the host hashed %d blocks of %d", st.Hashed, n)
 	}
+	if opts.noSync {
+		return sums, st, nil
+	}
 	if err := dst.Sync(); err != nil {
 		return sums, st, fmt.Errorf("syncing %s: %w", dst.Name(), err)
 	}
@@ -402,10 +495,22 @@ func hashRanges(n int64, k int) [][2]int64 {
 // Prepare starts, on h, the helpers that Sync will run for a disk of
 // size bytes at remotePath with opts, waiting (see
 // xenhost.Host.PrepareHashBlocks): give them to Sync in Options.Prepared.
-func Prepare(ctx context.Context, h *xenhost.Host, remotePath string, size int64, opts Options) ([]*xenhost.PreparedHash, error) {
+// With the copy's sums (and a method other than dd) they are the
+// helpers that compare the blocks with them on the host
+// (xenhost.Host.PrepareDiffBlocks), given them now.
+func Prepare(ctx context.Context, h *xenhost.Host, remotePath string, size int64, sums Sums, opts Options) ([]*xenhost.PreparedHash, error) {
 	var ps []*xenhost.PreparedHash
-	for _, rg := range hashRanges(blocks(size, opts.blockSize()), opts.streams()) {
-		p, err := h.PrepareHashBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.hashing())
+	n := blocks(size, opts.blockSize())
+	for _, rg := range hashRanges(n, opts.streams()) {
+		var p *xenhost.PreparedHash
+		var err error
+		if sums != nil && opts.Method != xenhost.HashDD {
+			was := make([]xenhost.BlockHash, rg[1]) // blocks past the copy's end: unknown
+			copy(was, sums[min(rg[0], int64(len(sums))):min(rg[0]+rg[1], int64(len(sums)))])
+			p, err = h.PrepareDiffBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.hashing(), was)
+		} else {
+			p, err = h.PrepareHashBlocks(ctx, remotePath, opts.blockSize(), rg[0], rg[1], opts.hashing())
+		}
 		if err != nil {
 			for _, p := range ps {
 				p.Close()

@@ -298,3 +298,61 @@ type hasherFunc func(ctx context.Context, path string, bs, first, count int64, m
 func (f hasherFunc) HashBlocks(ctx context.Context, path string, bs, first, count int64, m xenhost.Hashing, fn func(int64, xenhost.BlockHash) error) error {
 	return f(ctx, path, bs, first, count, m, fn)
 }
+
+// TestSyncWithoutPython: pass 2 on a host without python, whose helpers
+// cannot compare blocks there (xenhost.ErrNeedsPython), falls back to its
+// dd and md5sum hashes and fetches the changed blocks: with helpers
+// prepared ahead (to compare) and without.
+func TestSyncWithoutPython(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	srv := testsshd.Start(t, testsshd.Options{NoPython: true})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	const bs = 256 << 10
+	img := mkImage(t, 8<<20, bs)
+	disk, err := h.OpenDisk(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "copy.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opts := warm.Options{BlockSize: bs}
+	sums, _, err := warm.Copy(ctx, disk, disk.Size(), f, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for round, prepared := range []bool{true, false} {
+		p := make([]byte, bs)
+		rand.Read(p)
+		w.WriteAt(p, int64(4*round+2)*bs)              // data changed
+		w.WriteAt(p[:100], int64(20+round)*bs)         // data where there was none
+		w.WriteAt(make([]byte, bs), int64(4*round)*bs) // data zeroed
+		o := opts
+		if prepared {
+			if o.Prepared, err = warm.Prepare(ctx, h, img, disk.Size(), sums, opts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var st warm.Stats
+		before := h.BytesRead()
+		sums, st, err = warm.Sync(ctx, h, img, disk, disk.Size(), f, sums, o)
+		if err != nil {
+			t.Fatalf("prepared %v: %v", prepared, err)
+		}
+		if st.Changed != 3 || st.Zeroed != 1 || st.Hashed != st.Blocks || h.BytesRead()-before != 2*bs {
+			t.Errorf("prepared %v: %+v, %d bytes read; want 3 changed, 1 zeroed, 2 blocks read", prepared, st, h.BytesRead()-before)
+		}
+		if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", img, f.Name()).CombinedOutput(); err != nil {
+			t.Fatalf("prepared %v: qemu-img compare: %v\n%s", prepared, err, out)
+		}
+	}
+}

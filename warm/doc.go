@@ -4,7 +4,9 @@
 // incomplete); once the guest is stopped, pass 2 has the Xen host hash
 // each disk in fixed blocks (a read-only helper sent over the SSH
 // session, see xenhost.Host.HashBlocks), compares the hashes with those
-// of the blocks pass 1 wrote, and moves only the blocks that differ.
+// of the blocks pass 1 wrote, and moves only the blocks that differ:
+// where the host has python the comparison is made there and the helper
+// sends the changed blocks with its answers (xenhost.Host.DiffBlocks).
 //
 // The block engine is Copy (pass 1) and Sync (pass 2):
 //
@@ -18,8 +20,10 @@
 //
 // What keeps the guest's downtime short: pass 2's hash helpers are
 // started on the host before the guest stops and wait (Prepare,
-// Options.Prepared), the host hashes with Options.Streams helpers at
-// once, differing blocks are fetched while the hashing goes on, and with
+// Options.Prepared, given the copy's hashes then), the host hashes with
+// Options.Streams helpers at once, differing blocks come while the
+// hashing goes on, read once on the host and sent by the helper that
+// hashed them, and with
 // Session.OutputQCOW2 pass 1 also writes the output image
 // (Options.Mirror) that pass 2 patches, so that the migration does not
 // copy the disks again once the guest is down (Session.Output).

@@ -109,9 +109,12 @@ type Session struct {
 	// prepared are pass 2's hash helpers, started on the host by Stop
 	// before the guest stops, by target.
 	prepared map[string][]*xenhost.PreparedHash
-	// saved is the state file being written in the background by Stop,
-	// off the downtime's path; later saves wait for it.
+	// saved is the state file being written in the background by Stop
+	// and Pass2, off the downtime's path; later saves wait for it.
 	saved chan error
+	// flushing: pass 2's copies being synced and their sums written in
+	// the background (flushLater).
+	flushing sync.WaitGroup
 }
 
 // Output is a disk's output image written by the passes: it holds what
@@ -204,10 +207,10 @@ func (s *Session) say(msg string) {
 }
 
 // opts are the block engine's options for one pass over disk d.
-func (s *Session) opts(pass int, d *DiskState, disk *xenhost.Disk) Options {
+func (s *Session) opts(pass int, d *DiskState) Options {
 	o := s.engineOpts()
 	if s.Progress != nil {
-		o.Progress = func(done, total int64) { s.Progress(pass, d.Target, done, total, disk.BytesRead()) }
+		o.Progress = func(done, total, moved int64) { s.Progress(pass, d.Target, done, total, moved) }
 	}
 	return o
 }
@@ -299,8 +302,11 @@ func (s *Session) usable(old, fresh *State) string {
 // handed over.
 func (s *Session) Close() error {
 	s.closePrepared()
+	s.flushing.Wait()
 	if s.saved != nil {
-		<-s.saved
+		if err := <-s.saved; err != nil {
+			s.log().Warn("the warm migration's state could not be saved", "file", s.statePath(), "err", err)
+		}
 		s.saved = nil
 	}
 	for _, d := range s.State.Disks {
@@ -380,6 +386,11 @@ func writeAtomic(path string, data []byte) error {
 func (s *Session) sumsPath(d DiskState) string { return filepath.Join(s.Dir, d.Target+".sums") }
 
 func (s *Session) writeSums(d DiskState, sums Sums) error {
+	s.flushing.Wait()
+	return s.writeSumsNow(d, sums)
+}
+
+func (s *Session) writeSumsNow(d DiskState, sums Sums) error {
 	data := make([]byte, 0, 16*len(sums))
 	for _, h := range sums {
 		data = append(data, h[:]...)
@@ -388,6 +399,7 @@ func (s *Session) writeSums(d DiskState, sums Sums) error {
 }
 
 func (s *Session) readSums(d DiskState, bs int64) (Sums, error) {
+	s.flushing.Wait()
 	data, err := os.ReadFile(s.sumsPath(d))
 	if err != nil {
 		return nil, err
@@ -440,7 +452,7 @@ func (s *Session) Pass1(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			opts := s.opts(1, d, disk)
+			opts := s.opts(1, d)
 			if out != nil {
 				opts.Mirror = mirror{out.Writer}
 			}
@@ -563,7 +575,11 @@ func (s *Session) prepare(ctx context.Context) {
 	s.closePrepared()
 	s.prepared = map[string][]*xenhost.PreparedHash{}
 	for _, d := range s.State.Disks {
-		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, s.engineOpts())
+		sums, err := s.readSums(d, s.State.BlockSize)
+		if err != nil {
+			sums = nil // pass 2 finds out
+		}
+		ps, err := Prepare(ctx, s.Host, d.Source, d.Size, sums, s.engineOpts())
 		if err != nil {
 			s.log().Warn("pass 2's hash helpers could not be started ahead", "disk", d.Target, "err", err)
 			continue
@@ -661,8 +677,12 @@ func (s *Session) Stop(ctx context.Context, shutdown bool, timeout, wait time.Du
 }
 
 // Pass2 moves the blocks that changed since pass 1, every disk at once.
-// The guest must be stopped: a running one is refused (ErrStillRunning),
-// and a block that changes under pass 2 fails it (ErrSourceChanging).
+// The guest must be stopped: a running one is refused (ErrStillRunning).
+// Where the host compares the blocks itself (python), each block sent is
+// the one it hashed; where the changed blocks are fetched after their
+// hash (dd), one that changed in between fails pass 2
+// (ErrSourceChanging). The copies are made durable, and their sums
+// written, in the background (Close waits for it).
 func (s *Session) Pass2(ctx context.Context) error {
 	if s.State.Pass1 == nil {
 		return errors.New("pass 2 before pass 1")
@@ -712,9 +732,9 @@ func (s *Session) Pass2(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			defer f.Close()
 			s.log().Info("pass 2: moving changed blocks", "disk", d.Target, "source", d.Source)
-			opts := s.opts(2, d, disk)
+			opts := s.opts(2, d)
+			opts.noSync = true // flushLater
 			opts.Prepared = prepared[d.Target]
 			if out := s.output(d.Target); out != nil && disk.Size() == d.Size {
 				opts.Mirror = mirror{out.Writer}
@@ -724,16 +744,18 @@ func (s *Session) Pass2(ctx context.Context) error {
 			sums, st, err := Sync(gctx, s.Host, d.Source, disk, disk.Size(), f, sums, opts)
 			mu.Lock()
 			d.Size = disk.Size()
+			ds := *d
 			mu.Unlock()
-			// The sums are what the copy now holds, also after a failure:
-			// a later pass 2 goes on from there.
-			if werr := s.writeSums(*d, sums); werr != nil && err == nil {
-				err = werr
-			}
 			if err != nil {
+				// The sums are what the copy now holds, also after a
+				// failure: a later pass 2 goes on from there.
+				if ferr := flushCopy(f, ds, sums, s.writeSums); ferr != nil {
+					s.log().Warn("pass 2's copy could not be saved for a later run", "disk", d.Target, "err", ferr)
+				}
 				s.dropOutput(d.Target)
 				return fmt.Errorf("pass 2, disk %s: %w", d.Target, err)
 			}
+			s.flushLater(f, ds, sums)
 			mu.Lock()
 			p.Disks[d.Target] = st
 			mu.Unlock()
@@ -752,5 +774,32 @@ func (s *Session) Pass2(ctx context.Context) error {
 	}
 	p.Finished = time.Now().UTC()
 	s.State.Pass2 = p
-	return s.save()
+	// The guest is down: the state, as the copies, is written after.
+	s.saveLater()
+	return nil
+}
+
+// flushCopy makes pass 2's copy f of disk d durable, then writes its sums
+// (with write): sums never name blocks that a crash could take back.
+func flushCopy(f *os.File, d DiskState, sums Sums, write func(DiskState, Sums) error) error {
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", f.Name(), err)
+	}
+	return write(d, sums)
+}
+
+// flushLater does flushCopy in the background: the copy matters only to
+// a later run, so its fsync is no part of the downtime. Until then the
+// sums file holds older sums, whose blocks that pass 2 rewrote differ
+// from the host's: a pass 2 after a crash moves them again. Close, and
+// anything reading or writing sums, waits for it.
+func (s *Session) flushLater(f *os.File, d DiskState, sums Sums) {
+	s.flushing.Add(1)
+	go func() {
+		defer s.flushing.Done()
+		if err := flushCopy(f, d, sums, s.writeSumsNow); err != nil {
+			s.log().Warn("pass 2's copy could not be saved for a later run", "disk", d.Target, "err", err)
+		}
+	}()
 }

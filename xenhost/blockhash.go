@@ -94,6 +94,7 @@ const DefaultHashBlock = 1 << 20
 // host: a POSIX shell script (RHEL 5's bash, Debian's dash) run as
 //
 //	sh -c SCRIPT xen2kvm-blockhash hash [wait] METHOD ALGO PATH BLOCK FIRST COUNT
+//	sh -c SCRIPT xen2kvm-blockhash diff [wait] METHOD ALGO PATH BLOCK FIRST COUNT
 //	sh -c SCRIPT xen2kvm-blockhash zero METHOD PATH BLOCK FIRST COUNT
 //	sh -c SCRIPT xen2kvm-blockhash probe METHOD
 //
@@ -103,16 +104,23 @@ const DefaultHashBlock = 1 << 20
 // the empty string, the last block what there is); a block of zeros
 // (found by comparing it with one, far cheaper than hashing it) is given
 // the hash of zeros without hashing it again, so sparse and zero-filled
-// parts of a disk cost the host only their read. With wait it starts its
-// interpreter, then waits for a line "go" on its standard input
-// (PrepareHashBlocks) and opens nothing before; any other line, or none,
-// ends it. zero prints one character a block, "z" for zeros (or past the
-// end), "d" for data, then a newline: no hashing at all. probe prints the
-// hash function the host computes faster, md5 or sha1, timed on 4 MiB.
-// zero needs python; without one, or without what METHOD asks for, the
-// script exits with status 3. The Python runs on 2.4 (no with, no b""
-// literals, no print function) and on 3; it must not contain a single
-// quote.
+// parts of a disk cost the host only their read. diff first reads COUNT
+// lines from its standard input, the hashes (as hash prints them) the
+// blocks had, and then answers each block with "s" (the same hash), "z"
+// (all zeros now, and not before) or "d HASH LENGTH" followed by the
+// block's LENGTH bytes, each line ending in a newline: the blocks that
+// changed come with their data, read once, hashed and sent from the same
+// buffer, and nothing else crosses the network. With wait it starts its
+// interpreter (and reads diff's hashes), then waits for a line "go" on
+// its standard input (PrepareHashBlocks) and opens nothing before; any
+// other line, or none, ends it. zero prints one character a block, "z"
+// for zeros (or past the end), "d" for data, then a newline: no hashing
+// at all. probe prints the hash function the host computes faster, md5
+// or sha1, timed on 4 MiB. zero and diff need python; without one, or
+// without what METHOD asks for, the script exits with status 3. The
+// Python runs on 2.4 (no with, no b"" literals, no print function, no
+// conditional expressions) and on 3, where it reads into one buffer
+// instead of a new string a block; it must not contain a single quote.
 const helperScript = `PY='
 import sys
 def hasher(algo):
@@ -146,48 +154,98 @@ if mode == "probe":
             best = (t, algo)
     out.write(best[1] + "\n")
     sys.exit(0)
+wait = 0
 if args[0] == "wait":
-    if sys.stdin.readline().strip() != "go":
-        sys.exit(0)
+    wait = 1
     args = args[1:]
-if mode == "hash":
+if mode != "zero":
     new = hasher(args[0])
     args = args[1:]
 path = args[0]
 bs = int(args[1])
 first = int(args[2])
 count = int(args[3])
-zero = "\0".encode("latin-1") * bs
-if mode == "hash":
-    zerosum = new(zero).hexdigest()[:32] + "\n"
-    every = 16
-else:
+def enc(s):
+    return s.encode("latin-1")
+if mode == "diff":
+    out = getattr(sys.stdout, "buffer", sys.stdout)
+    want = []
+    k = 0
+    while k < count:
+        want.append(sys.stdin.readline()[:32])
+        k = k + 1
+if wait:
+    if sys.stdin.readline().strip() != "go":
+        sys.exit(0)
+zero = enc("\0") * bs
+if mode != "zero":
+    zerosum = new(zero).hexdigest()[:32]
+if mode == "zero":
     every = 64
-f = open(path, "rb")
+else:
+    every = 16
+fast = sys.version_info[0] >= 3
+if fast:
+    f = open(path, "rb", 0)
+    buf = bytearray(bs)
+    mv = memoryview(buf)
+else:
+    f = open(path, "rb")
 f.seek(first * bs)
-i = 0
-while i < count:
-    want = bs
+def read():
+    if fast:
+        n = 0
+        while n < bs:
+            k = f.readinto(mv[n:])
+            if not k:
+                break
+            n = n + k
+        if n == bs:
+            return [buf]
+        return [mv[:n]]
+    left = bs
     parts = []
-    while want > 0:
-        d = f.read(want)
+    while left > 0:
+        d = f.read(left)
         if not d:
             break
         parts.append(d)
-        want = want - len(d)
+        left = left - len(d)
+    return parts
+same = enc("s\n")
+zeroed = enc("z\n")
+i = 0
+while i < count:
+    parts = read()
     if mode == "zero":
-        d = "".encode("latin-1").join(parts)
+        d = enc("").join(parts)
         if d == zero[:len(d)]:
             out.write("z")
         else:
             out.write("d")
     elif len(parts) == 1 and parts[0] == zero:
-        out.write(zerosum)
+        if mode == "hash":
+            out.write(zerosum + "\n")
+        elif want[i] == zerosum:
+            out.write(same)
+        else:
+            out.write(zeroed)
     else:
         h = new()
+        n = 0
         for d in parts:
             h.update(d)
-        out.write(h.hexdigest()[:32] + "\n")
+            n = n + len(d)
+        s = h.hexdigest()[:32]
+        if mode == "hash":
+            out.write(s + "\n")
+        elif want[i] == s:
+            out.write(same)
+        else:
+            out.write(enc("d %s %d\n" % (s, n)))
+            for d in parts:
+                out.write(d)
+            out.flush()
     i = i + 1
     if i % every == 0:
         out.flush()
@@ -214,10 +272,12 @@ if [ "$method" != dd ]; then
 		exit 3
 	fi
 fi
-if [ "$mode" = zero ]; then
+case $mode in
+zero|diff)
 	echo "xen2kvm-blockhash: no python on this host" >&2
 	exit 3
-fi
+	;;
+esac
 command -v dd >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor dd on this host" >&2; exit 3; }
 if [ "$mode" = probe ]; then
 	for sum in md5 sha1; do
@@ -319,11 +379,60 @@ func (h *Host) HashBlocks(ctx context.Context, path string, blockSize, first, co
 	return p.Run(ctx, fn)
 }
 
+// BlockDiff is the host's answer for one block when it compares the
+// blocks with the hashes they had (DiffBlocks).
+type BlockDiff struct {
+	// Same: the block's hash is the one it had.
+	Same bool
+	// Zero: the block is all zeros now, and its hash was another.
+	Zero bool
+	// Sum and Data: the block's new hash and its bytes (valid only
+	// until the callback returns), when it changed and is not zeros.
+	Sum  BlockHash
+	Data []byte
+}
+
+// ErrNeedsPython: the host has no python, which DiffBlocks needs (the
+// hashes can still be had from HashBlocks, by dd and md5sum).
+var ErrNeedsPython = errors.New("comparing blocks on the host needs python")
+
+// DiffBlocks compares the blocks first..first+count-1 of the file or
+// block device at path on the host (blockSize bytes each) with the
+// hashes they had, was[k] for block first+k (a zero BlockHash matches
+// nothing), and calls fn with each block's index and answer, in order:
+// the same, zeros now, or changed with its bytes. The hashes go to the
+// host and the comparison is made there, by the helper of HashBlocks in
+// its diff mode, so that unchanged blocks cost one hash on the host and
+// a changed one a single read, hashed and sent from the same buffer,
+// with no request for it. It needs python on the host (ErrNeedsPython);
+// hs.Method HashDD is refused. Otherwise as HashBlocks: nothing is
+// written on the host, a dropped connection is re-established and the
+// comparison resumes after the last block received.
+func (h *Host) DiffBlocks(ctx context.Context, path string, blockSize, first, count int64, hs Hashing, was []BlockHash, fn func(i int64, b BlockDiff) error) error {
+	p, err := newDiff(h, path, blockSize, first, count, hs, was)
+	if err != nil {
+		return err
+	}
+	return p.RunDiff(ctx, fn)
+}
+
+func newDiff(h *Host, path string, blockSize, first, count int64, hs Hashing, was []BlockHash) (*PreparedHash, error) {
+	if hs.Method == HashDD {
+		return nil, fmt.Errorf("comparing blocks on %s with dd: %w", h.URL.Addr(), ErrNeedsPython)
+	}
+	if int64(len(was)) != count {
+		return nil, fmt.Errorf("comparing %d blocks with %d hashes", count, len(was))
+	}
+	p := &PreparedHash{h: h, path: path, bs: blockSize, first: first, count: count, hs: hs, was: was, diff: true}
+	return p, p.check()
+}
+
 // PreparedHash is a block-hash helper started on the host ahead of need
-// (PrepareHashBlocks): its SSH session is open and the helper waits,
-// without having opened the disk, until Run tells it to go. Starting a
-// session and an interpreter costs round trips and, on a busy host,
-// seconds: a warm migration pays them while the guest still runs.
+// (PrepareHashBlocks, PrepareDiffBlocks): its SSH session is open and the
+// helper waits, without having opened the disk, until Run (or RunDiff)
+// tells it to go. Starting a session and an interpreter costs round
+// trips and, on a busy host, seconds: a warm migration pays them while
+// the guest still runs.
 type PreparedHash struct {
 	h     *Host
 	path  string
@@ -331,6 +440,8 @@ type PreparedHash struct {
 	first int64
 	count int64
 	hs    Hashing
+	diff  bool        // the helper's diff mode (DiffBlocks)
+	was   []BlockHash // diff: the hashes the blocks had, from first on
 
 	gen    int // connection the session is on
 	s      *ssh.Session
@@ -350,6 +461,10 @@ func (p *PreparedHash) check() error {
 func (p *PreparedHash) First() int64 { return p.first }
 func (p *PreparedHash) Count() int64 { return p.count }
 
+// Diff tells whether the helper compares (PrepareDiffBlocks, RunDiff)
+// rather than hashes (PrepareHashBlocks, Run).
+func (p *PreparedHash) Diff() bool { return p.diff }
+
 // PrepareHashBlocks starts the helper HashBlocks runs for the same
 // arguments and leaves it waiting; Run has it hash, Close sends it away.
 // Nothing is opened on the host before Run.
@@ -358,17 +473,35 @@ func (h *Host) PrepareHashBlocks(ctx context.Context, path string, blockSize, fi
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	c, err := h.conn()
+	return p, p.prepare()
+}
+
+// PrepareDiffBlocks starts the helper DiffBlocks runs for the same
+// arguments, gives it the hashes, and leaves it waiting; RunDiff has it
+// compare, Close sends it away. Nothing is opened on the host before
+// RunDiff. A host without python is found out by RunDiff
+// (ErrNeedsPython).
+func (h *Host) PrepareDiffBlocks(ctx context.Context, path string, blockSize, first, count int64, hs Hashing, was []BlockHash) (*PreparedHash, error) {
+	p, err := newDiff(h, path, blockSize, first, count, hs, was)
 	if err != nil {
 		return nil, err
 	}
+	return p, p.prepare()
+}
+
+func (p *PreparedHash) prepare() error {
+	h := p.h
+	c, err := h.conn()
+	if err != nil {
+		return err
+	}
 	if c == nil {
-		return nil, &ConnError{Host: h.URL.Addr(), Err: errClosed}
+		return &ConnError{Host: h.URL.Addr(), Err: errClosed}
 	}
-	if err := p.start(c, first, true); err != nil {
-		return nil, fmt.Errorf("starting the block-hash helper on %s: %w", h.URL.Addr(), err)
+	if err := p.start(c, p.first, true); err != nil {
+		return fmt.Errorf("starting the block-hash helper on %s: %w", h.URL.Addr(), err)
 	}
-	return p, nil
+	return nil
 }
 
 // Close ends a helper that was not run (its standard input closes: it
@@ -381,12 +514,20 @@ func (p *PreparedHash) Close() {
 	}
 }
 
+func (p *PreparedHash) mode() string {
+	if p.diff {
+		return "diff"
+	}
+	return "hash"
+}
+
 func (p *PreparedHash) display() []string {
-	return []string{"xen2kvm-blockhash", "hash", p.hs.methodName(), p.hs.Algo.name(), p.path, strconv.FormatInt(p.bs, 10)}
+	return []string{"xen2kvm-blockhash", p.mode(), p.hs.methodName(), p.hs.Algo.name(), p.path, strconv.FormatInt(p.bs, 10)}
 }
 
 // start opens a session on c running the helper for blocks from..end,
-// waiting for "go" when wait is set.
+// waiting for "go" when wait is set; a diff helper is given the hashes
+// of those blocks first.
 func (p *PreparedHash) start(c *conn, from int64, wait bool) error {
 	end := p.first + p.count
 	var args []string
@@ -410,9 +551,22 @@ func (p *PreparedHash) start(c *conn, from int64, wait bool) error {
 	}
 	stderr := &limitedBuffer{max: 64 << 10}
 	s.Stderr = stderr
-	if err := s.Start(helperArgv("hash", args...)); err != nil {
+	if err := s.Start(helperArgv(p.mode(), args...)); err != nil {
 		s.Close()
 		return err
+	}
+	if p.diff {
+		w := bufio.NewWriterSize(stdin, 64<<10)
+		var line [33]byte
+		line[32] = '\n'
+		for _, sum := range p.was[from-p.first:] {
+			hex.Encode(line[:32], sum[:])
+			w.Write(line[:])
+		}
+		if err := w.Flush(); err != nil {
+			s.Close()
+			return err
+		}
 	}
 	p.gen, p.s, p.stdin, p.stdout, p.stderr = c.gen, s, stdin, stdout, stderr
 	return nil
@@ -421,6 +575,105 @@ func (p *PreparedHash) start(c *conn, from int64, wait bool) error {
 // Run hashes the blocks as HashBlocks does, with the prepared helper
 // when its connection is still the host's (a new one otherwise).
 func (p *PreparedHash) Run(ctx context.Context, fn func(i int64, sum BlockHash) error) error {
+	if p.diff {
+		return errors.New("a helper prepared to compare blocks asked to hash them")
+	}
+	return p.run(ctx, func(br *bufio.Reader, i int64) error {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		sum, err := ParseHashLine(line)
+		if err != nil {
+			return badAnswer{err}
+		}
+		return stopWith(fn(i, sum))
+	})
+}
+
+// RunDiff compares the blocks as DiffBlocks does, with the prepared
+// helper when its connection is still the host's (a new one otherwise).
+func (p *PreparedHash) RunDiff(ctx context.Context, fn func(i int64, b BlockDiff) error) error {
+	if !p.diff {
+		return errors.New("a helper prepared to hash blocks asked to compare them")
+	}
+	buf := make([]byte, p.bs)
+	err := p.run(ctx, func(br *bufio.Reader, i int64) error {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		switch {
+		case line == "s":
+			return stopWith(fn(i, BlockDiff{Same: true}))
+		case line == "z":
+			return stopWith(fn(i, BlockDiff{Zero: true}))
+		case strings.HasPrefix(line, "d "):
+		default:
+			return badAnswer{fmt.Errorf("bad answer %q", line)}
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return badAnswer{fmt.Errorf("bad answer %q", line)}
+		}
+		sum, err := ParseHashLine(f[1])
+		if err != nil {
+			return badAnswer{err}
+		}
+		n, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil || n < 0 || n > p.bs {
+			return badAnswer{fmt.Errorf("bad block length in %q", line)}
+		}
+		if _, err := io.ReadFull(br, buf[:n]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		p.h.bytesRead.Add(n)
+		return stopWith(fn(i, BlockDiff{Sum: sum, Data: buf[:n]}))
+	})
+	var ee *ExecError
+	if errors.As(err, &ee) && ee.Status == 3 {
+		return fmt.Errorf("%w: %w", ErrNeedsPython, err)
+	}
+	return err
+}
+
+// badAnswer is output of the helper that makes no sense: not retried.
+type badAnswer struct{ err error }
+
+func (b badAnswer) Error() string { return b.err.Error() }
+
+// stopped carries an error of the caller's callback out of the reading.
+type stopped struct{ err error }
+
+func (s stopped) Error() string { return s.err.Error() }
+
+func stopWith(err error) error {
+	if err != nil {
+		return stopped{err}
+	}
+	return nil
+}
+
+// readLine reads one line of the helper's output, without its newline;
+// io.EOF when the output ended before it.
+func readLine(br *bufio.Reader) (string, error) {
+	line, err := br.ReadSlice('\n')
+	switch {
+	case err == io.EOF && len(line) > 0:
+		err = io.ErrUnexpectedEOF // cut short
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", badAnswer{errors.New("a line too long")}
+	}
+	return strings.TrimRight(string(line), "\r\n"), err
+}
+
+// run runs the helper (the prepared one when its connection is still the
+// host's, a new one otherwise) and has answer read each block's answer,
+// in order, retrying from the next block when the connection is lost.
+func (p *PreparedHash) run(ctx context.Context, answer func(br *bufio.Reader, i int64) error) error {
 	h := p.h
 	next := p.first
 	end := p.first + p.count
@@ -448,24 +701,33 @@ func (p *PreparedHash) Run(ctx context.Context, fn func(i int64, sum BlockHash) 
 		defer s.Close()
 		stop := context.AfterFunc(ctx, func() { s.Close() })
 		defer stop()
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			sum, err := ParseHashLine(sc.Text())
-			if err != nil {
-				s.Close()
-				return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Err: fmt.Errorf("block %d: %w", next, err)}
-			}
-			if next >= end {
-				s.Close()
-				return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Err: errors.New("more hashes than blocks")}
-			}
-			if fnErr = fn(next, sum); fnErr != nil {
+		br := bufio.NewReaderSize(stdout, 256<<10)
+		var readErr error
+		for next < end {
+			err := answer(br, next)
+			var st stopped
+			var bad badAnswer
+			switch {
+			case err == nil:
+				next++
+				continue
+			case errors.As(err, &st):
+				fnErr = st.err
 				s.Close()
 				return errStopped // not a lost connection, whatever fnErr says
+			case errors.As(err, &bad):
+				s.Close()
+				return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Err: fmt.Errorf("block %d: %w", next, bad.err)}
 			}
-			next++
+			readErr = err
+			break
 		}
-		scanErr := sc.Err()
+		if readErr == nil {
+			if _, err := br.ReadByte(); err != io.EOF {
+				s.Close()
+				return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Err: errors.New("more answers than blocks")}
+			}
+		}
 		werr := s.Wait()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -477,11 +739,11 @@ func (p *PreparedHash) Run(ctx context.Context, fn func(i int64, sum BlockHash) 
 			}
 			return werr // the connection went away: retried
 		}
-		if scanErr != nil {
-			return scanErr
+		if readErr != nil && readErr != io.EOF && readErr != io.ErrUnexpectedEOF {
+			return readErr
 		}
 		if next < end {
-			return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Stderr: stderr.String(), Err: fmt.Errorf("hashes stopped at block %d of %d", next, end)}
+			return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Stderr: stderr.String(), Err: fmt.Errorf("answers stopped at block %d of %d", next, end)}
 		}
 		return nil
 	})
@@ -489,7 +751,11 @@ func (p *PreparedHash) Run(ctx context.Context, fn func(i int64, sum BlockHash) 
 		return fnErr
 	}
 	if err != nil {
-		return fmt.Errorf("hashing %s on %s: %w", p.path, h.URL.Addr(), err)
+		what := "hashing"
+		if p.diff {
+			what = "comparing the blocks of"
+		}
+		return fmt.Errorf("%s %s on %s: %w", what, p.path, h.URL.Addr(), err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha1"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,8 +123,9 @@ func TestProbeHash(t *testing.T) {
 
 // TestHelperPython2: the helper's Python is written for RHEL 5's python
 // 2.4 and for 3; where a Python 2 is at hand (pyenv's 2.7 here; Debian 12
-// has none) it probes, hashes with both functions and maps zeros with it
-// as the host's python, agreeing with crypto/md5 and crypto/sha1.
+// has none) it probes, hashes and compares with both functions and maps
+// zeros with it as the host's python, agreeing with crypto/md5 and
+// crypto/sha1.
 func TestHelperPython2(t *testing.T) {
 	py2, _ := filepath.Glob("/root/.pyenv/versions/2.*/bin/python2")
 	if p, err := exec.LookPath("python2"); err == nil && !strings.Contains(p, "shims") {
@@ -160,6 +162,12 @@ func TestHelperPython2(t *testing.T) {
 		if err != nil || n != 6 {
 			t.Errorf("%s: %d hashes, %v", a, n, err)
 		}
+	}
+	for _, a := range []xenhost.HashAlgo{xenhost.HashMD5, xenhost.HashSHA1} {
+		img, data, was := diffImage(t, a, bs)
+		checkDiff(t, a, bs, 0, data, func(fn func(int64, xenhost.BlockDiff) error) error {
+			return h.DiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{Method: xenhost.HashPython, Algo: a}, was, fn)
+		})
 	}
 	z, err := h.ZeroMap(ctx, img, int64(len(data)), bs, xenhost.HashPython)
 	if err != nil {
@@ -258,5 +266,135 @@ func TestPrepareHashBlocks(t *testing.T) {
 			t.Errorf("%s: hashed blocks %v, want 2..6", m, got)
 		}
 		os.Remove(img)
+	}
+}
+
+// diffImage writes a disk of 7 blocks and a short one and returns it with
+// the hashes the blocks "had" (those of another disk): blocks 0, 2 and 5
+// unchanged, 1 changed, 3 zeros now and data before, 4 zeros now and
+// then, 6 unknown before (a zero BlockHash), 7 (short) changed.
+func diffImage(t *testing.T, algo xenhost.HashAlgo, bs int) (string, []byte, []xenhost.BlockHash) {
+	data := make([]byte, 7*bs+300)
+	rand.Read(data[:3*bs])
+	rand.Read(data[5*bs:])
+	old := make([]byte, len(data))
+	copy(old, data)
+	old[bs+10] ^= 0xff
+	rand.Read(old[3*bs : 4*bs])
+	old[len(old)-1] ^= 0xff
+	n := (len(data) + bs - 1) / bs
+	was := make([]xenhost.BlockHash, n)
+	for i := range was {
+		was[i] = blockSum(algo, old[i*bs:min((i+1)*bs, len(old))])
+	}
+	was[6] = xenhost.BlockHash{}
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return img, data, was
+}
+
+// checkDiff runs diff (DiffBlocks or a prepared helper's RunDiff) on the
+// blocks first.. of diffImage's disk and checks every answer.
+func checkDiff(t *testing.T, algo xenhost.HashAlgo, bs int, first int64, data []byte, diff func(fn func(int64, xenhost.BlockDiff) error) error) {
+	t.Helper()
+	want := map[int64]string{0: "same", 1: "data", 2: "same", 3: "zero", 4: "same", 5: "same", 6: "data", 7: "data"}
+	var got []int64
+	err := diff(func(i int64, b xenhost.BlockDiff) error {
+		got = append(got, i)
+		block := data[i*int64(bs) : min((i+1)*int64(bs), int64(len(data)))]
+		kind := "data"
+		switch {
+		case b.Same:
+			kind = "same"
+		case b.Zero:
+			kind = "zero"
+		case b.Sum != blockSum(algo, block) || string(b.Data) != string(block):
+			t.Errorf("block %d: sent %d bytes hashing %x, want %d hashing %x", i, len(b.Data), b.Sum, len(block), blockSum(algo, block))
+		}
+		if kind != want[i] {
+			t.Errorf("block %d: %s, want %s", i, kind, want[i])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 8-int(first) || got[0] != first {
+		t.Errorf("answers for blocks %v, want %d..7", got, first)
+	}
+}
+
+// TestDiffBlocks: the host compares the blocks with the hashes they had
+// and answers each with the same, zeros, or its new hash and bytes, the
+// short last block included, from a range starting mid-file and with a
+// helper prepared ahead; the bytes sent count as read; nothing is written
+// on the host. dd cannot compare, nor a host without python
+// (ErrNeedsPython).
+func TestDiffBlocks(t *testing.T) {
+	const bs = 64 << 10
+	srv := testsshd.Start(t, testsshd.Options{})
+	h, _ := dial(t, srv, nil)
+	ctx := context.Background()
+	for _, hs := range []xenhost.Hashing{{}, {Method: xenhost.HashPython, Algo: xenhost.HashSHA1}} {
+		img, data, was := diffImage(t, hs.Algo, bs)
+		before := testutil.HashFile(t, img)
+		for _, first := range []int64{0, 3} {
+			t.Run(fmt.Sprintf("%s/%s/%d", hs.Method, hs.Algo, first), func(t *testing.T) {
+				read := h.BytesRead()
+				checkDiff(t, hs.Algo, bs, first, data, func(fn func(int64, xenhost.BlockDiff) error) error {
+					return h.DiffBlocks(ctx, img, bs, first, 8-first, hs, was[first:], fn)
+				})
+				if got, want := h.BytesRead()-read, int64(2*bs+300); first == 0 && got != want {
+					t.Errorf("%d bytes read, want %d (blocks 1, 6 and 7)", got, want)
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("%s/%s/prepared", hs.Method, hs.Algo), func(t *testing.T) {
+			p, err := h.PrepareDiffBlocks(ctx, img, bs, 0, 8, hs, was)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Run(ctx, func(int64, xenhost.BlockHash) error { return nil }); err == nil {
+				t.Error("a diff helper ran as a hash helper")
+			}
+			checkDiff(t, hs.Algo, bs, 0, data, func(fn func(int64, xenhost.BlockDiff) error) error { return p.RunDiff(ctx, fn) })
+		})
+		if testutil.HashFile(t, img) != before {
+			t.Error("comparing wrote the source image")
+		}
+	}
+	img, _, was := diffImage(t, "", bs)
+	nop := func(int64, xenhost.BlockDiff) error { return nil }
+	if err := h.DiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{Method: xenhost.HashDD}, was, nop); !errors.Is(err, xenhost.ErrNeedsPython) {
+		t.Errorf("DiffBlocks with dd: %v, want ErrNeedsPython", err)
+	}
+	if err := h.DiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{}, was[:3], nop); err == nil {
+		t.Error("DiffBlocks with fewer hashes than blocks: no error")
+	}
+	if err := h.DiffBlocks(ctx, filepath.Join(srv.Dir, "nope.img"), bs, 0, 8, xenhost.Hashing{}, was, nop); err == nil || !strings.Contains(err.Error(), "nope.img") {
+		t.Errorf("missing file: %v", err)
+	}
+	bare := testsshd.Start(t, testsshd.Options{NoPython: true})
+	hb, _ := dial(t, bare, nil)
+	for _, prepared := range []bool{false, true} {
+		var err error
+		if prepared {
+			var p *xenhost.PreparedHash
+			if p, err = hb.PrepareDiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{}, was); err == nil {
+				err = p.RunDiff(ctx, nop)
+			}
+		} else {
+			err = hb.DiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{}, was, nop)
+		}
+		if !errors.Is(err, xenhost.ErrNeedsPython) {
+			t.Errorf("a host without python (prepared %v): %v, want ErrNeedsPython", prepared, err)
+		}
+	}
+	// Its dd and md5sum still hash.
+	n := 0
+	if err := hb.HashBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{}, func(int64, xenhost.BlockHash) error { n++; return nil }); err != nil || n != 8 {
+		t.Errorf("hashing without python: %d hashes, %v", n, err)
 	}
 }

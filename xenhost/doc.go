@@ -22,9 +22,10 @@
 // ~/.ssh/id_*), the ssh-agent, and a password only when a prompt is given.
 // Host keys are checked against known_hosts. The legacy algorithms
 // OpenSSH 4.3 needs (diffie-hellman-group14-sha1 and group1-sha1 key
-// exchange, ssh-rsa and ssh-dss host keys, aes128-cbc and 3des-cbc) are
-// offered after the modern ones, so only hosts that have nothing better
-// use them, and a warning names them.
+// exchange, ssh-rsa and ssh-dss host keys), and aes128-cbc and 3des-cbc
+// for a host configured without the CTR ciphers 4.3 has, are offered
+// after the modern ones, so only hosts that have nothing better use them,
+// and a warning names them.
 //
 // Disks are read in concurrent SFTP requests (255 KiB each where the
 // server announces limits@openssh.com, else 32 KiB) over the in-process

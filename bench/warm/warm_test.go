@@ -8,13 +8,17 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/xen2kvm/xen2kvm/bench/benchimg"
 	"github.com/xen2kvm/xen2kvm/internal/testsshd"
@@ -55,11 +59,26 @@ func TestWarmDowntime(t *testing.T) {
 	cfg := fmt.Sprintf("name = \"benchvm\"\nmemory = 512\nvcpus = 1\nbuilder = \"hvm\"\nkernel = \"/usr/lib/xen/boot/hvmloader\"\nboot = \"c\"\n"+
 		"disk = [ \"file:%s,hda,w\" ]\nvif = [ \"mac=00:16:3e:00:00:01,bridge=xenbr0\" ]\n", img)
 	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "benchvm", Config: []byte(cfg), Running: true, Managed: true}}})
-	common := []string{"--identity", srv.KeyPath, "--known-hosts", srv.KnownHostsPath, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json"}
+	url, knownHosts := srv.URL("benchvm"), srv.KnownHostsPath
+	link := "loopback, no limit"
+	if mbit := env("LINK", ""); mbit != "" {
+		rate, err := strconv.ParseFloat(mbit, 64)
+		if err != nil || rate <= 0 {
+			t.Fatalf("LINK=%q: want megabits per second", mbit)
+		}
+		addr := startLink(t, srv.Addr, rate*1e6/8)
+		url = "ssh://" + srv.User + "@" + addr + "/benchvm"
+		knownHosts = filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(knownHosts, []byte(knownhosts.Line([]string{addr}, srv.HostKey)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		link = fmt.Sprintf("%g Mbit/s each way (LINK)", rate)
+	}
+	common := []string{"--identity", srv.KeyPath, "--known-hosts", knownHosts, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json"}
 	load := func() string { b, _ := os.ReadFile("/proc/loadavg"); return string(bytes.TrimSpace(b)) }
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	t.Logf("commit %s, image %d bytes virtual, %d allocated (%d of them zeros), %.1f%% of the 1 MiB blocks changed between the passes, load %s",
-		bytes.TrimSpace(commit), size, allocated, zeros, 100*change, load())
+	t.Logf("commit %s, image %d bytes virtual, %d allocated (%d of them zeros), %.1f%% of the 1 MiB blocks changed between the passes, network %s, load %s",
+		bytes.TrimSpace(commit), size, allocated, zeros, 100*change, link, load())
 
 	// The guest's last writes, after pass 1 and before it stops:
 	// random data over CHANGE of the disk's 1 MiB blocks.
@@ -97,7 +116,7 @@ func TestWarmDowntime(t *testing.T) {
 		text string
 	}
 	migrate := func(out string, extra ...string) (*report.Guest, time.Duration, []logLine) {
-		args := append([]string{"migrate", srv.URL("benchvm"), "-o", out}, append(extra, common...)...)
+		args := append([]string{"migrate", url, "-o", out}, append(extra, common...)...)
 		cmd := exec.Command(bin, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout = &stdout
@@ -150,7 +169,7 @@ func TestWarmDowntime(t *testing.T) {
 	// The stand-in host's shutdown is instant once the writes are done,
 	// so the downtime starts when the guest is seen stopped.
 	t.Logf("load at the end %s", load())
-	fmt.Printf("\n%-32s %12s %14s\n", "", "seconds", "MiB moved")
+	fmt.Printf("\nnetwork: %s\n%-32s %12s %14s\n", link, "", "seconds", "MiB moved")
 	fmt.Printf("%-32s %12.1f %14.1f\n", "warm pass 1 (guest running)", w.Pass1.Seconds, float64(w.Pass1.BytesRead)/(1<<20))
 	fmt.Printf("%-32s %12.1f %14.1f   (%d of %d blocks changed, %d written by the guest; hashed by %s with %s)\n", "warm pass 2 (guest stopped)", w.Pass2.Seconds, float64(w.Pass2.BytesRead)/(1<<20), w.Pass2.ChangedBlocks, w.Pass2.Blocks, changed, w.HashMethod, w.Hash)
 	fmt.Printf("%-32s %12.1f\n", "  stopped -> pass 2 done", w.Pass2.Finished.Sub(w.Stopped).Seconds())
@@ -170,4 +189,59 @@ func TestWarmDowntime(t *testing.T) {
 		}
 		fmt.Printf("%8.2f  (report: converted guest ready)\n", w.DowntimeSeconds)
 	}
+}
+
+// startLink starts a TCP relay on 127.0.0.1 to addr that moves at most
+// rate bytes a second each way, as a network link would (LINK): the
+// stand-in host is on loopback, where the network costs nothing but CPU.
+// It returns the relay's address; it stops with the test.
+func startLink(t *testing.T, addr string, rate float64) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	pace := func(dst io.Writer, src io.Reader) {
+		buf := make([]byte, 64<<10)
+		next := time.Now()
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				// The bytes leave when the link has carried those before.
+				if now := time.Now(); next.Before(now) {
+					next = now
+				}
+				next = next.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+				time.Sleep(time.Until(next))
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				done := make(chan struct{}, 2)
+				go func() { pace(s, c); s.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+				go func() { pace(c, s); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+				<-done
+				<-done
+			}()
+		}
+	}()
+	return l.Addr().String()
 }

@@ -45,15 +45,21 @@ import (
 )
 
 // Legacy is the algorithm set of OpenSSH 4.3 as RHEL 5 ships it, as far as
-// Debian 12's sshd still offers it. Modern servers (Options.Modern) use
-// sshd's defaults instead.
+// Debian 12's sshd still offers it (4.3 also has blowfish, cast128,
+// arcfour and hmac-ripemd160, which it no longer does). Its ciphers
+// include the CTR modes (OpenSSH has had them since 3.7), which a client
+// prefers to CBC. Modern servers (Options.Modern) use sshd's defaults
+// instead.
 var Legacy = []string{
 	"KexAlgorithms diffie-hellman-group14-sha1,diffie-hellman-group1-sha1,diffie-hellman-group-exchange-sha1",
 	"HostKeyAlgorithms ssh-rsa",
 	"PubkeyAcceptedAlgorithms ssh-rsa",
-	"Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc",
-	"MACs hmac-sha1,hmac-md5,hmac-sha1-96",
+	"Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc,aes128-ctr,aes192-ctr,aes256-ctr",
+	"MACs hmac-md5,hmac-sha1,hmac-sha1-96,hmac-md5-96",
 }
+
+// cbcOnly is the Ciphers line of a Legacy server with Options.CBCOnly.
+const cbcOnly = "Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc"
 
 // Guest is a Xen guest the stand-in host has.
 type Guest struct {
@@ -84,11 +90,39 @@ type Options struct {
 	Guests []Guest
 	// Modern offers sshd's default algorithms instead of Legacy.
 	Modern bool
+	// CBCOnly leaves the CTR ciphers out of Legacy: a host whose sshd
+	// is configured to offer CBC only, so that the client's own legacy
+	// ciphers are the ones negotiated.
+	CBCOnly bool
 	// NoXM leaves xm off the PATH (xend not installed or not running).
 	NoXM bool
 	// Programs are more stand-in programs (name: script) put on the
 	// sessions' PATH, before the system's.
 	Programs map[string]string
+	// NoPython: the sessions' PATH has the system's programs but no
+	// python (a host with coreutils only).
+	NoPython bool
+}
+
+// withoutPython fills dir with links to the programs of the system's
+// folders but python's, and returns it as a PATH.
+func withoutPython(t testing.TB, dir string) string {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "python") {
+				continue
+			}
+			// The first folder's program wins, as on a PATH.
+			if err := os.Symlink(filepath.Join(d, e.Name()), filepath.Join(dir, e.Name())); err != nil && !os.IsExist(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
 }
 
 // Server is a running sshd.
@@ -114,6 +148,7 @@ type Server struct {
 	guests []Guest
 	doms   map[string]*config.Domain
 	ids    map[string]int
+	xmGen  int // the guests' folder DIR/xm links to (SetGuests)
 }
 
 // Start starts sshd; it is stopped by t.Cleanup.
@@ -128,7 +163,7 @@ func Start(t testing.TB, opts Options) *Server {
 	s := &Server{t: t, User: u.Username, Dir: dir, ConfigDir: filepath.Join(dir, "etc-xen"), XMLog: filepath.Join(dir, "xm.log"), BinDir: filepath.Join(dir, "bin"),
 		KeyPath: filepath.Join(dir, "id_rsa"), KnownHostsPath: filepath.Join(dir, "known_hosts"),
 		doms: map[string]*config.Domain{}, ids: map[string]int{}}
-	for _, d := range []string{s.ConfigDir, filepath.Join(dir, "bin"), filepath.Join(dir, "xm", "list-l"), filepath.Join(dir, "xm", "dryrun")} {
+	for _, d := range []string{s.ConfigDir, filepath.Join(dir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -143,6 +178,10 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	for name, script := range opts.Programs {
 		write(t, filepath.Join(dir, "bin", name), []byte(script), 0o755)
+	}
+	path := filepath.Join(dir, "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin"
+	if opts.NoPython {
+		path = filepath.Join(dir, "bin") + ":" + withoutPython(t, filepath.Join(dir, "nopython"))
 	}
 	// sshd refuses to start without its privilege separation folder.
 	if _, err := os.Stat("/run/sshd"); os.IsNotExist(err) && os.Geteuid() == 0 {
@@ -171,12 +210,17 @@ func Start(t testing.TB, opts Options) *Server {
 			// from SHLVL); the machine's own (root's) must not change
 			// PATH or stall every command (a pyenv rehash there waits
 			// up to a minute for a lock when sessions run in parallel).
-			"SetEnv PATH=" + filepath.Join(dir, "bin") + ":/usr/sbin:/usr/bin:/sbin:/bin SHLVL=1",
+			"SetEnv PATH=" + path + " SHLVL=1",
 			"LogLevel VERBOSE",
 			"MaxStartups 100",
 		}
 		if !opts.Modern {
-			cfg = append(cfg, Legacy...)
+			for _, l := range Legacy {
+				if opts.CBCOnly && strings.HasPrefix(l, "Ciphers ") {
+					l = cbcOnly
+				}
+				cfg = append(cfg, l)
+			}
 		}
 		cfgPath := filepath.Join(dir, "sshd_config")
 		write(t, cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600)
@@ -312,9 +356,13 @@ func (s *Server) SetGuests(gs []Guest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.guests = append([]Guest(nil), gs...)
-	os.RemoveAll(filepath.Join(s.Dir, "xm"))
-	for _, d := range []string{filepath.Join(s.Dir, "xm", "list-l"), filepath.Join(s.Dir, "xm", "dryrun"), filepath.Join(s.Dir, "xm", "off"), filepath.Join(s.Dir, "xm", "shutdown")} {
-		os.MkdirAll(d, 0o755)
+	// The stand-in xm reads DIR/xm, a link to the guests' folder: a new
+	// folder is filled, then the link replaced in one rename, so that an
+	// xm running meanwhile sees the old guests or the new, never none.
+	s.xmGen++
+	xm := filepath.Join(s.Dir, fmt.Sprintf("xm-%d", s.xmGen))
+	for _, d := range []string{"list-l", "dryrun", "off", "shutdown"} {
+		os.MkdirAll(filepath.Join(xm, d), 0o755)
 	}
 	var list strings.Builder
 	fmt.Fprintf(&list, "%-40s %3s %5s %5s %10s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
@@ -337,29 +385,39 @@ func (s *Server) SetGuests(gs []Guest) {
 			write(s.t, file, g.Config, 0o644)
 		}
 		sxp := toSXP(d, g.Name)
-		write(s.t, filepath.Join(s.Dir, "xm", "dryrun", g.Name), []byte("(vm\n"+sxp+")\n"), 0o644)
+		write(s.t, filepath.Join(xm, "dryrun", g.Name), []byte("(vm\n"+sxp+")\n"), 0o644)
 		switch {
 		case g.Running:
 			id := i + 1
 			fmt.Fprintf(&list, "%-40s %3d %5d %5d %10s %9.1f\n", g.Name, id, d.MemoryMiB, d.VCPUs, "-b----", 12.5)
-			write(s.t, filepath.Join(s.Dir, "xm", "list-l", g.Name), []byte(fmt.Sprintf("(domain\n    (domid %d)\n    (state -b----)\n%s)\n", id, sxp)), 0o644)
+			write(s.t, filepath.Join(xm, "list-l", g.Name), []byte(fmt.Sprintf("(domain\n    (domid %d)\n    (state -b----)\n%s)\n", id, sxp)), 0o644)
 			// What xm shutdown leaves: a managed guest stays, off.
 			if g.Managed {
-				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".line"), []byte(fmt.Sprintf("%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)), 0o644)
-				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".sxp"), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
+				write(s.t, filepath.Join(xm, "off", g.Name+".line"), []byte(fmt.Sprintf("%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)), 0o644)
+				write(s.t, filepath.Join(xm, "off", g.Name+".sxp"), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
 			}
 			if g.StopsOnShutdown {
-				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".auto"), nil, 0o644)
+				write(s.t, filepath.Join(xm, "off", g.Name+".auto"), nil, 0o644)
 			}
 			if g.ShutdownReturnsEarly {
-				write(s.t, filepath.Join(s.Dir, "xm", "off", g.Name+".early"), nil, 0o644)
+				write(s.t, filepath.Join(xm, "off", g.Name+".early"), nil, 0o644)
 			}
 		case g.Managed:
 			fmt.Fprintf(&list, "%-40s %3s %5d %5d %10s %9.1f\n", g.Name, "", d.MemoryMiB, d.VCPUs, "", 0.0)
-			write(s.t, filepath.Join(s.Dir, "xm", "list-l", g.Name), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
+			write(s.t, filepath.Join(xm, "list-l", g.Name), []byte("(domain\n    (state ------)\n"+sxp+")\n"), 0o644)
 		}
 	}
-	write(s.t, filepath.Join(s.Dir, "xm", "list"), []byte(list.String()), 0o644)
+	write(s.t, filepath.Join(xm, "list"), []byte(list.String()), 0o644)
+	link := filepath.Join(s.Dir, "xm")
+	if err := os.Symlink(filepath.Base(xm), link+".new"); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		s.t.Fatal(err)
+	}
+	// The folder before the last: an xm still reading the last one
+	// finds it whole.
+	os.RemoveAll(filepath.Join(s.Dir, fmt.Sprintf("xm-%d", s.xmGen-2)))
 }
 
 // SetRunning starts or stops guest name (as xm list shows it).
