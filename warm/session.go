@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -125,10 +126,33 @@ type Output struct {
 	Path   string // in the session folder
 }
 
-// mirror is what the block engine writes an Output through.
-type mirror struct{ w *qcow2.Writer }
+// mirror is what the block engine writes an Output through. Every
+// writebackEvery bytes it starts the image's writeback in the background
+// (one at a time), so that the output's fsync once pass 2 is done, in
+// the downtime, has little left to write.
+type mirror struct {
+	w       *qcow2.Writer
+	written *atomic.Int64
+	busy    *atomic.Bool
+}
 
-func (m mirror) WriteAt(p []byte, off int64) (int, error) { return m.w.Rewrite(p, off) }
+const writebackEvery = 8 << 20
+
+func newMirror(w *qcow2.Writer) mirror {
+	return mirror{w: w, written: new(atomic.Int64), busy: new(atomic.Bool)}
+}
+
+func (m mirror) WriteAt(p []byte, off int64) (int, error) {
+	n, err := m.w.Rewrite(p, off)
+	k := int64(n)
+	if t := m.written.Add(k); t/writebackEvery != (t-k)/writebackEvery && m.busy.CompareAndSwap(false, true) {
+		go func() {
+			m.w.StartWriteback()
+			m.busy.Store(false)
+		}()
+	}
+	return n, err
+}
 
 // newOutput starts the output image of disk d (OutputQCOW2).
 func (s *Session) newOutput(d *DiskState) (*Output, error) {
@@ -454,7 +478,7 @@ func (s *Session) Pass1(ctx context.Context) error {
 			}
 			opts := s.opts(1, d)
 			if out != nil {
-				opts.Mirror = mirror{out.Writer}
+				opts.Mirror = newMirror(out.Writer)
 			}
 			// Zero blocks are found by the host's hashes and not moved;
 			// a host that cannot hash gets a plain copy.
@@ -468,7 +492,7 @@ func (s *Session) Pass1(ctx context.Context) error {
 				}
 				opts.Mirror = nil
 				if out != nil {
-					opts.Mirror = mirror{out.Writer}
+					opts.Mirror = newMirror(out.Writer)
 				}
 				sums, st, err = Copy(gctx, disk, d.Size, f, opts)
 			}
@@ -737,7 +761,7 @@ func (s *Session) Pass2(ctx context.Context) error {
 			opts.noSync = true // flushLater
 			opts.Prepared = prepared[d.Target]
 			if out := s.output(d.Target); out != nil && disk.Size() == d.Size {
-				opts.Mirror = mirror{out.Writer}
+				opts.Mirror = newMirror(out.Writer)
 			} else {
 				s.dropOutput(d.Target) // the disk changed size: no longer its image
 			}

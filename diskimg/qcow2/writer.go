@@ -478,6 +478,16 @@ func (w *Writer) Sync() error {
 	return nil
 }
 
+// StartWriteback has the kernel start writing the data written so far
+// back to disk, without waiting for it (sync_file_range), where the image
+// is a local file: the fsync of Sync or Close then has little left. It
+// can block on a busy disk: call it off a hot path.
+func (w *Writer) StartWriteback() {
+	if f, ok := w.f.(interface{ Fd() uintptr }); ok {
+		unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
+}
+
 // evictL2 writes the least recently used cached L2 table to the file,
 // drops it from the cache and returns its buffer for reuse.
 func (w *Writer) evictL2() ([]byte, error) {
