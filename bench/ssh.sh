@@ -29,7 +29,9 @@
 # Each run ends with sync and is timed to then; the first round's outputs
 # are checked with qemu-img compare against the source.
 #
-# Environment: SIZE (8G), DATA (2G), ROUNDS (3), LEGACY (1), ROUTES (the
+# Environment: SIZE (8G), DATA (2G), ROUNDS (3), LEGACY (1), CBC (0; 1
+# offers OpenSSH 4.3's CBC ciphers only, as runs before 2026-12-05 15:00
+# UTC did, not its CTR ones too), ROUTES (the
 # routes to run, by number: 0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G; default all), WORK
 # (a new directory under /var/tmp, removed at the end unless KEEP=1).
 set -euo pipefail
@@ -95,8 +97,12 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 		echo "KexAlgorithms diffie-hellman-group14-sha1,diffie-hellman-group1-sha1"
 		echo "HostKeyAlgorithms ssh-rsa"
 		echo "PubkeyAcceptedAlgorithms ssh-rsa"
-		echo "Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc"
-		echo "MACs hmac-sha1,hmac-md5"
+		if [ "${CBC:-0}" = 1 ]; then
+			echo "Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc"
+		else
+			echo "Ciphers aes128-cbc,3des-cbc,aes192-cbc,aes256-cbc,aes128-ctr,aes192-ctr,aes256-ctr"
+		fi
+		echo "MACs hmac-md5,hmac-sha1"
 	fi
 } >"$WORK/sshd_config"
 [ -d /run/sshd ] || mkdir -p /run/sshd
@@ -110,7 +116,8 @@ echo "[127.0.0.1]:$port $(cut -d' ' -f1-2 "$WORK/host_rsa.pub")" >"$WORK/known_h
 user=$(id -un)
 sshopts=(-F /dev/null -i "$WORK/id_rsa" -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="$WORK/known_hosts" -o StrictHostKeyChecking=yes)
 if [ "$LEGACY" = 1 ]; then
-	sshopts+=(-o KexAlgorithms=+diffie-hellman-group14-sha1 -o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=ssh-rsa -o Ciphers=aes128-cbc)
+	sshopts+=(-o KexAlgorithms=+diffie-hellman-group14-sha1 -o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=ssh-rsa)
+	[ "${CBC:-0}" = 1 ] && sshopts+=(-o Ciphers=aes128-cbc)
 fi
 eval "$(ssh-agent -s)" >/dev/null
 agent_pid=$SSH_AGENT_PID
@@ -125,7 +132,8 @@ if [ -n "$(git -C "$root" status --porcelain -- xenhost diskimg pipeline cmd ben
 fi
 load0=$(load)
 ciphers="sshd defaults"
-[ "$LEGACY" = 1 ] && ciphers="OpenSSH 4.3 set: group14-sha1, ssh-rsa, aes128-cbc, hmac-sha1"
+[ "$LEGACY" = 1 ] && ciphers="OpenSSH 4.3 set: group14-sha1, ssh-rsa, aes128-ctr, hmac-sha1"
+[ "$LEGACY" = 1 ] && [ "${CBC:-0}" = 1 ] && ciphers="OpenSSH 4.3 set, CBC only: group14-sha1, ssh-rsa, aes128-cbc, hmac-sha1"
 echo "bench: commit $commit, $(nproc) CPUs, load average at start: $load0; SSH: $ciphers" >&2
 
 qemu_json="json:{\"driver\":\"raw\",\"file\":{\"driver\":\"ssh\",\"server\":{\"host\":\"127.0.0.1\",\"port\":\"$port\"},\"user\":\"$user\",\"path\":\"$src\",\"host-key-check\":{\"mode\":\"none\"}}}"
