@@ -209,7 +209,8 @@ hash each disk in 1 MiB blocks with a small read-only helper sent over
 the SSH session (python, RHEL 5's 2.4 will do, or dd and md5sum; nothing
 is installed or written on the host), with MD5 or SHA-1, whichever the
 host computes faster, and moves only the blocks whose hashes differ from
-those of the copy. The migration then goes on from
+those of the copy: with python the helper is given the copy's hashes and
+sends the changed blocks itself, read once. The migration then goes on from
 the copies as usual, and the report records both passes (bytes moved,
 times) and the downtime: from the guest stopping to the converted guest
 being ready. An interrupted warm migration resumes from pass 2 when run
