@@ -235,9 +235,11 @@ func Sync(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, siz
 // CopySparse is pass 1 for a host that can hash: the host hashes the
 // disk first, blocks whose hash is that of zeros are left as holes
 // without being read over the network, the others are copied as Copy
-// does. The guest may write meanwhile: a block hashed as zeros and
-// written since is simply one that pass 2 finds changed. dst is
-// truncated to size first.
+// does; where the host compares blocks itself (h is a Differ, python
+// there) its helper sends each block of data with its hash, read once.
+// The guest may write meanwhile: a block hashed as zeros and written
+// since is simply one that pass 2 finds changed. dst is truncated to size
+// first.
 func CopySparse(ctx context.Context, h Hasher, remotePath string, src io.ReaderAt, size int64, dst *os.File, opts Options) (Sums, Stats, error) {
 	if err := dst.Truncate(0); err != nil {
 		return nil, Stats{}, fmt.Errorf("truncating %s: %w", dst.Name(), err)
@@ -358,9 +360,13 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 		hashers.Add(1)
 		g.Go(func() error {
 			defer hashers.Done()
-			if d, ok := h.(Differ); ok && !pass1 && opts.Method != xenhost.HashDD {
+			if d, ok := h.(Differ); ok && opts.Method != xenhost.HashDD {
 				// The host compares the blocks with their hashes and
 				// sends those that changed: no hash lines, no requests.
+				// In pass 1 every hash is unknown: the host sends every
+				// block of data, hashed as sent (the guest runs: a
+				// block read twice could differ), and zero blocks are
+				// holes in the fresh copy already.
 				mu.Lock()
 				was := slices.Clone(sums[first : first+count])
 				mu.Unlock()
@@ -374,6 +380,13 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					case b.Zero:
 						changed.Add(1)
 						zeroed.Add(1)
+						b.Sum = zeroSum
+						if i == n-1 {
+							b.Sum = lastZero
+						}
+						if pass1 {
+							break
+						}
 						if err := punch(dst, off, l); err != nil {
 							return err
 						}
@@ -384,10 +397,6 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 							if err := toMirror(opts, zeros[:l], off); err != nil {
 								return err
 							}
-						}
-						b.Sum = zeroSum
-						if i == n-1 {
-							b.Sum = lastZero
 						}
 					default:
 						changed.Add(1)

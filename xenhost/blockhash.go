@@ -178,6 +178,10 @@ if wait:
     if sys.stdin.readline().strip() != "go":
         sys.exit(0)
 zero = enc("\0") * bs
+def iszero(d):
+    if len(d) == bs:
+        return d == zero
+    return d == zero[:len(d)]
 if mode != "zero":
     zerosum = new(zero).hexdigest()[:32]
 if mode == "zero":
@@ -223,10 +227,13 @@ while i < count:
             out.write("z")
         else:
             out.write("d")
-    elif len(parts) == 1 and parts[0] == zero:
+    elif len(parts) == 1 and iszero(parts[0]):
+        s = zerosum
+        if len(parts[0]) != bs:
+            s = new(parts[0]).hexdigest()[:32]
         if mode == "hash":
-            out.write(zerosum + "\n")
-        elif want[i] == zerosum:
+            out.write(s + "\n")
+        elif want[i] == s:
             out.write(same)
         else:
             out.write(zeroed)

@@ -365,6 +365,30 @@ func TestDiffBlocks(t *testing.T) {
 			t.Error("comparing wrote the source image")
 		}
 	}
+	// A short last block of zeros is zeros too: "z" against another
+	// hash, the same against the hash of its zeros.
+	short := filepath.Join(t.TempDir(), "short.img")
+	sdata := make([]byte, 2*bs+100)
+	rand.Read(sdata[:2*bs])
+	if err := os.WriteFile(short, sdata, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, same := range []bool{false, true} {
+		was := make([]xenhost.BlockHash, 3)
+		if same {
+			was[2] = blockSum("", make([]byte, 100))
+		}
+		var kinds []string
+		err := h.DiffBlocks(ctx, short, bs, 0, 3, xenhost.Hashing{}, was, func(i int64, b xenhost.BlockDiff) error {
+			kinds = append(kinds, fmt.Sprintf("same=%v zero=%v %d bytes", b.Same, b.Zero, len(b.Data)))
+			return nil
+		})
+		want := fmt.Sprintf("[same=false zero=false %d bytes same=false zero=false %d bytes same=%v zero=%v 0 bytes]", bs, bs, same, !same)
+		if err != nil || fmt.Sprint(kinds) != want {
+			t.Errorf("short zero block: %v, %v; want %s", kinds, err, want)
+		}
+	}
+
 	img, _, was := diffImage(t, "", bs)
 	nop := func(int64, xenhost.BlockDiff) error { return nil }
 	if err := h.DiffBlocks(ctx, img, bs, 0, 8, xenhost.Hashing{Method: xenhost.HashDD}, was, nop); !errors.Is(err, xenhost.ErrNeedsPython) {
