@@ -1,7 +1,8 @@
 // Package warm migrates a Xen guest's disks while the guest runs, so that
 // it is down only for what changed: pass 1 copies every disk of the
-// running guest over SFTP into local files (crash-consistent, recorded as
-// incomplete); once the guest is stopped, pass 2 has the Xen host hash
+// running guest into local files (crash-consistent, recorded as
+// incomplete), sent by the host's helper with each block's hash where
+// the host has python, over SFTP otherwise; once the guest is stopped, pass 2 has the Xen host hash
 // each disk in fixed blocks (a read-only helper sent over the SSH
 // session, see xenhost.Host.HashBlocks), compares the hashes with those
 // of the blocks pass 1 wrote, and moves only the blocks that differ:
