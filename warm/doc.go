@@ -2,12 +2,13 @@
 // it is down only for what changed: pass 1 copies every disk of the
 // running guest into local files (crash-consistent, recorded as
 // incomplete), sent by the host's helper with each block's hash where
-// the host has python, over SFTP otherwise; once the guest is stopped, pass 2 has the Xen host hash
-// each disk in fixed blocks (a read-only helper sent over the SSH
-// session, see xenhost.Host.HashBlocks), compares the hashes with those
-// of the blocks pass 1 wrote, and moves only the blocks that differ:
-// where the host has python the comparison is made there and the helper
-// sends the changed blocks with its answers (xenhost.Host.DiffBlocks).
+// the host has python, over SFTP otherwise; once the guest is stopped,
+// pass 2 has the Xen host hash each disk in fixed blocks (a read-only
+// helper sent over the SSH session, see xenhost.Host.HashBlocks),
+// compares the hashes with those of the blocks pass 1 wrote, and moves
+// only the blocks that differ: where the host has python the comparison
+// is made there and the helper sends the changed blocks with its answers
+// (xenhost.Host.DiffBlocks).
 //
 // The block engine is Copy (pass 1) and Sync (pass 2):
 //
