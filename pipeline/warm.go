@@ -174,7 +174,7 @@ func runWarm(ctx context.Context, gs *guestSource, opts Options, rep *report.Gue
 		return fail(err)
 	}
 	st := sess.State
-	rw := &report.Warm{BlockSize: st.BlockSize, HashMethod: string(w.HashMethod), Hash: string(st.HashAlgo), Resumed: sess.Resumed,
+	rw := &report.Warm{BlockSize: st.BlockSize, HashMethod: string(w.HashMethod), Hash: string(st.HashAlgo), HashHelpers: sess.HashHelpers(), Resumed: sess.Resumed,
 		Pass1: warmPass(st.Pass1), Pass2: warmPass(st.Pass2), Stopped: st.Stopped}
 	if rw.HashMethod == "" {
 		rw.HashMethod = "auto"

@@ -132,7 +132,7 @@ ul.warn li{color:#8a5300}ul.block li{color:#9b1c1c;font-weight:600}
 {{if and .Warm .DryRun}}{{with .Warm}}<h3>Warm migration planned</h3>
 <p class="warm-plan">Pass 1, while the guest runs, would copy at most {{bytes .PlannedBytes}} ({{.Pass1.Blocks}} blocks of {{bytes .BlockSize}}; blocks of zeros are not moved){{if .Folder}} into {{.Folder}}{{end}}; then {{if eq .ShutdownBy "xen2kvm"}}xen2kvm would stop the guest (xm shutdown -w){{else}}xen2kvm would wait for the guest to stop{{end}} and pass 2 move the blocks that changed, hashed on the host by {{.HashMethod}}.</p>
 {{end}}{{else}}{{with .Warm}}<h3>Warm migration</h3>
-<p>Blocks of {{bytes .BlockSize}}, hashed on the host by {{.HashMethod}}{{with .Hash}} with {{upper .}}{{end}}{{if .Resumed}}; pass 1 was done by an earlier run{{end}}.</p>
+<p>Blocks of {{bytes .BlockSize}}, hashed on the host by {{.HashMethod}}{{with .Hash}} with {{upper .}}{{end}}{{with .HashHelpers}}, {{.}} at once a disk{{end}}{{if .Resumed}}; pass 1 was done by an earlier run{{end}}.</p>
 <table class="warm">
 <tr><th>Pass</th><th>Guest</th><th>Started</th><th>Time</th><th>Moved over the network</th><th>Blocks</th><th>Changed blocks</th><th>Now zero</th></tr>
 <tr><td>pass 1</td><td>running</td><td>{{utc .Pass1.Started}}</td><td class="num">{{seconds .Pass1.Seconds}}</td><td class="num">{{bytes .Pass1.BytesRead}}</td><td class="num">{{.Pass1.Blocks}}</td><td class="num">-</td><td class="num">-</td></tr>

@@ -85,6 +85,9 @@ type Warm struct {
 	// Hash is the block hash both passes used, md5 or sha1 (the faster on
 	// the host); empty in a dry run.
 	Hash string `json:"hash,omitempty"`
+	// HashHelpers is how many helpers hashed each disk at once on the
+	// host (one a host CPU, up to a bound shared by the disks).
+	HashHelpers int `json:"hash_helpers,omitempty"`
 	// Resumed: pass 1 was done by an earlier run.
 	Resumed bool     `json:"resumed,omitempty"`
 	Pass1   WarmPass `json:"pass1"`

@@ -240,7 +240,7 @@ func TestWriteTextDestination(t *testing.T) {
 // TestWriteTextWarm: the text report gives a warm migration's passes and
 // downtime.
 func TestWriteTextWarm(t *testing.T) {
-	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python", Hash: "sha1",
+	g := &Guest{Name: "db01", Status: StatusMigrated, Warm: &Warm{BlockSize: 1 << 20, HashMethod: "python", Hash: "sha1", HashHelpers: 4,
 		Pass1:      WarmPass{Seconds: 600, BytesRead: 200 << 30, Blocks: 204800},
 		Pass2:      WarmPass{Seconds: 95, BytesRead: 4 << 30, Blocks: 204800, ChangedBlocks: 4200, ZeroBlocks: 104},
 		ShutdownBy: "xen2kvm", DowntimeSeconds: 130, OutputFromPasses: 1, PatchedBytes: 1 << 20}}
@@ -248,7 +248,7 @@ func TestWriteTextWarm(t *testing.T) {
 	if err := WriteText(&b, g); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python with SHA1)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
+	for _, want := range []string{"Warm migration (blocks of 1.0 MiB, hashed by python with SHA1, 4 at once a disk)", "pass 1, guest running: 200.0 GiB moved in 10m00s",
 		"pass 2, guest stopped: 4200 of 204800 blocks changed (104 now zero), 4.0 GiB moved in 95 s", "stopped by xen2kvm (xm shutdown -w); downtime 2m10s",
 		"output images of 1 disks written by the passes, patched with 1.0 MiB of the conversion's changes"} {
 		if !strings.Contains(b.String(), want) {

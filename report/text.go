@@ -178,6 +178,9 @@ func writeGuestText(w *errWriter, g *Guest) {
 		if wm.Hash != "" {
 			w.printf(" with %s", strings.ToUpper(wm.Hash))
 		}
+		if wm.HashHelpers > 0 {
+			w.printf(", %d at once a disk", wm.HashHelpers)
+		}
 		if wm.Resumed {
 			w.printf(", resumed after pass 1")
 		}

@@ -111,6 +111,25 @@ func (o Options) blockSize() int64 {
 // when Options.Streams is 0.
 const DefaultStreams = 2
 
+// MaxStreams bounds the helpers hashing at once on a host, over all the
+// disks of a guest: each is an SSH session, and OpenSSH's sshd allows ten
+// on one connection (MaxSessions, since 5.1), the SFTP one among them.
+const MaxStreams = 8
+
+// HashStreams is how many helpers should hash each of a guest's disks
+// at once on a host with cpus CPUs (0: unknown, taken as
+// DefaultStreams): one a CPU, at most MaxStreams for all the disks, at
+// least one a disk. While the guest is down its host has nothing else to
+// do, and a RHEL 5 dom0 has all the machine's CPUs; MD5 in python 2.4
+// hashes a few hundred MB/s a core.
+func HashStreams(cpus, disks int) int {
+	n := cpus
+	if n <= 0 {
+		n = DefaultStreams
+	}
+	return max(min(n, MaxStreams)/max(disks, 1), 1)
+}
+
 func (o Options) hashing() xenhost.Hashing {
 	return xenhost.Hashing{Method: o.Method, Algo: o.Algo}
 }

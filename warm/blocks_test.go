@@ -356,3 +356,17 @@ func TestSyncWithoutPython(t *testing.T) {
 		}
 	}
 }
+
+// TestHashStreams: a helper a CPU, at most MaxStreams for all of a
+// guest's disks, at least one a disk; DefaultStreams a host that cannot
+// tell.
+func TestHashStreams(t *testing.T) {
+	for _, c := range []struct{ cpus, disks, want int }{
+		{0, 1, warm.DefaultStreams}, {1, 1, 1}, {2, 1, 2}, {2, 2, 1}, {2, 3, 1},
+		{4, 1, 4}, {16, 1, warm.MaxStreams}, {16, 2, warm.MaxStreams / 2}, {16, 3, 2}, {64, 12, 1}, {0, 2, 1},
+	} {
+		if got := warm.HashStreams(c.cpus, c.disks); got != c.want {
+			t.Errorf("HashStreams(%d CPUs, %d disks) = %d, want %d", c.cpus, c.disks, got, c.want)
+		}
+	}
+}

@@ -60,9 +60,13 @@ type State struct {
 	// HashAlgo is the block hash of both passes, chosen when pass 1
 	// starts (empty: MD5, as before there was a choice).
 	HashAlgo xenhost.HashAlgo `json:"hash,omitempty"`
-	Disks    []DiskState      `json:"disks"`
-	Pass1    *Pass            `json:"pass1,omitempty"`
-	Pass2    *Pass            `json:"pass2,omitempty"`
+	// HostCPUs is how many CPUs the host said it has when pass 1
+	// started (0: it could not tell): the number of helpers hashing at
+	// once follows it (HashStreams).
+	HostCPUs int         `json:"host_cpus,omitempty"`
+	Disks    []DiskState `json:"disks"`
+	Pass1    *Pass       `json:"pass1,omitempty"`
+	Pass2    *Pass       `json:"pass2,omitempty"`
 	// Stopped is when the guest was first seen stopped before pass 2.
 	Stopped time.Time `json:"stopped,omitzero"`
 }
@@ -239,11 +243,19 @@ func (s *Session) opts(pass int, d *DiskState) Options {
 	return o
 }
 
-// engineOpts are Opts with the block size and hash of the state.
+// HashHelpers is how many helpers hash each disk at once on the host.
+func (s *Session) HashHelpers() int { return s.engineOpts().streams() }
+
+// engineOpts are Opts with the block size and hash of the state, and
+// as many helpers hashing each disk as the host's CPUs allow
+// (HashStreams) unless Opts.Streams says.
 func (s *Session) engineOpts() Options {
 	o := s.Opts
 	o.BlockSize = s.State.BlockSize
 	o.Algo = s.State.HashAlgo
+	if o.Streams == 0 {
+		o.Streams = HashStreams(s.State.HostCPUs, len(s.State.Disks))
+	}
 	return o
 }
 
@@ -449,7 +461,7 @@ func (s *Session) Pass1(ctx context.Context) error {
 	}
 	s.State.Pass2 = nil
 	s.State.Stopped = time.Time{}
-	s.State.HashAlgo = s.probeHash(ctx)
+	s.probe(ctx)
 	if err := s.save(); err != nil { // no Pass1: incomplete
 		return err
 	}
@@ -575,20 +587,21 @@ func (s *Session) rebuildOutput(ctx context.Context, d *DiskState) error {
 	return nil
 }
 
-// probeHash is the block hash for a new pass 1: the one the host
-// computes faster (Opts.Algo when set). A host that cannot say gets MD5:
-// pass 1 then copies every block, and pass 2 fails if it cannot hash.
-func (s *Session) probeHash(ctx context.Context) xenhost.HashAlgo {
-	if s.Opts.Algo != "" {
-		return s.Opts.Algo
-	}
-	algo, err := s.Host.ProbeHash(ctx, s.Opts.Method)
+// probe asks the host, for a new pass 1, which block hash it computes
+// faster (Opts.Algo when set) and how many CPUs it has. A host that
+// cannot say gets MD5: pass 1 then copies every block, and pass 2 fails
+// if it cannot hash.
+func (s *Session) probe(ctx context.Context) {
+	p, err := s.Host.ProbeHash(ctx, s.Opts.Method)
 	if err != nil {
 		s.log().Warn("the host could not say how it hashes blocks fastest; using MD5", "err", err)
-		return xenhost.HashMD5
+		p.Algo = xenhost.HashMD5
 	}
-	s.log().Info("block hash chosen", "hash", algo)
-	return algo
+	if s.Opts.Algo != "" {
+		p.Algo = s.Opts.Algo
+	}
+	s.State.HashAlgo, s.State.HostCPUs = p.Algo, p.CPUs
+	s.log().Info("block hash chosen", "hash", p.Algo, "host_cpus", p.CPUs, "helpers_per_disk", s.engineOpts().streams())
 }
 
 // prepare starts pass 2's hash helpers on the host while the guest still

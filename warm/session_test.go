@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,12 @@ func TestSession(t *testing.T) {
 	if a := s.State.HashAlgo; a != xenhost.HashMD5 && a != xenhost.HashSHA1 {
 		t.Errorf("pass 1 hashed with %q", a)
 	}
+	// The host (this machine) said how many CPUs it has: the helpers
+	// hashing each disk follow it.
+	if s.State.HostCPUs != runtime.NumCPU() {
+		t.Errorf("the host has %d CPUs, the state says %d", runtime.NumCPU(), s.State.HostCPUs)
+	}
+	streams := warm.HashStreams(s.State.HostCPUs, 2)
 	if err := s.Pass2(ctx); !errors.Is(err, warm.ErrStillRunning) {
 		t.Errorf("pass 2 with the guest running: %v", err)
 	}
@@ -140,9 +147,9 @@ func TestSession(t *testing.T) {
 	checkOutputs()
 	p2 := s.State.Pass2
 	// Stop started pass 2's helpers on the host before the guest
-	// stopped, two per disk, and pass 2 ran them.
-	if a, b := p2.Disks["xvda"].Prepared, p2.Disks["xvdb"].Prepared; a != 2 || b != 2 {
-		t.Errorf("pass 2 used %d and %d helpers started ahead, want 2 each", a, b)
+	// stopped, HashStreams per disk, and pass 2 ran them.
+	if a, b := p2.Disks["xvda"].Prepared, p2.Disks["xvdb"].Prepared; a != streams || b != streams {
+		t.Errorf("pass 2 used %d and %d helpers started ahead, want %d each", a, b, streams)
 	}
 	if p2.Disks["xvdb"].Changed != 0 || p2.Disks["xvda"].Changed == 0 || p2.BytesRead() > p2.Disks["xvda"].Changed*bs {
 		t.Errorf("pass 2: %+v", p2.Disks)

@@ -116,7 +116,8 @@ const DefaultHashBlock = 1 << 20
 // other line, or none, ends it. zero prints one character a block, "z"
 // for zeros (or past the end), "d" for data, then a newline: no hashing
 // at all. probe prints the hash function the host computes faster, md5
-// or sha1, timed on 4 MiB. zero and diff need python; without one, or
+// or sha1, timed on 4 MiB, and the number of CPUs online (0 when it
+// cannot tell). zero and diff need python; without one, or
 // without what METHOD asks for, the script exits with status 3. The
 // Python runs on 2.4 (no with, no b"" literals, no print function, no
 // conditional expressions) and on 3, where it reads into one buffer
@@ -152,7 +153,13 @@ if mode == "probe":
         t = time.time() - t
         if best is None or t < best[0]:
             best = (t, algo)
-    out.write(best[1] + "\n")
+    cpus = 0
+    try:
+        import os
+        cpus = int(os.sysconf("SC_NPROCESSORS_ONLN"))
+    except Exception:
+        cpus = 0
+    out.write("%s %d\n" % (best[1], cpus))
     sys.exit(0)
 wait = 0
 if args[0] == "wait":
@@ -288,7 +295,7 @@ esac
 command -v dd >/dev/null 2>&1 || { echo "xen2kvm-blockhash: neither python nor dd on this host" >&2; exit 3; }
 if [ "$mode" = probe ]; then
 	for sum in md5 sha1; do
-		command -v ${sum}sum >/dev/null 2>&1 && { echo $sum; exit 0; }
+		command -v ${sum}sum >/dev/null 2>&1 && { echo $sum $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0); exit 0; }
 	done
 	echo "xen2kvm-blockhash: neither python nor md5sum on this host" >&2
 	exit 3
@@ -321,25 +328,38 @@ func helperArgv(mode string, args ...string) string {
 	return strings.Join(argv, " ")
 }
 
+// HashProbe is what the host says of its hashing (ProbeHash).
+type HashProbe struct {
+	Algo HashAlgo // the hash function its helper computes faster
+	CPUs int      // its CPUs online; 0 when it could not tell
+}
+
 // ProbeHash asks the host which hash function its helper computes faster
-// with method (the helper's probe mode: a few milliseconds of hashing,
-// nothing opened). An *ExecError with status 3 means the host has
-// nothing to hash with.
-func (h *Host) ProbeHash(ctx context.Context, method HashMethod) (HashAlgo, error) {
+// with method, and how many CPUs it has (the helper's probe mode: a few
+// milliseconds of hashing, nothing opened). An *ExecError with status 3
+// means the host has nothing to hash with.
+func (h *Host) ProbeHash(ctx context.Context, method HashMethod) (HashProbe, error) {
 	if err := (Hashing{Method: method}).check(); err != nil {
-		return "", err
+		return HashProbe{}, err
 	}
 	m := Hashing{Method: method}.methodName()
 	display := []string{"xen2kvm-blockhash", "probe", m}
 	out, err := h.run(ctx, display, helperArgv("probe", m))
 	if err == nil {
-		switch a := HashAlgo(strings.TrimSpace(string(out))); a {
-		case HashMD5, HashSHA1:
-			return a, nil
+		f := strings.Fields(string(out))
+		if len(f) >= 1 {
+			switch a := HashAlgo(f[0]); a {
+			case HashMD5, HashSHA1:
+				p := HashProbe{Algo: a}
+				if len(f) >= 2 {
+					p.CPUs, _ = strconv.Atoi(f[1])
+				}
+				return p, nil
+			}
 		}
 		err = &ExecError{Host: h.URL.Addr(), Argv: display, Err: fmt.Errorf("unexpected answer %q", out)}
 	}
-	return "", fmt.Errorf("asking %s how to hash blocks: %w", h.URL.Addr(), err)
+	return HashProbe{}, fmt.Errorf("asking %s how to hash blocks: %w", h.URL.Addr(), err)
 }
 
 // errStopped is what the hashing returns inside retry when fn failed:

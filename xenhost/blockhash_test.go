@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -81,8 +82,8 @@ func blockSum(algo xenhost.HashAlgo, p []byte) xenhost.BlockHash {
 }
 
 // TestProbeHash: the host names a hash its helper can do (dd: md5sum's,
-// coreutils having both), HashBlocks with it agrees with xenhost.Sum, and
-// Sum is MD5 or SHA-1 cut to 128 bits.
+// coreutils having both) and its CPU count, HashBlocks with it agrees
+// with xenhost.Sum, and Sum is MD5 or SHA-1 cut to 128 bits.
 func TestProbeHash(t *testing.T) {
 	srv := testsshd.Start(t, testsshd.Options{})
 	h, _ := dial(t, srv, nil)
@@ -93,12 +94,21 @@ func TestProbeHash(t *testing.T) {
 	if err := os.WriteFile(img, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	out, err := exec.Command("getconf", "_NPROCESSORS_ONLN").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 	for _, m := range []xenhost.HashMethod{xenhost.HashAuto, xenhost.HashPython, xenhost.HashDD} {
-		algo, err := h.ProbeHash(ctx, m)
+		p, err := h.ProbeHash(ctx, m)
 		if err != nil {
 			t.Fatalf("%s: %v", m, err)
 		}
-		t.Logf("method %q: %s", m, algo)
+		algo := p.Algo
+		t.Logf("method %q: %s, %d CPUs", m, algo, p.CPUs)
+		if p.CPUs != cpus || cpus < 1 {
+			t.Errorf("%s: probe said %d CPUs, getconf %d", m, p.CPUs, cpus)
+		}
 		if algo != xenhost.HashMD5 && algo != xenhost.HashSHA1 {
 			t.Fatalf("%s: probe said %q", m, algo)
 		}
@@ -146,9 +156,9 @@ func TestHelperPython2(t *testing.T) {
 	if err := os.WriteFile(img, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	algo, err := h.ProbeHash(ctx, xenhost.HashPython)
-	if err != nil || (algo != xenhost.HashMD5 && algo != xenhost.HashSHA1) {
-		t.Fatalf("probe with %s: %q, %v", py2[0], algo, err)
+	p, err := h.ProbeHash(ctx, xenhost.HashPython)
+	if err != nil || (p.Algo != xenhost.HashMD5 && p.Algo != xenhost.HashSHA1) || p.CPUs < 1 {
+		t.Fatalf("probe with %s: %+v, %v", py2[0], p, err)
 	}
 	for _, a := range []xenhost.HashAlgo{xenhost.HashMD5, xenhost.HashSHA1} {
 		n := 0
