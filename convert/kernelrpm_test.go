@@ -3,7 +3,6 @@ package convert_test
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -16,39 +15,16 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/xen2kvm/xen2kvm/convert"
+	"github.com/xen2kvm/xen2kvm/guestgen"
 	"github.com/xen2kvm/xen2kvm/initrd"
 	"github.com/xen2kvm/xen2kvm/internal/testutil"
 )
 
-// writeRPM writes a minimal RPM (v3 lead, empty signature header, a
-// header with the tags a reader needs, gzip'ed newc payload) holding
-// files, the way rpmbuild lays one out.
+// writeRPM writes a minimal RPM (guestgen.RPM: v3 lead, empty signature
+// header, a header with the tags a reader needs, gzip'ed newc payload)
+// holding files.
 func writeRPM(t *testing.T, name, version, release string, files map[string]string) string {
 	t.Helper()
-	var out bytes.Buffer
-	lead := make([]byte, 96)
-	binary.BigEndian.PutUint32(lead[0:], 0xedabeedb)
-	lead[4], lead[5] = 3, 0
-	binary.BigEndian.PutUint16(lead[8:], 1) // archnum
-	copy(lead[10:76], name+"-"+version+"-"+release)
-	binary.BigEndian.PutUint16(lead[76:], 1) // osnum
-	binary.BigEndian.PutUint16(lead[78:], 5) // signature type
-	out.Write(lead)
-	header := func(tags []int32, values []string) []byte {
-		var index, data bytes.Buffer
-		for i, tag := range tags {
-			binary.Write(&index, binary.BigEndian, [4]int32{tag, 6, int32(data.Len()), 1}) // STRING
-			data.WriteString(values[i] + "\x00")
-		}
-		var h bytes.Buffer
-		binary.Write(&h, binary.BigEndian, [4]uint32{0x8eade801, 0, uint32(len(tags)), uint32(data.Len())})
-		h.Write(index.Bytes())
-		h.Write(data.Bytes())
-		return h.Bytes()
-	}
-	out.Write(header(nil, nil)) // signature: empty, already 8-aligned
-	out.Write(header([]int32{1000, 1001, 1002, 1022, 1124, 1125},
-		[]string{name, version, release, "i686", "cpio", "gzip"}))
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -67,11 +43,12 @@ func writeRPM(t *testing.T, name, version, release string, files map[string]stri
 	if err := cpio.WriteTrailer(w); err != nil {
 		t.Fatal(err)
 	}
-	zw := gzip.NewWriter(&out)
+	var payload bytes.Buffer
+	zw := gzip.NewWriter(&payload)
 	zw.Write(raw.Bytes())
 	zw.Close()
 	p := filepath.Join(t.TempDir(), name+"-"+version+"-"+release+".i686.rpm")
-	if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(p, guestgen.RPM(name, version, release, "i686", payload.Bytes()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -274,20 +274,12 @@ func CheckOutputPath(dst string) error {
 		return nil // absent (or unreadable: creating it will say why)
 	}
 	m := st.Mode()
-	var what string
-	switch {
-	case m.IsRegular():
+	if m.IsRegular() {
 		return nil
-	case m&os.ModeCharDevice != 0:
-		what = "a character device"
-	case m&os.ModeDevice != 0:
-		what = "a block device (convert into an image file, then copy that onto the device, e.g. with dd)"
-	case m.IsDir():
-		what = "a folder"
-	case m&os.ModeNamedPipe != 0:
-		what = "a FIFO"
-	default:
-		what = "of mode " + m.String()
+	}
+	what := fileKind(m)
+	if isBlockDevice(m) {
+		what += " (convert into an image file, then copy that onto the device, e.g. with dd)"
 	}
 	return fmt.Errorf("%s: %w: it is %s", dst, ErrOutputNotFile, what)
 }

@@ -90,22 +90,33 @@ func (e *chainError) Unwrap() error { return e.err }
 // CheckImageMode refuses a file mode that is not a regular file or a
 // block device, naming what path is.
 func CheckImageMode(path string, m os.FileMode) error {
-	var what string
-	switch {
-	case m.IsRegular(), m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
+	if m.IsRegular() || isBlockDevice(m) {
 		return nil
-	case m.IsDir():
-		what = "a folder"
-	case m&os.ModeNamedPipe != 0:
-		what = "a FIFO"
-	case m&os.ModeSocket != 0:
-		what = "a socket"
-	case m&os.ModeCharDevice != 0:
-		what = "a character device"
-	default:
-		what = "of mode " + m.String()
 	}
-	return fmt.Errorf("%s: %w: it is %s", path, ErrNotImage, what)
+	return fmt.Errorf("%s: %w: it is %s", path, ErrNotImage, fileKind(m))
+}
+
+func isBlockDevice(m os.FileMode) bool {
+	return m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0
+}
+
+// fileKind says what a file of mode m is, for errors: "it is a FIFO".
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a folder"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case isBlockDevice(m):
+		return "a block device"
+	}
+	return "of mode " + m.String()
 }
 
 // open opens path; chain holds the images above it in a backing chain.

@@ -73,27 +73,36 @@ func KernelRPM(ctx context.Context, dir, release string) (string, error) {
 	}
 
 	const arch = "x86_64"
-	var out bytes.Buffer
-	lead := make([]byte, 96)
-	binary.BigEndian.PutUint32(lead[0:], 0xedabeedb)
-	lead[4], lead[5] = 3, 0                  // format 3.0
-	binary.BigEndian.PutUint16(lead[8:], 1)  // a binary package for x86
-	copy(lead[10:76], "kernel-"+release)     // NAME-VERSION-RELEASE
-	binary.BigEndian.PutUint16(lead[76:], 1) // Linux
-	binary.BigEndian.PutUint16(lead[78:], 5) // a header-style signature follows
-	out.Write(lead)
-	out.Write(rpmHeader(nil, nil)) // the signature: empty, 16 bytes, aligned
-	out.Write(rpmHeader([]int32{1000, 1001, 1002, 1022, 1124, 1125},
-		[]string{"kernel", version, rel, arch, "cpio", "gzip"}))
-	out.Write(payload.Bytes())
+	pkg := RPM("kernel", version, rel, arch, payload.Bytes())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	p := filepath.Join(dir, "kernel-"+release+"."+arch+".rpm")
-	if err := atomicfile.WriteFile(p, out.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(p, pkg, 0o644); err != nil {
 		return "", err
 	}
 	return p, nil
+}
+
+// RPM lays out a binary package the way rpmbuild does around payload, a
+// gzip'ed newc cpio archive: a v3 lead, an empty signature header, and a
+// header with the tags a reader needs (name, version, release, arch,
+// payload format and compressor).
+func RPM(name, version, release, arch string, payload []byte) []byte {
+	var out bytes.Buffer
+	lead := make([]byte, 96)
+	binary.BigEndian.PutUint32(lead[0:], 0xedabeedb)
+	lead[4], lead[5] = 3, 0                         // format 3.0
+	binary.BigEndian.PutUint16(lead[8:], 1)         // a binary package for x86
+	copy(lead[10:76], name+"-"+version+"-"+release) // NAME-VERSION-RELEASE
+	binary.BigEndian.PutUint16(lead[76:], 1)        // Linux
+	binary.BigEndian.PutUint16(lead[78:], 5)        // a header-style signature follows
+	out.Write(lead)
+	out.Write(rpmHeader(nil, nil)) // the signature: empty, 16 bytes, aligned
+	out.Write(rpmHeader([]int32{1000, 1001, 1002, 1022, 1124, 1125},
+		[]string{name, version, release, arch, "cpio", "gzip"}))
+	out.Write(payload)
+	return out.Bytes()
 }
 
 // rpmHeader is an rpm header structure of STRING tags.

@@ -65,17 +65,6 @@ func deliver(t *testing.T, c *libvirtdst.Conn, src diskimg.Device, plan libvirtd
 	return d, nil
 }
 
-func volumes(t *testing.T, d *testlibvirtd.Daemon, pool string) []string {
-	t.Helper()
-	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "vol-list", pool)), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			names = append(names, f[0])
-		}
-	}
-	return names
-}
-
 // TestDeliverVolumes uploads a sparse image into a qcow2 and a raw volume:
 // virsh sees them, qemu-img finds them equal to the source (and the qcow2
 // one consistent), and the raw one stays sparse: the holes were not sent.
@@ -100,7 +89,7 @@ func TestDeliverVolumes(t *testing.T) {
 			if err := dl.Commit(); err != nil {
 				t.Fatal(err)
 			}
-			vols := volumes(t, d, "default")
+			vols := d.Volumes(t, "default")
 			if !contains(vols, name) || contains(vols, libvirtdst.StateVolume("g"+format)) {
 				t.Errorf("vol-list: %v, want %s and no state volume", vols, name)
 			}
@@ -162,7 +151,7 @@ func TestExistingRefused(t *testing.T) {
 	if !errors.As(err, &ee) || !errors.Is(err, libvirtdst.ErrExists) || ee.Name != "h-vda.raw" {
 		t.Fatalf("Begin over an existing volume: %v, want an ExistsError", err)
 	}
-	if vols := volumes(t, d, "default"); len(vols) != 1 {
+	if vols := d.Volumes(t, "default"); len(vols) != 1 {
 		t.Errorf("after the refusal the pool has %v", vols)
 	}
 	plan.Force = true
@@ -176,7 +165,7 @@ func TestExistingRefused(t *testing.T) {
 	if err := dl.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if vols := volumes(t, d, "default"); len(vols) != 0 {
+	if vols := d.Volumes(t, "default"); len(vols) != 0 {
 		t.Errorf("after Abort the pool has %v, want nothing", vols)
 	}
 }
@@ -198,7 +187,7 @@ func TestPoolFull(t *testing.T) {
 		t.Fatalf("upload into a full pool: %v, want an error naming the volume", err)
 	}
 	t.Logf("error: %v", err)
-	if vols := volumes(t, d, "small"); len(vols) != 0 {
+	if vols := d.Volumes(t, "small"); len(vols) != 0 {
 		t.Errorf("the full pool still has %v", vols)
 	}
 	// And the space check refuses before writing anything.
@@ -268,7 +257,7 @@ func TestDaemonKilled(t *testing.T) {
 	if out := d.Virsh(t, "list", "--all", "--name"); strings.TrimSpace(out) != "" {
 		t.Errorf("domains defined after the failed delivery: %s", out)
 	}
-	left := volumes(t, d, "default")
+	left := d.Volumes(t, "default")
 	t.Logf("left in the pool: %v", left)
 	if !contains(left, libvirtdst.StateVolume("k")) {
 		t.Fatalf("no state volume names what the killed run left: %v", left)
@@ -284,7 +273,7 @@ func TestDaemonKilled(t *testing.T) {
 	if err := dl.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if vols := volumes(t, d, "default"); len(vols) != 1 || vols[0] != "k-vda.qcow2" {
+	if vols := d.Volumes(t, "default"); len(vols) != 1 || vols[0] != "k-vda.qcow2" {
 		t.Errorf("after the re-run the pool has %v", vols)
 	}
 	if out, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "compare", "-f", "raw", src, filepath.Join(poolDir, "k-vda.qcow2")).CombinedOutput(); err != nil {
@@ -346,7 +335,7 @@ func TestRerunAfterDefine(t *testing.T) {
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "r" {
 		t.Errorf("domains: %q", l)
 	}
-	if vols := volumes(t, d, "default"); len(vols) != 1 {
+	if vols := d.Volumes(t, "default"); len(vols) != 1 {
 		t.Errorf("volumes: %v", vols)
 	}
 	// Committed: the domain is now a finished guest, refused without Force.
@@ -417,7 +406,7 @@ func TestStateTornWrite(t *testing.T) {
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "s" {
 		t.Errorf("domains: %q", l)
 	}
-	if vols := volumes(t, d, "default"); fmt.Sprint(vols) != "[s-vda.raw]" {
+	if vols := d.Volumes(t, "default"); fmt.Sprint(vols) != "[s-vda.raw]" {
 		t.Errorf("volumes after the commit: %v", vols)
 	}
 

@@ -44,17 +44,6 @@ func noVif(t *testing.T, g *guestgen.Guest) string {
 	return p
 }
 
-func poolVolumes(t *testing.T, d *testlibvirtd.Daemon, pool string) []string {
-	t.Helper()
-	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "vol-list", pool)), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			names = append(names, f[0])
-		}
-	}
-	return names
-}
-
 // TestE2EMigrateToLibvirt migrates the example guest --to a private
 // libvirt daemon: the volumes and the domain are there (virsh as the
 // oracle), the boot check ran on the destination through libvirt's
@@ -96,7 +85,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 		t.Errorf("the destination's console log has no login prompt:\n%s", serial)
 	}
 
-	vols := poolVolumes(t, d, "default")
+	vols := d.Volumes(t, "default")
 	want := []string{g.Name + "-initrd.img", g.Name + "-vda.qcow2", g.Name + "-vmlinuz"}
 	if strings.Join(vols, " ") != strings.Join(want, " ") {
 		t.Errorf("vol-list: %v, want %v (no state volume, no boot overlay)", vols, want)
@@ -136,7 +125,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "domain "+g.Name+" already exists") {
 		t.Errorf("second run: exit %d, want 1 and an error saying the domain exists:\n%s", code, stderr)
 	}
-	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+	if v := d.Volumes(t, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
 		t.Errorf("after the refused run: %v", v)
 	}
 	uuid := d.Virsh(t, "domuuid", g.Name)
@@ -152,7 +141,7 @@ func TestE2EMigrateToLibvirt(t *testing.T) {
 	if d.Virsh(t, "domuuid", g.Name) != uuid {
 		t.Errorf("the replaced domain has another UUID")
 	}
-	if v := poolVolumes(t, d, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
+	if v := d.Volumes(t, "default"); strings.Join(v, " ") != strings.Join(want, " ") {
 		t.Errorf("after --force: %v", v)
 	}
 }
@@ -168,7 +157,7 @@ func TestE2EMigrateToFullPool(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "not enough free space in the storage pool") {
 		t.Errorf("exit %d, want 1 and a pool-full error:\n%s", code, stderr)
 	}
-	if v := poolVolumes(t, d, "small"); len(v) != 0 {
+	if v := d.Volumes(t, "small"); len(v) != 0 {
 		t.Errorf("the pool has %v", v)
 	}
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
@@ -209,10 +198,10 @@ func TestE2EBatchFleet(t *testing.T) {
 	if dest.URI != big.URI || !strings.Contains(dest.Placement, "pool has 16 MiB available") {
 		t.Errorf("placed on %s (%s), want %s with the small pool left out", dest.URI, dest.Placement, big.URI)
 	}
-	if v := poolVolumes(t, big, "default"); len(v) != 3 {
+	if v := big.Volumes(t, "default"); len(v) != 3 {
 		t.Errorf("the chosen destination's pool: %v", v)
 	}
-	if v := poolVolumes(t, small, "default"); len(v) != 0 {
+	if v := small.Volumes(t, "default"); len(v) != 0 {
 		t.Errorf("the full destination's pool: %v", v)
 	}
 	if l := strings.TrimSpace(big.Virsh(t, "list", "--all", "--name")); l != g.Name {
@@ -237,7 +226,7 @@ func TestE2EMigrateToKilled(t *testing.T) {
 	}
 	undo := func() {
 		d.VirshErr("undefine", g.Name)
-		for _, v := range poolVolumes(t, d, "default") {
+		for _, v := range d.Volumes(t, "default") {
 			d.VirshErr("vol-delete", "--pool", "default", v)
 		}
 	}
@@ -247,7 +236,7 @@ func TestE2EMigrateToKilled(t *testing.T) {
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
 		t.Errorf("the killed run left a domain: %s", l)
 	}
-	left := poolVolumes(t, d, "default")
+	left := d.Volumes(t, "default")
 	if !slices.Contains(left, g.Name+".xen2kvm-state") {
 		t.Fatalf("the killed run left %v, without its state volume", left)
 	}
@@ -256,7 +245,7 @@ func TestE2EMigrateToKilled(t *testing.T) {
 	if rep.Destination == nil || !slices.Contains(rep.Destination.Recovered, g.Name+"-vda.qcow2") {
 		t.Errorf("the re-run did not say it replaced the killed run's volume: %+v", rep.Destination)
 	}
-	if v := poolVolumes(t, d, "default"); slices.Contains(v, g.Name+".xen2kvm-state") || len(v) != 3 {
+	if v := d.Volumes(t, "default"); slices.Contains(v, g.Name+".xen2kvm-state") || len(v) != 3 {
 		t.Errorf("after the re-run: %v", v)
 	}
 	if b, err := exec.Command(testutil.NeedTool(t, "qemu-img"), "check", vol).CombinedOutput(); err != nil {
@@ -280,7 +269,7 @@ func TestE2EMigrateToBootFails(t *testing.T) {
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != "" {
 		t.Errorf("domains left: %s", l)
 	}
-	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+	if v := d.Volumes(t, "default"); len(v) != 0 {
 		t.Errorf("volumes left: %v", v)
 	}
 	if _, err := os.Stat(filepath.Join(out, g.Name+".boot-failed.log")); err != nil {
@@ -336,7 +325,7 @@ func TestE2EMigrateToKilledDuringBoot(t *testing.T) {
 	if l := strings.TrimSpace(d.Virsh(t, "list", "--all", "--name")); l != g.Name {
 		t.Errorf("domains after the re-run: %q, want only %s", l, g.Name)
 	}
-	if v := poolVolumes(t, d, "default"); len(v) != 3 {
+	if v := d.Volumes(t, "default"); len(v) != 3 {
 		t.Errorf("volumes after the re-run: %v", v)
 	}
 }
@@ -371,7 +360,7 @@ func TestE2EBatchRerunKeepsForeignDomain(t *testing.T) {
 	if d.Virsh(t, "domuuid", g.Name) != uuid {
 		t.Error("the batch re-run replaced the domain that was there")
 	}
-	if v := poolVolumes(t, d, "default"); len(v) != 0 {
+	if v := d.Volumes(t, "default"); len(v) != 0 {
 		t.Errorf("volumes: %v", v)
 	}
 }
@@ -502,7 +491,7 @@ func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
 	}
 	name := g.Name
 	hda, hdb, isoVol := name+"-hda.raw", name+"-hdb.raw", name+"-virtio-win.iso"
-	if vols, want := poolVolumes(t, d, "default"), []string{hda, hdb, isoVol}; !slices.Equal(vols, want) {
+	if vols, want := d.Volumes(t, "default"), []string{hda, hdb, isoVol}; !slices.Equal(vols, want) {
 		t.Errorf("vol-list: %v, want %v", vols, want)
 	}
 	if !slices.Equal(rep.Destination.Volumes, []string{hda, hdb, isoVol}) {

@@ -40,7 +40,7 @@ func TestE2EMigrateToOverSSH(t *testing.T) {
 	if !strings.Contains(srv.Log(), "Accepted publickey for "+srv.User) {
 		t.Errorf("the sshd log shows no login: the connection did not go through SSH\n%s", srv.Log())
 	}
-	vols := poolVolumes(t, d, "default")
+	vols := d.Volumes(t, "default")
 	if len(vols) != 3 {
 		t.Errorf("vol-list: %v", vols)
 	}

@@ -15,7 +15,6 @@ package virtiowin
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -615,13 +614,14 @@ func fill(dk *disk.Disk, p string, start uint32, s *Source, d *Drivers) error {
 	}
 	if !s.ISO {
 		for _, c := range []struct{ dir, base string }{{d.Viostor, "viostor"}, {d.NetKVM, "netkvm"}} {
-			var err error
+			keep := func(fs.DirEntry) bool { return true } // the whole folder
 			if d.Shared {
-				err = copyPrefixed(s.fsys, c.dir, c.base, fsys, "/XEN2KVM/DRIVERS/"+c.dir)
-			} else {
-				err = copyTree(s.fsys, c.dir, fsys, "/XEN2KVM/DRIVERS/"+c.dir)
+				// A folder that holds several drivers: this one's files.
+				keep = func(e fs.DirEntry) bool {
+					return !e.IsDir() && strings.HasPrefix(strings.ToLower(e.Name()), c.base)
+				}
 			}
-			if err != nil {
+			if err := copyDir(s.fsys, c.dir, fsys, "/XEN2KVM/DRIVERS/"+c.dir, keep); err != nil {
 				return fmt.Errorf("copying %s to %s: %w", c.dir, p, err)
 			}
 		}
@@ -711,9 +711,9 @@ func writeFile(fsys filesystem.FileSystem, name string, b []byte) error {
 	return f.Close()
 }
 
-// copyPrefixed copies the files of dir whose name starts with prefix
-// (ignoring case), for the folders that hold several drivers.
-func copyPrefixed(src fs.FS, dir, prefix string, dst filesystem.FileSystem, to string) error {
+// copyDir copies the entries of dir that keep accepts into to on dst,
+// and the folders among them recursively.
+func copyDir(src fs.FS, dir string, dst filesystem.FileSystem, to string, keep func(fs.DirEntry) bool) error {
 	if err := dst.Mkdir(to); err != nil {
 		return err
 	}
@@ -722,46 +722,19 @@ func copyPrefixed(src fs.FS, dir, prefix string, dst filesystem.FileSystem, to s
 		return err
 	}
 	for _, e := range ents {
-		if e.IsDir() || !strings.HasPrefix(strings.ToLower(e.Name()), prefix) {
+		if !keep(e) {
 			continue
 		}
-		b, err := fs.ReadFile(src, path.Join(dir, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := writeFile(dst, path.Join(to, e.Name()), b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func copyTree(src fs.FS, dir string, dst filesystem.FileSystem, to string) error {
-	if err := dst.Mkdir(to); err != nil {
-		return err
-	}
-	ents, err := fs.ReadDir(src, dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
 		from, target := path.Join(dir, e.Name()), path.Join(to, e.Name())
 		if e.IsDir() {
-			if err := copyTree(src, from, dst, target); err != nil {
-				return err
+			err = copyDir(src, from, dst, target, keep)
+		} else {
+			var b []byte
+			if b, err = fs.ReadFile(src, from); err == nil {
+				err = writeFile(dst, target, b)
 			}
-			continue
 		}
-		r, err := src.Open(from)
 		if err != nil {
-			return err
-		}
-		b, err := io.ReadAll(r)
-		r.Close()
-		if err != nil {
-			return err
-		}
-		if err := writeFile(dst, target, b); err != nil {
 			return err
 		}
 	}

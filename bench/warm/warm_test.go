@@ -59,7 +59,7 @@ func TestWarmDowntime(t *testing.T) {
 	cfg := fmt.Sprintf("name = \"benchvm\"\nmemory = 512\nvcpus = 1\nbuilder = \"hvm\"\nkernel = \"/usr/lib/xen/boot/hvmloader\"\nboot = \"c\"\n"+
 		"disk = [ \"file:%s,hda,w\" ]\nvif = [ \"mac=00:16:3e:00:00:01,bridge=xenbr0\" ]\n", img)
 	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "benchvm", Config: []byte(cfg), Running: true, Managed: true}}})
-	url, knownHosts := srv.URL("benchvm"), srv.KnownHostsPath
+	url, sshFlags := srv.URL("benchvm"), srv.Flags()
 	link := "loopback, no limit"
 	if mbit := env("LINK", ""); mbit != "" {
 		rate, err := strconv.ParseFloat(mbit, 64)
@@ -68,13 +68,16 @@ func TestWarmDowntime(t *testing.T) {
 		}
 		addr := startLink(t, srv.Addr, rate*1e6/8)
 		url = "ssh://" + srv.User + "@" + addr + "/benchvm"
-		knownHosts = filepath.Join(t.TempDir(), "known_hosts")
+		// The relay's address is not the server's: a known_hosts of its
+		// own, named by a later --known-hosts (the last one counts).
+		knownHosts := filepath.Join(t.TempDir(), "known_hosts")
 		if err := os.WriteFile(knownHosts, []byte(knownhosts.Line([]string{addr}, srv.HostKey)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		sshFlags = append(sshFlags, "--known-hosts", knownHosts)
 		link = fmt.Sprintf("%g Mbit/s each way (LINK)", rate)
 	}
-	common := []string{"--identity", srv.KeyPath, "--known-hosts", knownHosts, "--host-config-dir", srv.ConfigDir, "--no-boot-check", "--json"}
+	common := append(sshFlags, "--no-boot-check", "--json")
 	load := func() string { b, _ := os.ReadFile("/proc/loadavg"); return string(bytes.TrimSpace(b)) }
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	t.Logf("commit %s, image %d bytes virtual, %d allocated (%d of them zeros), %.1f%% of the 1 MiB blocks changed between the passes, network %s, load %s",

@@ -98,8 +98,9 @@ func TestNonImageSourcesRefused(t *testing.T) {
 }
 
 // TestConvertOntoDevicesRefused: disk convert --force onto a character
-// device, a block device, a symlink to one, a FIFO or a folder is refused
-// and the node stays what it was (it used to be replaced by a file).
+// device, a block device, a symlink to one, a FIFO, a socket or a folder
+// is refused and the node stays what it was (it used to be replaced by a
+// file).
 func TestConvertOntoDevicesRefused(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.img")
@@ -110,7 +111,13 @@ func TestConvertOntoDevicesRefused(t *testing.T) {
 	syscall.Mkfifo(fifo, 0o644)
 	folder := filepath.Join(dir, "folder")
 	os.Mkdir(folder, 0o755)
-	dsts := map[string]string{"/dev/full": "a character device", "/dev/null": "a character device", link: "a character device", fifo: "a FIFO", folder: "a folder"}
+	sock := filepath.Join(dir, "out.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dsts := map[string]string{"/dev/full": "a character device", "/dev/null": "a character device", link: "a character device", fifo: "a FIFO", folder: "a folder", sock: "a socket"}
 	if os.Geteuid() == 0 {
 		if _, err := exec.LookPath("losetup"); err == nil {
 			back := filepath.Join(dir, "loop.img")

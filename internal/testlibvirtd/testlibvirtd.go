@@ -11,7 +11,7 @@
 //	d := testlibvirtd.Start(t)
 //	d.DirPool(t, "default")
 //	// migrate --to d.URI ...
-//	out := d.Virsh(t, "vol-list", "default")
+//	vols := d.Volumes(t, "default")
 //
 // Session mode keeps everything private: the daemon reads and writes
 // only below $HOME and the $XDG_* folders, which point into the
@@ -272,6 +272,19 @@ func (d *Daemon) Virsh(t testing.TB, args ...string) string {
 
 // VirshErr runs virsh against the daemon and returns its output and error.
 func (d *Daemon) VirshErr(args ...string) (string, error) { return d.virsh(args...) }
+
+// Volumes lists the names of the volumes in the daemon's pool, as virsh
+// vol-list gives them; the test fails when virsh does.
+func (d *Daemon) Volumes(t testing.TB, pool string) []string {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(d.Virsh(t, "vol-list", pool)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
 
 // DirPool defines, starts and autostarts a persistent directory pool in
 // the daemon's folder, and returns its path.

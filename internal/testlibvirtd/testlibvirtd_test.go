@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,4 +113,19 @@ func mkOwned(t *testing.T, pid, qemuPid int) string {
 		os.WriteFile(filepath.Join(run, "g.pid"), []byte(strconv.Itoa(qemuPid)), 0o644)
 	}
 	return dir
+}
+
+// TestVolumes: Volumes lists nothing for an empty pool and the names of
+// the volumes virsh created, in vol-list's order, for a filled one.
+func TestVolumes(t *testing.T) {
+	d := Start(t)
+	d.DirPool(t, "default")
+	if v := d.Volumes(t, "default"); len(v) != 0 {
+		t.Errorf("empty pool: Volumes = %q, want none", v)
+	}
+	d.Virsh(t, "vol-create-as", "default", "b.raw", "1M", "--format", "raw")
+	d.Virsh(t, "vol-create-as", "default", "a.qcow2", "1M", "--format", "qcow2")
+	if v, want := d.Volumes(t, "default"), []string{"a.qcow2", "b.raw"}; !slices.Equal(v, want) {
+		t.Errorf("Volumes = %q, want %q", v, want)
+	}
 }
