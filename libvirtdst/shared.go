@@ -25,19 +25,25 @@ var SharedStale = 2 * time.Minute
 // the same shared volume: one uploads it, the others wait and reuse it.
 var sharedLocks = struct {
 	sync.Mutex
-	by map[string]*sync.Mutex
-}{by: map[string]*sync.Mutex{}}
+	by map[string]chan struct{}
+}{by: map[string]chan struct{}{}}
 
-func lockShared(key string) func() {
+// lockShared takes the lock of key, or returns ctx's error when ctx
+// ends first.
+func lockShared(ctx context.Context, key string) (unlock func(), err error) {
 	sharedLocks.Lock()
-	mu := sharedLocks.by[key]
-	if mu == nil {
-		mu = &sync.Mutex{}
-		sharedLocks.by[key] = mu
+	ch := sharedLocks.by[key]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		sharedLocks.by[key] = ch
 	}
 	sharedLocks.Unlock()
-	mu.Lock()
-	return mu.Unlock
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // SharedReady tells whether pool holds the shared volume name, complete,
@@ -69,10 +75,19 @@ func (c *Conn) sharedState(p PoolInfo, name string, size int64) (sharedState, er
 	if _, st.marked, err = c.lookupVolume(p.Name, name+uploadSuffix); err != nil {
 		return st, err
 	}
-	// A pool of block devices rounds a volume up to its extents.
-	fits := st.capacity == uint64(size) || !p.fileBacked() && st.capacity >= uint64(size)
-	st.ready = fits && !st.marked
+	st.ready = !st.marked && st.fits(p, size)
 	return st, nil
+}
+
+// fits tells whether the volume has size bytes: a pool of block devices
+// rounds a volume up to its extents.
+func (st sharedState) fits(p PoolInfo, size int64) bool {
+	return st.capacity == uint64(size) || !p.fileBacked() && st.capacity >= uint64(size)
+}
+
+// sizeError is a shared volume of another size than the file's.
+func (c *Conn) sizeError(pool, name string, capacity uint64, size int64) error {
+	return fmt.Errorf("volume %s in pool %s on %s holds %d bytes, not the %d expected: it is not xen2kvm's copy of that file (delete it with virsh vol-delete if it is no one's)", name, pool, c.uri, capacity, size)
 }
 
 // Shared makes sure the delivery's pool holds the shared volume name, a
@@ -85,7 +100,11 @@ func (d *Delivery) Shared(ctx context.Context, name string, size int64, open fun
 		return false, fmt.Errorf("volume name %q: not a file name", name)
 	}
 	c, pool := d.c, d.pool
-	defer lockShared(c.uri + "\x00" + pool.Name + "\x00" + name)()
+	unlock, err := lockShared(ctx, c.uri+"\x00"+pool.Name+"\x00"+name)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	mark := name + uploadSuffix
 	var grown uint64
 	since := time.Now()
@@ -99,9 +118,10 @@ func (d *Delivery) Shared(ctx context.Context, name string, size int64, open fun
 			d.addShared(name, size)
 			return false, nil
 		case st.exists && !st.marked:
-			return false, fmt.Errorf("volume %s in pool %s on %s holds %d bytes, not the %d expected: it is not xen2kvm's copy of that file (delete it with virsh vol-delete if it is no one's)", name, pool.Name, c.uri, st.capacity, size)
+			return false, c.sizeError(pool.Name, name, st.capacity, size)
 		}
-		_, err = c.createVolume(pool.Name, mark, "raw", 0, "", "")
+		// 4 KiB: a pool of block devices makes no empty volume.
+		_, err = c.createVolume(pool.Name, mark, "raw", 4096, "", "")
 		if err == nil {
 			break
 		}
@@ -129,16 +149,27 @@ func (d *Delivery) Shared(ctx context.Context, name string, size int64, open fun
 	}
 	// Ours to upload. A failed upload leaves neither volume, so the next
 	// guest uploads it afresh.
+	created := false
 	defer func() {
-		if err != nil {
+		if err != nil && created {
 			deadline(30*time.Second, func() error { return c.deleteVolume(pool.Name, name) })
 		}
 		if derr := deadline(30*time.Second, func() error { return c.deleteVolume(pool.Name, mark) }); derr != nil && err == nil {
 			err = fmt.Errorf("removing the upload mark of volume %s: %w", name, derr)
 		}
 	}()
-	if err := c.deleteVolume(pool.Name, name); err != nil { // a dead upload's
+	// A volume without a mark is whole: another run may have finished it
+	// since the check above.
+	st, err := c.sharedState(pool, name, size)
+	if err != nil {
 		return false, err
+	}
+	if st.exists {
+		if st.fits(pool, size) {
+			d.addShared(name, size)
+			return false, nil
+		}
+		return false, c.sizeError(pool.Name, name, st.capacity, size)
 	}
 	r, err := open()
 	if err != nil {
@@ -149,6 +180,7 @@ func (d *Delivery) Shared(ctx context.Context, name string, size int64, open fun
 	if err != nil {
 		return false, err
 	}
+	created = true
 	if err := c.uploadStream(vol, ctxReader{ctx, r}, size, pool.fileBacked()); err != nil {
 		return false, err
 	}
