@@ -134,6 +134,9 @@ type Delivery struct {
 	files   map[string]*VolumeFile
 	created []string
 	names   []string // in the state volume
+	// shared are the shared volumes the domain may name (see Shared):
+	// not the delivery's own.
+	shared map[string]VolumeSpec
 	// state is the state volume as read or last written, stateVol the
 	// volume (nil before it exists).
 	state    stateSlots

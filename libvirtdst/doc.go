@@ -20,7 +20,9 @@
 // deletes the volumes it created and the domain it defined; Commit drops
 // the state volume. A run killed outright leaves the state volume behind,
 // and the next Begin for the guest recognises the volumes it lists as
-// its own and replaces them.
+// its own and replaces them. A shared volume (Delivery.Shared: one
+// virtio-win ISO for every Windows guest of the pool) is no delivery's:
+// it is uploaded once, reused by name, and never deleted by one.
 //
 // Holes are never sent: each run of data is uploaded with its own ranged
 // volume upload (offset and length), so zeros do not cross the wire at

@@ -93,7 +93,8 @@ func (d *Delivery) spec(name string) (VolumeSpec, bool) {
 			return v, true
 		}
 	}
-	return VolumeSpec{}, false
+	v, ok := d.shared[name]
+	return v, ok
 }
 
 // overlaySuffix ends the names of the boot check's overlay volumes.
@@ -178,7 +179,9 @@ func (d *Delivery) Boot(ctx context.Context, xml []byte, o BootOptions) (*BootRe
 			}
 			name := disk.Source.Volume.Volume
 			spec, ok := d.spec(name)
-			if !ok {
+			if _, shared := d.shared[name]; !ok || shared {
+				// A shared volume is a read-only CD-ROM: the copy
+				// reads it as it is.
 				continue
 			}
 			base, err := d.Path(name)

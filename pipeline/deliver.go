@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,8 +24,9 @@ const remoteChunk = 4 << 20
 // into volumes of the destination's pool (read once, written once, no
 // local image), the guest boots there on throw-away overlays until its
 // login prompt, and the domain is defined from the XML rewritten to name
-// the volumes. A Windows guest's virtio-win first-boot disk and ISO
-// become volumes too. OutDir receives NAME.xml (as defined there),
+// the volumes. A Windows guest's virtio-win first-boot disk becomes a
+// volume too, and the virtio-win ISO a volume the pool's Windows guests
+// share (uploaded once, never deleted with one guest). OutDir receives NAME.xml (as defined there),
 // NAME-virtio.xml (naming the volumes, for the switch to virtio), the
 // boot log and NAME.report.json. On any failure the volumes this run created and
 // the domain it defined are deleted.
@@ -95,6 +97,21 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	if err != nil {
 		return err
 	}
+	var iso *sharedFile
+	if vw := m.conv.virtioWin; vw != nil && vw.cd != "" {
+		if iso, err = m.sharedISO(); err != nil {
+			return err
+		}
+		vw.isoVol = iso.vol
+		// Room for it unless the pool has it already.
+		ready, err := conn.SharedReady(pool, iso.vol, iso.size)
+		if err != nil {
+			return err
+		}
+		if !ready {
+			plan.Need += iso.size
+		}
+	}
 	small := map[string]string{}
 	for _, f := range append([][2]string{{kernelVol, kernelFile}, {initrdVol, initrdFile}}, extra...) {
 		if f[0] == "" {
@@ -129,7 +146,7 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		dest.Volumes = append(dest.Volumes, p.Name)
 	}
 
-	if err := m.upload(ctx, dl, format, small); err != nil {
+	if err := m.upload(ctx, dl, format, small, iso); err != nil {
 		return err
 	}
 
@@ -144,7 +161,7 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 	if vw := m.conv.virtioWin; vw != nil {
 		disks[vw.diskTarget] = vw.disk
 		if vw.cd != "" {
-			disks[vw.cd] = vw.isoVolume(name)
+			disks[vw.cd] = vw.isoVol
 		}
 	}
 	xml, err := dl.DomainXML(gen, libvirtdst.DomainOptions{Type: typ, Disks: disks, Kernel: kernelVol, Initrd: initrdVol})
@@ -171,12 +188,14 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 		if err := stage.writeFile(virtioXMLName(name), vx, 0o644); err != nil {
 			return err
 		}
-		vols := m.conv.virtioWin.disk
-		if m.conv.virtioWin.cd != "" {
-			vols = m.conv.virtioWin.isoVolume(name) + " and " + vols
+		virsh := "virsh -c " + m.opts.To
+		vw := m.conv.virtioWin
+		m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("on %s: the virtio-win first-boot volume %s is in pool %s beside the guest's; %s names the guest's volumes on virtio: define it there (%s define %s), after which the first-boot volume can be deleted (%s vol-delete --pool %s %s)",
+			m.opts.To, vw.disk, pool, virtioXMLName(name), virsh, filepath.Join(outDir, virtioXMLName(name)), virsh, pool, vw.disk))
+		if vw.isoVol != "" {
+			m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("the virtio-win ISO is the volume %s in pool %s, shared by every Windows guest migrated into the pool with that ISO (named by its SHA-256): it is not this guest's and stays when the guest is deleted; delete it (%s vol-delete --pool %s %s) only once no guest uses it, that is when no domain's XML names it any more (%s dumpxml DOMAIN)",
+				vw.isoVol, pool, virsh, pool, vw.isoVol, virsh))
 		}
-		m.rep.Notes = append(m.rep.Notes, fmt.Sprintf("on %s: the virtio-win volumes %s are in pool %s beside the guest's; %s names the guest's volumes on virtio: define it there (virsh -c %s define %s), after which the virtio-win volumes can be deleted (virsh -c %s vol-delete --pool %s VOLUME)",
-			m.opts.To, vols, pool, virtioXMLName(name), m.opts.To, filepath.Join(outDir, virtioXMLName(name)), m.opts.To, pool))
 	}
 	m.rep.Notes = append(m.rep.Notes, "the written images were not re-read and checked here: they are volumes on "+m.opts.To+"; the boot check there is their proof")
 	if err := m.remoteBoot(ctx, dl, xml, stage); err != nil {
@@ -200,9 +219,10 @@ func (m *migration) deliver(ctx context.Context, k *config.KVMDomain, outDir, fo
 }
 
 // upload copies every disk into its volume and the small files (volume
-// name to local file) into theirs, in one of the destination host's
-// upload slots when the migration shares them with others (a batch).
-func (m *migration) upload(ctx context.Context, dl *libvirtdst.Delivery, format string, small map[string]string) error {
+// name to local file) into theirs, and makes sure the pool has the
+// shared file (nil: none), in one of the destination host's upload slots
+// when the migration shares them with others (a batch).
+func (m *migration) upload(ctx context.Context, dl *libvirtdst.Delivery, format string, small map[string]string, shared *sharedFile) error {
 	if s := m.opts.uploads; s != nil {
 		release, err := s.acquire(ctx, m.opts.To, func(host string) {
 			m.log.Info("waiting for an upload slot: other guests of the batch are uploading to the host", "guest", m.dom.Name, "host", host, "slots", s.n)
@@ -211,6 +231,18 @@ func (m *migration) upload(ctx context.Context, dl *libvirtdst.Delivery, format 
 			return err
 		}
 		defer release()
+	}
+	// The shared file first: a failure after it shows that the guest's
+	// rollback leaves it.
+	if shared != nil {
+		m.log.Info("checking the shared volume", "guest", m.dom.Name, "volume", shared.vol, "file", shared.path)
+		uploaded, err := dl.Shared(ctx, shared.vol, shared.size, func() (io.ReadCloser, error) { return os.Open(shared.path) })
+		if err != nil {
+			return fmt.Errorf("delivering %s as the shared volume %s: %w", shared.path, shared.vol, err)
+		}
+		d := m.rep.Destination
+		d.Shared = append(d.Shared, report.SharedVolume{Name: shared.vol, Uploaded: uploaded})
+		m.log.Info("shared volume ready", "guest", m.dom.Name, "volume", shared.vol, "uploaded", uploaded)
 	}
 	if err := m.uploadDisks(ctx, dl, format); err != nil {
 		return err
@@ -231,8 +263,8 @@ func (m *migration) upload(ctx context.Context, dl *libvirtdst.Delivery, format 
 }
 
 // virtioWinVolumes writes the virtio-win first-boot disk into the staging
-// folder, not to be kept in OutDir, and returns it and the virtio-win ISO
-// as volume name and local file pairs.
+// folder, not to be kept in OutDir, and returns it as a volume name and
+// local file pair.
 func (m *migration) virtioWinVolumes(stage *staging) ([][2]string, error) {
 	vw := m.conv.virtioWin
 	if vw == nil || vw.disk == "" {
@@ -242,11 +274,27 @@ func (m *migration) virtioWinVolumes(stage *staging) ([][2]string, error) {
 	if err := virtiowin.WriteDisk(p, vw.src, vw.drivers); err != nil {
 		return nil, fmt.Errorf("writing the virtio-win first-boot disk: %w", err)
 	}
-	out := [][2]string{{vw.disk, p}}
-	if vw.cd != "" {
-		out = append(out, [2]string{vw.isoVolume(m.dom.Name), vw.src.Path})
+	return [][2]string{{vw.disk, p}}, nil
+}
+
+// sharedFile is a local file delivered as a shared volume.
+type sharedFile struct {
+	path, vol string
+	size      int64
+}
+
+// sharedISO is the virtio-win ISO as its shared volume.
+func (m *migration) sharedISO() (*sharedFile, error) {
+	p := m.conv.virtioWin.src.Path
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	sum, err := sha256File(p)
+	if err != nil {
+		return nil, fmt.Errorf("hashing the virtio-win ISO: %w", err)
+	}
+	return &sharedFile{path: p, vol: isoVolume(sum), size: fi.Size()}, nil
 }
 
 // uploadDisks copies every disk into its volume, all at once.

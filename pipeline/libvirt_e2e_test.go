@@ -490,12 +490,13 @@ func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
 		t.Fatalf("report: status %s, destination %+v", rep.Status, rep.Destination)
 	}
 	name := g.Name
-	hda, hdb, isoVol := name+"-hda.raw", name+"-hdb.raw", name+"-virtio-win.iso"
-	if vols, want := d.Volumes(t, "default"), []string{hda, hdb, isoVol}; !slices.Equal(vols, want) {
+	hda, hdb, isoVol := name+"-hda.raw", name+"-hdb.raw", sharedISOName(t, iso)
+	if vols, want := d.Volumes(t, "default"), []string{isoVol, hda, hdb}; !slices.Equal(vols, want) {
 		t.Errorf("vol-list: %v, want %v", vols, want)
 	}
-	if !slices.Equal(rep.Destination.Volumes, []string{hda, hdb, isoVol}) {
-		t.Errorf("report volumes %v", rep.Destination.Volumes)
+	// The ISO is shared, not the guest's own.
+	if !slices.Equal(rep.Destination.Volumes, []string{hda, hdb}) || !slices.Equal(rep.Destination.Shared, []report.SharedVolume{{Name: isoVol, Uploaded: true}}) {
+		t.Errorf("report volumes %v, shared %v", rep.Destination.Volumes, rep.Destination.Shared)
 	}
 	// The ISO volume is the ISO; the first-boot volume holds the script.
 	if testutil.HashFile(t, filepath.Join(poolDir, isoVol)) != testutil.HashFile(t, iso) {
@@ -558,8 +559,19 @@ func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
 		t.Errorf("virt-xml-validate: %v\n%s", err, o)
 	}
 	notes := strings.Join(rep.Notes, "\n")
-	if want := "virsh -c " + d.URI + " define " + vxPath; !strings.Contains(notes, want) {
-		t.Errorf("notes lack %q:\n%s", want, notes)
+	for _, want := range []string{
+		"virsh -c " + d.URI + " define " + vxPath,
+		"virsh -c " + d.URI + " define " + name + "-virtio.xml, then virsh -c " + d.URI + " start " + name,
+		"virsh -c " + d.URI + " vol-delete --pool default " + hdb + ")",
+		"the virtio-win ISO is the volume " + isoVol + " in pool default, shared by every Windows guest",
+		"only once no guest uses it",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if regexp.MustCompile(`virsh (define|start|vol-delete)`).MatchString(notes) {
+		t.Errorf("a note has a virsh command without -c %s:\n%s", d.URI, notes)
 	}
 	// The destination takes it: the same domain (its UUID), now on virtio.
 	uuid := d.Virsh(t, "domuuid", name)
@@ -573,5 +585,146 @@ func TestE2EMigrateWindowsVirtioWinToLibvirt(t *testing.T) {
 	}
 	if want := []string{"volume disk vda " + hda, "file cdrom hdc -"}; !slices.Equal(blk, want) {
 		t.Errorf("domblklist --details after defining the virtio XML: %q, want %q", blk, want)
+	}
+}
+
+// sharedISOName is the shared volume's name of the ISO at p:
+// virtio-win- and the first 12 hex digits of its SHA-256 (sha256sum as
+// the oracle).
+func sharedISOName(t *testing.T, p string) string {
+	t.Helper()
+	out, err := exec.Command("sha256sum", p).Output()
+	if err != nil {
+		t.Fatalf("sha256sum: %v", err)
+	}
+	return "virtio-win-" + string(out[:12]) + ".iso"
+}
+
+// TestE2EBatchWindowsVirtioWinSharedISO migrates two Windows guests of
+// one batch (--jobs 2, so both deliver at once) with the same
+// --virtio-win ISO into one pool: the pool holds one ISO volume, named
+// by its SHA-256, which one guest uploaded and the other reused (the
+// reports), both defined domains and NAME.xml name it, the XMLs pass
+// virt-xml-validate. A third guest migrated with --start, which the
+// test daemon cannot start (the bridge of its Xen vif is not there),
+// reuses the ISO without writing it (its mtime) and its rollback deletes
+// its own volumes and domain, not the ISO.
+func TestE2EBatchWindowsVirtioWinSharedISO(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts a libvirt daemon; skipped with -short")
+	}
+	t.Parallel()
+	testutil.NeedTool(t, "virt-xml-validate")
+	g := wintest.Build(t, guestgen.WindowsSpec{Name: "w2k8sh", Version: "2008", Arch: "x64", PV: "citrix"})
+	sourcesUnchanged(t, g)
+	dir := t.TempDir()
+	iso := filepath.Join(dir, "virtio-win.iso")
+	testutil.Run(t, testutil.NeedTool(t, "genisoimage"), "-quiet", "-J", "-R", "-o", iso, wintest.VirtioWinTree(t))
+	isoVol := sharedISOName(t, iso)
+	d := testlibvirtd.Start(t)
+	poolDir := d.DirPool(t, "default")
+	src, err := os.ReadFile(g.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Guests on the same (read-only) image, each with its own name and
+	// UUID; the batch's without their vif (the test daemon cannot attach
+	// them to the config's bridge).
+	config := func(n string, i int, vif bool) string {
+		cfg := regexp.MustCompile(`(?m)^name = .*$`).ReplaceAll(src, []byte(`name = "`+n+`"`))
+		cfg = regexp.MustCompile(`(?m)^uuid = .*$`).ReplaceAll(cfg, []byte(`uuid = "00000000-0000-4000-8000-00000000000`+strconv.Itoa(i)+`"`))
+		if !vif {
+			cfg = regexp.MustCompile(`(?m)^vif = .*$`).ReplaceAll(cfg, nil)
+		}
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	names := []string{"wsha", "wshb"}
+	out := filepath.Join(dir, "out")
+	yaml := "defaults:\n  output: " + out + "\n  boot_check: false\n  format: raw\n" +
+		"  disk_map:\n    " + g.XenImageDir + ": " + filepath.Dir(g.Images[0]) + "\n" +
+		"  to: '" + d.URI + "'\n  virtio_win: " + iso + "\nguests:\n"
+	for i, n := range names {
+		yaml += "  - config: " + config(n, i+1, false) + "\n"
+	}
+	manifest := filepath.Join(dir, "batch.yaml")
+	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Guests []struct {
+			Status string
+			Report *report.Guest
+		}
+	}
+	runJSON(t, nil, 0, &res, "batch", manifest, "--jobs", "2", "--json")
+	uploads := 0
+	for i, gr := range res.Guests {
+		if gr.Report == nil || gr.Report.Destination == nil || !gr.Report.Destination.Defined {
+			t.Fatalf("guest %d: %+v", i, gr)
+		}
+		sh := gr.Report.Destination.Shared
+		if len(sh) != 1 || sh[0].Name != isoVol {
+			t.Errorf("%s: shared volumes %+v, want %s", gr.Report.Name, sh, isoVol)
+			continue
+		}
+		if sh[0].Uploaded {
+			uploads++
+		}
+		if slices.Contains(gr.Report.Destination.Volumes, isoVol) {
+			t.Errorf("%s counts the shared ISO as its own volume: %v", gr.Report.Name, gr.Report.Destination.Volumes)
+		}
+	}
+	if uploads != 1 {
+		t.Errorf("%d guests uploaded the ISO, want 1", uploads)
+	}
+	want := []string{isoVol, "wsha-hda.raw", "wsha-hdb.raw", "wshb-hda.raw", "wshb-hdb.raw"}
+	if v := d.Volumes(t, "default"); !slices.Equal(v, want) {
+		t.Errorf("vol-list: %v, want %v (one ISO volume)", v, want)
+	}
+	if testutil.HashFile(t, filepath.Join(poolDir, isoVol)) != testutil.HashFile(t, iso) {
+		t.Error("the ISO volume differs from the ISO")
+	}
+	cd := `<source pool='default' volume='` + isoVol + `'/>`
+	for _, n := range names {
+		if xml := d.Virsh(t, "dumpxml", n); !strings.Contains(xml, cd) {
+			t.Errorf("domain %s does not name the shared ISO:\n%s", n, xml)
+		}
+		x := filepath.Join(out, n, n+".xml")
+		if b, _ := os.ReadFile(x); !strings.Contains(string(b), `<source pool="default" volume="`+isoVol+`">`) {
+			t.Errorf("%s does not name the shared ISO:\n%s", x, b)
+		}
+		for _, f := range []string{x, filepath.Join(out, n, n+"-virtio.xml")} {
+			if o, err := exec.Command("virt-xml-validate", f, "domain").CombinedOutput(); err != nil {
+				t.Errorf("virt-xml-validate %s: %v\n%s", f, err, o)
+			}
+		}
+	}
+	fi, err := os.Stat(filepath.Join(poolDir, isoVol))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A third guest fails after its upload and is rolled back.
+	code, _, stderr := run(t, "migrate", config("wshc", 3, true), "--to", d.URI, "-o", filepath.Join(dir, "out3"), "--disk-map", diskMap(g),
+		"--virtio-win", iso, "--format", "raw", "--no-boot-check", "--start")
+	if code != 1 || !strings.Contains(stderr, "starting domain wshc") {
+		t.Fatalf("third guest: exit %d, want 1 and its start failing:\n%s", code, stderr)
+	}
+	if v := d.Volumes(t, "default"); !slices.Equal(v, want) {
+		t.Errorf("after the third guest's rollback: %v, want %v", v, want)
+	}
+	if l := strings.Fields(d.Virsh(t, "list", "--all", "--name")); !slices.Equal(l, names) {
+		t.Errorf("domains after the rollback: %q, want %q", l, names)
+	}
+	fi2, err := os.Stat(filepath.Join(poolDir, isoVol))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi2.ModTime().Equal(fi.ModTime()) {
+		t.Errorf("the third guest wrote the ISO volume again (mtime %s, was %s)", fi2.ModTime(), fi.ModTime())
 	}
 }

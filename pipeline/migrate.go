@@ -282,7 +282,7 @@ func (m *migration) run(ctx context.Context, cfgPath string) error {
 	for i, dk := range m.disks {
 		devs[i] = dk.dev
 	}
-	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM, VirtioWin: m.opts.VirtioWin})
+	conv, err := m.p.converter.Plan(ctx, d, devs, planOptions{Skip: m.opts.SkipRules, KernelRPM: m.opts.KernelRPM, VirtioWin: m.opts.VirtioWin, To: m.opts.To})
 	if err != nil {
 		return fmt.Errorf("inspecting %s: %w", d.Name, err)
 	}

@@ -114,6 +114,7 @@ type planOptions struct {
 	Skip      []string // rules left out
 	KernelRPM string   // a kernel RPM to install into a Xen-only guest
 	VirtioWin string   // the virtio-win ISO or folder to stage for a Windows guest
+	To        string   // the libvirt URI the guest is delivered to, for the notes
 }
 
 type bootOptions struct {

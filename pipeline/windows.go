@@ -1,11 +1,16 @@
 package pipeline
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/xen2kvm/xen2kvm/config"
 	"github.com/xen2kvm/xen2kvm/convert"
@@ -80,7 +85,7 @@ func windowsPlan(disks []namedDisk, d *config.Domain, o planOptions) (*conversio
 	dev, vol := wv.Dev, wv.Volume
 	c.apply = func() error { return convert.ApplyWindows(w, vol, dev, edits, opts) }
 	if o.VirtioWin != "" {
-		if err := planVirtioWin(c, wv, o.VirtioWin, d.Name); err != nil {
+		if err := planVirtioWin(c, wv, o.VirtioWin, d.Name, o.To); err != nil {
 			return nil, warnings, err
 		}
 	} else {
@@ -100,11 +105,15 @@ type virtioWinPlan struct {
 	// was the Xen config's empty drive.
 	cd       string
 	cdReused bool
+	// isoVol is the ISO's shared volume with --to (see isoVolume).
+	isoVol string
 }
 
 // planVirtioWin checks the virtio-win set has the guest's drivers and
-// plans the RunOnce value that starts the first-boot script.
-func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name string) error {
+// plans the RunOnce value that starts the first-boot script. to is the
+// libvirt URI the guest is delivered to ("" for OUTDIR), for the notes'
+// virsh commands.
+func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name, to string) error {
 	w := wv.Windows
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
@@ -140,12 +149,16 @@ func planVirtioWin(c *conversion, wv *convert.WindowsVolume, path, name string) 
 		// The virtio-win RPM's folder: its ISO or its drivers/ tree.
 		how = "using " + src.Path + ": " + how
 	}
+	virsh := "virsh"
+	if to != "" {
+		virsh = "virsh -c " + to
+	}
 	c.Notes = append(c.Notes,
 		fmt.Sprintf("virtio-win (%s): %s; a small FAT disk (label %s) holds %s, which installs %s and %s at the first administrator logon (RunOnce), logging to %%SystemRoot%%\\xen2kvm-virtio.log",
 			path, how, virtiowin.Label, virtiowin.ScriptPath, drivers.Viostor, drivers.NetKVM),
 		"virtio-win install method: "+drivers.Method(),
 		"the first-boot script runs at the next interactive logon of an administrator (console or Remote Desktop; RunOnce runs at logon, not at boot); xen2kvm sets no autologon (it would need an administrator's password in the registry in clear text), so until someone logs on nothing is installed and the guest stays on IDE",
-		fmt.Sprintf("switching to virtio: when %%SystemRoot%%\\xen2kvm-virtio.log says \"viostor is boot-start: the system disk can be switched to virtio\", shut Windows down and define %s-virtio.xml (written beside %s.xml: the same domain with its disks on virtio, vda..., its NICs virtio, without the virtio-win CD-ROM and the first-boot disk): virsh define %s-virtio.xml, then virsh start %s; by hand, in %s.xml change each guest disk's <target dev='hdX' bus='ide'/> to <target dev='vdX' bus='virtio'/> (dropping its <address type='drive'/>), set <model type='virtio'/> on each interface, and remove the two disks xen2kvm added. If the log says ERROR instead, keep IDE. Windows sees the virtio NIC as a new adapter: a static IP configuration must be entered again", name, name, name, name, name))
+		fmt.Sprintf("switching to virtio: when %%SystemRoot%%\\xen2kvm-virtio.log says \"viostor is boot-start: the system disk can be switched to virtio\", shut Windows down and define %s-virtio.xml (written beside %s.xml: the same domain with its disks on virtio, vda..., its NICs virtio, without the virtio-win CD-ROM and the first-boot disk): %s define %s-virtio.xml, then %s start %s; by hand, in %s.xml change each guest disk's <target dev='hdX' bus='ide'/> to <target dev='vdX' bus='virtio'/> (dropping its <address type='drive'/>), set <model type='virtio'/> on each interface, and remove the two disks xen2kvm added. If the log says ERROR instead, keep IDE. Windows sees the virtio NIC as a new adapter: a static IP configuration must be entered again", name, name, virsh, name, virsh, name, name))
 	dev, vol, apply := wv.Dev, wv.Volume, c.apply
 	c.apply = func() error {
 		if err := apply(); err != nil {
@@ -208,9 +221,54 @@ func attachVirtioWin(k *config.KVMDomain, c *conversion) error {
 }
 
 // isoVolume names the volume that holds the virtio-win ISO on a libvirt
-// destination: the guest's own copy, so that a --force run or a failed
-// one replaces or deletes it with the guest's other volumes.
-func (vw *virtioWinPlan) isoVolume(guest string) string { return guest + "-virtio-win.iso" }
+// destination by the ISO's content (sum is its SHA-256 in hex): one
+// volume per pool that every Windows guest migrated with that ISO
+// shares, not 700 MB uploaded again for each; another ISO gets another.
+func isoVolume(sum string) string { return "virtio-win-" + sum[:12] + ".iso" }
+
+// fileSums caches the SHA-256 of the virtio-win ISOs: a batch's guests
+// share one, hashed once. The key is the file's path, size and mtime.
+var fileSums = struct {
+	sync.Mutex
+	by map[string]*fileSum
+}{by: map[string]*fileSum{}}
+
+type fileSum struct {
+	once sync.Once
+	sum  string
+	err  error
+}
+
+// sha256File is the SHA-256 of the file at p in hex, read as a stream.
+func sha256File(p string) (string, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", p, fi.Size(), fi.ModTime().UnixNano())
+	fileSums.Lock()
+	s := fileSums.by[key]
+	if s == nil {
+		s = &fileSum{}
+		fileSums.by[key] = s
+	}
+	fileSums.Unlock()
+	s.once.Do(func() {
+		f, err := os.Open(p)
+		if err != nil {
+			s.err = err
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			s.err = fmt.Errorf("reading %s: %w", p, err)
+			return
+		}
+		s.sum = hex.EncodeToString(h.Sum(nil))
+	})
+	return s.sum, s.err
+}
 
 // virtioDomain is k as it is to run once the first-boot script has made
 // viostor boot-start: the guest's IDE disks on virtio (vda, vdb, ... in

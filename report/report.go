@@ -300,10 +300,20 @@ type Destination struct {
 	Recovered []string `json:"recovered,omitempty"`
 	// Replaced are existing volumes replaced because of --force.
 	Replaced []string `json:"replaced,omitempty"`
-	Defined  bool     `json:"defined"`
-	Started  bool     `json:"started"`
+	// Shared are volumes other guests may use too (the virtio-win ISO):
+	// not the guest's own, never deleted with it.
+	Shared  []SharedVolume `json:"shared,omitempty"`
+	Defined bool           `json:"defined"`
+	Started bool           `json:"started"`
 	// Placement says why this destination was picked (batch with several).
 	Placement string `json:"placement,omitempty"`
+}
+
+// SharedVolume is a volume of the pool that guests share.
+type SharedVolume struct {
+	Name string `json:"name"`
+	// Uploaded: this run uploaded it; otherwise it was there and reused.
+	Uploaded bool `json:"uploaded"`
 }
 
 // WriteJSON writes the guests as indented JSON: one object for one

@@ -223,6 +223,13 @@ func writeGuestText(w *errWriter, g *Guest) {
 			w.printf(", not defined\n")
 		}
 		w.printf("  volumes: %s\n", strings.Join(d.Volumes, ", "))
+		for _, v := range d.Shared {
+			how := "reused"
+			if v.Uploaded {
+				how = "uploaded"
+			}
+			w.printf("  shared volume: %s (%s)\n", v.Name, how)
+		}
 		if len(d.Recovered) > 0 {
 			w.printf("  replaced what an interrupted run left: %s\n", strings.Join(d.Recovered, ", "))
 		}

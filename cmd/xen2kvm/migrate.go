@@ -253,7 +253,10 @@ its disks as the pool's volumes (type kvm, or qemu when the host has no
 KVM); --start starts it. OUTDIR (default .) gets NAME.xml and the report.
 A domain or volume of the guest's name there is refused unless --force;
 on a failure the volumes and domain the run made are deleted, and after a
-killed run the next one replaces what it left.`,
+killed run the next one replaces what it left. With --virtio-win the ISO
+is one volume that the pool's Windows guests share,
+virtio-win-<first 12 hex digits of its SHA-256>.iso: uploaded once,
+reused by the next guests, never deleted with one of them.`,
 		Example: `  # Migrate web01, whose images moved from the Xen host to /srv/import:
   xen2kvm migrate /srv/import/etc-xen/web01 -o /srv/kvm/web01 \
       --disk-map /var/lib/xen/images=/srv/import/images
