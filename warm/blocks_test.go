@@ -341,6 +341,9 @@ func TestSyncWithoutPython(t *testing.T) {
 			if o.Prepared, err = warm.Prepare(ctx, h, img, disk.Size(), sums, opts); err != nil {
 				t.Fatal(err)
 			}
+			// Without python the prepared helpers exit at once: by now
+			// they are gone, and telling them to go fails.
+			time.Sleep(300 * time.Millisecond)
 		}
 		var st warm.Stats
 		before := h.BytesRead()
