@@ -243,6 +243,24 @@ func (s *Session) opts(pass int, d *DiskState) Options {
 	return o
 }
 
+// diskSlots bounds the disks a pass works on at once so that their
+// helpers stay within MaxStreams (each is an SSH session, and a modern
+// sshd allows ten a connection): all of a guest's disks but the ninth and
+// after when each has one.
+func (s *Session) diskSlots() chan struct{} {
+	return make(chan struct{}, max(1, MaxStreams/s.HashHelpers()))
+}
+
+// take waits for a slot, false when ctx ends first.
+func take(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // HashHelpers is how many helpers hash each disk at once on the host.
 func (s *Session) HashHelpers() int { return s.engineOpts().streams() }
 
@@ -468,9 +486,14 @@ func (s *Session) Pass1(ctx context.Context) error {
 	p := &Pass{Started: time.Now().UTC(), Disks: map[string]Stats{}}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
+	slots := s.diskSlots()
 	for i := range s.State.Disks {
 		d := &s.State.Disks[i]
+		if !take(gctx, slots) {
+			break
+		}
 		g.Go(func() error {
+			defer func() { <-slots }()
 			disk, err := s.Host.OpenDisk(gctx, d.Source)
 			if err != nil {
 				return fmt.Errorf("disk %s: %w", d.Target, err)
@@ -611,7 +634,14 @@ func (s *Session) probe(ctx context.Context) {
 func (s *Session) prepare(ctx context.Context) {
 	s.closePrepared()
 	s.prepared = map[string][]*xenhost.PreparedHash{}
+	// At most MaxStreams at once, as pass 2 runs them: the disks after
+	// start theirs in pass 2, as others finish.
+	left := MaxStreams
 	for _, d := range s.State.Disks {
+		if left < s.HashHelpers() {
+			break
+		}
+		left -= s.HashHelpers()
 		sums, err := s.readSums(d, s.State.BlockSize)
 		if err != nil {
 			sums = nil // pass 2 finds out
@@ -753,9 +783,15 @@ func (s *Session) Pass2(ctx context.Context) error {
 			}
 		})
 	}
+	// The disks whose helpers were started ahead come first.
+	slots := s.diskSlots()
 	for i := range s.State.Disks {
 		d := &s.State.Disks[i]
+		if !take(gctx, slots) {
+			break
+		}
 		g.Go(func() error {
+			defer func() { <-slots }()
 			sums, err := s.readSums(*d, s.State.BlockSize)
 			if err != nil {
 				return fmt.Errorf("disk %s: %w", d.Target, err)

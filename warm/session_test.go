@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -362,5 +363,67 @@ func TestSessionShutdownReturnsEarly(t *testing.T) {
 	local, _ := s.Local(img)
 	if o, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", img, local).CombinedOutput(); err != nil {
 		t.Errorf("the copy differs from the final image: %v\n%s", err, o)
+	}
+}
+
+// TestSessionManyDisks: a guest with more disks than helpers may run at
+// once (MaxStreams: a modern sshd, as the stand-in host's, allows ten
+// sessions a connection) migrates warm: helpers are started ahead for the
+// first disks only, the passes work on at most that many disks at once,
+// and every copy ends equal to its final image.
+func TestSessionManyDisks(t *testing.T) {
+	qemuImg := testutil.NeedTool(t, "qemu-img")
+	const bs = 256 << 10
+	var disks []warm.Disk
+	cfg := "name = \"db01\"\nmemory = 256\ndisk = [ "
+	for i := range 12 {
+		img := mkImage(t, 2<<20, bs)
+		target := fmt.Sprintf("xvd%c", 'a'+i)
+		disks = append(disks, warm.Disk{Source: img, Target: target})
+		cfg += fmt.Sprintf("\"file:%s,%s,w\", ", img, target)
+	}
+	cfg += "]\n"
+	srv := testsshd.Start(t, testsshd.Options{Guests: []testsshd.Guest{{Name: "db01", Config: []byte(cfg), Running: true, Managed: true, StopsOnShutdown: true}}})
+	h := dialHost(t, srv)
+	ctx := context.Background()
+	s := &warm.Session{Host: h, Guest: "db01", Dir: filepath.Join(t.TempDir(), ".db01.warm"), Opts: warm.Options{BlockSize: bs}}
+	if err := s.Open(disks); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Pass1(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The guest writes to the first and the last disk, then stops.
+	for _, d := range []warm.Disk{disks[0], disks[11]} {
+		p := make([]byte, 4096)
+		rand.Read(p)
+		w, err := os.OpenFile(d.Source, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteAt(p, 3*bs+100)
+		w.Close()
+	}
+	if err := s.Stop(ctx, true, time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass2(ctx); err != nil {
+		t.Fatal(err)
+	}
+	per := s.HashHelpers()
+	ahead := warm.MaxStreams / per
+	for i, d := range disks {
+		st := s.State.Pass2.Disks[d.Target]
+		if want := map[bool]int{true: per, false: 0}[i < ahead]; st.Prepared != want {
+			t.Errorf("%s: %d helpers started ahead, want %d (%d a disk, at most %d)", d.Target, st.Prepared, want, per, warm.MaxStreams)
+		}
+		if want := map[bool]int64{true: 1, false: 0}[i == 0 || i == 11]; st.Changed != want {
+			t.Errorf("%s: %d blocks changed, want %d", d.Target, st.Changed, want)
+		}
+		local, _ := s.Local(d.Source)
+		if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "raw", d.Source, local).CombinedOutput(); err != nil {
+			t.Errorf("%s: the copy differs from the final image: %v\n%s", d.Target, err, out)
+		}
 	}
 }
