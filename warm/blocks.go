@@ -26,8 +26,8 @@ type Hasher interface {
 }
 
 // Differ compares the blocks of a disk with the hashes they had where the
-// disk is, and sends those that changed (xenhost.Host). Pass 2 uses it
-// when the Hasher is one too, unless the host has no python
+// disk is, and sends those that changed (xenhost.Host). Both passes use
+// it when the Hasher is one too, unless the host has no python
 // (xenhost.ErrNeedsPython) or Options.Method is dd.
 type Differ interface {
 	DiffBlocks(ctx context.Context, path string, blockSize, first, count int64, hs xenhost.Hashing, was []xenhost.BlockHash, fn func(i int64, b xenhost.BlockDiff) error) error
