@@ -306,28 +306,61 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 	var read, written, changed, zeroed, hashed, done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	var mu sync.Mutex // guards sums
+	zeroOf := func(i int64) xenhost.BlockHash {
+		if i == n-1 {
+			return lastZero
+		}
+		return zeroSum
+	}
+	// zero makes block i read as zeros in dst and the mirror (a fresh
+	// copy, pass 1's, has holes there already); p, the block's length,
+	// is cleared for the mirror.
+	zero := func(i int64, p []byte) error {
+		zeroed.Add(1)
+		if pass1 {
+			return nil
+		}
+		off := i * bs
+		if err := punch(dst, off, int64(len(p))); err != nil {
+			return err
+		}
+		clear(p)
+		return toMirror(opts, p, off)
+	}
+	// store writes block i's bytes p into dst and the mirror.
+	store := func(i int64, p []byte) error {
+		if _, err := dst.WriteAt(p, i*bs); err != nil {
+			return fmt.Errorf("writing %s: %w", dst.Name(), err)
+		}
+		if err := toMirror(opts, p, i*bs); err != nil {
+			return err
+		}
+		written.Add(int64(len(p)))
+		return nil
+	}
+	progress := func(n int64) {
+		if opts.Progress != nil {
+			opts.Progress(done.Add(n), size, read.Load())
+		}
+	}
+	// record notes block i's sum, n bytes looked at.
+	record := func(i int64, sum xenhost.BlockHash, n int64) {
+		mu.Lock()
+		sums[i] = sum
+		mu.Unlock()
+		progress(n)
+	}
 	for w := 0; w < opts.workers(); w++ {
 		g.Go(func() error {
 			buf := make([]byte, bs)
 			for j := range jobs {
 				off := j.i * bs
 				p := buf[:min(bs, size-off)]
-				z := zeroSum
-				if j.i == n-1 {
-					z = lastZero
-				}
 				sum := j.sum
-				if j.sum == z {
-					if !pass1 { // a fresh copy has holes there already
-						if err := punch(dst, off, int64(len(p))); err != nil {
-							return err
-						}
-						clear(p)
-						if err := toMirror(opts, p, off); err != nil {
-							return err
-						}
+				if j.sum == zeroOf(j.i) {
+					if err := zero(j.i, p); err != nil {
+						return err
 					}
-					zeroed.Add(1)
 				} else {
 					k, err := src.ReadAt(p, off)
 					read.Add(int64(k))
@@ -343,20 +376,11 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 					case got != j.sum:
 						return fmt.Errorf("block %d changed between its hash and its read: %w", j.i, ErrSourceChanging)
 					}
-					if _, err := dst.WriteAt(p, off); err != nil {
-						return fmt.Errorf("writing %s: %w", dst.Name(), err)
-					}
-					if err := toMirror(opts, p, off); err != nil {
+					if err := store(j.i, p); err != nil {
 						return err
 					}
-					written.Add(int64(len(p)))
 				}
-				mu.Lock()
-				sums[j.i] = sum
-				mu.Unlock()
-				if opts.Progress != nil {
-					opts.Progress(done.Add(int64(len(p))), size, read.Load())
-				}
+				record(j.i, sum, int64(len(p)))
 			}
 			return nil
 		})
@@ -392,53 +416,31 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 				var zeros []byte
 				diff := func(i int64, b xenhost.BlockDiff) error {
 					hashed.Add(1)
-					off := i * bs
-					l := min(bs, size-off)
+					l := min(bs, size-i*bs)
 					switch {
 					case b.Same:
+						progress(l)
+						return nil
 					case b.Zero:
 						changed.Add(1)
-						zeroed.Add(1)
-						b.Sum = zeroSum
-						if i == n-1 {
-							b.Sum = lastZero
+						if zeros == nil {
+							zeros = make([]byte, bs)
 						}
-						if pass1 {
-							break
-						}
-						if err := punch(dst, off, l); err != nil {
+						if err := zero(i, zeros[:l]); err != nil {
 							return err
 						}
-						if opts.Mirror != nil {
-							if zeros == nil {
-								zeros = make([]byte, bs)
-							}
-							if err := toMirror(opts, zeros[:l], off); err != nil {
-								return err
-							}
-						}
+						b.Sum = zeroOf(i)
 					default:
 						changed.Add(1)
 						if int64(len(b.Data)) != l {
 							return fmt.Errorf("block %d: the host sent %d bytes, not %d: %w", i, len(b.Data), l, ErrSourceChanging)
 						}
 						read.Add(l)
-						if _, err := dst.WriteAt(b.Data, off); err != nil {
-							return fmt.Errorf("writing %s: %w", dst.Name(), err)
-						}
-						if err := toMirror(opts, b.Data, off); err != nil {
+						if err := store(i, b.Data); err != nil {
 							return err
 						}
-						written.Add(l)
 					}
-					if !b.Same {
-						mu.Lock()
-						sums[i] = b.Sum
-						mu.Unlock()
-					}
-					if opts.Progress != nil {
-						opts.Progress(done.Add(l), size, read.Load())
-					}
+					record(i, b.Sum, l)
 					return nil
 				}
 				var err error
@@ -471,9 +473,7 @@ func syncBlocks(ctx context.Context, h Hasher, remotePath string, src io.ReaderA
 				same := sums[i] == sum
 				mu.Unlock()
 				if same {
-					if opts.Progress != nil {
-						opts.Progress(done.Add(min(bs, size-i*bs)), size, read.Load())
-					}
+					progress(min(bs, size-i*bs))
 					return nil
 				}
 				changed.Add(1)
