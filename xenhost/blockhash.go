@@ -716,19 +716,10 @@ func (p *PreparedHash) run(ctx context.Context, answer func(br *bufio.Reader, i 
 			p.Close()
 		}
 		if p.s != nil {
-			if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
-				// The helper is gone: it exits at once on a host
-				// without what it needs, and its status says so.
-				s, stderr := p.s, p.stderr
-				p.s = nil
-				werr := s.Wait()
-				s.Close()
-				var ee *ssh.ExitError
-				if errors.As(werr, &ee) {
-					return &ExecError{Host: h.URL.Addr(), Argv: p.display(), Status: ee.ExitStatus(), Stderr: stderr.String(), Err: werr}
-				}
-				return err
-			}
+			// A helper already gone (it exits at once on a host without
+			// what it needs) fails this write: its output then ends at
+			// once and its exit status, below, says why.
+			io.WriteString(p.stdin, "go\n")
 		} else if err := p.start(c, next, false); err != nil {
 			return err
 		}
