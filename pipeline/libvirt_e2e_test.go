@@ -184,12 +184,7 @@ func TestE2EBatchFleet(t *testing.T) {
 	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var res struct {
-		Guests []struct {
-			Status string
-			Report *report.Guest
-		}
-	}
+	var res batchResult
 	runJSON(t, nil, 0, &res, "batch", manifest, "--json")
 	if len(res.Guests) != 1 || res.Guests[0].Report == nil || res.Guests[0].Report.Destination == nil {
 		t.Fatalf("batch result: %+v", res.Guests)
@@ -654,12 +649,7 @@ func TestE2EBatchWindowsVirtioWinSharedISO(t *testing.T) {
 	if err := os.WriteFile(manifest, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var res struct {
-		Guests []struct {
-			Status string
-			Report *report.Guest
-		}
-	}
+	var res batchResult
 	runJSON(t, nil, 0, &res, "batch", manifest, "--jobs", "2", "--json")
 	uploads := 0
 	for i, gr := range res.Guests {
@@ -726,5 +716,13 @@ func TestE2EBatchWindowsVirtioWinSharedISO(t *testing.T) {
 	}
 	if !fi2.ModTime().Equal(fi.ModTime()) {
 		t.Errorf("the third guest wrote the ISO volume again (mtime %s, was %s)", fi2.ModTime(), fi.ModTime())
+	}
+}
+
+// batchResult is what batch --json prints: a status and report a guest.
+type batchResult struct {
+	Guests []struct {
+		Status string
+		Report *report.Guest
 	}
 }

@@ -247,28 +247,38 @@ func TestWarmBlocks(t *testing.T) {
 	}
 }
 
-// TestSyncRefusesRunning: a block that changes between its hash and its
-// read (a guest still running) fails pass 2 with ErrSourceChanging.
-func TestSyncRefusesRunning(t *testing.T) {
-	srv := testsshd.Start(t, testsshd.Options{})
-	h := dialHost(t, srv)
+// copied starts a stand-in host with opts and copies an 8 MiB image
+// there (mkImage) into a local file with Copy (pass 1), in blocks of bs:
+// the host, the image, the open disk and copy (closed with the test), and
+// the copy's sums.
+func copied(t *testing.T, opts testsshd.Options, bs int64) (*xenhost.Host, string, *xenhost.Disk, *os.File, warm.Sums) {
+	t.Helper()
+	h := dialHost(t, testsshd.Start(t, opts))
 	ctx := context.Background()
-	const bs = 64 << 10
 	img := mkImage(t, 8<<20, bs)
 	disk, err := h.OpenDisk(ctx, img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer disk.Close()
+	t.Cleanup(func() { disk.Close() })
 	f, err := os.Create(filepath.Join(t.TempDir(), "copy.raw"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	sums, _, err := warm.Copy(ctx, disk, disk.Size(), f, warm.Options{BlockSize: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, img, disk, f, sums
+}
+
+// TestSyncRefusesRunning: a block that changes between its hash and its
+// read (a guest still running) fails pass 2 with ErrSourceChanging.
+func TestSyncRefusesRunning(t *testing.T) {
+	const bs = 64 << 10
+	h, img, disk, f, sums := copied(t, testsshd.Options{}, bs)
+	ctx := context.Background()
 	// Change block 3 after the host hashed it: a hasher that reports a
 	// hash and then lets the "guest" write.
 	w, _ := os.OpenFile(img, os.O_RDWR, 0)
@@ -287,7 +297,7 @@ func TestSyncRefusesRunning(t *testing.T) {
 			return fn(i, s)
 		})
 	})
-	_, _, err = warm.Sync(ctx, sneaky, img, disk, disk.Size(), f, sums, warm.Options{BlockSize: bs})
+	_, _, err := warm.Sync(ctx, sneaky, img, disk, disk.Size(), f, sums, warm.Options{BlockSize: bs})
 	if !errors.Is(err, warm.ErrSourceChanging) || !strings.Contains(err.Error(), "block 3") {
 		t.Errorf("Sync with a changing source: %v", err)
 	}
@@ -305,26 +315,10 @@ func (f hasherFunc) HashBlocks(ctx context.Context, path string, bs, first, coun
 // prepared ahead (to compare) and without.
 func TestSyncWithoutPython(t *testing.T) {
 	qemuImg := testutil.NeedTool(t, "qemu-img")
-	srv := testsshd.Start(t, testsshd.Options{NoPython: true})
-	h := dialHost(t, srv)
-	ctx := context.Background()
 	const bs = 256 << 10
-	img := mkImage(t, 8<<20, bs)
-	disk, err := h.OpenDisk(ctx, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer disk.Close()
-	f, err := os.Create(filepath.Join(t.TempDir(), "copy.raw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	h, img, disk, f, sums := copied(t, testsshd.Options{NoPython: true}, bs)
+	ctx := context.Background()
 	opts := warm.Options{BlockSize: bs}
-	sums, _, err := warm.Copy(ctx, disk, disk.Size(), f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	w, err := os.OpenFile(img, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
